@@ -1,0 +1,1 @@
+"""Coordinator: sessions, recipe -> plan, gRPC control, HDR aggregator, metrics bus, results, CLI."""

@@ -1,0 +1,68 @@
+"""The `hpcbench` command: a verb tree, one module per verb in `hpcbench.coordinator.commands`.
+
+Each verb module defines `HELP` (one line), `configure(parser)` to add its arguments and
+`run(args) -> int` to do the work. Verb modules import heavy dependencies inside `run`, so
+`hpcbench --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hpcbench.coordinator.errors import HpcbenchError
+
+# Order is the order shown in `hpcbench --help`.
+VERBS: tuple[tuple[str, str], ...] = (
+    ("create", "hpcbench.coordinator.commands.create"),
+    ("list", "hpcbench.coordinator.commands.list_recipes"),
+    ("validate", "hpcbench.coordinator.commands.validate"),
+    ("plan", "hpcbench.coordinator.commands.plan"),
+    ("run", "hpcbench.coordinator.commands.run"),
+    ("submit", "hpcbench.coordinator.commands.submit"),
+    ("status", "hpcbench.coordinator.commands.status"),
+    ("watch", "hpcbench.coordinator.commands.watch"),
+    ("stop", "hpcbench.coordinator.commands.stop"),
+    ("report", "hpcbench.coordinator.commands.report"),
+    ("sim", "hpcbench.coordinator.commands.sim"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpcbench",
+        description="Benchmark LLM inference services (Ollama, vLLM, llama.cpp, plugins) "
+                    "on one machine or a Slurm cluster, with live metrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"hpcbench {_version()}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name, module_name in VERBS:
+        module = importlib.import_module(module_name)
+        sub = verbs.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("hpcbench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except HpcbenchError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `hpcbench` verb; see `hpcbench.coordinator.cli`."""

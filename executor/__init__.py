@@ -1,0 +1,1 @@
+"""Executor: load generator (schedules, datasets, protocol clients) streaming latency samples."""

@@ -1,0 +1,1 @@
+"""Monitor: node, GPU (NVML) and inference-server telemetry."""

@@ -1,0 +1,1 @@
+"""Contracts between hpcbench components: gRPC control plane, sample and telemetry messages."""

@@ -1,0 +1,1 @@
+"""Recipes: schema, loader and validator, sweep expansion, example recipes."""

@@ -1,0 +1,1 @@
+"""Service managers (launch, health, prepare, stop) and the built-in simulator service."""
