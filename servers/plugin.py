@@ -1,0 +1,203 @@
+"""The service plugin interface: how hpcbench launches, checks and prepares a server under test.
+
+A plugin is one small class per service (simulator, ollama, vllm, llamacpp, redis, or a third
+party's through the `hpcbench.services` entry-point group). The coordinator, `run.sbatch` and
+`hpcbench plan --commands` all go through the same three steps:
+
+1. `launch(ctx) -> LaunchSpec` once per server node: the argv and environment to start there
+   (already wrapped for the runtime: `process` runs the binary, `apptainer` runs it in the
+   recipe's image). Every value is its own argv element; nothing is a shell string.
+2. `wait_healthy(base_url, timeout_s, interval_s)` polls until the server answers (E001).
+3. `prepare(base_url, model, timeout_s)` pulls/loads/checks the model (E003).
+
+`HttpService` below implements 2 and 3 for HTTP servers from a list of health paths, so most
+plugins only write `launch`.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from hpcbench.coordinator.errors import HpcbenchError
+
+
+@dataclass
+class LaunchContext:
+    """Everything a plugin needs to build the command for one server node."""
+
+    service_config: dict
+    model: str | None
+    node: str                      # Slurm node name (or "localhost")
+    address: str                   # the node's cluster address the server binds to
+    port: int
+    rank: int = 0                  # 0 = head (the node clients talk to)
+    server_addresses: list[str] = field(default_factory=list)  # all server nodes, head first
+    runtime: str = "process"       # "process" | "apptainer"
+    run_dir: Path = Path(".")
+    artifacts: dict = field(default_factory=dict)   # recipe `artifacts` (container images)
+    binds: list[str] = field(default_factory=list)  # recipe `binds` (apptainer --bind)
+    job_id: str | None = None      # Slurm job id; seeds per-job port choices
+
+    @property
+    def is_head(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class LaunchSpec:
+    """What to run on one node: argv (no shell), extra environment, and the head's URL."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    base_url: str | None = None    # None on non-head ranks (nobody sends requests there)
+
+
+@runtime_checkable
+class ServicePlugin(Protocol):
+    """The interface every service implements (see README section `services`)."""
+
+    name: str
+    default_port: int
+    api: str                       # executor protocol: openai-chat, ollama-chat, resp, ...
+    metrics_path: str | None       # Prometheus exposition path on the server, for the monitor
+
+    def launch(self, ctx: LaunchContext) -> LaunchSpec: ...
+
+    def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float) -> None: ...
+
+    def prepare(self, base_url: str, model: str | None, timeout_s: float) -> None: ...
+
+    def request_extras(self, workload: dict) -> dict: ...
+
+
+def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
+    """GET `url`; return (status, body). Network failures raise OSError (URLError is one)."""
+    request = urllib.request.Request(url, headers={"User-Agent": "hpcbench"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def http_post_json(url: str, body: dict, timeout_s: float):
+    """POST a JSON body; return the open response (caller reads/streams and closes it)."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "User-Agent": "hpcbench"})
+    return urllib.request.urlopen(request, timeout=timeout_s)
+
+
+def poll_until(check, timeout_s: float, interval_s: float) -> str | None:
+    """Call `check()` (returns None when done, else why not yet) until done or the deadline.
+
+    Returns None on success, else the last reason, so callers build a precise error.
+    """
+    pause = threading.Event()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reason = check()
+        if reason is None:
+            return None
+        if time.monotonic() >= deadline:
+            return reason
+        pause.wait(min(interval_s, max(0.0, deadline - time.monotonic())))
+
+
+class HttpService:
+    """Defaults for HTTP services: health = every path in `health_paths` answers 200,
+    prepare = the model is listed by `/v1/models` (OpenAI-compatible servers)."""
+
+    name = "http"
+    default_port = 8000
+    api = "openai-chat"
+    metrics_path: str | None = "/metrics"
+    health_paths: tuple[str, ...] = ("/health",)
+
+    def launch(self, ctx: LaunchContext) -> LaunchSpec:
+        raise NotImplementedError
+
+    def request_extras(self, workload: dict) -> dict:
+        """Extra request-body fields the executor adds for this service (default none)."""
+        return {}
+
+    def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float = 1.0) -> None:
+        def check() -> str | None:
+            for path in self.health_paths:
+                url = base_url.rstrip("/") + path
+                try:
+                    status, _ = http_get(url, timeout_s=max(1.0, interval_s))
+                except OSError as error:
+                    return f"GET {url}: {getattr(error, 'reason', error)}"
+                if status != 200:
+                    return f"GET {url}: HTTP {status}"
+            return None
+
+        reason = poll_until(check, timeout_s, interval_s)
+        if reason is not None:
+            raise HpcbenchError(
+                "E001", f"{self.name} server at {base_url} not healthy after {timeout_s:g}s",
+                (f"last check: {reason}",
+                 "fix: look at the server log in the run directory; raise "
+                 "servers.health_check.timeout if the model loads slowly"))
+
+    def prepare(self, base_url: str, model: str | None, timeout_s: float) -> None:
+        if model is None:
+            return
+        served = openai_models(base_url, timeout_s)
+        if model not in served:
+            raise HpcbenchError(
+                "E003", f"{self.name} at {base_url} does not serve model {model!r}",
+                (f"served models: {', '.join(served) or 'none'}",
+                 "fix: set workload.model to one of them (or the server's "
+                 "--served-model-name)"))
+
+
+def openai_models(base_url: str, timeout_s: float) -> list[str]:
+    """Model ids from an OpenAI-compatible `/v1/models` (E003 when unreachable or malformed)."""
+    url = base_url.rstrip("/") + "/v1/models"
+    try:
+        status, body = http_get(url, timeout_s=timeout_s)
+        if status != 200:
+            raise ValueError(f"HTTP {status}")
+        return [entry["id"] for entry in json.loads(body)["data"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise HpcbenchError("E003", f"cannot list models at {url}: {error}",
+                            ("fix: check the server log; the server must be OpenAI-compatible",))
+
+
+def cli_flags(config: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    """Turn service_config entries into command-line flags, each value its own argv element.
+
+    `max_model_len: 256` -> `--max-model-len 256`; `true` -> bare flag; `false`/None -> omitted;
+    a list -> the flag repeated. Keys in `skip` are handled by the plugin itself.
+    """
+    argv: list[str] = []
+    for key, value in config.items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                argv += [flag, str(item)]
+        elif isinstance(value, dict):
+            argv += [flag, json.dumps(value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def ignore_eos_extras(workload: dict) -> dict:
+    """`{"ignore_eos": true}` when the workload asks for exact output lengths
+    (dataset.ignore_eos, default true), for servers that honour the field (vLLM, simulator),
+    so each request produces exactly its sampled number of tokens."""
+    dataset = workload.get("dataset") or {}
+    return {"ignore_eos": True} if dataset.get("ignore_eos", True) else {}

@@ -1,0 +1,123 @@
+"""Find service plugins by name: the built-ins plus the `hpcbench.services` entry-point group.
+
+A third-party package adds a service with, in its pyproject.toml:
+
+    [project.entry-points."hpcbench.services"]
+    myservice = "mypkg.service:MyService"
+
+The entry point names a class (instantiated without arguments) or an instance. This module also
+turns a recipe and a node placement into per-node launch contexts and rendered shell lines
+(`hpcbench plan --commands`, run.sbatch).
+"""
+from __future__ import annotations
+
+import importlib
+import shlex
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from hpcbench.coordinator.errors import config_error
+from hpcbench.servers.plugin import LaunchContext, LaunchSpec, ServicePlugin
+
+ENTRY_POINT_GROUP = "hpcbench.services"
+
+BUILTINS: dict[str, str] = {
+    "simulator": "hpcbench.servers.simulator_service:SimulatorService",
+    "ollama": "hpcbench.servers.ollama:OllamaService",
+    "vllm": "hpcbench.servers.vllm:VllmService",
+    "llamacpp": "hpcbench.servers.llamacpp:LlamaCppService",
+    "redis": "hpcbench.servers.redis:RedisService",
+}
+
+
+def _plugin_entry_points() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_services() -> list[str]:
+    """Every service name get_service accepts, built-ins first."""
+    extra = sorted(set(_plugin_entry_points()) - set(BUILTINS))
+    return [*BUILTINS, *extra]
+
+
+def _instantiate(obj: object) -> ServicePlugin:
+    return obj() if isinstance(obj, type) else obj  # type: ignore[return-value]
+
+
+def get_service(name: str) -> ServicePlugin:
+    """The plugin for `name` (built-in first, then entry points); E006 listing known names."""
+    if name in BUILTINS:
+        module_name, _, attr = BUILTINS[name].partition(":")
+        return _instantiate(getattr(importlib.import_module(module_name), attr))
+    entry = _plugin_entry_points().get(name)
+    if entry is None:
+        raise config_error(f"workload.service {name!r} is not a known service",
+                           [f"known services: {', '.join(known_services())}",
+                            f"fix: use one of them, or install a plugin that registers "
+                            f"{name!r} in the {ENTRY_POINT_GROUP!r} entry-point group"])
+    try:
+        plugin = _instantiate(entry.load())  # type: ignore[attr-defined]
+    except Exception as error:  # a broken third-party plugin must not crash hpcbench
+        raise config_error(f"service plugin {name!r} failed to load: {error}",
+                           [f"entry point: {entry.value}",  # type: ignore[attr-defined]
+                            "fix: reinstall or repair the package providing it"]) from error
+    if not isinstance(plugin, ServicePlugin):
+        raise config_error(f"service plugin {name!r} does not implement the plugin interface",
+                           ["it needs name, default_port, api, metrics_path, launch, "
+                            "wait_healthy, prepare and request_extras (README `services`)"])
+    return plugin
+
+
+def _recipe_data(recipe) -> dict:
+    return recipe.data if hasattr(recipe, "data") else recipe
+
+
+def _server_nodes(placement) -> list[tuple[str, str]]:
+    """(node name, address) of each server node, head first, from a Placement or a dict."""
+    get = (lambda key: placement.get(key)) if isinstance(placement, dict) else (
+        lambda key: getattr(placement, key, None))
+    nodes = get("server_nodes") or get("servers") or []
+    addresses = get("addresses") or {}
+    pairs = []
+    for node in nodes:
+        name = getattr(node, "name", node)
+        address = getattr(node, "address", None) or addresses.get(name, name)
+        pairs.append((str(name), str(address)))
+    return pairs
+
+
+def launch_contexts(recipe, placement, run_dir: str | Path = ".",
+                    job_id: str | None = None) -> list[LaunchContext]:
+    """One LaunchContext per server node (rank 0 = head) for the recipe's service."""
+    data = _recipe_data(recipe)
+    workload = data.get("workload") or {}
+    service_config = dict((data.get("servers") or {}).get("service_config") or {})
+    plugin = get_service(workload.get("service", "simulator"))
+    port = int(service_config.get("port") or plugin.default_port)
+    nodes = _server_nodes(placement) or [("localhost", "127.0.0.1")]
+    addresses = [address for _, address in nodes]
+    return [LaunchContext(service_config=service_config, model=workload.get("model"),
+                          node=name, address=address, port=port, rank=rank,
+                          server_addresses=addresses, runtime=data.get("runtime", "process"),
+                          run_dir=Path(run_dir), artifacts=dict(data.get("artifacts") or {}),
+                          binds=list(data.get("binds") or []), job_id=job_id)
+            for rank, (name, address) in enumerate(nodes)]
+
+
+def render_command(spec: LaunchSpec) -> str:
+    """A LaunchSpec as one shell-safe line: `env K=V ... argv` (shlex-quoted)."""
+    env = [f"{key}={value}" for key, value in sorted(spec.env.items())]
+    words = (["env", *env] if env else []) + spec.argv
+    return shlex.join(words)
+
+
+def launch_commands(recipe, placement, run_dir: str | Path = ".",
+                    job_id: str | None = None) -> list[str]:
+    """`node: command` lines of every server node for `hpcbench plan --commands`."""
+    data = _recipe_data(recipe)
+    plugin = get_service((data.get("workload") or {}).get("service", "simulator"))
+    lines = []
+    for ctx in launch_contexts(data, placement, run_dir, job_id):
+        lines.append(f"# {ctx.node} (rank {ctx.rank}, {plugin.name}, {ctx.runtime})")
+        lines.append(render_command(plugin.launch(ctx)))
+    return lines
