@@ -1,0 +1,134 @@
+"""Defaults that turn a valid recipe into the resolved recipe every component reads.
+
+After `resolve(data)` every field a component needs is present, durations are float seconds and
+per-service choices (API, port, health endpoint) are filled in, so no component re-implements a
+default. Sweep axes stay as written (scalars or lists); `sweep.expand_trials` resolves those.
+"""
+from __future__ import annotations
+
+import copy
+
+from hpcbench.recipes.durations import parse_duration
+
+# Built-in services: (default API the executor speaks, default port, health-check path).
+BUILTIN_SERVICES: dict[str, tuple[str, int, str]] = {
+    "simulator": ("openai-chat", 8000, "/health"),
+    "ollama": ("ollama-chat", 11434, "/api/tags"),
+    "vllm": ("openai-chat", 8000, "/health"),
+    "llamacpp": ("openai-chat", 8080, "/health"),
+    "redis": ("openai-chat", 6379, "/"),
+}
+PLUGIN_DEFAULTS = ("openai-chat", 8000, "/health")
+
+# Dotted paths of every duration field; they are converted to float seconds.
+DURATION_FIELDS = (
+    "workload.duration", "workload.warmup", "workload.request_timeout",
+    "workload.load.burst_pause", "workload.load.ramp_up",
+    "workload.slo.ttft", "workload.slo.itl", "workload.slo.tpot", "workload.slo.e2e",
+    "servers.health_check.timeout", "servers.health_check.interval",
+    "monitoring.interval",
+)
+
+
+def service_defaults(service: str) -> tuple[str, int, str]:
+    """(api, port, health endpoint) for a service name; plugins get OpenAI-style defaults."""
+    return BUILTIN_SERVICES.get(service, PLUGIN_DEFAULTS)
+
+
+def resolve(data: dict) -> dict:
+    """A deep copy of a *valid* recipe with every default applied and durations in seconds."""
+    recipe = copy.deepcopy(data)
+    workload = recipe["workload"]
+    api, port, health_path = service_defaults(workload["service"])
+    mode = recipe.setdefault("orchestration", {}).setdefault("mode", "local")
+    recipe.setdefault("repetitions", 1)
+    recipe.setdefault("runtime", "apptainer" if mode == "slurm" else "process")
+    recipe.setdefault("endpoints", [])
+    recipe.setdefault("on_executor_loss", "continue")
+    recipe.setdefault("results_dir", "results")
+    recipe.setdefault("modules", [])
+    recipe.setdefault("binds", [])
+    recipe.setdefault("metadata", {})
+
+    orchestration = recipe["orchestration"]
+    allocation = orchestration.setdefault("node_allocation", {})
+    allocation.setdefault("servers", {}).setdefault("nodes", 0 if recipe["endpoints"] else 1)
+    clients = allocation.setdefault("clients", {})
+    clients.setdefault("nodes", 1)
+    clients.setdefault("executors_per_node", 1)
+    clients.setdefault("distribution_strategy", "round-robin")
+    allocation.setdefault("monitors", {}).setdefault("nodes", 0)
+    orchestration.setdefault("total_nodes", _nodes_needed(allocation, mode))
+    orchestration.setdefault("job_config", {})
+    recipe.setdefault("resources", {})
+
+    workload.setdefault("component", "inference")
+    workload.setdefault("api", api)
+    workload.setdefault("stream", True)
+    workload.setdefault("duration", 60)
+    workload.setdefault("warmup", 0)
+    workload.setdefault("max_requests", None)
+    workload.setdefault("request_timeout", 60)
+    workload.setdefault("clients_per_node", clients.get("clients_per_node", 1))
+    clients.setdefault("clients_per_node", workload["clients_per_node"])
+    for axis in ("concurrency", "prompt_len", "output_len", "max_tokens"):
+        workload.setdefault(axis, None)
+    workload.setdefault("batch", 1)
+    load = workload.setdefault("load", {})
+    load.setdefault("pattern", "closed")
+    load.setdefault("rate", None)
+    load.setdefault("burstiness", 1.0)
+    load.setdefault("burst_size", None)
+    load.setdefault("burst_pause", None)
+    load.setdefault("trace", None)
+    load.setdefault("ramp_up", 0)
+    dataset = workload.setdefault("dataset", {})
+    dataset.setdefault("kind", "synthetic")
+    dataset.setdefault("path", None)
+    dataset.setdefault("input_tokens", {"distribution": "fixed", "mean": 128})
+    dataset.setdefault("output_tokens", {"distribution": "fixed", "mean": 16})
+    for tokens in (dataset["input_tokens"], dataset["output_tokens"]):
+        tokens.setdefault("distribution", "fixed")
+    dataset.setdefault("ignore_eos", True)
+    dataset.setdefault("seed", recipe["metadata"].get("seed", 42))
+    workload.setdefault("slo", {})
+    workload.setdefault("error_threshold", 0.01)
+
+    servers = recipe.setdefault("servers", {})
+    servers.setdefault("port", port)
+    health = servers.setdefault("health_check", {})
+    health.setdefault("enabled", True)
+    health.setdefault("timeout", 300)
+    health.setdefault("interval", 2)
+    health.setdefault("endpoint", health_path)
+    servers.setdefault("service_config", {})
+
+    monitoring = recipe.setdefault("monitoring", {})
+    monitoring.setdefault("enabled", True)
+    monitoring.setdefault("interval", 1)
+    monitoring.setdefault("prometheus", {}).setdefault("enabled", False)
+    monitoring["prometheus"].setdefault("port", 9400)
+    monitoring.setdefault("pushgateway", None)
+
+    for path in DURATION_FIELDS:
+        _convert_duration(recipe, path)
+    return recipe
+
+
+def _nodes_needed(allocation: dict, mode: str) -> int:
+    """Locally everything shares one machine; on Slurm each role gets its own nodes."""
+    if mode != "slurm":
+        return 1
+    return (allocation["servers"]["nodes"] + allocation["clients"]["nodes"]
+            + allocation["monitors"]["nodes"])
+
+
+def _convert_duration(recipe: dict, path: str) -> None:
+    *parents, leaf = path.split(".")
+    node = recipe
+    for key in parents:
+        node = node.get(key)
+        if not isinstance(node, dict):
+            return
+    if node.get(leaf) is not None:
+        node[leaf] = parse_duration(node[leaf])

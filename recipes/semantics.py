@@ -1,0 +1,208 @@
+"""Recipe rules a JSON Schema cannot express: cross-field consistency and the seed's rules.
+
+Each rule reads the raw recipe defensively (any part may be malformed; the schema check reports
+that separately) and returns Problems, so a user sees every problem in one pass.
+"""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Callable
+
+from hpcbench.recipes.defaults import BUILTIN_SERVICES
+from hpcbench.recipes.problems import MISSING, Problem, lookup
+from hpcbench.recipes.schema import suggest
+
+PLUGIN_ENTRY_POINT_GROUP = "hpcbench.services"
+OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
+
+
+def known_services() -> list[str]:
+    """Built-in services plus those installed plugins register under `hpcbench.services`."""
+    plugins = [entry.name for entry in entry_points(group=PLUGIN_ENTRY_POINT_GROUP)]
+    return sorted(set(BUILTIN_SERVICES) | set(plugins))
+
+
+def semantic_problems(data: object) -> list[Problem]:
+    if not isinstance(data, dict):
+        return []
+    problems: list[Problem] = []
+    for rule in RULES:
+        problems.extend(rule(data))
+    return problems
+
+
+def _int(value: object) -> int | None:
+    """`value` when it is a real integer (not bool), else None: malformed values are skipped."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _service_is_known(data: dict) -> list[Problem]:
+    service = lookup(data, "workload.service")
+    if not isinstance(service, str) or service in known_services():
+        return []
+    names = known_services()
+    return [Problem("workload.service", service,
+                    f"one of {', '.join(names)} or a plugin registered under the entry-point "
+                    f"group '{PLUGIN_ENTRY_POINT_GROUP}'{suggest(service, names)}")]
+
+
+def _api_fits_service(data: dict) -> list[Problem]:
+    api, service = lookup(data, "workload.api"), lookup(data, "workload.service")
+    problems = []
+    if isinstance(api, str) and api.startswith("ollama-") and service not in ("ollama", "simulator"):
+        problems.append(Problem("workload.api", api,
+                                f"an OpenAI API (openai-chat or openai-completions): service "
+                                f"'{service}' does not speak the Ollama API"))
+    batch = lookup(data, "workload.batch")
+    batches = batch if isinstance(batch, list) else [batch]
+    if any(_int(size) and size > 1 for size in batches) and api != "openai-completions":
+        problems.append(Problem("workload.batch", batch,
+                                "1 unless workload.api is openai-completions (only the completions "
+                                "API takes several prompts per request)"))
+    return problems
+
+
+def _load_has_its_parameters(data: dict) -> list[Problem]:
+    load = lookup(data, "workload.load")
+    if not isinstance(load, dict):
+        return []
+    pattern = load.get("pattern", "closed")
+    problems = []
+    if pattern in OPEN_LOOP_PATTERNS and load.get("rate") is None:
+        problems.append(Problem("workload.load.rate", load.get("rate", MISSING),
+                                f"a request rate in requests/s: load pattern '{pattern}' is open "
+                                f"loop and needs one"))
+    if pattern == "burst":
+        for key, what in (("burst_size", "requests per burst"), ("burst_pause", "a pause such as \"2s\"")):
+            if load.get(key) is None:
+                problems.append(Problem(f"workload.load.{key}", load.get(key, MISSING),
+                                        f"{what}: load pattern 'burst' needs it"))
+    if pattern == "trace" and not load.get("trace"):
+        problems.append(Problem("workload.load.trace", load.get("trace", MISSING),
+                                "a JSONL file with one {\"timestamp\": seconds} per line: load "
+                                "pattern 'trace' replays it"))
+    if pattern == "closed" and load.get("rate") is not None:
+        problems.append(Problem("workload.load.rate", load.get("rate"),
+                                "no rate with pattern 'closed' (closed loop is paced by "
+                                "concurrency); set pattern: constant or poisson to use a rate"))
+    return problems
+
+
+def _dataset_is_complete(data: dict) -> list[Problem]:
+    dataset = lookup(data, "workload.dataset")
+    if not isinstance(dataset, dict):
+        return []
+    problems = []
+    if dataset.get("kind") in ("sharegpt", "jsonl") and not dataset.get("path"):
+        problems.append(Problem("workload.dataset.path", dataset.get("path", MISSING),
+                                f"the path of the {dataset['kind']} file to read prompts from"))
+    needs = {"fixed": ("mean",), "uniform": ("min", "max"), "normal": ("mean", "stddev")}
+    for side in ("input_tokens", "output_tokens"):
+        tokens = dataset.get(side)
+        if not isinstance(tokens, dict):
+            continue
+        distribution = tokens.get("distribution", "fixed")
+        for key in needs.get(distribution, ()):
+            if key not in tokens:
+                problems.append(Problem(f"workload.dataset.{side}.{key}", MISSING,
+                                        f"a value: distribution '{distribution}' needs "
+                                        f"{' and '.join(needs[distribution])}"))
+        low, high = _int(tokens.get("min")), _int(tokens.get("max"))
+        if low is not None and high is not None and low > high:
+            problems.append(Problem(f"workload.dataset.{side}.max", high,
+                                    f"a value >= min ({low})"))
+    return problems
+
+
+def _slurm_has_account(data: dict) -> list[Problem]:
+    if lookup(data, "orchestration.mode") != "slurm":
+        return []
+    return [Problem(key, MISSING, f"a Slurm {key}: orchestration.mode is slurm (local recipes "
+                                  f"need none)")
+            for key in ("partition", "account") if key not in data]
+
+
+def _gpus_need_gpu_partition(data: dict) -> list[Problem]:
+    partition = data.get("partition")
+    if lookup(data, "orchestration.mode") != "slurm" or not isinstance(partition, str):
+        return []
+    for role in ("servers", "clients", "monitors"):
+        gpus = _int(lookup(data, f"resources.{role}.gpus"))
+        if gpus and "gpu" not in partition.lower():
+            return [Problem("partition", partition,
+                            f"a GPU partition (its name contains 'gpu') because "
+                            f"resources.{role}.gpus is {gpus}; or set gpus to 0")]
+    return []
+
+
+def _parallelism_fits_gpus(data: dict) -> list[Problem]:
+    distributed = lookup(data, "servers.service_config.distributed")
+    if not isinstance(distributed, dict):
+        return []
+    tensor = _int(distributed.get("tensor_parallel_size", 1)) or 1
+    pipeline = _int(distributed.get("pipeline_parallel_size", 1)) or 1
+    gpus_per_node = _int(lookup(data, "resources.servers.gpus", 0)) or 0
+    nodes = _int(lookup(data, "orchestration.node_allocation.servers.nodes", 1))
+    nodes = nodes if nodes is not None else 1
+    multi_node = distributed.get("enabled") is True
+    available = gpus_per_node * (nodes if multi_node else 1)
+    if tensor * pipeline <= available:
+        return []
+    where = (f"{gpus_per_node} GPU(s) per server node x {nodes} server node(s)" if multi_node
+             else f"{gpus_per_node} GPU(s) on the one server node (distributed.enabled is not true)")
+    return [Problem("servers.service_config.distributed.tensor_parallel_size", tensor,
+                    f"tensor_parallel_size x pipeline_parallel_size ({tensor} x {pipeline}) <= "
+                    f"GPUs available to servers: {where} = {available}")]
+
+
+def _distributed_is_vllm_on_servers(data: dict) -> list[Problem]:
+    if lookup(data, "servers.service_config.distributed.enabled") is not True:
+        return []
+    problems = []
+    service = lookup(data, "workload.service")
+    if service != "vllm":
+        problems.append(Problem("servers.service_config.distributed.enabled", True,
+                                f"false: distributed serving with Ray is built for vllm, not "
+                                f"'{service}'"))
+    if data.get("endpoints"):
+        problems.append(Problem("endpoints", data["endpoints"],
+                                "no endpoints when servers.service_config.distributed is "
+                                "enabled (hpcbench deploys that service itself)"))
+    return problems
+
+
+def _node_counts_fit(data: dict) -> list[Problem]:
+    total = _int(lookup(data, "orchestration.total_nodes"))
+    if total is None:
+        return []
+    counts = {role: _int(lookup(data, f"orchestration.node_allocation.{role}.nodes"))
+              for role in ("servers", "clients", "monitors")}
+    problems = [Problem(f"orchestration.node_allocation.{role}.nodes", count,
+                        f"at most orchestration.total_nodes ({total})")
+                for role, count in counts.items() if count is not None and count > total]
+    if problems or lookup(data, "orchestration.mode") != "slurm":
+        return problems  # locally every role shares the one machine
+    used = sum(count or 0 for count in counts.values())
+    if used > total:
+        problems.append(Problem("orchestration.total_nodes", total,
+                                f"at least servers + clients + monitors nodes = {used}, or fewer "
+                                f"nodes per role"))
+    return problems
+
+
+def _apptainer_has_image(data: dict) -> list[Problem]:
+    default = "apptainer" if lookup(data, "orchestration.mode") == "slurm" else "process"
+    if data.get("runtime", default) != "apptainer" or data.get("endpoints"):
+        return []
+    if lookup(data, "workload.service") == "simulator" or lookup(data, "artifacts.service.path"):
+        return []
+    return [Problem("artifacts.service.path", MISSING,
+                    "the service's .sif image: runtime apptainer deploys the service from it "
+                    "(or use runtime: process, or endpoints: [...] for a running service)")]
+
+
+RULES: tuple[Callable[[dict], list[Problem]], ...] = (
+    _service_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
+    _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
+    _distributed_is_vllm_on_servers, _node_counts_fit, _apptainer_has_image,
+)
