@@ -8,7 +8,7 @@ party's through the `hpcbench.services` entry-point group). The coordinator, `ru
    (already wrapped for the runtime: `process` runs the binary, `apptainer` runs it in the
    recipe's image). Every value is its own argv element; nothing is a shell string.
 2. `wait_healthy(base_url, timeout_s, interval_s)` polls until the server answers (E001).
-3. `prepare(base_url, model, timeout_s)` pulls/loads/checks the model (E003).
+3. `prepare(base_url, model, timeout_s, service_config)` pulls/loads/checks the model (E003).
 
 `HttpService` below implements 2 and 3 for HTTP servers from a list of health paths, so most
 plugins only write `launch`.
@@ -71,7 +71,8 @@ class ServicePlugin(Protocol):
 
     def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float) -> None: ...
 
-    def prepare(self, base_url: str, model: str | None, timeout_s: float) -> None: ...
+    def prepare(self, base_url: str, model: str | None, timeout_s: float,
+                service_config: dict | None = None) -> None: ...
 
     def request_extras(self, workload: dict) -> dict: ...
 
@@ -147,7 +148,8 @@ class HttpService:
                  "fix: look at the server log in the run directory; raise "
                  "servers.health_check.timeout if the model loads slowly"))
 
-    def prepare(self, base_url: str, model: str | None, timeout_s: float) -> None:
+    def prepare(self, base_url: str, model: str | None, timeout_s: float,
+                service_config: dict | None = None) -> None:
         if model is None:
             return
         served = openai_models(base_url, timeout_s)
@@ -172,17 +174,18 @@ def openai_models(base_url: str, timeout_s: float) -> list[str]:
                             ("fix: check the server log; the server must be OpenAI-compatible",))
 
 
-def cli_flags(config: dict, skip: tuple[str, ...] = ()) -> list[str]:
+def cli_flags(config: dict, skip: tuple[str, ...] = (), dashes: bool = True) -> list[str]:
     """Turn service_config entries into command-line flags, each value its own argv element.
 
     `max_model_len: 256` -> `--max-model-len 256`; `true` -> bare flag; `false`/None -> omitted;
-    a list -> the flag repeated. Keys in `skip` are handled by the plugin itself.
+    a list -> the flag repeated. Keys in `skip` are handled by the plugin itself. `dashes=False`
+    keeps underscores (`--n_ctx`) for programs that spell flags that way.
     """
     argv: list[str] = []
     for key, value in config.items():
         if key in skip or value is None or value is False:
             continue
-        flag = "--" + str(key).replace("_", "-")
+        flag = "--" + (str(key).replace("_", "-") if dashes else str(key))
         if value is True:
             argv.append(flag)
         elif isinstance(value, (list, tuple)):
@@ -201,3 +204,17 @@ def ignore_eos_extras(workload: dict) -> dict:
     so each request produces exactly its sampled number of tokens."""
     dataset = workload.get("dataset") or {}
     return {"ignore_eos": True} if dataset.get("ignore_eos", True) else {}
+
+
+def extra_env(config: dict) -> dict[str, str]:
+    """service_config `env: {NAME: value}`: extra variables for the server process."""
+    env = config.get("env") or {}
+    if not isinstance(env, dict):
+        raise HpcbenchError("E006", f"servers.service_config.env must be a mapping, got {env!r}",
+                            ("fix: write env as NAME: value lines, e.g. HF_HUB_OFFLINE: 1",))
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def as_argv(value: str | list) -> list[str]:
+    """A command from service_config: a list of words, or one word (a path or program name)."""
+    return [str(word) for word in value] if isinstance(value, (list, tuple)) else [str(value)]

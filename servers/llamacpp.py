@@ -1,0 +1,51 @@
+"""llama.cpp: the OpenAI-compatible server of llama-cpp-python or llama.cpp's `llama-server`.
+
+service_config: `model_path` (the GGUF file, required), `server: python|llama-server`
+(default python), `python` (interpreter with llama_cpp installed; default python3),
+`env`, and any server flag (`n_ctx: 512` -> `--n_ctx 512` for the Python server, whose flags
+keep underscores; `ctx_size: 512` -> `--ctx-size 512` for llama-server). `workload.model` is the
+name clients send (--model_alias / --alias).
+"""
+from __future__ import annotations
+
+from hpcbench.coordinator.errors import config_error
+from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, as_argv,
+                                     cli_flags, extra_env)
+from hpcbench.servers.runtime import wrap
+
+OWN_KEYS = ("port", "model_path", "server", "python", "env")
+SERVERS = ("python", "llama-server")
+
+
+class LlamaCppService(HttpService):
+    name = "llamacpp"
+    default_port = 8080
+    api = "openai-chat"
+    metrics_path = None  # llama-cpp-python has no /metrics
+    health_paths = ("/v1/models",)
+
+    def launch(self, ctx: LaunchContext) -> LaunchSpec:
+        config = ctx.service_config
+        model_path = config.get("model_path")
+        if not model_path:
+            raise config_error("llamacpp needs servers.service_config.model_path",
+                               ["fix: set model_path to a .gguf file readable on the server "
+                                "node"])
+        server = config.get("server", "python")
+        if server == "python":
+            argv = [*as_argv(config.get("python", "python3")), "-m", "llama_cpp.server",
+                    "--model", str(model_path), "--host", ctx.address, "--port", str(ctx.port)]
+            if ctx.model:
+                argv += ["--model_alias", ctx.model]
+            argv += cli_flags(config, skip=OWN_KEYS, dashes=False)
+        elif server == "llama-server":
+            argv = ["llama-server", "--model", str(model_path), "--host", ctx.address,
+                    "--port", str(ctx.port)]
+            if ctx.model:
+                argv += ["--alias", ctx.model]
+            argv += cli_flags(config, skip=OWN_KEYS)
+        else:
+            raise config_error(f"servers.service_config.server {server!r} is not known",
+                               [f"fix: use one of {', '.join(SERVERS)}"])
+        return LaunchSpec(argv=wrap(argv, ctx.runtime, ctx.artifacts, ctx.binds),
+                          env=extra_env(config), base_url=f"http://{ctx.address}:{ctx.port}")

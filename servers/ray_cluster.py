@@ -1,0 +1,195 @@
+"""A Ray cluster across the server nodes, for vLLM's `--distributed-executor-backend ray`.
+
+Rank 0 runs the head supervisor: `ray start --head --block`, then waits (ray_wait.py) until every
+server node's raylet is alive, then runs `vllm serve`; when vLLM exits or the supervisor is
+stopped, it stops both. Other ranks wait until the head's GCS port accepts connections and then
+become `ray start --address HEAD --block`. Each node gives Ray and vLLM the same address
+(`--node-ip-address` and VLLM_HOST_IP), and Ray's ports come from the Slurm job id so two jobs
+sharing a node do not collide.
+
+`python -m hpcbench.servers.ray_cluster head|worker ...` is the supervisor (it runs with the
+hpcbench Python; the commands it starts are already wrapped for the runtime).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PORT_SLOTS = 300  # distinct port blocks; 20000-22999 for services, 30000-59999 for workers
+
+
+@dataclass(frozen=True)
+class RayPorts:
+    """Every port Ray opens on a node, so none is left to Ray's fixed defaults."""
+
+    gcs: int
+    node_manager: int
+    object_manager: int
+    ray_client_server: int
+    dashboard_agent_grpc: int
+    dashboard_agent_listen: int
+    metrics_export: int
+    runtime_env_agent: int
+    min_worker: int
+    max_worker: int
+
+
+def ray_ports(job_id: str | None, overrides: dict | None = None) -> RayPorts:
+    """Ports for a job: a block chosen by a hash of the job id (local runs: "local").
+
+    `overrides` takes the recipe's `servers.service_config.distributed.ray` keys
+    (e.g. `object_manager_port: 8076`), which win over the derived values.
+    """
+    slot = int(hashlib.sha256(str(job_id or "local").encode()).hexdigest()[:8], 16) % PORT_SLOTS
+    base, workers = 20000 + slot * 10, 30000 + slot * 100
+    ports = RayPorts(gcs=base, node_manager=base + 1, object_manager=base + 2,
+                     ray_client_server=base + 3, dashboard_agent_grpc=base + 4,
+                     dashboard_agent_listen=base + 5, metrics_export=base + 6,
+                     runtime_env_agent=base + 7, min_worker=workers, max_worker=workers + 99)
+    given = {key.removesuffix("_port"): int(value) for key, value in (overrides or {}).items()
+             if key.endswith("_port") and key.removesuffix("_port") in asdict(ports)}
+    return RayPorts(**{**asdict(ports), **given})
+
+
+def ray_start_argv(ray_command: list[str], node_ip: str, ports: RayPorts,
+                   head_address: str | None, ray_config: dict) -> list[str]:
+    """`ray start ... --block` for the head (head_address None) or a worker."""
+    argv = [*ray_command, "start", "--block", "--node-ip-address", node_ip,
+            "--node-manager-port", str(ports.node_manager),
+            "--object-manager-port", str(ports.object_manager),
+            "--dashboard-agent-grpc-port", str(ports.dashboard_agent_grpc),
+            "--dashboard-agent-listen-port", str(ports.dashboard_agent_listen),
+            "--metrics-export-port", str(ports.metrics_export),
+            "--runtime-env-agent-port", str(ports.runtime_env_agent),
+            "--min-worker-port", str(ports.min_worker),
+            "--max-worker-port", str(ports.max_worker)]
+    if head_address is None:
+        argv += ["--head", "--port", str(ports.gcs),
+                 "--ray-client-server-port", str(ports.ray_client_server)]
+        if ray_config.get("dashboard_port"):
+            argv += ["--include-dashboard", "true",
+                     "--dashboard-port", str(ray_config["dashboard_port"])]
+        else:
+            argv += ["--include-dashboard", "false"]
+    else:
+        argv += ["--address", head_address]
+    if ray_config.get("num_cpus_per_node") is not None:
+        argv += ["--num-cpus", str(ray_config["num_cpus_per_node"])]
+    if ray_config.get("num_gpus_per_node") is not None:
+        argv += ["--num-gpus", str(ray_config["num_gpus_per_node"])]
+    return argv
+
+
+def wait_argv(python_command: list[str], head_address: str, nodes: int,
+              timeout_s: float) -> list[str]:
+    """The cluster-size wait, run with the Python that has Ray (see ray_wait.py)."""
+    source = (Path(__file__).with_name("ray_wait.py")).read_text()
+    return [*python_command, "-c", source, head_address, str(nodes), str(timeout_s)]
+
+
+def supervisor_argv(role: str, **options: object) -> list[str]:
+    """`python -m hpcbench.servers.ray_cluster ROLE --option JSON ...` (argv, no shell)."""
+    argv = [sys.executable, "-m", "hpcbench.servers.ray_cluster", role]
+    for key, value in options.items():
+        argv += ["--" + key.replace("_", "-"),
+                 value if isinstance(value, str) else json.dumps(value)]
+    return argv
+
+
+# --- the supervisor process -------------------------------------------------------------------
+
+def _stop(process: subprocess.Popen | None, grace_s: float = 20.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _wait_for_tcp(address: str, timeout_s: float) -> bool:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+            return True
+        except OSError:
+            pause.wait(0.2)
+    return False
+
+
+def run_head(ray_start: list[str], wait: list[str], serve: list[str]) -> int:
+    """Start Ray's head, wait for every node, run the server; stop all on exit or signal."""
+    stopping = threading.Event()
+    children: dict[str, subprocess.Popen | None] = {"ray": None, "serve": None}
+
+    def on_signal(signum, _frame):
+        stopping.set()
+        for child in children.values():
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        children["ray"] = subprocess.Popen(ray_start)
+        waited = subprocess.run(wait)
+        if waited.returncode != 0 or stopping.is_set():
+            if children["ray"].poll() is not None:
+                print(f"error E001: ray head exited with code {children['ray'].returncode} "
+                      "before the cluster formed; fix: see its output above (port in use?)",
+                      file=sys.stderr)
+            return 11
+        if not stopping.is_set():
+            children["serve"] = subprocess.Popen(serve)
+            return children["serve"].wait()
+        return 0
+    finally:
+        _stop(children["serve"])
+        _stop(children["ray"])
+
+
+def run_worker(head_address: str, timeout_s: float, ray_start: list[str]) -> int:
+    """Wait for the head's GCS port, then become the worker's `ray start --block`."""
+    if not _wait_for_tcp(head_address, timeout_s):
+        print(f"error E001: Ray head {head_address} not reachable after {timeout_s:g}s; fix: "
+              "check the head node's server log and that the port is open between nodes",
+              file=sys.stderr)
+        return 11
+    os.execvp(ray_start[0], ray_start)
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hpcbench.servers.ray_cluster")
+    roles = parser.add_subparsers(dest="role", required=True)
+    head = roles.add_parser("head")
+    head.add_argument("--ray-start", required=True, help="JSON argv of ray start --head")
+    head.add_argument("--wait", required=True, help="JSON argv of the node-count wait")
+    head.add_argument("--serve", required=True, help="JSON argv of the server")
+    worker = roles.add_parser("worker")
+    worker.add_argument("--head-address", required=True)
+    worker.add_argument("--timeout", required=True, type=float)
+    worker.add_argument("--ray-start", required=True, help="JSON argv of ray start --address")
+    args = parser.parse_args(argv)
+    if args.role == "head":
+        return run_head(json.loads(args.ray_start), json.loads(args.wait), json.loads(args.serve))
+    return run_worker(args.head_address, args.timeout, json.loads(args.ray_start))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The timing model: when each token of each request is produced.
+
+One `Generation` per request, driven by `loop.call_at` timers on an absolute schedule (no drift):
+- "model" mode: at most `max_num_seqs` generations run; the rest wait in FIFO order. An admitted
+  generation's first token comes after `prefill_base_ms + prefill_ms_per_token * prompt_tokens`;
+  each next token after one decode step of `decode_base_ms + decode_ms_per_seq * running`, so a
+  bigger running batch decodes slower (as on a GPU server with continuous batching).
+- "fixed" mode: first token exactly `ttft_ms` after arrival, then exactly `itl_ms` apart.
+The API layer supplies an `Output` that turns tokens into protocol bytes; the engine keeps the
+statistics and the ground truth (server-side write time of every token).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+import zlib
+from collections import deque
+from typing import Callable, Protocol
+
+from hpcbench.servers.simulator.config import SimulatorConfig
+from hpcbench.servers.simulator.metrics import ServerStats
+
+VOCABULARY = tuple(f" {word}" for word in (
+    "the", "cluster", "node", "token", "stream", "batch", "model", "latency", "server", "queue",
+    "of", "and", "a", "to", "in", "is", "measure", "benchmark", "request", "answer", "fast",
+    "slow", "GPU", "memory", "kernel", "decode", "prefill", "cache", "rate", "time", "data", "."))
+VOCABULARY_JSON = tuple(json.dumps(word).encode() for word in VOCABULARY)
+
+
+class Output(Protocol):
+    """How a protocol (OpenAI SSE, Ollama NDJSON, non-streaming JSON) emits a generation."""
+
+    def token(self, generation: "Generation", text: str, text_json: bytes) -> None: ...
+    def finish(self, generation: "Generation") -> None: ...
+    def abort(self) -> None: ...
+
+
+class Generation:
+    """One request's generation: its length, its faults, its timeline."""
+
+    __slots__ = ("output", "prompt_tokens", "n_tokens", "finish_reason", "offset", "emitted",
+                 "arrival", "admitted", "first", "last", "next_at", "handle", "stall",
+                 "disconnect_at", "no_token", "running", "state", "truth_perf", "truth_wall",
+                 "info", "text")
+
+    def __init__(self, output: Output, prompt_tokens: int, max_tokens: int,
+                 ignore_eos: bool, prompt_key: str, config: SimulatorConfig, info: dict,
+                 keep_text: bool = False) -> None:
+        rng = random.Random(config.seed * 1_000_003 + zlib.crc32(prompt_key.encode()))
+        self.output = output
+        self.prompt_tokens = prompt_tokens
+        self.n_tokens = max_tokens
+        self.finish_reason = "length"
+        if not ignore_eos and config.stop_probability > 0:
+            # geometric length: each token ends the text with stop_probability
+            p = config.stop_probability
+            early = 1 if p >= 1 else math.ceil(math.log(1 - rng.random()) / math.log(1 - p))
+            if early < max_tokens:
+                self.n_tokens, self.finish_reason = max(early, 1), "stop"
+        self.offset = rng.randrange(len(VOCABULARY))
+        self.emitted = 0
+        self.arrival = self.admitted = self.first = self.last = self.next_at = 0.0
+        self.handle: asyncio.TimerHandle | None = None
+        self.stall = False
+        self.disconnect_at = 0
+        self.no_token = False
+        self.running = False
+        self.state = "new"        # new, waiting, running, served, fault, cancelled
+        self.truth_perf: list[int] | None = None
+        self.truth_wall: list[int] | None = None
+        self.info = info          # protocol facts for the truth record (api, ids)
+        self.text: list[str] | None = [] if keep_text else None
+
+
+class Engine:
+    """Admits, schedules and finishes generations on one event loop."""
+
+    def __init__(self, config: SimulatorConfig, stats: ServerStats,
+                 record: Callable[[dict], None] | None) -> None:
+        self.config = config
+        self.stats = stats
+        self.record = record
+        self.loop = asyncio.get_running_loop()
+        self.waiting: deque[Generation] = deque()
+        self.fault_rng = random.Random(config.seed)
+
+    # --- faults -------------------------------------------------------------------------
+    def draw_fault(self) -> str | None:
+        """The exclusive fault for the next request: 'error', 'disconnect', 'no_token' or None."""
+        c = self.config
+        if not (c.error_rate or c.disconnect_rate or c.no_token_rate):
+            return None
+        u = self.fault_rng.random()
+        for kind, rate in (("error", c.error_rate), ("disconnect", c.disconnect_rate),
+                           ("no_token", c.no_token_rate)):
+            if u < rate:
+                return kind
+            u -= rate
+        return None
+
+    def count_fault(self, kind: str, info: dict | None = None) -> None:
+        self.stats.faults[kind] += 1
+        if kind == "error" and self.record is not None and info is not None:
+            self.record({**info, "outcome": "error", "status": self.config.error_status})
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def submit(self, generation: Generation, fault: str | None) -> None:
+        c = self.config
+        generation.arrival = self.loop.time()
+        if self.record is not None:
+            generation.truth_perf, generation.truth_wall = [], []
+            generation.info["arrival_perf_ns"] = time.perf_counter_ns()
+            generation.info["arrival_time_ns"] = time.time_ns()
+        if fault == "disconnect":
+            generation.disconnect_at = min(c.disconnect_at_token, generation.n_tokens)
+        elif fault == "no_token":
+            generation.no_token = True
+        if c.stall_ms > 0 and (c.stall_rate >= 1 or self.fault_rng.random() < c.stall_rate):
+            generation.stall = True
+        if c.mode == "fixed":
+            generation.state = "running"
+            self._schedule(generation, generation.arrival + c.ttft_ms / 1000)
+        elif self.stats.running < c.max_num_seqs:
+            self._admit(generation)
+        else:
+            generation.state = "waiting"
+            self.waiting.append(generation)
+            self.stats.waiting += 1
+
+    def cancel(self, generation: Generation) -> None:
+        """The client went away: stop generating and free the batch slot."""
+        if generation.state == "waiting":
+            self.waiting.remove(generation)
+            self.stats.waiting -= 1
+        elif generation.state != "running":
+            return
+        if generation.handle is not None:
+            generation.handle.cancel()
+        self.stats.cancelled += 1
+        self._end(generation, "cancelled")
+
+    def _admit(self, generation: Generation) -> None:
+        c = self.config
+        stats = self.stats
+        stats.running += 1
+        stats.kv_tokens += generation.prompt_tokens
+        generation.running = True
+        generation.state = "running"
+        generation.admitted = now = self.loop.time()
+        prefill = (c.prefill_base_ms + c.prefill_ms_per_token * generation.prompt_tokens) / 1000
+        self._schedule(generation, now + prefill)
+
+    def _schedule(self, generation: Generation, when: float) -> None:
+        if generation.stall and generation.emitted + 1 == self.config.stall_at_token:
+            when += self.config.stall_ms / 1000
+        generation.next_at = when
+        generation.handle = self.loop.call_at(when, self._step, generation)
+
+    def _step(self, generation: Generation) -> None:
+        generation.handle = None
+        stats = self.stats
+        if generation.emitted == 0:
+            stats.prompt_tokens += generation.prompt_tokens
+        if generation.no_token:
+            stats.faults["no_token"] += 1
+            generation.output.finish(generation)
+            self._end(generation, "no_token")
+            return
+        now = self.loop.time()
+        index = (generation.offset + generation.emitted) % len(VOCABULARY)
+        if generation.truth_perf is not None:
+            generation.truth_perf.append(time.perf_counter_ns())
+            generation.truth_wall.append(time.time_ns())
+        generation.output.token(generation, VOCABULARY[index], VOCABULARY_JSON[index])
+        if generation.emitted == 0:
+            generation.first = now
+            stats.ttft.observe(now - generation.arrival)
+        else:
+            stats.itl.observe(now - generation.last)
+        generation.last = now
+        generation.emitted += 1
+        stats.generation_tokens += 1
+        if generation.running:
+            stats.kv_tokens += 1
+        if generation.emitted == generation.disconnect_at:
+            stats.faults["disconnect"] += 1
+            generation.output.abort()
+            self._end(generation, "disconnect")
+        elif generation.emitted >= generation.n_tokens:
+            stats.e2e.observe(now - generation.arrival)
+            stats.served += 1
+            stats.finished[generation.finish_reason] += 1
+            generation.output.finish(generation)
+            self._end(generation, "served")
+        else:
+            c = self.config
+            if c.mode == "fixed":
+                step = c.itl_ms / 1000
+            else:
+                step = (c.decode_base_ms + c.decode_ms_per_seq * stats.running) / 1000
+            self._schedule(generation, generation.next_at + step)
+
+    def _end(self, generation: Generation, outcome: str) -> None:
+        generation.state = outcome
+        if generation.running:
+            generation.running = False
+            self.stats.running -= 1
+            self.stats.kv_tokens -= generation.prompt_tokens + generation.emitted
+            if self.waiting:
+                self.stats.waiting -= 1
+                self._admit(self.waiting.popleft())
+        if self.record is not None:
+            self.record({**generation.info, "outcome": outcome,
+                         "prompt_tokens": generation.prompt_tokens,
+                         "completion_tokens": generation.emitted,
+                         "finish_reason": generation.finish_reason if outcome == "served" else None,
+                         "token_perf_ns": generation.truth_perf,
+                         "token_time_ns": generation.truth_wall})

@@ -1,0 +1,59 @@
+"""Reading generation parameters from request bodies, with errors that name the field.
+
+Prompt length in tokens is counted as whitespace-separated words (a token-id list counts one
+token per id): simple, deterministic, and easy for a load generator to aim at exactly.
+"""
+from __future__ import annotations
+
+
+class BadInput(ValueError):
+    """A request field with a bad value; the message names the field and what is accepted."""
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def completion_prompt(body: dict) -> tuple[str, int]:
+    """(prompt key, prompt tokens) of an OpenAI completions body: str, list[str] or list[int]."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return prompt, count_words(prompt)
+    if isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
+        return " ".join(map(str, prompt)), len(prompt)
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        return prompt[0], count_words(prompt[0])
+    raise BadInput("field 'prompt' must be a string, a one-element list of strings or a "
+                   "non-empty list of token ids")
+
+
+def chat_prompt(body: dict) -> tuple[str, int]:
+    """(prompt key, prompt tokens) of a chat body's `messages` (content string or text parts)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadInput("field 'messages' must be a non-empty list of {role, content} objects")
+    texts = []
+    for number, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if content is None and isinstance(message, dict) and "role" in message:
+            content = ""   # e.g. an assistant message carrying only tool calls
+        if not isinstance(content, str):
+            raise BadInput(f"field 'messages[{number}].content' must be a string or a list of "
+                           "text parts")
+        texts.append(content)
+    text = "\n".join(texts)
+    return text, count_words(text)
+
+
+def positive_int(body: dict, *names: str, default: int) -> int:
+    """The first of `names` present in body, as an int >= 1; `default` if none is present."""
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadInput(f"field '{name}'={value!r} must be an integer >= 1")
+        return value
+    return default

@@ -1,0 +1,152 @@
+"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions (SSE or JSON), /v1/models.
+
+Streams follow vLLM/OpenAI: one `data: {chunk}` event per token (the first chat delta also
+carries the role), a last chunk with `finish_reason`, with `stream_options.include_usage` a
+usage-only chunk (`choices: []`) after it and `"usage": null` on the others, then
+`data: [DONE]`. Each event is written as one HTTP chunk the moment the timing model emits it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from hpcbench.servers.simulator.engine import Generation
+from hpcbench.servers.simulator.http import Exchange, Request
+from hpcbench.servers.simulator.inputs import (BadInput, chat_prompt, completion_prompt,
+                                               positive_int)
+
+if TYPE_CHECKING:
+    from hpcbench.servers.simulator.app import SimulatorApp
+
+
+def error_body(message: str, kind: str, status: int, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+def _usage(generation: Generation) -> dict:
+    return {"prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.emitted,
+            "total_tokens": generation.prompt_tokens + generation.emitted}
+
+
+class StreamedOutput:
+    """SSE output: every token is one event in one HTTP chunk."""
+
+    __slots__ = ("exchange", "chat", "include_usage", "envelope", "head", "first_head", "tail")
+
+    def __init__(self, exchange: Exchange, chat: bool, include_usage: bool, ident: str,
+                 model: str, created: int) -> None:
+        self.exchange = exchange
+        self.chat = chat
+        self.include_usage = include_usage
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        # every event is envelope + choices + "]" + usage-or-not + "}"
+        self.envelope = (f'data: {{"id":"{ident}","object":"{kind}","created":{created},'
+                         f'"model":{json.dumps(model)},"choices":[').encode()
+        if chat:
+            self.head = self.envelope + b'{"index":0,"delta":{"content":'
+            self.first_head = self.envelope + b'{"index":0,"delta":{"role":"assistant","content":'
+            choice_end = b'},"logprobs":null,"finish_reason":null}]'
+        else:
+            self.head = self.first_head = self.envelope + b'{"index":0,"text":'
+            choice_end = b',"logprobs":null,"finish_reason":null}]'
+        self.tail = choice_end + (b',"usage":null}\n\n' if include_usage else b'}\n\n')
+        exchange.start_stream(200, "text/event-stream; charset=utf-8")
+
+    def token(self, generation: Generation, text: str, text_json: bytes) -> None:
+        head = self.first_head if generation.emitted == 0 else self.head
+        self.exchange.write_chunk(head + text_json + self.tail)
+
+    def finish(self, generation: Generation) -> None:
+        events = b""
+        if generation.emitted:
+            content = b'"delta":{}' if self.chat else b'"text":""'
+            events += (self.envelope + b'{"index":0,' + content + b',"logprobs":null,'
+                       b'"finish_reason":"' + generation.finish_reason.encode() + b'"}]'
+                       + (b',"usage":null}\n\n' if self.include_usage else b'}\n\n'))
+        if self.include_usage:
+            events += (self.envelope + b'],"usage":' + json.dumps(_usage(generation)).encode()
+                       + b'}\n\n')
+        self.exchange.end_stream(events + b"data: [DONE]\n\n")
+
+    def abort(self) -> None:
+        self.exchange.abort()
+
+
+class WholeOutput:
+    """Non-streaming output: the whole answer as one JSON body when generation ends."""
+
+    __slots__ = ("exchange", "chat", "ident", "model", "created")
+
+    def __init__(self, exchange: Exchange, chat: bool, ident: str, model: str,
+                 created: int) -> None:
+        self.exchange, self.chat, self.ident, self.model, self.created = (
+            exchange, chat, ident, model, created)
+
+    def token(self, generation: Generation, text: str, text_json: bytes) -> None:
+        generation.text.append(text)
+
+    def finish(self, generation: Generation) -> None:
+        text = "".join(generation.text)
+        reason = generation.finish_reason if generation.emitted else "stop"
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                      "logprobs": None, "finish_reason": reason}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+        self.exchange.respond_json(200, {
+            "id": self.ident, "object": "chat.completion" if self.chat else "text_completion",
+            "created": self.created, "model": self.model, "choices": [choice],
+            "usage": _usage(generation)})
+
+    def abort(self) -> None:
+        self.exchange.abort()
+
+
+def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bool) -> None:
+    """Validate an OpenAI generation request and hand it to the timing model."""
+    try:
+        body = request.json()
+        model = body.get("model")
+        if app.served_model(model) is None:
+            exchange.respond_json(404, error_body(
+                f"The model `{model}` does not exist; this simulator serves "
+                f"{', '.join(app.models)} (set 'model').", "NotFoundError", 404, "model"))
+            return
+        key, prompt_tokens = chat_prompt(body) if chat else completion_prompt(body)
+        max_tokens = positive_int(body, "max_completion_tokens", "max_tokens",
+                                  default=app.config.default_max_tokens)
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise BadInput("field 'stream_options' must be an object like {\"include_usage\": true}")
+    except ValueError as error:
+        exchange.respond_json(400, error_body(str(error), "BadRequestError", 400))
+        return
+    prefix = "chatcmpl" if chat else "cmpl"
+    ident = f"{prefix}-{app.next_id()}"
+    info = {"id": ident, "api": "openai-chat" if chat else "openai-completions",
+            "client_request_id": request.headers.get("x-request-id")}
+    fault = app.engine.draw_fault()
+    if fault == "error":
+        app.reject_with_fault(exchange, info, lambda status: error_body(
+            "simulated server error (fault injection)", "InternalServerError", status))
+        return
+    created = int(time.time())
+    stream = bool(body.get("stream"))
+    if stream:
+        output = StreamedOutput(exchange, chat, bool(options.get("include_usage")), ident,
+                                model, created)
+    else:
+        output = WholeOutput(exchange, chat, ident, model, created)
+    generation = Generation(output, prompt_tokens, max_tokens, bool(body.get("ignore_eos")),
+                            key, app.config, info, keep_text=not stream)
+    exchange.on_close = lambda: app.engine.cancel(generation)
+    app.engine.submit(generation, fault)
+
+
+def models(app: "SimulatorApp", request: Request, exchange: Exchange) -> None:
+    exchange.respond_json(200, {"object": "list", "data": [
+        {"id": name, "object": "model", "created": app.started_wall, "owned_by": "hpcbench",
+         "root": name, "parent": None, "max_model_len": app.config.kv_cache_tokens}
+        for name in app.models]})
