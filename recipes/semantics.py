@@ -190,6 +190,14 @@ def _node_counts_fit(data: dict) -> list[Problem]:
     return problems
 
 
+def _something_to_benchmark(data: dict) -> list[Problem]:
+    if data.get("endpoints") or lookup(data, "orchestration.node_allocation.servers.nodes") != 0:
+        return []
+    return [Problem("orchestration.node_allocation.servers.nodes", 0,
+                    "1 or more server nodes, or endpoints: [url, ...] of a running service "
+                    "(otherwise there is nothing to benchmark)")]
+
+
 def _apptainer_has_image(data: dict) -> list[Problem]:
     default = "apptainer" if lookup(data, "orchestration.mode") == "slurm" else "process"
     if data.get("runtime", default) != "apptainer" or data.get("endpoints"):
@@ -204,5 +212,6 @@ def _apptainer_has_image(data: dict) -> list[Problem]:
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
-    _distributed_is_vllm_on_servers, _node_counts_fit, _apptainer_has_image,
+    _distributed_is_vllm_on_servers, _node_counts_fit, _something_to_benchmark,
+    _apptainer_has_image,
 )
