@@ -1,0 +1,283 @@
+"""Service plugins: registry, entry points, and golden command lines/environments.
+
+Ollama and the Apptainer/GPU forms of vLLM cannot run here (no ollama binary, no apptainer, no
+GPU), so their launch commands and environments are checked exactly (golden tests).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.servers import ray_cluster
+from hpcbench.servers.plugin import LaunchContext, ServicePlugin, cli_flags
+from hpcbench.servers.registry import (get_service, known_services, launch_commands,
+                                       launch_contexts)
+
+ARTIFACTS = {"containers_dir": "/images", "service": {"path": "vllm_latest.sif"}}
+BINDS = ["/scratch/hf:/root/.cache/huggingface:rw"]
+
+
+def context(service_config: dict, **overrides) -> LaunchContext:
+    fields = dict(service_config=service_config, model="meta-llama/Llama-3.1-8B",
+                  node="node1", address="10.1.0.11", port=8000, rank=0,
+                  server_addresses=["10.1.0.11"], runtime="process", run_dir=Path("/run"),
+                  artifacts={}, binds=[], job_id="4242")
+    fields.update(overrides)
+    return LaunchContext(**fields)
+
+
+def test_builtins_implement_the_interface():
+    for name in ("simulator", "ollama", "vllm", "llamacpp", "redis"):
+        plugin = get_service(name)
+        assert isinstance(plugin, ServicePlugin), name
+        assert plugin.name == name
+    assert get_service("ollama").api == "ollama-chat"
+    assert get_service("redis").api == "resp"
+    assert get_service("vllm").metrics_path == "/metrics"
+
+
+def test_unknown_service_lists_known_names():
+    with pytest.raises(HpcbenchError) as caught:
+        get_service("tgi")
+    assert caught.value.code == "E006"
+    assert "'tgi'" in caught.value.message
+    assert any("simulator, ollama, vllm, llamacpp, redis" in line
+               for line in caught.value.details)
+
+
+def test_entry_point_plugin_is_found_in_a_separate_interpreter(tmp_path):
+    """A third-party distribution registering `hpcbench.services` is usable by name."""
+    (tmp_path / "echo_service.py").write_text(textwrap.dedent("""
+        from hpcbench.servers.plugin import HttpService, LaunchSpec
+
+        class EchoService(HttpService):
+            name = "echo"
+            default_port = 7777
+            api = "openai-chat"
+
+            def launch(self, ctx):
+                return LaunchSpec(argv=["echo-server", str(ctx.port)],
+                                  base_url=f"http://{ctx.address}:{ctx.port}")
+    """))
+    dist = tmp_path / "echo_service-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-service\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[hpcbench.services]\necho = echo_service:EchoService\nbroken = echo_service:Missing\n")
+    probe = textwrap.dedent("""
+        import json
+        from hpcbench.coordinator.errors import HpcbenchError
+        from hpcbench.servers.registry import get_service, known_services, launch_commands
+        recipe = {"workload": {"service": "echo", "model": None}}
+        out = {"known": known_services(),
+               "commands": launch_commands(recipe, {"servers": ["n1"]})}
+        try:
+            get_service("broken")
+        except HpcbenchError as error:
+            out["broken"] = [error.code, error.message]
+        print(json.dumps(out))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["known"][-2:] == ["broken", "echo"]
+    assert out["commands"][1] == "echo-server 7777"
+    assert out["broken"][0] == "E006" and "failed to load" in out["broken"][1]
+
+
+def test_cli_flags_one_argv_element_per_value():
+    flags = cli_flags({"max_model_len": 256, "enforce_eager": True, "trust_remote_code": False,
+                       "api_key": "a b; rm -rf /", "lora_modules": ["x=1", "y=2"],
+                       "skipme": 1, "quantization": None}, skip=("skipme",))
+    assert flags == ["--max-model-len", "256", "--enforce-eager", "--api-key", "a b; rm -rf /",
+                     "--lora-modules", "x=1", "--lora-modules", "y=2"]
+    assert cli_flags({"n_ctx": 512}, dashes=False) == ["--n_ctx", "512"]
+
+
+# --- Ollama (golden) ---------------------------------------------------------------------------
+
+def test_ollama_launch_in_apptainer_with_ollama_environment():
+    ctx = context({"num_parallel": 4, "keep_alive": "30m", "models": "/scratch/ollama",
+                   "flash_attention": True, "OLLAMA_DEBUG": 1, "gpu_layers": 99},
+                  port=11434, runtime="apptainer",
+                  artifacts={"containers_dir": "/images", "service": {"path": "ollama.sif"}},
+                  binds=["/p/.ollama:/root/.ollama:rw"])
+    spec = get_service("ollama").launch(ctx)
+    assert spec.argv == ["apptainer", "exec", "--nv", "--bind", "/p/.ollama:/root/.ollama:rw",
+                         "/images/ollama.sif", "ollama", "serve"]
+    assert spec.env == {"OLLAMA_HOST": "10.1.0.11:11434", "OLLAMA_NUM_PARALLEL": "4",
+                        "OLLAMA_KEEP_ALIVE": "30m", "OLLAMA_MODELS": "/scratch/ollama",
+                        "OLLAMA_FLASH_ATTENTION": "1", "OLLAMA_DEBUG": "1"}
+    assert spec.base_url == "http://10.1.0.11:11434"
+
+
+def test_apptainer_without_image_is_a_clear_error():
+    with pytest.raises(HpcbenchError) as caught:
+        get_service("ollama").launch(context({}, runtime="apptainer"))
+    assert caught.value.code == "E006"
+    assert "artifacts.service.path" in caught.value.message
+
+
+# --- vLLM single node (golden) -----------------------------------------------------------------
+
+def test_vllm_single_node_gpu_in_apptainer():
+    config = {"max_model_len": 4096, "gpu_memory_utilization": 0.9, "enforce_eager": True,
+              "trust_remote_code": False, "tensor_parallel_size": 2,
+              "pipeline_parallel_size": 1, "env": {"HF_HUB_OFFLINE": 1}}
+    spec = get_service("vllm").launch(context(config, runtime="apptainer", artifacts=ARTIFACTS,
+                                              binds=BINDS))
+    assert spec.argv == [
+        "apptainer", "exec", "--nv", "--bind", BINDS[0], "/images/vllm_latest.sif",
+        "vllm", "serve", "meta-llama/Llama-3.1-8B", "--host", "10.1.0.11", "--port", "8000",
+        "--max-model-len", "4096", "--gpu-memory-utilization", "0.9", "--enforce-eager",
+        "--tensor-parallel-size", "2", "--pipeline-parallel-size", "1"]
+    assert spec.env == {"VLLM_HOST_IP": "10.1.0.11", "HF_HUB_OFFLINE": "1"}
+    assert spec.base_url == "http://10.1.0.11:8000"
+
+
+def test_vllm_cpu_form_with_python_module_and_served_name():
+    config = {"python": "/opt/vllm/bin/python", "model_path": "/models/tiny",
+              "max_model_len": 256, "dtype": "float32"}
+    spec = get_service("vllm").launch(context(config, model="tiny", address="127.0.0.1"))
+    assert spec.argv == ["/opt/vllm/bin/python", "-m", "vllm.entrypoints.openai.api_server",
+                         "--model", "/models/tiny", "--host", "127.0.0.1", "--port", "8000",
+                         "--served-model-name", "tiny", "--max-model-len", "256",
+                         "--dtype", "float32"]
+
+
+def test_vllm_asks_for_ignore_eos_when_lengths_are_fixed():
+    vllm = get_service("vllm")
+    assert vllm.request_extras({"dataset": {"ignore_eos": True}}) == {"ignore_eos": True}
+    assert vllm.request_extras({"dataset": {"ignore_eos": False}}) == {}
+    assert get_service("ollama").request_extras({"dataset": {"ignore_eos": True}}) == {}
+
+
+# --- vLLM over Ray (golden) --------------------------------------------------------------------
+
+RAY_CONFIG = {"distributed": {"enabled": True, "backend": "ray", "tensor_parallel_size": 4,
+                              "pipeline_parallel_size": 2,
+                              "ray": {"num_gpus_per_node": 4, "num_cpus_per_node": 8}},
+              "max_model_len": 2048}
+SERVERS = ["10.1.0.11", "10.1.0.12"]
+
+
+def supervisor_options(argv: list[str]) -> dict:
+    """The JSON argv options of a ray_cluster supervisor command line."""
+    assert argv[1:3] == ["-m", "hpcbench.servers.ray_cluster"]
+    options = {}
+    for flag, value in zip(argv[4::2], argv[5::2]):
+        options[flag] = value if flag in ("--head-address", "--timeout") else json.loads(value)
+    return options
+
+
+def test_vllm_ray_head_and_worker_share_node_ip_and_job_ports():
+    vllm = get_service("vllm")
+    head = vllm.launch(context(RAY_CONFIG, runtime="apptainer", artifacts=ARTIFACTS,
+                               binds=BINDS, server_addresses=SERVERS))
+    worker = vllm.launch(context(RAY_CONFIG, runtime="apptainer", artifacts=ARTIFACTS,
+                                 binds=BINDS, server_addresses=SERVERS, rank=1, node="node2",
+                                 address="10.1.0.12"))
+    ports = ray_cluster.ray_ports("4242")
+    gcs = f"10.1.0.11:{ports.gcs}"
+    prefix = ["apptainer", "exec", "--nv", "--bind", BINDS[0], "/images/vllm_latest.sif"]
+
+    assert head.argv[3] == "head" and head.base_url == "http://10.1.0.11:8000"
+    options = supervisor_options(head.argv)
+    start = options["--ray-start"]
+    assert start[:len(prefix)] == prefix
+    assert start[len(prefix):len(prefix) + 5] == ["ray", "start", "--block",
+                                                  "--node-ip-address", "10.1.0.11"]
+    assert "--head" in start and start[start.index("--port") + 1] == str(ports.gcs)
+    assert start[start.index("--num-gpus") + 1] == "4"
+    wait = options["--wait"]
+    assert wait[len(prefix):len(prefix) + 2] == ["python3", "-c"]
+    assert wait[-3:] == [gcs, "2", "600.0"]
+    assert options["--serve"] == prefix + [
+        "vllm", "serve", "meta-llama/Llama-3.1-8B", "--host", "10.1.0.11", "--port", "8000",
+        "--max-model-len", "2048", "--distributed-executor-backend", "ray",
+        "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2"]
+    assert head.env["VLLM_HOST_IP"] == "10.1.0.11" and head.env["RAY_ADDRESS"] == gcs
+
+    assert worker.argv[3] == "worker" and worker.base_url is None
+    options = supervisor_options(worker.argv)
+    assert options["--head-address"] == gcs
+    start = options["--ray-start"]
+    assert start[start.index("--node-ip-address") + 1] == "10.1.0.12"
+    assert start[start.index("--address") + 1] == gcs and "--head" not in start
+    assert worker.env["VLLM_HOST_IP"] == "10.1.0.12"
+
+
+def test_ray_ports_differ_between_jobs_and_accept_overrides():
+    first, second = ray_cluster.ray_ports("1001"), ray_cluster.ray_ports("1002")
+    assert first == ray_cluster.ray_ports("1001")
+    assert first.gcs != second.gcs and first.min_worker != second.min_worker
+    for ports in (first, second):
+        values = [v for k, v in vars(ports).items() if k not in ("min_worker", "max_worker")]
+        assert len(set(values)) == len(values) and all(1024 < v < 65536 for v in values)
+    assert ray_cluster.ray_ports("1001", {"object_manager_port": 8076}).object_manager == 8076
+
+
+def test_vllm_rejects_an_unknown_distributed_backend():
+    config = {"distributed": {"enabled": True, "backend": "mpi"}}
+    with pytest.raises(HpcbenchError) as caught:
+        get_service("vllm").launch(context(config, server_addresses=SERVERS))
+    assert "backend 'mpi'" in caught.value.message
+
+
+# --- llama.cpp, simulator, plan --commands ------------------------------------------------------
+
+def test_llamacpp_python_server_and_llama_server_forms():
+    plugin = get_service("llamacpp")
+    python_form = plugin.launch(context({"model_path": "/m/tiny.gguf", "n_ctx": 512},
+                                        model="tiny", port=8080))
+    assert python_form.argv == ["python3", "-m", "llama_cpp.server", "--model", "/m/tiny.gguf",
+                                "--host", "10.1.0.11", "--port", "8080", "--model_alias",
+                                "tiny", "--n_ctx", "512"]
+    native = plugin.launch(context({"model_path": "/m/tiny.gguf", "server": "llama-server",
+                                    "ctx_size": 512}, model="tiny", port=8080))
+    assert native.argv[:2] == ["llama-server", "--model"] and native.argv[-2:] == [
+        "--ctx-size", "512"]
+    with pytest.raises(HpcbenchError) as caught:
+        plugin.launch(context({}))
+    assert "model_path" in caught.value.message
+
+
+def test_launch_commands_render_every_server_node_shell_safe():
+    recipe = {"workload": {"service": "vllm", "model": "my model"}, "runtime": "process",
+              "servers": {"service_config": dict(RAY_CONFIG, env={"HF_TOKEN": "x y"})}}
+    placement = {"servers": ["node1", "node2"],
+                 "addresses": {"node1": "10.1.0.11", "node2": "10.1.0.12"}}
+    lines = launch_commands(recipe, placement, job_id="77")
+    assert lines[0] == "# node1 (rank 0, vllm, process)"
+    assert lines[2] == "# node2 (rank 1, vllm, process)"
+    words = shlex.split(lines[1])
+    assert words[:3] == ["env", "HF_TOKEN=x y", f"RAY_ADDRESS=10.1.0.11:"
+                                                f"{ray_cluster.ray_ports('77').gcs}"]
+    serve = json.loads(words[words.index("--serve") + 1])
+    assert serve[2] == "my model"
+    contexts = launch_contexts(recipe, placement, job_id="77")
+    assert [c.rank for c in contexts] == [0, 1]
+    assert contexts[1].server_addresses == ["10.1.0.11", "10.1.0.12"]
+
+
+def test_wait_healthy_fails_with_e001_naming_the_url():
+    with socket.socket() as holder:  # a port nobody listens on
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+    for name, url in (("vllm", f"http://127.0.0.1:{port}"), ("redis", f"redis://127.0.0.1:{port}")):
+        with pytest.raises(HpcbenchError) as caught:
+            get_service(name).wait_healthy(url, timeout_s=0.3, interval_s=0.1)
+        assert caught.value.code == "E001"
+        assert f"127.0.0.1:{port}" in caught.value.message
+        assert "last check" in caught.value.details[0]
