@@ -1,0 +1,101 @@
+"""The Slurm backend's pure parts: sbatch options from recipes, allocation checks, placement,
+and the `hpcbench submit --dry-run` command line. Real sbatch/srun runs are in
+test_slurm_cluster.py."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from hpcbench.coordinator import slurm
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.recipes.loader import load_recipe, recipe_from_dict
+
+
+def slurm_recipe(**orchestration) -> dict:
+    return recipe_from_dict({
+        "scenario": "sim-slurm", "partition": "debug", "account": "p200", "qos": "short",
+        "runtime": "process",
+        "orchestration": {"mode": "slurm", **orchestration},
+        "workload": {"service": "simulator", "model": "sim-llama", "duration": "5s"},
+    }).data
+
+
+def test_options_carry_partition_account_qos_time_nodes_exclusive():
+    recipe = slurm_recipe(total_nodes=3, job_config={"time_limit": "00:30:00", "exclusive": True,
+                                                     "sbatch_options": ["--mail-type=END"]})
+    assert slurm.sbatch_options(recipe) == [
+        "--job-name=hpcbench-sim-slurm", "--nodes=3", "--partition=debug", "--account=p200",
+        "--qos=short", "--time=00:30:00", "--exclusive", "--mail-type=END"]
+
+
+def test_gpus_come_from_the_largest_role_request():
+    recipe = slurm_recipe()
+    recipe["resources"] = {"servers": {"gpus": 4}, "clients": {"gpus": 0}}
+    assert "--gpus-per-node=4" in slurm.sbatch_options(recipe)
+    recipe["resources"] = {}
+    assert not any(o.startswith("--gpus") for o in slurm.sbatch_options(recipe))
+
+
+@pytest.mark.parametrize("example, nodes", [("vllm-ray-2nodes.yaml", 5), ("vllm-single.yaml", 2),
+                                            ("local-sim.yaml", 2)])
+def test_example_recipes_ask_for_enough_nodes(repo, example, nodes):
+    recipe = load_recipe(repo / "recipes" / "examples" / example).data
+    assert f"--nodes={nodes}" in slurm.sbatch_options(recipe)
+
+
+def allocation(count: int) -> slurm.Allocation:
+    names = tuple(f"n{k}" for k in range(1, count + 1))
+    return slurm.Allocation("42", names, {name: f"10.0.0.{k}" for k, name in enumerate(names, 1)})
+
+
+def test_too_small_allocation_names_the_sbatch_fix():
+    with pytest.raises(HpcbenchError) as caught:
+        slurm.check_allocation(slurm_recipe(total_nodes=3), allocation(2))
+    rendered = caught.value.render()
+    assert caught.value.code == "E006"
+    assert "has 2 node(s) but the recipe needs 3" in rendered
+    assert "sbatch -N 3" in rendered and "hpcbench submit" in rendered
+
+
+def test_spare_first_node_is_the_coordinators_alone():
+    placement = slurm.place_roles(slurm_recipe(total_nodes=3), allocation(3))
+    assert (placement.coordinator, placement.server_nodes, placement.client_nodes) == \
+        ("n1", ("n2",), ("n3",))
+    assert placement.monitor_nodes == ("n1", "n2", "n3")
+
+
+def test_without_a_spare_node_the_coordinator_shares_the_first_server_node():
+    placement = slurm.place_roles(slurm_recipe(total_nodes=2), allocation(2))
+    assert (placement.coordinator, placement.server_nodes, placement.client_nodes) == \
+        ("n1", ("n1",), ("n2",))
+
+
+def test_outside_a_job_the_allocation_error_says_how_to_submit():
+    with pytest.raises(HpcbenchError) as caught:
+        slurm.Allocation.from_environment({})
+    assert "not inside a Slurm job" in caught.value.message
+    assert "hpcbench submit" in caught.value.render()
+
+
+def test_submit_dry_run_prints_the_sbatch_command(repo, cli_env, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("scenario: dry\npartition: debug\naccount: p1\norchestration: {mode: slurm, "
+                      "total_nodes: 3, job_config: {time_limit: '10:00'}}\n"
+                      "workload: {service: simulator, model: m}\n")
+    shown = subprocess.run(["hpcbench", "submit", "--dry-run", str(recipe)], cwd=repo,
+                           env=cli_env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["sbatch", "--parsable", "--job-name=hpcbench-dry",
+                                    "--nodes=3", "--partition=debug", "--account=p1",
+                                    "--time=10:00",
+                                    str(repo / "run.sbatch"), str(recipe)]
+
+
+def test_submit_of_a_bad_recipe_fails_before_sbatch(cli_env, tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("scenario: bad\nworkload: {service: simulator, duration: soon}\n")
+    shown = subprocess.run(["hpcbench", "submit", str(recipe)], env=cli_env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 2
+    assert "E006" in shown.stderr and "workload.duration" in shown.stderr
