@@ -113,8 +113,10 @@ class Exchange:
 class HttpConnection(asyncio.Protocol):
     """Parses requests from one TCP connection and hands them to `route(method, path)`."""
 
-    def __init__(self, route: Callable[[str, str], Handler | None]) -> None:
+    def __init__(self, route: Callable[[str, str], Handler | None],
+                 open_connections: set | None = None) -> None:
         self.route = route
+        self.open_connections = open_connections   # the server's registry, to close on stop
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.current: Exchange | None = None
@@ -122,8 +124,12 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.open_connections is not None:
+            self.open_connections.add(self)
 
     def connection_lost(self, exc) -> None:
+        if self.open_connections is not None:
+            self.open_connections.discard(self)
         current, self.current = self.current, None
         if current is not None and not current.done:
             current.closed = True

@@ -1,0 +1,175 @@
+"""Running a simulator: in-process on a background thread (`start_simulator`) for tests and
+tools, or in the foreground as a process (`serve`, used by `hpcbench sim`).
+
+Both run one uvloop event loop with the raw HTTP protocol of `http.py`.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import uvloop
+
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.servers.simulator.app import SimulatorApp
+from hpcbench.servers.simulator.config import SimulatorConfig
+from hpcbench.servers.simulator.http import HttpConnection
+from hpcbench.servers.simulator.truth import TruthLog, dump_jsonl
+
+
+class Listener:
+    """The listening socket, the app behind it and the open connections (to close on stop)."""
+
+    def __init__(self, app: SimulatorApp) -> None:
+        self.app = app
+        self.connections: set[HttpConnection] = set()
+        self.server: asyncio.Server | None = None
+
+    def _connection(self) -> HttpConnection:
+        return HttpConnection(self.app.route, self.connections)
+
+    async def open(self) -> int:
+        config = self.app.config
+        loop = asyncio.get_running_loop()
+        try:
+            self.server = await loop.create_server(self._connection, config.host, config.port,
+                                                   reuse_address=True, backlog=4096)
+        except OSError as error:
+            raise HpcbenchError("E008", f"simulator cannot listen on {config.host}:{config.port} "
+                                        f"({error.strerror or error})",
+                                ("choose another --port, or --port 0 for a free one",)) from None
+        if config.pause_ms > 0:
+            # a whole-server stall: the event loop itself is blocked, as in a long GC pause
+            loop.call_later(config.pause_at_s, time.sleep, config.pause_ms / 1000)
+        return self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+
+
+class SimulatorHandle:
+    """A simulator running on a background thread; `stop()` (or `with`) ends it."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.port = 0
+        self.truth_log = TruthLog(keep=True) if config.record_truth else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: Listener | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="hpcbench-sim", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            self._thread.join()
+            raise self._failure
+
+    def _run(self) -> None:
+        loop = self._loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            async def open_listener() -> int:
+                self._listener = Listener(SimulatorApp(self.config, self.truth_log))
+                return await self._listener.open()
+            self.port = loop.run_until_complete(open_listener())
+        except BaseException as error:  # reported to the starting thread, then re-raised there
+            self._failure = error
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            self._listener.close()
+            loop.run_until_complete(asyncio.sleep(0))   # let aborted transports finish closing
+            loop.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def truth(self) -> list[dict]:
+        """Ground-truth records so far (needs `record_truth=True`)."""
+        if self.truth_log is None:
+            raise ValueError("ground truth is off: start the simulator with record_truth=True")
+        return self.truth_log.records
+
+    @property
+    def served(self) -> int:
+        """Generation requests answered completely so far."""
+        return self._listener.app.stats.served
+
+    def stats(self) -> dict:
+        """A snapshot of the server's counters (served, running, waiting, faults, ...)."""
+        return self._listener.app.stats.snapshot()
+
+    def dump_truth(self, path: str | Path) -> None:
+        dump_jsonl(list(self.truth), path)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+    def __enter__(self) -> "SimulatorHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_simulator(config: SimulatorConfig | None = None, **overrides) -> SimulatorHandle:
+    """Start a simulator in this process; fields of `overrides` replace those of `config`."""
+    config = replace(config or SimulatorConfig(), **overrides)
+    return SimulatorHandle(config)
+
+
+def serve(config: SimulatorConfig, port_file: str | None = None,
+          truth_file: str | None = None) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT; the bound port goes to `port_file`
+    (written atomically once listening) and ground truth to `truth_file` as JSONL."""
+    if truth_file:
+        config = replace(config, record_truth=True)
+    uvloop.run(_serve(config, port_file, truth_file))
+
+
+async def _serve(config: SimulatorConfig, port_file: str | None, truth_file: str | None) -> None:
+    loop = asyncio.get_running_loop()
+    truth = TruthLog(keep=False, path=truth_file) if truth_file else None
+    listener = Listener(SimulatorApp(config, truth))
+    port = await listener.open()
+    if port_file:
+        temporary = Path(port_file).with_name(Path(port_file).name + f".{os.getpid()}.tmp")
+        temporary.write_text(f"{port}\n")
+        temporary.replace(port_file)
+    print(f"hpcbench sim: serving {config.model} on http://{config.host}:{port} "
+          f"(OpenAI /v1, Ollama /api, metrics /metrics), mode {config.mode}",
+          file=sys.stderr, flush=True)
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        while not stopping.is_set():
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            if truth is not None:
+                truth.flush()   # readers of the JSONL see records at most a second late
+    finally:
+        listener.close()
+        if truth is not None:
+            truth.close()
