@@ -220,16 +220,18 @@ class TrialResult(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., directory: _Optional[str] = ..., passed: _Optional[bool] = ..., summary_json: _Optional[str] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("role", "agent_id", "node", "pid")
+    __slots__ = ("role", "agent_id", "node", "pid", "session_id")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     role: AgentRole
     agent_id: str
     node: str
     pid: int
-    def __init__(self, role: _Optional[_Union[AgentRole, str]] = ..., agent_id: _Optional[str] = ..., node: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    session_id: str
+    def __init__(self, role: _Optional[_Union[AgentRole, str]] = ..., agent_id: _Optional[str] = ..., node: _Optional[str] = ..., pid: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
     __slots__ = ("agent_id", "session_id", "lease_s", "heartbeat_interval_s", "sample_endpoint", "executor_index", "executor_count")

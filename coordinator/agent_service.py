@@ -1,0 +1,236 @@
+"""The Agent service: executors and monitors register, take commands, heartbeat under a lease.
+
+An agent calls Register (naming the session that started it), then holds a server-streaming
+Commands call open: the coordinator pushes CONFIGURE / START / STOP / SHUTDOWN down it. The agent
+renews its lease with Heartbeat every `heartbeat_interval_s`; an agent silent for longer than
+`lease_s` is LOST to the coordinator, and an agent that cannot reach the coordinator for
+`lease_s` stops generating load by itself (executor/agent.py). Report tells the coordinator what
+a command produced (a trial's counts), which is how the session knows a trial has finished.
+
+`AgentRegistry` is one session's view of its agents; `AgentServicer` routes gRPC calls to the
+registry of the agent's session.
+"""
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
+
+DEFAULT_LEASE_S = 5.0
+DEFAULT_HEARTBEAT_S = 0.5
+
+
+@dataclass
+class AgentRecord:
+    """What the coordinator knows about one registered agent."""
+
+    agent_id: str
+    role: int
+    node: str
+    pid: int
+    executor_index: int = -1
+    state: int = pb.IDLE
+    trial_id: str = ""
+    requests_done: int = 0
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    commands: queue.Queue = field(default_factory=queue.Queue)
+
+    def lease_age(self) -> float:
+        return time.monotonic() - self.last_heartbeat
+
+
+class AgentRegistry:
+    """One session's agents: registration, command queues, leases and trial reports."""
+
+    def __init__(self, session_id: str, sample_endpoint: str, executor_count: int = 0,
+                 lease_s: float = DEFAULT_LEASE_S, heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S):
+        self.session_id = session_id
+        self.sample_endpoint = sample_endpoint
+        self.executor_count = executor_count
+        self.lease_s = lease_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._agents: dict[str, AgentRecord] = {}
+        self._reports: dict[tuple[str, str], pb.AgentReport] = {}
+        self._changed = threading.Condition()
+        self._serial = itertools.count()
+
+    # -- called by the gRPC servicer -------------------------------------------------------
+    def register(self, request: pb.RegisterRequest) -> AgentRecord:
+        with self._changed:
+            agent_id = request.agent_id or f"{pb.AgentRole.Name(request.role).lower()}-{next(self._serial)}"
+            if agent_id in self._agents and self._agents[agent_id].state != pb.GONE:
+                raise ValueError(f"agent id {agent_id!r} is already registered in session "
+                                 f"{self.session_id}; give each agent a unique --agent-id")
+            record = AgentRecord(agent_id=agent_id, role=request.role, node=request.node,
+                                 pid=request.pid)
+            if request.role == pb.EXECUTOR:
+                record.executor_index = sum(1 for agent in self._agents.values()
+                                            if agent.role == pb.EXECUTOR)
+            self._agents[agent_id] = record
+            self._changed.notify_all()
+            return record
+
+    def heartbeat(self, request: pb.HeartbeatRequest) -> bool:
+        with self._changed:
+            record = self._agents.get(request.agent_id)
+            if record is None or record.state == pb.GONE:
+                return False
+            record.last_heartbeat = time.monotonic()
+            record.state = request.state or record.state
+            record.trial_id = request.trial_id
+            record.requests_done = request.requests_done
+            self._changed.notify_all()
+            return True
+
+    def report(self, request: pb.AgentReport) -> None:
+        with self._changed:
+            self._reports[(request.agent_id, request.trial_id)] = request
+            record = self._agents.get(request.agent_id)
+            if record is not None:
+                record.last_heartbeat = time.monotonic()
+            self._changed.notify_all()
+
+    def command_stream(self, agent_id: str, context: grpc.ServicerContext):
+        """Yield the agent's commands until SHUTDOWN or until the agent hangs up."""
+        record = self._agents[agent_id]
+        while context.is_active():
+            try:
+                command = record.commands.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            yield command
+            if command.kind == pb.SHUTDOWN:
+                return
+
+    # -- called by the session -------------------------------------------------------------
+    def agents(self, role: int | None = None) -> list[AgentRecord]:
+        with self._changed:
+            return [agent for agent in self._agents.values() if role in (None, agent.role)]
+
+    def send(self, agent_id: str, kind: int, trial_id: str = "", config_json: str = "") -> None:
+        self._agents[agent_id].commands.put(pb.Command(kind=kind, trial_id=trial_id,
+                                                       config_json=config_json))
+
+    def shutdown_all(self) -> None:
+        for agent in self.agents():
+            if agent.state != pb.GONE:
+                self.send(agent.agent_id, pb.SHUTDOWN)
+                agent.state = pb.GONE
+
+    def wait_for_agents(self, role: int, count: int, timeout_s: float, abort=lambda: None) -> list[AgentRecord]:
+        """Block until `count` agents of `role` registered; `abort()` may raise to give up early."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                found = [agent for agent in self._agents.values() if agent.role == role]
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(found)} of {count} {pb.AgentRole.Name(role).lower()}"
+                                       f"s registered within {timeout_s:.0f}s")
+                self._changed.wait(min(remaining, 0.2))
+                abort()
+
+    def wait_reports(self, trial_id: str, agent_ids: list[str], timeout_s: float,
+                     abort=lambda: None) -> dict[str, pb.AgentReport]:
+        """Block until every agent reported on `trial_id`; agents whose lease ran out are skipped.
+
+        Returns the reports received; a LOST agent simply has none (the caller decides).
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                self._mark_lost()
+                reports = {agent_id: self._reports[(agent_id, trial_id)] for agent_id in agent_ids
+                           if (agent_id, trial_id) in self._reports}
+                pending = [agent_id for agent_id in agent_ids if agent_id not in reports
+                           and self._agents[agent_id].state != pb.LOST]
+                if not pending:
+                    return reports
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no trial report from {', '.join(pending)} within "
+                                       f"{timeout_s:.0f}s")
+                self._changed.wait(min(remaining, 0.2))
+                abort()
+
+    def lost_agents(self) -> list[AgentRecord]:
+        with self._changed:
+            self._mark_lost()
+            return [agent for agent in self._agents.values() if agent.state == pb.LOST]
+
+    def _mark_lost(self) -> None:
+        for agent in self._agents.values():
+            if agent.state not in (pb.GONE, pb.LOST) and agent.lease_age() > self.lease_s:
+                agent.state = pb.LOST
+
+    def info(self) -> list[pb.AgentInfo]:
+        with self._changed:
+            self._mark_lost()
+            return [pb.AgentInfo(agent_id=agent.agent_id, role=agent.role, node=agent.node,
+                                 state=agent.state, last_heartbeat_age_s=agent.lease_age())
+                    for agent in self._agents.values()]
+
+
+class AgentServicer(pb_grpc.AgentServicer):
+    """Routes Agent calls to the registry of the session the agent belongs to."""
+
+    def __init__(self):
+        self._registries: dict[str, AgentRegistry] = {}
+        self._owner: dict[str, AgentRegistry] = {}  # agent id -> registry
+        self._lock = threading.Lock()
+
+    def add_registry(self, registry: AgentRegistry) -> None:
+        with self._lock:
+            self._registries[registry.session_id] = registry
+
+    def _registry_of(self, agent_id: str, context) -> AgentRegistry:
+        with self._lock:
+            registry = self._owner.get(agent_id)
+        if registry is None:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"agent {agent_id!r} is not registered: call Register first")
+        return registry
+
+    def Register(self, request, context):
+        with self._lock:
+            registry = self._registries.get(request.session_id)
+        if registry is None:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"no session {request.session_id!r} on this coordinator: pass the "
+                          f"--session that started this agent")
+        try:
+            record = registry.register(request)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
+        with self._lock:
+            self._owner[record.agent_id] = registry
+        return pb.RegisterReply(agent_id=record.agent_id, session_id=registry.session_id,
+                                lease_s=registry.lease_s,
+                                heartbeat_interval_s=registry.heartbeat_interval_s,
+                                sample_endpoint=registry.sample_endpoint,
+                                executor_index=record.executor_index,
+                                executor_count=registry.executor_count)
+
+    def Commands(self, request, context):
+        registry = self._registry_of(request.agent_id, context)
+        yield from registry.command_stream(request.agent_id, context)
+
+    def Heartbeat(self, request, context):
+        with self._lock:
+            registry = self._owner.get(request.agent_id)
+        known = registry is not None and registry.heartbeat(request)
+        lease = registry.lease_s if registry else DEFAULT_LEASE_S
+        return pb.HeartbeatReply(lease_s=lease, known=known)
+
+    def Report(self, request, context):
+        self._registry_of(request.agent_id, context).report(request)
+        return pb.ReportReply()

@@ -1,0 +1,82 @@
+"""Control server: token auth on every call, open health + reflection, token file 0600."""
+import stat
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from hpcbench.coordinator.auth import TOKEN_FILE, call_metadata
+from hpcbench.coordinator.control import Coordinator
+from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
+
+
+@pytest.fixture
+def coordinator(tmp_path):
+    server = Coordinator(tmp_path / "run").start()
+    try:
+        yield server
+    finally:
+        server.stop(grace_s=0)
+
+
+@pytest.fixture
+def channel(coordinator):
+    with grpc.insecure_channel(coordinator.address) as channel:
+        yield channel
+
+
+def test_token_file_is_private_and_address_file_names_the_port(coordinator):
+    mode = stat.S_IMODE((coordinator.run_dir / TOKEN_FILE).stat().st_mode)
+    assert mode == 0o600
+    assert (coordinator.run_dir / TOKEN_FILE).read_text().strip() == coordinator.token
+    assert f'"control": "127.0.0.1:{coordinator.port}"' in \
+        (coordinator.run_dir / "coordinator.json").read_text()
+
+
+@pytest.mark.parametrize("metadata", [None, call_metadata("not-the-token"),
+                                      (("authorization", "Bearer"),)],
+                         ids=["missing", "wrong", "empty"])
+def test_control_calls_without_the_right_token_are_unauthenticated(channel, metadata):
+    control = pb_grpc.ControlStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        control.List(pb.ListRequest(), metadata=metadata, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "control token" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as streamed:
+        list(control.Watch(pb.WatchRequest(), metadata=metadata, timeout=5))
+    assert streamed.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_agent_calls_need_the_token_too(channel):
+    agent = pb_grpc.AgentStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        agent.Register(pb.RegisterRequest(role=pb.EXECUTOR), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_right_token_is_accepted(coordinator, channel):
+    control = pb_grpc.ControlStub(channel)
+    metadata = call_metadata(coordinator.token)
+    assert list(control.List(pb.ListRequest(), metadata=metadata, timeout=5).sessions) == []
+    with pytest.raises(grpc.RpcError) as caught:
+        control.Status(pb.SessionRef(session_id="nope"), metadata=metadata, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as empty:
+        control.StartSession(pb.StartSessionRequest(), metadata=metadata, timeout=5)
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_health_and_reflection_answer_without_a_token(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "hpcbench.control.v1.Control", "hpcbench.control.v1.Agent"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {service.name for reply in replies
+             for service in reply.list_services_response.service}
+    assert {"hpcbench.control.v1.Control", "hpcbench.control.v1.Agent",
+            "grpc.health.v1.Health"} <= names
