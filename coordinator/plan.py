@@ -1,8 +1,9 @@
 """Node roles for a recipe on a list of nodes: who serves, who drives load, whom each executor hits.
 
-Rules (DESIGN.md section 6): the coordinator runs on the first node, a monitor on every node,
-servers on the first `servers.nodes` nodes, clients on the next `clients.nodes` nodes (sharing
-server nodes only when the allocation is too small, e.g. one machine). Each client node runs
+Rules (DESIGN.md section 6, the same as run.sbatch's `slurm.place_roles`): the coordinator runs
+on the first node, alone when the allocation has a node to spare beyond servers + clients; a
+monitor runs on every node; servers take the next `servers.nodes` nodes and clients the next
+`clients.nodes` (sharing server nodes only when the allocation is too small, e.g. one machine). Each client node runs
 `executors_per_node` executors; `distribution_strategy` maps executors to server endpoints:
 
 - round-robin: executor i -> endpoint i mod S
@@ -44,6 +45,11 @@ class Placement:
     notes: tuple[str, ...] = ()  # things a user should know (shared nodes, idle endpoints)
 
     @property
+    def server_nodes(self) -> tuple[str, ...]:
+        """Server node names, head first (what `servers.registry.launch_contexts` reads)."""
+        return tuple(server.node for server in self.servers)
+
+    @property
     def client_nodes(self) -> dict[str, int]:
         """client node -> how many executors run on it (in node order)."""
         counts: dict[str, int] = {}
@@ -80,11 +86,13 @@ def place_roles(recipe: Recipe, nodes: list[str]) -> Placement:
             f"{len(nodes)} node(s) are available",
             ["allocate more nodes or lower servers.nodes"])
     notes: list[str] = []
-    servers, endpoints = _servers(data, nodes[:server_count])
+    client_count = allocation["clients"]["nodes"]
+    first = 1 if len(nodes) > server_count + client_count else 0  # a spare node: coordinator's
+    servers, endpoints = _servers(data, nodes[first:first + server_count])
     if not endpoints:
         raise config_error("nothing to benchmark: no server nodes and no endpoints",
                            ["set orchestration.node_allocation.servers.nodes >= 1 or endpoints: [url]"])
-    client_nodes = _client_nodes(nodes, server_count, allocation["clients"]["nodes"],
+    client_nodes = _client_nodes(nodes[first:], server_count, client_count,
                                  notes if data["orchestration"]["mode"] == "slurm" else [])
     per_node = allocation["clients"]["executors_per_node"]
     slots = [(node, index) for node in client_nodes for index in range(per_node)]
@@ -138,7 +146,7 @@ def executor_concurrency(workload: dict, placement: Placement) -> list[int]:
 def _servers(data: dict, server_nodes: list[str]) -> tuple[tuple[ServerRole, ...], list[str]]:
     if data["endpoints"]:
         return (), list(data["endpoints"])
-    port = data["servers"]["port"]
+    port = data["servers"]["service_config"].get("port") or _default_port(data["workload"]["service"])
     distributed = data["servers"]["service_config"].get("distributed", {})
     if distributed.get("enabled") and server_nodes:
         roles = [ServerRole(server_nodes[0], "ray-head")]
@@ -146,6 +154,11 @@ def _servers(data: dict, server_nodes: list[str]) -> tuple[tuple[ServerRole, ...
         return tuple(roles), [f"http://{server_nodes[0]}:{port}"]
     return (tuple(ServerRole(node, "server") for node in server_nodes),
             [f"http://{node}:{port}" for node in server_nodes])
+
+
+def _default_port(service: str) -> int:
+    from hpcbench.servers.registry import get_service
+    return get_service(service).default_port
 
 
 def _client_nodes(nodes: list[str], server_count: int, wanted: int, notes: list[str]) -> list[str]:
@@ -160,6 +173,6 @@ def _client_nodes(nodes: list[str], server_count: int, wanted: int, notes: list[
         notes.append(f"clients share node(s) {', '.join(shared)} with servers "
                      f"(only {len(nodes)} node(s) for {server_count} server + {wanted} client node(s))")
     if wanted > len(nodes):
-        notes.append(f"clients.nodes is {wanted} but only {len(nodes)} node(s) are available; "
+        notes.append(f"clients.nodes is {wanted} but only {len(nodes)} node(s) can take clients; "
                      f"using {len(chosen)}")
     return chosen

@@ -1,7 +1,7 @@
 """Defaults that turn a valid recipe into the resolved recipe every component reads.
 
 After `resolve(data)` every field a component needs is present, durations are float seconds and
-per-service choices (API, port, health endpoint) are filled in, so no component re-implements a
+the API defaults to the one the service's plugin speaks, so no component re-implements a
 default. Sweep axes stay as written (scalars or lists); `sweep.expand_trials` resolves those.
 """
 from __future__ import annotations
@@ -9,16 +9,6 @@ from __future__ import annotations
 import copy
 
 from hpcbench.recipes.durations import parse_duration
-
-# Built-in services: (default API the executor speaks, default port, health-check path).
-BUILTIN_SERVICES: dict[str, tuple[str, int, str]] = {
-    "simulator": ("openai-chat", 8000, "/health"),
-    "ollama": ("ollama-chat", 11434, "/api/tags"),
-    "vllm": ("openai-chat", 8000, "/health"),
-    "llamacpp": ("openai-chat", 8080, "/health"),
-    "redis": ("openai-chat", 6379, "/"),
-}
-PLUGIN_DEFAULTS = ("openai-chat", 8000, "/health")
 
 # Dotted paths of every duration field; they are converted to float seconds.
 DURATION_FIELDS = (
@@ -30,16 +20,10 @@ DURATION_FIELDS = (
 )
 
 
-def service_defaults(service: str) -> tuple[str, int, str]:
-    """(api, port, health endpoint) for a service name; plugins get OpenAI-style defaults."""
-    return BUILTIN_SERVICES.get(service, PLUGIN_DEFAULTS)
-
-
 def resolve(data: dict) -> dict:
     """A deep copy of a *valid* recipe with every default applied and durations in seconds."""
     recipe = copy.deepcopy(data)
     workload = recipe["workload"]
-    api, port, health_path = service_defaults(workload["service"])
     mode = recipe.setdefault("orchestration", {}).setdefault("mode", "local")
     recipe.setdefault("repetitions", 1)
     recipe.setdefault("runtime", "apptainer" if mode == "slurm" else "process")
@@ -63,7 +47,9 @@ def resolve(data: dict) -> dict:
     recipe.setdefault("resources", {})
 
     workload.setdefault("component", "inference")
-    workload.setdefault("api", api)
+    if "api" not in workload:
+        from hpcbench.servers.registry import get_service  # plugins load only when needed
+        workload["api"] = get_service(workload["service"]).api
     workload.setdefault("stream", True)
     workload.setdefault("duration", 60)
     workload.setdefault("warmup", 0)
@@ -95,12 +81,10 @@ def resolve(data: dict) -> dict:
     workload.setdefault("error_threshold", 0.01)
 
     servers = recipe.setdefault("servers", {})
-    servers.setdefault("port", port)
     health = servers.setdefault("health_check", {})
     health.setdefault("enabled", True)
     health.setdefault("timeout", 300)
     health.setdefault("interval", 2)
-    health.setdefault("endpoint", health_path)
     servers.setdefault("service_config", {})
 
     monitoring = recipe.setdefault("monitoring", {})

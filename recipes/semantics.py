@@ -5,21 +5,13 @@ that separately) and returns Problems, so a user sees every problem in one pass.
 """
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Callable
 
-from hpcbench.recipes.defaults import BUILTIN_SERVICES
 from hpcbench.recipes.problems import MISSING, Problem, lookup
 from hpcbench.recipes.schema import suggest
+from hpcbench.servers.registry import ENTRY_POINT_GROUP, known_services
 
-PLUGIN_ENTRY_POINT_GROUP = "hpcbench.services"
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
-
-
-def known_services() -> list[str]:
-    """Built-in services plus those installed plugins register under `hpcbench.services`."""
-    plugins = [entry.name for entry in entry_points(group=PLUGIN_ENTRY_POINT_GROUP)]
-    return sorted(set(BUILTIN_SERVICES) | set(plugins))
 
 
 def semantic_problems(data: object) -> list[Problem]:
@@ -43,7 +35,7 @@ def _service_is_known(data: dict) -> list[Problem]:
     names = known_services()
     return [Problem("workload.service", service,
                     f"one of {', '.join(names)} or a plugin registered under the entry-point "
-                    f"group '{PLUGIN_ENTRY_POINT_GROUP}'{suggest(service, names)}")]
+                    f"group '{ENTRY_POINT_GROUP}'{suggest(service, names)}")]
 
 
 def _api_fits_service(data: dict) -> list[Problem]:
@@ -136,11 +128,16 @@ def _gpus_need_gpu_partition(data: dict) -> list[Problem]:
 
 
 def _parallelism_fits_gpus(data: dict) -> list[Problem]:
-    distributed = lookup(data, "servers.service_config.distributed")
-    if not isinstance(distributed, dict):
+    config = lookup(data, "servers.service_config")
+    if not isinstance(config, dict):
         return []
-    tensor = _int(distributed.get("tensor_parallel_size", 1)) or 1
-    pipeline = _int(distributed.get("pipeline_parallel_size", 1)) or 1
+    distributed = config.get("distributed") if isinstance(config.get("distributed"), dict) else {}
+    where_set = "distributed." if "tensor_parallel_size" in distributed else ""
+    tensor = _int(distributed.get("tensor_parallel_size", config.get("tensor_parallel_size"))) or 1
+    pipeline = _int(distributed.get("pipeline_parallel_size",
+                                    config.get("pipeline_parallel_size"))) or 1
+    if tensor * pipeline == 1:
+        return []
     gpus_per_node = _int(lookup(data, "resources.servers.gpus", 0)) or 0
     nodes = _int(lookup(data, "orchestration.node_allocation.servers.nodes", 1))
     nodes = nodes if nodes is not None else 1
@@ -150,7 +147,7 @@ def _parallelism_fits_gpus(data: dict) -> list[Problem]:
         return []
     where = (f"{gpus_per_node} GPU(s) per server node x {nodes} server node(s)" if multi_node
              else f"{gpus_per_node} GPU(s) on the one server node (distributed.enabled is not true)")
-    return [Problem("servers.service_config.distributed.tensor_parallel_size", tensor,
+    return [Problem(f"servers.service_config.{where_set}tensor_parallel_size", tensor,
                     f"tensor_parallel_size x pipeline_parallel_size ({tensor} x {pipeline}) <= "
                     f"GPUs available to servers: {where} = {available}")]
 
@@ -190,6 +187,16 @@ def _node_counts_fit(data: dict) -> list[Problem]:
     return problems
 
 
+def _llamacpp_has_model_file(data: dict) -> list[Problem]:
+    if lookup(data, "workload.service") != "llamacpp" or data.get("endpoints"):
+        return []
+    if lookup(data, "servers.service_config.model_path"):
+        return []
+    return [Problem("servers.service_config.model_path", MISSING,
+                    "the GGUF model file llama.cpp serves (workload.model is only the name "
+                    "clients send)")]
+
+
 def _something_to_benchmark(data: dict) -> list[Problem]:
     if data.get("endpoints") or lookup(data, "orchestration.node_allocation.servers.nodes") != 0:
         return []
@@ -212,6 +219,7 @@ def _apptainer_has_image(data: dict) -> list[Problem]:
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
-    _distributed_is_vllm_on_servers, _node_counts_fit, _something_to_benchmark,
+    _distributed_is_vllm_on_servers, _node_counts_fit, _llamacpp_has_model_file,
+    _something_to_benchmark,
     _apptainer_has_image,
 )
