@@ -1,7 +1,108 @@
-"""`hpcbench-monitor`: placeholder until the monitor issue (#5) lands."""
+"""`hpcbench-monitor`: one per node; samples node, GPU and server telemetry at a fixed interval.
+
+Started by the coordinator locally and by run.sbatch on clusters, or by hand without any
+coordinator (standalone: CSV, Prometheus endpoint and/or Pushgateway only). Stops on SIGTERM or
+SIGINT (after writing the last row and pushing the final values), after --samples samples, or
+after --duration.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
 import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+from hpcbench.coordinator.errors import HpcbenchError, config_error
+from hpcbench.recipes.durations import parse_duration
 
 
-def main() -> int:
-    print("hpcbench-monitor: not yet available; it arrives with issue #5.", file=sys.stderr)
-    return 3
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpcbench-monitor",
+        description="Sample CPU, memory, load, network, disk, the service process, NVIDIA GPUs "
+                    "(NVML) and the inference server's /metrics; push them to the coordinator, "
+                    "a CSV, a Prometheus endpoint and/or a Pushgateway.")
+    parser.add_argument("--coordinator-telemetry", metavar="ENDPOINT",
+                        help="ZeroMQ endpoint of the coordinator's telemetry PULL socket "
+                             "(e.g. tcp://10.0.0.1:5556); omit to run standalone")
+    parser.add_argument("--run-id", default="standalone", help="run id stamped on every message")
+    parser.add_argument("--node", default=os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                        help="node name (default: $SLURMD_NODENAME, else the host name)")
+    parser.add_argument("--interval", "--monitor-interval", dest="interval", default="1s",
+                        metavar="DURATION", help="sampling interval, e.g. 1s, 500ms, 2 (default 1s)")
+    parser.add_argument("--server-metrics", metavar="URL",
+                        help="the inference server's Prometheus /metrics URL to scrape")
+    parser.add_argument("--service-pid", type=int, metavar="PID",
+                        help="pid of the service process: its tree's CPU time and RSS are sampled")
+    parser.add_argument("--csv", "--monitor-output", dest="csv", type=Path, metavar="PATH",
+                        help="write the node CSV (timestamp, gpuN_util, gpuN_mem_used, ..., "
+                             "cpu_percent, ram_used_MB) here")
+    parser.add_argument("--prometheus-port", type=int, metavar="N",
+                        help="serve Prometheus metrics on this port (0 picks a free one)")
+    parser.add_argument("--prometheus-host", default="127.0.0.1", metavar="ADDR",
+                        help="address the Prometheus endpoint binds to (default 127.0.0.1)")
+    parser.add_argument("--prometheus-port-file", type=Path, metavar="PATH",
+                        help="write the Prometheus port here once it is serving")
+    parser.add_argument("--enable-monitoring", action="store_true",
+                        help="push metrics to the Pushgateway given by --pushgateway-node")
+    parser.add_argument("--pushgateway-node", metavar="HOST[:PORT]",
+                        help="Pushgateway host (port 9091 unless given) or http(s) URL")
+    parser.add_argument("--push-interval", default="15s", metavar="DURATION",
+                        help="time between Pushgateway pushes (default 15s)")
+    parser.add_argument("--samples", type=int, metavar="N", help="stop after N samples")
+    parser.add_argument("--duration", metavar="DURATION", help="stop after this long")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except HpcbenchError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_status
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpcbench.monitor.build import build_sampler
+
+    interval_s = _positive_duration("--interval", args.interval)
+    push_every_s = _positive_duration("--push-interval", args.push_interval)
+    duration_s = _positive_duration("--duration", args.duration) if args.duration else None
+    _check(args)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with build_sampler(args, interval_s, push_every_s) as sampler:
+        sampler.run(stop, max_samples=args.samples, duration_s=duration_s)
+    print(f"hpcbench-monitor: stopped after {sampler.samples} samples "
+          f"({sampler.missed} missed ticks)", file=sys.stderr, flush=True)
+    return 0
+
+
+def _positive_duration(flag: str, value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise config_error(f"{flag}: {error}") from None
+    if seconds <= 0:
+        raise config_error(f"{flag} {value!r} must be longer than 0, e.g. 1s or 500ms")
+    return seconds
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.server_metrics and urlparse(args.server_metrics).scheme not in ("http", "https"):
+        raise config_error(f"--server-metrics {args.server_metrics!r} is not an http(s) URL",
+                           ["give the server's metrics URL, e.g. http://127.0.0.1:8000/metrics"])
+    if args.prometheus_port is not None and not 0 <= args.prometheus_port <= 65535:
+        raise config_error(f"--prometheus-port {args.prometheus_port} is not a TCP port; "
+                           "use 0..65535 (0 picks a free one)")
+    if args.enable_monitoring and not args.pushgateway_node:
+        raise config_error("--enable-monitoring needs --pushgateway-node HOST[:PORT] "
+                           "(where the Prometheus Pushgateway runs)")
+    if args.samples is not None and args.samples < 1:
+        raise config_error(f"--samples {args.samples} must be at least 1")

@@ -1,0 +1,53 @@
+"""The per-node CSV in the reference format: timestamp, gpuN_util, gpuN_mem_used, ..., cpu_percent, ram_used_MB.
+
+Units follow the reference: utilisation in percent, memory in MiB ("MB"), timestamps in ISO 8601
+UTC with milliseconds. The GPU columns are fixed by the first row (GPUs do not come and go during
+a run). Each row is flushed as it is written, so a killed monitor loses at most the current row.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+class CsvLog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        self._gpu_indices: list[str] | None = None
+
+    def write(self, ts_ns: int, metrics: dict[str, float],
+              series: list[tuple[str, dict[str, str], float]]) -> None:
+        gpus: dict[str, dict[str, float]] = {}
+        for name, labels, value in series:
+            if name.startswith("hpcbench_gpu_") and "index" in labels:
+                gpus.setdefault(labels["index"], {})[name] = value
+        if self._gpu_indices is None:
+            self._gpu_indices = sorted(gpus, key=int)
+            header = ["timestamp"]
+            for index in self._gpu_indices:
+                header += [f"gpu{index}_util", f"gpu{index}_mem_used"]
+            self._writer.writerow(header + ["cpu_percent", "ram_used_MB"])
+        stamp = dt.datetime.fromtimestamp(ts_ns / 1e9, dt.timezone.utc)
+        row = [stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]]
+        for index in self._gpu_indices:
+            gpu = gpus.get(index, {})
+            row += [_number(gpu.get("hpcbench_gpu_utilisation_ratio"), 100.0),
+                    _number(gpu.get("hpcbench_gpu_memory_used_bytes"), 1 / MIB)]
+        row += [_number(metrics.get("hpcbench_node_cpu_utilisation_ratio"), 100.0),
+                _number(metrics.get("hpcbench_node_memory_used_bytes"), 1 / MIB)]
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _number(value: float | None, scale: float) -> str:
+    """One decimal; empty when the value was not read this tick (e.g. a GPU metric failed)."""
+    return "" if value is None else f"{value * scale:.1f}"

@@ -1,0 +1,72 @@
+"""Energy of a trial from GPU telemetry: joules and output tokens per joule.
+
+Each GPU's cumulative energy E(t) comes from NVML's energy counter
+(`hpcbench_gpu_energy_joules_total`) or, on GPUs without it, from integrating
+`hpcbench_gpu_power_watts` over time (trapezoids). The trial's energy is
+E(end) - E(start), with E linearly interpolated between samples, summed over every GPU of every
+node. Outside the sampled span E is held at its first/last value, so a trial that the telemetry
+does not cover reports only the covered part (see `covered_s`).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+ENERGY = "hpcbench_gpu_energy_joules_total"
+POWER = "hpcbench_gpu_power_watts"
+
+
+@dataclass(frozen=True)
+class TrialEnergy:
+    joules: float
+    tokens_per_joule: float | None      # None when no energy was measured (joules == 0)
+    per_gpu_joules: dict[tuple[str, str], float]  # (node, GPU UUID) -> joules
+    methods: dict[tuple[str, str], str]            # (node, GPU UUID) -> "energy counter" | "power integration"
+    covered_s: float                    # the part of the trial window the samples span (min over GPUs)
+
+
+def trial_energy(messages: Iterable[dict], start_ns: int, end_ns: int,
+                 output_tokens: int) -> TrialEnergy | None:
+    """Energy over [start_ns, end_ns] (wall clock, time.time_ns) or None when no GPU was seen."""
+    if end_ns <= start_ns:
+        raise ValueError(f"trial window end {end_ns} must be after start {start_ns}")
+    energy: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    power: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for message in messages:
+        for name, labels, value in message["series"]:
+            if name in (ENERGY, POWER) and "gpu" in labels:
+                table = energy if name == ENERGY else power
+                table.setdefault((message["node"], labels["gpu"]), []).append(
+                    (message["ts_ns"], float(value)))
+    gpus = sorted(set(energy) | set(power))
+    if not gpus:
+        return None
+    per_gpu, methods, covered = {}, {}, []
+    for key in gpus:
+        if len(energy.get(key, ())) >= 2:
+            times, cumulative = _sorted(energy[key])
+            methods[key] = "energy counter"
+        else:
+            times, watts = _sorted(power.get(key, []))
+            seconds = np.diff(times) / 1e9
+            cumulative = np.concatenate(([0.0], np.cumsum(seconds * (watts[1:] + watts[:-1]) / 2)))
+            methods[key] = "power integration"
+        if len(times) < 2:
+            per_gpu[key] = 0.0
+            covered.append(0.0)
+            continue
+        at_start, at_end = np.interp([start_ns, end_ns], times, cumulative)
+        per_gpu[key] = float(at_end - at_start)
+        covered.append(max(0.0, (min(end_ns, times[-1]) - max(start_ns, times[0])) / 1e9))
+    joules = sum(per_gpu.values())
+    return TrialEnergy(joules=joules,
+                       tokens_per_joule=output_tokens / joules if joules > 0 else None,
+                       per_gpu_joules=per_gpu, methods=methods, covered_s=min(covered))
+
+
+def _sorted(points: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    points = sorted(points)
+    return (np.array([t for t, _ in points], dtype=np.float64),
+            np.array([v for _, v in points], dtype=np.float64))

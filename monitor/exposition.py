@@ -1,0 +1,66 @@
+"""Prometheus exposition of telemetry messages (proto/telemetry.py), for monitors and coordinator.
+
+`TelemetryCollector` keeps the latest message per node and renders it at scrape time, labelled
+with `node` and `run`. The monitor feeds it its own messages; the coordinator can feed it every
+node's messages from the telemetry topic and expose the whole allocation on one endpoint.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from hpcbench.monitor.catalogue import METRICS, is_counter
+
+
+class TelemetryCollector(Collector):
+    def __init__(self) -> None:
+        self._latest: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def update(self, message: dict) -> None:
+        """Remember `message` (a checked telemetry map) as its node's latest values."""
+        with self._lock:
+            self._latest[message["node"]] = message
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            messages = list(self._latest.values())
+        families: dict[str, Metric] = {}
+        for message in messages:
+            base = {"node": message["node"], "run": message["run"]}
+            for name, value in message["metrics"].items():
+                _add(families, name, base, value)
+            for name, labels, value in message["series"]:
+                _add(families, name, {**labels, **base}, value)
+        return iter(families.values())
+
+
+def _add(families: dict[str, Metric], name: str, labels: dict[str, str], value: float) -> None:
+    family = families.get(name)
+    if family is None:
+        kind = "counter" if is_counter(name) else "gauge"
+        family_name = name[: -len("_total")] if kind == "counter" else name
+        family = families[name] = Metric(family_name, METRICS.get(name, name), kind)
+    family.add_sample(name, labels, value)
+
+
+def serve(collector: Collector, host: str, port: int, port_file: Path | None = None) -> tuple:
+    """Serve `collector` on http://host:port/metrics in a daemon thread; port 0 picks one.
+
+    Returns (server, bound port). With `port_file`, the bound port is written there (atomically)
+    once the server accepts connections, so a parent that asked for port 0 can find it.
+    """
+    registry = CollectorRegistry()
+    registry.register(collector)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    bound = server.server_port
+    if port_file is not None:
+        temporary = port_file.with_name(port_file.name + ".tmp")
+        temporary.write_text(f"{bound}\n")
+        temporary.replace(port_file)
+    return server, bound

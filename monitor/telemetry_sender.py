@@ -1,0 +1,39 @@
+"""PUSH telemetry messages to the coordinator over ZeroMQ without ever stalling the sampler.
+
+A PUSH socket queues up to `high_water_mark` messages while the coordinator is slow or not there
+yet; beyond that a message is dropped and counted (the count itself travels in later messages
+as `hpcbench_monitor_telemetry_dropped_total`), so no loss is silent.
+"""
+from __future__ import annotations
+
+import zmq
+
+from hpcbench.coordinator.errors import config_error
+
+
+class TelemetrySender:
+    def __init__(self, endpoint: str, high_water_mark: int = 10_000, linger_ms: int = 2_000) -> None:
+        self._context = zmq.Context.instance()
+        self._socket = self._context.socket(zmq.PUSH)
+        self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
+        self._socket.setsockopt(zmq.LINGER, linger_ms)
+        try:
+            self._socket.connect(endpoint)
+        except zmq.ZMQError as error:
+            self._socket.close(0)
+            raise config_error(
+                f"--coordinator-telemetry {endpoint!r} is not a ZeroMQ endpoint ({error})",
+                ["give the coordinator's telemetry address, e.g. tcp://10.0.0.1:5556"]) from None
+        self.dropped = 0
+
+    def send(self, payload: bytes) -> bool:
+        try:
+            self._socket.send(payload, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.dropped += 1
+            return False
+
+    def close(self) -> None:
+        """Close, giving queued messages up to the linger time to reach the coordinator."""
+        self._socket.close()

@@ -1,0 +1,264 @@
+"""Monitor sources read the real node, a real child process, NVML (through fake_nvml) and a real
+HTTP /metrics endpoint, and turn them into contract-conforming telemetry, CSV rows and energy."""
+from __future__ import annotations
+
+import csv
+import http.server
+import subprocess
+import sys
+import threading
+
+import psutil
+import pytest
+
+from hpcbench.monitor.catalogue import METRICS
+from hpcbench.monitor.csv_log import CsvLog
+from hpcbench.monitor.energy import trial_energy
+from hpcbench.monitor.gpu import NO_GPU_LINE, GpuSource
+from hpcbench.monitor.node import NodeSource
+from hpcbench.monitor.sampler import Sampler
+from hpcbench.monitor.server_metrics import ServerMetricsSource, map_server_metrics
+from hpcbench.monitor.service_process import ServiceProcessSource
+from hpcbench.proto import telemetry
+from tests.support import fake_nvml
+
+NEW_VLLM = """\
+# HELP vllm:kv_cache_usage_perc KV-cache usage.
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{model_name="m",engine="0"} 0.25
+vllm:kv_cache_usage_perc{model_name="m",engine="1"} 0.75
+# TYPE vllm:gpu_cache_usage_perc gauge
+vllm:gpu_cache_usage_perc{model_name="m"} 0.99
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="m",engine="0"} 3
+vllm:num_requests_running{model_name="m",engine="1"} 4
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="m"} 2
+# TYPE vllm:generation_tokens counter
+vllm:generation_tokens_total{model_name="m"} 1234
+# TYPE vllm:request_success counter
+vllm:request_success_total{model_name="m",finished_reason="stop"} 10
+vllm:request_success_total{model_name="m",finished_reason="length"} 5
+# TYPE vllm:unrelated gauge
+vllm:unrelated 7
+"""
+OLD_VLLM = """\
+# TYPE vllm:gpu_cache_usage_perc gauge
+vllm:gpu_cache_usage_perc{model_name="m"} 0.5
+# TYPE vllm:num_preemptions counter
+vllm:num_preemptions_total{model_name="m"} 2
+"""
+
+
+def series_of(reading, name):
+    return {tuple(sorted(labels.items())): value for n, labels, value in reading.series
+            if n == name}
+
+
+def test_node_source_reads_every_core_memory_load_and_network():
+    reading = NodeSource().read()
+    cores = psutil.cpu_count()
+    per_core = series_of(reading, "hpcbench_node_cpu_core_utilisation_ratio")
+    assert len(per_core) == cores == reading.metrics["hpcbench_node_cpu_cores"]
+    assert all(0.0 <= value <= 1.0 for value in per_core.values())
+    assert 0.0 <= reading.metrics["hpcbench_node_cpu_utilisation_ratio"] <= 1.0
+    memory = psutil.virtual_memory()
+    assert reading.metrics["hpcbench_node_memory_total_bytes"] == memory.total
+    assert 0 < reading.metrics["hpcbench_node_memory_used_bytes"] < memory.total
+    assert "hpcbench_node_load1" in reading.metrics
+    devices = {dict(labels)["device"] for labels in
+               series_of(reading, "hpcbench_node_network_receive_bytes_total")}
+    assert "lo" in devices
+    names = set(reading.metrics) | {name for name, _, _ in reading.series}
+    assert names <= set(METRICS), names - set(METRICS)
+
+
+def test_service_source_follows_the_process_tree_and_reports_its_end():
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', "
+         "'import sys; print(\"child\", flush=True); sys.stdin.read()'], stdin=sys.stdin); "
+         "print('parent', flush=True); sys.stdin.read(); child.wait()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert {parent.stdout.readline().strip() for _ in range(2)} == {"parent", "child"}
+        source = ServiceProcessSource(parent.pid)
+        reading = source.read()
+        assert reading.metrics["hpcbench_service_up"] == 1.0
+        assert reading.metrics["hpcbench_service_processes"] == 2
+        tree = [psutil.Process(parent.pid), *psutil.Process(parent.pid).children()]
+        rss = reading.metrics["hpcbench_service_resident_memory_bytes"]
+        assert rss > tree[0].memory_info().rss  # the child counts too
+        assert rss == pytest.approx(sum(p.memory_info().rss for p in tree), rel=0.2)
+        assert reading.metrics["hpcbench_service_cpu_seconds_total"] > 0
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdin.close()  # EOF ends the child too
+        parent.stdout.close()
+    assert source.read().metrics == {"hpcbench_service_up": 0.0}
+
+
+def test_gpu_source_reads_fake_nvml_in_base_units_keyed_by_uuid(monkeypatch):
+    gpus = [fake_nvml.FakeGpu(uuid="GPU-aaa", util_percent=85, memory_used=10 * 2**30,
+                              power_mw=250_500, energy_mj=7_000_000, sm_clock_mhz=1500),
+            fake_nvml.FakeGpu(uuid="GPU-bbb", energy_mj=None, unsupported={"temperature"})]
+    fake_nvml.install(monkeypatch, gpus)
+    source, line = GpuSource.open()
+    assert source is not None and "2 NVIDIA GPU(s) visible" in line and "GPU-bbb" in line
+    reading = source.read()
+    first = {name: value for name, labels, value in reading.series if labels["gpu"] == "GPU-aaa"}
+    assert first == {
+        "hpcbench_gpu_utilisation_ratio": 0.85,
+        "hpcbench_gpu_memory_used_bytes": 10 * 2**30,
+        "hpcbench_gpu_memory_total_bytes": 80 * 2**30,
+        "hpcbench_gpu_power_watts": 250.5,
+        "hpcbench_gpu_energy_joules_total": 7000.0,
+        "hpcbench_gpu_temperature_celsius": 60,
+        "hpcbench_gpu_sm_clock_hertz": 1.5e9,
+        "hpcbench_gpu_memory_clock_hertz": 2619e6,
+    }
+    second = {name for name, labels, _ in reading.series if labels["gpu"] == "GPU-bbb"}
+    assert "hpcbench_gpu_energy_joules_total" not in second  # unsupported: left out ...
+    assert "hpcbench_gpu_temperature_celsius" not in second
+    assert "hpcbench_gpu_power_watts" in second               # ... the rest still read
+    assert {labels["index"] for _, labels, _ in reading.series} == {"0", "1"}
+    source.close()
+
+
+def test_no_nvml_library_or_no_gpu_gives_one_clear_line(monkeypatch):
+    fake_nvml.install(monkeypatch, [], library_present=False)
+    source, line = GpuSource.open()
+    assert source is None and line.startswith(NO_GPU_LINE) and "Library Not Found" in line
+    fake_nvml.install(monkeypatch, [])
+    source, line = GpuSource.open()
+    assert source is None and line == f"{NO_GPU_LINE} (NVML found 0 devices)"
+
+
+def test_vllm_names_new_wins_over_old_and_label_sets_combine():
+    assert map_server_metrics(NEW_VLLM) == {
+        "hpcbench_server_kv_cache_usage_ratio": 0.5,      # mean of engines; old name ignored
+        "hpcbench_server_requests_running": 7,
+        "hpcbench_server_requests_waiting": 2,
+        "hpcbench_server_generation_tokens_total": 1234,
+        "hpcbench_server_request_success_total": 15,
+    }
+    assert map_server_metrics(OLD_VLLM) == {"hpcbench_server_kv_cache_usage_ratio": 0.5,
+                                            "hpcbench_server_preemptions_total": 2}
+
+
+class _TextHandler(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def metrics_http():
+    """A real HTTP server on 127.0.0.1 whose /metrics body the test sets."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TextHandler)
+    server.body = b""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_server_source_scrapes_http_and_survives_garbage_and_outages(metrics_http, capfd):
+    url = f"http://127.0.0.1:{metrics_http.server_port}/metrics"
+    source = ServerMetricsSource(url, timeout_s=2.0)
+    metrics_http.body = OLD_VLLM.encode()
+    reading = source.read()
+    assert reading.metrics["hpcbench_server_up"] == 1.0
+    assert reading.metrics["hpcbench_server_kv_cache_usage_ratio"] == 0.5
+    metrics_http.body = b"this is { not prometheus"
+    assert source.read().metrics == {"hpcbench_server_up": 0.0}
+    assert source.read().metrics == {"hpcbench_server_up": 0.0}
+    metrics_http.shutdown()
+    metrics_http.server_close()
+    assert source.read().metrics == {"hpcbench_server_up": 0.0}
+    lines = [line for line in capfd.readouterr().err.splitlines() if url in line]
+    assert len(lines) == 2  # "answering", then one "not answering" for the whole outage
+
+
+def test_sampler_messages_follow_the_telemetry_contract_and_csv_the_reference(tmp_path, monkeypatch):
+    fake_nvml.install(monkeypatch, [fake_nvml.FakeGpu(uuid="GPU-a", util_percent=85,
+                                                      memory_used=10240 * 2**20),
+                                    fake_nvml.FakeGpu(uuid="GPU-b", util_percent=82)])
+    gpus, _ = GpuSource.open()
+    log = CsvLog(tmp_path / "metrics.csv")
+    sampler = Sampler("run-1", "node7", 1.0, [NodeSource(), gpus])
+    sampler.outputs.csv = log
+    messages = [sampler.sample_once() for _ in range(3)]
+    log.close()
+    for seq, message in enumerate(messages):
+        decoded = telemetry.decode(telemetry.pack(message))
+        assert (decoded["run"], decoded["node"], decoded["seq"]) == ("run-1", "node7", seq)
+        assert decoded["metrics"]["hpcbench_monitor_samples_total"] == seq + 1
+    rows = list(csv.reader((tmp_path / "metrics.csv").open()))
+    assert rows[0] == ["timestamp", "gpu0_util", "gpu0_mem_used", "gpu1_util", "gpu1_mem_used",
+                       "cpu_percent", "ram_used_MB"]
+    assert len(rows) == 4
+    stamp, gpu0_util, gpu0_mem, gpu1_util, _, cpu, ram = rows[1]
+    assert stamp.startswith(str(__import__("datetime").date.today().year)) and "T" in stamp
+    assert (gpu0_util, gpu0_mem, gpu1_util) == ("85.0", "10240.0", "82.0")
+    assert 0.0 <= float(cpu) <= 100.0
+    assert float(ram) == pytest.approx(messages[0]["metrics"]["hpcbench_node_memory_used_bytes"]
+                                       / 2**20, rel=0.01)
+
+
+@pytest.mark.parametrize("broken, field", [
+    (lambda m: m.update(series=[["x", {"gpu": 1}, 1.0]]), "series item"),
+    (lambda m: m.update(seq="3"), "seq"),
+    (lambda m: m.pop("node"), "lacks"),
+    (lambda m: m["metrics"].update(x="high"), "'x'"),
+])
+def test_malformed_telemetry_is_rejected_with_the_field_named(broken, field):
+    message = telemetry.build("r", "n", 0, 1, {"a": 1.0}, [("b", {"gpu": "GPU-1"}, 2.0)])
+    assert telemetry.decode(telemetry.pack(message)) == message
+    broken(message)
+    with pytest.raises(telemetry.TelemetryError, match=field):
+        telemetry.decode(telemetry.pack(message))
+    with pytest.raises(telemetry.TelemetryError, match="msgpack"):
+        telemetry.decode(b"\xc1")
+
+
+def _gpu_message(ts_s, node="n1", energy=None, power=None, gpu="GPU-1"):
+    series = []
+    if energy is not None:
+        series.append(["hpcbench_gpu_energy_joules_total", {"gpu": gpu}, energy])
+    if power is not None:
+        series.append(["hpcbench_gpu_power_watts", {"gpu": gpu}, power])
+    return telemetry.build("r", node, 0, int(ts_s * 1e9), {}, series)
+
+
+def test_trial_energy_from_counters_interpolated_at_the_window_edges():
+    messages = [_gpu_message(t, energy=1000 + 300 * t) for t in range(0, 11)]   # 300 W
+    messages += [_gpu_message(t, node="n2", energy=50 + 100 * t) for t in range(0, 11)]  # 100 W
+    result = trial_energy(messages, start_ns=int(2.5e9), end_ns=int(7.5e9), output_tokens=4000)
+    assert result.joules == pytest.approx(5 * 300 + 5 * 100)
+    assert result.tokens_per_joule == pytest.approx(4000 / 2000)
+    assert result.per_gpu_joules[("n2", "GPU-1")] == pytest.approx(500)
+    assert set(result.methods.values()) == {"energy counter"}
+    assert result.covered_s == pytest.approx(5.0)
+
+
+def test_trial_energy_integrates_power_without_a_counter_and_is_none_without_gpus():
+    messages = [_gpu_message(t, power=200.0 + (100.0 if t >= 5 else 0.0)) for t in range(0, 11)]
+    result = trial_energy(messages, start_ns=0, end_ns=int(10e9), output_tokens=100)
+    assert result.joules == pytest.approx(4 * 200 + 250 + 5 * 300)  # trapezoid over the step
+    assert result.methods == {("n1", "GPU-1"): "power integration"}
+    cpu_only = [telemetry.build("r", "n1", 0, 0, {"hpcbench_node_load1": 1.0})]
+    assert trial_energy(cpu_only, 0, 10, 5) is None
+    with pytest.raises(ValueError, match="after start"):
+        trial_energy(messages, 10, 10, 5)
