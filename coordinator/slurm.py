@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from hpcbench.coordinator.errors import HpcbenchError, config_error
@@ -158,30 +158,27 @@ def job_state(job_id: str, env: Mapping[str, str] | None = None) -> str:
 
 
 # ---- role placement --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Placement:
-    """Which allocation node runs what: the coordinator on the first node, servers and clients
-    on their own nodes, a monitor on every node. `addresses` maps node name -> NodeAddr."""
+def place_on_allocation(recipe, allocation: Allocation):
+    """`plan.place_roles` on the job's nodes (checked first), with endpoints as node addresses.
 
-    coordinator: str
-    server_nodes: tuple[str, ...]
-    client_nodes: tuple[str, ...]
-    monitor_nodes: tuple[str, ...]
-    addresses: Mapping[str, str]
+    When the job has a node to spare beyond servers + clients, the first node runs only the
+    coordinator (and its monitor), so the coordinator never competes with the load.
+    """
+    from hpcbench.coordinator.plan import place_roles
 
-    def as_dict(self) -> dict:
-        return {"coordinator": self.coordinator, "server_nodes": list(self.server_nodes),
-                "client_nodes": list(self.client_nodes),
-                "monitor_nodes": list(self.monitor_nodes), "addresses": dict(self.addresses)}
+    check_allocation(recipe.data, allocation)
+    counts, nodes = role_nodes(recipe.data), list(allocation.nodes)
+    spare = len(nodes) > counts["servers"] + counts["clients"]
+    placement = place_roles(recipe, nodes[1:] if spare else nodes)
+    url_of = {f"http://{name}:": f"http://{address}:" for name, address in allocation.addresses.items()}
 
+    def by_address(url: str) -> str:
+        for by_name, by_addr in url_of.items():
+            if url.startswith(by_name):
+                return by_addr + url[len(by_name):]
+        return url
 
-def place_roles(recipe: Mapping, allocation: Allocation) -> Placement:
-    """Place roles on the allocation (checked first). When the job has a node to spare, the
-    coordinator's first node runs nothing else, so it never competes with the load."""
-    check_allocation(recipe, allocation)
-    counts, nodes = role_nodes(recipe), list(allocation.nodes)
-    first = 1 if len(nodes) > counts["servers"] + counts["clients"] else 0
-    servers = nodes[first:first + counts["servers"]]
-    clients = nodes[first + counts["servers"]:first + counts["servers"] + counts["clients"]]
-    return Placement(nodes[0], tuple(servers), tuple(clients), tuple(nodes),
-                     dict(allocation.addresses))
+    executors = tuple(replace(slot, targets=tuple(map(by_address, slot.targets)))
+                      for slot in placement.executors)
+    return replace(placement, coordinator=nodes[0], monitors=tuple(nodes), executors=executors,
+                   endpoints=tuple(map(by_address, placement.endpoints)))

@@ -12,13 +12,13 @@ from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.recipes.loader import load_recipe, recipe_from_dict
 
 
+RAW = {"scenario": "sim-slurm", "partition": "debug", "account": "p200", "qos": "short",
+       "runtime": "process",
+       "workload": {"service": "simulator", "model": "sim-llama", "duration": "5s"}}
+
+
 def slurm_recipe(**orchestration) -> dict:
-    return recipe_from_dict({
-        "scenario": "sim-slurm", "partition": "debug", "account": "p200", "qos": "short",
-        "runtime": "process",
-        "orchestration": {"mode": "slurm", **orchestration},
-        "workload": {"service": "simulator", "model": "sim-llama", "duration": "5s"},
-    }).data
+    return recipe_from_dict({**RAW, "orchestration": {"mode": "slurm", **orchestration}}).data
 
 
 def test_options_carry_partition_account_qos_time_nodes_exclusive():
@@ -58,17 +58,23 @@ def test_too_small_allocation_names_the_sbatch_fix():
     assert "sbatch -N 3" in rendered and "hpcbench submit" in rendered
 
 
-def test_spare_first_node_is_the_coordinators_alone():
-    placement = slurm.place_roles(slurm_recipe(total_nodes=3), allocation(3))
-    assert (placement.coordinator, placement.server_nodes, placement.client_nodes) == \
-        ("n1", ("n2",), ("n3",))
-    assert placement.monitor_nodes == ("n1", "n2", "n3")
+def test_spare_first_node_is_the_coordinators_alone_and_targets_are_addresses():
+    recipe = recipe_from_dict({**RAW, "orchestration": {"mode": "slurm", "total_nodes": 3}})
+    placement = slurm.place_on_allocation(recipe, allocation(3))
+    assert placement.coordinator == "n1"
+    assert [server.node for server in placement.servers] == ["n2"]
+    assert [slot.node for slot in placement.executors] == ["n3"]
+    assert placement.monitors == ("n1", "n2", "n3")
+    assert placement.endpoints == ("http://10.0.0.2:8000",)
+    assert placement.executors[0].targets == ("http://10.0.0.2:8000",)
 
 
 def test_without_a_spare_node_the_coordinator_shares_the_first_server_node():
-    placement = slurm.place_roles(slurm_recipe(total_nodes=2), allocation(2))
-    assert (placement.coordinator, placement.server_nodes, placement.client_nodes) == \
-        ("n1", ("n1",), ("n2",))
+    recipe = recipe_from_dict({**RAW, "orchestration": {"mode": "slurm", "total_nodes": 2}})
+    placement = slurm.place_on_allocation(recipe, allocation(2))
+    assert placement.coordinator == "n1"
+    assert [server.node for server in placement.servers] == ["n1"]
+    assert [slot.node for slot in placement.executors] == ["n2"]
 
 
 def test_outside_a_job_the_allocation_error_says_how_to_submit():

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from support.slurm_cluster import VirtualCluster, build_cluster, unavailable_reason
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -79,3 +80,42 @@ print(json.dumps({{"nodes": a.nodes, "addresses": a.addresses}}))' > allocation.
     seen = json.loads((tmp_path / "allocation.json").read_text())
     assert seen == {"nodes": [n.name for n in cluster.nodes],
                     "addresses": {n.name: n.address for n in cluster.nodes}}
+
+
+def sbatch(cluster, workdir: Path, *args: str) -> str:
+    submitted = cluster.slurm(["sbatch", "--parsable", *args], cwd=workdir,
+                              env=cli_cluster_env(cluster))
+    return submitted.stdout.strip().split(";")[0]
+
+
+def test_too_small_allocation_fails_with_the_sbatch_fix(cluster, repo, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe, total_nodes=3)
+    job_id = sbatch(cluster, tmp_path, "-N2", str(repo / "run.sbatch"), str(recipe))
+    assert cluster.wait_finished(job_id) == "FAILED"
+    output = (tmp_path / f"hpcbench-{job_id}.out").read_text()
+    assert "E006" in output and "has 2 node(s) but the recipe needs 3" in output
+    assert "sbatch -N 3" in output and "hpcbench submit" in output
+    assert "ExitCode=2:0" in cluster.slurm(["scontrol", "show", "job", "-o", job_id]).stdout
+
+
+def test_scancel_stops_every_step_on_every_node_and_records_the_job(cluster, repo, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    # The simulator stays unready for 5 minutes, so the job is mid-deploy when cancelled.
+    write_recipe(recipe, servers={"service_config": {"not_ready_s": 300},
+                                  "health_check": {"timeout": "10m"}})
+    job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
+    run_dir = tmp_path / "results" / "vsim" / job_id
+    server = cluster.node("node2")
+    wait_until(lambda: any(" sim " in line for line in cluster.job_processes(server)),
+               timeout=60, what="the simulator step on node2")
+    cluster.slurm(["scancel", job_id])
+    assert cluster.wait_finished(job_id) == "CANCELLED"
+    wait_until(lambda: not any(cluster.job_processes(node) for node in cluster.nodes),
+               timeout=30, what="every process of the job to end on every node")
+    record = wait_until(lambda: (run_dir / "job.json").exists() and
+                        json.loads((run_dir / "job.json").read_text()), timeout=10,
+                        what="job.json")
+    assert record["state"] == "cancelled"
+    assert record["placement"]["coordinator"] == "node1"
+    assert [s["node"] for s in record["placement"]["servers"]] == ["node2"]
