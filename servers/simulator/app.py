@@ -29,7 +29,7 @@ class SimulatorApp:
         self.truth = truth
         self.engine = Engine(config, self.stats, truth.add if truth is not None else None)
         self.started_wall = int(time.time())
-        self.ready_at = self.engine.loop.time() + config.not_ready_s
+        self.ready_at = time.perf_counter() + config.not_ready_s
         self._ids = itertools.count(1)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): partial(openai_api.generate, self, chat=True),
@@ -48,7 +48,7 @@ class SimulatorApp:
         }
 
     def route(self, method: str, path: str) -> Handler | None:
-        if path != "/metrics" and self.engine.loop.time() < self.ready_at:
+        if path != "/metrics" and time.perf_counter() < self.ready_at:
             return self._not_ready
         return self.routes.get((method, path))
 
@@ -79,7 +79,7 @@ class SimulatorApp:
         exchange.respond(200, b"")
 
     def _not_ready(self, request: Request, exchange: Exchange) -> None:
-        left = max(0.0, self.ready_at - self.engine.loop.time())
+        left = max(0.0, self.ready_at - time.perf_counter())
         exchange.respond_json(503, {"error": f"simulator not ready (loading model, "
                                              f"{left:.1f}s left)"}, "Retry-After: 1\r\n")
 

@@ -1,11 +1,16 @@
 """The timing model: when each token of each request is produced.
 
-One `Generation` per request, driven by `loop.call_at` timers on an absolute schedule (no drift):
+One `Generation` per request, driven by event-loop timers; each token is due one step after the
+previous token was actually written (a late token delays the rest, as a slow GPU step would,
+instead of being followed by a catch-up burst):
 - "model" mode: at most `max_num_seqs` generations run; the rest wait in FIFO order. An admitted
   generation's first token comes after `prefill_base_ms + prefill_ms_per_token * prompt_tokens`;
   each next token after one decode step of `decode_base_ms + decode_ms_per_seq * running`, so a
   bigger running batch decodes slower (as on a GPU server with continuous batching).
 - "fixed" mode: first token exactly `ttft_ms` after arrival, then exactly `itl_ms` apart.
+Times are `time.perf_counter()` seconds. Event-loop timers (uvloop's are millisecond-grained and
+may fire up to a millisecond early) only wake a generation near its due time; a token that wakes
+early is re-armed until due, so no token is written before its scheduled time.
 The API layer supplies an `Output` that turns tokens into protocol bytes; the engine keeps the
 statistics and the ground truth (server-side write time of every token).
 """
@@ -109,7 +114,7 @@ class Engine:
     # --- lifecycle ----------------------------------------------------------------------
     def submit(self, generation: Generation, fault: str | None) -> None:
         c = self.config
-        generation.arrival = self.loop.time()
+        generation.arrival = time.perf_counter()
         if self.record is not None:
             generation.truth_perf, generation.truth_wall = [], []
             generation.info["arrival_perf_ns"] = time.perf_counter_ns()
@@ -120,10 +125,7 @@ class Engine:
             generation.no_token = True
         if c.stall_ms > 0 and (c.stall_rate >= 1 or self.fault_rng.random() < c.stall_rate):
             generation.stall = True
-        if c.mode == "fixed":
-            generation.state = "running"
-            self._schedule(generation, generation.arrival + c.ttft_ms / 1000)
-        elif self.stats.running < c.max_num_seqs:
+        if c.mode == "fixed" or self.stats.running < c.max_num_seqs:
             self._admit(generation)
         else:
             generation.state = "waiting"
@@ -149,17 +151,26 @@ class Engine:
         stats.kv_tokens += generation.prompt_tokens
         generation.running = True
         generation.state = "running"
-        generation.admitted = now = self.loop.time()
-        prefill = (c.prefill_base_ms + c.prefill_ms_per_token * generation.prompt_tokens) / 1000
-        self._schedule(generation, now + prefill)
+        generation.admitted = now = time.perf_counter()
+        if c.mode == "fixed":
+            self._schedule(generation, generation.arrival + c.ttft_ms / 1000)
+        else:
+            prefill = c.prefill_base_ms + c.prefill_ms_per_token * generation.prompt_tokens
+            self._schedule(generation, now + prefill / 1000)
 
     def _schedule(self, generation: Generation, when: float) -> None:
         if generation.stall and generation.emitted + 1 == self.config.stall_at_token:
             when += self.config.stall_ms / 1000
         generation.next_at = when
-        generation.handle = self.loop.call_at(when, self._step, generation)
+        generation.handle = self.loop.call_later(when - time.perf_counter(), self._step,
+                                                 generation)
 
     def _step(self, generation: Generation) -> None:
+        now = time.perf_counter()
+        if now < generation.next_at:   # woke early: wait out the rest, never write early
+            generation.handle = self.loop.call_later(generation.next_at - now, self._step,
+                                                     generation)
+            return
         generation.handle = None
         stats = self.stats
         if generation.emitted == 0:
@@ -169,7 +180,6 @@ class Engine:
             generation.output.finish(generation)
             self._end(generation, "no_token")
             return
-        now = self.loop.time()
         index = (generation.offset + generation.emitted) % len(VOCABULARY)
         if generation.truth_perf is not None:
             generation.truth_perf.append(time.perf_counter_ns())
@@ -201,7 +211,7 @@ class Engine:
                 step = c.itl_ms / 1000
             else:
                 step = (c.decode_base_ms + c.decode_ms_per_seq * stats.running) / 1000
-            self._schedule(generation, generation.next_at + step)
+            self._schedule(generation, now + step)
 
     def _end(self, generation: Generation, outcome: str) -> None:
         generation.state = outcome

@@ -54,7 +54,7 @@ class StreamedOutput:
     def __init__(self, exchange: Exchange, chat: bool, model: str, loop_time) -> None:
         self.exchange, self.chat, self.model, self.loop_time = exchange, chat, model, loop_time
         self.head = f'{{"model":{json.dumps(model)},"created_at":"'.encode()
-        self.tail = (b'"},"done":false}\n' if chat else b',"done":false}\n')
+        self.tail = (b'},"done":false}\n' if chat else b',"done":false}\n')
         exchange.start_stream(200, "application/x-ndjson")
 
     def token(self, generation: Generation, text: str, text_json: bytes) -> None:
@@ -138,7 +138,7 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
                               lambda status: {"error": "simulated server error (fault injection)"})
         return
     stream = body.get("stream", True) is not False
-    loop_time = app.engine.loop.time
+    loop_time = time.perf_counter
     output = (StreamedOutput if stream else WholeOutput)(exchange, chat, model, loop_time)
     generation = Generation(output, prompt_tokens, max_tokens, bool(options.get("ignore_eos")),
                             key, app.config, info, keep_text=not stream)
