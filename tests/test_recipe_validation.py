@@ -1,0 +1,285 @@
+"""Recipe validation: every example is valid; each bad recipe yields its path and message, all
+problems at once, as E006 (exit 2) and never a traceback."""
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.recipes import count_trials, load_recipe, recipe_from_dict, validate
+
+LOCAL = {
+    "scenario": "t",
+    "workload": {"service": "simulator", "model": "sim-llama", "duration": "10s"},
+}
+SLURM = {
+    "scenario": "t", "partition": "gpu", "account": "p1",
+    "orchestration": {"mode": "slurm", "total_nodes": 3,
+                      "node_allocation": {"servers": {"nodes": 2}, "clients": {"nodes": 1}}},
+    "resources": {"servers": {"gpus": 2}},
+    "workload": {"service": "vllm", "model": "m"},
+    "artifacts": {"service": {"path": "vllm.sif"}},
+}
+EXPECTED_TRIALS = {"local-sim.yaml": 3, "sweep.yaml": 18, "ollama-single.yaml": 1,
+                   "vllm-single.yaml": 1, "vllm-ray-2nodes.yaml": 1, "llamacpp-cpu.yaml": 1}
+
+
+def edited(base, *changes):
+    """A deep copy of `base` with (dotted path, value) changes; value DELETE removes the key."""
+    data = copy.deepcopy(base)
+    for path, value in changes:
+        *parents, leaf = path.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is DELETE:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return data
+
+
+DELETE = object()
+
+BAD_RECIPES = [
+    # (id, recipe, expected path, expected words in the message)
+    ("bad duration", edited(LOCAL, ("workload.duration", "2x")), "workload.duration", "1h30m"),
+    ("negative warmup", edited(LOCAL, ("workload.warmup", "-5s")), "workload.warmup", "duration"),
+    ("bool duration", edited(LOCAL, ("workload.duration", True)), "workload.duration", "duration"),
+    ("bad slo", edited(LOCAL, ("workload.slo", {"ttft": "fast"})), "workload.slo.ttft", "500ms"),
+    ("typo in workload key", edited(LOCAL, ("workload.concurency", [1, 2])),
+     "workload.concurency", 'did you mean "concurrency"'),
+    ("typo in top-level key", edited(LOCAL, ("scenaro", "x")), "scenaro", 'did you mean "scenario"'),
+    ("unknown key without match", edited(LOCAL, ("workload.zzz", 1)), "workload.zzz",
+     "allowed keys: api"),
+    ("unknown service", edited(LOCAL, ("workload.service", "vlm")), "workload.service",
+     'did you mean "vllm"'),
+    ("bad load pattern", edited(LOCAL, ("workload.load", {"pattern": "poison"})),
+     "workload.load.pattern", 'did you mean "poisson"'),
+    ("zero in sweep", edited(LOCAL, ("workload.concurrency", [0, 4])), "workload.concurrency",
+     "positive integer"),
+    ("empty sweep", edited(LOCAL, ("workload.concurrency", [])), "workload.concurrency",
+     "non-empty list"),
+    ("repeated sweep value", edited(LOCAL, ("workload.prompt_len", [128, 128])),
+     "workload.prompt_len", "distinct"),
+    ("ollama api on vllm", edited(SLURM, ("workload.api", "ollama-chat")), "workload.api",
+     "does not speak the Ollama API"),
+    ("batch without completions api", edited(LOCAL, ("workload.batch", [1, 4])), "workload.batch",
+     "openai-completions"),
+    ("open loop without rate", edited(LOCAL, ("workload.load", {"pattern": "poisson"})),
+     "workload.load.rate", "open loop"),
+    ("burst without size", edited(LOCAL, ("workload.load", {"pattern": "burst", "rate": 5,
+                                                             "burst_pause": "2s"})),
+     "workload.load.burst_size", "burst"),
+    ("trace without file", edited(LOCAL, ("workload.load", {"pattern": "trace"})),
+     "workload.load.trace", "JSONL"),
+    ("closed loop with rate", edited(LOCAL, ("workload.load", {"pattern": "closed", "rate": 5})),
+     "workload.load.rate", "no rate with pattern 'closed'"),
+    ("sharegpt without path", edited(LOCAL, ("workload.dataset", {"kind": "sharegpt"})),
+     "workload.dataset.path", "sharegpt file"),
+    ("uniform without max", edited(LOCAL, ("workload.dataset", {
+        "input_tokens": {"distribution": "uniform", "min": 10}})),
+     "workload.dataset.input_tokens.max", "needs min and max"),
+    ("uniform min above max", edited(LOCAL, ("workload.dataset", {
+        "output_tokens": {"distribution": "uniform", "min": 50, "max": 10}})),
+     "workload.dataset.output_tokens.max", ">= min (50)"),
+    ("negative gpus", edited(SLURM, ("resources.servers.gpus", -1)), "resources.servers.gpus",
+     "integer >= 0"),
+    ("zero cpus", edited(LOCAL, ("resources", {"clients": {"cpus_per_task": 0}})),
+     "resources.clients.cpus_per_task", "positive integer"),
+    ("zero memory", edited(LOCAL, ("resources", {"servers": {"mem_gb": 0}})),
+     "resources.servers.mem_gb", "positive number"),
+    ("image not .sif", edited(SLURM, ("artifacts.service.path", "vllm.img")),
+     "artifacts.service.path", "ending in .sif"),
+    ("slurm without account", edited(SLURM, ("account", DELETE)), "account",
+     "orchestration.mode is slurm"),
+    ("gpus on a cpu partition", edited(SLURM, ("partition", "batch")), "partition",
+     "GPU partition"),
+    ("tensor parallel beyond gpus", edited(SLURM, ("servers", {"service_config": {"distributed": {
+        "enabled": True, "tensor_parallel_size": 8}}})),
+     "servers.service_config.distributed.tensor_parallel_size", "= 4"),
+    ("single-node tensor parallel beyond gpus", edited(SLURM, ("servers", {"service_config": {
+        "tensor_parallel_size": 4}})),
+     "servers.service_config.tensor_parallel_size", "on the one server node"),
+    ("role nodes beyond total", edited(SLURM, ("orchestration.node_allocation.servers.nodes", 4)),
+     "orchestration.node_allocation.servers.nodes", "at most orchestration.total_nodes (3)"),
+    ("roles sum beyond total", edited(SLURM, ("orchestration.node_allocation.clients.nodes", 2)),
+     "orchestration.total_nodes", "servers + clients + monitors nodes = 4"),
+    ("scenario with a space", edited(LOCAL, ("scenario", "my run")), "scenario",
+     "letters, digits"),
+    ("endpoint without scheme", edited(LOCAL, ("endpoints", ["localhost:8000"])), "endpoints[0]",
+     "http(s)://"),
+    ("unknown runtime", edited(LOCAL, ("runtime", "docker")), "runtime", "process, apptainer"),
+    ("error threshold above 1", edited(LOCAL, ("workload.error_threshold", 1.5)),
+     "workload.error_threshold", "fraction"),
+    ("unquoted time limit", edited(SLURM, ("orchestration.job_config", {"time_limit": 7200})),
+     "orchestration.job_config.time_limit", "quoted Slurm time limit"),
+    ("bad bind mode", edited(LOCAL, ("binds", ["/a:/b:rx"])), "binds[0]", "Apptainer bind"),
+    ("distributed ollama", edited(SLURM, ("workload.service", "ollama"), ("workload.api", None),
+                                  ("servers", {"service_config": {"distributed": {"enabled": True}}})),
+     "servers.service_config.distributed.enabled", "built for vllm"),
+    ("llama.cpp without gguf", edited(LOCAL, ("workload.service", "llamacpp")),
+     "servers.service_config.model_path", "GGUF"),
+    ("missing model", edited(LOCAL, ("workload.model", DELETE)), "workload.model",
+     "required key"),
+    ("health path without slash", edited(LOCAL, ("servers", {"health_check": {"endpoint": "health"}})),
+     "servers.health_check.endpoint", "starting with '/'"),
+    ("pushgateway not a url", edited(LOCAL, ("monitoring", {"pushgateway": "gw:9091"})),
+     "monitoring.pushgateway", "Pushgateway"),
+    ("zero repetitions", edited(LOCAL, ("repetitions", 0)), "repetitions", "positive integer"),
+    ("strategy typo", edited(LOCAL, ("orchestration", {"node_allocation": {"clients": {
+        "distribution_strategy": "roundrobin"}}})),
+     "orchestration.node_allocation.clients.distribution_strategy", 'did you mean "round-robin"'),
+    ("no servers and no endpoints", edited(LOCAL, ("orchestration", {"node_allocation": {
+        "servers": {"nodes": 0}}})),
+     "orchestration.node_allocation.servers.nodes", "nothing to benchmark"),
+    ("apptainer without image", edited(SLURM, ("artifacts", DELETE)), "artifacts.service.path",
+     "runtime apptainer"),
+    ("stream not boolean", edited(LOCAL, ("workload.stream", "yes")), "workload.stream", "boolean"),
+    ("port out of range", edited(LOCAL, ("servers", {"service_config": {"port": 70000}})),
+     "servers.service_config.port", "TCP port"),
+]
+
+
+def test_the_table_is_big_and_distinct():
+    assert len(BAD_RECIPES) >= 25
+    assert len({case[0] for case in BAD_RECIPES}) == len(BAD_RECIPES)
+
+
+@pytest.mark.parametrize("name, recipe, path, words", BAD_RECIPES, ids=[c[0] for c in BAD_RECIPES])
+def test_bad_recipe_names_path_and_fix(name, recipe, path, words):
+    problems = validate(recipe)
+    matching = [problem for problem in problems if problem.path == path]
+    assert matching, f"no problem at {path}; got {[str(p) for p in problems]}"
+    assert any(words in str(problem) for problem in matching), [str(p) for p in matching]
+
+
+@pytest.mark.parametrize("base", [LOCAL, SLURM], ids=["local", "slurm"])
+def test_the_bases_of_the_table_are_valid(base):
+    assert validate(base) == []
+
+
+def test_every_problem_is_reported_at_once():
+    recipe = edited(LOCAL, ("workload.duration", "2x"), ("workload.concurency", 3),
+                    ("runtime", "docker"), ("workload.load", {"pattern": "poisson"}))
+    with pytest.raises(HpcbenchError) as error:
+        recipe_from_dict(recipe)
+    assert error.value.code == "E006" and error.value.exit_status == 2
+    assert "4 problems" in error.value.message
+    paths = [line.split(":")[0] for line in error.value.details]
+    assert sorted(paths) == ["runtime", "workload.concurency", "workload.duration",
+                             "workload.load.rate"]
+
+
+def test_problem_shows_the_bad_value():
+    [problem] = validate(edited(LOCAL, ("workload.duration", "2x")))
+    assert str(problem).startswith("workload.duration: got '2x'; expected a duration")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TRIALS))
+def test_every_example_validates(repo, name):
+    recipe = load_recipe(repo / "recipes" / "examples" / name)
+    assert count_trials(recipe) == EXPECTED_TRIALS[name]
+
+
+def test_examples_folder_has_exactly_the_documented_examples(repo):
+    names = {path.name for path in (repo / "recipes" / "examples").glob("*.yaml")}
+    assert names == set(EXPECTED_TRIALS)
+
+
+def test_defaults_are_resolved_and_durations_are_seconds(repo):
+    data = load_recipe(repo / "recipes" / "examples" / "local-sim.yaml").data
+    assert data["workload"]["duration"] == 10.0 and data["workload"]["warmup"] == 2.0
+    assert data["workload"]["slo"] == {"ttft": 0.5, "itl": 0.05}
+    assert data["runtime"] == "process" and data["endpoints"] == []
+    assert data["orchestration"]["node_allocation"]["clients"]["executors_per_node"] == 1
+    ollama = load_recipe(repo / "recipes" / "examples" / "ollama-single.yaml").data
+    assert ollama["runtime"] == "apptainer"  # slurm recipes default to containers
+    assert ollama["servers"]["health_check"]["timeout"] == 300.0
+
+
+def test_default_api_comes_from_the_service():
+    ollama = edited(LOCAL, ("workload.service", "ollama"), ("workload.model", "llama2"))
+    assert recipe_from_dict(ollama).workload["api"] == "ollama-chat"
+    assert recipe_from_dict(LOCAL).workload["api"] == "openai-chat"
+
+
+def test_seed_example_recipe_validates(tmp_path):
+    """The reference's own example (seed 004 section 6.1) is a valid recipe as written."""
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("""
+scenario: "experiment-name"
+partition: "gpu"
+account: "p200981"
+qos: "default"
+modules: ["Apptainer"]
+repetitions: 1
+orchestration:
+  mode: "slurm"
+  total_nodes: 5
+  node_allocation:
+    servers: {nodes: 2}
+    clients: {nodes: 2, clients_per_node: 10, distribution_strategy: "round-robin"}
+    monitors: {nodes: 1}
+  job_config: {time_limit: "02:00:00", exclusive: true}
+resources:
+  servers: {gpus: 2, cpus_per_task: 1, mem_gb: 32}
+  clients: {gpus: 0, cpus_per_task: 2, mem_gb: 16}
+  monitors: {cpus_per_task: 4, mem_gb: 8}
+workload: {component: "inference", service: "ollama", duration: "2m", warmup: "1m",
+           model: "llama2", clients_per_node: 10}
+servers:
+  health_check: {enabled: true, timeout: 300, interval: 5, endpoint: "/api/tags"}
+  service_config: {gpu_layers: 0}
+artifacts:
+  containers_dir: "/path/to/containers/"
+  service: {path: "ollama_latest.sif", remote: "docker://ollama/ollama:latest"}
+  python: {path: "python_3_12_3_v2.sif", remote: "docker://python:3.12.3-slim"}
+binds: ["/project/path/.ollama:/root/.ollama:rw", "/project/path/scratch:/scratch:rw"]
+metadata: {seed: 42, git_commit: "abc123def", notes: "experiment notes"}
+""")
+    recipe = load_recipe(seed)
+    assert recipe.workload["clients_per_node"] == 10
+    assert recipe.workload["duration"] == 120.0
+
+
+@pytest.mark.parametrize("text, words", [
+    ("scenario: [unclosed", "not valid YAML"),
+    ("- just\n- a list", "got ['just', 'a list']"),
+    ("scenario: a\nscenario: b\nworkload: {service: simulator, model: m}", "duplicate key"),
+])
+def test_unusable_files_are_config_errors(tmp_path, text, words):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(HpcbenchError) as error:
+        load_recipe(path)
+    assert error.value.code == "E006"
+    assert words in error.value.render()
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(HpcbenchError) as error:
+        load_recipe(tmp_path / "nope.yaml")
+    assert error.value.code == "E006" and "not found" in error.value.message
+
+
+def test_cli_validate_lists_problems_and_exits_2(tmp_path, cli_env, repo):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenario: x\nworkload: {service: vlm, model: m, duration: 2x}\n")
+    done = subprocess.run(["hpcbench", "validate", str(bad),
+                           str(repo / "recipes/examples/sweep.yaml")],
+                          capture_output=True, text=True, env=cli_env)
+    assert done.returncode == 2
+    assert "error E006" in done.stderr and "Traceback" not in done.stderr
+    assert "workload.duration: got '2x'" in done.stderr
+    assert 'did you mean "vllm"' in done.stderr
+    assert "ok: " in done.stdout and "18 trial(s)" in done.stdout
+
+
+def test_cli_validate_ok_exits_0(cli_env, repo):
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "validate",
+                           str(repo / "recipes/examples/local-sim.yaml")],
+                          capture_output=True, text=True, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "3 trial(s)" in done.stdout
