@@ -37,7 +37,8 @@ FIELD_HELP = {
     "disconnect_at_token": "token number after which an affected stream is cut",
     "no_token_rate": "fraction of requests answered HTTP 200 without any token",
     "not_ready_s": "answer 503 (health and requests) for this many seconds after start",
-    "pause_at_s": "with --pause-ms: seconds after start when the whole server freezes",
+    "pause_at_s": "with --pause-ms: seconds after the first generation request when the whole "
+                  "server freezes",
     "pause_ms": "freeze the whole server (event loop blocked) this long",
     "record_truth": "record ground truth (implied by --truth)",
     "extra_models": "further model names to serve (repeat the flag)",

@@ -54,7 +54,8 @@ class SimulatorConfig:
     disconnect_at_token: int = 1
     no_token_rate: float = 0.0
     not_ready_s: float = 0.0
-    pause_at_s: float = 0.0         # whole-server pause (event loop blocked), like a GC stall
+    pause_at_s: float = 0.0         # whole-server pause (event loop blocked), like a GC stall,
+                                    # this long after the first generation request
     pause_ms: float = 0.0
 
     # ground truth

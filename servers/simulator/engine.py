@@ -91,6 +91,7 @@ class Engine:
         self.loop = asyncio.get_running_loop()
         self.waiting: deque[Generation] = deque()
         self.fault_rng = random.Random(config.seed)
+        self.pause_armed = config.pause_ms <= 0
 
     # --- faults -------------------------------------------------------------------------
     def draw_fault(self) -> str | None:
@@ -115,6 +116,11 @@ class Engine:
     def submit(self, generation: Generation, fault: str | None) -> None:
         c = self.config
         generation.arrival = time.perf_counter()
+        if not self.pause_armed:
+            # a whole-server stall, `pause_at_s` after the first generation request: the event
+            # loop itself is blocked, as in a long GC pause or a hung GPU step
+            self.pause_armed = True
+            self.loop.call_later(c.pause_at_s, time.sleep, c.pause_ms / 1000)
         if self.record is not None:
             generation.truth_perf, generation.truth_wall = [], []
             generation.info["arrival_perf_ns"] = time.perf_counter_ns()

@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,9 +43,6 @@ class Listener:
             raise HpcbenchError("E008", f"simulator cannot listen on {config.host}:{config.port} "
                                         f"({error.strerror or error})",
                                 ("choose another --port, or --port 0 for a free one",)) from None
-        if config.pause_ms > 0:
-            # a whole-server stall: the event loop itself is blocked, as in a long GC pause
-            loop.call_later(config.pause_at_s, time.sleep, config.pause_ms / 1000)
         return self.server.sockets[0].getsockname()[1]
 
     def close(self) -> None:
