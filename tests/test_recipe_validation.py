@@ -183,6 +183,13 @@ def test_every_example_validates(repo, name):
     assert count_trials(recipe) == EXPECTED_TRIALS[name]
 
 
+@pytest.mark.parametrize("name", sorted(EXPECTED_TRIALS))
+def test_resolved_recipes_are_valid_recipes_too(repo, name):
+    """The resolved dict is what runs store with their results; it must load again as is."""
+    resolved = load_recipe(repo / "recipes" / "examples" / name).data
+    assert validate(resolved) == []
+
+
 def test_examples_folder_has_exactly_the_documented_examples(repo):
     names = {path.name for path in (repo / "recipes" / "examples").glob("*.yaml")}
     assert names == set(EXPECTED_TRIALS)
