@@ -1,0 +1,439 @@
+"""The aggregator: sample batches in, HDR percentiles and rates out, per interval and cumulative.
+
+For each trial it keeps one `MetricSet` (a histogram per metric plus request, token, error and
+goodput counters) per scope: global and per executor, each as an interval set (since the last
+snapshot) and a cumulative set. A batch's metric values (hpcbench.coordinator.metrics) are turned
+into bucket counts once and added to its executor's and the global interval set; `snapshot()`
+reports the interval, folds it into the cumulative set and starts the next interval.
+
+Integrity (DESIGN.md section 8, no silent loss): per (run, executor) sequence numbers are
+tracked; a duplicate batch is counted and ignored, a gap is counted until the missing batch
+arrives late; undecodable batches, batches of another run and batches of a closed trial are
+counted with the reason. `integrity` in every snapshot and summary reports them all.
+
+Thread-safe: the ingest thread, the snapshot timer and the session (open/close trial) share one
+lock. Accepted batches go, unchanged, to the trial's sink (the results writer) for lossless
+storage, so `close_trial` can recompute exact percentiles from the raw samples.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import msgpack
+import numpy as np
+
+from hpcbench.coordinator import metrics as definitions
+from hpcbench.coordinator.hdr import PERCENTILES, Histogram, HistogramConfig, Recording, \
+    exact_percentiles
+from hpcbench.proto import samples
+from hpcbench.proto.samples import ErrorClass, SampleBatch, SampleBatchError, TokenSource
+
+PERCENTILE_KEYS = tuple(f"p{p:g}" for p in PERCENTILES)   # p50 p90 p95 p99 p99.9
+NS_PER_MS = 1e6
+_RECENT_PROBLEMS = 20
+
+
+class TrialSink(Protocol):
+    """Where a trial's accepted batches and interval histograms go (results.TrialWriter)."""
+
+    def append_batch(self, payload: bytes) -> None: ...
+
+    def append_interval(self, start_time_s: float, length_s: float,
+                        histograms: dict[str, Histogram]) -> None: ...
+
+    def read_batches(self) -> Iterator[SampleBatch]: ...
+
+
+def _ms(value_ns: float | None) -> float | None:
+    return None if value_ns is None else value_ns / NS_PER_MS
+
+
+class MetricSet:
+    """Histograms per metric and counters over one span of time (an interval or cumulative)."""
+
+    def __init__(self, config: HistogramConfig):
+        self.histograms = {name: Histogram(config) for name in definitions.METRICS}
+        self.reset()
+
+    def reset(self) -> None:
+        for histogram in self.histograms.values():
+            histogram.reset()
+        self.requests = self.ok = self.good = 0
+        self.input_tokens = self.output_tokens = self.warmup = self.drain = 0
+        self.errors = np.zeros(len(ErrorClass), dtype=np.int64)
+        self.token_sources = np.zeros(len(TokenSource), dtype=np.int64)
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+
+    def add(self, batch: definitions.BatchMetrics, recordings: dict[str, Recording]) -> None:
+        for name, recording in recordings.items():
+            self.histograms[name].add(recording)
+        self._add_counters(batch)
+
+    def merge(self, other: MetricSet) -> None:
+        for name, histogram in other.histograms.items():
+            if histogram.count or histogram.rejected:
+                self.histograms[name].merge(histogram)
+        self._add_counters(other)
+
+    def _add_counters(self, other) -> None:
+        self.requests += other.requests
+        self.ok += other.ok
+        self.good += other.good
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.warmup += other.warmup
+        self.drain += other.drain
+        self.errors += other.errors
+        self.token_sources += other.token_sources
+        if other.first_ns is not None:
+            self.first_ns = other.first_ns if self.first_ns is None else min(self.first_ns,
+                                                                             other.first_ns)
+            self.last_ns = other.last_ns if self.last_ns is None else max(self.last_ns,
+                                                                          other.last_ns)
+
+    @property
+    def window_s(self) -> float | None:
+        """Measured window from the samples' own clocks: first intended send to last end."""
+        if self.first_ns is None or self.last_ns <= self.first_ns:
+            return None
+        return (self.last_ns - self.first_ns) / 1e9
+
+    def stats(self, seconds: float | None, with_goodput: bool) -> dict:
+        """Counts, rates over `seconds` and latency statistics (ms) as plain JSON types."""
+        def rate(amount: int) -> float | None:
+            return amount / seconds if seconds else None
+
+        return {
+            "requests": self.requests, "ok": self.ok,
+            "errors": {ErrorClass(code).name.lower(): int(count)
+                       for code, count in enumerate(self.errors) if code and count},
+            "error_total": self.requests - self.ok,
+            "warmup_requests": self.warmup, "drain_requests": self.drain,
+            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            "token_sources": {TokenSource(code).name.lower(): int(count)
+                              for code, count in enumerate(self.token_sources) if count},
+            "seconds": seconds,
+            "req_per_s": rate(self.requests),
+            "output_tokens_per_s": rate(self.output_tokens),
+            "total_tokens_per_s": rate(self.output_tokens + self.input_tokens),
+            "good_requests": self.good if with_goodput else None,
+            "goodput_req_per_s": rate(self.good) if with_goodput else None,
+            "latency": {name: histogram_stats(histogram)
+                        for name, histogram in self.histograms.items()},
+        }
+
+
+def histogram_stats(histogram: Histogram) -> dict:
+    """count, mean, min, p50..p99.9, max of a histogram, in ms."""
+    values = dict(zip(PERCENTILE_KEYS, map(_ms, histogram.percentiles())))
+    return {"count": histogram.count, "mean": _ms(histogram.mean), "min": _ms(histogram.min),
+            **values, "max": _ms(histogram.max)}
+
+
+def exact_stats(values: np.ndarray) -> dict:
+    """The same statistics as `histogram_stats`, computed exactly from raw values."""
+    if len(values) == 0:
+        return {"count": 0, "mean": None, "min": None,
+                **dict.fromkeys(PERCENTILE_KEYS), "max": None}
+    return {"count": int(len(values)), "mean": _ms(float(values.mean())),
+            "min": _ms(int(values.min())),
+            **dict(zip(PERCENTILE_KEYS, map(_ms, exact_percentiles(values)))),
+            "max": _ms(int(values.max()))}
+
+
+class Scope:
+    """An interval set and a cumulative set for one executor, or for all of them."""
+
+    def __init__(self, config: HistogramConfig):
+        self.interval = MetricSet(config)
+        self.cumulative = MetricSet(config)
+
+    def fold(self) -> None:
+        """Add the finished interval to the cumulative set and start a new interval."""
+        self.cumulative.merge(self.interval)
+        self.interval.reset()
+
+
+class SequenceTracker:
+    """Sequence numbers seen from one (run, executor): gaps, late arrivals and duplicates."""
+
+    def __init__(self):
+        self.next_seq = 0
+        self.missing: list[tuple[int, int]] = []  # [start, end) ranges not yet received
+        self.duplicates = 0
+        self.late = 0
+
+    def accept(self, seq: int) -> bool:
+        """True for a new batch; False for a duplicate (which must not be counted again)."""
+        if seq >= self.next_seq:
+            if seq > self.next_seq:
+                self.missing.append((self.next_seq, seq))
+            self.next_seq = seq + 1
+            return True
+        for position, (start, end) in enumerate(self.missing):
+            if start <= seq < end:
+                pieces = [piece for piece in ((start, seq), (seq + 1, end)) if piece[0] < piece[1]]
+                self.missing[position:position + 1] = pieces
+                self.late += 1
+                return True
+        self.duplicates += 1
+        return False
+
+    @property
+    def gaps(self) -> int:
+        """Batches still missing."""
+        return sum(end - start for start, end in self.missing)
+
+
+@dataclass
+class Trial:
+    """Everything the aggregator holds for one trial."""
+
+    trial_id: str
+    slos_ns: dict[str, int]
+    sink: TrialSink | None
+    whole: Scope
+    executors: dict[str, Scope] = field(default_factory=dict)
+    opened_ns: int = field(default_factory=time.time_ns)
+
+
+@dataclass
+class TrialSummary:
+    """A finished trial: cumulative statistics (HDR) beside exact ones from the raw samples."""
+
+    run: str
+    trial: str
+    slos_s: dict[str, float]
+    overall: dict                        # MetricSet.stats of the measured window
+    executors: dict[str, dict]           # per executor, same shape
+    exact: dict[str, dict] | None        # metric -> exact_stats, None without raw samples
+    integrity: dict
+    histograms: dict[str, Histogram]     # cumulative global histograms (for .hlog and reports)
+
+    @property
+    def requests(self) -> int:
+        return self.overall["requests"]
+
+    @property
+    def error_total(self) -> int:
+        return self.overall["error_total"]
+
+    def to_dict(self) -> dict:
+        return {"run": self.run, "trial": self.trial, "slos_s": self.slos_s,
+                "latency_unit": "ms", "overall": self.overall, "executors": self.executors,
+                "exact": self.exact, "integrity": self.integrity}
+
+    def csv_rows(self) -> list[dict]:
+        """One row per metric and source (hdr, exact) with throughput columns repeated."""
+        common = {"run": self.run, "trial": self.trial,
+                  **{key: self.overall[key] for key in (
+                      "requests", "ok", "error_total", "seconds", "req_per_s",
+                      "output_tokens_per_s", "total_tokens_per_s", "goodput_req_per_s")}}
+        rows = []
+        for metric in definitions.METRICS:
+            sources = [("hdr", self.overall["latency"][metric])]
+            if self.exact is not None:
+                sources.append(("exact", self.exact[metric]))
+            for source, stats in sources:
+                rows.append({**common, "metric": metric, "source": source, "unit": "ms",
+                             **stats})
+        return rows
+
+
+class Aggregator:
+    """Ingest sample batches of one run; snapshots every interval; summaries per trial."""
+
+    def __init__(self, config: HistogramConfig | None = None, run_id: str = "",
+                 interval_s: float = 1.0,
+                 queue_threshold_ns: int = definitions.DEFAULT_QUEUE_THRESHOLD_NS):
+        self.config = config or HistogramConfig()
+        self.run_id = run_id
+        self.interval_s = interval_s
+        self.queue_threshold_ns = queue_threshold_ns
+        self._lock = threading.Lock()
+        self._trials: dict[str, Trial] = {}
+        self._closed: set[str] = set()
+        self._sequences: dict[str, SequenceTracker] = {}
+        self.current_trial: str | None = None
+        self.batches = self.samples = self.malformed = self.wrong_run = 0
+        self.after_close = self.after_close_requests = 0
+        self.problems: deque[str] = deque(maxlen=_RECENT_PROBLEMS)
+        self._snapshot_seq = 0
+        self._interval_started = time.time()
+
+    # -- trials ---------------------------------------------------------------------------------
+    def open_trial(self, trial_id: str, slos_s: dict[str, float] | None = None,
+                   sink: TrialSink | None = None) -> None:
+        """Prepare a trial: its SLOs (seconds, for goodput) and where its raw batches go.
+
+        Batches of a trial never opened are aggregated too (no SLOs, no sink)."""
+        slos_ns = definitions.slos_to_ns(slos_s)
+        with self._lock:
+            self._closed.discard(trial_id)
+            self._trials[trial_id] = Trial(trial_id, slos_ns, sink, Scope(self.config))
+            self.current_trial = trial_id
+
+    def _trial(self, trial_id: str) -> Trial:
+        trial = self._trials.get(trial_id)
+        if trial is None:
+            trial = self._trials[trial_id] = Trial(trial_id, {}, None, Scope(self.config))
+        return trial
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def ingest(self, item: bytes | SampleBatch) -> bool:
+        """Take one batch (wire bytes or decoded); True if accepted. Never raises on bad input:
+        malformed, duplicate, foreign and too-late batches are counted and reported."""
+        if isinstance(item, SampleBatch):
+            return self._ingest_batch(item, None)
+        try:
+            message = msgpack.unpackb(item, raw=False, max_bin_len=1 << 30, max_str_len=1 << 16)
+        except Exception as error:  # msgpack raises several unrelated types on garbage
+            self.reject_malformed(f"not a msgpack message: {error}")
+            return False
+        return self.ingest_message(message, item)
+
+    def ingest_message(self, message: object, payload: bytes) -> bool:
+        """Take an already unpacked batch (the server peeks at `kind` first) and its bytes."""
+        try:
+            batch = samples.from_message(message)
+        except SampleBatchError as error:
+            self.reject_malformed(str(error))
+            return False
+        return self._ingest_batch(batch, payload)
+
+    def reject_malformed(self, reason: str) -> None:
+        with self._lock:
+            self.malformed += 1
+            self.problems.append(f"malformed batch: {reason}")
+
+    def _ingest_batch(self, batch: SampleBatch, payload: bytes | None) -> bool:
+        with self._lock:
+            if self.run_id and batch.run != self.run_id:
+                self.wrong_run += 1
+                self.problems.append(f"batch of run {batch.run!r} ignored (this run is "
+                                     f"{self.run_id!r}), executor {batch.executor!r}")
+                return False
+            if batch.trial in self._closed:
+                self.after_close += 1
+                self.after_close_requests += batch.n
+                self.problems.append(f"batch seq {batch.seq} of executor {batch.executor!r} "
+                                     f"arrived after trial {batch.trial!r} closed: not in results")
+                return False
+            tracker = self._sequences.setdefault(batch.executor, SequenceTracker())
+            if not tracker.accept(batch.seq):
+                self.problems.append(f"duplicate batch seq {batch.seq} of executor "
+                                     f"{batch.executor!r} ignored")
+                return False
+            trial = self._trial(batch.trial)
+            self.current_trial = batch.trial
+            derived = definitions.derive(batch, trial.slos_ns, self.queue_threshold_ns)
+            recordings = {name: Recording.of(self.config, values)
+                          for name, values in derived.values.items() if len(values)}
+            executor = trial.executors.get(batch.executor)
+            if executor is None:
+                executor = trial.executors[batch.executor] = Scope(self.config)
+            executor.interval.add(derived, recordings)
+            trial.whole.interval.add(derived, recordings)
+            self.batches += 1
+            self.samples += batch.n + len(batch.itl_ns)
+            if trial.sink is not None:
+                trial.sink.append_batch(payload if payload is not None else samples.encode(batch))
+            return True
+
+    def batches_received(self, executor: str) -> int:
+        """Distinct batches received from `executor` (a session waits for an executor's count
+        of sent batches before closing a trial)."""
+        with self._lock:
+            tracker = self._sequences.get(executor)
+            return 0 if tracker is None else tracker.next_seq - tracker.gaps
+
+    # -- reporting ------------------------------------------------------------------------------
+    def integrity(self) -> dict:
+        """Counts of everything that did not go into the results normally, with reasons."""
+        return {
+            "batches": self.batches, "samples": self.samples,
+            "malformed_batches": self.malformed, "wrong_run_batches": self.wrong_run,
+            "after_close_batches": self.after_close,
+            "after_close_requests": self.after_close_requests,
+            "duplicate_batches": sum(t.duplicates for t in self._sequences.values()),
+            "missing_batches": sum(t.gaps for t in self._sequences.values()),
+            "late_batches": sum(t.late for t in self._sequences.values()),
+            "missing_by_executor": {name: tracker.gaps for name, tracker in
+                                    self._sequences.items() if tracker.gaps},
+            "recent_problems": list(self.problems),
+        }
+
+    def snapshot(self) -> dict:
+        """Statistics of the interval since the last snapshot and cumulative ones of the current
+        trial; then the next interval starts. Call it every `interval_s`."""
+        with self._lock:
+            now = time.time()
+            seconds = max(now - self._interval_started, 1e-9)
+            started, self._interval_started = self._interval_started, now
+            report = {"run": self.run_id, "seq": self._snapshot_seq, "ts_ns": time.time_ns(),
+                      "interval_s": seconds, "trial": self.current_trial, "latency_unit": "ms",
+                      "interval": None, "cumulative": None, "executors": {}}
+            self._snapshot_seq += 1
+            for trial in self._trials.values():
+                current = trial.trial_id == self.current_trial
+                goodput = bool(trial.slos_ns)
+                if trial.sink is not None and trial.whole.interval.requests:
+                    trial.sink.append_interval(started, seconds, trial.whole.interval.histograms)
+                if current:
+                    report["interval"] = trial.whole.interval.stats(seconds, goodput)
+                    report["executors"] = {
+                        name: {"interval": scope.interval.stats(seconds, goodput)}
+                        for name, scope in trial.executors.items()}
+                for name, scope in trial.executors.items():
+                    scope.fold()
+                    if current:
+                        report["executors"][name]["cumulative"] = scope.cumulative.stats(
+                            scope.cumulative.window_s, goodput)
+                trial.whole.fold()
+                if current:
+                    report["cumulative"] = trial.whole.cumulative.stats(
+                        trial.whole.cumulative.window_s, goodput)
+            report["integrity"] = self.integrity()
+            return report
+
+    def close_trial(self, trial_id: str) -> TrialSummary:
+        """Finish a trial: fold its last interval, recompute exact percentiles from its sink's
+        raw samples, and forget it (later batches of it are counted as after_close)."""
+        with self._lock:
+            trial = self._trial(trial_id)
+            del self._trials[trial_id]
+            self._closed.add(trial_id)
+            if self.current_trial == trial_id:
+                self.current_trial = None
+            now = time.time()
+            if trial.sink is not None and trial.whole.interval.requests:
+                trial.sink.append_interval(self._interval_started, now - self._interval_started,
+                                           trial.whole.interval.histograms)
+            for scope in (trial.whole, *trial.executors.values()):
+                scope.fold()
+            integrity = self.integrity()
+        goodput = bool(trial.slos_ns)
+        cumulative = trial.whole.cumulative
+        return TrialSummary(
+            run=self.run_id, trial=trial_id,
+            slos_s={name: value / 1e9 for name, value in trial.slos_ns.items()},
+            overall=cumulative.stats(cumulative.window_s, goodput),
+            executors={name: scope.cumulative.stats(scope.cumulative.window_s, goodput)
+                       for name, scope in trial.executors.items()},
+            exact=self._exact(trial) if trial.sink is not None else None,
+            integrity=integrity, histograms=cumulative.histograms)
+
+    def _exact(self, trial: Trial) -> dict[str, dict]:
+        """Exact statistics per metric from the raw batches the sink stored."""
+        collected: dict[str, list[np.ndarray]] = {name: [] for name in definitions.METRICS}
+        for batch in trial.sink.read_batches():
+            derived = definitions.derive(batch, trial.slos_ns, self.queue_threshold_ns)
+            for name, values in derived.values.items():
+                collected[name].append(values)
+        return {name: exact_stats(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+                for name, parts in collected.items()}
