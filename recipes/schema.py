@@ -53,7 +53,8 @@ def _translate(error: ValidationError) -> list[Problem]:
     if error.validator == "additionalProperties":
         known = sorted(schema.get("properties", {}))
         unknown = [key for key in error.instance if key not in known]
-        return [Problem(dotted(path + [key]), error.instance[key], _unknown_key(str(key), known))
+        return [Problem(dotted(path + [key]), error.instance[key],
+                        _unknown_key(str(key), known, dotted(path)))
                 for key in unknown]
     if error.validator == "required":
         properties = schema.get("properties", {})
@@ -69,11 +70,36 @@ def _translate(error: ValidationError) -> list[Problem]:
     return [Problem(dotted(path), error.instance, expected or error.message)]
 
 
-def _unknown_key(key: str, known: list[str]) -> str:
+def _unknown_key(key: str, known: list[str], where: str) -> str:
     hint = suggest(key, known)
     if hint:
         return f"no key '{key}' here{hint}"
+    elsewhere = [place for place in key_places(key) if place != where]
+    if elsewhere:
+        return f"no key '{key}' here; it belongs under {' or '.join(elsewhere)}"
     return f"no key '{key}' here; allowed keys: {', '.join(known)}"
+
+
+@lru_cache(maxsize=256)
+def key_places(key: str) -> tuple[str, ...]:
+    """Dotted paths of the objects whose schema lists `key` ("" is the top level), so a key
+    written at the wrong level can be pointed to its place."""
+    places: list[str] = []
+    definitions = recipe_schema()["$defs"]
+
+    def walk(schema: dict, where: str, depth: int) -> None:
+        if depth > 8:
+            return
+        if "$ref" in schema:
+            schema = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        properties = schema.get("properties", {})
+        if key in properties:
+            places.append(where or "the top level")
+        for name, child in properties.items():
+            walk(child, f"{where}.{name}" if where else name, depth + 1)
+
+    walk(recipe_schema(), "", 0)
+    return tuple(places)
 
 
 def _describe(schema: dict) -> str:
