@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.recipes import count_trials, load_recipe, recipe_from_dict, validate
@@ -294,3 +296,23 @@ def test_cli_validate_ok_exits_0(cli_env, repo):
                           capture_output=True, text=True, env=cli_env)
     assert done.returncode == 0, done.stderr
     assert "3 trial(s)" in done.stdout
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6),
+                                                                      children, max_size=3),
+    max_leaves=8)
+PATHS = ["workload", "workload.load", "workload.load.rate", "workload.dataset",
+         "workload.dataset.input_tokens", "workload.concurrency", "workload.batch", "orchestration",
+         "orchestration.node_allocation", "orchestration.node_allocation.servers.nodes",
+         "resources", "resources.servers.gpus", "servers", "servers.service_config",
+         "servers.service_config.distributed", "endpoints", "partition", "runtime", "scenario"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(path=st.sampled_from(PATHS), value=JSON_VALUES, base=st.sampled_from([LOCAL, SLURM]))
+def test_any_malformed_part_gives_problems_not_exceptions(path, value, base):
+    problems = validate(edited(base, (path, value)))
+    assert all(problem.path is not None and problem.expected for problem in problems)
