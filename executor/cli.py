@@ -1,7 +1,133 @@
-"""`hpcbench-executor`: placeholder until the executor issue (#3) lands."""
+"""`hpcbench-executor`: run load against one target alone, or serve a coordinator.
+
+Standalone: the flags build the same workload dict a recipe trial resolves to, so a standalone
+run and a coordinated run share every code path (`LoadConfig.from_workload`, `run_trial`):
+
+    hpcbench-executor --target http://127.0.0.1:8000 --api openai-chat --model M \\
+        --concurrency 8 --duration 10s --out samples.bin
+
+writes length-prefixed sample batches (read them with `hpcbench.executor.sinks.read_batches`)
+and prints a JSON summary. `--push tcp://HOST:PORT` streams the batches to a PULL socket instead.
+With `--coordinator ADDRESS` the executor registers with a coordinator and waits for its
+commands (`hpcbench.executor.agent`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
 import sys
 
+from hpcbench.coordinator.errors import HpcbenchError, config_error
+from hpcbench.executor.config import APIS, DATASET_KINDS, PATTERNS
 
-def main() -> int:
-    print("hpcbench-executor: not yet available; it arrives with issue #3.", file=sys.stderr)
-    return 3
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpcbench-executor",
+        description="hpcbench load generator: streamed LLM requests, exact per-request samples")
+    parser.add_argument("--coordinator", metavar="ADDRESS",
+                        help="serve this coordinator (host:port) instead of running alone")
+    target = parser.add_argument_group("target")
+    target.add_argument("--target", metavar="URL", help="base URL, e.g. http://127.0.0.1:8000")
+    target.add_argument("--api", choices=APIS, default="openai-chat")
+    target.add_argument("--model", help="model name sent in every request")
+    target.add_argument("--no-stream", dest="stream", action="store_false",
+                        help="ask for whole responses instead of streams")
+    load = parser.add_argument_group("load")
+    load.add_argument("--pattern", choices=PATTERNS, default=None,
+                      help="default: closed, or poisson when --rate is given")
+    load.add_argument("--concurrency", type=int, default=1, help="closed-loop slots")
+    load.add_argument("--rate", type=float, help="open loop: requests per second")
+    load.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (1 = Poisson)")
+    load.add_argument("--burst-size", type=int, help="burst pattern: requests per burst")
+    load.add_argument("--burst-pause", help="burst pattern: time between bursts, e.g. 2s")
+    load.add_argument("--trace", metavar="JSONL", help="trace pattern: {\"timestamp\": s} lines")
+    load.add_argument("--ramp-up", default="0", help="rate/slots grow over this time")
+    load.add_argument("--duration", default="10s", help="measured window, e.g. 30s; 0: none")
+    load.add_argument("--warmup", default="0", help="warmup before the measured window")
+    load.add_argument("--max-requests", type=int, help="stop after this many measured requests")
+    load.add_argument("--timeout", default="60s", help="per-request timeout")
+    data = parser.add_argument_group("dataset")
+    data.add_argument("--dataset", choices=DATASET_KINDS, default="synthetic")
+    data.add_argument("--dataset-path", help="file for sharegpt / jsonl datasets")
+    data.add_argument("--input-tokens", type=int, default=128, help="synthetic prompt length")
+    data.add_argument("--output-tokens", type=int, help="max tokens asked per request")
+    data.add_argument("--ignore-eos", action="store_true", help="ask for exactly max tokens")
+    data.add_argument("--seed", type=int, default=0)
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="FILE", help="write sample batches to this file")
+    out.add_argument("--push", metavar="ENDPOINT", help="PUSH sample batches to a ZeroMQ PULL")
+    out.add_argument("--run-id", default="standalone")
+    out.add_argument("--executor-id", default="executor-0")
+    out.add_argument("--node", default="localhost")
+    return parser
+
+
+def workload_from_args(args: argparse.Namespace) -> dict:
+    """The recipe-shaped workload dict the flags stand for."""
+    pattern = args.pattern or ("poisson" if args.rate else "closed")
+    output = args.output_tokens
+    return {
+        "api": args.api, "model": args.model, "stream": args.stream,
+        "duration": args.duration, "warmup": args.warmup, "max_requests": args.max_requests,
+        "request_timeout": args.timeout, "concurrency": args.concurrency,
+        "load": {"pattern": pattern, "rate": args.rate, "burstiness": args.burstiness,
+                 "burst_size": args.burst_size, "burst_pause": args.burst_pause,
+                 "trace": args.trace, "ramp_up": args.ramp_up},
+        "dataset": {"kind": args.dataset, "path": args.dataset_path,
+                    "input_tokens": {"distribution": "fixed", "mean": args.input_tokens},
+                    "output_tokens": None if output is None else
+                    {"distribution": "fixed", "mean": output},
+                    "ignore_eos": args.ignore_eos, "seed": args.seed},
+    }
+
+
+def run_standalone(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from hpcbench.executor.config import LoadConfig
+    from hpcbench.executor.engine import run_trial
+    from hpcbench.executor.sinks import FileSink, MemorySink, ZmqSink, read_batches
+    from hpcbench.executor.summary import summarize
+
+    if not args.target or not args.model:
+        raise config_error("--target URL and --model NAME are required (or give --coordinator)")
+    workload = workload_from_args(args)
+    config = LoadConfig.from_workload(workload, args.target, run_id=args.run_id,
+                                      executor_id=args.executor_id, node=args.node)
+    sink = (FileSink(args.out) if args.out else ZmqSink(args.push) if args.push
+            else MemorySink())
+    try:
+        stats = uvloop.run(run_trial(config, sink))
+    finally:
+        sink.close()
+    batches = read_batches(args.out) if args.out else getattr(sink, "batches", [])
+    summary = summarize(batches, stats.measured_seconds or None) if not args.push else {}
+    summary.update(batches=stats.batches, stopped=stats.stopped,
+                   max_dispatch_lag_ms=round(stats.max_dispatch_lag_ms, 3))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.coordinator:
+            try:
+                from hpcbench.executor import agent
+            except ModuleNotFoundError as error:
+                if error.name != "hpcbench.executor.agent":
+                    raise
+                raise config_error("--coordinator needs hpcbench.executor.agent, which this "
+                                   "installation lacks; run standalone with --target") from None
+            return agent.main(args)
+        return run_standalone(args)
+    except HpcbenchError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Attempt: one request in flight and everything measured about it.
+
+It is the HTTP handler of its request (see executor/http.py): the connection calls it back with
+the status, body bytes and the end, and it asks its protocol to interpret the bytes. When the
+request ends in any way (complete, failure, timeout, cancel) it settles its error class and token
+counts once and calls `on_done(attempt)`, which records it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from hpcbench.proto.samples import ErrorClass, TokenSource
+
+
+class Attempt:
+    __slots__ = ("req_id", "intended_ns", "send_ns", "end_ns", "deadline_ns", "phase", "slot",
+                 "protocol", "stream", "tokens_in", "tokens_out", "token_source", "status",
+                 "error", "chunk_times", "buffer", "body_parts", "connection", "timer",
+                 "finished", "on_done", "discard")
+
+    def __init__(self, req_id: int, intended_ns: int, phase: int, slot: int, protocol,
+                 stream: bool, tokens_in_estimate: int, on_done: Callable[["Attempt"], None]):
+        self.req_id = req_id
+        self.intended_ns = intended_ns
+        self.send_ns = 0
+        self.end_ns = 0
+        self.deadline_ns = 0
+        self.phase = phase
+        self.slot = slot
+        self.protocol = protocol
+        self.stream = stream
+        self.tokens_in = tokens_in_estimate
+        self.tokens_out = 0
+        self.token_source = TokenSource.COUNTED
+        self.status = 0
+        self.error = ErrorClass.OK
+        self.chunk_times: list[int] = []
+        self.buffer = b""
+        self.body_parts: list[bytes] = []
+        self.connection = None
+        self.timer = None
+        self.finished = False
+        self.on_done = on_done
+        self.discard = False
+
+    @property
+    def first_ns(self) -> int:
+        return self.chunk_times[0] if self.chunk_times else 0
+
+    @property
+    def chunks(self) -> int:
+        return len(self.chunk_times)
+
+    # --- called by protocols -------------------------------------------------------------------
+    def chunk(self, now: int) -> None:
+        self.chunk_times.append(now)
+
+    def server_counts(self, tokens_in, tokens_out) -> None:
+        if isinstance(tokens_out, int) and not isinstance(tokens_out, bool):
+            self.tokens_out = tokens_out
+            self.token_source = TokenSource.SERVER
+            if isinstance(tokens_in, int) and not isinstance(tokens_in, bool):
+                self.tokens_in = tokens_in
+
+    # --- HTTP handler ----------------------------------------------------------------------------
+    def on_head(self, status: int, now: int) -> None:
+        self.status = status
+        if not 200 <= status < 300:
+            self.error = ErrorClass.HTTP_STATUS
+            self.discard = True
+
+    def on_body(self, data: bytes, now: int) -> None:
+        if self.discard:
+            return
+        if self.stream:
+            self.protocol.feed(self, data, now)
+        else:
+            self.body_parts.append(data)
+
+    def on_complete(self, now: int) -> None:
+        if self.finished:
+            return
+        if not self.discard:
+            if self.stream:
+                if self.buffer:                       # last line without a newline
+                    self.protocol.feed(self, b"\n", now)
+            else:
+                self.protocol.finish(self, b"".join(self.body_parts), now)
+        self._end(now)
+
+    def on_failure(self, error: ErrorClass, now: int) -> None:
+        if self.finished:
+            return
+        self.error = error
+        self._end(now)
+
+    # --- called by the engine --------------------------------------------------------------------
+    def time_out(self) -> None:
+        """The per-request timeout elapsed: the recorded end is the deadline itself."""
+        self._abandon(ErrorClass.TIMEOUT, self.deadline_ns)
+
+    def cancel(self, now: int) -> None:
+        self._abandon(ErrorClass.CANCELLED, now)
+
+    def _abandon(self, error: ErrorClass, end_ns: int) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.connection is not None and self.connection.handler is self:
+            self.connection.abandon()
+        self.error = error
+        self._settle(end_ns)
+
+    def _end(self, now: int) -> None:
+        self.finished = True
+        if self.error == ErrorClass.OK and not self.chunk_times:
+            self.error = ErrorClass.NO_TOKENS
+        self._settle(now)
+
+    def _settle(self, end_ns: int) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.end_ns = end_ns
+        if self.token_source != TokenSource.SERVER:
+            self.tokens_out = len(self.chunk_times)
+        self.body_parts = self.buffer = None
+        self.on_done(self)

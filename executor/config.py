@@ -1,0 +1,290 @@
+"""LoadConfig: what one executor does in one trial, resolved from a recipe's trial workload.
+
+The coordinator hands every executor the same resolved workload dict plus its own index; this
+module turns it into one executor's share (rate / executor_count, its part of the total
+concurrency, its part of a trace) and checks every field, so a bad value fails here with an
+E006 error naming the field and the fix instead of misbehaving mid-trial.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from hpcbench.coordinator.errors import config_error
+from hpcbench.recipes.durations import parse_duration
+
+APIS = ("openai-chat", "openai-completions", "ollama-chat", "ollama-generate")
+PATTERNS = ("closed", "constant", "poisson", "gamma", "burst", "trace")
+DATASET_KINDS = ("synthetic", "sharegpt", "jsonl", "bundled")
+DISTRIBUTIONS = ("fixed", "uniform", "normal")
+
+
+@dataclass(frozen=True)
+class LengthSpec:
+    """A token-length distribution: fixed `mean`, uniform `min..max`, or normal clipped to it."""
+
+    distribution: str = "fixed"
+    mean: int = 128
+    min: int = 1
+    max: int = 1_000_000
+    stddev: float = 0.0
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    kind: str = "synthetic"
+    path: str | None = None
+    input_tokens: LengthSpec = LengthSpec(mean=128)
+    output_tokens: LengthSpec | None = LengthSpec(mean=128)   # None: the dataset's own lengths
+    ignore_eos: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """This executor's share of the load (rates and burst sizes already divided)."""
+
+    pattern: str = "closed"
+    rate: float = 0.0            # requests/s of this executor (open loop)
+    burstiness: float = 1.0      # gamma shape; 1 = Poisson, < 1 burstier, > 1 more regular
+    burst_size: int = 1
+    burst_pause: float = 1.0
+    trace: str | None = None
+    ramp_up: float = 0.0
+    phase_offset: float = 0.0    # constant pattern: spreads executors' arrivals evenly
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Everything `engine.run_trial` needs; build it with `from_workload`."""
+
+    target_url: str
+    api: str
+    model: str
+    stream: bool = True
+    duration: float | None = 10.0     # measured window (s); None: until max_requests
+    warmup: float = 0.0
+    max_requests: int | None = None   # measured requests of this executor
+    request_timeout: float = 60.0
+    concurrency: int = 1              # closed-loop slots of this executor
+    load: LoadSpec = LoadSpec()
+    dataset: DatasetSpec = DatasetSpec()
+    run_id: str = "standalone"
+    trial_id: str = "trial-0"
+    executor_id: str = "executor-0"
+    node: str = "localhost"
+    executor_index: int = 0
+    executor_count: int = 1
+    batch_interval: float = 1.0       # seconds between sample batches
+    batch_max_rows: int = 20_000      # cut a batch early when this many requests finished
+    slo: dict = field(default_factory=dict)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.target_url)
+        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def base_path(self) -> str:
+        return urlsplit(self.target_url).path.rstrip("/")
+
+    @classmethod
+    def from_workload(cls, workload: dict, target_url: str, executor_index: int = 0,
+                      executor_count: int = 1, run_id: str = "standalone",
+                      trial_id: str = "trial-0", executor_id: str | None = None,
+                      node: str = "localhost") -> "LoadConfig":
+        """Resolve one executor's share of a trial workload (field names: README `executor`)."""
+        if not isinstance(workload, dict):
+            raise config_error(f"workload must be a mapping, got {type(workload).__name__}")
+        if not (isinstance(executor_count, int) and executor_count >= 1
+                and isinstance(executor_index, int) and 0 <= executor_index < executor_count):
+            raise config_error(f"executor_index={executor_index!r} / executor_count="
+                               f"{executor_count!r}: need 0 <= index < count")
+        _check_url(target_url)
+        get = _Reader(workload, "workload")
+        api = get.choice("api", APIS, "openai-chat")
+        load = get.mapping("load")
+        pattern = _Reader(load, "workload.load").choice("pattern", PATTERNS, "closed")
+        duration = get.duration("duration", 10.0, allow_none=True)
+        max_requests = get.integer("max_requests", None, minimum=1, allow_none=True)
+        if not duration and max_requests is None:
+            raise config_error("workload.duration and workload.max_requests are both unset/0: "
+                               "set a duration (e.g. \"60s\") or a request count")
+        return cls(
+            target_url=target_url.rstrip("/"), api=api,
+            model=get.text("model", None),
+            stream=get.boolean("stream", True),
+            duration=duration or None,
+            warmup=get.duration("warmup", 0.0),
+            max_requests=None if max_requests is None else
+            _share(max_requests, executor_index, executor_count) or 1,
+            request_timeout=get.duration("request_timeout", 60.0, positive=True),
+            concurrency=_concurrency(get, executor_index, executor_count) if pattern == "closed"
+            else 0,
+            load=_load_spec(load, pattern, executor_index, executor_count),
+            dataset=_dataset_spec(get.mapping("dataset")),
+            run_id=str(run_id), trial_id=str(trial_id),
+            executor_id=executor_id or f"executor-{executor_index}", node=str(node),
+            executor_index=executor_index, executor_count=executor_count,
+            slo=dict(get.mapping("slo")),
+        )
+
+
+def _share(total: int, index: int, count: int) -> int:
+    """This executor's part of an integer total split as evenly as possible."""
+    return total // count + (1 if index < total % count else 0)
+
+
+def _concurrency(get: "_Reader", index: int, count: int) -> int:
+    total = get.integer("concurrency", None, minimum=1, allow_none=True)
+    if total is not None:
+        slots = _share(total, index, count)
+        if slots == 0:
+            raise config_error(f"workload.concurrency={total} is smaller than the {count} "
+                               "executors: raise it or use fewer client nodes")
+        return slots
+    return get.integer("clients_per_node", 1, minimum=1)
+
+
+def _load_spec(load: dict, pattern: str, index: int, count: int) -> LoadSpec:
+    get = _Reader(load, "workload.load")
+    ramp_up = get.duration("ramp_up", 0.0)
+    if pattern in ("closed", "trace"):
+        trace = get.text("trace", None) if pattern == "trace" else None
+        return LoadSpec(pattern=pattern, trace=trace, ramp_up=ramp_up)
+    if pattern == "burst":
+        burst_size = get.integer("burst_size", None, minimum=1)
+        share = _share(burst_size, index, count)
+        if share == 0:
+            raise config_error(f"workload.load.burst_size={burst_size} is smaller than the "
+                               f"{count} executors: raise it or use fewer client nodes")
+        return LoadSpec(pattern=pattern, burst_size=share,
+                        burst_pause=get.duration("burst_pause", None, positive=True),
+                        ramp_up=ramp_up)
+    rate = get.number("rate", None, positive=True)
+    per_executor = rate / count
+    return LoadSpec(pattern=pattern, rate=per_executor,
+                    burstiness=get.number("burstiness", 1.0, positive=True),
+                    ramp_up=ramp_up, phase_offset=index / count / per_executor)
+
+
+def _dataset_spec(dataset: dict) -> DatasetSpec:
+    get = _Reader(dataset, "workload.dataset")
+    kind = get.choice("kind", DATASET_KINDS, "synthetic")
+    path = get.text("path", None) if kind in ("sharegpt", "jsonl") else None
+    output = dataset.get("output_tokens")
+    own_lengths = kind in ("sharegpt", "jsonl") and output is None
+    return DatasetSpec(
+        kind=kind, path=path,
+        input_tokens=_length_spec(dataset.get("input_tokens"), "workload.dataset.input_tokens"),
+        output_tokens=None if own_lengths else
+        _length_spec(output, "workload.dataset.output_tokens"),
+        ignore_eos=get.boolean("ignore_eos", False),
+        seed=get.integer("seed", 0, minimum=0),
+    )
+
+
+def _length_spec(value, where: str) -> LengthSpec:
+    if value is None:
+        return LengthSpec()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"distribution": "fixed", "mean": value}
+    get = _Reader(value, where)
+    distribution = get.choice("distribution", DISTRIBUTIONS, "fixed")
+    low = get.integer("min", 1, minimum=1)
+    high = get.integer("max", 1_000_000, minimum=1)
+    if high < low:
+        raise config_error(f"{where}: max={high} < min={low}; make max >= min")
+    default_mean = (low + high) // 2 if distribution == "uniform" else None
+    mean = get.integer("mean", default_mean, minimum=1)
+    stddev = get.number("stddev", 0.0, minimum=0.0)
+    if distribution == "normal" and "stddev" not in value:
+        raise config_error(f"{where}: a normal distribution needs stddev (e.g. stddev: 32)")
+    return LengthSpec(distribution, mean, low, high, stddev)
+
+
+def _check_url(url: object) -> None:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme != "http" or not parts.hostname:
+        raise config_error(f"target URL {url!r} is not usable: give http://HOST:PORT "
+                           "(https is not supported by the executor)")
+    try:
+        parts.port
+    except ValueError:
+        raise config_error(f"target URL {url!r} has a bad port: use 1..65535") from None
+
+
+class _Reader:
+    """Typed field access on a workload mapping; every failure names `where.field` and a fix."""
+
+    def __init__(self, data, where: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise config_error(f"{where} must be a mapping, got {data!r}")
+        self.data, self.where = data, where
+
+    def _value(self, name, default, allow_none=False):
+        """(value or default, whether it was missing); a missing required field is an error."""
+        value = self.data.get(name)
+        if value is None:
+            if default is None and not allow_none:
+                raise config_error(f"{self.where}.{name} is required")
+            return default, True
+        return value, False
+
+    def mapping(self, name) -> dict:
+        value = self.data.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise config_error(f"{self.where}.{name} must be a mapping, got {value!r}")
+        return value or {}
+
+    def choice(self, name, options, default):
+        value, _ = self._value(name, default)
+        if value not in options:
+            raise config_error(f"{self.where}.{name}={value!r} is not one of "
+                               f"{', '.join(options)}")
+        return value
+
+    def text(self, name, default):
+        value, _ = self._value(name, default)
+        if not isinstance(value, str) or not value.strip():
+            raise config_error(f"{self.where}.{name}={value!r}: expected a non-empty string")
+        return value
+
+    def boolean(self, name, default):
+        value, _ = self._value(name, default)
+        if not isinstance(value, bool):
+            raise config_error(f"{self.where}.{name}={value!r}: expected true or false")
+        return value
+
+    def number(self, name, default, positive=False, minimum=None):
+        value, _ = self._value(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or (positive and value <= 0) or \
+                (minimum is not None and value < minimum):
+            bound = "> 0" if positive else f">= {minimum}" if minimum is not None else "finite"
+            raise config_error(f"{self.where}.{name}={value!r}: expected a number {bound}")
+        return float(value)
+
+    def integer(self, name, default, minimum=None, allow_none=False):
+        value, missing = self._value(name, default, allow_none)
+        if missing and value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                (minimum is not None and value < minimum):
+            raise config_error(f"{self.where}.{name}={value!r}: expected an integer >= {minimum}")
+        return value
+
+    def duration(self, name, default, allow_none=False, positive=False):
+        value, missing = self._value(name, default, allow_none)
+        if missing and value is None:
+            return None
+        try:
+            seconds = parse_duration(value)
+        except ValueError as error:
+            raise config_error(f"{self.where}.{name}: {error}") from None
+        if positive and seconds <= 0:
+            raise config_error(f"{self.where}.{name}={value!r}: must be > 0")
+        return seconds

@@ -1,0 +1,233 @@
+"""The trial engine: dispatch requests by schedule, measure them, stream sample batches.
+
+`run_trial(config, sink, stop_event)` is the whole executor as seen by the coordinator's agent
+and by the standalone CLI. Requests are prebuilt as bytes (one per prompt), sent through the
+pooled HTTP client, and recorded when they end; every `batch_interval` (or `batch_max_rows`
+finished requests) the recorder cuts a SampleBatch and hands it to the sink.
+
+Open loop: intended times are t0 + schedule offsets; the dispatcher sleeps until shortly before
+each, then yields to the loop until the exact time (timer granularity is ~1 ms), so dispatch lag
+stays in the tens of microseconds and is recorded per request either way. Closed loop: each slot
+sends its next request as soon as its previous one ended (intended = send decision time).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hpcbench.executor.attempt import Attempt
+from hpcbench.executor.config import LoadConfig
+from hpcbench.executor.datasets import load_dataset
+from hpcbench.executor.http import ConnectionPool, build_request
+from hpcbench.executor.protocols import PROTOCOLS
+from hpcbench.executor.recorder import SampleRecorder
+from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
+from hpcbench.proto.samples import ErrorClass, Phase
+
+SPIN_NS = 1_500_000        # last stretch before an intended time is waited by yielding, not timers
+START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
+now_ns = time.perf_counter_ns
+
+
+@dataclass
+class TrialStats:
+    """What one executor did in one trial (the full detail is in the sample batches)."""
+
+    requests: int = 0                 # every recorded request, warmup included
+    measured: int = 0                 # requests scheduled in the measured window
+    warmup: int = 0
+    ok: int = 0                       # measured requests without error
+    errors: dict[str, int] = field(default_factory=dict)   # measured, by ErrorClass name
+    output_tokens: int = 0            # measured
+    batches: int = 0
+    measured_seconds: float = 0.0
+    max_dispatch_lag_ms: float = 0.0
+    stopped: bool = False             # ended by stop_event, in-flight requests cancelled
+
+    @property
+    def request_rate(self) -> float:
+        return self.measured / self.measured_seconds if self.measured_seconds else 0.0
+
+
+async def run_trial(config: LoadConfig, sink, stop_event: asyncio.Event | None = None
+                    ) -> TrialStats:
+    """Run one trial to its end (duration, request count or `stop_event`) and return stats.
+
+    Every finished request goes to `sink.send(batch)` before this returns; the caller closes
+    the sink.
+    """
+    return await _Trial(config, sink).run(stop_event or asyncio.Event())
+
+
+class _Trial:
+    def __init__(self, config: LoadConfig, sink) -> None:
+        self.config = config
+        self.sink = sink
+        self.protocol = PROTOCOLS[config.api]
+        host, port = config.host_port
+        self.pool = ConnectionPool(host, port)
+        self.prompts = load_dataset(config.dataset, config.executor_index)
+        path = config.base_path + self.protocol.path
+        self.requests = [build_request("POST", host, port, path, json.dumps(
+            self.protocol.body(config.model, prompt.text, prompt.output_tokens, config.stream,
+                               config.dataset.ignore_eos)).encode()) for prompt in self.prompts]
+        self.timeout_ns = int(config.request_timeout * 1e9)
+        self.in_flight: set[Attempt] = set()
+        self.waiters: dict[int, asyncio.Future] = {}
+        self.next_id = 0
+        self.measured_sent = 0
+        self.stats = TrialStats()
+        self.errors: Counter = Counter()
+        self.dispatching = True
+        self.all_done = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def run(self, stop_event: asyncio.Event) -> TrialStats:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.t0 = now_ns() + START_LEAD_NS
+        self.loop_offset = loop.time() - now_ns() / 1e9    # perf_counter -> loop clock
+        self.warmup_end = self.t0 + int(config.warmup * 1e9)
+        self.measure_end = (self.warmup_end + int(config.duration * 1e9)
+                            if config.duration else None)
+        self.recorder = SampleRecorder(config.run_id, config.trial_id, config.executor_id,
+                                       config.node, time.time_ns() - now_ns())
+        dispatcher = loop.create_task(self._closed_loop() if config.load.pattern == "closed"
+                                      else self._open_loop())
+        flusher = loop.create_task(self._flush_periodically())
+        stopper = loop.create_task(stop_event.wait())
+        try:
+            await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper.done():
+                self.stats.stopped = True
+                dispatcher.cancel()
+                for attempt in list(self.in_flight):
+                    attempt.cancel(now_ns())
+            else:
+                dispatcher.result()          # surfaces a dispatcher bug instead of hiding it
+                self.dispatching = False
+                if self.in_flight:
+                    await asyncio.wait({loop.create_task(self.all_done.wait()), stopper},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                if stopper.done():
+                    self.stats.stopped = True
+                    for attempt in list(self.in_flight):
+                        attempt.cancel(now_ns())
+        finally:
+            self.dispatching = False
+            for task in (dispatcher, flusher, stopper):
+                task.cancel()
+            self.pool.close()
+            self._flush()
+        end = now_ns() if self.measure_end is None else min(now_ns(), self.measure_end)
+        self.stats.measured_seconds = max(end - self.warmup_end, 0) / 1e9
+        self.stats.errors = {ErrorClass(code).name: count for code, count in self.errors.items()}
+        self.stats.batches = self.recorder.seq
+        return self.stats
+
+    # --- dispatch ----------------------------------------------------------------------------
+    def _phase(self, intended: int) -> int:
+        if intended < self.warmup_end:
+            return Phase.WARMUP
+        if self.measure_end is None or intended < self.measure_end:
+            return Phase.MEASURED
+        return Phase.DRAIN
+
+    def _count_reached(self) -> bool:
+        limit = self.config.max_requests
+        return limit is not None and self.measured_sent >= limit
+
+    def _issue(self, intended: int, slot: int) -> None:
+        request_id = self.next_id
+        self.next_id += 1
+        phase = self._phase(intended)
+        if phase == Phase.MEASURED:
+            self.measured_sent += 1
+        index = request_id % len(self.requests)
+        attempt = Attempt(request_id, intended, phase, slot, self.protocol, self.config.stream,
+                          self.prompts[index].input_tokens, self._done)
+        attempt.deadline_ns = intended + self.timeout_ns
+        attempt.timer = self.loop.call_at(attempt.deadline_ns / 1e9 + self.loop_offset,
+                                          attempt.time_out)
+        self.in_flight.add(attempt)
+        self.pool.send(self.requests[index], attempt)
+
+    async def _wait_until(self, intended: int) -> None:
+        wait = intended - now_ns()
+        if wait > SPIN_NS:
+            await asyncio.sleep((wait - SPIN_NS) / 1e9)
+        while now_ns() < intended:
+            await asyncio.sleep(0)
+
+    async def _open_loop(self) -> None:
+        config = self.config
+        horizon = None if config.duration is None else config.warmup + config.duration
+        for block in arrival_offsets(config.load, horizon, config.dataset.seed,
+                                     config.executor_index, config.executor_count):
+            for intended in (self.t0 + (block * 1e9).astype("int64")).tolist():
+                if self._count_reached():
+                    return
+                await self._wait_until(intended)
+                self._issue(intended, -1)
+
+    async def _closed_loop(self) -> None:
+        starts = closed_loop_starts(self.config.concurrency, self.config.load.ramp_up)
+        await asyncio.gather(*(self._slot(slot, self.t0 + int(offset * 1e9))
+                               for slot, offset in enumerate(starts)))
+
+    async def _slot(self, slot: int, start: int) -> None:
+        await self._wait_until(start)
+        while True:
+            intended = now_ns()
+            if (self.measure_end is not None and intended >= self.measure_end) or \
+                    self._count_reached():
+                return
+            waiter = self.waiters[slot] = self.loop.create_future()
+            self._issue(intended, slot)
+            await waiter
+
+    # --- completion --------------------------------------------------------------------------
+    def _done(self, attempt: Attempt) -> None:
+        self.in_flight.discard(attempt)
+        self.recorder.add(attempt)
+        self._count(attempt)
+        if len(self.recorder) >= self.config.batch_max_rows:
+            self._flush()
+        if attempt.slot >= 0:
+            waiter = self.waiters.get(attempt.slot)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if not self.in_flight and not self.dispatching:
+            self.all_done.set()
+
+    def _count(self, attempt: Attempt) -> None:
+        stats = self.stats
+        stats.requests += 1
+        lag = attempt.send_ns - attempt.intended_ns
+        if attempt.send_ns and lag / 1e6 > stats.max_dispatch_lag_ms:
+            stats.max_dispatch_lag_ms = lag / 1e6
+        if attempt.phase == Phase.WARMUP:
+            stats.warmup += 1
+        elif attempt.phase == Phase.MEASURED:
+            stats.measured += 1
+            stats.output_tokens += attempt.tokens_out
+            if attempt.error == ErrorClass.OK:
+                stats.ok += 1
+            else:
+                self.errors[attempt.error] += 1
+
+    async def _flush_periodically(self) -> None:
+        period = self.config.batch_interval
+        while True:
+            await asyncio.sleep(period)
+            self._flush()
+
+    def _flush(self) -> None:
+        interval = int((now_ns() - self.t0) / (self.config.batch_interval * 1e9))
+        batch = self.recorder.cut(max(interval, 0))
+        if batch is not None:
+            self.sink.send(batch)

@@ -1,0 +1,166 @@
+"""The four inference APIs: how to phrase a request and how to read its answer.
+
+A protocol is stateless; per-request state (line buffer, chunk times, usage) lives on the
+`Attempt`. Streams are split into lines with one `bytes.split` per network read.
+
+Counting rules (README "executor"):
+- OpenAI SSE (`data: {...}` lines): comments (`:` lines), keep-alives, `event:`/`id:` lines are
+  skipped; `[DONE]` ends the stream; a chunk whose first choice carries a delta with `content`
+  (chat) or a `text` field (completions) is a content chunk even when the text is empty, except
+  an empty one that only closes the choice (`finish_reason` set, no text); a chunk with `usage` (typically the usage-only final chunk with empty `choices`) sets the server counts.
+- Ollama NDJSON: every object before the one with `"done": true` is a content chunk; the final
+  object gives `eval_count` / `prompt_eval_count` (and is a chunk only if it carries text).
+- Non-streaming: the whole body is one chunk at the end; counts from usage / eval_count.
+Each data line is one event: OpenAI-compatible servers never split an event's data over lines.
+"""
+from __future__ import annotations
+
+import orjson
+
+from hpcbench.proto.samples import ErrorClass
+
+_loads = orjson.loads    # ~5x faster than json.loads per chunk: it is on the per-token path
+
+
+class OpenAIProtocol:
+    """openai-chat (/v1/chat/completions) and openai-completions (/v1/completions)."""
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+        self.path = "/v1/chat/completions" if chat else "/v1/completions"
+
+    def body(self, model: str, prompt: str, max_tokens: int | None, stream: bool,
+             ignore_eos: bool) -> dict:
+        body = {"model": model, "stream": stream}
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if ignore_eos:
+            body["ignore_eos"] = True      # vLLM / simulator extension
+        return body
+
+    def feed(self, attempt, data: bytes, now: int) -> None:
+        if not attempt.buffer and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
+                and data[-1:] == b"\n":
+            self._event(attempt, data[5:].strip(), now)    # fast path: one whole event
+            return
+        buffer = attempt.buffer + data if attempt.buffer else data
+        lines = buffer.split(b"\n")
+        attempt.buffer = lines.pop()
+        for line in lines:
+            if line[:5] == b"data:":
+                self._event(attempt, line[5:].strip(), now)
+
+    def _event(self, attempt, payload: bytes, now: int) -> None:
+        if payload == b"[DONE]" or not payload:
+            return
+        try:
+            event = _loads(payload)
+            choices = event.get("choices")
+        except (ValueError, AttributeError):
+            attempt.error = ErrorClass.PROTOCOL
+            return
+        if choices:
+            choice = choices[0]
+            if self.chat:
+                delta = choice.get("delta") or {}
+                text = delta.get("content", delta.get("reasoning_content"))
+                carries = "content" in delta or "reasoning_content" in delta
+            else:
+                text = choice.get("text")
+                carries = "text" in choice
+            if text or (carries and choice.get("finish_reason") is None):
+                attempt.chunk(now)
+        usage = event.get("usage")
+        if usage:
+            attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        if "error" in event:
+            attempt.error = ErrorClass.PROTOCOL
+
+    def finish(self, attempt, body: bytes, now: int) -> None:
+        """Non-streaming body: one JSON object with choices and usage."""
+        try:
+            answer = _loads(body)
+            choice = (answer.get("choices") or [{}])[0]
+            text = choice["message"].get("content") if self.chat else choice.get("text")
+        except (ValueError, AttributeError, KeyError, TypeError):
+            attempt.error = ErrorClass.PROTOCOL
+            return
+        usage = answer.get("usage") or {}
+        attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        if text or attempt.tokens_out:
+            attempt.chunk(now)
+
+
+class OllamaProtocol:
+    """ollama-chat (/api/chat) and ollama-generate (/api/generate)."""
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+        self.path = "/api/chat" if chat else "/api/generate"
+
+    def body(self, model: str, prompt: str, max_tokens: int | None, stream: bool,
+             ignore_eos: bool) -> dict:
+        body = {"model": model, "stream": stream}
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        options = {}
+        if max_tokens is not None:
+            options["num_predict"] = max_tokens
+        if ignore_eos:
+            options["ignore_eos"] = True
+        if options:
+            body["options"] = options
+        return body
+
+    def feed(self, attempt, data: bytes, now: int) -> None:
+        buffer = attempt.buffer + data if attempt.buffer else data
+        lines = buffer.split(b"\n")
+        attempt.buffer = lines.pop()
+        for line in lines:
+            if line.strip():
+                self._object(attempt, line, now)
+
+    def _object(self, attempt, line: bytes, now: int) -> None:
+        try:
+            answer = _loads(line)
+            done = answer.get("done")
+        except (ValueError, AttributeError):
+            attempt.error = ErrorClass.PROTOCOL
+            return
+        if "error" in answer:
+            attempt.error = ErrorClass.PROTOCOL
+            return
+        if not done:
+            attempt.chunk(now)
+            return
+        if self._text(answer):
+            attempt.chunk(now)
+        attempt.server_counts(answer.get("prompt_eval_count"), answer.get("eval_count"))
+
+    def _text(self, answer: dict):
+        if self.chat:
+            message = answer.get("message")
+            return message.get("content") if isinstance(message, dict) else None
+        return answer.get("response")
+
+    def finish(self, attempt, body: bytes, now: int) -> None:
+        """Non-streaming body: the single final object."""
+        self._object(attempt, body, now)
+        if attempt.chunks == 0 and attempt.tokens_out:
+            attempt.chunk(now)
+
+
+PROTOCOLS = {
+    "openai-chat": OpenAIProtocol(chat=True),
+    "openai-completions": OpenAIProtocol(chat=False),
+    "ollama-chat": OllamaProtocol(chat=True),
+    "ollama-generate": OllamaProtocol(chat=False),
+}

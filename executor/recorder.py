@@ -1,0 +1,62 @@
+"""SampleRecorder: finished requests -> columnar SampleBatch objects (proto/samples.py).
+
+Recording a request appends a few ints to plain lists (cheap on the hot path); cutting a batch
+turns them into numpy columns and the per-request chunk times into the flattened ITL gaps with
+vector operations.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hpcbench.proto.samples import SampleBatch
+
+# Row fields in the order `add` appends them (req_id .. slot, as in REQUEST_COLUMNS).
+_FIELDS = ("req_id", "intended_ns", "send_ns", "first_ns", "end_ns", "chunks", "tokens_in",
+           "tokens_out", "token_source", "status", "error", "phase", "slot")
+
+
+class SampleRecorder:
+    def __init__(self, run: str, trial: str, executor: str, node: str, epoch_ns: int) -> None:
+        self.header = dict(run=run, trial=trial, executor=executor, node=node, epoch_ns=epoch_ns)
+        self.seq = 0
+        self._rows: list[tuple] = []
+        self._chunk_times: list[int] = []
+        self.recorded = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, attempt) -> None:
+        times = attempt.chunk_times
+        self._rows.append((attempt.req_id, attempt.intended_ns, attempt.send_ns,
+                           times[0] if times else 0, attempt.end_ns, len(times),
+                           attempt.tokens_in, attempt.tokens_out, attempt.token_source,
+                           attempt.status, attempt.error, attempt.phase, attempt.slot))
+        self._chunk_times.extend(times)
+        self.recorded += 1
+
+    def cut(self, interval: int) -> SampleBatch | None:
+        """The rows recorded since the last cut as one batch (None when there are none)."""
+        if not self._rows:
+            return None
+        rows, self._rows = self._rows, []
+        times, self._chunk_times = self._chunk_times, []
+        table = np.array(rows, dtype=np.int64)
+        columns = {name: table[:, index] for index, name in enumerate(_FIELDS)}
+        batch = SampleBatch(seq=self.seq, interval=interval, columns=columns,
+                            itl_ns=_gaps(np.array(times, dtype=np.int64), columns["chunks"]),
+                            **self.header)
+        self.seq += 1
+        return batch
+
+
+def _gaps(times: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+    """Consecutive differences within each row's chunk times (row boundaries dropped)."""
+    if len(times) < 2:
+        return np.zeros(0, dtype=np.int64)
+    gaps = np.diff(times)
+    starts = np.cumsum(chunks)[:-1]          # index in `times` where each next row begins
+    starts = starts[(starts > 0) & (starts < len(times))]
+    keep = np.ones(len(gaps), dtype=bool)
+    keep[starts - 1] = False                 # gap from a row's last chunk to the next's first
+    return gaps[keep]

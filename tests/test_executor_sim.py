@@ -1,0 +1,196 @@
+"""The executor against the real simulator (in-process server thread, real sockets).
+
+Each protocol's numbers are checked against the simulator's ground truth (server-side time of
+every token write, same perf_counter clock), every fault lands in its ErrorClass, and an open-loop
+run through a 1 s whole-server stall shows the stall in the latencies of the requests scheduled
+during it.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import numpy as np
+import pytest
+import uvloop
+
+from hpcbench.executor.config import LoadConfig
+from hpcbench.executor.engine import run_trial
+from hpcbench.executor.sinks import MemorySink
+from hpcbench.proto.samples import ErrorClass, Phase, TokenSource
+from hpcbench.servers.simulator import start_simulator
+from tests.support.waiting import wait_until
+
+APIS = ["openai-chat", "openai-completions", "ollama-chat", "ollama-generate"]
+
+
+def run_load(url: str, stop_event=None, **workload):
+    """One trial with a workload dict (defaults: 1 slot, 8 tokens, 6 requests) -> stats, rows."""
+    workload = {"api": "openai-chat", "model": "sim-model", "duration": 0, "max_requests": 6,
+                "concurrency": 1, "request_timeout": 10,
+                "dataset": {"input_tokens": 12, "output_tokens": 8, "ignore_eos": True},
+                **workload}
+    config = LoadConfig.from_workload(workload, url)
+    sink = MemorySink()
+    stats = uvloop.run(run_trial(config, sink, stop_event))
+    return stats, sink.batches
+
+
+def rows(batches) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([b.columns[name] for b in batches])
+            for name in batches[0].columns}
+
+
+def gaps_per_row(batches) -> list[np.ndarray]:
+    result = []
+    for batch in batches:
+        offsets = batch.itl_offsets()
+        result.extend(batch.itl_ns[offsets[i]:offsets[i + 1]] for i in range(batch.n))
+    return result
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_streamed_numbers_match_simulator_truth(api):
+    with start_simulator(mode="fixed", ttft_ms=15, itl_ms=4, record_truth=True) as sim:
+        stats, batches = run_load(sim.url, api=api)
+        truth = sorted(sim.truth, key=lambda record: record["arrival_perf_ns"])
+    table = rows(batches)
+    assert stats.measured == 6 and stats.errors == {}
+    assert list(table["error"]) == [ErrorClass.OK] * 6
+    assert list(table["tokens_out"]) == [8] * 6 and list(table["tokens_in"]) == [12] * 6
+    assert set(table["token_source"]) == {TokenSource.SERVER}
+    assert list(table["chunks"]) == [8] * 6
+    gaps = gaps_per_row(batches)
+    assert [len(g) for g in gaps] == [7] * 6            # ITL samples = tokens - 1
+    order = np.argsort(table["send_ns"])
+    assert len(truth) == 6
+    for row, record in zip(order, truth):
+        writes = np.array(record["token_perf_ns"])
+        assert len(writes) == 8
+        assert table["send_ns"][row] <= record["arrival_perf_ns"]
+        first = table["first_ns"][row]
+        seen = first + np.concatenate(([0], np.cumsum(gaps[row])))
+        # the client saw token k after the server wrote token k (same clock), never before
+        assert np.all(seen >= writes) and np.all(gaps[row] >= 0)
+        assert table["end_ns"][row] >= seen[-1]
+        client_ttft = first - table["send_ns"][row]
+        server_ttft = writes[0] - record["arrival_perf_ns"]
+        assert client_ttft >= server_ttft
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_non_streamed_answers_count_server_tokens(api):
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1) as sim:
+        stats, batches = run_load(sim.url, api=api, stream=False, max_requests=3)
+    table = rows(batches)
+    assert stats.errors == {}
+    assert list(table["tokens_out"]) == [8] * 3
+    assert set(table["token_source"]) == {TokenSource.SERVER}
+    assert list(table["chunks"]) == [1] * 3
+    assert np.all(table["first_ns"] == table["end_ns"])
+
+
+@pytest.mark.parametrize("fault, error, status", [
+    ({"error_rate": 1.0, "error_status": 503}, ErrorClass.HTTP_STATUS, 503),
+    ({"error_rate": 1.0, "error_status": 429}, ErrorClass.HTTP_STATUS, 429),
+    ({"disconnect_rate": 1.0, "disconnect_at_token": 3}, ErrorClass.CONNECTION_RESET, 200),
+    ({"no_token_rate": 1.0}, ErrorClass.NO_TOKENS, 200),
+])
+@pytest.mark.parametrize("api", ["openai-chat", "ollama-generate"])
+def test_each_fault_lands_in_its_error_class(api, fault, error, status):
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1, **fault) as sim:
+        stats, batches = run_load(sim.url, api=api, max_requests=3)
+    table = rows(batches)
+    assert list(table["error"]) == [error] * 3
+    assert list(table["status"]) == [status] * 3
+    assert stats.errors == {error.name: 3} and stats.ok == 0
+    if error == ErrorClass.CONNECTION_RESET:
+        assert list(table["chunks"]) == [3] * 3     # tokens before the cut are kept
+
+
+def test_timeout_records_the_timeout_as_latency():
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1, stall_ms=3000,
+                         stall_at_token=2) as sim:
+        stats, batches = run_load(sim.url, max_requests=2, request_timeout=0.3)
+    table = rows(batches)
+    assert list(table["error"]) == [ErrorClass.TIMEOUT] * 2
+    assert list(table["end_ns"] - table["intended_ns"]) == [300_000_000] * 2
+    assert list(table["chunks"]) == [1] * 2
+
+
+def test_refused_connection_is_its_own_class():
+    with socket.socket() as probe:       # a port that was free a moment ago: nobody listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stats, batches = run_load(f"http://127.0.0.1:{port}", max_requests=2)
+    table = rows(batches)
+    assert list(table["error"]) == [ErrorClass.CONNECTION_REFUSED] * 2
+    assert list(table["status"]) == [0, 0]
+
+
+def test_open_loop_run_shows_a_server_stall_in_requests_scheduled_during_it():
+    """The server freezes 1 s, 0.5 s into a 50 req/s constant schedule: requests intended
+    during the freeze are still sent on time and their latency counts the wait."""
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1, pause_at_s=0.5,
+                         pause_ms=1000) as sim:
+        stats, batches = run_load(sim.url, duration=2.0, max_requests=None,
+                                  load={"pattern": "constant", "rate": 50},
+                                  dataset={"input_tokens": 4, "output_tokens": 4,
+                                           "ignore_eos": True})
+    table = rows(batches)
+    order = np.argsort(table["intended_ns"])
+    intended = table["intended_ns"][order]
+    latency = (table["end_ns"] - table["intended_ns"])[order] / 1e9
+    assert stats.errors == {} and len(intended) == 100
+    # the schedule did not drift while the server was stuck: exact 20 ms spacing throughout
+    assert set(np.diff(intended)) <= {20_000_000, 19_999_999, 20_000_001}
+    stalled = latency > 0.3
+    assert 30 <= stalled.sum() <= 60          # about one second's worth of requests (50)
+    # the stalled requests all ended when the stall ended, so the earlier one was intended,
+    # the longer its latency: the wait is charged to the server, not hidden by the client
+    ends = (intended / 1e9 + latency)[stalled]
+    assert latency[stalled][0] > 0.8 and np.ptp(ends) < 0.2
+    assert np.median(latency[~stalled]) < 0.1
+
+
+def test_closed_loop_keeps_to_its_slots_and_count():
+    with start_simulator(mode="fixed", ttft_ms=3, itl_ms=1, record_truth=True) as sim:
+        stats, batches = run_load(sim.url, concurrency=3, max_requests=12)
+    table = rows(batches)
+    assert stats.measured == 12 and set(table["slot"]) == {0, 1, 2}
+    events = sorted([(t, 1) for t in table["send_ns"]] + [(t, -1) for t in table["end_ns"]])
+    assert max(np.cumsum([step for _, step in events])) <= 3
+
+
+def test_warmup_requests_are_kept_and_marked():
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1) as sim:
+        stats, batches = run_load(sim.url, warmup=0.3, duration=0.3, max_requests=None,
+                                  concurrency=2)
+    table = rows(batches)
+    phases = set(table["phase"])
+    assert phases == {Phase.WARMUP, Phase.MEASURED}
+    assert stats.warmup == int((table["phase"] == Phase.WARMUP).sum()) > 0
+    warm = table["intended_ns"][table["phase"] == Phase.WARMUP]
+    measured = table["intended_ns"][table["phase"] == Phase.MEASURED]
+    assert warm.max() < measured.min()
+
+
+def test_stop_event_cancels_in_flight_requests():
+    async def trial(sim):
+        stop = asyncio.Event()
+        config = LoadConfig.from_workload(
+            {"api": "openai-chat", "model": "sim-model", "duration": 30, "concurrency": 2,
+             "dataset": {"output_tokens": 100_000, "ignore_eos": True}}, sim.url)
+        sink = MemorySink()
+        task = asyncio.create_task(run_trial(config, sink, stop))
+        await asyncio.to_thread(wait_until, lambda: sim.stats()["generation_tokens"] >= 40,
+                                10.0, what="both streams flowing")
+        stop.set()
+        return await task, sink.batches
+
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1) as sim:
+        stats, batches = uvloop.run(trial(sim))
+    table = rows(batches)
+    assert stats.stopped and stats.errors == {"CANCELLED": 2}
+    assert list(table["error"]) == [ErrorClass.CANCELLED] * 2
+    assert np.all(table["chunks"] > 10)     # what arrived before the stop is kept
