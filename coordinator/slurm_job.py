@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,20 +59,78 @@ def srun_step(node: str, name: str, argv: list[str]) -> list[str]:
             f"--job-name={name}", "--kill-on-bad-exit=1", "--export=ALL", *argv]
 
 
+def component_image(role: str, data: dict) -> tuple[str, str | None]:
+    """(image path, remote to pull from) for `role` ("service", "monitor", "executor", ...):
+    `artifacts.<role>` (path under `containers_dir`), else for hpcbench's own components the
+    image `make images` builds: containers/hpcbench-<role>.sif in the submit directory."""
+    from hpcbench.servers.runtime import service_image
+
+    artifacts = data.get("artifacts") or {}
+    entry = artifacts.get(role) or {}
+    if role != "service" and not entry.get("path"):
+        submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
+        return str(submit_dir / "containers" / f"hpcbench-{role}.sif"), None
+    image = service_image({"containers_dir": artifacts.get("containers_dir"), "service": entry})
+    return image, entry.get("remote")
+
+
+def ensure_image(image: str, remote: str | None) -> None:
+    """Pull a missing image from its `remote` (E003 when it is missing and cannot be pulled)."""
+    if Path(image).exists():
+        return
+    if not remote:
+        raise HpcbenchError("E003", f"container image {image} does not exist",
+                            ("fix: run `make images` for hpcbench's images, or set the "
+                             "artifact's `remote` (e.g. docker://ollama/ollama:latest) so it "
+                             "is pulled",))
+    pulled = subprocess.run(["apptainer", "pull", image, remote], capture_output=True,
+                            text=True)
+    if pulled.returncode != 0:
+        raise HpcbenchError("E003", f"`apptainer pull {image} {remote}` failed",
+                            tuple(pulled.stderr.strip().splitlines()[-3:]))
+
+
 def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
                    gpus: bool = False) -> list[str]:
-    """argv of an hpcbench component (`hpcbench-monitor`, ...) in the recipe's runtime:
-    the venv's console script for `process`, the component's image from `make images` for
-    `apptainer` (with the recipe's binds plus the run directory)."""
+    """argv of an hpcbench component (`monitor`, `executor`) in the recipe's runtime: the
+    venv's console script for `process`, `apptainer exec` of its image (the recipe's binds
+    plus the run directory) for `apptainer`."""
     from hpcbench.servers.runtime import wrap
 
+    command = f"hpcbench-{component}"
     if data["runtime"] == "process":
-        return [str(Path(sys.executable).with_name(component)), *args]
-    images = Path(os.environ.get("HPCBENCH_IMAGES")
-                  or Path(os.environ.get("SLURM_SUBMIT_DIR", ".")) / "containers")
-    image = images / f"{component}.sif"
-    return wrap([component, *args], "apptainer", {"service": {"path": str(image)}},
+        return [str(Path(sys.executable).with_name(command)), *args]
+    image, _ = component_image(component, data)
+    return wrap([command, *args], "apptainer", {"service": {"path": image}},
                 [*data["binds"], str(run_dir)], gpus=gpus)
+
+
+def executor_args(workload: dict, slot, concurrency: int, rate: float | None, run_id: str,
+                  out: Path) -> list[str]:
+    """`hpcbench-executor` standalone flags for one executor's share of a trial's workload.
+
+    Token lengths go as their means: the standalone CLI knows fixed lengths only."""
+    load, dataset = workload["load"], workload["dataset"]
+    args = ["--target", slot.targets[0], "--api", workload["api"],
+            "--model", str(workload.get("model") or ""), "--pattern", load["pattern"],
+            "--concurrency", str(concurrency), "--duration", f"{workload['duration']}s",
+            "--warmup", f"{workload['warmup']}s", "--timeout", f"{workload['request_timeout']}s",
+            "--ramp-up", f"{load['ramp_up']}s", "--burstiness", str(load["burstiness"]),
+            "--dataset", dataset["kind"], "--seed", str(dataset["seed"]),
+            "--input-tokens", str(int(dataset["input_tokens"]["mean"])),
+            "--run-id", run_id, "--executor-id", slot.id, "--node", slot.node, "--out", str(out)]
+    optional = {"--rate": rate, "--burst-size": load["burst_size"], "--trace": load["trace"],
+                "--burst-pause": None if load["burst_pause"] is None else f"{load['burst_pause']}s",
+                "--max-requests": workload["max_requests"], "--dataset-path": dataset["path"],
+                "--output-tokens": (dataset.get("output_tokens") or {}).get("mean")}
+    for flag, value in optional.items():
+        if value is not None:
+            args += [flag, str(int(value) if flag == "--output-tokens" else value)]
+    if dataset["ignore_eos"]:
+        args.append("--ignore-eos")
+    if not workload["stream"]:
+        args.append("--no-stream")
+    return args
 
 
 def write_json_atomic(path: Path, value: dict) -> None:
@@ -102,6 +161,8 @@ class SlurmJob:
             self._open_run_dir(recipe, allocation, placement)
             self.record["state"] = "running"
             self._save()
+            if recipe.data["runtime"] == "apptainer":
+                self._ensure_images(recipe, placement)
             urls = self._start_servers(recipe, allocation, placement)
             self._start_monitors(recipe, allocation, placement, urls)
             self._run_trials(recipe, allocation, placement)
@@ -140,6 +201,12 @@ class SlurmJob:
                            nodes=list(allocation.nodes), addresses=dict(allocation.addresses),
                            placement=placement.to_dict(), started_at=time.time())
         write_json_atomic(self.run_dir / "recipe.json", recipe.data)
+
+    def _ensure_images(self, recipe, placement) -> None:
+        roles = ["executor"] + (["service"] if placement.servers else [])
+        roles += ["monitor"] if recipe.data["monitoring"]["enabled"] else []
+        for role in roles:
+            ensure_image(*component_image(role, recipe.data))
 
     # ---- servers ---------------------------------------------------------------------------
     def _start_servers(self, recipe, allocation: Allocation, placement) -> list[str]:
@@ -209,7 +276,7 @@ class SlurmJob:
                     "--csv", str(telemetry / f"{node}.csv")]
             if node in server_url and metrics_path:
                 args += ["--server-metrics", server_url[node] + metrics_path]
-            argv = component_argv("hpcbench-monitor", args, recipe.data, self.run_dir, gpus=True)
+            argv = component_argv("monitor", args, recipe.data, self.run_dir, gpus=True)
             self.runtime.start(f"monitor-{node}", srun_step(node, f"monitor-{node}", argv))
 
     # ---- trials ----------------------------------------------------------------------------
@@ -232,19 +299,20 @@ class SlurmJob:
             self._save()
 
     def _run_trial(self, recipe, placement, trial, trial_dir: Path) -> None:
-        from hpcbench.coordinator.plan import executor_concurrency
+        """Run the trial's executors (one srun step each, on its client node) to the end."""
+        from hpcbench.coordinator.plan import executor_concurrency, executor_shares
 
         workload = trial.workload
+        count = len(placement.executors)
         streams = executor_concurrency(workload, placement)
+        rates = executor_shares(workload["load"]["rate"], count) if workload["load"]["rate"] \
+            else [None] * count
         steps = []
-        for slot, concurrency in zip(placement.executors, streams):
-            args = ["--target", slot.targets[0], "--api", workload["api"],
-                    "--model", str(workload.get("model") or ""),
-                    "--concurrency", str(concurrency),
-                    "--duration", f"{workload['duration']}s", "--warmup", f"{workload['warmup']}s",
-                    "--node", slot.node, "--out", str(trial_dir / f"{slot.id}.samples")]
+        for slot, concurrency, rate in zip(placement.executors, streams, rates):
+            args = executor_args(workload, slot, concurrency, rate, self.record["job_id"],
+                                 trial_dir / f"{slot.id}.samples")
             name = f"executor-{slot.id}-{trial.index}"
-            argv = component_argv("hpcbench-executor", args, recipe.data, self.run_dir)
+            argv = component_argv("executor", args, recipe.data, self.run_dir)
             step = self.runtime.start(name, srun_step(slot.node, name, argv))
             step.expected_exit = True  # executors end by themselves; their status is read below
             steps.append(step)

@@ -119,3 +119,69 @@ def test_scancel_stops_every_step_on_every_node_and_records_the_job(cluster, rep
     assert record["state"] == "cancelled"
     assert record["placement"]["coordinator"] == "node1"
     assert [s["node"] for s in record["placement"]["servers"]] == ["node2"]
+
+
+def test_apptainer_runtime_runs_each_step_in_its_image_on_its_node(cluster, repo, tmp_path):
+    """With a stand-in `apptainer` on PATH (a test double: Apptainer cannot be installed here)."""
+    bin_dir, images, data = tmp_path / "bin", tmp_path / "images", tmp_path / "data"
+    for folder in (bin_dir, images, data, tmp_path / "containers"):
+        folder.mkdir()
+    (bin_dir / "apptainer").symlink_to(repo / "tests" / "support" / "standin_apptainer")
+    for component in ("monitor", "executor"):
+        (tmp_path / "containers" / f"hpcbench-{component}.sif").write_bytes(b"standin")
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe, runtime="apptainer", binds=[f"{data}:/data:ro"],
+                 artifacts={"containers_dir": str(images),
+                            "service": {"path": "sim.sif", "remote": "docker://example/sim:1"}})
+    log = tmp_path / "apptainer.jsonl"
+    env = cli_cluster_env(cluster)
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", STANDIN_APPTAINER_LOG=str(log))
+    job_id = cluster.slurm(["sbatch", "--parsable", "-N3", str(repo / "run.sbatch"), str(recipe)],
+                           cwd=tmp_path, env=env).stdout.strip()
+    cluster.wait_finished(job_id)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    pulls = [c for c in calls if c["verb"] == "pull"]
+    assert pulls == [{"verb": "pull", "image": str(images / "sim.sif"),
+                      "remote": "docker://example/sim:1", "node": "node1"}]
+    by_image = {}
+    for call in calls:
+        if call["verb"] == "exec":
+            by_image.setdefault(Path(call["image"]).name, []).append(call)
+    (service,) = by_image["sim.sif"]
+    assert service["node"] == "node2" and not service["nv"]
+    assert service["bind"] == [f"{data}:/data:ro"]
+    assert service["command"][:4] == ["hpcbench", "sim", "--host", cluster.node("node2").address]
+    monitors = by_image["hpcbench-monitor.sif"]
+    assert sorted(m["node"] for m in monitors) == ["node1", "node2", "node3"]
+    assert all(m["nv"] and m["command"][0] == "hpcbench-monitor" for m in monitors)
+    (executor,) = by_image["hpcbench-executor.sif"]
+    assert executor["node"] == "node3" and executor["command"][0] == "hpcbench-executor"
+    assert f"http://{cluster.node('node2').address}:8000" in executor["command"]
+
+
+def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path):
+    """Coordinator on node1, simulator on node2, executor on node3, a monitor on every node;
+    both sweep trials run in the one allocation and the load comes from node3's address."""
+    from hpcbench.executor.sinks import read_batches
+
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe)
+    data = yaml.safe_load(recipe.read_text())
+    data["workload"]["concurrency"] = [1, 2]
+    recipe.write_text(yaml.safe_dump(data))
+    job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
+    server, client = cluster.node("node2"), cluster.node("node3")
+    peers = wait_until(lambda: cluster.tcp_peers(server, 8000), timeout=60,
+                       what="a client connection to the simulator on node2")
+    assert peers == {client.address}
+    assert cluster.wait_finished(job_id) == "COMPLETED"
+    run_dir = tmp_path / "results" / "vsim" / job_id
+    record = json.loads((run_dir / "job.json").read_text())
+    assert record["state"] == "completed" and record["exit_code"] == 0
+    assert [t["state"] for t in record["trials"]] == ["finished", "finished"]
+    for trial in record["trials"]:
+        batches = list(read_batches(run_dir / "trials" / trial["id"] / "exec-0.samples"))
+        assert batches and {batch.node for batch in batches} == {"node3"}
+        assert sum(batch.n for batch in batches) > 0
+    for node in cluster.nodes:
+        assert (run_dir / "telemetry" / f"{node.name}.csv").stat().st_size > 0

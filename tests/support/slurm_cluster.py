@@ -156,6 +156,12 @@ class VirtualCluster:
                 found.append(f"{pid}: {cmdline.strip()}")
         return found
 
+    def tcp_peers(self, node: VirtualNode, port: int) -> set[str]:
+        """Addresses with an established TCP connection to `port` on the node (via `ss`)."""
+        shown = _run(["nsenter", f"--net=/var/run/netns/{node.netns}", "ss", "-Htn",
+                      "state", "established", f"( sport = :{port} )"], check=False).stdout
+        return {line.split()[-1].rsplit(":", 1)[0] for line in shown.splitlines() if line.strip()}
+
     # ---- building ----------------------------------------------------------------------------
     def _claim_index(self) -> None:
         LOCK_DIR.mkdir(parents=True, exist_ok=True)
