@@ -153,8 +153,8 @@ QUESTIONS: tuple[Question, ...] = (
 
 def answer_all(given: dict[str, str], ask: Callable[[Question, object], str] | None) -> dict:
     """Answers for every question that applies: flags in `given` first, then `ask` (None: take
-    defaults). A bad flag or a missing required answer without `ask` raises ValueError listing
-    every such problem; a bad typed answer is asked again."""
+    defaults). A bad or inapplicable flag, or a missing required answer without `ask`, raises
+    ValueError listing every such problem; a bad typed answer is asked again."""
     answers: dict = {}
     problems = []
     for question in QUESTIONS:
@@ -174,6 +174,9 @@ def answer_all(given: dict[str, str], ask: Callable[[Question, object], str] | N
             answers[question.key] = default
             continue
         answers[question.key] = _ask_until_valid(question, default, answers, ask)
+    problems += [f"{question.flag}: does not apply to these answers (e.g. Slurm settings need "
+                 f"--mode slurm); leave it out" for question in QUESTIONS
+                 if given.get(question.key) is not None and question.key not in answers]
     if problems:
         raise ValueError("\n".join(problems))
     return answers

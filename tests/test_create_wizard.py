@@ -93,3 +93,11 @@ def test_existing_file_is_kept_without_force(cli_env, tmp_path):
     assert (tmp_path / "r.yaml").read_text() == "keep me"
     assert create(cli_env, tmp_path, "-y", "-o", "r.yaml", "--force").returncode == 0
     assert load_recipe(tmp_path / "r.yaml").scenario == "simulator-bench"
+
+
+def test_flags_that_do_not_apply_are_refused(cli_env, tmp_path):
+    done = create(cli_env, tmp_path, "-y", "--partition", "gpu", "--model-path", "m.gguf",
+                  "-o", "r.yaml")
+    assert done.returncode == 2
+    assert "--partition: does not apply" in done.stderr
+    assert "--model-path: does not apply" in done.stderr
