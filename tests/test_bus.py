@@ -1,0 +1,165 @@
+"""Metrics bus over real ZeroMQ sockets: contract, last-value cache, slow subscribers."""
+import json
+import subprocess
+import sys
+import threading
+
+import msgpack
+import pytest
+import zmq
+
+from hpcbench.coordinator import bus as bus_module
+from hpcbench.coordinator.bus import BusPublisher, subscribe
+from hpcbench.proto import bus as contract
+
+
+@pytest.fixture
+def publisher():
+    with BusPublisher("tcp://127.0.0.1:0", run="run-1") as bus:
+        yield bus
+
+
+def test_messages_carry_schema_version_and_sequence_per_topic(publisher):
+    received = []
+    messages = subscribe(publisher.endpoint, idle_timeout_s=5)
+    publisher.event("session", state="starting")  # cached: reaches the subscriber as state
+    received.append(next(messages))
+    for number in range(3):
+        publisher.snapshot({"n": number})
+    publisher.event("phase", phase="measured", trial="t1")
+    while len(received) < 5:
+        received.append(next(messages))
+    messages.close()
+
+    assert [(m["topic"], m["seq"]) for m in received] == [
+        ("event", 0), ("snapshot", 0), ("snapshot", 1), ("snapshot", 2), ("event", 1)]
+    assert all(m["v"] == contract.SCHEMA_VERSION and m["run"] == "run-1" for m in received)
+    assert received[-1]["data"] == {"event": "phase", "phase": "measured", "trial": "t1"}
+
+
+def test_late_subscriber_gets_current_state_then_live_messages(publisher):
+    publisher.event("session", state="running")
+    publisher.event("phase", phase="warmup", trial="t1")
+    publisher.event("phase", phase="measured", trial="t1")   # replaces the warmup phase
+    publisher.telemetry({"node": "node-a", "seq": 0})
+    publisher.telemetry({"node": "node-b", "seq": 0})
+    for number in range(5):
+        publisher.snapshot({"n": number})
+
+    messages = subscribe(publisher.endpoint, idle_timeout_s=5)
+    state = [next(messages) for _ in range(5)]
+    assert all(m["replay"] for m in state)
+    assert {(m["topic"], json.dumps(m["data"], sort_keys=True)) for m in state} == {
+        ("event", json.dumps({"event": "session", "state": "running"}, sort_keys=True)),
+        ("event", json.dumps({"event": "phase", "phase": "measured", "trial": "t1"},
+                             sort_keys=True)),
+        ("telemetry", json.dumps({"node": "node-a", "seq": 0}, sort_keys=True)),
+        ("telemetry", json.dumps({"node": "node-b", "seq": 0}, sort_keys=True)),
+        ("snapshot", json.dumps({"n": 4}, sort_keys=True)),
+    }
+    publisher.snapshot({"n": 5})
+    live = next(messages)
+    messages.close()
+    assert (live["topic"], live["seq"], live["replay"], live["data"]) == \
+        ("snapshot", 5, False, {"n": 5})
+
+
+def test_subscriber_in_another_process_receives_state_then_snapshots(publisher, cli_env):
+    """A separate Python process, like a dashboard, joins after the session started."""
+    publisher.event("phase", phase="measured", trial="t1")
+    publisher.snapshot({"n": 0})
+    script = (
+        "import json, sys\n"
+        "from hpcbench.coordinator.bus import subscribe\n"
+        "for m in subscribe(sys.argv[1], ['snapshot', 'event'], idle_timeout_s=20):\n"
+        "    print(json.dumps([m['topic'], m['replay'], m['data']]), flush=True)\n"
+        "    if m['data'].get('n') == 3: break\n")
+    child = subprocess.Popen([sys.executable, "-c", script, publisher.endpoint],
+                             stdout=subprocess.PIPE, text=True, env=cli_env)
+    try:
+        lines = []
+        lines.append(json.loads(child.stdout.readline()))
+        lines.append(json.loads(child.stdout.readline()))  # the two cached messages first
+        for number in (1, 2, 3):
+            publisher.snapshot({"n": number})
+        for line in child.stdout:
+            lines.append(json.loads(line))
+        assert child.wait(timeout=20) == 0
+    finally:
+        child.kill()
+        child.wait()
+    assert sorted(map(json.dumps, lines[:2])) == sorted(map(json.dumps, [
+        ["event", True, {"event": "phase", "phase": "measured", "trial": "t1"}],
+        ["snapshot", True, {"n": 0}]]))
+    assert lines[2:] == [["snapshot", False, {"n": n}] for n in (1, 2, 3)]
+
+
+def test_a_stalled_subscriber_loses_messages_but_never_blocks_the_publisher(monkeypatch):
+    monkeypatch.setattr(bus_module, "SEND_HWM", 20)
+    context = zmq.Context.instance()
+    with BusPublisher("tcp://127.0.0.1:0") as publisher:
+        stalled = context.socket(zmq.SUB)
+        stalled.setsockopt(zmq.RCVHWM, 20)
+        stalled.setsockopt(zmq.LINGER, 0)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(publisher.endpoint)
+        try:
+            publisher.snapshot({"hello": True})
+            assert stalled.poll(5000)  # connected and subscribed before the flood
+            stalled.recv_multipart()
+            blob = b"x" * 16_384
+            done = threading.Event()
+
+            def flood():
+                for number in range(2_000):
+                    publisher.snapshot({"n": number, "blob": blob})
+                done.set()
+
+            threading.Thread(target=flood, daemon=True).start()
+            assert done.wait(60), "publisher blocked behind a subscriber that does not read"
+            received = 0
+            while stalled.poll(200):
+                stalled.recv_multipart()
+                received += 1
+            assert received < 2_000   # the stalled subscriber lost some, as designed
+        finally:
+            stalled.close(linger=0)
+
+
+def test_contract_rejects_wrong_version_and_unknown_topic():
+    frames = contract.pack(contract.SNAPSHOT, 0, "r", 1, {})
+    body = msgpack.unpackb(frames[1])
+    body["v"] = 2
+    with pytest.raises(contract.BusMessageError, match="version"):
+        contract.unpack([frames[0], msgpack.packb(body)])
+    with pytest.raises(contract.BusMessageError):
+        contract.unpack([b"snapshot", b"\xc1"])
+    with pytest.raises(contract.BusMessageError, match="topic"):
+        contract.pack("gossip", 0, "r", 1, {})
+
+
+def test_subscriber_skips_malformed_messages():
+    """A foreign publisher sending garbage cannot crash a subscriber; valid messages still pass."""
+    context = zmq.Context.instance()
+    rogue = context.socket(zmq.PUB)
+    rogue.setsockopt(zmq.LINGER, 0)
+    port = rogue.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def send_garbage_then_valid():
+        while not stop.wait(0.02):
+            rogue.send_multipart([b"snapshot", b"\xc1 not msgpack"])
+            rogue.send_multipart([b"snapshot"])
+            rogue.send_multipart(contract.pack(contract.SNAPSHOT, 7, "r", 1, {"ok": True}))
+
+    sender = threading.Thread(target=send_garbage_then_valid, daemon=True)
+    sender.start()
+    try:
+        messages = subscribe(f"tcp://127.0.0.1:{port}", idle_timeout_s=10)
+        message = next(messages)
+        messages.close()
+        assert (message["seq"], message["data"]) == (7, {"ok": True})
+    finally:
+        stop.set()
+        sender.join()
+        rogue.close(linger=0)
