@@ -8,15 +8,17 @@ instead of being followed by a catch-up burst):
   each next token after one decode step of `decode_base_ms + decode_ms_per_seq * running`, so a
   bigger running batch decodes slower (as on a GPU server with continuous batching).
 - "fixed" mode: first token exactly `ttft_ms` after arrival, then exactly `itl_ms` apart.
-Times are `time.perf_counter()` seconds. Event-loop timers (uvloop's are millisecond-grained and
-may fire up to a millisecond early) only wake a generation near its due time; a token that wakes
-early is re-armed until due, so no token is written before its scheduled time.
+Times are `time.perf_counter()` seconds. All due tokens sit in one heap served by a single
+alarm (`alarm.py`: a timerfd on Linux, microsecond-precise); tokens due together go out in one
+pass, and a token is never written before its scheduled time.
 The API layer supplies an `Output` that turns tokens into protocol bytes; the engine keeps the
 statistics and the ground truth (server-side write time of every token).
 """
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 import math
 import random
@@ -25,6 +27,7 @@ import zlib
 from collections import deque
 from typing import Callable, Protocol
 
+from hpcbench.servers.simulator.alarm import make_alarm
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.metrics import ServerStats
 
@@ -47,7 +50,7 @@ class Generation:
     """One request's generation: its length, its faults, its timeline."""
 
     __slots__ = ("output", "prompt_tokens", "n_tokens", "finish_reason", "offset", "emitted",
-                 "arrival", "admitted", "first", "last", "next_at", "handle", "stall",
+                 "arrival", "admitted", "first", "last", "next_at", "ticket", "stall",
                  "disconnect_at", "no_token", "running", "state", "truth_perf", "truth_wall",
                  "info", "text")
 
@@ -68,7 +71,7 @@ class Generation:
         self.offset = rng.randrange(len(VOCABULARY))
         self.emitted = 0
         self.arrival = self.admitted = self.first = self.last = self.next_at = 0.0
-        self.handle: asyncio.TimerHandle | None = None
+        self.ticket = 0           # heap entry that is current; older entries are stale
         self.stall = False
         self.disconnect_at = 0
         self.no_token = False
@@ -92,6 +95,10 @@ class Engine:
         self.waiting: deque[Generation] = deque()
         self.fault_rng = random.Random(config.seed)
         self.pause_armed = config.pause_ms <= 0
+        self.due: list[tuple[float, int, Generation]] = []   # (when, ticket, generation)
+        self.tickets = itertools.count(1)
+        self.alarm = make_alarm(self.loop, self._wake)
+        self.alarm_at = math.inf
 
     # --- faults -------------------------------------------------------------------------
     def draw_fault(self) -> str | None:
@@ -145,8 +152,7 @@ class Engine:
             self.stats.waiting -= 1
         elif generation.state != "running":
             return
-        if generation.handle is not None:
-            generation.handle.cancel()
+        generation.ticket = 0   # its heap entry, if any, is now stale
         self.stats.cancelled += 1
         self._end(generation, "cancelled")
 
@@ -168,16 +174,31 @@ class Engine:
         if generation.stall and generation.emitted + 1 == self.config.stall_at_token:
             when += self.config.stall_ms / 1000
         generation.next_at = when
-        generation.handle = self.loop.call_later(when - time.perf_counter(), self._step,
-                                                 generation)
+        generation.ticket = ticket = next(self.tickets)
+        heapq.heappush(self.due, (when, ticket, generation))
+        if when < self.alarm_at:
+            self.alarm_at = when
+            self.alarm.set(when)
+
+    def _wake(self) -> None:
+        """Write every token that is due now; set the alarm for the next one."""
+        self.alarm_at = math.inf
+        due = self.due
+        now = time.perf_counter()
+        while due and due[0][0] <= now:
+            _, ticket, generation = heapq.heappop(due)
+            if ticket == generation.ticket:
+                self._step(generation)
+        if due and due[0][0] < self.alarm_at:
+            self.alarm_at = due[0][0]
+            self.alarm.set(self.alarm_at)
+
+    def close(self) -> None:
+        self.alarm.close()
 
     def _step(self, generation: Generation) -> None:
-        now = time.perf_counter()
-        if now < generation.next_at:   # woke early: wait out the rest, never write early
-            generation.handle = self.loop.call_later(generation.next_at - now, self._step,
-                                                     generation)
-            return
-        generation.handle = None
+        now = time.perf_counter()   # this write's own time: the next step counts from here
+        generation.ticket = 0
         stats = self.stats
         if generation.emitted == 0:
             stats.prompt_tokens += generation.prompt_tokens

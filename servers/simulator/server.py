@@ -48,6 +48,7 @@ class Listener:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        self.app.engine.close()
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.abort()
