@@ -1,5 +1,84 @@
-"""`hpcbench watch`: Follow a running session's live metrics."""
-from hpcbench.coordinator.commands.pending import not_yet
+"""`hpcbench watch`: Follow a running session's live metrics.
+
+Subscribes to the session's metrics bus (ZeroMQ; endpoint from coordinator.json or
+Control.Status): first the current state (last-value cache), then every snapshot and lifecycle
+event as it happens. Ends when the session ends, after --count messages, or on Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import json
 
 HELP = "Follow a running session's live metrics"
-configure, run = not_yet("watch", 4, "coordinator metrics bus")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from hpcbench.coordinator.control_client import add_target_arguments
+
+    add_target_arguments(parser)
+    parser.add_argument("--bus", metavar="ENDPOINT", help="metrics bus endpoint (tcp://HOST:PORT)")
+    parser.add_argument("--topics", default="snapshot,event,summary",
+                        help="comma-separated: snapshot, event, telemetry, summary")
+    parser.add_argument("--json", action="store_true", help="one JSON message per line")
+    parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
+                        help="give up after S seconds without a message (default 30)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpcbench.coordinator.bus import subscribe
+    from hpcbench.coordinator.errors import config_error
+    from hpcbench.proto import bus as contract
+
+    topics = [topic.strip() for topic in args.topics.split(",") if topic.strip()]
+    unknown = [topic for topic in topics if topic not in contract.TOPICS]
+    if unknown:
+        raise config_error(f"--topics: unknown topic(s) {unknown}",
+                           [f"choose from {', '.join(contract.TOPICS)}"])
+    endpoint = args.bus or _bus_endpoint(args)
+    received = 0
+    for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout):
+        print(json.dumps(message, default=str) if args.json else describe(message), flush=True)
+        received += 1
+        data = message["data"]
+        if args.count and received >= args.count:
+            break
+        if (message["topic"] == contract.EVENT and data.get("event") == "session_end"
+                and not message["replay"]):
+            break
+    return 0
+
+
+def _bus_endpoint(args) -> str:
+    from hpcbench.coordinator.control_client import ControlClient, target_from_args
+
+    target = target_from_args(args)
+    if target.bus_endpoint:
+        return target.bus_endpoint
+    with ControlClient(target) as client:
+        return client.status().bus_endpoint
+
+
+def describe(message: dict) -> str:
+    """One readable line per bus message."""
+    from hpcbench.coordinator.data_plane import headline
+
+    data, topic = message["data"], message["topic"]
+    mark = " (current)" if message["replay"] else ""
+    if topic == "snapshot":
+        figures = headline(data)
+        return (f"snapshot {data.get('trial') or '-'}{mark}: {_fmt(figures['req_per_s'])} req/s, "
+                f"TTFT p50 {_fmt(figures['ttft_p50'])} p99 {_fmt(figures['ttft_p99'])} ms, "
+                f"{figures['requests']} requests, {figures['errors']} errors")
+    if topic == "event":
+        fields = ", ".join(f"{key}={value}" for key, value in data.items() if key != "event")
+        return f"event {data.get('event')}{mark}: {fields}"
+    if topic == "summary":
+        overall = data.get("overall", {})
+        return (f"summary {data.get('trial')}{mark}: {overall.get('requests')} requests, "
+                f"{_fmt(overall.get('req_per_s'))} req/s, {overall.get('error_total')} errors")
+    return f"{topic} {data.get('node', '')}{mark}: {len(data.get('metrics', {}))} metrics"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.1f}"

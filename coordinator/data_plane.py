@@ -1,0 +1,149 @@
+"""One session's data side: aggregator (ZeroMQ PULL), metrics bus (PUB) and results on disk.
+
+The session drives it trial by trial: `begin_trial` opens the trial's results directory as the
+aggregator's sink; `finish_trial` waits until the aggregator holds every batch the executors
+reported sending (nothing silently lost), closes the trial (exact percentiles beside HDR ones),
+writes summary.json/summary.csv/trial.done and decides whether the trial passed its error
+threshold. Lifecycle events and snapshots go out on the bus; snapshots also feed gRPC Watch.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from hpcbench.coordinator.aggregator import Aggregator
+from hpcbench.coordinator.aggregator_server import AggregatorServer
+from hpcbench.coordinator.bus import BusPublisher
+from hpcbench.coordinator.results import ResultsWriter, write_atomic
+from hpcbench.proto import control_v1_pb2 as pb
+
+BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
+SESSION_FILE = "session.json"
+
+
+class DataPlane:
+    def __init__(self, recipe, session_id: str, session_dir: Path, host: str,
+                 on_snapshot=None, interval_s: float = 1.0):
+        self.recipe = recipe
+        self.session_id = session_id
+        self.session_dir = Path(session_dir)
+        self.bus = BusPublisher(f"tcp://{host}:0", run=session_id)
+        self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s)
+        self.server = AggregatorServer(self.aggregator, f"tcp://{host}:0", bus=self.bus,
+                                       on_snapshot=on_snapshot)
+        self.sample_endpoint = self.server.start()
+        self.bus_endpoint = self.bus.endpoint
+        self.results = ResultsWriter(self.session_dir.parent.parent, self.session_dir.parent.name,
+                                     self.session_dir.name)
+        self._trial_writer = None
+        self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
+        self._log_offsets: dict[Path, int] = {}
+
+    def publish_event(self, name: str, **fields) -> None:
+        self.bus.event(name, **fields)
+
+    def finished_trials(self) -> set[str]:
+        return self.results.finished_trials()
+
+    def begin_trial(self, trial, log_dir: Path) -> None:
+        recipe = {**self.recipe.data, "workload": trial.workload,
+                  "trial": {"id": trial.id, "index": trial.index,
+                            "repetition": trial.repetition, "params": trial.params},
+                  "session": self.session_id}
+        self._trial_writer = self.results.open_trial(trial.id, recipe)
+        self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
+        self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
+
+    def finish_trial(self, trial, reports: dict[str, pb.AgentReport], lost: list[str],
+                     error_threshold: float, log_dir: Path) -> dict:
+        """Close the trial once every reported batch arrived; returns its result record."""
+        for agent_id, report in reports.items():
+            self._expected_batches[agent_id] = (self._expected_batches.get(agent_id, 0)
+                                                + report.batches_sent)
+        missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
+        summary = self.aggregator.close_trial(trial.id)
+        self._copy_trial_logs(log_dir)
+        directory = self._trial_writer.finish(summary)
+        self._trial_writer = None
+        document = summary.to_dict()
+        requests, errors = summary.requests, summary.error_total
+        error_rate = errors / requests if requests else 1.0
+        problems = []
+        if not requests:
+            problems.append("no measured request finished")
+        if error_rate > error_threshold:
+            problems.append(f"error rate {error_rate:.2%} above error_threshold "
+                            f"{error_threshold:.2%}")
+        if missing:
+            problems.append(f"batches never arrived: {missing}")
+        if lost:
+            problems.append(f"executors lost: {', '.join(lost)}")
+        self.bus.summary(document)
+        return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
+                "directory": directory, "passed": not problems, "problems": problems,
+                "summary": document}
+
+    def abort_trial(self) -> None:
+        """The running trial will not finish: close its files, leave it unfinished (resume redoes it)."""
+        if self._trial_writer is not None:
+            self._trial_writer.abort()
+            self._trial_writer = None
+
+    def _wait_for_batches(self, timeout_s: float) -> dict[str, int]:
+        """Wait until the aggregator has every batch the executors sent; return what is missing."""
+        pause_until = time.monotonic() + timeout_s
+        while True:
+            missing = {agent: expected - self.aggregator.batches_received(agent)
+                       for agent, expected in self._expected_batches.items()
+                       if self.aggregator.batches_received(agent) < expected}
+            if not missing or time.monotonic() >= pause_until:
+                return missing
+            time.sleep(0.01)  # polling a counter the ingest thread advances
+
+    def _copy_trial_logs(self, log_dir: Path) -> None:
+        """Copy what each component logged during the trial into <trial>/logs/."""
+        target = self._trial_writer.logs_dir
+        for path in Path(log_dir).glob("*.log"):
+            with open(path, "rb") as source:
+                source.seek(self._log_offsets.get(path, 0))
+                write_atomic(target / path.name, source.read())
+
+    def close(self, session_record: dict) -> None:
+        """Stop ingesting (what is queued still counts), record the session, close the bus."""
+        self.abort_trial()
+        self.server.stop()
+        session_record["integrity"] = self.aggregator.integrity()
+        write_atomic(self.session_dir / SESSION_FILE,
+                     json.dumps(session_record, indent=2, default=str) + "\n")
+        self.publish_event("session_end", **{k: v for k, v in session_record.items()
+                                              if k in ("state", "error")})
+        self.bus.close()
+
+
+def headline(snapshot: dict | None) -> dict:
+    """The few figures progress displays show: req/s, TTFT p50/p99 (ms), requests, errors."""
+    figures = {"req_per_s": None, "ttft_p50": None, "ttft_p99": None, "requests": 0,
+               "errors": 0, "warmup": 0, "output_tokens_per_s": None}
+    if not snapshot:
+        return figures
+    interval = snapshot.get("interval") or {}
+    cumulative = snapshot.get("cumulative") or {}
+    ttft = (cumulative.get("latency") or {}).get("ttft") or {}
+    figures.update(req_per_s=interval.get("req_per_s"),
+                   output_tokens_per_s=interval.get("output_tokens_per_s"),
+                   ttft_p50=ttft.get("p50"), ttft_p99=ttft.get("p99"),
+                   requests=cumulative.get("requests", 0),
+                   errors=cumulative.get("error_total", 0),
+                   warmup=cumulative.get("warmup_requests", 0))
+    return figures
+
+
+def snapshot_message(session_id: str, snapshot: dict) -> pb.Snapshot:
+    figures = headline(snapshot)
+    return pb.Snapshot(session_id=session_id, trial_id=snapshot.get("trial") or "",
+                       seq=snapshot.get("seq", 0), requests_per_s=figures["req_per_s"] or 0.0,
+                       output_tokens_per_s=figures["output_tokens_per_s"] or 0.0,
+                       ttft_p50_ms=figures["ttft_p50"] or 0.0,
+                       ttft_p99_ms=figures["ttft_p99"] or 0.0, requests=figures["requests"],
+                       errors=figures["errors"], json=json.dumps(snapshot, default=str))

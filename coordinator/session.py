@@ -1,0 +1,403 @@
+"""One benchmark session: the lifecycle of DESIGN section 3, phase by phase.
+
+validate -> expand trials -> deploy service -> health/prepare -> monitors -> executors ->
+per trial (warmup, measured, drain) -> teardown -> results/report.
+
+Each phase is a `SessionState` in `status()` and a lifecycle event on the metrics bus. A failure
+in any phase stops the session with its error code (E001..E008) while everything measured so far
+stays in the results; teardown always runs. Trials already finished in an earlier run of the
+same session id are skipped (resume). The session runs in its own thread, started by
+`Coordinator.start_session`; the local runtime starts its processes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hpcbench.coordinator.agent_service import AgentRegistry
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.coordinator.feed import SessionFeed
+from hpcbench.coordinator.local_runtime import LocalRuntime, free_port
+from hpcbench.proto import control_v1_pb2 as pb
+
+REGISTRATION_TIMEOUT_S = 60.0
+TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout before E007
+LOCAL_NODE = "localhost"
+
+
+def new_session_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+class StopRequested(Exception):
+    """Raised inside the lifecycle when `stop()` was called; not an error."""
+
+
+class Session:
+    def __init__(self, session_id: str, *, coordinator, recipe_text: str | None = None,
+                 recipe_path: str | None = None, executors: int | None = None,
+                 results_root: Path | None = None):
+        if (recipe_text is None) == (recipe_path is None):
+            raise ValueError("give exactly one of recipe_text, recipe_path")
+        self.session_id = session_id
+        self.coordinator = coordinator
+        self._recipe_text = recipe_text
+        self._recipe_path = recipe_path
+        self._executors_override = executors
+        self._results_root = results_root or coordinator.results_root
+        self.registry = AgentRegistry(session_id, sample_endpoint="",
+                                      heartbeat_interval_s=0.5, lease_s=5.0)
+        self.feed = SessionFeed()
+        self.state = pb.PENDING
+        self.scenario = ""
+        self.run_dir = Path()
+        self.bus_endpoint = ""
+        self.trials: list = []
+        self.trial_results: list[dict] = []   # one per trial run now: id, directory, passed, summary
+        self.skipped = 0
+        self.current: dict | None = None      # running trial: trial, index, started
+        self.error: HpcbenchError | None = None
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"session-{session_id}",
+                                        daemon=True)
+        self.runtime: LocalRuntime | None = None
+        self.recipe = None
+        self.data_plane = None
+
+    # -- public -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, reason: str = "stopped on request") -> None:
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        return self._done.wait(timeout_s)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def stop_reason(self) -> str:
+        return self._stop_reason
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def passed(self) -> bool:
+        """Completed, and every trial within its error threshold."""
+        return self.state == pb.COMPLETED and all(r["passed"] for r in self.trial_results)
+
+    def status(self) -> pb.SessionStatus:
+        status = pb.SessionStatus(
+            session_id=self.session_id, scenario=self.scenario, state=self.state,
+            state_name=pb.SessionState.Name(self.state), trials_total=len(self.trials),
+            trials_done=len(self.trial_results), trials_skipped=self.skipped,
+            elapsed_s=time.monotonic() - self.started, run_dir=str(self.run_dir),
+            bus_endpoint=self.bus_endpoint, agents=self.registry.info())
+        if self.error is not None:
+            status.error_code, status.error_message = self.error.code, self.error.render()
+        current = self.current
+        if current is not None:
+            status.trial.CopyFrom(_trial_progress(current, len(self.trials)))
+        return status
+
+    def snapshot_message(self, snapshot: dict) -> pb.Snapshot:
+        from hpcbench.coordinator.data_plane import snapshot_message
+
+        return snapshot_message(self.session_id, snapshot)
+
+    def results(self) -> pb.ResultsReply:
+        reply = pb.ResultsReply(session_id=self.session_id, run_dir=str(self.run_dir))
+        for result in self.trial_results:
+            reply.trials.add(trial_id=result["trial_id"], directory=str(result["directory"]),
+                             passed=result["passed"],
+                             summary_json=json.dumps(result["summary"], default=str))
+        return reply
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._lifecycle()
+            self._enter(pb.STOPPED if self._stop.is_set() else pb.COMPLETED)
+        except StopRequested:
+            self._enter(pb.STOPPED)
+        except HpcbenchError as error:
+            self.error = error
+            self._enter(pb.FAILED)
+        except Exception as error:  # a bug must still end the session cleanly, with a reason
+            self._log_traceback()
+            self.error = HpcbenchError("E005", f"internal error: {type(error).__name__}: {error}",
+                                       ("the session stopped; results so far are kept",
+                                        f"traceback in {self.run_dir / 'logs' / 'coordinator.log'}"))
+            self._enter(pb.FAILED)
+        finally:
+            self._teardown()
+            self.feed.close()
+            self._done.set()
+
+    def _log_traceback(self) -> None:
+        import traceback
+
+        log_dir = self.run_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "coordinator.log", "a") as log:
+            traceback.print_exc(file=log)
+
+    def _lifecycle(self) -> None:
+        from hpcbench.recipes import expand_trials
+
+        self._enter(pb.VALIDATING)
+        self.recipe = self._load_recipe()
+        self.scenario = self.recipe.scenario
+        root = Path(self._results_root or self.recipe.data["results_dir"])
+        self.run_dir = root / self.scenario / self.session_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime = LocalRuntime(self.run_dir)
+        self.data_plane = self._open_data_plane()
+        self.bus_endpoint = self.data_plane.bus_endpoint
+        self.registry.sample_endpoint = self.data_plane.sample_endpoint
+        self.coordinator.session_ready(self)
+
+        self._enter(pb.EXPANDING)
+        self.trials = expand_trials(self.recipe)
+        finished = self.data_plane.finished_trials()
+        todo = [trial for trial in self.trials if trial.id not in finished]
+        self.skipped = len(self.trials) - len(todo)
+        self._event("trials", total=len(self.trials), skipped=sorted(finished))
+        if not todo:
+            return
+
+        self._enter(pb.DEPLOYING)
+        service, target_url, service_pid = self._deploy_service()
+        self._enter(pb.PREPARING)
+        self._prepare_service(service, target_url)
+        self._enter(pb.STARTING_MONITORS)
+        self._start_monitors(target_url, service, service_pid)
+        self._enter(pb.STARTING_EXECUTORS)
+        executors = self._start_executors()
+        self._enter(pb.RUNNING)
+        extras = service.request_extras(self.recipe.workload) if service else {}
+        for trial in todo:
+            if self._stop.is_set():
+                break
+            self._run_trial(trial, executors, target_url, extras)
+
+    def _enter(self, state: int) -> None:
+        self.state = state
+        self._event("state", state=pb.SessionState.Name(state))
+        self.feed.touch()
+
+    def _event(self, kind: str, **fields) -> None:
+        if self.data_plane is not None:
+            self.data_plane.publish_event(kind, **{"session": self.session_id,
+                                                   "state": pb.SessionState.Name(self.state),
+                                                   **fields})
+
+    def _check(self) -> None:
+        """Called while waiting: raise on a stop request or a crashed child process."""
+        if self._stop.is_set():
+            raise StopRequested(self._stop_reason)
+        self._check_children()
+
+    def _check_children(self) -> None:
+        for child in self.runtime.failed_children() if self.runtime else ():
+            code = {"service": "E001", "monitor": "E005"}.get(child.name.split("-")[0], "E004")
+            raise HpcbenchError(code, f"{child.name} exited with status {child.process.returncode} "
+                                f"during {pb.SessionState.Name(self.state)}",
+                                (f"log: {child.log_path}", *child.log_tail(8)))
+
+    def _load_recipe(self):
+        from hpcbench.recipes import load_recipe
+
+        if self._recipe_path is not None:
+            return load_recipe(self._recipe_path)
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "recipe.yaml"
+            path.write_text(self._recipe_text)
+            return load_recipe(path)
+
+    def _open_data_plane(self):
+        from hpcbench.coordinator.data_plane import DataPlane
+
+        return DataPlane(self.recipe, self.session_id, self.run_dir, self.coordinator.host,
+                         on_snapshot=self.feed.publish_snapshot)
+
+    def _deploy_service(self):
+        """Start the service under test (or use the recipe's endpoints): (plugin, url, pid)."""
+        from hpcbench.servers.plugin import LaunchContext
+        from hpcbench.servers.registry import get_service
+
+        data = self.recipe.data
+        workload = data["workload"]
+        service = get_service(workload["service"])
+        if data["endpoints"]:
+            return service, data["endpoints"][0].rstrip("/"), None
+        servers = data["servers"]
+        host = self.coordinator.host
+        context = LaunchContext(service_config=servers["service_config"], model=workload["model"],
+                                node=LOCAL_NODE, address=host, port=free_port(host),
+                                runtime=data["runtime"], run_dir=self.run_dir,
+                                artifacts=data.get("artifacts", {}), binds=data["binds"],
+                                server_addresses=[host])
+        spec = service.launch(context)
+        child = self.runtime.start("service", spec.argv, spec.env)
+        self._event("service", argv=spec.argv, url=spec.base_url, pid=child.pid)
+        return service, spec.base_url, child.pid
+
+    def _prepare_service(self, service, target_url: str) -> None:
+        health = self.recipe.data["servers"]["health_check"]
+        if health["enabled"]:
+            service.wait_healthy(target_url, health["timeout"], min(health["interval"], 0.2))
+        self._check()
+        service.prepare(target_url, self.recipe.workload["model"], health["timeout"])
+
+    def _start_monitors(self, target_url: str, service, service_pid: int | None) -> None:
+        monitoring = self.recipe.data["monitoring"]
+        if not monitoring["enabled"]:
+            return
+        argv = [*_entry_point("hpcbench-monitor", "hpcbench.monitor.cli"),
+                "--coordinator-telemetry", self.data_plane.sample_endpoint,
+                "--run-id", self.session_id, "--node", LOCAL_NODE,
+                "--interval", f"{monitoring['interval']}s",
+                "--csv", str(self.run_dir / "telemetry" / f"{LOCAL_NODE}.csv")]
+        if service is not None and service.metrics_path:
+            argv += ["--server-metrics", target_url + service.metrics_path]
+        if service_pid:
+            argv += ["--service-pid", str(service_pid)]
+        self.runtime.start("monitor-localhost", argv)
+
+    def _executor_count(self) -> int:
+        if self._executors_override:
+            return self._executors_override
+        clients = self.recipe.data["orchestration"]["node_allocation"]["clients"]
+        return clients["executors_per_node"]
+
+    def _start_executors(self) -> list[str]:
+        count = self._executor_count()
+        self.registry.executor_count = count
+        for index in range(count):
+            agent_id = f"executor-{index}"
+            self.runtime.start(agent_id, [
+                *_python_module("hpcbench.executor.agent"),
+                "--coordinator", self.coordinator.address, "--session", self.session_id,
+                "--token-file", str(self.coordinator.token_file), "--agent-id", agent_id,
+                "--node", LOCAL_NODE])
+        try:
+            agents = self.registry.wait_for_agents(pb.EXECUTOR, count, REGISTRATION_TIMEOUT_S,
+                                                   abort=self._check)
+        except TimeoutError as error:
+            raise HpcbenchError("E002", f"executors did not register: {error}",
+                                (f"logs: {self.runtime.log_dir}",)) from None
+        return [agent.agent_id for agent in agents]
+
+    def _run_trial(self, trial, executors: list[str], target_url: str, extras: dict) -> None:
+        workload = trial.workload
+        self.current = {"trial": trial, "index": self.trials.index(trial),
+                        "started": time.monotonic()}
+        self.data_plane.begin_trial(trial, self.runtime.log_dir)
+        self._event("trial_start", trial=trial.id, index=trial.index, params=trial.params)
+        self.feed.touch()
+        for agent in self.registry.agents(pb.EXECUTOR):
+            config = {"workload": workload, "target_url": target_url, "run_id": self.session_id,
+                      "trial_id": trial.id, "executor_index": agent.executor_index,
+                      "executor_count": len(executors), "node": agent.node,
+                      "request_extras": extras}
+            self.registry.send(agent.agent_id, pb.CONFIGURE, trial.id, json.dumps(config))
+            self.registry.send(agent.agent_id, pb.START, trial.id)
+        budget = (workload["warmup"] + workload["duration"] + workload["request_timeout"]
+                  + TRIAL_GRACE_S)
+        stop_sent = False
+
+        def watch_trial() -> None:
+            nonlocal stop_sent
+            if self._stop.is_set() and not stop_sent:
+                stop_sent = True
+                for agent_id in executors:
+                    self.registry.send(agent_id, pb.STOP, trial.id)
+            self._check_children()
+
+        try:
+            reports = self.registry.wait_reports(trial.id, executors, budget, abort=watch_trial)
+        except TimeoutError as error:
+            raise HpcbenchError("E007", f"trial {trial.id} did not finish: {error}",
+                                (f"logs: {self.runtime.log_dir}",)) from None
+        failed = [f"{agent_id}: {report.error}" for agent_id, report in reports.items()
+                  if not report.ok]
+        lost = [agent_id for agent_id in executors if agent_id not in reports]
+        if failed:
+            raise HpcbenchError("E004", f"trial {trial.id}: executors failed", failed)
+        if lost and self.recipe.data["on_executor_loss"] == "stop":
+            raise HpcbenchError("E002", f"trial {trial.id}: executors lost: {', '.join(lost)}",
+                                ("on_executor_loss is 'stop'; set it to 'continue' to go on",))
+        self.current["phase"] = "drain"
+        result = self.data_plane.finish_trial(trial, reports, lost, workload["error_threshold"],
+                                              self.runtime.log_dir)
+        self.trial_results.append(result)
+        self._event("trial_end", trial=trial.id, passed=result["passed"],
+                    problems=result["problems"])
+        self.current = None
+        self.feed.touch()
+
+    def _teardown(self) -> None:
+        state_before = self.state
+        if state_before not in (pb.PENDING, pb.VALIDATING):
+            self.state = pb.TEARDOWN
+            self.feed.touch()
+        self.registry.shutdown_all()
+        if self.runtime is not None:
+            for child in self.runtime.children:
+                if child.name.startswith("executor-"):
+                    self.runtime.wait_exit(child, timeout_s=5.0)
+            self.runtime.stop_all()
+        if self.data_plane is not None:
+            self.state = pb.REPORTING
+            self.data_plane.close(self._session_record(state_before))
+        self.state = state_before
+
+    def _session_record(self, final_state: int) -> dict:
+        return {"session": self.session_id, "scenario": self.scenario,
+                "state": pb.SessionState.Name(final_state),
+                "error": self.error.render() if self.error else None,
+                "trials": [{"trial_id": r["trial_id"], "passed": r["passed"]}
+                           for r in self.trial_results],
+                "skipped": self.skipped, "elapsed_s": time.monotonic() - self.started}
+
+
+def _trial_progress(current: dict, total: int) -> pb.TrialProgress:
+    trial = current["trial"]
+    elapsed = time.monotonic() - current["started"]
+    warmup, duration = trial.workload["warmup"], trial.workload["duration"]
+    phase = current.get("phase") or ("warmup" if elapsed < warmup else
+                                     "measured" if elapsed < warmup + duration else "drain")
+    return pb.TrialProgress(trial_id=trial.id, index=current["index"], total=total, phase=phase,
+                            elapsed_s=elapsed, duration_s=warmup + duration)
+
+
+def _python_module(module: str) -> list[str]:
+    """argv prefix running a module with this interpreter (same venv, no PATH lookup)."""
+    return [sys.executable, "-m", module]
+
+
+def _entry_point(script: str, module: str) -> list[str]:
+    """argv prefix of a console script of this venv, or its `main()` through this interpreter."""
+    sibling = Path(sys.executable).with_name(script)
+    if sibling.exists():
+        return [str(sibling)]
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]

@@ -1,0 +1,257 @@
+"""The executor's side of the Agent service: register, heartbeat, run the trials it is sent.
+
+`hpcbench-executor --coordinator HOST:PORT` (and the local runtime, via
+`python -m hpcbench.executor.agent`) lands here. The agent
+
+1. registers with the coordinator under the session's token and learns its executor index,
+   the lease and the aggregator's sample endpoint;
+2. follows its Commands stream: CONFIGURE (a trial's workload as JSON) builds a LoadConfig,
+   START runs `engine.run_trial` pushing sample batches over ZeroMQ, STOP ends the running trial
+   early (it drains), SHUTDOWN exits;
+3. renews its lease with heartbeats. When the coordinator is unreachable for longer than the
+   lease, the agent stops generating load by itself and exits (DESIGN section 8): a lost
+   coordinator must never leave a load generator hammering a shared server.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import queue
+import sys
+import threading
+import time
+
+import grpc
+
+from hpcbench.coordinator.auth import call_metadata, read_token
+from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
+
+REGISTER_TIMEOUT_S = 20.0
+EXIT_LOST = 4   # exit status when the coordinator was lost beyond the lease
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpcbench-executor --coordinator",
+                                     description="Run as an agent of a coordinator's session.")
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The agent's flags (executor/cli.py may add them to its own parser)."""
+    parser.add_argument("--coordinator", required=True, metavar="HOST:PORT",
+                        help="the coordinator's gRPC address (coordinator.json 'control')")
+    parser.add_argument("--session", default=os.environ.get("HPCBENCH_SESSION", ""),
+                        help="session id this executor belongs to")
+    parser.add_argument("--token-file", default=os.environ.get("HPCBENCH_TOKEN_FILE", ""),
+                        help="the session's control.token (or set HPCBENCH_TOKEN)")
+    parser.add_argument("--agent-id", default="", help="unique id in the session (default: assigned)")
+    parser.add_argument("--node", default=os.environ.get("SLURMD_NODENAME", "localhost"),
+                        help="node name reported with samples (default: $SLURMD_NODENAME)")
+
+
+def main(args: argparse.Namespace | list[str] | None = None) -> int:
+    if not isinstance(args, argparse.Namespace):
+        args = build_parser().parse_args(args)
+    token = os.environ.get("HPCBENCH_TOKEN") or read_token(getattr(args, "token_file", "") or ".")
+    channel = grpc.insecure_channel(args.coordinator)
+    try:
+        agent = ExecutorAgent(pb_grpc.AgentStub(channel), call_metadata(token))
+        agent.register(getattr(args, "session", ""), getattr(args, "agent_id", ""),
+                       getattr(args, "node", "localhost"))
+        return agent.serve()
+    finally:
+        channel.close()
+
+
+class ExecutorAgent:
+    """One executor process's conversation with its coordinator."""
+
+    def __init__(self, stub: pb_grpc.AgentStub, metadata):
+        self.stub = stub
+        self.metadata = metadata
+        self.reply: pb.RegisterReply | None = None
+        self.node = "localhost"
+        self.commands: queue.Queue = queue.Queue()
+        self.lost = threading.Event()
+        self.state = pb.IDLE
+        self.trial_id = ""
+        self.requests_done = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_trial: asyncio.Event | None = None
+        self._sink = None
+
+    def register(self, session_id: str, agent_id: str, node: str) -> None:
+        self.node = node
+        request = pb.RegisterRequest(role=pb.EXECUTOR, agent_id=agent_id, node=node,
+                                     pid=os.getpid(), session_id=session_id)
+        self.reply = self.stub.Register(request, metadata=self.metadata,
+                                        timeout=REGISTER_TIMEOUT_S, wait_for_ready=True)
+
+    def serve(self) -> int:
+        threading.Thread(target=self._follow_commands, name="commands", daemon=True).start()
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        config = None
+        try:
+            while True:
+                command = self.commands.get()
+                if command is None:          # the coordinator is gone
+                    log("coordinator lost beyond the lease: stopping")
+                    return EXIT_LOST
+                if command.kind == pb.CONFIGURE:
+                    config = self._configure(command)
+                elif command.kind == pb.START and config is not None:
+                    self._run(command.trial_id, config)
+                    config = None
+                elif command.kind == pb.SHUTDOWN:
+                    return 0
+        finally:
+            self.state = pb.GONE
+            if self._sink is not None:
+                self._sink.close()
+
+    # -- commands ---------------------------------------------------------------------------
+    def _follow_commands(self) -> None:
+        """Read the Commands stream; STOP acts at once, the rest queue for the main loop."""
+        try:
+            for command in self.stub.Commands(pb.AgentRef(agent_id=self.reply.agent_id),
+                                              metadata=self.metadata):
+                if command.kind == pb.STOP:
+                    self._request_trial_stop()
+                else:
+                    self.commands.put(command)
+                if command.kind == pb.SHUTDOWN:
+                    return
+        except grpc.RpcError as error:
+            log(f"command stream ended: {error.code().name}")
+        # the stream broke: the lease decides whether the coordinator is really gone
+        self.lost.wait()
+        self.commands.put(None)
+
+    def _configure(self, command: pb.Command):
+        from hpcbench.executor.config import LoadConfig
+
+        spec = json.loads(command.config_json)
+        self.trial_id = command.trial_id
+        try:
+            config = LoadConfig.from_workload(
+                spec["workload"], spec["target_url"], executor_index=self.reply.executor_index,
+                executor_count=spec["executor_count"], run_id=spec["run_id"],
+                trial_id=spec["trial_id"], executor_id=self.reply.agent_id, node=self.node)
+        except Exception as error:  # HpcbenchError or a bug: report, keep serving
+            self._report(command.trial_id, ok=False, error=_describe(error))
+            return None
+        self.state = pb.CONFIGURED
+        return config
+
+    def _run(self, trial_id: str, config) -> None:
+        self.state = pb.BUSY
+        try:
+            stats, batches = asyncio.run(self._run_trial(config))
+        except Exception as error:
+            self._report(trial_id, ok=False, error=_describe(error))
+        else:
+            self._report(trial_id, ok=True, stats=stats, batches_sent=batches)
+        finally:
+            self.state = pb.IDLE
+            self._loop = self._stop_trial = None
+
+    async def _run_trial(self, config):
+        from hpcbench.executor.engine import run_trial
+
+        self._loop = asyncio.get_running_loop()
+        self._stop_trial = asyncio.Event()
+        if self.lost.is_set():
+            self._stop_trial.set()
+        sink = self._sample_sink()
+        before = sink.sent
+        stats = await run_trial(config, sink, self._stop_trial)
+        return stats, sink.sent - before
+
+    def _sample_sink(self) -> "SessionSink":
+        """One PUSH socket for the agent's life (created on first use)."""
+        if self._sink is None:
+            from hpcbench.executor.sinks import ZmqSink
+
+            self._sink = SessionSink(ZmqSink(self.reply.sample_endpoint))
+        return self._sink
+
+    def _request_trial_stop(self) -> None:
+        loop, event = self._loop, self._stop_trial
+        if loop is not None and event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    def _report(self, trial_id: str, ok: bool, error: str = "", stats=None,
+                batches_sent: int = 0) -> None:
+        stats_json = json.dumps(_plain(stats), default=str) if stats is not None else ""
+        request = pb.AgentReport(agent_id=self.reply.agent_id, trial_id=trial_id, ok=ok,
+                                 error=error, stats_json=stats_json, batches_sent=batches_sent)
+        try:
+            self.stub.Report(request, metadata=self.metadata, timeout=self.reply.lease_s)
+        except grpc.RpcError as rpc_error:
+            log(f"could not report trial {trial_id}: {rpc_error.code().name}")
+
+    # -- lease ------------------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        """Renew the lease; past it without an answer, stop the trial and give up."""
+        pause = threading.Event()
+        last_ok = time.monotonic()
+        while True:
+            try:
+                reply = self.stub.Heartbeat(
+                    pb.HeartbeatRequest(agent_id=self.reply.agent_id, state=self.state,
+                                        trial_id=self.trial_id, requests_done=self.requests_done),
+                    metadata=self.metadata, timeout=self.reply.heartbeat_interval_s * 2)
+                if reply.known:
+                    last_ok = time.monotonic()
+            except grpc.RpcError:
+                pass
+            if time.monotonic() - last_ok > self.reply.lease_s:
+                self.lost.set()
+                self._request_trial_stop()
+                self.commands.put(None)
+                return
+            pause.wait(self.reply.heartbeat_interval_s)
+
+
+class SessionSink:
+    """Numbers batches 0, 1, 2, ... over the agent's whole session, not per trial.
+
+    The sample contract's sequence is per (run, executor): the engine starts each trial's
+    recorder at 0, so without this the aggregator would take trial 2's batches for duplicates.
+    """
+
+    def __init__(self, sink):
+        self._sink = sink
+        self.sent = 0
+
+    def send(self, batch) -> None:
+        batch.seq = self.sent
+        self._sink.send(batch)
+        self.sent += 1
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return value if isinstance(value, (dict, list, int, float, str)) else vars(value)
+
+
+def _describe(error: Exception) -> str:
+    render = getattr(error, "render", None)
+    return render() if render else f"{type(error).__name__}: {error}"
+
+
+def log(message: str) -> None:
+    print(f"hpcbench-executor: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

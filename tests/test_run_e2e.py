@@ -1,0 +1,124 @@
+"""`hpcbench run` end to end: simulator, executors, monitor and coordinator as real processes.
+
+The simulator runs as a separate process the test owns (recipe `endpoints:`), so after the
+run the test can compare the results with the simulator's own count of served requests.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpcbench.coordinator.results import read_samples
+from tests.support.sim_process import served_requests, sim_process
+
+
+def recipe(tmp_path: Path, url: str | None, **overrides) -> Path:
+    data = {
+        "scenario": "e2e-sim",
+        "orchestration": {"mode": "local"},
+        "workload": {
+            "service": "simulator", "model": "sim-model", "duration": "1.5s", "warmup": "0.5s",
+            "request_timeout": "10s", "concurrency": [2, 4], "load": {"pattern": "closed"},
+            "dataset": {"input_tokens": {"distribution": "fixed", "mean": 16},
+                        "output_tokens": {"distribution": "fixed", "mean": 8}},
+        },
+        "monitoring": {"interval": "500ms"},
+    }
+    if url:
+        data["endpoints"] = [url]
+    for key, value in overrides.items():
+        data[key] = value
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def hpcbench_run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run", *args,
+                           "--no-live"], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def trial_dirs(session_dir: Path) -> dict[str, Path]:
+    return {path.name: path for path in session_dir.iterdir() if (path / "trial.done").exists()}
+
+
+def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
+    results = tmp_path / "results"
+    with sim_process(tmp_path) as url:
+        path = recipe(tmp_path, url)
+        done = hpcbench_run(str(path), "--results-dir", str(results), "--session", "s1",
+                            "--executors", "2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        served = served_requests(url)
+    session_dir = results / "e2e-sim" / "s1"
+    trials = trial_dirs(session_dir)
+    assert len(trials) == 2
+
+    # every request the simulator served is in the raw samples, exactly once
+    rows = 0
+    for trial_dir in trials.values():
+        batches = list(read_samples(trial_dir / "samples.msgpack"))
+        assert {batch.executor for batch in batches} == {"executor-0", "executor-1"}
+        rows += sum(batch.n for batch in batches)
+        summary = json.loads((trial_dir / "summary.json").read_text())
+        overall = summary["overall"]
+        assert overall["requests"] > 0 and overall["error_total"] == 0
+        assert sum(batch.n for batch in batches) == (overall["requests"]
+                                                     + overall["warmup_requests"]
+                                                     + overall["drain_requests"])
+        # HDR percentiles within 0.1 % of the exact ones recomputed from the raw samples
+        for metric in ("ttft", "itl", "e2e"):
+            hdr, exact = overall["latency"][metric], summary["exact"][metric]
+            assert hdr["count"] == exact["count"] > 0
+            for key in ("p50", "p90", "p99", "max"):
+                assert hdr[key] == pytest.approx(exact[key], rel=1e-3), (metric, key)
+        integrity = summary["integrity"]
+        assert integrity["missing_batches"] == integrity["duplicate_batches"] == 0
+        assert (trial_dir / "logs" / "executor-0.log").exists()
+    assert rows == served
+
+    # the CLI printed live progress and the summary table
+    assert "running | trial 1/2" in done.stdout
+    assert "TTFT p99" in done.stdout and "completed: 2 trial(s) run" in done.stdout
+    assert (session_dir / "logs" / "monitor-localhost.log").exists()
+    assert (session_dir / "telemetry" / "localhost.csv").exists()
+
+    # resume: a trial without trial.done runs again, the finished one is skipped untouched
+    first, second = sorted(trials.values())
+    kept = (first / "summary.json").stat()
+    (second / "trial.done").unlink()
+    (tmp_path / "again").mkdir()
+    with sim_process(tmp_path / "again") as url:
+        again = hpcbench_run(str(recipe(tmp_path, url)), "--results-dir", str(results),
+                             "--session", "s1")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "1 trial(s) run, 1 skipped" in again.stdout
+        assert served_requests(url) > 0
+    assert (first / "summary.json").stat().st_mtime_ns == kept.st_mtime_ns
+    assert (second / "trial.done").exists()
+
+
+def test_a_bad_recipe_exits_2_naming_the_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("scenario: x\nworkload: {service: simulator, model: m, duration: soon}\n")
+    done = hpcbench_run(str(path), "--results-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "E006" in done.stderr and "workload.duration" in done.stderr
+
+
+def test_an_unreachable_service_fails_the_health_check_with_E001(tmp_path):
+    from tests.support.ports import free_port
+
+    path = recipe(tmp_path, f"http://127.0.0.1:{free_port()}",
+                  servers={"health_check": {"timeout": "1s", "interval": "200ms"}})
+    done = hpcbench_run(str(path), "--results-dir", str(tmp_path / "results"))
+    assert done.returncode == 11, done.stdout + done.stderr
+    assert "error E001" in done.stderr
+    session_dir = next((tmp_path / "results" / "e2e-sim").iterdir())
+    record = json.loads((session_dir / "session.json").read_text())
+    assert record["state"] == "FAILED" and "E001" in record["error"]
