@@ -148,3 +148,11 @@ def test_cli_plan_with_too_few_nodes_exits_2(cli_env, repo):
                            "--nodes", "1"], capture_output=True, text=True, env=cli_env)
     assert done.returncode == 2
     assert "error E006" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_plan_shows_server_commands(cli_env, repo):
+    done = subprocess.run(["hpcbench", "plan", str(repo / "recipes/examples/local-sim.yaml"),
+                           "--commands"], capture_output=True, text=True, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "server commands:" in done.stdout
+    assert "sim --host node1 --port 8000 --model sim-llama" in done.stdout

@@ -15,6 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     nodes.add_argument("--node-names", metavar="A,B,...",
                        help="comma-separated node names, e.g. the allocation's nodes")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--commands", action="store_true",
+                        help="also print the command each server node would run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,4 +61,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {slot.id} on {slot.node} -> {', '.join(slot.targets)}")
     for note in placement.notes:
         print(f"note: {note}")
+    if args.commands:
+        from hpcbench.servers.registry import launch_commands
+        print("\nserver commands:")
+        for line in launch_commands(recipe, placement):
+            print(f"  {line}")
     return 0
