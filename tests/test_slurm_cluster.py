@@ -185,3 +185,40 @@ def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path
         assert sum(batch.n for batch in batches) > 0
     for node in cluster.nodes:
         assert (run_dir / "telemetry" / f"{node.name}.csv").stat().st_size > 0
+
+
+def trial_states(run_dir: Path) -> list[str]:
+    try:
+        return [t["state"] for t in json.loads((run_dir / "job.json").read_text())["trials"]]
+    except (OSError, ValueError):
+        return []
+
+
+@pytest.mark.parametrize("how, state, slurm_state, exit_code", [
+    (["scancel"], "cancelled", "CANCELLED", 143),
+    # what `--signal=B:USR1@60` sends to the batch shell 60 s before the time limit
+    (["scancel", "--batch", "--signal=USR1"], "time-limit", "FAILED", 17),
+])
+def test_stopping_mid_sweep_keeps_finished_trials_and_marks_the_partial_one(
+        cluster, repo, tmp_path, how, state, slurm_state, exit_code):
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe)
+    data = yaml.safe_load(recipe.read_text())
+    data["workload"]["concurrency"] = [1, 2]
+    data["workload"]["duration"] = "4s"
+    recipe.write_text(yaml.safe_dump(data))
+    # stop the job as soon as the second trial has started (each trial runs 4 s)
+    job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
+    run_dir = tmp_path / "results" / "vsim" / job_id
+    wait_until(lambda: trial_states(run_dir) == ["finished", "running"], timeout=90,
+               interval=0.05, what="the first trial finished and the second running")
+    cluster.slurm([*how, job_id])
+    assert cluster.wait_finished(job_id) == slurm_state
+    wait_until(lambda: not any(cluster.job_processes(node) for node in cluster.nodes),
+               timeout=30, what="every process of the job to end on every node")
+    record = json.loads((run_dir / "job.json").read_text())
+    assert (record["state"], record["exit_code"]) == (state, exit_code)
+    assert [t["state"] for t in record["trials"]] == ["finished", "partial"]
+    first = run_dir / "trials" / record["trials"][0]["id"]
+    assert (first / "done.json").exists() and (first / "exec-0.samples").stat().st_size > 0
+    assert not (run_dir / "trials" / record["trials"][1]["id"] / "done.json").exists()
