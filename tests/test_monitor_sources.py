@@ -21,34 +21,7 @@ from hpcbench.monitor.server_metrics import ServerMetricsSource, map_server_metr
 from hpcbench.monitor.service_process import ServiceProcessSource
 from hpcbench.proto import telemetry
 from tests.support import fake_nvml
-
-NEW_VLLM = """\
-# HELP vllm:kv_cache_usage_perc KV-cache usage.
-# TYPE vllm:kv_cache_usage_perc gauge
-vllm:kv_cache_usage_perc{model_name="m",engine="0"} 0.25
-vllm:kv_cache_usage_perc{model_name="m",engine="1"} 0.75
-# TYPE vllm:gpu_cache_usage_perc gauge
-vllm:gpu_cache_usage_perc{model_name="m"} 0.99
-# TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{model_name="m",engine="0"} 3
-vllm:num_requests_running{model_name="m",engine="1"} 4
-# TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{model_name="m"} 2
-# TYPE vllm:generation_tokens counter
-vllm:generation_tokens_total{model_name="m"} 1234
-# TYPE vllm:request_success counter
-vllm:request_success_total{model_name="m",finished_reason="stop"} 10
-vllm:request_success_total{model_name="m",finished_reason="length"} 5
-# TYPE vllm:unrelated gauge
-vllm:unrelated 7
-"""
-OLD_VLLM = """\
-# TYPE vllm:gpu_cache_usage_perc gauge
-vllm:gpu_cache_usage_perc{model_name="m"} 0.5
-# TYPE vllm:num_preemptions counter
-vllm:num_preemptions_total{model_name="m"} 2
-"""
-
+from tests.support.known_inputs import NEW_VLLM, OLD_VLLM
 
 def series_of(reading, name):
     return {tuple(sorted(labels.items())): value for n, labels, value in reading.series
@@ -140,8 +113,10 @@ def test_vllm_names_new_wins_over_old_and_label_sets_combine():
         "hpcbench_server_kv_cache_usage_ratio": 0.5,      # mean of engines; old name ignored
         "hpcbench_server_requests_running": 7,
         "hpcbench_server_requests_waiting": 2,
+        "hpcbench_server_prompt_tokens_total": 4321,
         "hpcbench_server_generation_tokens_total": 1234,
         "hpcbench_server_request_success_total": 15,
+        "hpcbench_server_preemptions_total": 1,
     }
     assert map_server_metrics(OLD_VLLM) == {"hpcbench_server_kv_cache_usage_ratio": 0.5,
                                             "hpcbench_server_preemptions_total": 2}

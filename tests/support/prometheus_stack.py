@@ -90,7 +90,10 @@ def pushgateway(workdir: Path) -> Iterator[str]:
     """A Prometheus Pushgateway without persistence; yields its base URL."""
     executable = binary("prometheus-pushgateway", "prometheus-pushgateway")
     workdir.mkdir(parents=True, exist_ok=True)
-    with _server(lambda port: [executable, f"--web.listen-address=127.0.0.1:{port}"],
+    # Debian's build persists to /var/lib/prometheus by default: an empty file name keeps the
+    # metrics in memory only, so no test sees another's pushes.
+    with _server(lambda port: [executable, f"--web.listen-address=127.0.0.1:{port}",
+                               "--persistence.file="],
                  workdir, "pushgateway") as url:
         yield url
 
