@@ -143,6 +143,9 @@ def test_bad_fields_are_named_in_the_error(conn):
     conn.send(request("POST", "/v1/chat/completions", {"model": "sim-model", "messages": []}))
     status, _, body = conn.response()
     assert status == 400 and "messages" in json.loads(body)["error"]["message"]
+    conn.send(request("POST", "/v1/completions", {"model": "sim-model", "prompt": "x", "n": 2}))
+    status, _, body = conn.response()
+    assert status == 400 and "'n'=2" in json.loads(body)["error"]["message"]
     conn.send(request("POST", "/api/generate", {"model": "sim-model", "prompt": "x",
                                                  "options": {"num_predict": "ten"}}))
     status, _, body = conn.response()

@@ -4,7 +4,6 @@ Timings are checked against the simulator's own ground truth (server-side write 
 lower bounds the model guarantees (a token is never written early), never as wall-clock speeds.
 """
 import json
-import re
 import threading
 import urllib.request
 
@@ -156,6 +155,7 @@ def test_metrics_count_exactly_what_was_served():
     assert m[f'vllm:time_to_first_token_seconds_count{{{label}}}'] == 4
     assert m[f'vllm:inter_token_latency_seconds_count{{{label}}}'] == 3 * 3 + 1
     assert m[f'vllm:e2e_request_latency_seconds_bucket{{{label},le="+Inf"}}'] == 4
+    assert m[f'vllm:time_per_output_token_seconds_count{{{label}}}'] == 4
 
 
 def test_truth_has_one_record_per_request_with_each_token_write():
@@ -185,6 +185,15 @@ def test_a_client_that_goes_away_frees_its_batch_slot():
         response.close()
         wait_until(lambda: sim.stats()["cancelled"] == 1, what="the server to notice")
         assert sim.served == 0 and sim.truth[0]["outcome"] == "cancelled"
+
+
+def test_the_portable_alarm_also_never_writes_early(monkeypatch):
+    from hpcbench.servers.simulator import alarm, engine
+    monkeypatch.setattr(engine, "make_alarm", alarm.LoopAlarm)
+    with start_simulator(mode="fixed", ttft_ms=3, itl_ms=2, record_truth=True) as sim:
+        complete(sim.url, max_tokens=5)
+        record, = sim.truth
+    assert ttft_ms(record) >= 3 and all(gap >= 2 for gap in gaps_ms(record))
 
 
 def test_bad_configuration_names_the_field():

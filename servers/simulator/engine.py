@@ -228,6 +228,8 @@ class Engine:
             self._end(generation, "disconnect")
         elif generation.emitted >= generation.n_tokens:
             stats.e2e.observe(now - generation.arrival)
+            if generation.emitted > 1:
+                stats.tpot.observe((now - generation.first) / (generation.emitted - 1))
             stats.served += 1
             stats.finished[generation.finish_reason] += 1
             generation.output.finish(generation)

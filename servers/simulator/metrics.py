@@ -59,6 +59,7 @@ class ServerStats:
         self.cancelled = 0                  # client went away before the end
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
+        self.tpot = Histogram(ITL_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
 
     def snapshot(self) -> dict:
@@ -93,6 +94,9 @@ class ServerStats:
                self.ttft.lines("vllm:time_to_first_token_seconds", labels))
         metric("vllm:inter_token_latency_seconds", "histogram", "Inter-token latency.",
                self.itl.lines("vllm:inter_token_latency_seconds", labels))
+        metric("vllm:time_per_output_token_seconds", "histogram",
+               "Mean time per output token after the first, per request.",
+               self.tpot.lines("vllm:time_per_output_token_seconds", labels))
         metric("vllm:e2e_request_latency_seconds", "histogram", "End-to-end request latency.",
                self.e2e.lines("vllm:e2e_request_latency_seconds", labels))
         metric("hpcbench_sim_requests_served_total", "counter",

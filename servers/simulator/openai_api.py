@@ -117,6 +117,9 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
         key, prompt_tokens = chat_prompt(body) if chat else completion_prompt(body)
         max_tokens = positive_int(body, "max_completion_tokens", "max_tokens",
                                   default=app.config.default_max_tokens)
+        if body.get("n", 1) != 1:
+            raise BadInput(f"field 'n'={body.get('n')!r}: the simulator generates one choice; "
+                           "send n=1 or leave it out")
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise BadInput("field 'stream_options' must be an object like {\"include_usage\": true}")
