@@ -1,0 +1,85 @@
+"""LoadConfig.from_workload: one executor's share of a trial workload, and clear E006 errors."""
+import pytest
+
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.executor.config import LoadConfig
+
+URL = "http://127.0.0.1:8000"
+
+
+def workload(**overrides):
+    base = {"service": "simulator", "model": "m", "api": "openai-chat", "stream": True,
+            "duration": "30s", "warmup": "5s", "max_requests": None, "request_timeout": 60,
+            "clients_per_node": 4, "concurrency": None, "load": {"pattern": "closed"},
+            "dataset": {"kind": "synthetic", "input_tokens": {"distribution": "fixed",
+                                                              "mean": 64},
+                        "output_tokens": {"distribution": "uniform", "min": 8, "max": 32},
+                        "seed": 5},
+            "slo": {"ttft": 0.5}, "error_threshold": 0.05}
+    base.update(overrides)
+    return base
+
+
+def test_a_recipe_workload_resolves_with_durations_and_lengths():
+    config = LoadConfig.from_workload(workload(), URL, run_id="r", trial_id="t",
+                                      executor_id="e7", node="node3")
+    assert (config.duration, config.warmup, config.request_timeout) == (30.0, 5.0, 60.0)
+    assert config.concurrency == 4 and config.load.pattern == "closed"
+    assert config.dataset.output_tokens.distribution == "uniform"
+    assert config.dataset.output_tokens.mean == 20 and config.dataset.seed == 5
+    assert (config.run_id, config.executor_id, config.node) == ("r", "e7", "node3")
+    assert config.host_port == ("127.0.0.1", 8000) and config.slo == {"ttft": 0.5}
+
+
+def test_total_concurrency_and_rate_are_split_between_executors():
+    shares = [LoadConfig.from_workload(workload(concurrency=10), URL, index, 3).concurrency
+              for index in range(3)]
+    assert shares == [4, 3, 3]
+    open_loop = [LoadConfig.from_workload(
+        workload(load={"pattern": "poisson", "rate": 90}), URL, index, 3) for index in range(3)]
+    assert {c.load.rate for c in open_loop} == {30.0}
+    assert [c.concurrency for c in open_loop] == [0, 0, 0]
+    burst = LoadConfig.from_workload(
+        workload(load={"pattern": "burst", "burst_size": 5, "burst_pause": "2s"}), URL, 1, 2)
+    assert (burst.load.burst_size, burst.load.burst_pause) == (2, 2.0)
+
+
+def test_request_count_alone_is_enough_and_is_split():
+    config = LoadConfig.from_workload(workload(duration=0, max_requests=7), URL, 0, 2)
+    assert config.duration is None and config.max_requests == 4
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"api": "grpc"}, "workload.api='grpc' is not one of"),
+    ({"model": None}, "workload.model is required"),
+    ({"duration": "ten seconds"}, "workload.duration"),
+    ({"duration": 0}, "set a duration"),
+    ({"load": {"pattern": "poisson"}}, "workload.load.rate is required"),
+    ({"load": {"pattern": "poisson", "rate": -1}}, "workload.load.rate=-1"),
+    ({"load": {"pattern": "burst", "burst_size": 3}}, "burst_pause is required"),
+    ({"load": {"pattern": "zigzag"}}, "workload.load.pattern='zigzag'"),
+    ({"concurrency": 0}, "workload.concurrency=0"),
+    ({"stream": "yes"}, "workload.stream='yes'"),
+    ({"request_timeout": 0}, "must be > 0"),
+    ({"dataset": {"kind": "jsonl"}}, "workload.dataset.path is required"),
+    ({"dataset": {"input_tokens": {"distribution": "normal", "mean": 9}}}, "needs stddev"),
+    ({"dataset": {"input_tokens": {"distribution": "uniform", "min": 9, "max": 3}}},
+     "max=3 < min=9"),
+    ({"load": "closed"}, "workload.load must be a mapping"),
+])
+def test_bad_workloads_name_the_field(overrides, message):
+    with pytest.raises(HpcbenchError, match=message) as caught:
+        LoadConfig.from_workload(workload(**overrides), URL)
+    assert caught.value.code == "E006"
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "https://host:1", "http://:80",
+                                 "http://host:99999", None])
+def test_bad_target_urls_are_rejected(url):
+    with pytest.raises(HpcbenchError, match="target URL"):
+        LoadConfig.from_workload(workload(), url)
+
+
+def test_concurrency_below_executor_count_is_explained():
+    with pytest.raises(HpcbenchError, match="smaller than the 3 executors"):
+        LoadConfig.from_workload(workload(concurrency=2), URL, 2, 3)

@@ -1,0 +1,183 @@
+"""The executor's HTTP client and stream parsers on exact bytes: a scripted server on a real
+socket answers with hand-written responses sent in small pieces (so heads, chunk-size lines
+and SSE lines arrive split), covering what the simulator never sends: SSE comments and
+keep-alives, empty-text chunks, chunk extensions and trailers, read-until-close bodies and
+malformed streams."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from tests.support.executor_runs import rows, run_load
+from hpcbench.proto.samples import ErrorClass, TokenSource
+
+
+def chunked(*pieces: bytes, extension: bytes = b"", trailer: bytes = b"") -> bytes:
+    body = b"".join(b"%x%s\r\n%s\r\n" % (len(p), extension, p) for p in pieces)
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n" + trailer + b"\r\n")
+
+
+def sse(obj) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def chat_delta(text, finish=None):
+    return sse({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+                "usage": None})
+
+
+class ScriptedServer:
+    """Answers each request on 127.0.0.1 with the next scripted response, in `piece`-byte
+    writes; `close_after` responses are followed by closing the connection."""
+
+    def __init__(self, responses: list[bytes], piece: int = 7, close_after: bool = False):
+        self.responses = list(responses)
+        self.piece, self.close_after = piece, close_after
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pause = threading.Event()
+        with conn:
+            buffer = b""
+            while self.responses:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                response = self.responses.pop(0)
+                for start in range(0, len(response), self.piece):
+                    conn.sendall(response[start:start + self.piece])
+                    pause.wait(0.0005)     # let the client read pieces separately
+                if self.close_after:
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(responses, **kwargs):
+        server = ScriptedServer(responses, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def one(server, **workload):
+    stats, batches = run_load(server.url, max_requests=1, **workload)
+    table = rows(batches)
+    return {name: column[0] for name, column in table.items()}, batches
+
+
+def test_sse_comments_keepalives_empty_text_and_usage_only_chunk(scripted):
+    stream = chunked(
+        b": keep-alive comment\n\n",
+        chat_delta("Hel"),
+        b"event: ping\n\n" + b":\n\n",
+        chat_delta(""),                                # empty text: still a token chunk
+        chat_delta("lo"),
+        sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None}),
+        sse({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3}}),
+        b"data: [DONE]\n\n")
+    row, batches = one(scripted([stream]))
+    assert row["error"] == ErrorClass.OK and row["status"] == 200
+    assert row["chunks"] == 3 and len(batches[0].itl_ns) == 2
+    assert (row["tokens_out"], row["tokens_in"]) == (3, 12)
+    assert row["token_source"] == TokenSource.SERVER
+
+
+def test_without_usage_tokens_are_counted_chunks(scripted):
+    stream = chunked(chat_delta("a"), chat_delta("b"), b"data: [DONE]\n\n",
+                     extension=b";name=value", trailer=b"X-Trailer: 1\r\n")
+    row, _ = one(scripted([stream]))
+    assert row["error"] == ErrorClass.OK
+    assert (row["chunks"], row["tokens_out"]) == (2, 2)
+    assert row["token_source"] == TokenSource.COUNTED
+
+
+def test_completions_text_chunks_and_a_finish_only_chunk(scripted):
+    choice = lambda text, finish=None: sse({"choices": [{"index": 0, "text": text,
+                                                         "finish_reason": finish}]})
+    stream = chunked(choice("x"), choice(""), choice("", "length"), b"data: [DONE]\n\n")
+    row, _ = one(scripted([stream]), api="openai-completions")
+    assert row["chunks"] == 2 and row["error"] == ErrorClass.OK
+
+
+def test_ndjson_body_read_until_close_without_final_newline(scripted):
+    lines = [{"response": "a", "done": False}, {"response": "", "done": False},
+             {"response": "", "done": True, "eval_count": 2, "prompt_eval_count": 4}]
+    body = b"\n".join(json.dumps(line).encode() for line in lines)
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n" + body
+    server = scripted([response], close_after=True)
+    row, _ = one(server, api="ollama-generate")
+    assert row["error"] == ErrorClass.OK
+    assert (row["chunks"], row["tokens_out"], row["tokens_in"]) == (2, 2, 4)
+
+
+def test_keep_alive_reuses_one_connection(scripted):
+    stream = chunked(chat_delta("a"), b"data: [DONE]\n\n")
+    server = scripted([stream] * 3)
+    stats, batches = run_load(server.url, max_requests=3)
+    assert stats.ok == 3 and server.connections == 1
+
+
+@pytest.mark.parametrize("response", [
+    chunked(b"data: {not json\n\n"),
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    b"HTTX/1.1 two hundred\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n",
+    chunked(sse({"error": {"message": "overloaded"}})),
+], ids=["bad-json", "bad-chunk-size", "bad-status-line", "bad-length", "error-event"])
+def test_malformed_responses_are_protocol_errors(scripted, response):
+    row, _ = one(scripted([response]))
+    assert row["error"] == ErrorClass.PROTOCOL
+
+
+def test_a_200_with_an_empty_stream_is_no_tokens(scripted):
+    row, _ = one(scripted([chunked(b"data: [DONE]\n\n")]))
+    assert row["error"] == ErrorClass.NO_TOKENS and row["status"] == 200
+
+
+def test_connection_closed_mid_stream_is_a_reset_keeping_the_tokens(scripted):
+    partial = chunked(chat_delta("a"), chat_delta("b"))[:-5]   # cut before the last chunk
+    row, _ = one(scripted([partial], close_after=True))
+    assert row["error"] == ErrorClass.CONNECTION_RESET and row["chunks"] == 2
+
+
+def test_itl_gaps_are_differences_of_chunk_arrival_times(scripted):
+    stream = chunked(*(chat_delta(str(i)) for i in range(5)), b"data: [DONE]\n\n")
+    row, batches = one(scripted([stream], piece=4096))
+    gaps = batches[0].itl_ns
+    assert len(gaps) == 4 and np.all(gaps >= 0)
+    assert row["first_ns"] + gaps.sum() <= row["end_ns"]

@@ -1,0 +1,103 @@
+"""Where samples go: ZeroMQ PUSH to a PULL socket, a file, and the standalone CLI process."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import uvloop
+import zmq
+
+from hpcbench.executor.config import LoadConfig
+from hpcbench.executor.engine import run_trial
+from hpcbench.executor.sinks import FileSink, ZmqSink, read_batches
+from hpcbench.proto import samples
+from hpcbench.servers.simulator import start_simulator
+
+
+def trial(url, sink, **overrides):
+    workload = {"api": "openai-chat", "model": "sim-model", "duration": 1.2, "concurrency": 4,
+                "dataset": {"input_tokens": 8, "output_tokens": 4, "ignore_eos": True},
+                **overrides}
+    config = LoadConfig.from_workload(workload, url, run_id="run-1", trial_id="t-3",
+                                      executor_id="exec-a", node="node7")
+    config = dataclasses.replace(config, batch_max_rows=50)
+    try:
+        return uvloop.run(run_trial(config, sink))
+    finally:
+        sink.close()
+
+
+def test_batches_stream_over_zmq_in_sequence_without_loss():
+    context = zmq.Context.instance()
+    pull = context.socket(zmq.PULL)
+    try:
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
+            stats = trial(sim.url, ZmqSink(f"tcp://127.0.0.1:{port}", sndhwm=2))
+        received = []
+        while pull.poll(2000):
+            received.append(samples.decode(pull.recv()))
+            if sum(batch.n for batch in received) == stats.requests:
+                break
+    finally:
+        pull.close(linger=0)
+    assert stats.batches > 2                             # cut by rows (50) and by interval
+    assert [batch.seq for batch in received] == list(range(stats.batches))
+    assert sum(batch.n for batch in received) == stats.requests
+    first = received[0]
+    assert (first.run, first.trial, first.executor, first.node) == \
+        ("run-1", "t-3", "exec-a", "node7")
+    req_ids = np.concatenate([batch.columns["req_id"] for batch in received])
+    assert sorted(req_ids) == list(range(stats.requests))   # each request exactly once
+
+
+def test_file_sink_round_trips_every_batch(tmp_path):
+    path = tmp_path / "samples.bin"
+    with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
+        stats = trial(sim.url, FileSink(path), duration=0, max_requests=120)
+    batches = list(read_batches(path))
+    assert [batch.seq for batch in batches] == list(range(stats.batches))
+    assert sum(batch.n for batch in batches) == stats.requests == 120
+    assert sum(len(batch.itl_ns) for batch in batches) == 120 * 3
+
+
+def test_truncated_sample_file_is_reported(tmp_path):
+    path = tmp_path / "samples.bin"
+    with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
+        trial(sim.url, FileSink(path), duration=0, max_requests=5)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(samples.SampleBatchError, match="truncated"):
+        list(read_batches(path))
+
+
+def test_standalone_cli_writes_samples_and_prints_a_summary(tmp_path, cli_env):
+    out = tmp_path / "run.bin"
+    with start_simulator(mode="fixed", ttft_ms=5, itl_ms=1) as sim:
+        result = subprocess.run(
+            ["hpcbench-executor", "--target", sim.url, "--api", "ollama-chat", "--model",
+             "sim-model", "--concurrency", "3", "--duration", "1s", "--output-tokens", "6",
+             "--ignore-eos", "--out", str(out)],
+            env=cli_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    batches = list(read_batches(out))
+    assert summary["requests"] == sum(batch.n for batch in batches) > 0
+    assert summary["ok"] == summary["requests"] and summary["errors"] == {}
+    assert summary["ttft_ms"]["p50"] >= 5.0
+    assert summary["batches"] == len(batches)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--api", "openai-chat"], "--target URL and --model NAME are required"),
+    (["--target", "localhost:80", "--model", "m"], "target URL"),
+    (["--target", "http://127.0.0.1:9", "--model", "m", "--duration", "later"],
+     "workload.duration"),
+])
+def test_cli_rejects_bad_arguments_with_e006(argv, message, cli_env):
+    result = subprocess.run(["hpcbench-executor", *argv], env=cli_env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "error E006" in result.stderr and message in result.stderr
