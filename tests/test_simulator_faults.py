@@ -155,3 +155,18 @@ def test_cli_reports_a_busy_port(cli_env):
                                  "--port", str(sim.port)], env=cli_env, capture_output=True,
                                 text=True, timeout=60)
     assert result.returncode == 18 and "--port" in result.stderr
+
+
+def test_service_config_round_trips_through_the_cli_flags():
+    from dataclasses import fields, replace
+
+    from hpcbench.coordinator.cli import build_parser
+    from hpcbench.servers.plugin import cli_flags
+    from hpcbench.servers.simulator import SimulatorConfig
+    service_config = {"model": "m", "seed": 3, "mode": "fixed", "ttft_ms": 2.5, "itl_ms": 0.5,
+                      "max_num_seqs": 8, "error_rate": 0.25, "error_status": 429,
+                      "record_truth": True, "extra_models": ["a", "b"], "not_ready_s": 1}
+    args = build_parser().parse_args(["sim", *cli_flags(service_config)])
+    parsed = SimulatorConfig(**{spec.name: getattr(args, spec.name)
+                                for spec in fields(SimulatorConfig)})
+    assert parsed == replace(SimulatorConfig(), **service_config)

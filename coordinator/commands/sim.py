@@ -53,7 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         if spec.type in ("bool", bool):
             parser.add_argument(flag, action="store_true", help=FIELD_HELP[spec.name])
         elif spec.name == "extra_models":
-            parser.add_argument("--extra-model", dest="extra_models", action="append",
+            parser.add_argument("--extra-model", "--extra-models", dest="extra_models",
+                                action="append",
                                 default=[], metavar="NAME", help=FIELD_HELP[spec.name])
         else:
             kind = {"int": int, "float": float}.get(str(spec.type), str)
