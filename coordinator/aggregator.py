@@ -380,26 +380,32 @@ class Aggregator:
                       "interval": None, "cumulative": None, "executors": {}}
             self._snapshot_seq += 1
             for trial in self._trials.values():
-                current = trial.trial_id == self.current_trial
-                goodput = bool(trial.slos_ns)
                 if trial.sink is not None and trial.whole.interval.requests:
                     trial.sink.append_interval(started, seconds, trial.whole.interval.histograms)
-                if current:
-                    report["interval"] = trial.whole.interval.stats(seconds, goodput)
-                    report["executors"] = {
-                        name: {"interval": scope.interval.stats(seconds, goodput)}
-                        for name, scope in trial.executors.items()}
-                for name, scope in trial.executors.items():
-                    scope.fold()
-                    if current:
-                        report["executors"][name]["cumulative"] = scope.cumulative.stats(
-                            scope.cumulative.window_s, goodput)
-                trial.whole.fold()
-                if current:
-                    report["cumulative"] = trial.whole.cumulative.stats(
-                        trial.whole.cumulative.window_s, goodput)
+                if trial.trial_id == self.current_trial:
+                    report.update(self._report_and_fold(trial, seconds))
+                else:
+                    for scope in (trial.whole, *trial.executors.values()):
+                        scope.fold()
             report["integrity"] = self.integrity()
             return report
+
+    @staticmethod
+    def _report_and_fold(trial: Trial, seconds: float) -> dict:
+        """Interval and cumulative statistics of a trial, globally and per executor. With a
+        single executor its statistics are the global ones: computed once."""
+        goodput = bool(trial.slos_ns)
+        single = len(trial.executors) == 1
+        scopes = {None: trial.whole, **({} if single else trial.executors)}
+        interval = {name: scope.interval.stats(seconds, goodput) for name, scope in scopes.items()}
+        for scope in (trial.whole, *trial.executors.values()):
+            scope.fold()
+        cumulative = {name: scope.cumulative.stats(scope.cumulative.window_s, goodput)
+                      for name, scope in scopes.items()}
+        return {"interval": interval[None], "cumulative": cumulative[None],
+                "executors": {name: {"interval": interval[None if single else name],
+                                     "cumulative": cumulative[None if single else name]}
+                              for name in trial.executors}}
 
     def close_trial(self, trial_id: str) -> TrialSummary:
         """Finish a trial: fold its last interval, recompute exact percentiles from its sink's

@@ -197,10 +197,22 @@ class Histogram:
     def __init__(self, config: HistogramConfig | None = None) -> None:
         self.config = config or HistogramConfig()
         self.counts = np.zeros(self.config.counts_len, dtype=np.int64)
-        self.reset()
+        self._clear_totals()
+
+    def _filled_range(self) -> slice:
+        """The buckets that can be non-zero: those of min .. max (cheaper than all of them)."""
+        if self.count == 0:
+            return slice(0, 0)
+        if self.min_value is None:  # counts filled in by hand: no range known
+            return slice(0, len(self.counts))
+        return slice(self.config.index_of_value(self.min_value),
+                     self.config.index_of_value(min(self.max_value, self.config.highest)) + 1)
 
     def reset(self) -> None:
-        self.counts[:] = 0
+        self.counts[self._filled_range()] = 0
+        self._clear_totals()
+
+    def _clear_totals(self) -> None:
         self.count = 0
         self.total = 0.0       # sum of recorded values, for the mean
         self.min_value: int | None = None
@@ -235,7 +247,8 @@ class Histogram:
         if other.config != self.config:
             raise HistogramError(f"cannot merge histograms of configurations {other.config} "
                                  f"and {self.config}")
-        self.counts += other.counts
+        filled = other._filled_range()
+        self.counts[filled] += other.counts[filled]
         self.count += other.count
         self.total += other.total
         self.clamped += other.clamped
@@ -267,10 +280,10 @@ class Histogram:
         if self.count == 0:
             return [None] * len(percentiles)
         low, high = self.min_value, self.max_value
-        first = self.config.index_of_value(low)
-        last = self.config.index_of_value(min(high, self.config.highest))
-        cumulative = np.cumsum(self.counts[first:last + 1])  # all other buckets are empty
-        indices = first + np.searchsorted(cumulative, percentile_ranks(percentiles, self.count))
+        filled = self._filled_range()
+        cumulative = np.cumsum(self.counts[filled])
+        indices = filled.start + np.searchsorted(cumulative,
+                                                 percentile_ranks(percentiles, self.count))
         return [min(max(self.config.highest_equivalent_value(index), low), high)
                 for index in indices.tolist()]
 

@@ -1,0 +1,91 @@
+"""Aggregator figures: ingest rate on one core, cost of a snapshot, memory over 10 M samples.
+
+Batches look like a busy executor's: 1,000 finished requests of 16-token streams per batch, so
+each batch carries 1,000 request rows and 15,000 ITL gaps (both count as samples). Ingest is
+timed from wire bytes (msgpack decode included) and measured in process CPU time, i.e. one core.
+"""
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support on a plain run
+
+from hpcbench.coordinator.aggregator import Aggregator  # noqa: E402
+from hpcbench.proto.samples import encode  # noqa: E402
+from tests.support.sample_batches import make_batch  # noqa: E402
+
+TARGETS = {
+    "ingest_samples_per_cpu_s": (">=", 5_000_000),
+    "snapshot_cpu_ms": ("<=", 1.0),
+    "rss_growth_mb_over_10M_samples": ("<=", 20.0),
+}
+ROWS, TOKENS = 1_000, 16
+SAMPLES_PER_BATCH = ROWS + ROWS * (TOKENS - 1)
+
+
+def ingest_rate() -> dict:
+    payloads = [encode(make_batch(seq, ROWS, chunks=TOKENS, executor=f"exec-{seq % 4}",
+                                  seed=seq)) for seq in range(200)]
+    aggregator = Aggregator(run_id="run-1")
+    aggregator.open_trial("t1", slos_s={"ttft": 0.5, "tpot": 0.05})
+    cpu, wall = time.process_time(), time.perf_counter()
+    for payload in payloads:
+        aggregator.ingest(payload)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    samples = aggregator.samples
+    assert samples == len(payloads) * SAMPLES_PER_BATCH
+    return {"ingest_samples_per_cpu_s": round(samples / cpu),
+            "ingest_samples_per_wall_s": round(samples / wall)}
+
+
+def snapshot_cost(executors: int, repeats: int = 50) -> tuple[float, float]:
+    """Mean (CPU ms, wall ms) of one snapshot after an interval with `executors` executors'
+    batches. CPU time is the cost; wall time also shows waits for a shared core."""
+    batches = [make_batch(0, ROWS, chunks=TOKENS, executor=f"exec-{e}", seed=e)
+               for e in range(executors)]
+    aggregator = Aggregator(run_id="run-1")
+    aggregator.open_trial("t1", slos_s={"ttft": 0.5})
+    cpu = wall = 0.0
+    for seq in range(repeats):
+        for batch in batches:
+            aggregator.ingest(dataclasses.replace(batch, seq=seq))
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        aggregator.snapshot()
+        cpu += time.process_time() - cpu_started
+        wall += time.perf_counter() - wall_started
+    return round(cpu / repeats * 1000, 3), round(wall / repeats * 1000, 3)
+
+
+def memory_over_ten_million() -> dict:
+    batch = make_batch(0, ROWS, chunks=TOKENS)
+    aggregator = Aggregator(run_id="run-1")
+    aggregator.open_trial("t1")
+    process = psutil.Process()
+    rss_at_1m = None
+    seq = 0
+    while aggregator.samples < 10_000_000:
+        aggregator.ingest(dataclasses.replace(batch, seq=seq))
+        seq += 1
+        if seq % 60 == 0:  # a snapshot per ~1 M samples, as a busy second would have
+            aggregator.snapshot()
+        if rss_at_1m is None and aggregator.samples >= 1_000_000:
+            rss_at_1m = process.memory_info().rss
+    growth = (process.memory_info().rss - rss_at_1m) / 2**20
+    return {"rss_growth_mb_over_10M_samples": round(growth, 1),
+            "rss_mb_after_10M_samples": round(process.memory_info().rss / 2**20, 1)}
+
+
+def run() -> dict:
+    figures = ingest_rate()
+    figures["snapshot_cpu_ms"], figures["snapshot_wall_ms"] = snapshot_cost(executors=1)
+    figures["snapshot_cpu_ms_8_executors"], figures["snapshot_wall_ms_8_executors"] = \
+        snapshot_cost(executors=8)
+    figures.update(memory_over_ten_million())
+    return figures
+
+
+if __name__ == "__main__":
+    print(run())
