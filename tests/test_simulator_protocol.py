@@ -159,6 +159,13 @@ def test_ollama_root_health_and_version(conn):
     assert "version" in json.loads(conn.response()[2])
 
 
+def test_head_gets_the_get_head_without_a_body(conn):
+    conn.send(request("HEAD", "/") + request("GET", "/api/version"))
+    status, headers = conn.head()
+    assert status == 200 and headers["content-length"] == str(len(b"Ollama is running"))
+    assert conn.response()[0] == 200   # the next response follows at once: no body was sent
+
+
 def test_ollama_empty_prompt_loads_the_model_without_generating(conn, sim):
     conn.send(request("POST", "/api/generate", {"model": "sim-model", "prompt": ""}))
     status, _, body = conn.response()

@@ -50,12 +50,13 @@ Handler = Callable[[Request, "Exchange"], None]
 class Exchange:
     """One response on one connection; it knows whether the client is still there."""
 
-    __slots__ = ("_conn", "_transport", "keep_alive", "done", "closed", "on_close")
+    __slots__ = ("_conn", "_transport", "keep_alive", "head_only", "done", "closed", "on_close")
 
-    def __init__(self, conn: "HttpConnection", keep_alive: bool) -> None:
+    def __init__(self, conn: "HttpConnection", keep_alive: bool, head_only: bool = False) -> None:
         self._conn = conn
         self._transport = conn.transport
         self.keep_alive = keep_alive
+        self.head_only = head_only   # a HEAD request: same head as GET, no body
         self.done = False
         self.closed = False
         self.on_close: Callable[[], None] | None = None   # called if the client goes away
@@ -71,7 +72,8 @@ class Exchange:
         if self.done or self.closed:
             return
         self._transport.write(self._head(status, content_type, headers)
-                              + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                              + b"Content-Length: %d\r\n\r\n" % len(body)
+                              + (b"" if self.head_only else body))
         self._finish()
 
     def respond_json(self, status: int, value, headers: str = "") -> None:
@@ -158,8 +160,9 @@ class HttpConnection(asyncio.Protocol):
                 if parsed is None:
                     return
                 request, keep_alive = parsed
-                exchange = self.current = Exchange(self, keep_alive)
-                handler = self.route(request.method, request.path)
+                head_only = request.method == "HEAD"
+                exchange = self.current = Exchange(self, keep_alive, head_only)
+                handler = self.route("GET" if head_only else request.method, request.path)
                 if handler is None:
                     exchange.respond_json(404, {"error": f"no route for {request.method} "
                                                          f"{request.path}"})

@@ -6,6 +6,7 @@ Both run one uvloop event loop with the raw HTTP protocol of `http.py`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import sys
@@ -110,8 +111,14 @@ class SimulatorHandle:
         return self._listener.app.stats.served
 
     def stats(self) -> dict:
-        """A snapshot of the server's counters (served, running, waiting, faults, ...)."""
-        return self._listener.app.stats.snapshot()
+        """A snapshot of the server's counters (served, running, waiting, faults, ...), taken
+        on the simulator's own thread so it is consistent."""
+        snapshot = self._listener.app.stats.snapshot
+        if not self._thread.is_alive():
+            return snapshot()
+        result: concurrent.futures.Future = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(lambda: result.set_result(snapshot()))
+        return result.result(timeout=30)
 
     def dump_truth(self, path: str | Path) -> None:
         dump_jsonl(list(self.truth), path)
