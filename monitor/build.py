@@ -48,7 +48,11 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
             sources.append(ServerMetricsSource(args.server_metrics, timeout_s=min(interval_s, 2.0)))
 
         if args.csv:
-            outputs.csv = CsvLog(args.csv)
+            try:
+                outputs.csv = CsvLog(args.csv)
+            except OSError as error:
+                raise config_error(f"--csv {args.csv}: cannot write it ({error.strerror})",
+                                   ["give a path in a writable directory"]) from None
             cleanup.callback(outputs.csv.close)
         if args.prometheus_port is not None or args.enable_monitoring:
             outputs.collector = TelemetryCollector()

@@ -8,6 +8,7 @@ skipped and counted, never bunched up.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,13 +43,14 @@ class Sampler:
     outputs: Outputs = field(default_factory=Outputs)
     samples: int = 0
     missed: int = 0
+    _failed_sources: set[str] = field(default_factory=set, repr=False)
 
     def sample_once(self) -> dict:
         """Read all sources now, deliver the message to every output and return it."""
         ts_ns = time.time_ns()
         reading = Reading()
         for source in self.sources:
-            reading.merge(source.read())
+            reading.merge(self._read(source))
         self.samples += 1
         out = self.outputs
         reading.add("hpcbench_monitor_samples_total", self.samples)
@@ -68,6 +70,20 @@ class Sampler:
         if out.pusher is not None:
             out.pusher.push_if_due()
         return message
+
+    def _read(self, source: Source) -> Reading:
+        """One source's reading; a source that fails is reported once and skipped this tick,
+        so one broken reading never stops the others."""
+        try:
+            return source.read()
+        except Exception as error:  # psutil, NVML, parsers: whatever a source raises
+            name = type(source).__name__
+            if name not in self._failed_sources:
+                self._failed_sources.add(name)
+                print(f"hpcbench-monitor: {name} failed ({type(error).__name__}: {error}); "
+                      "its metrics are left out of every sample it fails (said once)",
+                      file=sys.stderr, flush=True)
+            return Reading()
 
     def run(self, stop: threading.Event, max_samples: int | None = None,
             duration_s: float | None = None) -> None:

@@ -135,3 +135,11 @@ def test_a_busy_prometheus_port_is_an_e005_error(tmp_path, cli_env):
                               capture_output=True, text=True, env=cli_env, timeout=60)
     assert done.returncode == 15 and "error E005: cannot serve Prometheus metrics" in done.stderr
 
+
+
+def test_an_unwritable_csv_path_is_an_e006_error(tmp_path, cli_env):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = subprocess.run([MONITOR, "--samples", "1", "--csv", str(blocker / "node.csv")],
+                          capture_output=True, text=True, env=cli_env, timeout=60)
+    assert done.returncode == 2 and f"error E006: --csv {blocker / 'node.csv'}" in done.stderr

@@ -237,3 +237,17 @@ def test_trial_energy_integrates_power_without_a_counter_and_is_none_without_gpu
     assert trial_energy(cpu_only, 0, 10, 5) is None
     with pytest.raises(ValueError, match="after start"):
         trial_energy(messages, 10, 10, 5)
+
+
+class _BrokenSource:
+    """A source whose hardware query fails every time (e.g. a driver gone mid-run)."""
+
+    def read(self):
+        raise OSError("device vanished")
+
+
+def test_a_failing_source_is_reported_once_and_the_others_go_on(capfd):
+    sampler = Sampler("r", "n", 1.0, [_BrokenSource(), NodeSource()])
+    messages = [sampler.sample_once() for _ in range(3)]
+    assert all("hpcbench_node_cpu_utilisation_ratio" in m["metrics"] for m in messages)
+    assert capfd.readouterr().err.count("_BrokenSource failed (OSError: device vanished)") == 1
