@@ -223,6 +223,11 @@ class TrialSummary:
     def error_total(self) -> int:
         return self.overall["error_total"]
 
+    @property
+    def error_rate(self) -> float:
+        """Failed share of measured requests (compare with the recipe's error_threshold)."""
+        return self.error_total / self.requests if self.requests else 0.0
+
     def to_dict(self) -> dict:
         return {"run": self.run, "trial": self.trial, "slos_s": self.slos_s,
                 "latency_unit": "ms", "overall": self.overall, "executors": self.executors,

@@ -76,6 +76,8 @@ def test_subscriber_in_another_process_receives_state_then_snapshots(publisher, 
         "    if m['data'].get('n') == 3: break\n")
     child = subprocess.Popen([sys.executable, "-c", script, publisher.endpoint],
                              stdout=subprocess.PIPE, text=True, env=cli_env)
+    watchdog = threading.Timer(60, child.kill)  # a hung child ends the reads below
+    watchdog.start()
     try:
         lines = []
         lines.append(json.loads(child.stdout.readline()))
@@ -86,6 +88,7 @@ def test_subscriber_in_another_process_receives_state_then_snapshots(publisher, 
             lines.append(json.loads(line))
         assert child.wait(timeout=20) == 0
     finally:
+        watchdog.cancel()
         child.kill()
         child.wait()
     assert sorted(map(json.dumps, lines[:2])) == sorted(map(json.dumps, [
@@ -163,3 +166,30 @@ def test_subscriber_skips_malformed_messages():
         stop.set()
         sender.join()
         rogue.close(linger=0)
+
+
+def test_readme_subscriber_runs_against_a_live_bus(publisher, repo, cli_env, tmp_path):
+    """The ten-line subscriber in README section `bus` works as printed."""
+    section = (repo / "README.md").read_text().split("<!-- section: bus -->")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    assert len(code.strip().splitlines()) <= 11
+    script = tmp_path / "subscriber.py"
+    script.write_text(code)
+    from hpcbench.coordinator.aggregator import Aggregator
+    from tests.support.sample_batches import make_batch
+    aggregator = Aggregator(run_id="run-1")
+    aggregator.ingest(make_batch(0, 100))
+    publisher.event("phase", phase="measured", trial="t1")
+    publisher.snapshot(aggregator.snapshot())
+    child = subprocess.Popen([sys.executable, str(script), publisher.endpoint],
+                             stdout=subprocess.PIPE, text=True, env=cli_env)
+    watchdog = threading.Timer(30, child.kill)  # a hung child ends the reads below
+    watchdog.start()
+    try:
+        first, second = child.stdout.readline(), child.stdout.readline()
+    finally:
+        watchdog.cancel()
+        child.kill()
+        child.wait()
+    assert sorted([first.split(":")[0], second.split(":")[0]]) == ["event", "t1"]
+    assert "req/s, TTFT p50" in first + second
