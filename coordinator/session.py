@@ -66,6 +66,7 @@ class Session:
         self.current: dict | None = None      # running trial: trial, index, started
         self.error: HpcbenchError | None = None
         self.started = time.monotonic()
+        self.ended: float | None = None
         self._stop = threading.Event()
         self._stop_reason = ""
         self._done = threading.Event()
@@ -109,7 +110,7 @@ class Session:
             session_id=self.session_id, scenario=self.scenario, state=self.state,
             state_name=pb.SessionState.Name(self.state), trials_total=len(self.trials),
             trials_done=len(self.trial_results), trials_skipped=self.skipped,
-            elapsed_s=time.monotonic() - self.started, run_dir=str(self.run_dir),
+            elapsed_s=(self.ended or time.monotonic()) - self.started, run_dir=str(self.run_dir),
             bus_endpoint=self.bus_endpoint, agents=self.registry.info())
         if self.error is not None:
             status.error_code, status.error_message = self.error.code, self.error.render()
@@ -149,6 +150,7 @@ class Session:
             self._enter(pb.FAILED)
         finally:
             self._teardown()
+            self.ended = time.monotonic()
             self.feed.close()
             self._done.set()
 
@@ -346,6 +348,13 @@ class Session:
         if lost and self.recipe.data["on_executor_loss"] == "stop":
             raise HpcbenchError("E002", f"trial {trial.id}: executors lost: {', '.join(lost)}",
                                 ("on_executor_loss is 'stop'; set it to 'continue' to go on",))
+        if stop_sent:
+            # cut short: its raw samples stay in the .partial files, and without trial.done a
+            # re-run of the session measures it again in full
+            self.data_plane.abort_trial()
+            self._event("trial_stopped", trial=trial.id, reason=self._stop_reason)
+            self.current = None
+            return
         self.current["phase"] = "drain"
         result = self.data_plane.finish_trial(trial, reports, lost, workload["error_threshold"],
                                               self.runtime.log_dir)

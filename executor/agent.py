@@ -55,14 +55,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
+    """Serve a coordinator. `args` is argv, or the namespace of `hpcbench-executor`'s parser
+    (which has --coordinator, --executor-id, --node); what it lacks comes from the environment:
+    HPCBENCH_SESSION, HPCBENCH_TOKEN or HPCBENCH_TOKEN_FILE, HPCBENCH_AGENT_ID."""
     if not isinstance(args, argparse.Namespace):
         args = build_parser().parse_args(args)
-    token = os.environ.get("HPCBENCH_TOKEN") or read_token(getattr(args, "token_file", "") or ".")
+    session = getattr(args, "session", "") or os.environ.get("HPCBENCH_SESSION", "")
+    agent_id = (getattr(args, "agent_id", "") or getattr(args, "executor_id", "")
+                or os.environ.get("HPCBENCH_AGENT_ID", ""))
+    node = getattr(args, "node", "") or os.environ.get("SLURMD_NODENAME", "localhost")
+    token = os.environ.get("HPCBENCH_TOKEN") or read_token(
+        getattr(args, "token_file", "") or os.environ.get("HPCBENCH_TOKEN_FILE", "") or ".")
     channel = grpc.insecure_channel(args.coordinator)
     try:
         agent = ExecutorAgent(pb_grpc.AgentStub(channel), call_metadata(token))
-        agent.register(getattr(args, "session", ""), getattr(args, "agent_id", ""),
-                       getattr(args, "node", "localhost"))
+        try:
+            agent.register(session, agent_id, node)
+        except grpc.RpcError as error:
+            log(f"cannot register with {args.coordinator}: {error.code().name}: {error.details()}")
+            return 18  # E008's exit status: network connection failed
         return agent.serve()
     finally:
         channel.close()

@@ -1,0 +1,115 @@
+"""Control API from other processes: a daemon coordinator runs a session that the test process
+starts, watches (gRPC stream and metrics bus) and stops; the CLI verbs talk to it too."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from hpcbench.coordinator.bus import subscribe
+from hpcbench.coordinator.control_client import ControlClient, locate
+from hpcbench.proto import control_v1_pb2 as pb
+from tests.support.sim_process import sim_process
+from tests.support.waiting import wait_until
+
+
+def long_recipe(url: str, results: str) -> str:
+    return yaml.safe_dump({
+        "scenario": "grpc-control", "endpoints": [url], "results_dir": results,
+        "workload": {"service": "simulator", "model": "sim-model", "duration": "60s",
+                     "warmup": "0s", "request_timeout": "10s", "concurrency": [2, 4],
+                     "load": {"pattern": "closed"},
+                     "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
+                                 "output_tokens": {"distribution": "fixed", "mean": 4}}},
+        "monitoring": {"enabled": False},
+    })
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    run_dir = tmp_path / "daemon"
+    process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.daemon",
+                                "--run-dir", str(run_dir)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (run_dir / "coordinator.json").exists() or process.poll() is not None,
+                   timeout=30, what="coordinator.json")
+        assert process.poll() is None, process.stdout.read()
+        yield run_dir
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def hpcbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", *args],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+
+
+def test_start_watch_subscribe_and_stop_a_session_from_other_processes(tmp_path, daemon):
+    with sim_process(tmp_path) as url, ControlClient(locate(run_dir=daemon)) as client:
+        started = client.start(recipe_yaml=long_recipe(url, str(tmp_path / "results")),
+                               session_id="g1")
+        assert started.session_id == "g1"
+
+        # Watch: the current status first, then snapshots with measured requests
+        events = client.watch("g1")
+        first = next(events)
+        assert first.WhichOneof("event") == "status" and first.status.session_id == "g1"
+        snapshot = next(event.snapshot for event in events
+                        if event.WhichOneof("event") == "snapshot" and event.snapshot.requests)
+        assert snapshot.trial_id and snapshot.requests_per_s > 0 and snapshot.ttft_p50_ms > 0
+        assert json.loads(snapshot.json)["run"] == "g1"
+
+        status = client.status("g1")
+        assert status.state == pb.RUNNING and status.trial.trial_id == snapshot.trial_id
+        assert [agent.state for agent in status.agents] == [pb.BUSY]
+        session_dir = tmp_path / "results" / "grpc-control" / "g1"
+        assert oct((session_dir / "control.token").stat().st_mode & 0o777) == "0o600"
+
+        # a bus subscriber joining mid-run gets the current state first, then live snapshots
+        bus = subscribe(status.bus_endpoint, ["event", "snapshot"], idle_timeout_s=15)
+        replayed = next(bus)
+        assert replayed["replay"] is True
+        live = next(message for message in bus
+                    if message["topic"] == "snapshot" and not message["replay"])
+        assert live["data"]["trial"] == snapshot.trial_id
+        bus.close()
+
+        watched = hpcbench("watch", "--run-dir", str(session_dir), "--count", "4", "--json")
+        lines = [json.loads(line) for line in watched.stdout.splitlines()]
+        assert watched.returncode == 0 and len(lines) == 4, watched.stderr
+        assert lines[0]["replay"] is True and lines[0]["run"] == "g1"
+
+        # the CLI finds the session from its run directory, shows it, and stops it
+        shown = hpcbench("status", "--run-dir", str(session_dir))
+        assert shown.returncode == 0 and "state     running" in shown.stdout, shown.stderr
+        stopped = hpcbench("stop", "--run-dir", str(session_dir), "--reason", "test is done")
+        assert stopped.returncode == 0, stopped.stderr
+
+        final = [event.status for event in events if event.WhichOneof("event") == "status"][-1]
+        assert final.state == pb.STOPPED and final.trials_done == 0
+        results = client.results("g1")
+        assert results.run_dir == str(session_dir) and list(results.trials) == []
+    # the trial cut short keeps its raw samples but is not finished: a re-run measures it again
+    trial_dir = session_dir / snapshot.trial_id
+    assert (trial_dir / "samples.msgpack.partial").stat().st_size > 0
+    assert not (trial_dir / "trial.done").exists()
+    record = json.loads((session_dir / "session.json").read_text())
+    assert record["state"] == "STOPPED"
+    ended = hpcbench("status", "--run-dir", str(session_dir))
+    assert "state     stopped" in ended.stdout    # the daemon still answers for it
+
+
+def test_watch_of_an_unknown_session_is_not_found(daemon):
+    from hpcbench.coordinator.errors import HpcbenchError
+
+    with ControlClient(locate(run_dir=daemon)) as client:
+        with pytest.raises(HpcbenchError, match="NOT_FOUND"):
+            list(client.watch("nope"))
