@@ -150,6 +150,10 @@ def test_bad_fields_are_named_in_the_error(conn):
                                                  "options": {"num_predict": "ten"}}))
     status, _, body = conn.response()
     assert status == 400 and "num_predict" in json.loads(body)["error"]
+    conn.send(request("POST", "/v1/completions", {"model": "sim-model", "prompt": "x",
+                                                   "max_tokens": 10**9}))
+    status, _, body = conn.response()
+    assert status == 400 and "kv-cache-tokens" in json.loads(body)["error"]["message"]
 
 
 def test_ollama_root_health_and_version(conn):

@@ -47,13 +47,14 @@ def chat_prompt(body: dict) -> tuple[str, int]:
     return text, count_words(text)
 
 
-def positive_int(body: dict, *names: str, default: int) -> int:
-    """The first of `names` present in body, as an int >= 1; `default` if none is present."""
+def output_length(body: dict, *names: str, default: int, limit: int) -> int:
+    """The first of `names` present in body, as an int in 1..limit; `default` if none is."""
     for name in names:
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadInput(f"field '{name}'={value!r} must be an integer >= 1")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise BadInput(f"field '{name}'={value!r} must be an integer from 1 to {limit} "
+                           "(the simulated context, --kv-cache-tokens)")
         return value
     return default

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from hpcbench.servers.simulator.engine import Generation
 from hpcbench.servers.simulator.http import Exchange, Request
-from hpcbench.servers.simulator.inputs import BadInput, chat_prompt
+from hpcbench.servers.simulator.inputs import BadInput, chat_prompt, output_length
 
 if TYPE_CHECKING:
     from hpcbench.servers.simulator.app import SimulatorApp
@@ -126,7 +126,12 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
                                       {"done": True, "done_reason": "load"})
                 return
             prompt_tokens = len(key.split())
-        max_tokens = _num_predict(options, app.config.default_max_tokens)
+        num_predict = options.get("num_predict")
+        if num_predict in (-1, -2):   # Ollama's "until done" / "fill the context"
+            num_predict = None
+        max_tokens = output_length({"options.num_predict": num_predict}, "options.num_predict",
+                                   default=app.config.default_max_tokens,
+                                   limit=app.config.kv_cache_tokens)
     except ValueError as error:
         exchange.respond_json(400, {"error": str(error)})
         return
@@ -144,16 +149,6 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
                             key, app.config, info, keep_text=not stream)
     exchange.on_close = lambda: app.engine.cancel(generation)
     app.engine.submit(generation, fault)
-
-
-def _num_predict(options: dict, default: int) -> int:
-    value = options.get("num_predict")
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -2:
-        raise BadInput(f"field 'options.num_predict'={value!r} must be an integer >= 1 "
-                       "(or -1 for the default length)")
-    return default if value < 0 else value
 
 
 def tags(app: "SimulatorApp", request: Request, exchange: Exchange) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from hpcbench.servers.simulator.engine import Generation
 from hpcbench.servers.simulator.http import Exchange, Request
 from hpcbench.servers.simulator.inputs import (BadInput, chat_prompt, completion_prompt,
-                                               positive_int)
+                                               output_length)
 
 if TYPE_CHECKING:
     from hpcbench.servers.simulator.app import SimulatorApp
@@ -115,8 +115,9 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
                 f"{', '.join(app.models)} (set 'model').", "NotFoundError", 404, "model"))
             return
         key, prompt_tokens = chat_prompt(body) if chat else completion_prompt(body)
-        max_tokens = positive_int(body, "max_completion_tokens", "max_tokens",
-                                  default=app.config.default_max_tokens)
+        max_tokens = output_length(body, "max_completion_tokens", "max_tokens",
+                                   default=app.config.default_max_tokens,
+                                   limit=app.config.kv_cache_tokens)
         if body.get("n", 1) != 1:
             raise BadInput(f"field 'n'={body.get('n')!r}: the simulator generates one choice; "
                            "send n=1 or leave it out")
