@@ -125,6 +125,12 @@ class MetricSet:
             "goodput_req_per_s": rate(self.good) if with_goodput else None,
             "latency": {name: histogram_stats(histogram)
                         for name, histogram in self.histograms.items()},
+            # values a histogram could not hold as they were: negative ones (a broken
+            # timestamp upstream, not recorded) and ones above 1 h (recorded as 1 h)
+            "invalid_values": {name: {"negative": histogram.rejected,
+                                      "above_highest": histogram.clamped}
+                               for name, histogram in self.histograms.items()
+                               if histogram.rejected or histogram.clamped},
         }
 
 
@@ -294,7 +300,15 @@ class Aggregator:
         """Take one batch (wire bytes or decoded); True if accepted. Never raises on bad input:
         malformed, duplicate, foreign and too-late batches are counted and reported."""
         if isinstance(item, SampleBatch):
-            return self._ingest_batch(item, None)
+            try:
+                payload = samples.encode(item)  # checks column lengths; stored losslessly
+                if len(item.itl_ns) != int(item.itl_offsets()[-1]):
+                    raise SampleBatchError(f"itl_ns has {len(item.itl_ns)} gaps, chunks say "
+                                           f"{int(item.itl_offsets()[-1])}")
+            except (SampleBatchError, KeyError, TypeError, ValueError) as error:
+                self.reject_malformed(str(error))
+                return False
+            return self._ingest_batch(item, payload)
         try:
             message = msgpack.unpackb(item, raw=False, max_bin_len=1 << 30, max_str_len=1 << 16)
         except Exception as error:  # msgpack raises several unrelated types on garbage
@@ -316,7 +330,7 @@ class Aggregator:
             self.malformed += 1
             self.problems.append(f"malformed batch: {reason}")
 
-    def _ingest_batch(self, batch: SampleBatch, payload: bytes | None) -> bool:
+    def _ingest_batch(self, batch: SampleBatch, payload: bytes) -> bool:
         with self._lock:
             if self.run_id and batch.run != self.run_id:
                 self.wrong_run += 1
@@ -347,7 +361,7 @@ class Aggregator:
             self.batches += 1
             self.samples += batch.n + len(batch.itl_ns)
             if trial.sink is not None:
-                trial.sink.append_batch(payload if payload is not None else samples.encode(batch))
+                trial.sink.append_batch(payload)
             return True
 
     def batches_received(self, executor: str) -> int:

@@ -185,3 +185,24 @@ def test_summary_puts_exact_percentiles_beside_hdr_ones(tmp_path):
     assert summary.slos_s == {"ttft": 0.05}
     rows = summary.csv_rows()
     assert {(row["metric"], row["source"]) for row in rows} >= {("ttft", "hdr"), ("ttft", "exact")}
+
+
+def test_inconsistent_batch_objects_are_counted_as_malformed():
+    aggregator = Aggregator(run_id=RUN)
+    batch = make_batch(0, 10)
+    batch.itl_ns = batch.itl_ns[:-1]  # one gap fewer than the chunks say
+    assert aggregator.ingest(batch) is False
+    short = make_batch(1, 10)
+    short.columns["end_ns"] = short.columns["end_ns"][:5]
+    assert aggregator.ingest(short) is False
+    assert aggregator.integrity()["malformed_batches"] == 2
+
+
+def test_impossible_values_are_reported_not_hidden():
+    aggregator = Aggregator(run_id=RUN)
+    batch = make_batch(0, 10)
+    batch.columns["first_ns"][0] = batch.columns["intended_ns"][0] - 5  # token before intent
+    aggregator.ingest(batch)
+    cumulative = aggregator.snapshot()["cumulative"]
+    assert cumulative["invalid_values"] == {"ttft": {"negative": 1, "above_highest": 0}}
+    assert cumulative["latency"]["ttft"]["count"] == 9
