@@ -27,43 +27,68 @@ class TrialEnergy:
     covered_s: float                    # the part of the trial window the samples span (min over GPUs)
 
 
-def trial_energy(messages: Iterable[dict], start_ns: int, end_ns: int,
-                 output_tokens: int) -> TrialEnergy | None:
-    """Energy over [start_ns, end_ns] (wall clock, time.time_ns) or None when no GPU was seen."""
-    if end_ns <= start_ns:
-        raise ValueError(f"trial window end {end_ns} must be after start {start_ns}")
-    energy: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    power: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for message in messages:
+class EnergyMeter:
+    """Keeps the GPU energy and power points of telemetry messages as they arrive (e.g. from
+    the bus telemetry topic), so the coordinator can ask for any trial window later."""
+
+    def __init__(self) -> None:
+        self._energy: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self._power: dict[tuple[str, str], list[tuple[int, float]]] = {}
+
+    def observe(self, message: dict) -> None:
+        """Take one telemetry message (proto/telemetry.py); non-GPU series are ignored."""
         for name, labels, value in message["series"]:
             if name in (ENERGY, POWER) and "gpu" in labels:
-                table = energy if name == ENERGY else power
+                table = self._energy if name == ENERGY else self._power
                 table.setdefault((message["node"], labels["gpu"]), []).append(
                     (message["ts_ns"], float(value)))
-    gpus = sorted(set(energy) | set(power))
-    if not gpus:
-        return None
-    per_gpu, methods, covered = {}, {}, []
-    for key in gpus:
-        if len(energy.get(key, ())) >= 2:
-            times, cumulative = _sorted(energy[key])
-            methods[key] = "energy counter"
-        else:
-            times, watts = _sorted(power.get(key, []))
-            seconds = np.diff(times) / 1e9
-            cumulative = np.concatenate(([0.0], np.cumsum(seconds * (watts[1:] + watts[:-1]) / 2)))
-            methods[key] = "power integration"
-        if len(times) < 2:
-            per_gpu[key] = 0.0
-            covered.append(0.0)
-            continue
-        at_start, at_end = np.interp([start_ns, end_ns], times, cumulative)
-        per_gpu[key] = float(at_end - at_start)
-        covered.append(max(0.0, (min(end_ns, times[-1]) - max(start_ns, times[0])) / 1e9))
-    joules = sum(per_gpu.values())
-    return TrialEnergy(joules=joules,
-                       tokens_per_joule=output_tokens / joules if joules > 0 else None,
-                       per_gpu_joules=per_gpu, methods=methods, covered_s=min(covered))
+
+    def forget_before(self, ts_ns: int) -> None:
+        """Drop points older than `ts_ns` but the last one before it (still needed to
+        interpolate a window that starts at `ts_ns`), so memory stays bounded over a long run."""
+        for table in (self._energy, self._power):
+            for key, points in table.items():
+                points.sort()
+                older = sum(1 for t, _ in points if t < ts_ns)
+                del points[:max(0, older - 1)]
+
+    def trial(self, start_ns: int, end_ns: int, output_tokens: int) -> TrialEnergy | None:
+        """Energy over [start_ns, end_ns] (wall clock, time.time_ns) or None when no GPU was seen."""
+        if end_ns <= start_ns:
+            raise ValueError(f"trial window end {end_ns} must be after start {start_ns}")
+        gpus = sorted(set(self._energy) | set(self._power))
+        if not gpus:
+            return None
+        per_gpu, methods, covered = {}, {}, []
+        for key in gpus:
+            if len(self._energy.get(key, ())) >= 2:
+                times, cumulative = _sorted(self._energy[key])
+                methods[key] = "energy counter"
+            else:
+                times, watts = _sorted(self._power.get(key, []))
+                seconds = np.diff(times) / 1e9
+                cumulative = np.concatenate(([0.0], np.cumsum(seconds * (watts[1:] + watts[:-1]) / 2)))
+                methods[key] = "power integration"
+            if len(times) < 2:
+                per_gpu[key] = 0.0
+                covered.append(0.0)
+                continue
+            at_start, at_end = np.interp([start_ns, end_ns], times, cumulative)
+            per_gpu[key] = float(at_end - at_start)
+            covered.append(max(0.0, (min(end_ns, times[-1]) - max(start_ns, times[0])) / 1e9))
+        joules = sum(per_gpu.values())
+        return TrialEnergy(joules=joules,
+                           tokens_per_joule=output_tokens / joules if joules > 0 else None,
+                           per_gpu_joules=per_gpu, methods=methods, covered_s=min(covered))
+
+
+def trial_energy(messages: Iterable[dict], start_ns: int, end_ns: int,
+                 output_tokens: int) -> TrialEnergy | None:
+    """Energy over [start_ns, end_ns] from a list of telemetry messages (see EnergyMeter)."""
+    meter = EnergyMeter()
+    for message in messages:
+        meter.observe(message)
+    return meter.trial(start_ns, end_ns, output_tokens)
 
 
 def _sorted(points: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:

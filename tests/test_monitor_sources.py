@@ -13,7 +13,7 @@ import pytest
 
 from hpcbench.monitor.catalogue import METRICS
 from hpcbench.monitor.csv_log import CsvLog
-from hpcbench.monitor.energy import trial_energy
+from hpcbench.monitor.energy import EnergyMeter, trial_energy
 from hpcbench.monitor.gpu import NO_GPU_LINE, GpuSource
 from hpcbench.monitor.node import NodeSource
 from hpcbench.monitor.sampler import Sampler
@@ -251,3 +251,12 @@ def test_a_failing_source_is_reported_once_and_the_others_go_on(capfd):
     messages = [sampler.sample_once() for _ in range(3)]
     assert all("hpcbench_node_cpu_utilisation_ratio" in m["metrics"] for m in messages)
     assert capfd.readouterr().err.count("_BrokenSource failed (OSError: device vanished)") == 1
+
+
+def test_energy_meter_forgets_old_points_but_still_covers_the_next_window():
+    meter = EnergyMeter()
+    for t in range(0, 21):
+        meter.observe(_gpu_message(t, energy=100.0 * t))   # 100 W
+    meter.forget_before(int(10.5e9))
+    assert meter.trial(int(10.5e9), int(20e9), output_tokens=950).joules == pytest.approx(950)
+    assert meter.trial(int(10.5e9), int(20e9), 950).tokens_per_joule == pytest.approx(1.0)
