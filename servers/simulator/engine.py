@@ -1,6 +1,6 @@
 """The timing model: when each token of each request is produced.
 
-One `Generation` per request, driven by event-loop timers; each token is due one step after the
+One `Generation` per request; each token is due one step after the
 previous token was actually written (a late token delays the rest, as a slow GPU step would,
 instead of being followed by a catch-up burst):
 - "model" mode: at most `max_num_seqs` generations run; the rest wait in FIFO order. An admitted
@@ -51,13 +51,14 @@ class Generation:
 
     __slots__ = ("output", "prompt_tokens", "n_tokens", "finish_reason", "offset", "emitted",
                  "arrival", "admitted", "first", "last", "next_at", "ticket", "stall",
-                 "disconnect_at", "no_token", "running", "state", "truth_perf", "truth_wall",
+                 "disconnect_at", "no_token", "state", "truth_perf", "truth_wall",
                  "info", "text")
 
     def __init__(self, output: Output, prompt_tokens: int, max_tokens: int,
                  ignore_eos: bool, prompt_key: str, config: SimulatorConfig, info: dict,
                  keep_text: bool = False) -> None:
-        rng = random.Random(config.seed * 1_000_003 + zlib.crc32(prompt_key.encode()))
+        # everything random about a request follows from (seed, prompt): order does not matter
+        digest = zlib.crc32(prompt_key.encode(), config.seed & 0xFFFFFFFF)
         self.output = output
         self.prompt_tokens = prompt_tokens
         self.n_tokens = max_tokens
@@ -65,18 +66,19 @@ class Generation:
         if not ignore_eos and config.stop_probability > 0:
             # geometric length: each token ends the text with stop_probability
             p = config.stop_probability
-            early = 1 if p >= 1 else math.ceil(math.log(1 - rng.random()) / math.log(1 - p))
+            draw = random.Random(digest).random()
+            early = 1 if p >= 1 else math.ceil(math.log(1 - draw) / math.log(1 - p))
             if early < max_tokens:
                 self.n_tokens, self.finish_reason = max(early, 1), "stop"
-        self.offset = rng.randrange(len(VOCABULARY))
+        self.offset = digest % len(VOCABULARY)
         self.emitted = 0
         self.arrival = self.admitted = self.first = self.last = self.next_at = 0.0
         self.ticket = 0           # heap entry that is current; older entries are stale
         self.stall = False
         self.disconnect_at = 0
         self.no_token = False
-        self.running = False
-        self.state = "new"        # new, waiting, running, served, fault, cancelled
+        self.state = "new"        # new, waiting, running; then the outcome: served,
+                                  # disconnect, no_token or cancelled
         self.truth_perf: list[int] | None = None
         self.truth_wall: list[int] | None = None
         self.info = info          # protocol facts for the truth record (api, ids)
@@ -161,7 +163,6 @@ class Engine:
         stats = self.stats
         stats.running += 1
         stats.kv_tokens += generation.prompt_tokens
-        generation.running = True
         generation.state = "running"
         generation.admitted = now = time.perf_counter()
         if c.mode == "fixed":
@@ -220,8 +221,7 @@ class Engine:
         generation.last = now
         generation.emitted += 1
         stats.generation_tokens += 1
-        if generation.running:
-            stats.kv_tokens += 1
+        stats.kv_tokens += 1
         if generation.emitted == generation.disconnect_at:
             stats.faults["disconnect"] += 1
             generation.output.abort()
@@ -243,14 +243,13 @@ class Engine:
             self._schedule(generation, now + step)
 
     def _end(self, generation: Generation, outcome: str) -> None:
-        generation.state = outcome
-        if generation.running:
-            generation.running = False
+        if generation.state == "running":
             self.stats.running -= 1
             self.stats.kv_tokens -= generation.prompt_tokens + generation.emitted
             if self.waiting:
                 self.stats.waiting -= 1
                 self._admit(self.waiting.popleft())
+        generation.state = outcome
         if self.record is not None:
             self.record({**generation.info, "outcome": outcome,
                          "prompt_tokens": generation.prompt_tokens,
