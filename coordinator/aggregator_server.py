@@ -55,8 +55,13 @@ class AggregatorServer:
             wait_ms = max(int((next_snapshot - time.monotonic()) * 1000), 0)
             if self._socket.poll(min(wait_ms, 100), zmq.POLLIN):
                 self._receive_pending()
-            if time.monotonic() >= next_snapshot:
+            now = time.monotonic()
+            if now >= next_snapshot:
+                # keep the 1 s grid; after a stall start a fresh one instead of a burst of
+                # near-empty catch-up snapshots
                 next_snapshot += self.aggregator.interval_s
+                if next_snapshot <= now:
+                    next_snapshot = now + self.aggregator.interval_s
                 self._publish_snapshot()
         self._receive_pending()  # what arrived before stop() still counts
 

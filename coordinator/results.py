@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,10 +118,12 @@ class TrialWriter:
                                      "and is never rewritten; use a new session id to rerun it")
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir = self.trial_dir / LOGS
-        self.logs_dir.mkdir(exist_ok=True)
+        # an interrupted earlier attempt may have left files: this attempt starts afresh
+        shutil.rmtree(self.logs_dir, ignore_errors=True)
+        self.logs_dir.mkdir()
         for stale in (SAMPLES, HISTOGRAMS, SUMMARY_JSON, SUMMARY_CSV):
             for path in (self.trial_dir / stale, self.trial_dir / (stale + PARTIAL)):
-                path.unlink(missing_ok=True)  # left by an interrupted earlier attempt
+                path.unlink(missing_ok=True)
         write_atomic(self.trial_dir / RECIPE, yaml.safe_dump(recipe, sort_keys=False))
         self._samples = open(self.trial_dir / (SAMPLES + PARTIAL), "ab")
         self._hlog = open(self.trial_dir / (HISTOGRAMS + PARTIAL), "w", encoding="ascii")

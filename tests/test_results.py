@@ -79,6 +79,7 @@ def test_finished_trials_are_skipped_and_never_rewritten(tmp_path):
     # a re-run of the session resumes: t1 is finished, t2 was interrupted mid-trial
     interrupted = writer.open_trial("t2", {"trial": "t2"})
     interrupted.append_batch(encode(make_batch(0, 5, trial="t2")))
+    (interrupted.logs_dir / "executor.log").write_text("from the interrupted attempt\n")
     interrupted.abort()
     assert finished_trials(writer.session_dir) == {"t1"} == writer.finished_trials()
 
@@ -89,6 +90,7 @@ def test_finished_trials_are_skipped_and_never_rewritten(tmp_path):
 
     resumed_dir, payloads = run_trial(writer, "t2", batches=2)  # starts t2 afresh
     assert (resumed_dir / "samples.msgpack").read_bytes() == b"".join(payloads)
+    assert list((resumed_dir / "logs").iterdir()) == []
     assert finished_trials(writer.session_dir) == {"t1", "t2"}
     assert finished_trials(tmp_path / "no-such-session") == set()
 
