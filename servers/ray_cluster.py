@@ -63,8 +63,14 @@ def ray_ports(job_id: str | None, overrides: dict | None = None) -> RayPorts:
 
 def ray_start_argv(ray_command: list[str], node_ip: str, ports: RayPorts,
                    head_address: str | None, ray_config: dict) -> list[str]:
-    """`ray start ... --block` for the head (head_address None) or a worker."""
+    """`ray start ... --block` for the head (head_address None) or a worker.
+
+    Each node gets its own temp dir (sockets, logs) named by GCS port and address, so two jobs
+    on one node, or nodes sharing one /tmp, never use each other's sockets.
+    """
+    temp_dir = f"{ray_config.get('temp_root', '/tmp')}/hpcbench-ray-{ports.gcs}-{node_ip}"
     argv = [*ray_command, "start", "--block", "--node-ip-address", node_ip,
+            "--temp-dir", temp_dir,
             "--node-manager-port", str(ports.node_manager),
             "--object-manager-port", str(ports.object_manager),
             "--dashboard-agent-grpc-port", str(ports.dashboard_agent_grpc),

