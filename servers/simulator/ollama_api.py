@@ -135,14 +135,14 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
     except ValueError as error:
         exchange.respond_json(400, {"error": str(error)})
         return
+    stream = body.get("stream", True) is not False
     info = {"id": f"ollama-{app.next_id()}", "api": "ollama-chat" if chat else "ollama-generate",
-            "client_request_id": request.headers.get("x-request-id")}
+            "stream": stream, "client_request_id": request.headers.get("x-request-id")}
     fault = app.engine.draw_fault()
     if fault == "error":
         app.reject_with_fault(exchange, info,
                               lambda status: {"error": "simulated server error (fault injection)"})
         return
-    stream = body.get("stream", True) is not False
     loop_time = time.perf_counter
     output = (StreamedOutput if stream else WholeOutput)(exchange, chat, model, loop_time)
     generation = Generation(output, prompt_tokens, max_tokens, bool(options.get("ignore_eos")),

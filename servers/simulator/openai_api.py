@@ -129,15 +129,15 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
         return
     prefix = "chatcmpl" if chat else "cmpl"
     ident = f"{prefix}-{app.next_id()}"
+    stream = bool(body.get("stream"))
     info = {"id": ident, "api": "openai-chat" if chat else "openai-completions",
-            "client_request_id": request.headers.get("x-request-id")}
+            "stream": stream, "client_request_id": request.headers.get("x-request-id")}
     fault = app.engine.draw_fault()
     if fault == "error":
         app.reject_with_fault(exchange, info, lambda status: error_body(
             "simulated server error (fault injection)", "InternalServerError", status))
         return
     created = int(time.time())
-    stream = bool(body.get("stream"))
     if stream:
         output = StreamedOutput(exchange, chat, bool(options.get("include_usage")), ident,
                                 model, created)

@@ -1,10 +1,12 @@
 """Ground truth: one record per generation request, with the server-side time of each token write.
 
 A record holds the request's ids (`id` as sent to the client, `client_request_id` from an
-`X-Request-Id` header), `api`, `outcome` (served, error, disconnect, no_token, cancelled), token
-counts, `arrival_perf_ns`/`arrival_time_ns`, and `token_perf_ns`/`token_time_ns`: the
+`X-Request-Id` header), `api`, `stream`, `outcome` (served, error, disconnect, no_token,
+cancelled), token counts, `arrival_perf_ns`/`arrival_time_ns`, and `token_perf_ns`/`token_time_ns`: the
 `time.perf_counter_ns()` and `time.time_ns()` taken just before each token chunk was written.
 perf_counter_ns is comparable with a client's readings on the same machine (same clock).
+With `stream: false` the token times are when each token was generated (the body is written
+once, at the end).
 """
 from __future__ import annotations
 
