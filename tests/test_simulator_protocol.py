@@ -121,6 +121,16 @@ def test_chunked_request_bodies_are_accepted(conn):
     assert status == 200 and json.loads(data)["usage"]["completion_tokens"] == 2
 
 
+def test_expect_100_continue_is_answered_before_the_body(conn):
+    body = json.dumps({"model": "sim-model", "prompt": "x", "max_tokens": 1}).encode()
+    conn.send(b"POST /v1/completions HTTP/1.1\r\nHost: s\r\nExpect: 100-continue\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    assert conn.file.readline() == b"HTTP/1.1 100 Continue\r\n"
+    assert conn.file.readline() == b"\r\n"
+    conn.send(body)
+    assert conn.response()[0] == 200
+
+
 def test_connection_close_is_honoured(conn):
     conn.send(request("GET", "/health", headers="Connection: close\r\n"))
     status, headers, _ = conn.response()

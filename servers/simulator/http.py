@@ -123,6 +123,7 @@ class HttpConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.current: Exchange | None = None
         self.serving = False   # inside _serve_buffered: a synchronous answer must not recurse
+        self.continued = False  # "100 Continue" already sent for the request being received
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -179,6 +180,13 @@ class HttpConnection(asyncio.Protocol):
         exchange = self.current = Exchange(self, keep_alive=False)
         exchange.respond_json(status, {"error": why})
 
+    def _await_body(self, headers: dict[str, str]) -> None:
+        """Wait for the rest of the body; tell a client that asked first (curl does) to send it."""
+        if not self.continued and headers.get("expect", "").lower() == "100-continue":
+            self.continued = True
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
     def _parse(self) -> tuple[Request, bool] | None:
         """One complete request from the buffer (consumed), or None if more bytes are needed."""
         end = self.buffer.find(b"\r\n\r\n")
@@ -200,7 +208,7 @@ class HttpConnection(asyncio.Protocol):
         if "chunked" in headers.get("transfer-encoding", "").lower():
             decoded = _decode_chunked(self.buffer, body_start)
             if decoded is None:
-                return None
+                return self._await_body(headers)
             if decoded == "bad":
                 self._reject(400, "malformed chunked request body")
                 return None
@@ -215,9 +223,10 @@ class HttpConnection(asyncio.Protocol):
                 self._reject(413, "request body larger than 16 MiB")
                 return None
             if len(self.buffer) < body_start + length:
-                return None
+                return self._await_body(headers)
             body, consumed = bytes(self.buffer[body_start:body_start + length]), body_start + length
         del self.buffer[:consumed]
+        self.continued = False
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
         path, _, query = target.partition("?")
