@@ -76,14 +76,21 @@ def aiohttp_server(port_file: str) -> None:
     chunk = (b'data: {"id":"cmpl-1","object":"text_completion","created":0,"model":"sim-model",'
              b'"choices":[{"index":0,"text":" token","logprobs":null,"finish_reason":null}]}\n\n')
 
+    def token_gap() -> asyncio.Future:
+        """Paces the stream like the simulator's fixed mode: a token every millisecond."""
+        loop = asyncio.get_running_loop()
+        gap = loop.create_future()
+        loop.call_later(0.001, gap.set_result, None)
+        return gap
+
     async def completions(request: web.Request) -> web.StreamResponse:
         await request.read()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await asyncio.sleep(0.001)
+        await token_gap()
         for _ in range(TOKENS):
             await response.write(chunk)
-            await asyncio.sleep(0.001)
+            await token_gap()
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
