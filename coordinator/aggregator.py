@@ -1,7 +1,7 @@
 """The aggregator: sample batches in, HDR percentiles and rates out, per interval and cumulative.
 
-For each trial it keeps one `MetricSet` (a histogram per metric plus request, token, error and
-goodput counters) per scope: global and per executor, each as an interval set (since the last
+For each trial it keeps one `MetricSet` (hpcbench.coordinator.statistics: a histogram per metric
+plus request, token, error and goodput counters) per scope: global and per executor, each as an interval set (since the last
 snapshot) and a cumulative set. A batch's metric values (hpcbench.coordinator.metrics) are turned
 into bucket counts once and added to its executor's and the global interval set; `snapshot()`
 reports the interval, folds it into the cumulative set and starts the next interval.
@@ -27,13 +27,12 @@ import msgpack
 import numpy as np
 
 from hpcbench.coordinator import metrics as definitions
-from hpcbench.coordinator.hdr import PERCENTILES, Histogram, HistogramConfig, Recording, \
-    exact_percentiles
+from hpcbench.coordinator.hdr import Histogram, HistogramConfig, Recording
+from hpcbench.coordinator.sequences import SequenceTracker
+from hpcbench.coordinator.statistics import Scope, exact_stats
 from hpcbench.proto import samples
-from hpcbench.proto.samples import ErrorClass, SampleBatch, SampleBatchError, TokenSource
+from hpcbench.proto.samples import SampleBatch, SampleBatchError
 
-PERCENTILE_KEYS = tuple(f"p{p:g}" for p in PERCENTILES)   # p50 p90 p95 p99 p99.9
-NS_PER_MS = 1e6
 _RECENT_PROBLEMS = 20
 
 
@@ -48,154 +47,6 @@ class TrialSink(Protocol):
     def read_batches(self) -> Iterator[SampleBatch]: ...
 
 
-def _ms(value_ns: float | None) -> float | None:
-    return None if value_ns is None else value_ns / NS_PER_MS
-
-
-class MetricSet:
-    """Histograms per metric and counters over one span of time (an interval or cumulative)."""
-
-    def __init__(self, config: HistogramConfig):
-        self.histograms = {name: Histogram(config) for name in definitions.METRICS}
-        self.reset()
-
-    def reset(self) -> None:
-        for histogram in self.histograms.values():
-            histogram.reset()
-        self.requests = self.ok = self.good = 0
-        self.input_tokens = self.output_tokens = self.warmup = self.drain = 0
-        self.errors = np.zeros(len(ErrorClass), dtype=np.int64)
-        self.token_sources = np.zeros(len(TokenSource), dtype=np.int64)
-        self.first_ns: int | None = None
-        self.last_ns: int | None = None
-
-    def add(self, batch: definitions.BatchMetrics, recordings: dict[str, Recording]) -> None:
-        for name, recording in recordings.items():
-            self.histograms[name].add(recording)
-        self._add_counters(batch)
-
-    def merge(self, other: MetricSet) -> None:
-        for name, histogram in other.histograms.items():
-            if histogram.count or histogram.rejected:
-                self.histograms[name].merge(histogram)
-        self._add_counters(other)
-
-    def _add_counters(self, other) -> None:
-        self.requests += other.requests
-        self.ok += other.ok
-        self.good += other.good
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.warmup += other.warmup
-        self.drain += other.drain
-        self.errors += other.errors
-        self.token_sources += other.token_sources
-        if other.first_ns is not None:
-            self.first_ns = other.first_ns if self.first_ns is None else min(self.first_ns,
-                                                                             other.first_ns)
-            self.last_ns = other.last_ns if self.last_ns is None else max(self.last_ns,
-                                                                          other.last_ns)
-
-    @property
-    def window_s(self) -> float | None:
-        """Measured window from the samples' own clocks: first intended send to last end."""
-        if self.first_ns is None or self.last_ns <= self.first_ns:
-            return None
-        return (self.last_ns - self.first_ns) / 1e9
-
-    def stats(self, seconds: float | None, with_goodput: bool) -> dict:
-        """Counts, rates over `seconds` and latency statistics (ms) as plain JSON types."""
-        def rate(amount: int) -> float | None:
-            return amount / seconds if seconds else None
-
-        return {
-            "requests": self.requests, "ok": self.ok,
-            "errors": {ErrorClass(code).name.lower(): int(count)
-                       for code, count in enumerate(self.errors) if code and count},
-            "error_total": self.requests - self.ok,
-            "warmup_requests": self.warmup, "drain_requests": self.drain,
-            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-            "token_sources": {TokenSource(code).name.lower(): int(count)
-                              for code, count in enumerate(self.token_sources) if count},
-            "seconds": seconds,
-            "req_per_s": rate(self.requests),
-            "output_tokens_per_s": rate(self.output_tokens),
-            "total_tokens_per_s": rate(self.output_tokens + self.input_tokens),
-            "good_requests": self.good if with_goodput else None,
-            "goodput_req_per_s": rate(self.good) if with_goodput else None,
-            "latency": {name: histogram_stats(histogram)
-                        for name, histogram in self.histograms.items()},
-            # values a histogram could not hold as they were: negative ones (a broken
-            # timestamp upstream, not recorded) and ones above 1 h (recorded as 1 h)
-            "invalid_values": {name: {"negative": histogram.rejected,
-                                      "above_highest": histogram.clamped}
-                               for name, histogram in self.histograms.items()
-                               if histogram.rejected or histogram.clamped},
-        }
-
-
-def histogram_stats(histogram: Histogram) -> dict:
-    """count, mean, min, p50..p99.9, max of a histogram, in ms."""
-    values = dict(zip(PERCENTILE_KEYS, map(_ms, histogram.percentiles())))
-    return {"count": histogram.count, "mean": _ms(histogram.mean), "min": _ms(histogram.min),
-            **values, "max": _ms(histogram.max)}
-
-
-def exact_stats(values: np.ndarray) -> dict:
-    """The same statistics as `histogram_stats`, computed exactly from raw values."""
-    if len(values) == 0:
-        return {"count": 0, "mean": None, "min": None,
-                **dict.fromkeys(PERCENTILE_KEYS), "max": None}
-    return {"count": int(len(values)), "mean": _ms(float(values.mean())),
-            "min": _ms(int(values.min())),
-            **dict(zip(PERCENTILE_KEYS, map(_ms, exact_percentiles(values)))),
-            "max": _ms(int(values.max()))}
-
-
-class Scope:
-    """An interval set and a cumulative set for one executor, or for all of them."""
-
-    def __init__(self, config: HistogramConfig):
-        self.interval = MetricSet(config)
-        self.cumulative = MetricSet(config)
-
-    def fold(self) -> None:
-        """Add the finished interval to the cumulative set and start a new interval."""
-        self.cumulative.merge(self.interval)
-        self.interval.reset()
-
-
-class SequenceTracker:
-    """Sequence numbers seen from one (run, executor): gaps, late arrivals and duplicates."""
-
-    def __init__(self):
-        self.next_seq = 0
-        self.missing: list[tuple[int, int]] = []  # [start, end) ranges not yet received
-        self.duplicates = 0
-        self.late = 0
-
-    def accept(self, seq: int) -> bool:
-        """True for a new batch; False for a duplicate (which must not be counted again)."""
-        if seq >= self.next_seq:
-            if seq > self.next_seq:
-                self.missing.append((self.next_seq, seq))
-            self.next_seq = seq + 1
-            return True
-        for position, (start, end) in enumerate(self.missing):
-            if start <= seq < end:
-                pieces = [piece for piece in ((start, seq), (seq + 1, end)) if piece[0] < piece[1]]
-                self.missing[position:position + 1] = pieces
-                self.late += 1
-                return True
-        self.duplicates += 1
-        return False
-
-    @property
-    def gaps(self) -> int:
-        """Batches still missing."""
-        return sum(end - start for start, end in self.missing)
-
-
 @dataclass
 class Trial:
     """Everything the aggregator holds for one trial."""
@@ -205,7 +56,6 @@ class Trial:
     sink: TrialSink | None
     whole: Scope
     executors: dict[str, Scope] = field(default_factory=dict)
-    opened_ns: int = field(default_factory=time.time_ns)
 
 
 @dataclass

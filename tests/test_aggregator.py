@@ -3,7 +3,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from hpcbench.coordinator.aggregator import Aggregator, SequenceTracker
+from hpcbench.coordinator.aggregator import Aggregator
+from hpcbench.coordinator.sequences import SequenceTracker
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.coordinator.metrics import derive
 from hpcbench.coordinator.results import ResultsWriter
