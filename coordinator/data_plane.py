@@ -34,11 +34,29 @@ class DataPlane:
                                        on_snapshot=on_snapshot)
         self.sample_endpoint = self.server.start()
         self.bus_endpoint = self.bus.endpoint
+        try:
+            self.metrics_server = self._serve_prometheus(host)
+        except BaseException:
+            self.server.stop()
+            self.bus.close()
+            raise
         self.results = ResultsWriter(self.session_dir.parent.parent, self.session_dir.parent.name,
                                      self.session_dir.name)
         self._trial_writer = None
         self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
         self._log_offsets: dict[Path, int] = {}
+
+    def _serve_prometheus(self, host: str):
+        """The session's Prometheus endpoint (latency, throughput, errors, every node's
+        telemetry) when the recipe enables monitoring.prometheus; its port goes to
+        <session>/prometheus.port."""
+        settings = self.recipe.data.get("monitoring", {}).get("prometheus") or {}
+        if not settings.get("enabled"):
+            return None
+        from hpcbench.coordinator.exposition import SessionMetricsServer
+
+        return SessionMetricsServer(self.bus_endpoint, host, settings["port"],
+                                    self.session_dir / "prometheus.port")
 
     def publish_event(self, name: str, **fields) -> None:
         self.bus.event(name, **fields)
@@ -113,6 +131,8 @@ class DataPlane:
         """Stop ingesting (what is queued still counts), record the session, close the bus."""
         self.abort_trial()
         self.server.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         session_record["integrity"] = self.aggregator.integrity()
         write_atomic(self.session_dir / SESSION_FILE,
                      json.dumps(session_record, indent=2, default=str) + "\n")

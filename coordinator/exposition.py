@@ -28,6 +28,7 @@ from pathlib import Path
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.monitor.exposition import TelemetryCollector, serve
 from hpcbench.proto import bus as bus_contract
 
@@ -136,7 +137,12 @@ class SessionMetricsServer:
         self._subscribe = subscribe
         self._bus_endpoint = bus_endpoint
         self._stop = threading.Event()
-        self._server, self.port = serve(self.collector, host, port, port_file)
+        try:
+            self._server, self.port = serve(self.collector, host, port, port_file)
+        except OSError as error:
+            raise HpcbenchError(
+                "E005", f"cannot serve the session's Prometheus metrics on {host}:{port} ({error})",
+                ("set the recipe's monitoring.prometheus.port to a free port",)) from None
         self._thread = threading.Thread(target=self._follow, name="session-metrics", daemon=True)
         self._thread.start()
 

@@ -283,6 +283,8 @@ class Session:
             argv += ["--server-metrics", target_url + service.metrics_path]
         if service_pid:
             argv += ["--service-pid", str(service_pid)]
+        if monitoring["pushgateway"]:
+            argv += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
         self.runtime.start("monitor-localhost", argv)
 
     def _executor_count(self) -> int:
