@@ -258,11 +258,6 @@ class Histogram:
             if theirs is not None:
                 setattr(self, name, theirs if ours is None else pick(ours, theirs))
 
-    def copy(self) -> Histogram:
-        clone = Histogram(self.config)
-        clone.merge(self)
-        return clone
-
     @property
     def min(self) -> int | None:
         return self.min_value
