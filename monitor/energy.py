@@ -9,6 +9,7 @@ does not cover reports only the covered part (see `covered_s`).
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,43 +30,50 @@ class TrialEnergy:
 
 class EnergyMeter:
     """Keeps the GPU energy and power points of telemetry messages as they arrive (e.g. from
-    the bus telemetry topic), so the coordinator can ask for any trial window later."""
+    the bus telemetry topic), so the coordinator can ask for any trial window later.
+    Thread-safe: one thread may observe while another asks for a trial."""
 
     def __init__(self) -> None:
         self._energy: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self._power: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self._lock = threading.Lock()
 
     def observe(self, message: dict) -> None:
         """Take one telemetry message (proto/telemetry.py); non-GPU series are ignored."""
-        for name, labels, value in message["series"]:
-            if name in (ENERGY, POWER) and "gpu" in labels:
-                table = self._energy if name == ENERGY else self._power
-                table.setdefault((message["node"], labels["gpu"]), []).append(
-                    (message["ts_ns"], float(value)))
+        with self._lock:
+            for name, labels, value in message["series"]:
+                if name in (ENERGY, POWER) and "gpu" in labels:
+                    table = self._energy if name == ENERGY else self._power
+                    table.setdefault((message["node"], labels["gpu"]), []).append(
+                        (message["ts_ns"], float(value)))
 
     def forget_before(self, ts_ns: int) -> None:
         """Drop points older than `ts_ns` but the last one before it (still needed to
         interpolate a window that starts at `ts_ns`), so memory stays bounded over a long run."""
-        for table in (self._energy, self._power):
-            for key, points in table.items():
-                points.sort()
-                older = sum(1 for t, _ in points if t < ts_ns)
-                del points[:max(0, older - 1)]
+        with self._lock:
+            for table in (self._energy, self._power):
+                for points in table.values():
+                    points.sort()
+                    older = sum(1 for t, _ in points if t < ts_ns)
+                    del points[:max(0, older - 1)]
 
     def trial(self, start_ns: int, end_ns: int, output_tokens: int) -> TrialEnergy | None:
         """Energy over [start_ns, end_ns] (wall clock, time.time_ns) or None when no GPU was seen."""
         if end_ns <= start_ns:
             raise ValueError(f"trial window end {end_ns} must be after start {start_ns}")
-        gpus = sorted(set(self._energy) | set(self._power))
+        with self._lock:
+            energy = {key: list(points) for key, points in self._energy.items()}
+            power = {key: list(points) for key, points in self._power.items()}
+        gpus = sorted(set(energy) | set(power))
         if not gpus:
             return None
         per_gpu, methods, covered = {}, {}, []
         for key in gpus:
-            if len(self._energy.get(key, ())) >= 2:
-                times, cumulative = _sorted(self._energy[key])
+            if len(energy.get(key, ())) >= 2:
+                times, cumulative = _sorted(energy[key])
                 methods[key] = "energy counter"
             else:
-                times, watts = _sorted(self._power.get(key, []))
+                times, watts = _sorted(power.get(key, []))
                 seconds = np.diff(times) / 1e9
                 cumulative = np.concatenate(([0.0], np.cumsum(seconds * (watts[1:] + watts[:-1]) / 2)))
                 methods[key] = "power integration"
