@@ -71,9 +71,13 @@ class _Trial:
         self.pool = ConnectionPool(host, port)
         self.prompts = load_dataset(config.dataset, config.executor_index)
         path = config.base_path + self.protocol.path
+        # prebuilt per prompt, split before the blank line so each request gets its own
+        # X-Request-Id (executor id + request id): servers log it, the simulator's truth keeps it
         self.requests = [build_request("POST", host, port, path, json.dumps(
             self.protocol.body(config.model, prompt.text, prompt.output_tokens, config.stream,
-                               config.dataset.ignore_eos)).encode()) for prompt in self.prompts]
+                               config.dataset.ignore_eos)).encode()).split(b"\r\n\r\n", 1)
+            for prompt in self.prompts]
+        self.request_id_header = f"X-Request-Id: {config.executor_id}-".encode()
         self.timeout_ns = int(config.request_timeout * 1e9)
         self.in_flight: set[Attempt] = set()
         self.waiters: dict[int, asyncio.Future] = {}
@@ -154,7 +158,9 @@ class _Trial:
         attempt.timer = self.loop.call_at(attempt.deadline_ns / 1e9 + self.loop_offset,
                                           attempt.time_out)
         self.in_flight.add(attempt)
-        self.pool.send(self.requests[index], attempt)
+        head, body = self.requests[index]
+        self.pool.send(b"%s\r\n%s%d\r\n\r\n%s" % (head, self.request_id_header, request_id,
+                                                   body), attempt)
 
     async def _wait_until(self, intended: int) -> None:
         wait = intended - now_ns()

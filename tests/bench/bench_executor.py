@@ -1,0 +1,227 @@
+"""Executor figures (`make bench`): CPU cost per request, client-added latency against the
+simulator's ground truth, schedule accuracy, memory growth, and the HTTP-client comparison.
+
+The simulator runs as a separate process (`hpcbench sim`, fixed timing), so the CPU time read
+with getrusage(RUSAGE_SELF) in this process is the executor's alone (its sink thread included).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import psutil
+import uvloop
+
+from hpcbench.executor.config import LoadConfig
+from hpcbench.executor.engine import run_trial
+from hpcbench.executor.sinks import FileSink, MemorySink
+from hpcbench.executor.summary import measured_rows
+from hpcbench.proto.samples import ErrorClass
+
+VENV_BIN = Path(sys.executable).parent
+TOKENS = 16
+
+TARGETS = {
+    "requests_per_cpu_s": (">=", 5000),
+    "client_added_ttft_p99_ms": ("<=", 0.5),
+    "client_added_itl_p99_ms": ("<=", 0.5),
+    "constant_2000_rate_error_pct": ("<=", 1.0),
+    "poisson_2000_rate_error_pct": ("<=", 1.0),
+    "rss_growth_mb_per_1m_requests": ("<=", 20.0),
+}
+
+
+class Simulator:
+    """`hpcbench sim` as a child process, optionally writing ground truth to a JSONL file."""
+
+    def __init__(self, *flags: str, truth: bool = False) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-exec-"))
+        port_file = self.dir / "port"
+        self.truth_path = self.dir / "truth.jsonl" if truth else None
+        command = [str(VENV_BIN / "hpcbench"), "sim", "--mode", "fixed", "--port", "0",
+                   "--port-file", str(port_file), *flags]
+        if truth:
+            command += ["--truth", str(self.truth_path)]
+        self.process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        pause = threading.Event()
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("simulator did not start")
+            pause.wait(0.05)
+        self.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+
+    def stop(self) -> list[dict]:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        if self.truth_path is None:
+            return []
+        return [json.loads(line) for line in self.truth_path.read_text().splitlines()]
+
+
+def _config(url: str, **workload) -> LoadConfig:
+    base = {"api": "openai-chat", "model": "sim-model", "duration": 5, "concurrency": 64,
+            "dataset": {"input_tokens": 16, "output_tokens": TOKENS, "ignore_eos": True}}
+    return LoadConfig.from_workload({**base, **workload}, url)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(config: LoadConfig, sink=None):
+    sink = sink or MemorySink()
+    cpu = _cpu()
+    stats = uvloop.run(run_trial(config, sink))
+    return stats, sink, _cpu() - cpu
+
+
+def cpu_per_request(url: str) -> dict:
+    """64 closed-loop streams of 16 tokens written 1 ms apart (the issue's comparison setup)."""
+    stats, _, cpu = _run(_config(url, warmup=1))
+    return {"requests_per_cpu_s": round(stats.requests / cpu),
+            "closed_loop_64_req_per_s": round(stats.request_rate, 1),
+            "closed_loop_errors": sum(stats.errors.values())}
+
+
+def aiohttp_requests_per_cpu_s(url: str, seconds: float = 5.0, slots: int = 64) -> float:
+    """The same load through aiohttp (streamed SSE lines, orjson per event): the comparison
+    behind the choice of HTTP client (README, design notes)."""
+    import aiohttp
+    import orjson
+
+    body = {"model": "sim-model", "stream": True, "max_tokens": TOKENS, "ignore_eos": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "word " * 16}]}
+
+    async def main() -> int:
+        done = 0
+        end = time.perf_counter() + seconds
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async def slot():
+                nonlocal done
+                while time.perf_counter() < end:
+                    chunks = []
+                    async with session.post(url + "/v1/chat/completions", json=body) as reply:
+                        async for line in reply.content:
+                            if line.startswith(b"data: {"):
+                                event = orjson.loads(line[6:])
+                                if event["choices"]:
+                                    chunks.append(time.perf_counter_ns())
+                    done += 1
+            await asyncio.gather(*(slot() for _ in range(slots)))
+        return done
+
+    cpu = _cpu()
+    done = uvloop.run(main())
+    return round(done / (_cpu() - cpu))
+
+
+def client_added_latency(url: str, truth_sim: Simulator, rate: float) -> dict:
+    """Poisson load at `rate` (about half of capacity); executor minus simulator truth, per
+    request matched by X-Request-Id: TTFT from send, and every inter-token gap."""
+    _, sink, _ = _run(_config(url, duration=4, concurrency=None,
+                              load={"pattern": "poisson", "rate": rate}))
+    truth = {record["client_request_id"]: record for record in truth_sim.stop()
+             if record.get("outcome") == "served"}
+    columns, _ = measured_rows(sink.batches)
+    ttft_extra, itl_extra = [], []
+    for batch in sink.batches:
+        offsets = batch.itl_offsets()
+        for row in range(batch.n):
+            record = truth.get(f"{batch.executor}-{batch.columns['req_id'][row]}")
+            if record is None or batch.columns["error"][row] != ErrorClass.OK:
+                continue
+            writes = np.asarray(record["token_perf_ns"], dtype=np.int64)
+            client = batch.columns["first_ns"][row] - batch.columns["send_ns"][row]
+            ttft_extra.append(client - (writes[0] - record["arrival_perf_ns"]))
+            gaps = batch.itl_ns[offsets[row]:offsets[row + 1]]
+            if len(gaps) == len(writes) - 1:
+                itl_extra.append(gaps - np.diff(writes))
+    ttft = np.asarray(ttft_extra) / 1e6
+    itl = np.concatenate(itl_extra) / 1e6 if itl_extra else np.zeros(1)
+    return {"half_capacity_rate": round(rate, 1), "matched_requests": len(ttft),
+            "client_added_ttft_p50_ms": round(float(np.percentile(ttft, 50)), 3),
+            "client_added_ttft_p99_ms": round(float(np.percentile(ttft, 99)), 3),
+            "client_added_itl_p50_ms": round(float(np.percentile(itl, 50)), 3),
+            "client_added_itl_p99_ms": round(float(np.percentile(itl, 99)), 3)}
+
+
+def rate_accuracy(url: str) -> dict:
+    """Achieved send rate (from actual send times) vs target, constant and Poisson."""
+    figures = {}
+    for pattern in ("constant", "poisson"):
+        for rate in (500, 1000, 2000):
+            stats, sink, _ = _run(_config(
+                url, duration=3, concurrency=None, load={"pattern": pattern, "rate": rate},
+                dataset={"input_tokens": 4, "output_tokens": 2, "ignore_eos": True}))
+            columns, _ = measured_rows(sink.batches)
+            sent = np.sort(columns["send_ns"][columns["send_ns"] > 0])
+            intended = np.sort(columns["intended_ns"])
+            # achieved over the same number of schedule slots the target implies
+            achieved = (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
+            scheduled = (len(intended) - 1) / ((intended[-1] - intended[0]) / 1e9)
+            lag = (columns["send_ns"] - columns["intended_ns"])[columns["send_ns"] > 0] / 1e6
+            key = f"{pattern}_{rate}"
+            figures[f"{key}_achieved_req_per_s"] = round(achieved, 1)
+            figures[f"{key}_rate_error_pct"] = round(abs(achieved - scheduled) / scheduled * 100
+                                                     if pattern == "poisson" else
+                                                     abs(achieved - rate) / rate * 100, 3)
+            p50, p99 = np.percentile(lag, [50, 99])
+            figures[f"{key}_dispatch_lag_p50_ms"] = round(float(p50), 3)
+            figures[f"{key}_dispatch_lag_p99_ms"] = round(float(p99), 3)
+    return figures
+
+
+def rss_growth(url: str) -> dict:
+    """RSS before/after a long closed-loop run writing batches to /dev/null; extrapolated."""
+    process = psutil.Process()
+    warm = _config(url, duration=0, max_requests=3000, concurrency=32,
+                   dataset={"input_tokens": 4, "output_tokens": 4, "ignore_eos": True})
+    sink = FileSink(os.devnull)
+    _run(warm, sink)
+    sink.close()
+    before = process.memory_info().rss
+    sink = FileSink(os.devnull)
+    stats, _, _ = _run(replace(warm, max_requests=30_000), sink)
+    sink.close()
+    growth = (process.memory_info().rss - before) / 2**20
+    return {"rss_growth_run_requests": stats.requests,
+            "rss_growth_mb_per_1m_requests": round(growth / stats.requests * 1e6, 2),
+            "rss_growth_note": "extrapolated linearly from the run above"}
+
+
+def run() -> dict:
+    figures = {}
+    sim = Simulator("--ttft-ms", "1", "--itl-ms", "1")
+    try:
+        figures.update(cpu_per_request(sim.url))
+        figures["aiohttp_requests_per_cpu_s"] = aiohttp_requests_per_cpu_s(sim.url)
+        figures.update(rate_accuracy(sim.url))
+        figures.update(rss_growth(sim.url))
+    finally:
+        sim.stop()
+    truth_sim = Simulator("--ttft-ms", "1", "--itl-ms", "1", truth=True)
+    try:
+        figures.update(client_added_latency(truth_sim.url, truth_sim,
+                                            figures["closed_loop_64_req_per_s"] / 2))
+    finally:
+        truth_sim.stop()
+    figures["cpu_count"] = os.cpu_count()
+    figures["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
