@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hpcbench.monitor.reading import Reading
 
@@ -63,31 +63,26 @@ class GpuSource:
         nvml = self.nvml
         for gpu in self.gpus:
             labels = {"gpu": gpu.uuid, "index": str(gpu.index), "model": gpu.name}
-
-            def add(name: str, call: Callable[[], float]) -> None:
+            handle = gpu.handle
+            for name, call in (
+                ("hpcbench_gpu_utilisation_ratio",
+                 lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0),
+                ("hpcbench_gpu_memory_used_bytes", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used),
+                ("hpcbench_gpu_memory_total_bytes", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                ("hpcbench_gpu_power_watts", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1e3),
+                ("hpcbench_gpu_energy_joules_total",
+                 lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3),
+                ("hpcbench_gpu_temperature_celsius",
+                 lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
+                ("hpcbench_gpu_sm_clock_hertz",
+                 lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) * 1e6),
+                ("hpcbench_gpu_memory_clock_hertz",
+                 lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM) * 1e6),
+            ):
                 try:
                     reading.add(name, call(), labels)
                 except nvml.NVMLError:
                     pass  # not supported on this GPU: leave this one metric out
-
-            handle = gpu.handle
-            add("hpcbench_gpu_utilisation_ratio",
-                lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0)
-            try:
-                memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-                reading.add("hpcbench_gpu_memory_used_bytes", memory.used, labels)
-                reading.add("hpcbench_gpu_memory_total_bytes", memory.total, labels)
-            except nvml.NVMLError:
-                pass
-            add("hpcbench_gpu_power_watts", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1e3)
-            add("hpcbench_gpu_energy_joules_total",
-                lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3)
-            add("hpcbench_gpu_temperature_celsius",
-                lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
-            add("hpcbench_gpu_sm_clock_hertz",
-                lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) * 1e6)
-            add("hpcbench_gpu_memory_clock_hertz",
-                lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM) * 1e6)
         return reading
 
 
