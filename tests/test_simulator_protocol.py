@@ -131,6 +131,15 @@ def test_expect_100_continue_is_answered_before_the_body(conn):
     assert conn.response()[0] == 200
 
 
+def test_a_client_that_stops_sending_still_gets_its_stream(conn):
+    conn.send(request("POST", "/v1/completions", {"model": "sim-model", "prompt": "x",
+                                                   "max_tokens": 3, "stream": True}))
+    conn.sock.shutdown(socket.SHUT_WR)
+    status, _, chunks = conn.response()
+    assert status == 200 and chunks[-1].endswith(b"data: [DONE]\n\n")
+    assert conn.file.read() == b""   # then the server closes its side too
+
+
 def test_connection_close_is_honoured(conn):
     conn.send(request("GET", "/health", headers="Connection: close\r\n"))
     status, headers, _ = conn.response()

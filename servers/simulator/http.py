@@ -124,6 +124,7 @@ class HttpConnection(asyncio.Protocol):
         self.current: Exchange | None = None
         self.serving = False   # inside _serve_buffered: a synchronous answer must not recurse
         self.continued = False  # "100 Continue" already sent for the request being received
+        self.peer_done = False  # the client sent EOF: close once the current response ends
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -143,12 +144,19 @@ class HttpConnection(asyncio.Protocol):
         self.buffer += data
         if self.current is None:
             self._serve_buffered()
+        elif len(self.buffer) > MAX_HEAD_BYTES + MAX_BODY_BYTES:
+            self.transport.abort()   # pipelining more than one request can hold: a runaway client
+
+    def eof_received(self) -> bool | None:
+        """A client that shut down its sending side still gets the response in progress."""
+        self.peer_done = True
+        return True if self.current is not None else None
 
     def response_finished(self, exchange: Exchange) -> None:
         if exchange is not self.current:
             return
         self.current = None
-        if not exchange.keep_alive:
+        if not exchange.keep_alive or self.peer_done:
             self.transport.close()
         elif self.buffer and not self.serving:
             self._serve_buffered()
