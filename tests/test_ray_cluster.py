@@ -1,0 +1,116 @@
+"""Ray for real: the vllm plugin's Ray head and worker commands on two nodes of the virtual
+Slurm cluster, the wait-for-all-nodes logic, and `vllm serve` replaced by
+tests/support/standin_vllm.py (a test double) that must see a Ray cluster of the right size.
+
+The failure path (a worker that never comes) runs on this machine's loopback without Slurm.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.servers.registry import get_service, launch_contexts
+from support.slurm_cluster import build_cluster, unavailable_reason
+from support.waiting import wait_until
+
+STANDIN = Path(__file__).parent / "support" / "standin_vllm.py"
+VENV_BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def ray_recipe(report: Path, nodes: int, health_timeout: float) -> dict:
+    return {
+        "runtime": "process",
+        "workload": {"service": "vllm", "model": "tiny-standin"},
+        "servers": {"service_config": {
+            "python": [sys.executable, str(STANDIN)],
+            "ray_python": sys.executable,
+            "ray_command": str(VENV_BIN / "ray"),
+            "health_timeout": health_timeout,
+            "distributed": {"enabled": True, "backend": "ray", "tensor_parallel_size": 1,
+                            "pipeline_parallel_size": nodes, "ray": {"num_cpus_per_node": 1}},
+            "env": {"HPCBENCH_STANDIN_EXPECT_NODES": nodes,
+                    "HPCBENCH_STANDIN_REPORT": str(report),
+                    "RAY_USAGE_STATS_ENABLED": 0}}},
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    built = build_cluster(tmp_path_factory.mktemp("vcluster-ray"))
+    try:
+        yield built
+    finally:
+        built.stop()
+
+
+@pytest.mark.root
+def test_vllm_over_ray_on_two_slurm_nodes(cluster, tmp_path):
+    report = tmp_path / "standin.json"
+    head_node, worker_node = cluster.nodes[0], cluster.nodes[1]
+    placement = {"server_nodes": [head_node.name, worker_node.name],
+                 "addresses": {n.name: n.address for n in cluster.nodes}}
+    recipe = ray_recipe(report, nodes=2, health_timeout=180)
+    plugin = get_service("vllm")
+    steps = []
+    try:
+        for ctx in reversed(launch_contexts(recipe, placement, tmp_path, job_id="ray-test")):
+            spec = plugin.launch(ctx)
+            env = [f"{key}={value}" for key, value in spec.env.items()]
+            log = open(tmp_path / f"{ctx.node}.log", "wb")
+            steps.append(subprocess.Popen(
+                ["srun", "--nodes=1", "--ntasks=1", f"--nodelist={ctx.node}",
+                 "--job-name=hpcbench-ray-test", "env", *env, *spec.argv],
+                env=cluster.env, stdout=log, stderr=subprocess.STDOUT))
+        head_url = f"http://{head_node.address}:8000"
+        try:
+            plugin.wait_healthy(head_url, timeout_s=240, interval_s=0.5)
+        except HpcbenchError:
+            for node in (head_node, worker_node):
+                print(node.name, (tmp_path / f"{node.name}.log").read_text()[-3000:])
+            raise
+        plugin.prepare(head_url, "tiny-standin", timeout_s=10)
+        seen = json.loads(report.read_text())
+        assert seen["alive"] == sorted([head_node.address, worker_node.address])
+        assert seen["backend"] == "ray"
+        assert seen["vllm_host_ip"] == seen["host"] == head_node.address
+    finally:
+        cluster.slurm(["scancel", "--name=hpcbench-ray-test"], check=False)
+        for step in steps:
+            try:
+                step.wait(60)
+            except subprocess.TimeoutExpired:
+                step.kill()
+    for node in (head_node, worker_node):
+        wait_until(lambda: not [p for p in cluster.job_processes(node) if "ray" in p],
+                   timeout=60, what=f"Ray processes on {node.name} to end after scancel")
+
+
+def test_head_gives_up_with_a_clear_error_when_a_worker_never_joins(tmp_path):
+    """Two server nodes planned, only the head started: E001 naming the missing node count."""
+    report = tmp_path / "standin.json"
+    recipe = ray_recipe(report, nodes=2, health_timeout=20)
+    placement = {"server_nodes": ["nodeA", "nodeB"],
+                 "addresses": {"nodeA": "127.0.0.2", "nodeB": "127.0.0.3"}}
+    head = launch_contexts(recipe, placement, tmp_path, job_id=f"lonely-{tmp_path.name}")[0]
+    spec = get_service("vllm").launch(head)
+    log = tmp_path / "head.log"
+    process = start_server(spec, log)
+    try:
+        code = process.wait(180)
+    finally:
+        stop_server(process)
+    assert code == 11
+    text = log.read_text()
+    assert "error E001: only 1 of 2 Ray nodes alive" in text
+    assert "127.0.0.2" in text and not report.exists()  # vLLM was never started
