@@ -31,6 +31,10 @@ from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch, TokenSource
 METRICS = ("ttft", "itl", "tpot", "e2e", "dispatch_lag", "queue_time")
 SLO_METRICS = ("ttft", "itl", "tpot", "e2e")
 DEFAULT_QUEUE_THRESHOLD_NS = 1_000_000
+# plain ints: comparing numpy columns with them skips IntEnum attribute lookups per batch
+_MEASURED, _WARMUP, _DRAIN = int(Phase.MEASURED), int(Phase.WARMUP), int(Phase.DRAIN)
+_OK, _TIMEOUT = int(ErrorClass.OK), int(ErrorClass.TIMEOUT)
+_ERROR_CLASSES, _TOKEN_SOURCES = len(ErrorClass), len(TokenSource)
 
 
 @dataclass
@@ -56,9 +60,9 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
     """Metric values and counts of one batch (see the module docstring for the definitions)."""
     cols = batch.columns
     phase = cols["phase"]
-    measured = phase == Phase.MEASURED
+    measured = phase == _MEASURED
     error = cols["error"]
-    ok = measured & (error == ErrorClass.OK)
+    ok = measured & (error == _OK)
     intended, send, first, end = (cols[name] for name in ("intended_ns", "send_ns", "first_ns",
                                                           "end_ns"))
     tokens_out = cols["tokens_out"]
@@ -69,7 +73,7 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
     start = np.where(cols["slot"] < 0, intended, send)
     ttft_rows = has_first
     tpot_rows = has_first & (tokens_out > 1)
-    e2e_rows = measured & ((error == ErrorClass.OK) | (error == ErrorClass.TIMEOUT))
+    e2e_rows = measured & ((error == _OK) | (error == _TIMEOUT))
     sent = measured & (send > 0)
     lag = send - intended
     values = {
@@ -86,12 +90,12 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
     measured_intended = intended[measured]
     return BatchMetrics(
         values=values, requests=int(measured.sum()), ok=int(ok.sum()), good=good,
-        errors=np.bincount(error[measured], minlength=len(ErrorClass))[:len(ErrorClass)],
+        errors=np.bincount(error[measured], minlength=_ERROR_CLASSES)[:_ERROR_CLASSES],
         token_sources=np.bincount(cols["token_source"][ok],
-                                  minlength=len(TokenSource))[:len(TokenSource)],
+                                  minlength=_TOKEN_SOURCES)[:_TOKEN_SOURCES],
         input_tokens=int(cols["tokens_in"][ok].sum(dtype=np.int64)),
         output_tokens=int(tokens_out[ok].sum(dtype=np.int64)),
-        warmup=int((phase == Phase.WARMUP).sum()), drain=int((phase == Phase.DRAIN).sum()),
+        warmup=int((phase == _WARMUP).sum()), drain=int((phase == _DRAIN).sum()),
         first_ns=batch.epoch_ns + int(measured_intended.min()) if len(measured_intended) else None,
         last_ns=batch.epoch_ns + int(end[measured].max()) if len(measured_intended) else None,
     )

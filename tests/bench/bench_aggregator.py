@@ -1,7 +1,8 @@
 """Aggregator figures: ingest rate on one core, cost of a snapshot, memory over 10 M samples.
 
 Batches look like a busy executor's: 1,000 finished requests of 16-token streams per batch, so
-each batch carries 1,000 request rows and 15,000 ITL gaps (both count as samples). Ingest is
+each batch carries 1,000 request rows and 15,000 ITL gaps (both count as samples); a second
+figure uses 50-request batches to show the fixed cost per batch. Ingest is
 timed from wire bytes (msgpack decode included) and measured in process CPU time, i.e. one core.
 """
 import dataclasses
@@ -23,12 +24,11 @@ TARGETS = {
     "rss_growth_mb_over_10M_samples": ("<=", 20.0),
 }
 ROWS, TOKENS = 1_000, 16
-SAMPLES_PER_BATCH = ROWS + ROWS * (TOKENS - 1)
 
 
-def ingest_rate() -> dict:
-    payloads = [encode(make_batch(seq, ROWS, chunks=TOKENS, executor=f"exec-{seq % 4}",
-                                  seed=seq)) for seq in range(200)]
+def ingest_rate(rows: int = ROWS, batches: int = 200) -> dict:
+    payloads = [encode(make_batch(seq // 4, rows, chunks=TOKENS, executor=f"exec-{seq % 4}",
+                                  seed=seq)) for seq in range(batches)]
     aggregator = Aggregator(run_id="run-1")
     aggregator.open_trial("t1", slos_s={"ttft": 0.5, "tpot": 0.05})
     cpu, wall = time.process_time(), time.perf_counter()
@@ -36,9 +36,10 @@ def ingest_rate() -> dict:
         aggregator.ingest(payload)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     samples = aggregator.samples
-    assert samples == len(payloads) * SAMPLES_PER_BATCH
+    assert samples == len(payloads) * rows * TOKENS
     return {"ingest_samples_per_cpu_s": round(samples / cpu),
-            "ingest_samples_per_wall_s": round(samples / wall)}
+            "ingest_samples_per_wall_s": round(samples / wall),
+            "ingest_cpu_us_per_batch": round(cpu / len(payloads) * 1e6, 1)}
 
 
 def snapshot_cost(executors: int, repeats: int = 50) -> tuple[float, float]:
@@ -80,6 +81,9 @@ def memory_over_ten_million() -> dict:
 
 def run() -> dict:
     figures = ingest_rate()
+    small = ingest_rate(rows=50, batches=800)  # executors that send often: per-batch overhead
+    figures["ingest_samples_per_cpu_s_50_row_batches"] = small["ingest_samples_per_cpu_s"]
+    figures["ingest_cpu_us_per_50_row_batch"] = small["ingest_cpu_us_per_batch"]
     figures["snapshot_cpu_ms"], figures["snapshot_wall_ms"] = snapshot_cost(executors=1)
     figures["snapshot_cpu_ms_8_executors"], figures["snapshot_wall_ms_8_executors"] = \
         snapshot_cost(executors=8)
