@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,18 +102,28 @@ class LocalRuntime:
                 child.process.wait()
         return child.process.returncode
 
-    def wait_exit(self, child: ChildProcess, timeout_s: float) -> int | None:
-        """Let a child finish by itself (e.g. an executor after SHUTDOWN), then stop it."""
-        child.expected_exit = True
-        try:
-            return child.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return self.stop(child)
+    def wait_exits(self, children: list[ChildProcess], timeout_s: float) -> None:
+        """Give children that were told to quit (e.g. executors after SHUTDOWN) time to exit
+        by themselves, all at once; stop_all deals with those still running."""
+        deadline = time.monotonic() + timeout_s
+        for child in children:
+            child.expected_exit = True
+            try:
+                child.process.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                pass
 
     def stop_all(self, timeout_s: float = 5.0) -> None:
-        """Stop every child, newest first (executors before monitors before the service)."""
-        for child in reversed(self.children):
-            self.stop(child, timeout_s)
+        """SIGTERM every running child at once, SIGKILL those still there after `timeout_s`."""
+        running = [child for child in self.children if child.process.poll() is None]
+        for child in running:
+            child.expected_exit = True
+            _signal_group(child.process, signal.SIGTERM)
+        self.wait_exits(running, timeout_s)
+        for child in running:
+            if child.process.poll() is None:
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:

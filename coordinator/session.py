@@ -73,6 +73,7 @@ class Session:
         self._thread = threading.Thread(target=self._main, name=f"session-{session_id}",
                                         daemon=True)
         self.runtime: LocalRuntime | None = None
+        self._executors_spawned = False
         self.recipe = None
         self.data_plane = None
 
@@ -250,6 +251,7 @@ class Session:
         workload = data["workload"]
         service = get_service(workload["service"])
         if data["endpoints"]:
+            self._spawn_executors()
             return service, data["endpoints"][0].rstrip("/"), None
         servers = data["servers"]
         host = self.coordinator.host
@@ -261,12 +263,16 @@ class Session:
         spec = service.launch(context)
         child = self.runtime.start("service", spec.argv, spec.env)
         self._event("service", argv=spec.argv, url=spec.base_url, pid=child.pid)
+        # executor processes start now so their start-up overlaps the server's; they only
+        # register and wait for commands (STARTING_EXECUTORS waits for them)
+        self._spawn_executors()
         return service, spec.base_url, child.pid
 
     def _prepare_service(self, service, target_url: str) -> None:
         health = self.recipe.data["servers"]["health_check"]
         if health["enabled"]:
-            service.wait_healthy(target_url, health["timeout"], min(health["interval"], 0.2))
+            # locally a probe is cheap: poll often so the run starts as soon as it can
+            service.wait_healthy(target_url, health["timeout"], min(health["interval"], 0.05))
         self._check()
         service.prepare(target_url, self.recipe.workload["model"], health["timeout"])
 
@@ -293,16 +299,24 @@ class Session:
         clients = self.recipe.data["orchestration"]["node_allocation"]["clients"]
         return clients["executors_per_node"]
 
-    def _start_executors(self) -> list[str]:
-        count = self._executor_count()
-        self.registry.executor_count = count
-        for index in range(count):
+    def _spawn_executors(self) -> None:
+        """Start the executor agent processes (once); they register and wait for commands."""
+        if self._executors_spawned:
+            return
+        self._executors_spawned = True
+        self.registry.executor_count = self._executor_count()
+        for index in range(self.registry.executor_count):
             agent_id = f"executor-{index}"
             self.runtime.start(agent_id, [
                 *_python_module("hpcbench.executor.agent"),
                 "--coordinator", self.coordinator.address, "--session", self.session_id,
                 "--token-file", str(self.coordinator.token_file), "--agent-id", agent_id,
                 "--node", LOCAL_NODE])
+
+    def _start_executors(self) -> list[str]:
+        """Executors are ready when every one registered (E002 otherwise)."""
+        self._spawn_executors()
+        count = self.registry.executor_count
         try:
             agents = self.registry.wait_for_agents(pb.EXECUTOR, count, REGISTRATION_TIMEOUT_S,
                                                    abort=self._check)
@@ -373,9 +387,8 @@ class Session:
             self.feed.touch()
         self.registry.shutdown_all()
         if self.runtime is not None:
-            for child in self.runtime.children:
-                if child.name.startswith("executor-"):
-                    self.runtime.wait_exit(child, timeout_s=5.0)
+            self.runtime.wait_exits([child for child in self.runtime.children
+                                     if child.name.startswith("executor-")], timeout_s=2.0)
             self.runtime.stop_all()
         if self.data_plane is not None:
             self.state = pb.REPORTING
