@@ -58,6 +58,10 @@ class HistogramConfig:
     significant_digits: int = 3
 
     def __post_init__(self) -> None:
+        for name in ("lowest", "highest"):  # 3_600e9 is a fine way to write 1 h in ns
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, name, int(value))
         if not isinstance(self.lowest, int) or self.lowest < 1:
             raise config_error(f"histogram lowest={self.lowest!r} must be an integer >= 1 (ns)")
         if not isinstance(self.highest, int) or not 2 * self.lowest <= self.highest <= _MAX_EXACT_FLOAT:

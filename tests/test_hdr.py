@@ -130,6 +130,10 @@ def test_corrupt_encodings_raise_a_histogram_error(garbage):
         Histogram.decode(garbage)
 
 
+def test_configuration_accepts_whole_floats():
+    assert HistogramConfig(lowest=1e3, highest=3_600e9) == CONFIG
+
+
 def test_bad_configuration_names_the_field():
     with pytest.raises(HpcbenchError) as raised:
         HistogramConfig(significant_digits=7)
