@@ -82,7 +82,8 @@ def summary_table(session) -> Table:
     table = Table(title=f"{session.scenario} / {session.session_id}", title_justify="left")
     for heading in ("trial", "requests", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p99 ms",
                     "ITL p50 ms", "ITL p99 ms", "E2E p99 ms", "errors", "result"):
-        table.add_column(heading, justify="left" if heading in ("trial", "result") else "right")
+        table.add_column(heading, justify="left" if heading in ("trial", "result") else "right",
+                         no_wrap=heading == "trial")
     for result in session.trial_results:
         overall = result["summary"]["overall"]
         latency = overall["latency"]
