@@ -43,6 +43,7 @@ class LaunchContext:
     artifacts: dict = field(default_factory=dict)   # recipe `artifacts` (container images)
     binds: list[str] = field(default_factory=list)  # recipe `binds` (apptainer --bind)
     job_id: str | None = None      # Slurm job id; seeds per-job port choices
+    health_timeout_s: float = 600.0  # servers.health_check.timeout (a Ray head waits as long)
 
     @property
     def is_head(self) -> bool:

@@ -91,7 +91,9 @@ def launch_contexts(recipe, placement, run_dir: str | Path = ".",
     """One LaunchContext per server node (rank 0 = head) for the recipe's service."""
     data = _recipe_data(recipe)
     workload = data.get("workload") or {}
-    service_config = dict((data.get("servers") or {}).get("service_config") or {})
+    servers = data.get("servers") or {}
+    service_config = dict(servers.get("service_config") or {})
+    health_timeout = float((servers.get("health_check") or {}).get("timeout") or 600.0)
     plugin = get_service(workload.get("service", "simulator"))
     port = int(service_config.get("port") or plugin.default_port)
     nodes = _server_nodes(placement) or [("localhost", "127.0.0.1")]
@@ -100,7 +102,8 @@ def launch_contexts(recipe, placement, run_dir: str | Path = ".",
                           node=name, address=address, port=port, rank=rank,
                           server_addresses=addresses, runtime=data.get("runtime", "process"),
                           run_dir=Path(run_dir), artifacts=dict(data.get("artifacts") or {}),
-                          binds=list(data.get("binds") or []), job_id=job_id)
+                          binds=list(data.get("binds") or []), job_id=job_id,
+                          health_timeout_s=health_timeout)
             for rank, (name, address) in enumerate(nodes)]
 
 
@@ -116,6 +119,8 @@ def launch_commands(recipe, placement, run_dir: str | Path = ".",
     """`node: command` lines of every server node for `hpcbench plan --commands`."""
     data = _recipe_data(recipe)
     plugin = get_service((data.get("workload") or {}).get("service", "simulator"))
+    if data.get("endpoints"):
+        return [f"# no server deployed: the recipe benchmarks {', '.join(data['endpoints'])}"]
     lines = []
     for ctx in launch_contexts(data, placement, run_dir, job_id):
         lines.append(f"# {ctx.node} (rank {ctx.rank}, {plugin.name}, {ctx.runtime})")

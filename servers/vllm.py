@@ -20,9 +20,7 @@ from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, as_
                                      cli_flags, extra_env, ignore_eos_extras)
 from hpcbench.servers.runtime import wrap
 
-OWN_KEYS = ("port", "model_path", "python", "env", "distributed", "ray_command", "ray_python",
-            "health_timeout")
-DEFAULT_HEALTH_TIMEOUT_S = 600.0
+OWN_KEYS = ("port", "model_path", "python", "env", "distributed", "ray_command", "ray_python")
 
 
 class VllmService(HttpService):
@@ -57,7 +55,7 @@ class VllmService(HttpService):
         in_runtime = lambda argv: wrap(argv, ctx.runtime, ctx.artifacts, ctx.binds)  # noqa: E731
         ray_command = as_argv(config.get("ray_command", "ray"))
         env = {"VLLM_HOST_IP": ctx.address, "RAY_ADDRESS": head, **extra_env(config)}
-        timeout_s = float(config.get("health_timeout", DEFAULT_HEALTH_TIMEOUT_S))
+        timeout_s = ctx.health_timeout_s
         if not ctx.is_head:
             start = ray_cluster.ray_start_argv(ray_command, ctx.address, ports, head, ray_config)
             return LaunchSpec(argv=ray_cluster.supervisor_argv(

@@ -29,11 +29,10 @@ def ray_recipe(report: Path, nodes: int, health_timeout: float) -> dict:
     return {
         "runtime": "process",
         "workload": {"service": "vllm", "model": "tiny-standin"},
-        "servers": {"service_config": {
+        "servers": {"health_check": {"timeout": health_timeout}, "service_config": {
             "python": [sys.executable, str(STANDIN)],
             "ray_python": sys.executable,
             "ray_command": str(VENV_BIN / "ray"),
-            "health_timeout": health_timeout,
             "distributed": {"enabled": True, "backend": "ray", "tensor_parallel_size": 1,
                             "pipeline_parallel_size": nodes, "ray": {"num_cpus_per_node": 1}},
             "env": {"HPCBENCH_STANDIN_EXPECT_NODES": nodes,

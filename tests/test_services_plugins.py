@@ -281,3 +281,24 @@ def test_wait_healthy_fails_with_e001_naming_the_url():
         assert caught.value.code == "E001"
         assert f"127.0.0.1:{port}" in caught.value.message
         assert "last check" in caught.value.details[0]
+
+
+def test_launch_commands_without_deployment_when_endpoints_are_given():
+    recipe = {"workload": {"service": "vllm", "model": "m"},
+              "endpoints": ["http://10.0.0.5:8000"]}
+    assert launch_commands(recipe, {"server_nodes": []}) == [
+        "# no server deployed: the recipe benchmarks http://10.0.0.5:8000"]
+
+
+def test_plan_commands_shows_every_server_node_of_the_ray_example(repo, cli_env):
+    shown = subprocess.run(["hpcbench", "plan", "--commands",
+                            str(repo / "recipes/examples/vllm-ray-2nodes.yaml")],
+                           env=cli_env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    commands = shown.stdout.split("server commands:", 1)[1].strip().splitlines()
+    heads = [line for line in commands if "hpcbench.servers.ray_cluster head" in line]
+    workers = [line for line in commands if "hpcbench.servers.ray_cluster worker" in line]
+    assert len(heads) == 1 and len(workers) >= 1
+    for line in heads + workers:
+        shlex.split(line)  # every line is valid shell
+    assert "--distributed-executor-backend" in heads[0]
