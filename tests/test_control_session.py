@@ -31,7 +31,8 @@ def long_recipe(url: str, results: str) -> str:
 def daemon(tmp_path):
     run_dir = tmp_path / "daemon"
     process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.daemon",
-                                "--run-dir", str(run_dir)], stdout=subprocess.PIPE,
+                                "--run-dir", str(run_dir), "--results-dir",
+                                str(tmp_path / "results")], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
         wait_until(lambda: (run_dir / "coordinator.json").exists() or process.poll() is not None,
@@ -113,3 +114,20 @@ def test_watch_of_an_unknown_session_is_not_found(daemon):
     with ControlClient(locate(run_dir=daemon)) as client:
         with pytest.raises(HpcbenchError, match="NOT_FOUND"):
             list(client.watch("nope"))
+
+
+def test_the_readme_control_client_runs_a_session(tmp_path, daemon, repo):
+    readme = (repo / "README.md").read_text()
+    section = readme.split("<!-- section: control -->")[1].split("<!-- end: control -->")[0]
+    code = section.split("```python\n")[1].split("```")[0]
+    with sim_process(tmp_path) as url:
+        recipe = tmp_path / "short.yaml"
+        recipe.write_text(long_recipe(url, "unused").replace("60s", "1s"))
+        code = code.replace('"recipes/examples/local-sim.yaml"', repr(str(recipe)))
+        code = code.replace('run_dir = "coord"', f"run_dir = {str(daemon)!r}")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any("req/s, TTFT p99" in line for line in lines)
+    assert lines[-1].startswith("COMPLETED ")
