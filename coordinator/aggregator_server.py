@@ -71,7 +71,11 @@ class AggregatorServer:
                 payload = self._socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.handle(payload)
+            try:
+                self.handle(payload)
+            except Exception as error:  # a bug on one message must not stop the data plane
+                log.exception("message of %d bytes could not be ingested", len(payload))
+                self.aggregator.reject_malformed(f"could not be ingested: {error!r}")
 
     def handle(self, payload: bytes) -> None:
         """Route one received message; bad ones are counted, never raised."""
@@ -98,12 +102,19 @@ class AggregatorServer:
             self.bus.telemetry(message)
 
     def _publish_snapshot(self) -> None:
-        snapshot = self.aggregator.snapshot()
+        try:
+            snapshot = self.aggregator.snapshot()
+        except Exception:  # keep ingesting; the next interval tries again
+            log.exception("snapshot failed")
+            return
         snapshot["integrity"]["telemetry_messages"] = self.telemetry_messages
         snapshot["integrity"]["telemetry_malformed"] = self.telemetry_malformed
         self.latest_snapshot = snapshot
         if self.bus is not None:
-            self.bus.snapshot(snapshot)
+            try:
+                self.bus.snapshot(snapshot)
+            except Exception:  # e.g. the bus already closed during shutdown
+                log.exception("snapshot not published on the bus")
         if self.on_snapshot is not None:
             try:
                 self.on_snapshot(snapshot)

@@ -83,3 +83,16 @@ def test_batches_from_processes_reach_snapshots_bus_and_results(tmp_path, repo, 
     assert read_summary(trial.trial_dir)["overall"]["requests"] == 2_400
     assert sum(batch.n for batch in read_samples(trial.trial_dir / "samples.msgpack")) == 2_400
 
+
+
+def test_a_failing_snapshot_consumer_does_not_stop_aggregation():
+    calls = []
+
+    def broken_consumer(snapshot):
+        calls.append(snapshot)
+        raise RuntimeError("consumer bug")
+
+    aggregator = Aggregator(run_id=RUN, interval_s=0.05)
+    with AggregatorServer(aggregator, on_snapshot=broken_consumer) as server:
+        wait_until(lambda: len(calls) >= 3, timeout=20, what="snapshots after a failing one")
+        assert server.latest_snapshot is not None
