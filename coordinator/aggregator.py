@@ -123,6 +123,7 @@ class Aggregator:
         self.current_trial: str | None = None
         self.batches = self.samples = self.malformed = self.wrong_run = 0
         self.after_close = self.after_close_requests = 0
+        self.unstored_batches = self.unstored_requests = self.unwritten_intervals = 0
         self.problems: deque[str] = deque(maxlen=_RECENT_PROBLEMS)
         self._snapshot_seq = 0
         self._interval_started = time.time()
@@ -211,7 +212,13 @@ class Aggregator:
             self.batches += 1
             self.samples += batch.n + len(batch.itl_ns)
             if trial.sink is not None:
-                trial.sink.append_batch(payload)
+                try:
+                    trial.sink.append_batch(payload)
+                except OSError as error:  # e.g. disk full: live statistics go on, loss is told
+                    self.unstored_batches += 1
+                    self.unstored_requests += batch.n
+                    self.problems.append(f"raw samples of batch seq {batch.seq} of executor "
+                                         f"{batch.executor!r} not stored: {error}")
             return True
 
     def batches_received(self, executor: str) -> int:
@@ -229,6 +236,9 @@ class Aggregator:
             "malformed_batches": self.malformed, "wrong_run_batches": self.wrong_run,
             "after_close_batches": self.after_close,
             "after_close_requests": self.after_close_requests,
+            "unstored_batches": self.unstored_batches,
+            "unstored_requests": self.unstored_requests,
+            "unwritten_intervals": self.unwritten_intervals,
             "duplicate_batches": sum(t.duplicates for t in self._sequences.values()),
             "missing_batches": sum(t.gaps for t in self._sequences.values()),
             "late_batches": sum(t.late for t in self._sequences.values()),
@@ -249,8 +259,7 @@ class Aggregator:
                       "interval": None, "cumulative": None, "executors": {}}
             self._snapshot_seq += 1
             for trial in self._trials.values():
-                if trial.sink is not None and trial.whole.interval.requests:
-                    trial.sink.append_interval(started, seconds, trial.whole.interval.histograms)
+                self._write_interval(trial, started, seconds)
                 if trial.trial_id == self.current_trial:
                     report.update(self._report_and_fold(trial, seconds))
                 else:
@@ -285,10 +294,8 @@ class Aggregator:
             self._closed.add(trial_id)
             if self.current_trial == trial_id:
                 self.current_trial = None
-            now = time.time()
-            if trial.sink is not None and trial.whole.interval.requests:
-                trial.sink.append_interval(self._interval_started, now - self._interval_started,
-                                           trial.whole.interval.histograms)
+            self._write_interval(trial, self._interval_started,
+                                 time.time() - self._interval_started)
             for scope in (trial.whole, *trial.executors.values()):
                 scope.fold()
             integrity = self.integrity()
@@ -302,6 +309,16 @@ class Aggregator:
                        for name, scope in trial.executors.items()},
             exact=self._exact(trial) if trial.sink is not None else None,
             integrity=integrity, histograms=cumulative.histograms)
+
+    def _write_interval(self, trial: Trial, start_time_s: float, length_s: float) -> None:
+        """The trial's global interval histograms into its interval log (if it has a sink)."""
+        if trial.sink is None or not trial.whole.interval.requests:
+            return
+        try:
+            trial.sink.append_interval(start_time_s, length_s, trial.whole.interval.histograms)
+        except OSError as error:
+            self.unwritten_intervals += 1
+            self.problems.append(f"interval log of trial {trial.trial_id!r} not written: {error}")
 
     def _exact(self, trial: Trial) -> dict[str, dict]:
         """Exact statistics per metric from the raw batches the sink stored."""

@@ -207,3 +207,28 @@ def test_impossible_values_are_reported_not_hidden():
     cumulative = aggregator.snapshot()["cumulative"]
     assert cumulative["invalid_values"] == {"ttft": {"negative": 1, "above_highest": 0}}
     assert cumulative["latency"]["ttft"]["count"] == 9
+
+
+class FullDisk:
+    """A trial sink on a disk that is full: every write fails like the real OSError would."""
+
+    def append_batch(self, payload):
+        raise OSError(28, "No space left on device")
+
+    def append_interval(self, start_time_s, length_s, histograms):
+        raise OSError(28, "No space left on device")
+
+    def read_batches(self):
+        return iter(())
+
+
+def test_a_failing_results_disk_is_reported_and_live_statistics_go_on():
+    aggregator = Aggregator(run_id=RUN)
+    aggregator.open_trial("t1", sink=FullDisk())
+    assert aggregator.ingest(make_batch(0, 10))
+    snapshot = aggregator.snapshot()
+    assert snapshot["cumulative"]["requests"] == 10
+    integrity = snapshot["integrity"]
+    assert (integrity["unstored_batches"], integrity["unstored_requests"],
+            integrity["unwritten_intervals"]) == (1, 10, 1)
+    assert any("No space left" in problem for problem in integrity["recent_problems"])
