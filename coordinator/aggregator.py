@@ -320,12 +320,18 @@ class Aggregator:
             self.unwritten_intervals += 1
             self.problems.append(f"interval log of trial {trial.trial_id!r} not written: {error}")
 
-    def _exact(self, trial: Trial) -> dict[str, dict]:
-        """Exact statistics per metric from the raw batches the sink stored."""
+    def _exact(self, trial: Trial) -> dict[str, dict] | None:
+        """Exact statistics per metric from the raw batches the sink stored (None, with the
+        reason among the problems, when they cannot be read back)."""
         collected: dict[str, list[np.ndarray]] = {name: [] for name in definitions.METRICS}
-        for batch in trial.sink.read_batches():
-            derived = definitions.derive(batch, trial.slos_ns, self.queue_threshold_ns)
-            for name, values in derived.values.items():
-                collected[name].append(values)
+        try:
+            for batch in trial.sink.read_batches():
+                derived = definitions.derive(batch, trial.slos_ns, self.queue_threshold_ns)
+                for name, values in derived.values.items():
+                    collected[name].append(values)
+        except (OSError, ValueError) as error:  # ValueError: msgpack's and the contract's
+            self.problems.append(f"raw samples of trial {trial.trial_id!r} unreadable, no "
+                                 f"exact statistics: {error}")
+            return None
         return {name: exact_stats(np.concatenate(parts) if parts else np.zeros(0, np.int64))
                 for name, parts in collected.items()}

@@ -232,3 +232,14 @@ def test_a_failing_results_disk_is_reported_and_live_statistics_go_on():
     assert (integrity["unstored_batches"], integrity["unstored_requests"],
             integrity["unwritten_intervals"]) == (1, 10, 1)
     assert any("No space left" in problem for problem in integrity["recent_problems"])
+
+
+def test_unreadable_raw_samples_give_no_exact_statistics_instead_of_failing(tmp_path):
+    aggregator = Aggregator(run_id=RUN)
+    writer = ResultsWriter(tmp_path, "scenario", "session").open_trial("t1", {})
+    aggregator.open_trial("t1", sink=writer)
+    aggregator.ingest(make_batch(0, 10))
+    writer.append_batch(b"\x81\xa1v\x63")  # someone appended a map that is not a batch
+    summary = aggregator.close_trial("t1")
+    assert summary.requests == 10 and summary.exact is None
+    assert any("unreadable" in problem for problem in aggregator.integrity()["recent_problems"])
