@@ -44,6 +44,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.handler = None
         self.closed = False
+        self.served = 0           # responses completed on this connection
+        self._request = b""
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -66,6 +68,10 @@ class HttpConnection(asyncio.Protocol):
             return
         if self._framing == _UNTIL_CLOSE:
             handler.on_complete(now_ns())
+        elif self.served and self._framing == _HEAD and not self._head:
+            # the server closed this idle keep-alive connection just as we reused it (e.g.
+            # uvicorn's 5 s keep-alive timeout): nothing was answered, send it again once
+            self.pool.send(self._request, handler)
         else:
             handler.on_failure(ErrorClass.CONNECTION_RESET, now_ns())
 
@@ -97,6 +103,7 @@ class HttpConnection(asyncio.Protocol):
     # --- requests ---------------------------------------------------------------------------
     def start(self, request: bytes, handler) -> None:
         self.handler = handler
+        self._request = request
         handler.send_ns = now_ns()
         self.transport.write(request)
 
@@ -227,6 +234,7 @@ class HttpConnection(asyncio.Protocol):
     def _finish(self, now: int) -> None:
         handler, self.handler = self.handler, None
         keep_alive = self._keep_alive
+        self.served += 1
         self._reset_message()
         if keep_alive and not self.closed:
             self.pool.release(self)

@@ -33,7 +33,8 @@ def chat_delta(text, finish=None):
 
 class ScriptedServer:
     """Answers each request on 127.0.0.1 with the next scripted response, in `piece`-byte
-    writes; `close_after` responses are followed by closing the connection."""
+    writes; `close_after` responses are followed by closing the connection; a None response
+    closes the connection after reading the request, without answering it."""
 
     def __init__(self, responses: list[bytes], piece: int = 7, close_after: bool = False):
         self.responses = list(responses)
@@ -70,6 +71,8 @@ class ScriptedServer:
                     buffer += conn.recv(65536)
                 buffer = buffer[length:]
                 response = self.responses.pop(0)
+                if response is None:           # close without answering this request
+                    return
                 for start in range(0, len(response), self.piece):
                     conn.sendall(response[start:start + self.piece])
                     pause.wait(0.0005)     # let the client read pieces separately
@@ -150,6 +153,18 @@ def test_keep_alive_reuses_one_connection(scripted):
     server = scripted([stream] * 3)
     stats, batches = run_load(server.url, max_requests=3)
     assert stats.ok == 3 and server.connections == 1
+
+
+def test_a_reused_connection_closed_before_answering_is_retried_once(scripted):
+    stream = chunked(chat_delta("a"), b"data: [DONE]\n\n")
+    server = scripted([stream, None, stream])
+    stats, batches = run_load(server.url, max_requests=2)
+    assert stats.ok == 2 and server.connections == 2
+
+
+def test_a_fresh_connection_closed_before_answering_is_a_reset(scripted):
+    row, _ = one(scripted([None]))
+    assert row["error"] == ErrorClass.CONNECTION_RESET and row["status"] == 0
 
 
 @pytest.mark.parametrize("response", [

@@ -170,3 +170,19 @@ def test_stop_event_cancels_in_flight_requests():
     assert stats.stopped and stats.errors == {"CANCELLED": 2}
     assert list(table["error"]) == [ErrorClass.CANCELLED] * 2
     assert np.all(table["chunks"] > 10)     # what arrived before the stop is kept
+
+
+def test_trace_replay_and_bursts_send_at_their_scheduled_times(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(f'{{"timestamp": {t}}}\n' for t in (5.0, 5.1, 5.15, 5.4)))
+    with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
+        _, traced = run_load(sim.url, duration=1, max_requests=None,
+                             load={"pattern": "trace", "trace": str(trace)})
+        _, bursts = run_load(sim.url, duration=0.5, max_requests=None,
+                             load={"pattern": "burst", "burst_size": 3, "burst_pause": 0.2})
+    intended = np.sort(rows(traced)["intended_ns"])
+    np.testing.assert_allclose((intended - intended[0]) / 1e9, [0, 0.1, 0.15, 0.4], atol=1e-6)
+    table = rows(bursts)
+    offsets = (np.sort(table["intended_ns"]) - table["intended_ns"].min()) / 1e9
+    np.testing.assert_allclose(offsets, np.repeat([0, 0.2, 0.4], 3), atol=1e-6)
+    assert set(table["error"]) == {ErrorClass.OK}
