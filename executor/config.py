@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from hpcbench.coordinator.errors import config_error
 from hpcbench.recipes.durations import parse_duration
 
-APIS = ("openai-chat", "openai-completions", "ollama-chat", "ollama-generate")
+APIS = ("openai-chat", "openai-completions", "ollama-chat", "ollama-generate", "resp")
 PATTERNS = ("closed", "constant", "poisson", "gamma", "burst", "trace")
 DATASET_KINDS = ("synthetic", "sharegpt", "jsonl", "bundled")
 DISTRIBUTIONS = ("fixed", "uniform", "normal")
@@ -101,9 +101,9 @@ class LoadConfig:
                 and isinstance(executor_index, int) and 0 <= executor_index < executor_count):
             raise config_error(f"executor_index={executor_index!r} / executor_count="
                                f"{executor_count!r}: need 0 <= index < count")
-        _check_url(target_url)
         get = _Reader(workload, "workload")
         api = get.choice("api", APIS, "openai-chat")
+        _check_url(target_url, "redis" if api == "resp" else "http")
         load = get.mapping("load")
         pattern = _Reader(load, "workload.load").choice("pattern", PATTERNS, "closed")
         duration = get.duration("duration", 10.0, allow_none=True)
@@ -204,10 +204,10 @@ def _length_spec(value, where: str) -> LengthSpec:
     return LengthSpec(distribution, mean, low, high, stddev)
 
 
-def _check_url(url: object) -> None:
+def _check_url(url: object, scheme: str = "http") -> None:
     parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme != "http" or not parts.hostname:
-        raise config_error(f"target URL {url!r} is not usable: give http://HOST:PORT "
+    if parts is None or parts.scheme != scheme or not parts.hostname:
+        raise config_error(f"target URL {url!r} is not usable: give {scheme}://HOST:PORT "
                            "(https is not supported by the executor)")
     try:
         parts.port

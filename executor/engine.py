@@ -13,6 +13,7 @@ sends its next request as soon as its previous one ended (intended = send decisi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from hpcbench.executor.attempt import Attempt
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.datasets import load_dataset
-from hpcbench.executor.http import ConnectionPool, build_request
+from hpcbench.executor.http import ConnectionPool, HttpConnection, build_request
 from hpcbench.executor.protocols import PROTOCOLS
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
@@ -52,6 +53,15 @@ class TrialStats:
         return self.measured / self.measured_seconds if self.measured_seconds else 0.0
 
 
+def client_request_id(executor_id: str, request_id: int) -> str:
+    """The X-Request-Id of a request: UUID-shaped because some servers (llama-cpp-python's,
+    via starlette-context) answer 400 to anything else; its first 64 bits hash the executor id,
+    its last 64 bits are the request id, so truth records match samples exactly."""
+    executor = hashlib.sha1(executor_id.encode()).hexdigest()[:16]
+    return (f"{executor[:8]}-{executor[8:12]}-{executor[12:16]}-"
+            f"{request_id >> 48 & 0xFFFF:04x}-{request_id & 0xFFFFFFFFFFFF:012x}")
+
+
 async def run_trial(config: LoadConfig, sink, stop_event: asyncio.Event | None = None
                     ) -> TrialStats:
     """Run one trial to its end (duration, request count or `stop_event`) and return stats.
@@ -68,16 +78,22 @@ class _Trial:
         self.sink = sink
         self.protocol = PROTOCOLS[config.api]
         host, port = config.host_port
-        self.pool = ConnectionPool(host, port)
+        self.pool = ConnectionPool(host, port,
+                                   getattr(self.protocol, "connection_class", HttpConnection))
         self.prompts = load_dataset(config.dataset, config.executor_index)
-        path = config.base_path + self.protocol.path
-        # prebuilt per prompt, split before the blank line so each request gets its own
-        # X-Request-Id (executor id + request id): servers log it, the simulator's truth keeps it
-        self.requests = [build_request("POST", host, port, path, json.dumps(
-            self.protocol.body(config.model, prompt.text, prompt.output_tokens, config.stream,
-                               config.dataset.ignore_eos)).encode()).split(b"\r\n\r\n", 1)
-            for prompt in self.prompts]
-        self.request_id_header = f"X-Request-Id: {config.executor_id}-".encode()
+        if hasattr(self.protocol, "requests"):   # non-HTTP protocols (RESP) frame their own
+            self.requests = [(command, None) for command in
+                             self.protocol.requests(self.prompts, config.executor_index)]
+        else:
+            # prebuilt per prompt, split before the blank line so each request gets its own
+            # X-Request-Id (see client_request_id): servers log it, the simulator's truth keeps it
+            path = config.base_path + self.protocol.path
+            self.requests = [build_request("POST", host, port, path, json.dumps(
+                self.protocol.body(config.model, prompt.text, prompt.output_tokens,
+                                   config.stream, config.dataset.ignore_eos)).encode()
+            ).split(b"\r\n\r\n", 1) for prompt in self.prompts]
+        self.request_id_header = b"X-Request-Id: " + client_request_id(
+            config.executor_id, 0)[:19].encode()
         self.timeout_ns = int(config.request_timeout * 1e9)
         self.in_flight: set[Attempt] = set()
         self.waiters: dict[int, asyncio.Future] = {}
@@ -159,8 +175,12 @@ class _Trial:
                                           attempt.time_out)
         self.in_flight.add(attempt)
         head, body = self.requests[index]
-        self.pool.send(b"%s\r\n%s%d\r\n\r\n%s" % (head, self.request_id_header, request_id,
-                                                   body), attempt)
+        if body is None:
+            self.pool.send(head, attempt)
+        else:
+            self.pool.send(b"%s\r\n%s%04x-%012x\r\n\r\n%s" % (
+                head, self.request_id_header, request_id >> 48 & 0xFFFF,
+                request_id & 0xFFFFFFFFFFFF, body), attempt)
 
     async def _wait_until(self, intended: int) -> None:
         wait = intended - now_ns()

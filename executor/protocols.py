@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import orjson
 
+from hpcbench.executor.resp import RespProtocol
 from hpcbench.proto.samples import ErrorClass
 
 _loads = orjson.loads    # ~5x faster than json.loads per chunk: it is on the per-token path
@@ -163,4 +164,5 @@ PROTOCOLS = {
     "openai-completions": OpenAIProtocol(chat=False),
     "ollama-chat": OllamaProtocol(chat=True),
     "ollama-generate": OllamaProtocol(chat=False),
+    "resp": RespProtocol(),      # Redis (executor/resp.py): not every service speaks HTTP
 }

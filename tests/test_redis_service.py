@@ -115,3 +115,25 @@ def test_unhealthy_redis_is_e001(tmp_path):
     with pytest.raises(HpcbenchError) as caught:
         get_service("redis").wait_healthy(f"redis://127.0.0.1:{free_port()}", 0.2, 0.05)
     assert caught.value.code == "E001"
+
+
+def test_hpcbench_executor_benchmarks_redis_into_sample_batches(redis_url, tmp_path, cli_env):
+    """The standalone executor with api resp: same engine, recorder and file sink as HTTP."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hpcbench.executor.sinks import read_batches
+
+    out = tmp_path / "samples.bin"
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("hpcbench-executor")), "--target", redis_url,
+         "--api", "resp", "--model", "unused", "--concurrency", "4", "--duration", "1s", "--input-tokens", "64",
+         "--out", str(out)], env=cli_env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    batches = list(read_batches(out))
+    errors = [int(e) for batch in batches for e in batch.columns["error"]]
+    assert len(errors) > 100 and set(errors) == {int(ErrorClass.OK)}
+    for batch in batches:
+        assert (batch.columns["first_ns"] >= batch.columns["send_ns"]).all()
+        assert set(batch.columns["chunks"].tolist()) == {1}

@@ -22,7 +22,7 @@ import psutil
 import uvloop
 
 from hpcbench.executor.config import LoadConfig
-from hpcbench.executor.engine import run_trial
+from hpcbench.executor.engine import client_request_id, run_trial
 from hpcbench.executor.sinks import FileSink, MemorySink
 from hpcbench.executor.summary import measured_rows
 from hpcbench.proto.samples import ErrorClass
@@ -139,7 +139,8 @@ def client_added_latency(url: str, truth_sim: Simulator, rate: float) -> dict:
     for batch in sink.batches:
         offsets = batch.itl_offsets()
         for row in range(batch.n):
-            record = truth.get(f"{batch.executor}-{batch.columns['req_id'][row]}")
+            record = truth.get(client_request_id(batch.executor,
+                                                 int(batch.columns["req_id"][row])))
             if record is None or batch.columns["error"][row] != ErrorClass.OK:
                 continue
             writes = np.asarray(record["token_perf_ns"], dtype=np.int64)
