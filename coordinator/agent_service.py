@@ -162,6 +162,14 @@ class AgentRegistry:
                 self._changed.wait(min(remaining, 0.2))
                 abort()
 
+    def mark_lost(self, agent_id: str) -> None:
+        """The agent is known to be gone (its process died): do not wait for its lease."""
+        with self._changed:
+            record = self._agents.get(agent_id)
+            if record is not None and record.state != pb.GONE:
+                record.state = pb.LOST
+            self._changed.notify_all()
+
     def lost_agents(self) -> list[AgentRecord]:
         with self._changed:
             self._mark_lost()

@@ -221,7 +221,14 @@ class Session:
 
     def _check_children(self) -> None:
         for child in self.runtime.failed_children() if self.runtime else ():
-            code = {"service": "E001", "monitor": "E005"}.get(child.name.split("-")[0], "E004")
+            role = child.name.split("-")[0]
+            if role == "executor" and self.recipe.data["on_executor_loss"] == "continue":
+                # its trial gets no report from it and is flagged; the session goes on
+                child.expected_exit = True
+                self.registry.mark_lost(child.name)
+                self._event("executor_lost", agent=child.name, status=child.process.returncode)
+                continue
+            code = {"service": "E001", "monitor": "E005"}.get(role, "E002")
             raise HpcbenchError(code, f"{child.name} exited with status {child.process.returncode} "
                                 f"during {pb.SessionState.Name(self.state)}",
                                 (f"log: {child.log_path}", *child.log_tail(8)))
@@ -332,10 +339,18 @@ class Session:
         self.data_plane.begin_trial(trial, self.runtime.log_dir)
         self._event("trial_start", trial=trial.id, index=trial.index, params=trial.params)
         self.feed.touch()
+        executors = [agent.agent_id for agent in self.registry.agents(pb.EXECUTOR)
+                     if agent.agent_id in executors and agent.state not in (pb.LOST, pb.GONE)]
+        if not executors:
+            raise HpcbenchError("E002", f"trial {trial.id}: no executor left",
+                                (f"logs: {self.runtime.log_dir}",))
         for agent in self.registry.agents(pb.EXECUTOR):
+            if agent.agent_id not in executors:
+                continue
+            # each executor keeps its index and share: a lost one's share is missing, flagged
             config = {"workload": workload, "target_url": target_url, "run_id": self.session_id,
                       "trial_id": trial.id, "executor_index": agent.executor_index,
-                      "executor_count": len(executors), "node": agent.node,
+                      "executor_count": self.registry.executor_count, "node": agent.node,
                       "request_extras": extras}
             self.registry.send(agent.agent_id, pb.CONFIGURE, trial.id, json.dumps(config))
             self.registry.send(agent.agent_id, pb.START, trial.id)
@@ -393,7 +408,24 @@ class Session:
         if self.data_plane is not None:
             self.state = pb.REPORTING
             self.data_plane.close(self._session_record(state_before))
+            self._write_report()
         self.state = state_before
+
+    def _write_report(self) -> None:
+        """report.html of the finished trials; a failure is logged and never costs results
+        (`hpcbench report RUN_DIR` builds it again later)."""
+        from hpcbench.coordinator.report import build_report
+        from hpcbench.coordinator.results import finished_trials
+
+        if not finished_trials(self.run_dir):
+            return
+        try:
+            build_report(self.run_dir)
+        except Exception as error:  # a report bug must not turn a measured run into a failure
+            self._log_traceback()
+            print(f"report not written: {type(error).__name__}: {error}; results are intact, "
+                  f"retry with `hpcbench report {self.run_dir}` (traceback in "
+                  f"{self.run_dir / 'logs' / 'coordinator.log'})", file=sys.stderr)
 
     def _session_record(self, final_state: int) -> dict:
         return {"session": self.session_id, "scenario": self.scenario,
