@@ -24,6 +24,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("watch", "hpcbench.coordinator.commands.watch"),
     ("stop", "hpcbench.coordinator.commands.stop"),
     ("report", "hpcbench.coordinator.commands.report"),
+    ("compare", "hpcbench.coordinator.commands.compare"),
     ("sim", "hpcbench.coordinator.commands.sim"),
 )
 

@@ -1,0 +1,45 @@
+"""Goodput against the recipe's SLOs: which measured requests meet each SLO, and all of them.
+
+Same rule as coordinator/metrics.py: a request is good when it succeeded and meets every SLO of
+the trial (ttft, tpot, e2e per request; itl as its largest gap); a latency the request does not
+define (e.g. TPOT of a one-token answer) does not fail it, except TTFT, which needs a first token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hpcbench.coordinator.report.requests import MISSING, RequestTable
+
+_SLO_COLUMN = {"ttft": "ttft_ns", "tpot": "tpot_ns", "e2e": "e2e_ns", "itl": "max_itl_ns"}
+
+
+@dataclass
+class SloAttainment:
+    requests: int                     # measured requests
+    ok: int
+    good: int                         # ok and within every SLO
+    seconds: float | None             # measured window (summary.json)
+    within: dict[str, int]            # SLO metric -> ok requests within it
+
+    def rate(self, amount: int) -> float | None:
+        return amount / self.seconds if self.seconds else None
+
+
+def slo_attainment(table: RequestTable, slos_s: dict[str, float],
+                   seconds: float | None) -> SloAttainment:
+    ok = table.ok
+    good = ok.copy()
+    within = {}
+    for name, limit_s in sorted(slos_s.items()):
+        values = table.columns[_SLO_COLUMN[name]]
+        limit_ns = int(round(limit_s * 1e9))
+        if name == "ttft":
+            meets = ok & (values != MISSING) & (values <= limit_ns)
+        else:
+            meets = ok & ((values == MISSING) | (values <= limit_ns))
+        within[name] = int(meets.sum())
+        good &= meets
+    return SloAttainment(int(table.measured.sum()), int(ok.sum()), int(good.sum()), seconds,
+                         within)

@@ -1,0 +1,196 @@
+"""The report's figures: matplotlib (Agg, no display), each returned as PNG bytes.
+
+Readable at a glance: every figure has a title, axis labels with units and a legend. Output is
+deterministic (no Software/date metadata, fixed size and dpi), so the same run always gives the
+same bytes and a rebuilt report equals the first one.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
+from hpcbench.coordinator.report.requests import LATENCIES
+from hpcbench.coordinator.report.sweep import Sweep
+from hpcbench.coordinator.report.timeline import TIMELINE_PERCENTILES, Timeline
+
+DPI = 100
+WIDTH_IN = 11.0
+CDF_POINTS = 2000  # a CDF line is drawn through at most this many quantiles
+TITLES = {"ttft": "TTFT (time to first token)", "itl": "ITL (inter-token latency)",
+          "tpot": "TPOT (time per output token)", "e2e": "E2E (end-to-end latency)"}
+OUTCOME_COLOURS = {"ok": "#2ca02c"}
+
+
+def _figure(rows: int, columns: int, height_in: float) -> tuple[Figure, np.ndarray]:
+    """A figure with a fixed layout (constrained layout costs three times the drawing time)."""
+    figure = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    header_in, footer_in = 0.75, 0.6  # suptitle + first title; x labels of the last row
+    figure.subplots_adjust(left=0.075, right=0.985, top=1 - header_in / height_in,
+                           bottom=footer_in / height_in, wspace=0.2,
+                           hspace=0.9 / max(height_in / rows - 0.9, 0.5))
+    return figure, axes
+
+
+def _png(figure: Figure) -> bytes:
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
+    return out.getvalue()
+
+
+def _empty(axis, text: str) -> None:
+    axis.text(0.5, 0.5, text, ha="center", va="center", transform=axis.transAxes,
+              color="#666666")
+
+
+def latency_cdfs(latencies: dict[str, dict[str, np.ndarray]]) -> bytes:
+    """latencies: trial id -> metric -> values (ns). One panel per metric, one line per trial."""
+    figure, axes = _figure(2, 2, 7.5)
+    figure.suptitle("Latency CDFs (measured requests, from raw samples)")
+    for axis, metric in zip(axes.flat, LATENCIES):
+        drawn = False
+        present = [values[metric] for values in latencies.values() if len(values[metric])]
+        low = min((samples.min() for samples in present), default=0)
+        high = max((samples.max() for samples in present), default=0)
+        spans_decades = low > 0 and high / low > 10  # log scale only where it helps reading
+        for trial_id, values in latencies.items():
+            samples = values[metric]
+            if not len(samples):
+                continue
+            fractions = np.linspace(0, 1, min(len(samples), CDF_POINTS))
+            points = np.quantile(samples, fractions, method="inverted_cdf") / 1e6
+            axis.plot(points, fractions, label=trial_id, linewidth=1.4)
+            drawn = True
+        axis.set_title(TITLES[metric])
+        axis.set_xlabel("latency (ms)")
+        axis.set_ylabel("fraction of samples")
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+        if drawn:
+            if spans_decades:
+                axis.set_xscale("log")
+                axis.xaxis.set_major_formatter(ScalarFormatter())
+            axis.legend(fontsize="small", loc="lower right")
+        else:
+            _empty(axis, "no samples")
+    return _png(figure)
+
+
+def trial_over_time(trial_id: str, timeline: Timeline) -> bytes:
+    """Latency percentiles per 1 s bin (2 x 2 panels) above requests per bin by outcome."""
+    figure = Figure(figsize=(WIDTH_IN, 9.0), dpi=DPI)
+    grid = figure.add_gridspec(3, 2, left=0.075, right=0.985, top=0.915, bottom=0.06,
+                               wspace=0.2, hspace=0.55)
+    figure.suptitle(f"{trial_id} over time (1 s bins by request end, measured window)")
+    for position, metric in enumerate(LATENCIES):
+        axis = figure.add_subplot(grid[position // 2, position % 2])
+        series = timeline.percentiles[metric]
+        drawn = False
+        for p in TIMELINE_PERCENTILES:
+            if np.isfinite(series[p]).any():
+                axis.plot(timeline.starts_s + timeline.bin_s / 2, series[p], marker="o",
+                          markersize=3, label=f"p{p:g}")
+                drawn = True
+        axis.set_title(f"{TITLES[metric]} percentiles")
+        axis.set_xlabel("time since measured start (s)")
+        axis.set_ylabel("latency (ms)")
+        axis.grid(alpha=0.3)
+        if drawn:
+            axis.legend(fontsize="small")
+        else:
+            _empty(axis, "no samples")
+    axis = figure.add_subplot(grid[2, :])
+    errors = sum(int(counts.sum()) for name, counts in timeline.outcomes.items() if name != "ok")
+    bottom = np.zeros(len(timeline.starts_s))
+    for name, counts in timeline.outcomes.items():
+        axis.bar(timeline.starts_s, counts, width=0.9 * timeline.bin_s, align="edge",
+                 bottom=bottom, label=name,
+                 color=OUTCOME_COLOURS.get(name))
+        bottom += counts
+    axis.set_title(f"Requests by outcome ({errors} error{'s' if errors != 1 else ''})")
+    axis.set_xlabel("time since measured start (s)")
+    axis.set_ylabel(f"requests per {timeline.bin_s:g} s bin")
+    axis.grid(alpha=0.3, axis="y")
+    axis.legend(fontsize="small", title="outcome")
+    return _png(figure)
+
+
+def sweep_plot(result: Sweep) -> bytes:
+    figure, axes = _figure(1, 2, 4.2)
+    throughput, latency = axes[0]
+    figure.suptitle(f"Sweep over {result.parameter} (saturation point marked)")
+    for series in result.series:
+        x = [point.value for point in series.points]
+        suffix = f" ({series.label})" if series.label else ""
+        throughput.plot(x, [point.output_tokens_per_s for point in series.points], marker="o",
+                        label=f"output tokens/s{suffix}")
+        latency.plot(x, [point.e2e_p99_ms for point in series.points], marker="o",
+                     label=f"E2E p99{suffix}")
+        latency.plot(x, [point.ttft_p99_ms for point in series.points], marker="s",
+                     linestyle="--", label=f"TTFT p99{suffix}")
+        if series.saturation is not None:
+            point = series.saturation
+            for axis in (throughput, latency):
+                axis.axvline(point.value, color="#d62728", linestyle=":", linewidth=1.5)
+            throughput.plot([point.value], [point.output_tokens_per_s], marker="X",
+                            markersize=12, color="#d62728", linestyle="none",
+                            label=f"saturation: {result.parameter}={point.value:g}{suffix}")
+    throughput.set_title("Throughput")
+    throughput.set_ylabel("output tokens per second")
+    latency.set_title("Latency (p99)")
+    latency.set_ylabel("latency (ms)")
+    for axis in (throughput, latency):
+        axis.set_xlabel(result.parameter)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    return _png(figure)
+
+
+def goodput_plot(rows: list[tuple[str, float | None, float | None]]) -> bytes:
+    """rows: (trial id, throughput req/s, goodput req/s)."""
+    figure, axes = _figure(1, 1, 3.4)
+    axis = axes[0, 0]
+    positions = np.arange(len(rows))
+    axis.bar(positions - 0.2, [row[1] or 0 for row in rows], width=0.4, label="throughput")
+    axis.bar(positions + 0.2, [row[2] or 0 for row in rows], width=0.4, label="goodput (all SLOs met)")
+    axis.set_xticks(positions, [row[0] for row in rows], rotation=20, ha="right",
+                    fontsize="small")
+    axis.set_title("Goodput against the recipe's SLOs")
+    axis.set_ylabel("requests per second")
+    axis.grid(alpha=0.3, axis="y")
+    axis.legend(fontsize="small")
+    return _png(figure)
+
+
+# telemetry panels: (title, y label, column filter)
+_TELEMETRY_PANELS = (
+    ("CPU utilisation", "percent", lambda name: name == "cpu_percent"),
+    ("GPU utilisation", "percent", lambda name: name.startswith("gpu") and name.endswith("_util")),
+    ("Memory used", "MiB", lambda name: name == "ram_used_MB" or name.endswith("_mem_used")),
+    ("Power", "watts", lambda name: "power" in name),
+)
+
+
+def telemetry_plot(node: str, seconds: np.ndarray, columns: dict[str, np.ndarray],
+                   windows: list[tuple[str, float, float]]) -> bytes:
+    """One node's telemetry; `windows`: (trial id, start s, end s) shaded for orientation."""
+    figure, axes = _figure(2, 2, 6.0)
+    figure.suptitle(f"Telemetry over time: node {node}")
+    for axis, (title, unit, wanted) in zip(axes.flat, _TELEMETRY_PANELS):
+        names = [name for name in columns if wanted(name)]
+        for index, (trial_id, start, end) in enumerate(windows):
+            axis.axvspan(start, end, color="#1f77b4" if index % 2 else "#ff7f0e", alpha=0.08)
+        for name in names:
+            axis.plot(seconds, columns[name], label=name, linewidth=1.2)
+        axis.set_title(title)
+        axis.set_xlabel("time since run start (s)")
+        axis.set_ylabel(unit)
+        axis.grid(alpha=0.3)
+        if names:
+            axis.legend(fontsize="small")
+        else:
+            _empty(axis, "not measured on this node")
+    return _png(figure)

@@ -1,0 +1,157 @@
+"""A run directory read back: session record, finished trials, node telemetry.
+
+A run directory is results/<scenario>/<session>/ (coordinator/results.py): one directory per
+trial, session.json written at the end of the session, and telemetry/<node>.csv written by the
+monitors (monitor/csv_log.py). Only finished trials (with trial.done) are reported; unfinished
+ones are listed by name so a user sees they exist.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hpcbench.coordinator.errors import config_error
+from hpcbench.coordinator.report.requests import RequestTable, load_requests
+from hpcbench.coordinator.results import DONE, RECIPE, SAMPLES, SUMMARY_JSON
+
+SESSION_FILE = "session.json"
+TELEMETRY_DIR = "telemetry"
+
+
+@dataclass
+class TrialData:
+    trial_id: str
+    directory: Path
+    recipe: dict
+    summary: dict          # summary.json without the encoded histograms
+
+    @property
+    def index(self) -> int:
+        return int(self.recipe.get("trial", {}).get("index", 0))
+
+    @property
+    def repetition(self) -> int:
+        return int(self.recipe.get("trial", {}).get("repetition", 1))
+
+    @property
+    def params(self) -> dict:
+        return dict(self.recipe.get("trial", {}).get("params") or {})
+
+    @property
+    def slos_s(self) -> dict[str, float]:
+        return dict(self.summary.get("slos_s") or {})
+
+    @cached_property
+    def requests(self) -> RequestTable:
+        return load_requests(self.directory / SAMPLES)
+
+
+@dataclass
+class NodeTelemetry:
+    """One node's CSV: wall-clock times (ns) and one float column per metric (NaN if empty)."""
+
+    node: str
+    times_ns: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    session: dict | None
+    trials: list[TrialData]
+    unfinished: list[str]
+    telemetry: list[NodeTelemetry]
+
+    @property
+    def scenario(self) -> str:
+        return self.run_dir.parent.name
+
+    @property
+    def session_id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def recipe(self) -> dict:
+        """The first trial's recipe: the session's settings (trials differ in swept values)."""
+        return self.trials[0].recipe
+
+    @property
+    def nodes(self) -> list[str]:
+        names = {node for trial in self.trials for node in trial.requests.nodes}
+        names.update(item.node for item in self.telemetry)
+        return sorted(names)
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read a run directory; E006 naming the path and the fix when it is not one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise config_error(f"run directory {run_dir} does not exist",
+                           ("pass results/<scenario>/<session>, as printed at the end of "
+                            "`hpcbench run`",))
+    if (run_dir / DONE).exists():
+        raise config_error(f"{run_dir} is one trial's directory, not a run directory",
+                           (f"pass its parent: {run_dir.parent}",))
+    trials, unfinished = [], []
+    for entry in sorted(path for path in run_dir.iterdir() if path.is_dir()):
+        if (entry / DONE).is_file():
+            trials.append(_load_trial(entry))
+        elif (entry / RECIPE).is_file():
+            unfinished.append(entry.name)
+    if not trials:
+        raise config_error(f"no finished trial (a directory with {DONE}) in {run_dir}",
+                           ("pass results/<scenario>/<session> of a run that finished at least "
+                            "one trial",))
+    trials.sort(key=lambda trial: (trial.index, trial.trial_id))
+    session_path = run_dir / SESSION_FILE
+    session = json.loads(session_path.read_text()) if session_path.is_file() else None
+    telemetry = [_load_telemetry(path)
+                 for path in sorted((run_dir / TELEMETRY_DIR).glob("*.csv"))]
+    return RunData(run_dir, session, trials, unfinished,
+                   [item for item in telemetry if len(item.times_ns)])
+
+
+def _load_trial(directory: Path) -> TrialData:
+    try:
+        summary = json.loads((directory / SUMMARY_JSON).read_text())
+        recipe = yaml.safe_load((directory / RECIPE).read_text()) or {}
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise config_error(f"trial {directory} is marked finished but cannot be read: {error}",
+                           ("its results are damaged; rerun that trial under a new session "
+                            "id",)) from None
+    summary.pop("histograms", None)
+    return TrialData(directory.name, directory, recipe, summary)
+
+
+def _load_telemetry(path: Path) -> NodeTelemetry:
+    """A monitor CSV; rows with an unreadable timestamp (e.g. a torn last line) are skipped."""
+    times: list[int] = []
+    rows: list[dict[str, str]] = []
+    with open(path, newline="", encoding="utf-8") as source:
+        for row in csv.DictReader(source):
+            try:
+                stamp = datetime.fromisoformat(row.get("timestamp") or "")
+            except ValueError:
+                continue
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=timezone.utc)  # monitor CSVs are UTC
+            times.append(int(stamp.timestamp() * 1e9))
+            rows.append(row)
+    names = [name for name in (rows[0] if rows else {}) if name != "timestamp"]
+    columns = {name: np.array([_float(row.get(name)) for row in rows]) for name in names}
+    return NodeTelemetry(path.stem, np.array(times, dtype=np.int64), columns)
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
