@@ -134,7 +134,6 @@ def client_added_latency(url: str, truth_sim: Simulator, rate: float) -> dict:
                               load={"pattern": "poisson", "rate": rate}))
     truth = {record["client_request_id"]: record for record in truth_sim.stop()
              if record.get("outcome") == "served"}
-    columns, _ = measured_rows(sink.batches)
     ttft_extra, itl_extra = [], []
     for batch in sink.batches:
         offsets = batch.itl_offsets()
@@ -211,7 +210,7 @@ def rss_growth(url: str, requests: int = 40_000) -> dict:
     elapsed = time.perf_counter() - started
     tail = np.array(readings[len(readings) // 3:])
     slope_mb_per_s = np.polyfit(tail[:, 0], tail[:, 1], 1)[0] if len(tail) > 2 else 0.0
-    per_request = slope_mb_per_s / (stats.requests / elapsed)
+    per_request = float(slope_mb_per_s) / (stats.requests / elapsed)
     return {"rss_run_requests": stats.requests,
             "rss_start_mb": round(readings[0][1], 1) if readings else None,
             "rss_end_mb": round(readings[-1][1], 1) if readings else None,
@@ -238,7 +237,8 @@ def run() -> dict:
         truth_sim.stop()
     figures["cpu_count"] = os.cpu_count()
     figures["load_average_1m"] = round(os.getloadavg()[0], 2)
-    return figures
+    return {name: value.item() if isinstance(value, np.generic) else value
+            for name, value in figures.items()}
 
 
 if __name__ == "__main__":
