@@ -45,6 +45,7 @@ class DataPlane:
         self._trial_writer = None
         self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
         self._log_offsets: dict[Path, int] = {}
+        self._ended: dict | None = None
 
     def _serve_prometheus(self, host: str):
         """The session's Prometheus endpoint (latency, throughput, errors, every node's
@@ -127,17 +128,21 @@ class DataPlane:
                 source.seek(self._log_offsets.get(path, 0))
                 write_atomic(target / path.name, source.read())
 
-    def close(self, session_record: dict) -> None:
-        """Stop ingesting (what is queued still counts), record the session, close the bus."""
+    def finish(self, session_record: dict) -> None:
+        """Stop ingesting (what is queued still counts) and record the session."""
         self.abort_trial()
         self.server.stop()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
         session_record["integrity"] = self.aggregator.integrity()
         write_atomic(self.session_dir / SESSION_FILE,
                      json.dumps(session_record, indent=2, default=str) + "\n")
-        self.publish_event("session_end", **{k: v for k, v in session_record.items()
-                                              if k in ("state", "error")})
+        self._ended = {key: session_record[key] for key in ("state", "error")}
+
+    def close(self) -> None:
+        """Announce the end on the bus, then close it (and the Prometheus endpoint)."""
+        if self._ended is not None:
+            self.publish_event("session_end", **self._ended)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self.bus.close()
 
 

@@ -44,7 +44,7 @@ class StopRequested(Exception):
 class Session:
     def __init__(self, session_id: str, *, coordinator, recipe_text: str | None = None,
                  recipe_path: str | None = None, executors: int | None = None,
-                 results_root: Path | None = None):
+                 results_root: Path | None = None, write_report: bool = True):
         if (recipe_text is None) == (recipe_path is None):
             raise ValueError("give exactly one of recipe_text, recipe_path")
         self.session_id = session_id
@@ -52,6 +52,7 @@ class Session:
         self._recipe_text = recipe_text
         self._recipe_path = recipe_path
         self._executors_override = executors
+        self.write_report = write_report
         self._results_root = results_root or coordinator.results_root
         self.registry = AgentRegistry(session_id, sample_endpoint="",
                                       heartbeat_interval_s=0.5, lease_s=5.0)
@@ -135,25 +136,34 @@ class Session:
 
     # -- lifecycle --------------------------------------------------------------------------
     def _main(self) -> None:
+        outcome = pb.FAILED
         try:
             self._lifecycle()
-            self._enter(pb.STOPPED if self._stop.is_set() else pb.COMPLETED)
+            outcome = pb.STOPPED if self._stop.is_set() else pb.COMPLETED
         except StopRequested:
-            self._enter(pb.STOPPED)
+            outcome = pb.STOPPED
         except HpcbenchError as error:
             self.error = error
-            self._enter(pb.FAILED)
         except Exception as error:  # a bug must still end the session cleanly, with a reason
-            self._log_traceback()
-            self.error = HpcbenchError("E005", f"internal error: {type(error).__name__}: {error}",
-                                       ("the session stopped; results so far are kept",
-                                        f"traceback in {self.run_dir / 'logs' / 'coordinator.log'}"))
-            self._enter(pb.FAILED)
+            self.error = self._internal_error(error)
         finally:
-            self._teardown()
+            try:
+                self._teardown(outcome)
+            except Exception as error:
+                self.error = self.error or self._internal_error(error)
+                outcome = pb.FAILED
             self.ended = time.monotonic()
+            self._enter(outcome)   # the last state event, then session_end, then the bus closes
+            if self.data_plane is not None:
+                self.data_plane.close()
             self.feed.close()
             self._done.set()
+
+    def _internal_error(self, error: Exception) -> HpcbenchError:
+        self._log_traceback()
+        return HpcbenchError("E005", f"internal error: {type(error).__name__}: {error}",
+                             ("the session stopped; results so far are kept",
+                              f"traceback in {self.run_dir / 'logs' / 'coordinator.log'}"))
 
     def _log_traceback(self) -> None:
         import traceback
@@ -395,30 +405,31 @@ class Session:
         self.current = None
         self.feed.touch()
 
-    def _teardown(self) -> None:
-        state_before = self.state
-        if state_before not in (pb.PENDING, pb.VALIDATING):
-            self.state = pb.TEARDOWN
-            self.feed.touch()
+    def _teardown(self, outcome: int) -> None:
+        """Stop every component, then record the session and write its report."""
+        if self.state not in (pb.PENDING, pb.VALIDATING):
+            self._enter(pb.TEARDOWN)
         self.registry.shutdown_all()
         if self.runtime is not None:
             self.runtime.wait_exits([child for child in self.runtime.children
                                      if child.name.startswith("executor-")], timeout_s=2.0)
             self.runtime.stop_all()
         if self.data_plane is not None:
-            self.state = pb.REPORTING
-            self.data_plane.close(self._session_record(state_before))
+            self._enter(pb.REPORTING)
+            self.data_plane.finish(self._session_record(outcome))
             self._write_report()
-        self.state = state_before
 
     def _write_report(self) -> None:
         """report.html of the finished trials; a failure is logged and never costs results
         (`hpcbench report RUN_DIR` builds it again later)."""
-        from hpcbench.coordinator.report import build_report
         from hpcbench.coordinator.results import finished_trials
 
-        if not finished_trials(self.run_dir):
+        if not self.write_report or not finished_trials(self.run_dir):
             return
+        try:
+            from hpcbench.coordinator.report import build_report
+        except ModuleNotFoundError:
+            return   # an installation without the reports subpackage
         try:
             build_report(self.run_dir)
         except Exception as error:  # a report bug must not turn a measured run into a failure

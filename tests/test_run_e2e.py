@@ -39,7 +39,8 @@ def recipe(tmp_path: Path, url: str | None, **overrides) -> Path:
 
 def hpcbench_run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run", *args,
-                           "--no-live"], capture_output=True, text=True, timeout=timeout,
+                           "--no-live", "--no-report"], capture_output=True, text=True,
+                          timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 

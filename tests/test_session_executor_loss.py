@@ -36,7 +36,8 @@ def test_killing_an_executor_mid_trial(tmp_path, policy, status):
             "monitoring": {"enabled": False}}))
         run = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
                                 str(recipe), "--results-dir", str(tmp_path / "results"),
-                                "--session", "s", "--executors", "2", "--no-live"],
+                                "--session", "s", "--executors", "2", "--no-live",
+                                "--no-report"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             victim = wait_until(lambda: executor_process(run, "executor-1"), timeout=30,

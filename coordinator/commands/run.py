@@ -30,6 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="control gRPC port (default: free)")
     parser.add_argument("--no-live", action="store_true",
                         help="plain progress lines instead of the live panel")
+    parser.add_argument("--no-report", action="store_true",
+                        help="skip report.html at the end (`hpcbench report DIR` makes it later)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
                               results_root=results_root).start()
     try:
         session = coordinator.start_session(recipe_path=args.recipe, session_id=session_id,
-                                            executors=args.executors)
+                                            executors=args.executors,
+                                            write_report=not args.no_report)
         console.print(f"session {session_id}: control {coordinator.address}, "
                       f"results {run_dir}", highlight=False)
         _stop_on_signals(session)
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if session.trial_results:
         console.print(summary_table(session))
     console.print(final_line(session), highlight=False)
+    if (run_dir / "report.html").exists():
+        console.print(f"report: {run_dir / 'report.html'}", highlight=False)
     if session.state == pb.FAILED:
         print(session.error.render(), file=sys.stderr)
         return session.error.exit_status

@@ -6,7 +6,8 @@ A one-trial recipe (simulator deployed by hpcbench, monitor on, 1 executor, 0.5 
   request in the raw samples (executor clock + its wall-clock epoch), so it covers recipe
   validation, service start and health check, monitor and executor start, registration.
 - overhead_s: the command's whole wall time minus the trial's planned warmup + measured
-  window: everything hpcbench adds around the measurement (start, drain, teardown, reports).
+  window: everything hpcbench adds around the measurement (start, drain, teardown, results).
+  report.html is left out (--no-report): building it is `hpcbench report`'s cost, not the run's.
 The median of the runs is reported.
 """
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _one_run(work: Path, index: int) -> tuple[float, float]:
     started_wall = time.time_ns()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run", str(recipe),
-                           "--results-dir", str(results), "--session", f"b{index}", "--no-live"],
+                           "--results-dir", str(results), "--session", f"b{index}", "--no-live",
+                           "--no-report"],
                           capture_output=True, text=True, timeout=120)
     wall = time.perf_counter() - started
     if done.returncode != 0:
