@@ -2,7 +2,8 @@
 
 service_config: `model_path` (the GGUF file, required), `server: python|llama-server`
 (default python), `python` (interpreter with llama_cpp installed; default python3),
-`env`, and any server flag (`n_ctx: 512` -> `--n_ctx 512` for the Python server, whose flags
+`interrupt_requests` (Python server; default false, so concurrent requests do not cancel each
+other), `env`, and any server flag (`n_ctx: 512` -> `--n_ctx 512` for the Python server, whose flags
 keep underscores; `ctx_size: 512` -> `--ctx-size 512` for llama-server). `workload.model` is the
 name clients send (--model_alias / --alias).
 """
@@ -37,7 +38,11 @@ class LlamaCppService(HttpService):
                     "--model", str(model_path), "--host", ctx.address, "--port", str(ctx.port)]
             if ctx.model:
                 argv += ["--model_alias", ctx.model]
-            argv += cli_flags(config, skip=OWN_KEYS, dashes=False)
+            # By default a new request interrupts the one streaming: concurrent clients would
+            # measure each other's resets, so it is off unless the recipe turns it on.
+            interrupt = bool(config.get("interrupt_requests", False))
+            argv += ["--interrupt_requests", str(interrupt)]
+            argv += cli_flags(config, skip=(*OWN_KEYS, "interrupt_requests"), dashes=False)
         elif server == "llama-server":
             argv = ["llama-server", "--model", str(model_path), "--host", ctx.address,
                     "--port", str(ctx.port)]

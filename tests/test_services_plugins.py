@@ -243,7 +243,7 @@ def test_llamacpp_python_server_and_llama_server_forms():
                                         model="tiny", port=8080))
     assert python_form.argv == ["python3", "-m", "llama_cpp.server", "--model", "/m/tiny.gguf",
                                 "--host", "10.1.0.11", "--port", "8080", "--model_alias",
-                                "tiny", "--n_ctx", "512"]
+                                "tiny", "--interrupt_requests", "False", "--n_ctx", "512"]
     native = plugin.launch(context({"model_path": "/m/tiny.gguf", "server": "llama-server",
                                     "ctx_size": 512}, model="tiny", port=8080))
     assert native.argv[:2] == ["llama-server", "--model"] and native.argv[-2:] == [
