@@ -68,6 +68,7 @@ class Session:
         self.error: HpcbenchError | None = None
         self.started = time.monotonic()
         self.ended: float | None = None
+        self.phases: list[dict] = []          # every state entered, with seconds since start
         self._stop = threading.Event()
         self._stop_reason = ""
         self._done = threading.Event()
@@ -214,6 +215,8 @@ class Session:
 
     def _enter(self, state: int) -> None:
         self.state = state
+        self.phases.append({"state": pb.SessionState.Name(state),
+                            "at_s": round(time.monotonic() - self.started, 3)})
         self._event("state", state=pb.SessionState.Name(state))
         self.feed.touch()
 
@@ -444,7 +447,8 @@ class Session:
                 "error": self.error.render() if self.error else None,
                 "trials": [{"trial_id": r["trial_id"], "passed": r["passed"]}
                            for r in self.trial_results],
-                "skipped": self.skipped, "elapsed_s": time.monotonic() - self.started}
+                "skipped": self.skipped, "elapsed_s": time.monotonic() - self.started,
+                "phases": self.phases}
 
 
 def _trial_progress(current: dict, total: int) -> pb.TrialProgress:

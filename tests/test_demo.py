@@ -1,5 +1,6 @@
 """`make demo` in small: the demo recipe with shortened durations, through the real CLI, with the
 simulator deployed by hpcbench itself (service plugin), a monitor and an executor."""
+import json
 import subprocess
 import sys
 
@@ -31,3 +32,9 @@ def test_the_demo_recipe_runs_end_to_end_with_a_deployed_simulator(tmp_path, rep
     rows = [line for line in done.stdout.splitlines() if line.startswith("│")]
     assert len(rows) == len(sweep) and all("ok" in row for row in rows)
     assert f"completed: {len(sweep)} trial(s) run, 0 skipped" in done.stdout
+    # DESIGN section 3, phase by phase, as recorded in session.json
+    record = json.loads((session_dir / "session.json").read_text())
+    assert [phase["state"] for phase in record["phases"]] == [
+        "VALIDATING", "EXPANDING", "DEPLOYING", "PREPARING", "STARTING_MONITORS",
+        "STARTING_EXECUTORS", "RUNNING", "TEARDOWN", "REPORTING"]
+    assert record["state"] == "COMPLETED"
