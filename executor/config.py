@@ -65,7 +65,8 @@ class LoadConfig:
     stream: bool = True
     duration: float | None = 10.0     # measured window (s); None: until max_requests
     warmup: float = 0.0
-    max_requests: int | None = None   # measured requests of this executor
+    max_requests: int | None = None   # measured requests of this executor (0: its share of
+                                      # a count smaller than the executor count is nothing)
     request_timeout: float = 60.0
     concurrency: int = 1              # closed-loop slots of this executor
     load: LoadSpec = LoadSpec()
@@ -118,7 +119,7 @@ class LoadConfig:
             duration=duration or None,
             warmup=get.duration("warmup", 0.0),
             max_requests=None if max_requests is None else
-            _share(max_requests, executor_index, executor_count) or 1,
+            _share(max_requests, executor_index, executor_count),
             request_timeout=get.duration("request_timeout", 60.0, positive=True),
             concurrency=_concurrency(get, executor_index, executor_count) if pattern == "closed"
             else 0,

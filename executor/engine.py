@@ -103,6 +103,7 @@ class _Trial:
         self.errors: Counter = Counter()
         self.dispatching = True
         self.all_done = asyncio.Event()
+        self.flush_now = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop_event: asyncio.Event) -> TrialStats:
@@ -120,27 +121,24 @@ class _Trial:
                                       else self._open_loop())
         flusher = loop.create_task(self._flush_periodically())
         stopper = loop.create_task(stop_event.wait())
+        drained = loop.create_task(self.all_done.wait())
         try:
-            await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if stopper.done():
-                self.stats.stopped = True
-                dispatcher.cancel()
-                for attempt in list(self.in_flight):
-                    attempt.cancel(now_ns())
-            else:
+            await asyncio.wait({dispatcher, stopper, flusher}, return_when=asyncio.FIRST_COMPLETED)
+            if dispatcher.done():
                 dispatcher.result()          # surfaces a dispatcher bug instead of hiding it
                 self.dispatching = False
-                if self.in_flight:
-                    await asyncio.wait({loop.create_task(self.all_done.wait()), stopper},
+                if self.in_flight:           # let requests in flight end (each has a timeout)
+                    await asyncio.wait({drained, stopper, flusher},
                                        return_when=asyncio.FIRST_COMPLETED)
-                if stopper.done():
-                    self.stats.stopped = True
-                    for attempt in list(self.in_flight):
-                        attempt.cancel(now_ns())
+            if flusher.done():
+                flusher.result()             # a failing sink ends the trial with its error
+            self.stats.stopped = stopper.done()
         finally:
             self.dispatching = False
-            for task in (dispatcher, flusher, stopper):
+            for task in (dispatcher, flusher, stopper, drained):
                 task.cancel()
+            for attempt in list(self.in_flight):     # stop_event (or an error): cancel the rest
+                attempt.cancel(now_ns())
             self.pool.close()
             self._flush()
         end = now_ns() if self.measure_end is None else min(now_ns(), self.measure_end)
@@ -222,7 +220,7 @@ class _Trial:
         self.recorder.add(attempt)
         self._count(attempt)
         if len(self.recorder) >= self.config.batch_max_rows:
-            self._flush()
+            self.flush_now.set()
         if attempt.slot >= 0:
             waiter = self.waiters.get(attempt.slot)
             if waiter is not None and not waiter.done():
@@ -247,9 +245,14 @@ class _Trial:
                 self.errors[attempt.error] += 1
 
     async def _flush_periodically(self) -> None:
+        """Cut a batch every interval, or sooner when `batch_max_rows` requests are waiting."""
         period = self.config.batch_interval
         while True:
-            await asyncio.sleep(period)
+            try:
+                await asyncio.wait_for(self.flush_now.wait(), period)
+            except asyncio.TimeoutError:
+                pass
+            self.flush_now.clear()
             self._flush()
 
     def _flush(self) -> None:

@@ -47,6 +47,9 @@ def test_total_concurrency_and_rate_are_split_between_executors():
 def test_request_count_alone_is_enough_and_is_split():
     config = LoadConfig.from_workload(workload(duration=0, max_requests=7), URL, 0, 2)
     assert config.duration is None and config.max_requests == 4
+    shares = [LoadConfig.from_workload(workload(duration=0, max_requests=2), URL, index, 3)
+              .max_requests for index in range(3)]
+    assert shares == [1, 1, 0]          # the total is kept exactly, even when tiny
 
 
 @pytest.mark.parametrize("overrides, message", [

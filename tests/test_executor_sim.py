@@ -186,3 +186,29 @@ def test_trace_replay_and_bursts_send_at_their_scheduled_times(tmp_path):
     offsets = (np.sort(table["intended_ns"]) - table["intended_ns"].min()) / 1e9
     np.testing.assert_allclose(offsets, np.repeat([0, 0.2, 0.4], 3), atol=1e-6)
     assert set(table["error"]) == {ErrorClass.OK}
+
+
+class FailingSink:
+    """A sink whose storage fails (a full disk, say): the trial must end with that error."""
+
+    def send(self, batch):
+        raise OSError("No space left on device")
+
+
+def test_a_failing_sink_ends_the_trial_with_its_error():
+    with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
+        config = LoadConfig.from_workload(
+            {"api": "openai-chat", "model": "sim-model", "duration": 30, "concurrency": 2,
+             "dataset": {"output_tokens": 2, "ignore_eos": True}}, sim.url)
+        with pytest.raises(OSError, match="No space left"):
+            uvloop.run(run_trial(config, FailingSink()))
+
+
+def test_an_executor_with_no_share_of_the_count_ends_at_once():
+    with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
+        config = LoadConfig.from_workload(
+            {"api": "openai-chat", "model": "sim-model", "duration": 0, "max_requests": 1},
+            sim.url, executor_index=1, executor_count=2)
+        sink = MemorySink()
+        stats = uvloop.run(run_trial(config, sink))
+    assert stats.requests == 0 and sink.batches == []
