@@ -85,8 +85,10 @@ class Coordinator:
         self._server.stop(grace_s).wait()
 
     def start_session(self, recipe_text: str | None = None, recipe_path: str | None = None,
-                      session_id: str | None = None, **options) -> "Session":
-        """Create a session and run it in its own thread."""
+                      session_id: str | None = None, session_class=None,
+                      **options) -> "Session":
+        """Create a session and run it in its own thread. `session_class` (default Session)
+        lets run.sbatch use a Session that starts components on Slurm nodes."""
         from hpcbench.coordinator.session import Session, new_session_id
 
         session_id = session_id or new_session_id()
@@ -95,8 +97,9 @@ class Coordinator:
             if running is not None and not running.finished:
                 raise HpcbenchError("E006", f"session {session_id!r} is still running",
                                     ("fix: stop it first, or pick another --session id",))
-            session = Session(session_id, recipe_text=recipe_text, recipe_path=recipe_path,
-                              coordinator=self, **options)
+            session = (session_class or Session)(session_id, recipe_text=recipe_text,
+                                                 recipe_path=recipe_path, coordinator=self,
+                                                 **options)
             self.sessions[session_id] = session
         self.agents.add_registry(session.registry)
         session.start()

@@ -1,11 +1,12 @@
 """The body of run.sbatch: one benchmark session inside one Slurm allocation.
 
 `python -m hpcbench.coordinator.slurm_job recipe.yaml` (run by run.sbatch on the job's first
-node) validates the recipe, checks the allocation, places roles, starts every component as an
-`srun --overlap` step on its node (servers, a monitor per node, executors per trial), waits for
-health, runs every trial of the sweep and its repetitions, and always stops every step and
-writes `job.json` before exiting with the session's code, also on `scancel` (SIGTERM) and at
-the time limit (SIGUSR1 from `--signal=B:USR1@60`).
+node) validates the recipe, checks the allocation and places roles, then runs the coordinator
+here with a session (id = job id) whose components are `srun --overlap` steps on their nodes:
+servers, a monitor per node, executor agents on the client nodes. The session does the rest
+(health, prepare, every trial of the sweep and its repetitions, results). On completion,
+failure, `scancel` (SIGTERM) or the time limit (SIGUSR1 from `--signal=B:USR1@60`) every step is
+stopped and `job.json` written before exiting with the session's code.
 
 Results land in `<submit dir>/<results_dir>/<scenario>/<job id>/`.
 """
@@ -18,16 +19,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.coordinator.local_runtime import LocalRuntime
+from hpcbench.coordinator.results import DONE
+from hpcbench.coordinator.session import REGISTRATION_TIMEOUT_S, Session
 from hpcbench.coordinator.slurm import Allocation, place_on_allocation
+from hpcbench.proto import control_v1_pb2 as pb
 
-HEALTH_ROUND_S = 2.0   # how often a server step's liveness is checked while waiting for health
-STEP_STOP_S = 10.0     # SIGTERM -> SIGKILL grace for each step on teardown
+SESSION_STOP_S = 20.0  # a stopped session drains, tears its steps down and writes its record
+HEALTH_ROUND_S = 2.0   # a server's health is polled in rounds this long between stop checks
 
 
 class JobSignal(Exception):
@@ -105,39 +108,102 @@ def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
                 [*data["binds"], str(run_dir)], gpus=gpus)
 
 
-def executor_args(workload: dict, slot, concurrency: int, rate: float | None, run_id: str,
-                  out: Path) -> list[str]:
-    """`hpcbench-executor` standalone flags for one executor's share of a trial's workload.
-
-    Token lengths go as their means: the standalone CLI knows fixed lengths only."""
-    load, dataset = workload["load"], workload["dataset"]
-    args = ["--target", slot.targets[0], "--api", workload["api"],
-            "--model", str(workload.get("model") or ""), "--pattern", load["pattern"],
-            "--concurrency", str(concurrency), "--duration", f"{workload['duration']}s",
-            "--warmup", f"{workload['warmup']}s", "--timeout", f"{workload['request_timeout']}s",
-            "--ramp-up", f"{load['ramp_up']}s", "--burstiness", str(load["burstiness"]),
-            "--dataset", dataset["kind"], "--seed", str(dataset["seed"]),
-            "--input-tokens", str(int(dataset["input_tokens"]["mean"])),
-            "--run-id", run_id, "--executor-id", slot.id, "--node", slot.node, "--out", str(out)]
-    optional = {"--rate": rate, "--burst-size": load["burst_size"], "--trace": load["trace"],
-                "--burst-pause": None if load["burst_pause"] is None else f"{load['burst_pause']}s",
-                "--max-requests": workload["max_requests"], "--dataset-path": dataset["path"],
-                "--output-tokens": (dataset.get("output_tokens") or {}).get("mean")}
-    for flag, value in optional.items():
-        if value is not None:
-            args += [flag, str(int(value) if flag == "--output-tokens" else value)]
-    if dataset["ignore_eos"]:
-        args.append("--ignore-eos")
-    if not workload["stream"]:
-        args.append("--no-stream")
-    return args
-
-
 def write_json_atomic(path: Path, value: dict) -> None:
     """Write JSON via a temp file + rename, so readers never see half a file."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
         json.dump(value, out, indent=2, default=str)
     os.replace(out.name, path)
+
+
+class SlurmSession(Session):
+    """The coordinator's session, with each component started as an `srun --overlap` step on
+    the node the placement gives it (the local Session starts them on this machine)."""
+
+    def __init__(self, session_id: str, *, placement, allocation: Allocation, **options):
+        super().__init__(session_id, **options)
+        self.placement = placement
+        self.allocation = allocation
+
+    def _start_step(self, name: str, node: str, argv: list[str], env: dict | None = None):
+        return self.runtime.start(name, srun_step(node, name, argv), env)
+
+    def _deploy_service(self):
+        """A server step per server node (rank 0 = head): (plugin, head URL, no local pid)."""
+        from hpcbench.servers.registry import get_service, launch_contexts
+
+        data = self.recipe.data
+        service = get_service(data["workload"]["service"])
+        if not self.placement.servers:
+            return service, self.placement.endpoints[0].rstrip("/"), None
+        nodes = [server.node for server in self.placement.servers]
+        head_url = None
+        for ctx in launch_contexts(self.recipe, {"server_nodes": nodes,
+                                                 "addresses": dict(self.allocation.addresses)},
+                                   self.run_dir, self.allocation.job_id):
+            spec = service.launch(ctx)
+            self._start_step(f"service-{ctx.node}", ctx.node, spec.argv, spec.env)
+            self._event("service", node=ctx.node, argv=spec.argv, url=spec.base_url)
+            head_url = head_url or spec.base_url
+        return service, head_url, None
+
+    def _prepare_service(self, service, target_url: str) -> None:
+        """Health in short rounds so that scancel, the time limit or a dead server step ends
+        the wait at once (a model may take many minutes to load), then prepare the model."""
+        health = self.recipe.data["servers"]["health_check"]
+        deadline = time.monotonic() + health["timeout"]
+        while health["enabled"]:
+            self._check()
+            remaining = deadline - time.monotonic()
+            try:
+                service.wait_healthy(target_url, max(0.1, min(HEALTH_ROUND_S, remaining)),
+                                     min(health["interval"], 0.5))
+                break
+            except HpcbenchError:
+                if remaining <= HEALTH_ROUND_S:
+                    raise
+        self._check()
+        service.prepare(target_url, self.recipe.workload["model"], health["timeout"])
+
+    def _start_monitors(self, target_url: str, service, service_pid: int | None) -> None:
+        """A monitor step on every node; server nodes also scrape their server's /metrics."""
+        monitoring = self.recipe.data["monitoring"]
+        if not monitoring["enabled"]:
+            return
+        server_nodes = {server.node for server in self.placement.servers}
+        metrics_path = service.metrics_path if service is not None else None
+        for node in self.placement.monitors:
+            args = ["--coordinator-telemetry", self.data_plane.sample_endpoint,
+                    "--run-id", self.session_id, "--node", node,
+                    "--interval", f"{monitoring['interval']}s",
+                    "--csv", str(self.run_dir / "telemetry" / f"{node}.csv")]
+            if node in server_nodes and metrics_path:
+                address = self.allocation.addresses[node]
+                port = urlsplit(target_url).port
+                args += ["--server-metrics", f"http://{address}:{port}{metrics_path}"]
+            self._start_step(f"monitor-{node}", node,
+                             component_argv("monitor", args, self.recipe.data, self.run_dir,
+                                            gpus=True))
+
+    def _start_executors(self) -> list[str]:
+        """One executor agent step per placement slot, on its client node."""
+        count = len(self.placement.executors)
+        self.registry.executor_count = count
+        env = {"HPCBENCH_SESSION": self.session_id,
+               "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)}
+        for index, slot in enumerate(self.placement.executors):
+            agent_id = f"executor-{index}"
+            args = ["--coordinator", self.coordinator.address, "--executor-id", agent_id,
+                    "--node", slot.node]
+            self._start_step(agent_id, slot.node,
+                             component_argv("executor", args, self.recipe.data, self.run_dir),
+                             env)
+        try:
+            agents = self.registry.wait_for_agents(pb.EXECUTOR, count, REGISTRATION_TIMEOUT_S,
+                                                   abort=self._check)
+        except TimeoutError as error:
+            raise HpcbenchError("E002", f"executors did not register: {error}",
+                                (f"logs: {self.runtime.log_dir}",)) from None
+        return [agent.agent_id for agent in agents]
 
 
 class SlurmJob:
@@ -148,43 +214,77 @@ class SlurmJob:
         self.record: dict = {"state": "starting", "exit_code": None, "error": None,
                              "trials": []}
         self.run_dir: Path | None = None
-        self.runtime: LocalRuntime | None = None
+        self.session: SlurmSession | None = None
 
-    # ---- the lifecycle -------------------------------------------------------------------
     def run(self) -> int:
+        from hpcbench.coordinator.control import Coordinator
         from hpcbench.recipes.loader import load_recipe
 
+        coordinator = None
         try:
             recipe = load_recipe(self.recipe_path)
             allocation = Allocation.from_environment()
             placement = place_on_allocation(recipe, allocation)
             self._open_run_dir(recipe, allocation, placement)
-            self.record["state"] = "running"
-            self._save()
             if recipe.data["runtime"] == "apptainer":
                 self._ensure_images(recipe, placement)
-            urls = self._start_servers(recipe, allocation, placement)
-            self._start_monitors(recipe, allocation, placement, urls)
-            self._run_trials(recipe, allocation, placement)
-            return self._finish("completed", 0)
+            coordinator = Coordinator(self.run_dir, host=allocation.addresses[placement.coordinator],
+                                      results_root=self.run_dir.parent.parent).start()
+            self.record.update(state="running", control=coordinator.address)
+            self._save()
+            self.session = coordinator.start_session(
+                recipe_path=str(self.recipe_path), session_id=allocation.job_id,
+                session_class=SlurmSession, placement=placement, allocation=allocation)
+            while not self.session.wait(0.5):
+                pass
+            return self._finish_session()
         except JobSignal as stop:
-            print(f"run.sbatch: {stop}; stopping every step", file=sys.stderr)
+            print(f"run.sbatch: {stop}; stopping the session and every step", file=sys.stderr)
+            self._finish(stop.state, stop.exit_status, str(stop))
+            self._save()  # recorded first: Slurm kills the job KillWait seconds after TERM
+            if self.session is not None:
+                self.session.stop(str(stop))
+                self.session.wait(SESSION_STOP_S)
             return self._finish(stop.state, stop.exit_status, str(stop))
         except HpcbenchError as error:
             print(error.render(), file=sys.stderr)
             return self._finish("failed", error.exit_status, error.render())
         finally:
-            if self.runtime is not None:
-                self.runtime.stop_all(timeout_s=STEP_STOP_S)
+            if coordinator is not None:
+                coordinator.stop()
             self._save()
 
+    def _finish_session(self) -> int:
+        """The session's own outcome: its error, or E004 when a trial broke its limits."""
+        session = self.session
+        if session.error is not None:
+            print(session.error.render(), file=sys.stderr)
+            return self._finish("failed", session.error.exit_status, session.error.render())
+        failed = [f"{r['trial_id']}: {'; '.join(r['problems'])}"
+                  for r in session.trial_results if not r["passed"]]
+        if failed:
+            error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
+                                          "recipe's limits", failed)
+            print(error.render(), file=sys.stderr)
+            return self._finish("failed", error.exit_status, error.render())
+        return self._finish("completed", 0)
+
     def _finish(self, state: str, code: int, error: str | None = None) -> int:
-        self.record.update(state=state, exit_code=code, error=error,
-                           finished_at=time.time())
-        for trial in self.record["trials"]:
-            if trial["state"] == "running":
-                trial["state"] = "partial"  # stopped mid-trial: its samples are incomplete
+        self.record.update(state=state, exit_code=code, error=error, finished_at=time.time(),
+                           trials=self._trial_states())
         return code
+
+    def _trial_states(self) -> list[dict]:
+        """Each trial `finished` (trial.done), `partial` (started, cut short) or `not-run`."""
+        if self.session is None or self.run_dir is None:
+            return []
+        states = []
+        for trial in self.session.trials:
+            trial_dir = self.run_dir / trial.id
+            state = ("finished" if (trial_dir / DONE).exists() else
+                     "partial" if trial_dir.exists() else "not-run")
+            states.append({"id": trial.id, "params": trial.params, "state": state})
+        return states
 
     def _save(self) -> None:
         if self.run_dir is not None:
@@ -196,138 +296,15 @@ class SlurmJob:
         self.run_dir = (root if root.is_absolute() else submit_dir / root) / \
             recipe.scenario / allocation.job_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.runtime = LocalRuntime(self.run_dir)
         self.record.update(job_id=allocation.job_id, scenario=recipe.scenario,
                            nodes=list(allocation.nodes), addresses=dict(allocation.addresses),
                            placement=placement.to_dict(), started_at=time.time())
-        write_json_atomic(self.run_dir / "recipe.json", recipe.data)
 
     def _ensure_images(self, recipe, placement) -> None:
         roles = ["executor"] + (["service"] if placement.servers else [])
         roles += ["monitor"] if recipe.data["monitoring"]["enabled"] else []
         for role in roles:
             ensure_image(*component_image(role, recipe.data))
-
-    # ---- servers ---------------------------------------------------------------------------
-    def _start_servers(self, recipe, allocation: Allocation, placement) -> list[str]:
-        """Start a server step per server node, wait for health and prepare; the head URLs."""
-        from hpcbench.servers.registry import get_service, launch_contexts
-
-        if not placement.servers:
-            return list(placement.endpoints)  # the recipe's external endpoints
-        plugin = get_service(recipe.workload["service"])
-        nodes = [server.node for server in placement.servers]
-        contexts = launch_contexts(recipe, {"server_nodes": nodes,
-                                            "addresses": dict(allocation.addresses)},
-                                   self.run_dir, allocation.job_id)
-        urls = []
-        for ctx in contexts:
-            spec = plugin.launch(ctx)
-            self.runtime.start(f"service-{ctx.node}",
-                               srun_step(ctx.node, f"service-{ctx.node}", spec.argv), spec.env)
-            if spec.base_url:
-                urls.append(spec.base_url)
-        health = recipe.data["servers"]["health_check"]
-        for url in urls:
-            if health["enabled"]:
-                self._wait_healthy(plugin, url, health["timeout"], health["interval"])
-            plugin.prepare(url, recipe.workload.get("model"), health["timeout"])
-        self.record["servers"] = urls
-        self._save()
-        return urls
-
-    def _wait_healthy(self, plugin, url: str, timeout_s: float, interval_s: float) -> None:
-        """The plugin's health check in short rounds, failing at once if a server step died."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._check_steps()
-            remaining = deadline - time.monotonic()
-            try:
-                plugin.wait_healthy(url, max(0.1, min(HEALTH_ROUND_S, remaining)),
-                                    min(interval_s, 0.5))
-                return
-            except HpcbenchError:
-                if remaining <= HEALTH_ROUND_S:
-                    raise
-
-    def _check_steps(self) -> None:
-        """E001/E004/E005 naming the step and its log when a step ended by itself."""
-        for child in self.runtime.failed_children():
-            code = {"service": "E001", "monitor": "E005"}.get(child.name.split("-")[0], "E004")
-            raise HpcbenchError(code, f"step {child.name} exited with status "
-                                      f"{child.process.returncode}",
-                                (f"log: {child.log_path}", *child.log_tail(8)))
-
-    # ---- monitors --------------------------------------------------------------------------
-    def _start_monitors(self, recipe, allocation: Allocation, placement, urls: list[str]) -> None:
-        """A monitor step on every node, scraping the server on server nodes."""
-        from hpcbench.servers.registry import get_service
-
-        monitoring = recipe.data["monitoring"]
-        if not monitoring["enabled"]:
-            return
-        metrics_path = get_service(recipe.workload["service"]).metrics_path
-        server_url = dict(zip((s.node for s in placement.servers), urls))
-        telemetry = self.run_dir / "telemetry"
-        telemetry.mkdir(exist_ok=True)
-        for node in placement.monitors:
-            args = ["--node", node, "--run-id", allocation.job_id,
-                    "--interval", f"{monitoring['interval']}s",
-                    "--csv", str(telemetry / f"{node}.csv")]
-            if node in server_url and metrics_path:
-                args += ["--server-metrics", server_url[node] + metrics_path]
-            argv = component_argv("monitor", args, recipe.data, self.run_dir, gpus=True)
-            self.runtime.start(f"monitor-{node}", srun_step(node, f"monitor-{node}", argv))
-
-    # ---- trials ----------------------------------------------------------------------------
-    def _run_trials(self, recipe, allocation: Allocation, placement) -> None:
-        """Every trial (sweep x repetitions) in this allocation; finished ones are skipped."""
-        from hpcbench.recipes import expand_trials
-
-        for trial in expand_trials(recipe):
-            trial_dir = self.run_dir / "trials" / trial.id
-            entry = {"id": trial.id, "params": trial.params, "state": "running"}
-            self.record["trials"].append(entry)
-            if (trial_dir / "done.json").exists():
-                entry["state"] = "finished"
-                continue
-            trial_dir.mkdir(parents=True, exist_ok=True)
-            self._save()
-            self._run_trial(recipe, placement, trial, trial_dir)
-            write_json_atomic(trial_dir / "done.json", {"id": trial.id, "params": trial.params})
-            entry["state"] = "finished"
-            self._save()
-
-    def _run_trial(self, recipe, placement, trial, trial_dir: Path) -> None:
-        """Run the trial's executors (one srun step each, on its client node) to the end."""
-        from hpcbench.coordinator.plan import executor_concurrency, executor_shares
-
-        workload = trial.workload
-        count = len(placement.executors)
-        streams = executor_concurrency(workload, placement)
-        rates = executor_shares(workload["load"]["rate"], count) if workload["load"]["rate"] \
-            else [None] * count
-        steps = []
-        for slot, concurrency, rate in zip(placement.executors, streams, rates):
-            args = executor_args(workload, slot, concurrency, rate, self.record["job_id"],
-                                 trial_dir / f"{slot.id}.samples")
-            name = f"executor-{slot.id}-{trial.index}"
-            argv = component_argv("executor", args, recipe.data, self.run_dir)
-            step = self.runtime.start(name, srun_step(slot.node, name, argv))
-            step.expected_exit = True  # executors end by themselves; their status is read below
-            steps.append(step)
-        budget = workload["warmup"] + workload["duration"] + workload["request_timeout"] + 30
-        deadline, pause = time.monotonic() + budget, threading.Event()
-        while any(step.process.poll() is None for step in steps):
-            self._check_steps()
-            if time.monotonic() > deadline:
-                raise HpcbenchError("E007", f"trial {trial.id}: executors still running after "
-                                            f"{budget:g}s", (f"logs: {self.runtime.log_dir}",))
-            pause.wait(0.2)
-        failed = [f"{s.name}: exit {s.process.returncode}; log {s.log_path}" for s in steps
-                  if s.process.returncode != 0]
-        if failed:
-            raise HpcbenchError("E004", f"trial {trial.id}: executors failed", failed)
 
 
 def main(argv: list[str] | None = None) -> int:

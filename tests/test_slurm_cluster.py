@@ -155,14 +155,15 @@ def test_apptainer_runtime_runs_each_step_in_its_image_on_its_node(cluster, repo
     assert sorted(m["node"] for m in monitors) == ["node1", "node2", "node3"]
     assert all(m["nv"] and m["command"][0] == "hpcbench-monitor" for m in monitors)
     (executor,) = by_image["hpcbench-executor.sif"]
-    assert executor["node"] == "node3" and executor["command"][0] == "hpcbench-executor"
-    assert f"http://{cluster.node('node2').address}:8000" in executor["command"]
+    assert executor["node"] == "node3" and executor["command"][:2] == ["hpcbench-executor",
+                                                                       "--coordinator"]
+    assert executor["command"][2].startswith(cluster.node("node1").address + ":")
 
 
 def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path):
     """Coordinator on node1, simulator on node2, executor on node3, a monitor on every node;
     both sweep trials run in the one allocation and the load comes from node3's address."""
-    from hpcbench.executor.sinks import read_batches
+    from hpcbench.coordinator.results import read_samples, read_summary
 
     recipe = tmp_path / "recipe.yaml"
     write_recipe(recipe)
@@ -171,27 +172,33 @@ def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path
     recipe.write_text(yaml.safe_dump(data))
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
     server, client = cluster.node("node2"), cluster.node("node3")
-    peers = wait_until(lambda: cluster.tcp_peers(server, 8000), timeout=60,
-                       what="a client connection to the simulator on node2")
-    assert peers == {client.address}
-    assert cluster.wait_finished(job_id) == "COMPLETED"
+    # the load reaches the simulator from node3's address (node1 only checks its health and
+    # node2's monitor scrapes its /metrics)
+    wait_until(lambda: client.address in cluster.tcp_peers(server, 8000), timeout=120,
+               what="a connection from node3 to the simulator on node2")
+    assert cluster.wait_finished(job_id, timeout=180) == "COMPLETED", job_output(tmp_path, job_id)
     run_dir = tmp_path / "results" / "vsim" / job_id
     record = json.loads((run_dir / "job.json").read_text())
     assert record["state"] == "completed" and record["exit_code"] == 0
+    assert record["control"].startswith(cluster.node("node1").address + ":")
     assert [t["state"] for t in record["trials"]] == ["finished", "finished"]
     for trial in record["trials"]:
-        batches = list(read_batches(run_dir / "trials" / trial["id"] / "exec-0.samples"))
+        batches = list(read_samples(run_dir / trial["id"] / "samples.msgpack"))
         assert batches and {batch.node for batch in batches} == {"node3"}
-        assert sum(batch.n for batch in batches) > 0
+        requests = sum(batch.n for batch in batches)
+        assert requests > 0
+        overall = read_summary(run_dir / trial["id"])["overall"]
+        assert overall["requests"] + overall["warmup_requests"] + overall["drain_requests"] == requests
     for node in cluster.nodes:
         assert (run_dir / "telemetry" / f"{node.name}.csv").stat().st_size > 0
 
 
-def trial_states(run_dir: Path) -> list[str]:
+def job_output(workdir: Path, job_id: str) -> str:
+    """The batch script's output, for assertion messages."""
     try:
-        return [t["state"] for t in json.loads((run_dir / "job.json").read_text())["trials"]]
-    except (OSError, ValueError):
-        return []
+        return (workdir / f"hpcbench-{job_id}.out").read_text()[-3000:]
+    except OSError as error:
+        return str(error)
 
 
 @pytest.mark.parametrize("how, state, slurm_state, exit_code", [
@@ -201,24 +208,26 @@ def trial_states(run_dir: Path) -> list[str]:
 ])
 def test_stopping_mid_sweep_keeps_finished_trials_and_marks_the_partial_one(
         cluster, repo, tmp_path, how, state, slurm_state, exit_code):
+    from hpcbench.recipes import expand_trials, load_recipe
+
     recipe = tmp_path / "recipe.yaml"
     write_recipe(recipe)
     data = yaml.safe_load(recipe.read_text())
     data["workload"]["concurrency"] = [1, 2]
     data["workload"]["duration"] = "4s"
     recipe.write_text(yaml.safe_dump(data))
-    # stop the job as soon as the second trial has started (each trial runs 4 s)
+    first, second = (trial.id for trial in expand_trials(load_recipe(recipe)))
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
     run_dir = tmp_path / "results" / "vsim" / job_id
-    wait_until(lambda: trial_states(run_dir) == ["finished", "running"], timeout=90,
-               interval=0.05, what="the first trial finished and the second running")
+    # stop the job as soon as the second trial has started (each trial runs 4 s)
+    wait_until(lambda: (run_dir / first / "trial.done").exists() and (run_dir / second).exists(),
+               timeout=120, interval=0.05, what="the first trial finished and the second running")
     cluster.slurm([*how, job_id])
     assert cluster.wait_finished(job_id) == slurm_state
     wait_until(lambda: not any(cluster.job_processes(node) for node in cluster.nodes),
                timeout=30, what="every process of the job to end on every node")
     record = json.loads((run_dir / "job.json").read_text())
-    assert (record["state"], record["exit_code"]) == (state, exit_code)
+    assert (record["state"], record["exit_code"]) == (state, exit_code), job_output(tmp_path, job_id)
     assert [t["state"] for t in record["trials"]] == ["finished", "partial"]
-    first = run_dir / "trials" / record["trials"][0]["id"]
-    assert (first / "done.json").exists() and (first / "exec-0.samples").stat().st_size > 0
-    assert not (run_dir / "trials" / record["trials"][1]["id"] / "done.json").exists()
+    assert (run_dir / first / "summary.json").exists()
+    assert not (run_dir / second / "trial.done").exists()

@@ -255,7 +255,7 @@ SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
 ReturnToService=2
 MinJobAge=600
-KillWait=5
+KillWait=30
 InactiveLimit=0
 SlurmdTimeout=60
 {node_lines}
