@@ -1,0 +1,65 @@
+"""The simulator plugin for real (`hpcbench sim` started from its LaunchSpec), and the Ollama
+plugin's health and prepare steps against the simulator's Ollama API (no Ollama binary can be
+installed here; the simulator speaks its protocol: /, /api/tags, /api/pull, /api/generate)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.servers import ollama
+from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.servers.plugin import LaunchContext
+from hpcbench.servers.registry import get_service
+from support.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def sim_url(tmp_path_factory):
+    work = tmp_path_factory.mktemp("sim")
+    plugin = get_service("simulator")
+    ctx = LaunchContext(service_config={"mode": "fixed", "extra_model": "other"},
+                        model="sim-llama", node="localhost", address="127.0.0.1",
+                        port=free_port(), run_dir=work)
+    spec = plugin.launch(ctx)
+    assert spec.argv[1:] == ["sim", "--host", "127.0.0.1", "--port", str(ctx.port),
+                             "--mode", "fixed", "--extra-model", "other", "--model", "sim-llama"]
+    process = start_server(spec, work / "sim.log")
+    try:
+        plugin.wait_healthy(spec.base_url, timeout_s=60, interval_s=0.05)
+        yield spec.base_url
+    finally:
+        assert stop_server(process) is not None
+
+
+def test_simulator_prepare_checks_the_served_model(sim_url):
+    plugin = get_service("simulator")
+    plugin.prepare(sim_url, "sim-llama", timeout_s=5)
+    with pytest.raises(HpcbenchError) as caught:
+        plugin.prepare(sim_url, "gpt-9", timeout_s=5)
+    assert caught.value.code == "E003"
+    assert "other" in caught.value.details[0] and "sim-llama" in caught.value.details[0]
+
+
+def test_ollama_health_and_prepare_of_a_present_model(sim_url):
+    plugin = get_service("ollama")
+    plugin.wait_healthy(sim_url, timeout_s=5, interval_s=0.05)
+    assert {"sim-llama", "sim-llama:latest"} <= ollama.local_models(sim_url, 5)
+    plugin.prepare(sim_url, "sim-llama", timeout_s=10,
+                   service_config={"keep_alive": "5m", "gpu_layers": 0})
+
+
+def test_ollama_pull_streams_progress_until_success(sim_url):
+    progress = io.StringIO()
+    ollama.pull(sim_url, "llama3.2:1b", timeout_s=10, out=progress)
+    lines = progress.getvalue().splitlines()
+    assert lines[0] == "ollama pull llama3.2:1b: pulling manifest"
+    assert any(line.endswith("100%") for line in lines)
+    assert lines[-1] == "ollama pull llama3.2:1b: success"
+
+
+def test_ollama_prepare_fails_with_e003_when_the_server_is_gone():
+    with pytest.raises(HpcbenchError) as caught:
+        get_service("ollama").prepare(f"http://127.0.0.1:{free_port()}", "llama3", timeout_s=2)
+    assert caught.value.code == "E003" and "llama3" in caught.value.message
