@@ -257,6 +257,8 @@ class SlurmJob:
     def _finish_session(self) -> int:
         """The session's own outcome: its error, or E004 when a trial broke its limits."""
         session = self.session
+        if session.state == pb.STOPPED:  # `hpcbench stop` through the Control API
+            return self._finish("stopped", 130, session.stop_reason)
         if session.error is not None:
             print(session.error.render(), file=sys.stderr)
             return self._finish("failed", session.error.exit_status, session.error.render())
