@@ -183,3 +183,22 @@ def test_report_of_a_trial_directory_names_its_parent(faulty_run):
     trial = next(path for path in faulty_run.iterdir() if (path / "trial.done").exists())
     done = hpcbench("report", str(trial))
     assert done.returncode == 2 and f"pass its parent: {faulty_run}" in done.stderr
+
+
+def test_a_damaged_or_interrupted_run_still_gets_a_report(faulty_run, tmp_path):
+    """An interrupted trial (no trial.done), a torn telemetry line, no session.json: the report
+    covers what finished and says what is missing."""
+    run_dir = tmp_path / SCENARIO / faulty_run.name
+    shutil.copytree(faulty_run, run_dir)
+    (run_dir / "concurrency-8_rep-2" / "trial.done").unlink()
+    (run_dir / "session.json").unlink()
+    with open(run_dir / "telemetry" / "localhost.csv", "a") as telemetry:
+        telemetry.write("2026-11-2")
+    done = hpcbench("report", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    text = report_text(run_dir)
+    assert "Unfinished trials (no trial.done, not reported): concurrency-8_rep-2" in text
+    assert "unknown (no session.json)" in text
+    assert len(IMAGE.findall(text)) == 1 + 1 + 1 + 3 + 1
+    with open(run_dir / "summary.csv") as source:
+        assert len(list(csv.DictReader(source))) == 3
