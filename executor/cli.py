@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from hpcbench.coordinator.errors import HpcbenchError, config_error
@@ -58,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out", metavar="FILE", help="write sample batches to this file")
     out.add_argument("--push", metavar="ENDPOINT", help="PUSH sample batches to a ZeroMQ PULL")
     out.add_argument("--run-id", default="standalone")
-    out.add_argument("--executor-id", default="executor-0")
-    out.add_argument("--node", default="localhost")
+    out.add_argument("--executor-id", help="default: executor-0 (with --coordinator: "
+                     "$HPCBENCH_AGENT_ID or one the coordinator assigns)")
+    out.add_argument("--node", help="node name in the samples (default: $SLURMD_NODENAME, "
+                     "else localhost)")
     return parser
 
 
@@ -93,8 +96,9 @@ def run_standalone(args: argparse.Namespace) -> int:
     if not args.target or not args.model:
         raise config_error("--target URL and --model NAME are required (or give --coordinator)")
     workload = workload_from_args(args)
-    config = LoadConfig.from_workload(workload, args.target, run_id=args.run_id,
-                                      executor_id=args.executor_id, node=args.node)
+    config = LoadConfig.from_workload(
+        workload, args.target, run_id=args.run_id, executor_id=args.executor_id or "executor-0",
+        node=args.node or os.environ.get("SLURMD_NODENAME", "localhost"))
     sink = (FileSink(args.out) if args.out else ZmqSink(args.push) if args.push
             else MemorySink())
     try:

@@ -70,13 +70,13 @@ class OpenAIProtocol:
             choice = choices[0]
             if self.chat:
                 delta = choice.get("delta") or {}
-                text = delta.get("content", delta.get("reasoning_content"))
-                carries = "content" in delta or "reasoning_content" in delta
+                text = delta.get("content")
+                if text is None:
+                    text = delta.get("reasoning_content")
             else:
                 text = choice.get("text")
-                carries = "text" in choice
-            if text or (carries and choice.get("finish_reason") is None):
-                attempt.chunk(now)
+            if text or (text is not None and choice.get("finish_reason") is None):
+                attempt.chunk_times.append(now)
         usage = event.get("usage")
         if usage:
             attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
