@@ -7,6 +7,7 @@ address other nodes can reach.
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -144,6 +145,19 @@ def check_allocation(recipe: Mapping, allocation: Allocation) -> None:
 
 
 # ---- job status ------------------------------------------------------------------------------
+def job_summary(run_dir) -> str | None:
+    """`job 42 running on node1, node2, node3` for a session that run.sbatch ran (its job.json
+    in `run_dir`), else None: what `hpcbench status` adds about the Slurm job."""
+    from pathlib import Path
+
+    try:
+        record = json.loads((Path(run_dir) / "job.json").read_text())
+        job_id, nodes = str(record["job_id"]), record["nodes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"job {job_id} {job_state(job_id).lower()} on {', '.join(nodes)}"
+
+
 def job_state(job_id: str, env: Mapping[str, str] | None = None) -> str:
     """The job's state: squeue while it is known there, else sacct, else UNKNOWN."""
     for argv in (["squeue", "-h", "-j", job_id, "-o", "%T"],

@@ -231,3 +231,34 @@ def test_stopping_mid_sweep_keeps_finished_trials_and_marks_the_partial_one(
     assert [t["state"] for t in record["trials"]] == ["finished", "partial"]
     assert (run_dir / first / "summary.json").exists()
     assert not (run_dir / second / "trial.done").exists()
+
+
+def test_status_and_stop_reach_the_session_of_a_running_job(cluster, repo, tmp_path):
+    """`hpcbench status` / `hpcbench stop` from outside the job talk to its coordinator on
+    node1's address; stop ends the job gracefully with everything stopped on every node."""
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe)
+    data = yaml.safe_load(recipe.read_text())
+    data["workload"]["duration"] = "60s"
+    recipe.write_text(yaml.safe_dump(data))
+    job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
+    env = cli_cluster_env(cluster)
+
+    def verb(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["hpcbench", *args, "--session", job_id], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    shown = wait_until(lambda: (done := verb("status")).returncode == 0
+                       and "state     running" in done.stdout and done,
+                       timeout=120, interval=0.5, what="the session to be running")
+    assert "executor-0 on node3" in shown.stdout
+    assert f"slurm     job {job_id} running on node1, node2, node3" in shown.stdout
+    assert f"results   {tmp_path / 'results' / 'vsim' / job_id}\n" in shown.stdout
+    stopped = verb("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert cluster.wait_finished(job_id) == "FAILED"  # 130: stopped before the sweep's end
+    record = json.loads((tmp_path / "results" / "vsim" / job_id / "job.json").read_text())
+    assert (record["state"], record["exit_code"]) == ("stopped", 130)
+    assert [t["state"] for t in record["trials"]] == ["partial"]
+    wait_until(lambda: not any(cluster.job_processes(node) for node in cluster.nodes),
+               timeout=30, what="every process of the job to end on every node")

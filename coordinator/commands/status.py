@@ -52,7 +52,17 @@ def run(args: argparse.Namespace) -> int:
               f"heartbeat {agent.last_heartbeat_age_s:.1f}s ago")
     if status.error_message:
         print(status.error_message)
+    _show_slurm_job(target.run_dir)
     return 0
+
+
+def _show_slurm_job(run_dir) -> None:
+    """The Slurm job around the session, when run.sbatch ran it."""
+    from hpcbench.coordinator.slurm import job_summary
+
+    line = job_summary(run_dir) if run_dir is not None else None
+    if line:
+        print(f"slurm     {line}")
 
 
 def _agent_state(state: int) -> str:
@@ -80,4 +90,5 @@ def _show_ended(run_dir, as_json: bool, error) -> int:
     print(f"results   {run_dir}")
     if record.get("error"):
         print(record["error"])
+    _show_slurm_job(run_dir)
     return 0
