@@ -113,6 +113,13 @@ class LocalRuntime:
             except subprocess.TimeoutExpired:
                 pass
 
+    def terminate(self, children: list[ChildProcess]) -> None:
+        """SIGTERM children without waiting (stop_all waits for them later)."""
+        for child in children:
+            child.expected_exit = True
+            if child.process.poll() is None:
+                _signal_group(child.process, signal.SIGTERM)
+
     def stop_all(self, timeout_s: float = 5.0) -> None:
         """SIGTERM every running child at once, SIGKILL those still there after `timeout_s`."""
         running = [child for child in self.children if child.process.poll() is None]

@@ -414,8 +414,13 @@ class Session:
             self._enter(pb.TEARDOWN)
         self.registry.shutdown_all()
         if self.runtime is not None:
-            self.runtime.wait_exits([child for child in self.runtime.children
-                                     if child.name.startswith("executor-")], timeout_s=2.0)
+            # executors quit on SHUTDOWN (their last batches flushed); the rest get SIGTERM
+            # meanwhile, so the components stop side by side rather than one after another
+            executors = [child for child in self.runtime.children
+                         if child.name.startswith("executor-")]
+            self.runtime.terminate([child for child in self.runtime.children
+                                    if child not in executors])
+            self.runtime.wait_exits(executors, timeout_s=2.0)
             self.runtime.stop_all()
         if self.data_plane is not None:
             self._enter(pb.REPORTING)

@@ -104,6 +104,11 @@ class ExecutorAgent:
                                         timeout=REGISTER_TIMEOUT_S, wait_for_ready=True)
 
     def serve(self) -> int:
+        # import the load generator and connect the sample socket now, while the coordinator
+        # is still preparing the service, so the first START begins without delay
+        import hpcbench.executor.engine  # noqa: F401
+
+        self._sample_sink()
         threading.Thread(target=self._follow_commands, name="commands", daemon=True).start()
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         config = None
