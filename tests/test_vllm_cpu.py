@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from hpcbench.executor.sinks import read_batches
@@ -114,3 +115,34 @@ def test_executor_counts_match_vllm_metrics(vllm_server, tmp_path, cli_env):
     server_ttft = delta("vllm:time_to_first_token_seconds_sum") / requests
     client_ttft = float(np.mean(columns["first_ns"] - columns["send_ns"])) / 1e9
     assert client_ttft >= server_ttft * 0.9 - 0.002, (client_ttft, server_ttft)
+
+
+def test_hpcbench_run_against_vllm_matches_its_metrics(vllm_server, tmp_path, cli_env):
+    """The whole pipeline (coordinator, executor agents, aggregator, results) on real vLLM:
+    the trial's request and token totals equal vLLM's own counters."""
+    recipe = {
+        "scenario": "vllm-cpu", "runtime": "process", "orchestration": {"mode": "local"},
+        "endpoints": [vllm_server],
+        "workload": {"service": "vllm", "model": "tiny", "api": "openai-chat",
+                     "duration": "5s", "warmup": "0s", "concurrency": 4,
+                     "dataset": {"input_tokens": {"distribution": "fixed", "mean": 24},
+                                 "output_tokens": {"distribution": "fixed",
+                                                   "mean": OUTPUT_TOKENS},
+                                 "ignore_eos": True}},
+        "results_dir": str(tmp_path / "results"),
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    before = scrape(vllm_server)
+    run = subprocess.run([str(Path(sys.executable).with_name("hpcbench")), "run", str(path)],
+                         env=cli_env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    after = scrape(vllm_server)
+    summaries = list((tmp_path / "results").rglob("default/summary.json"))
+    assert len(summaries) == 1
+    overall = json.loads(summaries[0].read_text())["overall"]
+    served = after["vllm:request_success_total"] - before["vllm:request_success_total"]
+    assert overall["error_total"] == 0 and overall["requests"] == served >= 4
+    assert overall["output_tokens"] == (after["vllm:generation_tokens_total"]
+                                        - before["vllm:generation_tokens_total"])
+    assert overall["output_tokens"] == served * OUTPUT_TOKENS
