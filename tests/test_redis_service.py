@@ -137,3 +137,29 @@ def test_hpcbench_executor_benchmarks_redis_into_sample_batches(redis_url, tmp_p
     for batch in batches:
         assert (batch.columns["first_ns"] >= batch.columns["send_ns"]).all()
         assert set(batch.columns["chunks"].tolist()) == {1}
+
+
+def test_hpcbench_run_deploys_redis_and_measures_it(tmp_path, cli_env):
+    """`hpcbench run` with service redis: the plugin starts redis-server, the executor speaks
+    RESP (the api comes from the plugin), and the results look like any other trial's."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    recipe = {"scenario": "redis-e2e", "runtime": "process", "orchestration": {"mode": "local"},
+              "workload": {"service": "redis", "model": "none", "duration": "2s",
+                           "warmup": "0s", "concurrency": 4},
+              "results_dir": str(tmp_path / "results")}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    run = subprocess.run([str(Path(sys.executable).with_name("hpcbench")), "run", str(path)],
+                         env=cli_env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    summaries = list((tmp_path / "results").rglob("default/summary.json"))
+    assert len(summaries) == 1
+    overall = json.loads(summaries[0].read_text())["overall"]
+    assert overall["requests"] > 100 and overall["error_total"] == 0
+    assert overall["latency"]["ttft"]["count"] == overall["requests"]
