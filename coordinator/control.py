@@ -43,7 +43,7 @@ class Coordinator:
     """gRPC server plus the sessions it runs. `start()`, then `start_session(...)`, `stop()`."""
 
     def __init__(self, run_dir: Path, host: str = "127.0.0.1", port: int = 0,
-                 results_root: Path | None = None, max_workers: int = 64):
+                 results_root: Path | None = None, max_workers: int = 1024):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -53,6 +53,8 @@ class Coordinator:
         self.sessions: dict[str, "Session"] = {}
         self._lock = threading.Lock()
         self.agents = AgentServicer()
+        # every agent holds its Commands stream (and every watcher its Watch) on a server thread
+        # for the whole session: size the pool for hundreds of executors, threads idle cheaply
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                               thread_name_prefix="grpc"),
                                    interceptors=[TokenInterceptor(self.token)])

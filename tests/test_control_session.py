@@ -91,6 +91,8 @@ def test_start_watch_subscribe_and_stop_a_session_from_other_processes(tmp_path,
         # the CLI finds the session from its run directory, shows it, and stops it
         shown = hpcbench("status", "--run-dir", str(session_dir))
         assert shown.returncode == 0 and "state     running" in shown.stdout, shown.stderr
+        listed = hpcbench("status", "--run-dir", str(daemon), "--all")
+        assert listed.stdout.startswith("g1  grpc-control  running"), listed.stderr
         stopped = hpcbench("stop", "--run-dir", str(session_dir), "--reason", "test is done")
         assert stopped.returncode == 0, stopped.stderr
 
@@ -106,6 +108,8 @@ def test_start_watch_subscribe_and_stop_a_session_from_other_processes(tmp_path,
     assert record["state"] == "STOPPED"
     ended = hpcbench("status", "--run-dir", str(session_dir))
     assert "state     stopped" in ended.stdout    # the daemon still answers for it
+    late = hpcbench("watch", "--run-dir", str(session_dir))
+    assert late.returncode == 0 and "has ended (stopped)" in late.stdout
 
 
 def test_watch_of_an_unknown_session_is_not_found(daemon):

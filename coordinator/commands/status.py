@@ -16,6 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_target_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--all", action="store_true",
+                        help="one line per session the coordinator knows (Control.List)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     target = target_from_args(args)
     try:
         with ControlClient(target, timeout_s=5.0) as client:
+            if args.all:
+                return _show_all(client.list(), args.json)
             status = client.status()
     except HpcbenchError as error:
         if error.code != "E008" or target.run_dir is None:
@@ -63,6 +67,18 @@ def _show_slurm_job(run_dir) -> None:
     line = job_summary(run_dir) if run_dir is not None else None
     if line:
         print(f"slurm     {line}")
+
+
+def _show_all(reply, as_json: bool) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    if as_json:
+        print(json.dumps(MessageToDict(reply, preserving_proto_field_name=True), indent=2))
+        return 0
+    for status in reply.sessions:
+        print(f"{status.session_id}  {status.scenario}  {status.state_name.lower()}  "
+              f"{status.trials_done}/{status.trials_total} trials  {status.run_dir}")
+    return 0
 
 
 def _agent_state(state: int) -> str:

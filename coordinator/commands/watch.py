@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcbench.coordinator.bus import subscribe
-    from hpcbench.coordinator.errors import config_error
+    from hpcbench.coordinator.errors import HpcbenchError, config_error
     from hpcbench.proto import bus as contract
 
     topics = [topic.strip() for topic in args.topics.split(",") if topic.strip()]
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise config_error(f"--topics: unknown topic(s) {unknown}",
                            [f"choose from {', '.join(contract.TOPICS)}"])
     endpoint = args.bus or _bus_endpoint(args)
+    if endpoint is None:
+        return 0
     received = 0
     for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout):
         print(json.dumps(message, default=str) if args.json else describe(message), flush=True)
@@ -46,13 +48,24 @@ def run(args: argparse.Namespace) -> int:
         if (message["topic"] == contract.EVENT and data.get("event") == "session_end"
                 and not message["replay"]):
             break
+    if not received:
+        raise HpcbenchError("E008", f"no message from the metrics bus {endpoint} within "
+                            f"{args.idle_timeout:g}s", ("the session may have ended: "
+                                                        "`hpcbench status` tells",))
     return 0
 
 
-def _bus_endpoint(args) -> str:
+def _bus_endpoint(args) -> str | None:
+    """The session's bus endpoint; None (after saying so) when the session has ended."""
     from hpcbench.coordinator.control_client import ControlClient, target_from_args
+    from hpcbench.coordinator.data_plane import SESSION_FILE
 
     target = target_from_args(args)
+    if target.run_dir is not None and (target.run_dir / SESSION_FILE).exists():
+        record = json.loads((target.run_dir / SESSION_FILE).read_text())
+        print(f"session {record['session']} has ended ({record['state'].lower()}); "
+              f"its results are in {target.run_dir}")
+        return None
     if target.bus_endpoint:
         return target.bus_endpoint
     with ControlClient(target) as client:
