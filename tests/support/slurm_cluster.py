@@ -14,6 +14,7 @@ only goes to the addresses created here.
 """
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import shutil
@@ -283,7 +284,8 @@ PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
     def _spawn(self, argv: list[str], log_name: str) -> None:
         with open(self.workdir / log_name, "wb") as log:
             daemon = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                      env=self.env, start_new_session=True)
+                                      env=self.env, start_new_session=True,
+                                      preexec_fn=_die_with_test_process)
         self._daemons.append(daemon)
         if daemon.poll() is not None:
             raise RuntimeError(f"{argv[0]} exited at once; see {self.workdir / log_name}")
@@ -292,6 +294,12 @@ PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
         shown = self.slurm(["sinfo", "-h", "-N", "-o", "%N %t"], check=False).stdout.split("\n")
         states = dict(line.split() for line in shown if line.strip())
         return len(states) == NODE_COUNT and all(s == "idle" for s in states.values())
+
+
+def _die_with_test_process() -> None:
+    """In the child before exec: get SIGTERM when pytest dies, even by SIGKILL, so no daemon
+    of a killed test session lingers (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _free_port(address: str) -> int:
