@@ -141,6 +141,36 @@ def test_cli_writes_the_port_file_serves_and_dumps_truth_on_sigterm(sim_process)
     assert "serving tiny on http://127.0.0.1:" in process.stderr.read()
 
 
+def test_cli_workers_share_one_port_and_report_all_requests(tmp_path, cli_env):
+    port_file, truth_file = tmp_path / "port", tmp_path / "truth.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpcbench.coordinator.cli", "sim", "--workers", "2", "--port", "0",
+         "--port-file", str(port_file), "--truth", str(truth_file), "--mode", "fixed",
+         "--ttft-ms", "1", "--itl-ms", "1"], env=cli_env, stderr=subprocess.DEVNULL)
+    try:
+        url = "http://127.0.0.1:" + wait_until(
+            lambda: port_file.exists() and port_file.read_text().strip(), timeout=30,
+            what="the port file")
+        for _ in range(24):   # a new connection each: the kernel spreads them over the workers
+            urllib.request.urlopen(urllib.request.Request(
+                url + "/v1/completions", data=json.dumps(
+                    {"model": "sim-model", "prompt": "x", "max_tokens": 2}).encode()),
+                timeout=10).read()
+        stats = json.loads(urllib.request.urlopen(url + "/sim/stats", timeout=10).read())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert stats["served"] == 24 and stats["generation_tokens"] == 48
+    records = [json.loads(line) for line in truth_file.read_text().splitlines()]
+    ids = {record["id"] for record in records}
+    assert len(records) == len(ids) == 24
+    numbers = {int(ident.rsplit("-", 1)[1]) % 2 for ident in ids}
+    assert numbers == {0, 1}   # worker 0 numbers its requests 1, 3, ...; worker 1: 2, 4, ...
+
+
 def test_cli_rejects_a_bad_flag_value_with_the_field_name(cli_env):
     result = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "sim",
                              "--error-status", "404"], env=cli_env, capture_output=True,

@@ -2,7 +2,8 @@
 
 Every `SimulatorConfig` field is a flag (`--ttft-ms`, `--error-rate`, ...); `--port-file F`
 receives the bound port once the server listens (so `--port 0` is usable from scripts and tests),
-`--truth F` receives one JSON line of ground truth per request.
+`--truth F` receives one JSON line of ground truth per request, `--workers N` runs N processes
+on the port.
 """
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
             kind = {"int": int, "float": float}.get(str(spec.type), str)
             parser.add_argument(flag, type=kind, default=default,
                                 help=f"{FIELD_HELP[spec.name]} (default: {default})")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes sharing the port, each an independent replica with "
+                             "its own batch and queue; metrics and truth cover all (default: 1)")
     parser.add_argument("--port-file", metavar="FILE",
                         help="write the bound port here once listening (atomic)")
     parser.add_argument("--truth", metavar="FILE",
@@ -68,6 +72,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcbench.servers.simulator import SimulatorConfig, serve
+    from hpcbench.coordinator.errors import config_error
     values = {spec.name: getattr(args, spec.name) for spec in fields(SimulatorConfig)}
-    serve(SimulatorConfig(**values), port_file=args.port_file, truth_file=args.truth)
+    config = SimulatorConfig(**values)
+    if args.workers < 1:
+        raise config_error(f"--workers {args.workers}: expected an integer >= 1")
+    serve(config, port_file=args.port_file, truth_file=args.truth, workers=args.workers)
     return 0

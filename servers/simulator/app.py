@@ -16,21 +16,27 @@ from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.engine import Engine
 from hpcbench.servers.simulator.http import Exchange, Handler, Request
 from hpcbench.servers.simulator.metrics import ServerStats
+from hpcbench.servers.simulator.shared_stats import SharedStatsTable
 from hpcbench.servers.simulator.truth import TruthLog
 
 
 class SimulatorApp:
     """One simulator: create it inside the event loop that will serve it."""
 
-    def __init__(self, config: SimulatorConfig, truth: TruthLog | None) -> None:
+    def __init__(self, config: SimulatorConfig, truth: TruthLog | None,
+                 shared: SharedStatsTable | None = None, worker: int = 0) -> None:
         self.config = config
         self.models = list(config.models)
         self.stats = ServerStats(config.model)
         self.truth = truth
-        self.engine = Engine(config, self.stats, truth.add if truth is not None else None)
+        self.shared = shared
+        publish = partial(shared.publish, worker, self.stats) if shared is not None else None
+        self.engine = Engine(config, self.stats, truth.add if truth is not None else None,
+                             publish)
         self.started_wall = int(time.time())
         self.ready_at = time.perf_counter() + config.not_ready_s
-        self._ids = itertools.count(1)
+        # ids unique across worker processes: worker k of n numbers k+1, k+1+n, ...
+        self._ids = itertools.count(worker + 1, shared.table.shape[0] if shared else 1)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): partial(openai_api.generate, self, chat=True),
             ("POST", "/v1/completions"): partial(openai_api.generate, self, chat=False),
@@ -84,8 +90,12 @@ class SimulatorApp:
                                              f"{left:.1f}s left)"}, "Retry-After: 1\r\n")
 
     def _metrics(self, request: Request, exchange: Exchange) -> None:
-        exchange.respond(200, self.stats.render(self.config.kv_cache_tokens),
+        exchange.respond(200, self.all_stats().render(self.config.kv_cache_tokens),
                          "text/plain; version=0.0.4; charset=utf-8")
 
     def _sim_stats(self, request: Request, exchange: Exchange) -> None:
-        exchange.respond(200, json.dumps(self.stats.snapshot()).encode())
+        exchange.respond(200, json.dumps(self.all_stats().snapshot()).encode())
+
+    def all_stats(self) -> ServerStats:
+        """This process's stats, or the sum over all worker processes."""
+        return self.shared.combined() if self.shared is not None else self.stats

@@ -89,10 +89,13 @@ class Engine:
     """Admits, schedules and finishes generations on one event loop."""
 
     def __init__(self, config: SimulatorConfig, stats: ServerStats,
-                 record: Callable[[dict], None] | None) -> None:
+                 record: Callable[[dict], None] | None,
+                 publish: Callable[[], None] | None = None) -> None:
         self.config = config
         self.stats = stats
         self.record = record
+        # copies the stats where other worker processes see them (shared_stats.py), if any
+        self.publish = publish or (lambda: None)
         self.loop = asyncio.get_running_loop()
         self.waiting: deque[Generation] = deque()
         self.fault_rng = random.Random(config.seed)
@@ -118,6 +121,7 @@ class Engine:
 
     def count_fault(self, kind: str, info: dict | None = None) -> None:
         self.stats.faults[kind] += 1
+        self.publish()
         if kind == "error" and self.record is not None and info is not None:
             self.record({**info, "outcome": "error", "status": self.config.error_status})
 
@@ -146,6 +150,7 @@ class Engine:
             generation.state = "waiting"
             self.waiting.append(generation)
             self.stats.waiting += 1
+        self.publish()
 
     def cancel(self, generation: Generation) -> None:
         """The client went away: stop generating and free the batch slot."""
@@ -193,6 +198,7 @@ class Engine:
         if due and due[0][0] < self.alarm_at:
             self.alarm_at = due[0][0]
             self.alarm.set(self.alarm_at)
+        self.publish()
 
     def close(self) -> None:
         self.alarm.close()
@@ -205,6 +211,7 @@ class Engine:
             stats.prompt_tokens += generation.prompt_tokens
         if generation.no_token:
             stats.faults["no_token"] += 1
+            self.publish()
             generation.output.finish(generation)
             self._end(generation, "no_token")
             return
@@ -224,6 +231,7 @@ class Engine:
         stats.kv_tokens += 1
         if generation.emitted == generation.disconnect_at:
             stats.faults["disconnect"] += 1
+            self.publish()
             generation.output.abort()
             self._end(generation, "disconnect")
         elif generation.emitted >= generation.n_tokens:
@@ -232,6 +240,7 @@ class Engine:
                 stats.tpot.observe((now - generation.first) / (generation.emitted - 1))
             stats.served += 1
             stats.finished[generation.finish_reason] += 1
+            self.publish()   # counted before the client can see its last byte
             generation.output.finish(generation)
             self._end(generation, "served")
         else:

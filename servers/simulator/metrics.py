@@ -62,6 +62,44 @@ class ServerStats:
         self.tpot = Histogram(ITL_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
 
+    # --- flat form, for summing the stats of several worker processes ---------------------
+    SCALARS = ("running", "waiting", "kv_tokens", "prompt_tokens", "generation_tokens", "served",
+               "cancelled")
+    REASONS = ("length", "stop")
+    FAULTS = ("error", "disconnect", "no_token")
+    HISTOGRAMS = ("ttft", "itl", "tpot", "e2e")
+
+    def vector(self) -> list[float]:
+        """All counters as one flat list (layout fixed by the class constants above)."""
+        values = [getattr(self, name) for name in self.SCALARS]
+        values += [self.finished[reason] for reason in self.REASONS]
+        values += [self.faults[kind] for kind in self.FAULTS]
+        for name in self.HISTOGRAMS:
+            histogram = getattr(self, name)
+            values += [*histogram.counts, histogram.total, histogram.count]
+        return values
+
+    def load_vector(self, values) -> "ServerStats":
+        """Set every counter from a `vector()` (e.g. the sum over workers); returns self."""
+        values = [float(v) for v in values]
+        position = 0
+        for name in self.SCALARS:
+            setattr(self, name, int(values[position]))
+            position += 1
+        for table, keys in ((self.finished, self.REASONS), (self.faults, self.FAULTS)):
+            table.clear()
+            for key in keys:
+                if values[position]:
+                    table[key] = int(values[position])
+                position += 1
+        for name in self.HISTOGRAMS:
+            histogram = getattr(self, name)
+            size = len(histogram.counts)
+            histogram.counts = [int(v) for v in values[position:position + size]]
+            histogram.total, histogram.count = values[position + size], int(values[position + size + 1])
+            position += size + 2
+        return self
+
     def snapshot(self) -> dict:
         return {"served": self.served, "running": self.running, "waiting": self.waiting,
                 "prompt_tokens": self.prompt_tokens,

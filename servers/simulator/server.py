@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import uvloop
 
@@ -20,6 +21,7 @@ from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.servers.simulator.app import SimulatorApp
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.http import HttpConnection
+from hpcbench.servers.simulator.shared_stats import SharedStatsTable
 from hpcbench.servers.simulator.truth import TruthLog, dump_jsonl
 
 
@@ -34,12 +36,13 @@ class Listener:
     def _connection(self) -> HttpConnection:
         return HttpConnection(self.app.route, self.connections)
 
-    async def open(self) -> int:
+    async def open(self, reuse_port: bool = False) -> int:
         config = self.app.config
         loop = asyncio.get_running_loop()
         try:
             self.server = await loop.create_server(self._connection, config.host, config.port,
-                                                   reuse_address=True, backlog=4096)
+                                                   reuse_address=True, reuse_port=reuse_port,
+                                                   backlog=4096)
         except OSError as error:
             raise HpcbenchError("E008", f"simulator cannot listen on {config.host}:{config.port} "
                                         f"({error.strerror or error})",
@@ -142,26 +145,39 @@ def start_simulator(config: SimulatorConfig | None = None, **overrides) -> Simul
 
 
 def serve(config: SimulatorConfig, port_file: str | None = None,
-          truth_file: str | None = None) -> None:
+          truth_file: str | None = None, workers: int = 1) -> None:
     """Serve in the foreground until SIGTERM/SIGINT; the bound port goes to `port_file`
-    (written atomically once listening) and ground truth to `truth_file` as JSONL."""
+    (written atomically once listening) and ground truth to `truth_file` as JSONL. With
+    `workers` > 1, that many processes share the port (see workers.py)."""
     if truth_file:
         config = replace(config, record_truth=True)
-    uvloop.run(_serve(config, port_file, truth_file))
-
-
-async def _serve(config: SimulatorConfig, port_file: str | None, truth_file: str | None) -> None:
-    loop = asyncio.get_running_loop()
+    if workers > 1:
+        from hpcbench.servers.simulator.workers import serve_workers
+        serve_workers(config, port_file, truth_file, workers)
+        return
     truth = TruthLog(keep=False, path=truth_file) if truth_file else None
-    listener = Listener(SimulatorApp(config, truth))
-    port = await listener.open()
+    uvloop.run(run_until_signalled(config, truth,
+                                   lambda port: announce(config, port, port_file, workers=1)))
+
+
+def announce(config: SimulatorConfig, port: int, port_file: str | None, workers: int) -> None:
+    """Tell scripts (port file, atomically) and people (stderr) where the simulator listens."""
     if port_file:
         temporary = Path(port_file).with_name(Path(port_file).name + f".{os.getpid()}.tmp")
         temporary.write_text(f"{port}\n")
         temporary.replace(port_file)
     print(f"hpcbench sim: serving {config.model} on http://{config.host}:{port} "
-          f"(OpenAI /v1, Ollama /api, metrics /metrics), mode {config.mode}",
-          file=sys.stderr, flush=True)
+          f"(OpenAI /v1, Ollama /api, metrics /metrics), mode {config.mode}, "
+          f"{workers} worker process(es)", file=sys.stderr, flush=True)
+
+
+async def run_until_signalled(config: SimulatorConfig, truth: TruthLog | None,
+                              on_listening: Callable[[int], None],
+                              shared: SharedStatsTable | None = None, worker: int = 0) -> None:
+    """Listen, report the port, serve until SIGTERM/SIGINT, then flush the truth and close."""
+    loop = asyncio.get_running_loop()
+    listener = Listener(SimulatorApp(config, truth, shared, worker))
+    on_listening(await listener.open(reuse_port=shared is not None))
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)

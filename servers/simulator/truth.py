@@ -11,31 +11,46 @@ once, at the end).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import IO
 
 
 class TruthLog:
-    """Collects records in memory (`records`) and/or appends them to a JSONL file."""
+    """Collects records in memory (`records`) and/or appends them to a JSONL file.
 
-    def __init__(self, keep: bool = True, path: str | Path | None = None) -> None:
+    File lines are written whole, in one `write` per flush on an O_APPEND descriptor, so several
+    worker processes can share one file without interleaving parts of lines.
+    """
+
+    FLUSH_EVERY = 1000   # lines; `flush()` is also called about once a second by the server
+
+    def __init__(self, keep: bool = True, path: str | Path | None = None,
+                 truncate: bool = True) -> None:
         self.records: list[dict] | None = [] if keep else None
-        self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None
+        self._pending: list[str] = []
+        self._fd: int | None = None
+        if path:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+            self._fd = os.open(path, flags, 0o644)
 
     def add(self, record: dict) -> None:
         if self.records is not None:
             self.records.append(record)
-        if self._file is not None:
-            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        if self._fd is not None:
+            self._pending.append(json.dumps(record, separators=(",", ":")) + "\n")
+            if len(self._pending) >= self.FLUSH_EVERY:
+                self.flush()
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        if self._fd is not None and self._pending:
+            os.write(self._fd, "".join(self._pending).encode())
+            self._pending.clear()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            self.flush()
+            os.close(self._fd)
+            self._fd = None
 
 
 def dump_jsonl(records: list[dict], path: str | Path) -> None:
