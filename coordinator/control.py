@@ -91,8 +91,9 @@ class Coordinator:
                       **options) -> "Session":
         """Create a session and run it in its own thread. `session_class` (default Session)
         lets run.sbatch use a Session that starts components on Slurm nodes."""
-        from hpcbench.coordinator.session import Session, new_session_id
+        from hpcbench.coordinator.session import Session, load_recipe_source, new_session_id
 
+        load_recipe_source(recipe_text, recipe_path)   # a bad recipe is refused here, E006
         session_id = session_id or new_session_id()
         with self._lock:
             running = self.sessions.get(session_id)
@@ -146,7 +147,8 @@ class ControlServicer(pb_grpc.ControlServicer):
                 recipe_path=request.recipe_path if which == "recipe_path" else None,
                 session_id=request.session_id or None)
         except HpcbenchError as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, error.render())
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT if error.code == "E006"
+                          else grpc.StatusCode.FAILED_PRECONDITION, error.render())
         return session.status()
 
     def Status(self, request, context):

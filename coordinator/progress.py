@@ -13,7 +13,6 @@ from rich.live import Live
 from rich.table import Table
 
 from hpcbench.coordinator.data_plane import headline
-from hpcbench.proto import control_v1_pb2 as pb
 
 PLAIN_EVERY_S = 2.0
 

@@ -12,7 +12,6 @@ same session id are skipped (resume). The session runs in its own thread, starte
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -30,6 +29,18 @@ from hpcbench.proto import control_v1_pb2 as pb
 REGISTRATION_TIMEOUT_S = 60.0
 TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout before E007
 LOCAL_NODE = "localhost"
+
+
+def load_recipe_source(recipe_text: str | None, recipe_path: str | None):
+    """The validated Recipe from its text or its path (HpcbenchError E006 on any problem)."""
+    from hpcbench.recipes import load_recipe
+
+    if recipe_path is not None:
+        return load_recipe(recipe_path)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "recipe.yaml"
+        path.write_text(recipe_text)
+        return load_recipe(path)
 
 
 def new_session_id() -> str:
@@ -247,14 +258,7 @@ class Session:
                                 (f"log: {child.log_path}", *child.log_tail(8)))
 
     def _load_recipe(self):
-        from hpcbench.recipes import load_recipe
-
-        if self._recipe_path is not None:
-            return load_recipe(self._recipe_path)
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "recipe.yaml"
-            path.write_text(self._recipe_text)
-            return load_recipe(path)
+        return load_recipe_source(self._recipe_text, self._recipe_path)
 
     def _open_data_plane(self):
         from hpcbench.coordinator.data_plane import DataPlane

@@ -80,3 +80,19 @@ def test_health_and_reflection_answer_without_a_token(channel):
              for service in reply.list_services_response.service}
     assert {"hpcbench.control.v1.Control", "hpcbench.control.v1.Agent",
             "grpc.health.v1.Health"} <= names
+
+
+def test_a_bad_recipe_is_refused_by_start_session_naming_the_field(coordinator, channel):
+    control = pb_grpc.ControlStub(channel)
+    metadata = call_metadata(coordinator.token)
+    bad = "scenario: x\nworkload: {service: simulator, model: m, duration: soon}\n"
+    with pytest.raises(grpc.RpcError) as caught:
+        control.StartSession(pb.StartSessionRequest(recipe_yaml=bad), metadata=metadata,
+                             timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "E006" in caught.value.details() and "workload.duration" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as missing:
+        control.StartSession(pb.StartSessionRequest(recipe_path="/nonexistent/recipe.yaml"),
+                             metadata=metadata, timeout=10)
+    assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(control.List(pb.ListRequest(), metadata=metadata, timeout=5).sessions) == []
