@@ -41,6 +41,8 @@ class TimerFdAlarm:
         loop.add_reader(self._fd, self._fired)
 
     def set(self, when: float) -> None:
+        if self._fd is None:   # closed while the server shuts down
+            return
         seconds = int(when)
         self._spec.it_value.tv_sec = seconds
         self._spec.it_value.tv_nsec = max(1, int((when - seconds) * 1e9))  # 0 would disarm
@@ -54,8 +56,10 @@ class TimerFdAlarm:
         self._callback()
 
     def close(self) -> None:
-        self._loop.remove_reader(self._fd)
-        os.close(self._fd)
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
 
 class LoopAlarm:

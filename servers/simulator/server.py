@@ -25,6 +25,12 @@ from hpcbench.servers.simulator.shared_stats import SharedStatsTable
 from hpcbench.servers.simulator.truth import TruthLog, dump_jsonl
 
 
+def listen_error(config: SimulatorConfig, error: OSError) -> HpcbenchError:
+    return HpcbenchError("E008", f"simulator cannot listen on {config.host}:{config.port} "
+                                 f"({error.strerror or error})",
+                         ("choose another --port, or --port 0 for a free one",))
+
+
 class Listener:
     """The listening socket, the app behind it and the open connections (to close on stop)."""
 
@@ -44,9 +50,7 @@ class Listener:
                                                    reuse_address=True, reuse_port=reuse_port,
                                                    backlog=4096)
         except OSError as error:
-            raise HpcbenchError("E008", f"simulator cannot listen on {config.host}:{config.port} "
-                                        f"({error.strerror or error})",
-                                ("choose another --port, or --port 0 for a free one",)) from None
+            raise listen_error(config, error) from None
         return self.server.sockets[0].getsockname()[1]
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ import uvloop
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.servers.simulator.config import SimulatorConfig
-from hpcbench.servers.simulator.server import announce, run_until_signalled
+from hpcbench.servers.simulator.server import announce, listen_error, run_until_signalled
 from hpcbench.servers.simulator.shared_stats import SharedStatsTable
 from hpcbench.servers.simulator.truth import TruthLog
 
@@ -40,10 +40,7 @@ def serve_workers(config: SimulatorConfig, port_file: str | None, truth_file: st
             try:
                 placeholder.bind((config.host, config.port))
             except OSError as error:
-                raise HpcbenchError("E008", f"simulator cannot listen on {config.host}:"
-                                            f"{config.port} ({error.strerror or error})",
-                                    ("choose another --port, or --port 0 for a free one",)
-                                    ) from None
+                raise listen_error(config, error) from None
             config = replace(config, port=placeholder.getsockname()[1])
             if truth_file:
                 Path(truth_file).write_text("")   # truncated once; workers append whole lines
