@@ -18,13 +18,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.coordinator.results import DONE
+from hpcbench.coordinator.results import DONE, write_atomic
 from hpcbench.coordinator.session import REGISTRATION_TIMEOUT_S, Session
 from hpcbench.coordinator.slurm import Allocation, place_on_allocation
 from hpcbench.proto import control_v1_pb2 as pb
@@ -106,13 +105,6 @@ def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
     image, _ = component_image(component, data)
     return wrap([command, *args], "apptainer", {"service": {"path": image}},
                 [*data["binds"], str(run_dir)], gpus=gpus)
-
-
-def write_json_atomic(path: Path, value: dict) -> None:
-    """Write JSON via a temp file + rename, so readers never see half a file."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
-        json.dump(value, out, indent=2, default=str)
-    os.replace(out.name, path)
 
 
 class SlurmSession(Session):
@@ -290,7 +282,7 @@ class SlurmJob:
 
     def _save(self) -> None:
         if self.run_dir is not None:
-            write_json_atomic(self.run_dir / "job.json", self.record)
+            write_atomic(self.run_dir / "job.json", json.dumps(self.record, indent=2, default=str))
 
     def _open_run_dir(self, recipe, allocation: Allocation, placement) -> None:
         submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
