@@ -80,6 +80,8 @@ class LoadConfig:
     batch_interval: float = 1.0       # seconds between sample batches
     batch_max_rows: int = 20_000      # cut a batch early when this many requests finished
     slo: dict = field(default_factory=dict)
+    batch: int = 1                    # prompts per request (openai-completions prompt list)
+    max_tokens: int | None = None     # caps every request's max_tokens / num_predict
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -129,12 +131,22 @@ class LoadConfig:
             executor_id=executor_id or f"executor-{executor_index}", node=str(node),
             executor_index=executor_index, executor_count=executor_count,
             slo=dict(get.mapping("slo")),
+            batch=_batch(get, api),
+            max_tokens=get.integer("max_tokens", None, minimum=1, allow_none=True),
         )
 
 
 def _share(total: int, index: int, count: int) -> int:
     """This executor's part of an integer total split as evenly as possible."""
     return total // count + (1 if index < total % count else 0)
+
+
+def _batch(get: "_Reader", api: str) -> int:
+    batch = get.integer("batch", 1, minimum=1)
+    if batch > 1 and api != "openai-completions":
+        raise config_error(f"workload.batch={batch} needs api: openai-completions (the only API "
+                           "that takes a list of prompts in one request); use batch: 1")
+    return batch
 
 
 def _concurrency(get: "_Reader", index: int, count: int) -> int:

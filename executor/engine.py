@@ -84,14 +84,9 @@ class _Trial:
         if hasattr(self.protocol, "requests"):   # non-HTTP protocols (RESP) frame their own
             self.requests = [(command, None) for command in
                              self.protocol.requests(self.prompts, config.executor_index)]
+            self.tokens_in = [prompt.input_tokens for prompt in self.prompts]
         else:
-            # prebuilt per prompt, split before the blank line so each request gets its own
-            # X-Request-Id (see client_request_id): servers log it, the simulator's truth keeps it
-            path = config.base_path + self.protocol.path
-            self.requests = [build_request("POST", host, port, path, json.dumps(
-                self.protocol.body(config.model, prompt.text, prompt.output_tokens,
-                                   config.stream, config.dataset.ignore_eos)).encode()
-            ).split(b"\r\n\r\n", 1) for prompt in self.prompts]
+            self._prebuild_http(host, port)
         self.request_id_header = b"X-Request-Id: " + client_request_id(
             config.executor_id, 0)[:19].encode()
         self.timeout_ns = int(config.request_timeout * 1e9)
@@ -104,6 +99,28 @@ class _Trial:
         self.dispatching = True
         self.all_done = asyncio.Event()
         self.flush_now = asyncio.Event()
+
+    def _prebuild_http(self, host: str, port: int) -> None:
+        """One request per prompt (per `batch` consecutive prompts), as bytes split before the
+        blank line so each request gets its own X-Request-Id (see client_request_id): servers
+        log it, the simulator's truth keeps it."""
+        config = self.config
+        path = config.base_path + self.protocol.path
+        count = len(self.prompts)
+        self.requests, self.tokens_in = [], []
+        for first in range(count):
+            group = [self.prompts[(first * config.batch + k) % count]
+                     for k in range(config.batch)]
+            lengths = [p.output_tokens for p in group if p.output_tokens is not None]
+            max_tokens = max(lengths) if lengths else None
+            if config.max_tokens is not None:
+                max_tokens = min(max_tokens or config.max_tokens, config.max_tokens)
+            prompt = group[0].text if config.batch == 1 else [p.text for p in group]
+            body = self.protocol.body(config.model, prompt, max_tokens, config.stream,
+                                      config.dataset.ignore_eos)
+            request = build_request("POST", host, port, path, json.dumps(body).encode())
+            self.requests.append(request.split(b"\r\n\r\n", 1))
+            self.tokens_in.append(sum(p.input_tokens for p in group))
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop_event: asyncio.Event) -> TrialStats:
@@ -167,7 +184,7 @@ class _Trial:
             self.measured_sent += 1
         index = request_id % len(self.requests)
         attempt = Attempt(request_id, intended, phase, slot, self.protocol, self.config.stream,
-                          self.prompts[index].input_tokens, self._done)
+                          self.tokens_in[index], self._done)
         attempt.deadline_ns = intended + self.timeout_ns
         attempt.timer = self.loop.call_at(attempt.deadline_ns / 1e9 + self.loop_offset,
                                           attempt.time_out)

@@ -30,8 +30,9 @@ class OpenAIProtocol:
         self.chat = chat
         self.path = "/v1/chat/completions" if chat else "/v1/completions"
 
-    def body(self, model: str, prompt: str, max_tokens: int | None, stream: bool,
+    def body(self, model: str, prompt: str | list[str], max_tokens: int | None, stream: bool,
              ignore_eos: bool) -> dict:
+        """A list of prompts (completions only) asks for one completion per prompt."""
         body = {"model": model, "stream": stream}
         if self.chat:
             body["messages"] = [{"role": "user", "content": prompt}]

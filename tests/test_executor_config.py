@@ -69,6 +69,8 @@ def test_request_count_alone_is_enough_and_is_split():
     ({"dataset": {"input_tokens": {"distribution": "uniform", "min": 9, "max": 3}}},
      "max=3 < min=9"),
     ({"load": "closed"}, "workload.load must be a mapping"),
+    ({"batch": 4}, "workload.batch=4 needs api: openai-completions"),
+    ({"max_tokens": 0}, "workload.max_tokens=0"),
 ])
 def test_bad_workloads_name_the_field(overrides, message):
     with pytest.raises(HpcbenchError, match=message) as caught:
@@ -86,3 +88,21 @@ def test_bad_target_urls_are_rejected(url):
 def test_concurrency_below_executor_count_is_explained():
     with pytest.raises(HpcbenchError, match="smaller than the 3 executors"):
         LoadConfig.from_workload(workload(concurrency=2), URL, 2, 3)
+
+
+def test_every_trial_of_every_example_recipe_resolves(repo):
+    """The recipe loader's resolved trial workloads are what from_workload receives."""
+    from hpcbench.recipes.loader import load_recipe
+    from hpcbench.recipes.sweep import expand_trials
+
+    checked = 0
+    for path in sorted((repo / "recipes" / "examples").glob("*.yaml")):
+        for trial in expand_trials(load_recipe(path)):
+            config = LoadConfig.from_workload(trial.workload, URL, 0, 2, trial_id=trial.id)
+            assert config.model == trial.workload["model"] and config.trial_id == trial.id
+            if trial.params.get("prompt_len"):
+                assert config.dataset.input_tokens.mean == trial.params["prompt_len"]
+            if trial.params.get("batch"):
+                assert config.batch == trial.params["batch"]
+            checked += 1
+    assert checked >= 6

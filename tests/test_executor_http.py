@@ -40,6 +40,7 @@ class ScriptedServer:
         self.responses = list(responses)
         self.piece, self.close_after = piece, close_after
         self.connections = 0
+        self.bodies: list[dict] = []   # request bodies received, as JSON
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -69,6 +70,7 @@ class ScriptedServer:
                 length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
                 while len(buffer) < length:
                     buffer += conn.recv(65536)
+                self.bodies.append(json.loads(buffer[:length]))
                 buffer = buffer[length:]
                 response = self.responses.pop(0)
                 if response is None:           # close without answering this request
@@ -196,3 +198,19 @@ def test_itl_gaps_are_differences_of_chunk_arrival_times(scripted):
     gaps = batches[0].itl_ns
     assert len(gaps) == 4 and np.all(gaps >= 0)
     assert row["first_ns"] + gaps.sum() <= row["end_ns"]
+
+
+def test_batch_sends_a_list_of_prompts_in_one_completions_request(scripted):
+    choice = lambda index, text: sse({"choices": [{"index": index, "text": text,
+                                                   "finish_reason": None}]})
+    stream = chunked(choice(0, "a"), choice(1, "b"), choice(2, "c"),
+                     sse({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}),
+                     b"data: [DONE]\n\n")
+    server = scripted([stream])
+    row, _ = one(server, api="openai-completions", batch=3, max_tokens=5,
+                 dataset={"input_tokens": 3, "output_tokens": 8})
+    (body,) = server.bodies
+    assert isinstance(body["prompt"], list) and len(body["prompt"]) == 3
+    assert all(len(prompt.split()) == 3 for prompt in body["prompt"])
+    assert body["max_tokens"] == 5                  # the recipe's max_tokens caps the dataset
+    assert (row["chunks"], row["tokens_out"], row["tokens_in"]) == (3, 3, 9)

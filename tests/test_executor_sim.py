@@ -212,3 +212,9 @@ def test_an_executor_with_no_share_of_the_count_ends_at_once():
         sink = MemorySink()
         stats = uvloop.run(run_trial(config, sink))
     assert stats.requests == 0 and sink.batches == []
+
+
+def test_max_tokens_caps_what_each_request_asks_for():
+    with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
+        stats, batches = run_load(sim.url, api="ollama-generate", max_tokens=3, max_requests=2)
+    assert list(rows(batches)["tokens_out"]) == [3, 3] and stats.ok == 2
