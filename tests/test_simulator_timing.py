@@ -5,6 +5,7 @@ lower bounds the model guarantees (a token is never written early), never as wal
 """
 import json
 import threading
+import urllib.error
 import urllib.request
 
 import openai
@@ -156,6 +157,23 @@ def test_metrics_count_exactly_what_was_served():
     assert m[f'vllm:inter_token_latency_seconds_count{{{label}}}'] == 3 * 3 + 1
     assert m[f'vllm:e2e_request_latency_seconds_bucket{{{label},le="+Inf"}}'] == 4
     assert m[f'vllm:time_per_output_token_seconds_count{{{label}}}'] == 4
+
+
+def test_metrics_are_valid_prometheus_text():
+    from prometheus_client.parser import text_string_to_metric_families
+    with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1, error_rate=0.5) as sim:
+        for i in range(6):
+            try:
+                complete(sim.url, prompt=f"p{i}", max_tokens=3)
+            except urllib.error.HTTPError as error:
+                assert error.code == 500
+        text = urllib.request.urlopen(sim.url + "/metrics", timeout=10).read().decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["vllm:time_to_first_token_seconds"].type == "histogram"
+    assert families["vllm:num_requests_running"].type == "gauge"
+    served = families["hpcbench_sim_requests_served"].samples[0].value
+    faults = families["hpcbench_sim_faults"].samples[0]
+    assert faults.labels["kind"] == "error" and served + faults.value == 6
 
 
 def test_truth_has_one_record_per_request_with_each_token_write():
