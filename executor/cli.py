@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--input-tokens", type=int, default=128, help="synthetic prompt length")
     data.add_argument("--output-tokens", type=int, help="max tokens asked per request")
     data.add_argument("--ignore-eos", action="store_true", help="ask for exactly max tokens")
+    data.add_argument("--batch", type=int, default=1,
+                      help="prompts per request (openai-completions prompt list)")
     data.add_argument("--seed", type=int, default=0)
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE", help="write sample batches to this file")
@@ -73,7 +75,7 @@ def workload_from_args(args: argparse.Namespace) -> dict:
     return {
         "api": args.api, "model": args.model, "stream": args.stream,
         "duration": args.duration, "warmup": args.warmup, "max_requests": args.max_requests,
-        "request_timeout": args.timeout, "concurrency": args.concurrency,
+        "request_timeout": args.timeout, "concurrency": args.concurrency, "batch": args.batch,
         "load": {"pattern": pattern, "rate": args.rate, "burstiness": args.burstiness,
                  "burst_size": args.burst_size, "burst_pause": args.burst_pause,
                  "trace": args.trace, "ramp_up": args.ramp_up},
