@@ -94,7 +94,7 @@ def status_of(url: str) -> int:
 
 
 def test_not_ready_answers_503_until_the_time_has_passed():
-    with start_simulator(**FAST, not_ready_s=0.5) as sim:
+    with start_simulator(**FAST, not_ready_s=2) as sim:
         assert status_of(sim.url + "/health") == 503
         assert status_of(sim.url + "/v1/models") == 503
         assert status_of(sim.url + "/metrics") == 200

@@ -96,7 +96,7 @@ def test_decode_is_slower_with_a_bigger_running_batch():
 
 
 def test_requests_beyond_max_num_seqs_wait_in_a_queue():
-    config = SimulatorConfig(max_num_seqs=2, decode_base_ms=30, record_truth=True)
+    config = SimulatorConfig(max_num_seqs=2, decode_base_ms=100, record_truth=True)
     with start_simulator(config) as sim:
         done = []
         threads = [threading.Thread(target=lambda i=i: done.append(
