@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -301,11 +302,29 @@ class SlurmJob:
             ensure_image(*component_image(role, recipe.data))
 
 
+def print_modules(recipe_path: Path) -> int:
+    """Print the recipe's `modules` shell-quoted for `module load` in run.sbatch (validating
+    the recipe first, so a bad one fails before anything is loaded)."""
+    from hpcbench.recipes.loader import load_recipe
+
+    try:
+        modules = load_recipe(recipe_path).data["modules"]
+    except HpcbenchError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_status
+    print(shlex.join(str(module) for module in modules))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.sbatch",
                                      description="Run one hpcbench session in this Slurm job.")
     parser.add_argument("recipe", type=Path)
+    parser.add_argument("--print-modules", action="store_true",
+                        help="only print the recipe's modules for `module load`")
     args = parser.parse_args(argv)
+    if args.print_modules:
+        return print_modules(args.recipe)
     for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(signum, _raise_job_signal)
     return SlurmJob(args.recipe).run()

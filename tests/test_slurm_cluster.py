@@ -262,3 +262,18 @@ def test_status_and_stop_reach_the_session_of_a_running_job(cluster, repo, tmp_p
     assert [t["state"] for t in record["trials"]] == ["partial"]
     wait_until(lambda: not any(cluster.job_processes(node) for node in cluster.nodes),
                timeout=30, what="every process of the job to end on every node")
+
+
+def test_the_recipes_modules_are_loaded_before_the_session(cluster, repo, tmp_path):
+    """`modules` go to `module load` (here a stand-in shell function exported into the job,
+    failing on purpose so the job ends at once with the clear message)."""
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe, modules=["Apptainer/1.2.5", "CUDA"])
+    calls = tmp_path / "module-calls.txt"
+    env = cli_cluster_env(cluster)
+    env["BASH_FUNC_module%%"] = f'() {{ echo "$@" >> {calls}; return 1; }}'
+    job_id = cluster.slurm(["sbatch", "--parsable", "-N3", str(repo / "run.sbatch"), str(recipe)],
+                           cwd=tmp_path, env=env).stdout.strip()
+    assert cluster.wait_finished(job_id) == "FAILED"
+    assert calls.read_text() == "load Apptainer/1.2.5 CUDA\n"
+    assert "'module load Apptainer/1.2.5 CUDA' failed" in job_output(tmp_path, job_id)
