@@ -27,6 +27,7 @@ from hpcbench.coordinator.local_runtime import LocalRuntime, free_port
 from hpcbench.proto import control_v1_pb2 as pb
 
 REGISTRATION_TIMEOUT_S = 60.0
+HEALTH_ROUND_S = 1.0          # health is re-checked in rounds this long (see _wait_healthy)
 TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout before E007
 LOCAL_NODE = "localhost"
 
@@ -53,6 +54,8 @@ class StopRequested(Exception):
 
 
 class Session:
+    """One session's state and lifecycle thread (start(), stop(), wait(), status())."""
+
     def __init__(self, session_id: str, *, coordinator, recipe_text: str | None = None,
                  recipe_path: str | None = None, executors: int | None = None,
                  results_root: Path | None = None, write_report: bool = True):
@@ -113,11 +116,6 @@ class Session:
     @property
     def finished(self) -> bool:
         return self._done.is_set()
-
-    @property
-    def passed(self) -> bool:
-        """Completed, and every trial within its error threshold."""
-        return self.state == pb.COMPLETED and all(r["passed"] for r in self.trial_results)
 
     def status(self) -> pb.SessionStatus:
         status = pb.SessionStatus(
@@ -180,7 +178,8 @@ class Session:
     def _log_traceback(self) -> None:
         import traceback
 
-        log_dir = self.run_dir / "logs"
+        known = self.run_dir != Path()   # before VALIDATING sets it, use the coordinator's
+        log_dir = (self.run_dir if known else self.coordinator.run_dir) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / "coordinator.log", "a") as log:
             traceback.print_exc(file=log)
@@ -295,10 +294,25 @@ class Session:
     def _prepare_service(self, service, target_url: str) -> None:
         health = self.recipe.data["servers"]["health_check"]
         if health["enabled"]:
-            # locally a probe is cheap: poll often so the run starts as soon as it can
-            service.wait_healthy(target_url, health["timeout"], min(health["interval"], 0.05))
+            self._wait_healthy(service, target_url, health["timeout"])
         self._check()
         service.prepare(target_url, self.recipe.workload["model"], health["timeout"])
+
+    def _wait_healthy(self, service, target_url: str, timeout_s: float) -> None:
+        """Health checks in short rounds, so that a crashed server (E001 with its log) or a
+        stop request ends the wait at once instead of after the whole timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._check()
+            remaining = deadline - time.monotonic()
+            try:
+                # locally a probe is cheap: poll often so the run starts as soon as it can
+                service.wait_healthy(target_url, max(min(HEALTH_ROUND_S, remaining), 0.05), 0.05)
+                return
+            except HpcbenchError as error:
+                if remaining <= HEALTH_ROUND_S:
+                    raise HpcbenchError(error.code, f"{service.name} at {target_url} not healthy "
+                                        f"after {timeout_s:g}s", error.details) from None
 
     def _start_monitors(self, target_url: str, service, service_pid: int | None) -> None:
         monitoring = self.recipe.data["monitoring"]

@@ -126,3 +126,16 @@ def test_an_unreachable_service_fails_the_health_check_with_E001(tmp_path):
     session_dir = next((tmp_path / "results" / "e2e-sim").iterdir())
     record = json.loads((session_dir / "session.json").read_text())
     assert record["state"] == "FAILED" and "E001" in record["error"]
+
+
+def test_a_service_that_dies_at_start_fails_fast_with_its_log(tmp_path):
+    path = recipe(tmp_path, None, servers={"service_config": {"no_such_flag": 1},
+                                           "health_check": {"timeout": "5m"}})
+    done = hpcbench_run(str(path), "--results-dir", str(tmp_path / "results"))
+    assert done.returncode == 11, done.stdout + done.stderr
+    assert "error E001: service exited with status" in done.stderr
+    assert "--no-such-flag" in done.stderr      # the tail of the service's own log
+    record = json.loads(next((tmp_path / "results" / "e2e-sim").glob("*/session.json"))
+                        .read_text())
+    states = [phase["state"] for phase in record["phases"]]
+    assert states[states.index("TEARDOWN") - 1] == "PREPARING"   # failed there, not after 5 min
