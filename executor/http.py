@@ -281,7 +281,10 @@ class ConnectionPool:
         except ConnectionRefusedError:
             handler.on_failure(ErrorClass.CONNECTION_REFUSED, now_ns())
             return
-        except OSError:
+        except ConnectionResetError:
+            handler.on_failure(ErrorClass.CONNECTION_RESET, now_ns())
+            return
+        except OSError:                           # unreachable network, unknown host, ...
             handler.on_failure(ErrorClass.OTHER, now_ns())
             return
         self._open.add(connection)
