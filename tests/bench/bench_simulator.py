@@ -29,7 +29,8 @@ BODY = json.dumps({"model": "sim-model", "prompt": "a b c d", "max_tokens": TOKE
 REQUEST = (b"POST /v1/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n%b" % (len(BODY), BODY))
 
-TARGETS = {"sim_capacity_req_per_cpu_s": (">=", 5000)}
+# No target: the issue sets none for the simulator; the figure says how much load one simulator
+# process gives a client benchmark (more with `hpcbench sim --workers N`).
 
 
 class StreamClient(asyncio.Protocol):
