@@ -141,7 +141,7 @@ def _wait_for_tcp(address: str, timeout_s: float) -> bool:
 def run_head(ray_start: list[str], wait: list[str], serve: list[str]) -> int:
     """Start Ray's head, wait for every node, run the server; stop all on exit or signal."""
     stopping = threading.Event()
-    children: dict[str, subprocess.Popen | None] = {"ray": None, "serve": None}
+    children: dict[str, subprocess.Popen | None] = {"ray": None, "wait": None, "serve": None}
 
     def on_signal(signum, _frame):
         stopping.set()
@@ -152,21 +152,24 @@ def run_head(ray_start: list[str], wait: list[str], serve: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        children["ray"] = subprocess.Popen(ray_start)
-        waited = subprocess.run(wait)
-        if waited.returncode != 0 or stopping.is_set():
-            if children["ray"].poll() is not None:
-                print(f"error E001: ray head exited with code {children['ray'].returncode} "
-                      "before the cluster formed; fix: see its output above (port in use?)",
-                      file=sys.stderr)
+        ray = children["ray"] = subprocess.Popen(ray_start)
+        waiter = children["wait"] = subprocess.Popen(wait)
+        pause = threading.Event()
+        while waiter.poll() is None and ray.poll() is None and not stopping.is_set():
+            pause.wait(0.2)
+        if ray.poll() is not None:
+            print(f"error E001: ray head exited with code {ray.returncode} before the cluster "
+                  "formed; fix: see its output above (a Ray port in use?)", file=sys.stderr)
             return 11
-        if not stopping.is_set():
-            children["serve"] = subprocess.Popen(serve)
-            return children["serve"].wait()
-        return 0
+        if stopping.is_set():
+            return 128 + signal.SIGTERM
+        if waiter.wait() != 0:
+            return 11
+        children["serve"] = subprocess.Popen(serve)
+        return children["serve"].wait()
     finally:
-        _stop(children["serve"])
-        _stop(children["ray"])
+        for name in ("serve", "wait", "ray"):
+            _stop(children[name])
 
 
 def run_worker(head_address: str, timeout_s: float, ray_start: list[str]) -> int:
