@@ -179,6 +179,14 @@ def test_cli_rejects_a_bad_flag_value_with_the_field_name(cli_env):
     assert "error E006" in result.stderr and "error_status=404" in result.stderr
 
 
+def test_in_process_start_on_a_busy_port_raises_a_clear_error():
+    from hpcbench.coordinator.errors import HpcbenchError
+    with start_simulator(**FAST) as sim:
+        with pytest.raises(HpcbenchError) as caught:
+            start_simulator(port=sim.port)
+    assert caught.value.code == "E008" and str(sim.port) in caught.value.message
+
+
 def test_cli_reports_a_busy_port(cli_env):
     with start_simulator(**FAST) as sim:
         result = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "sim",
