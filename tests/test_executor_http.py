@@ -108,6 +108,8 @@ def one(server, **workload):
 def test_sse_comments_keepalives_empty_text_and_usage_only_chunk(scripted):
     stream = chunked(
         b": keep-alive comment\n\n",
+        sse({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                          "finish_reason": None}]}),     # vLLM's role chunk: not a token
         chat_delta("Hel"),
         b"event: ping\n\n" + b":\n\n",
         chat_delta(""),                                # empty text: still a token chunk
