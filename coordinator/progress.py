@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -78,11 +79,13 @@ def _panel(session) -> Table:
 
 def summary_table(session) -> Table:
     """One row per trial run now: throughput, latency percentiles, errors, verdict."""
-    table = Table(title=f"{session.scenario} / {session.session_id}", title_justify="left")
-    for heading in ("trial", "requests", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p99 ms",
-                    "ITL p50 ms", "ITL p99 ms", "E2E p99 ms", "errors", "result"):
-        table.add_column(heading, justify="left" if heading in ("trial", "result") else "right",
-                         no_wrap=heading == "trial")
+    table = Table(title=f"{session.scenario} / {session.session_id}", title_justify="left",
+                  caption="latencies in ms; tok/s = output tokens per second",
+                  caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0),
+                  pad_edge=False)
+    for heading in ("trial", "reqs", "req/s", "tok/s", "TTFT\np50", "TTFT\np99", "ITL\np50",
+                    "ITL\np99", "E2E\np99", "errors", "result"):
+        table.add_column(heading, justify="left" if heading in ("trial", "result") else "right")
     for result in session.trial_results:
         overall = result["summary"]["overall"]
         latency = overall["latency"]
@@ -91,8 +94,14 @@ def summary_table(session) -> Table:
             _number(overall["output_tokens_per_s"]), _ms(latency["ttft"]["p50"]),
             _ms(latency["ttft"]["p99"]), _ms(latency["itl"]["p50"]), _ms(latency["itl"]["p99"]),
             _ms(latency["e2e"]["p99"]), str(overall["error_total"]),
-            "[green]ok[/]" if result["passed"] else f"[red]{'; '.join(result['problems'])}[/]")
+            "[green]ok[/]" if result["passed"] else "[red]FAILED[/]")
     return table
+
+
+def trial_problems(session) -> list[str]:
+    """Why each failed trial failed, one line per trial (printed under the table)."""
+    return [f"{result['trial_id']}: {'; '.join(result['problems'])}"
+            for result in session.trial_results if not result["passed"]]
 
 
 def final_line(session) -> str:
@@ -105,8 +114,10 @@ def final_line(session) -> str:
 def _number(value) -> str:
     if value is None:
         return "-"
-    return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 def _ms(value) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hpcbench.coordinator.control import Coordinator
     from hpcbench.coordinator.errors import HpcbenchError, config_error
-    from hpcbench.coordinator.progress import final_line, follow, summary_table
+    from hpcbench.coordinator.progress import final_line, follow, summary_table, trial_problems
     from hpcbench.coordinator.session import new_session_id
     from hpcbench.recipes import load_recipe
     from hpcbench.proto import control_v1_pb2 as pb
@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if session.state == pb.STOPPED:
         print(f"stopped: {session.stop_reason}", file=sys.stderr)
         return 130
-    failed = [f"{result['trial_id']}: {'; '.join(result['problems'])}"
-              for result in session.trial_results if not result["passed"]]
+    failed = trial_problems(session)
     if failed:
         error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
                               "recipe's limits", failed)
