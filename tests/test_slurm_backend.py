@@ -4,6 +4,8 @@ test_slurm_cluster.py."""
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +107,15 @@ def test_submit_of_a_bad_recipe_fails_before_sbatch(cli_env, tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 2
     assert "E006" in shown.stderr and "workload.duration" in shown.stderr
+
+
+def test_submit_without_slurm_says_where_to_run(cli_env, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("scenario: s\naccount: p1\norchestration: {mode: slurm}\n"
+                      "workload: {service: simulator, model: m}\n")
+    env = dict(cli_env, PATH=str(tmp_path))  # no sbatch anywhere on PATH
+    hpcbench = str(Path(sys.executable).with_name("hpcbench"))
+    shown = subprocess.run([hpcbench, "submit", str(recipe)], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 18
+    assert "E008" in shown.stderr and "`sbatch` is not installed" in shown.stderr
