@@ -25,6 +25,7 @@ import threading
 import time
 
 import grpc
+import uvloop
 
 from hpcbench.coordinator.auth import call_metadata, read_token
 from hpcbench.proto import control_v1_pb2 as pb
@@ -167,7 +168,7 @@ class ExecutorAgent:
     def _run(self, trial_id: str, config) -> None:
         self.state = pb.BUSY
         try:
-            stats, batches = asyncio.run(self._run_trial(config))
+            stats, batches = uvloop.run(self._run_trial(config))   # the executor's loop
         except Exception as error:
             self._report(trial_id, ok=False, error=_describe(error))
         else:
