@@ -111,7 +111,7 @@ def test_submit_of_a_bad_recipe_fails_before_sbatch(cli_env, tmp_path):
 
 def test_submit_without_slurm_says_where_to_run(cli_env, tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("scenario: s\naccount: p1\norchestration: {mode: slurm}\n"
+    recipe.write_text("scenario: s\npartition: debug\naccount: p1\norchestration: {mode: slurm}\n"
                       "workload: {service: simulator, model: m}\n")
     env = dict(cli_env, PATH=str(tmp_path))  # no sbatch anywhere on PATH
     hpcbench = str(Path(sys.executable).with_name("hpcbench"))
