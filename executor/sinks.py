@@ -34,6 +34,11 @@ class _BackgroundSink:
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def backlog(self) -> int:
+        """Batches handed over but not yet written (QUEUE_BATCHES: `send` now blocks)."""
+        return self._queue.qsize()
+
     def send(self, batch: SampleBatch) -> None:
         if self.error is not None:
             raise RuntimeError(f"sample sink failed: {self.error}") from self.error

@@ -12,7 +12,7 @@ import zmq
 
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.engine import run_trial
-from hpcbench.executor.sinks import FileSink, ZmqSink, read_batches
+from hpcbench.executor.sinks import QUEUE_BATCHES, FileSink, ZmqSink, read_batches
 from hpcbench.proto import samples
 from hpcbench.servers.simulator import start_simulator
 
@@ -101,3 +101,39 @@ def test_cli_rejects_bad_arguments_with_e006(argv, message, cli_env):
                             text=True, timeout=60)
     assert result.returncode == 2
     assert "error E006" in result.stderr and message in result.stderr
+
+
+def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping():
+    """A coordinator that stops reading: the sink's queue fills and its sender blocks; once
+    the reader resumes, every batch arrives, in order."""
+    import threading
+
+    from tests.support.waiting import wait_until
+
+    context = zmq.Context.instance()
+    pull = context.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 1)
+    endpoint = "inproc://executor-hwm-test"
+    pull.bind(endpoint)
+    sink = ZmqSink(endpoint, sndhwm=1)
+    total = 100
+    template = samples.SampleBatch(run="r", trial="t", executor="e", node="n", seq=0,
+                                   interval=0, epoch_ns=0, columns=samples.empty_columns(1),
+                                   itl_ns=np.zeros(0, dtype=np.int64))
+
+    def produce():
+        for seq in range(total):
+            sink.send(dataclasses.replace(template, seq=seq))
+        sink.close()
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        wait_until(lambda: sink.backlog == QUEUE_BATCHES, timeout=10,
+                   what="the sink's queue to fill up")
+        assert producer.is_alive()                # blocked, not dropping
+        received = [samples.decode(pull.recv()).seq for _ in range(total)]
+        producer.join(timeout=10)
+    finally:
+        pull.close(linger=0)
+    assert received == list(range(total)) and not producer.is_alive()
