@@ -92,7 +92,7 @@ class ExecutorAgent:
         self.lost = threading.Event()
         self.state = pb.IDLE
         self.trial_id = ""
-        self.requests_done = 0
+        self.requests_done = 0      # requests of the trials finished so far (heartbeats carry it)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_trial: asyncio.Event | None = None
         self._sink = None
@@ -172,6 +172,7 @@ class ExecutorAgent:
         except Exception as error:
             self._report(trial_id, ok=False, error=_describe(error))
         else:
+            self.requests_done += stats.requests
             self._report(trial_id, ok=True, stats=stats, batches_sent=batches)
         finally:
             self.state = pb.IDLE
