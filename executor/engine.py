@@ -127,6 +127,8 @@ class _Trial:
         config = self.config
         loop = asyncio.get_running_loop()
         self.loop = loop
+        if config.load.pattern == "closed":   # every slot starts on an open connection
+            await self.pool.prewarm(config.concurrency, min(config.request_timeout, 5.0))
         self.t0 = now_ns() + START_LEAD_NS
         self.loop_offset = loop.time() - now_ns() / 1e9    # perf_counter -> loop clock
         self.warmup_end = self.t0 + int(config.warmup * 1e9)

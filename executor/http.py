@@ -294,6 +294,22 @@ class ConnectionPool:
         handler.connection = connection
         connection.start(request, handler)
 
+    async def prewarm(self, count: int, timeout: float) -> int:
+        """Open up to `count` idle connections at once (bounded by `timeout`), so the first
+        requests of a trial do not pay for connecting; failures are left to those requests."""
+        loop = asyncio.get_running_loop()
+        attempts = [loop.create_task(loop.create_connection(
+            lambda: self.connection_class(self), self.host, self.port)) for _ in range(count)]
+        done, pending = await asyncio.wait(attempts, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if task.exception() is None:
+                connection = task.result()[1]
+                self._open.add(connection)
+                self.release(connection)
+        return len(self._idle)
+
     def release(self, connection: HttpConnection) -> None:
         if self._closing:
             connection.transport.close()
