@@ -158,7 +158,8 @@ class ExecutorAgent:
             config = LoadConfig.from_workload(
                 spec["workload"], spec["target_url"], executor_index=self.reply.executor_index,
                 executor_count=spec["executor_count"], run_id=spec["run_id"],
-                trial_id=spec["trial_id"], executor_id=self.reply.agent_id, node=self.node)
+                trial_id=spec["trial_id"], executor_id=self.reply.agent_id, node=self.node,
+                request_extras=spec.get("request_extras"))
         except Exception as error:  # HpcbenchError or a bug: report, keep serving
             self._report(command.trial_id, ok=False, error=_describe(error))
             return None
@@ -195,7 +196,10 @@ class ExecutorAgent:
         if self._sink is None:
             from hpcbench.executor.sinks import ZmqSink
 
-            self._sink = SessionSink(ZmqSink(self.reply.sample_endpoint))
+            # linger bounded by the lease: batches for a coordinator that is gone cannot be
+            # delivered, so closing must not wait ZeroMQ's default 30 s for them
+            self._sink = SessionSink(ZmqSink(self.reply.sample_endpoint,
+                                             linger_ms=int(self.reply.lease_s * 1000)))
         return self._sink
 
     def _request_trial_stop(self) -> None:
