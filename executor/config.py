@@ -82,6 +82,7 @@ class LoadConfig:
     slo: dict = field(default_factory=dict)
     batch: int = 1                    # prompts per request (openai-completions prompt list)
     max_tokens: int | None = None     # caps every request's max_tokens / num_predict
+    request_extras: dict = field(default_factory=dict)   # service plugin's extra body fields
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -96,8 +97,12 @@ class LoadConfig:
     def from_workload(cls, workload: dict, target_url: str, executor_index: int = 0,
                       executor_count: int = 1, run_id: str = "standalone",
                       trial_id: str = "trial-0", executor_id: str | None = None,
-                      node: str = "localhost") -> "LoadConfig":
-        """Resolve one executor's share of a trial workload (field names: README `executor`)."""
+                      node: str = "localhost", request_extras: dict | None = None
+                      ) -> "LoadConfig":
+        """Resolve one executor's share of a trial workload (field names: README `executor`).
+
+        `request_extras` are top-level JSON body fields a service plugin adds to every request
+        (`ServicePlugin.request_extras`, e.g. vLLM's ignore_eos)."""
         if not isinstance(workload, dict):
             raise config_error(f"workload must be a mapping, got {type(workload).__name__}")
         if not (isinstance(executor_count, int) and executor_count >= 1
@@ -133,6 +138,8 @@ class LoadConfig:
             slo=dict(get.mapping("slo")),
             batch=_batch(get, api),
             max_tokens=get.integer("max_tokens", None, minimum=1, allow_none=True),
+            request_extras=dict(_Reader({"request_extras": request_extras}, "config")
+                                .mapping("request_extras")),
         )
 
 

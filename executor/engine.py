@@ -116,8 +116,8 @@ class _Trial:
             if config.max_tokens is not None:
                 max_tokens = min(max_tokens or config.max_tokens, config.max_tokens)
             prompt = group[0].text if config.batch == 1 else [p.text for p in group]
-            body = self.protocol.body(config.model, prompt, max_tokens, config.stream,
-                                      config.dataset.ignore_eos)
+            body = {**self.protocol.body(config.model, prompt, max_tokens, config.stream,
+                                         config.dataset.ignore_eos), **config.request_extras}
             request = build_request("POST", host, port, path, json.dumps(body).encode())
             self.requests.append(request.split(b"\r\n\r\n", 1))
             self.tokens_in.append(sum(p.input_tokens for p in group))

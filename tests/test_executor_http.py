@@ -11,7 +11,11 @@ import threading
 
 import numpy as np
 import pytest
+import uvloop
 
+from hpcbench.executor.config import LoadConfig
+from hpcbench.executor.engine import run_trial
+from hpcbench.executor.sinks import MemorySink
 from tests.support.executor_runs import rows, run_load
 from hpcbench.proto.samples import ErrorClass, TokenSource
 
@@ -216,3 +220,12 @@ def test_batch_sends_a_list_of_prompts_in_one_completions_request(scripted):
     assert all(len(prompt.split()) == 3 for prompt in body["prompt"])
     assert body["max_tokens"] == 5                  # the recipe's max_tokens caps the dataset
     assert (row["chunks"], row["tokens_out"], row["tokens_in"]) == (3, 3, 9)
+
+
+def test_a_service_plugins_request_extras_go_into_every_body(scripted):
+    stream = chunked(chat_delta("a"), b"data: [DONE]\n\n")
+    server = scripted([stream])
+    config = LoadConfig.from_workload({"model": "m", "duration": 0, "max_requests": 1},
+                                      server.url, request_extras={"priority": 3})
+    uvloop.run(run_trial(config, MemorySink()))
+    assert server.bodies[0]["priority"] == 3 and server.bodies[0]["model"] == "m"
