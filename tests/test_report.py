@@ -202,3 +202,14 @@ def test_a_damaged_or_interrupted_run_still_gets_a_report(faulty_run, tmp_path):
     assert len(IMAGE.findall(text)) == 1 + 1 + 1 + 3 + 1
     with open(run_dir / "summary.csv") as source:
         assert len(list(csv.DictReader(source))) == 3
+
+
+def test_the_cdf_steps_through_every_sample_or_evenly_spaced_ranks():
+    from hpcbench.coordinator.report.plots import CDF_POINTS, empirical_cdf
+
+    points, fractions = empirical_cdf(np.array([30, 10, 20]))
+    assert points.tolist() == [10, 10, 20, 30] and fractions.tolist() == [0, 1 / 3, 2 / 3, 1]
+    many = np.random.default_rng(1).lognormal(15, 1, 100_000)
+    points, fractions = empirical_cdf(many)
+    assert len(points) <= CDF_POINTS + 1 and points[-1] == many.max() and fractions[-1] == 1
+    assert np.all(np.diff(points) >= 0) and np.all(np.diff(fractions) > 0)

@@ -28,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
         raise config_error(f"--html {args.html}: directory {args.html.parent} does not exist",
                            ("create it first or give another path",))
     comparison = compare_runs(load_run(args.run_a), load_run(args.run_b))
-    Console(width=160).print(terminal_table(comparison))
+    view = terminal_table(comparison)
+    console = Console()
+    # never shorten a name or a number to fit a narrow terminal: let long lines wrap instead
+    natural = console.measure(view, options=console.options.update_width(1000)).maximum
+    Console(width=max(console.width, natural)).print(view)
     if args.html:
         write_atomic(args.html, comparison_html(comparison))
         print(f"comparison: {args.html}")

@@ -54,11 +54,12 @@ def _unmatched(comparison: Comparison) -> list[str]:
 
 
 def terminal_table(comparison: Comparison) -> Table:
+    body = rows(comparison)
     view = Table(title=_title(comparison), caption="\n".join([*_unmatched(comparison), METHOD]))
     for header in HEADERS:
         view.add_column(header, justify="left" if header in ("point", "metric", "unit",
                                                              "verdict for B") else "right")
-    for row in rows(comparison):
+    for row in body:
         view.add_row(*row)
     return view
 

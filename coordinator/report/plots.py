@@ -18,19 +18,21 @@ from hpcbench.coordinator.report.timeline import TIMELINE_PERCENTILES, Timeline
 
 DPI = 100
 WIDTH_IN = 11.0
-CDF_POINTS = 2000  # a CDF line is drawn through at most this many quantiles
+CDF_POINTS = 2000  # a CDF line has at most this many steps
 TITLES = {"ttft": "TTFT (time to first token)", "itl": "ITL (inter-token latency)",
           "tpot": "TPOT (time per output token)", "e2e": "E2E (end-to-end latency)"}
 OUTCOME_COLOURS = {"ok": "#2ca02c"}
 
 
-def _figure(rows: int, columns: int, height_in: float) -> tuple[Figure, np.ndarray]:
+def _figure(rows: int, columns: int, height_in: float,
+            twin_axes: bool = False) -> tuple[Figure, np.ndarray]:
     """A figure with a fixed layout (constrained layout costs three times the drawing time)."""
     figure = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
     axes = figure.subplots(rows, columns, squeeze=False)
     header_in, footer_in = 0.75, 0.6  # suptitle + first title; x labels of the last row
-    figure.subplots_adjust(left=0.075, right=0.985, top=1 - header_in / height_in,
-                           bottom=footer_in / height_in, wspace=0.2,
+    figure.subplots_adjust(left=0.075, right=0.94 if twin_axes else 0.985,
+                           top=1 - header_in / height_in, bottom=footer_in / height_in,
+                           wspace=0.35 if twin_axes else 0.2,
                            hspace=0.9 / max(height_in / rows - 0.9, 0.5))
     return figure, axes
 
@@ -44,6 +46,17 @@ def _png(figure: Figure) -> bytes:
 def _empty(axis, text: str) -> None:
     axis.text(0.5, 0.5, text, ha="center", va="center", transform=axis.transAxes,
               color="#666666")
+
+
+def empirical_cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step points of the empirical CDF, starting at (min, 0): every sample up to CDF_POINTS,
+    beyond that evenly spaced ranks (the maximum always included)."""
+    ordered = np.sort(values)
+    ranks = np.arange(len(ordered))
+    if len(ordered) > CDF_POINTS:
+        ranks = np.unique(np.linspace(0, len(ordered) - 1, CDF_POINTS).astype(np.int64))
+    points = np.concatenate(([ordered[0]], ordered[ranks]))
+    return points, np.concatenate(([0.0], (ranks + 1) / len(ordered)))
 
 
 def latency_cdfs(latencies: dict[str, dict[str, np.ndarray]]) -> bytes:
@@ -60,9 +73,9 @@ def latency_cdfs(latencies: dict[str, dict[str, np.ndarray]]) -> bytes:
             samples = values[metric]
             if not len(samples):
                 continue
-            fractions = np.linspace(0, 1, min(len(samples), CDF_POINTS))
-            points = np.quantile(samples, fractions, method="inverted_cdf") / 1e6
-            axis.plot(points, fractions, label=trial_id, linewidth=1.4)
+            points, fractions = empirical_cdf(samples)
+            axis.plot(points / 1e6, fractions, drawstyle="steps-post", label=trial_id,
+                      linewidth=1.4)
             drawn = True
         axis.set_title(TITLES[metric])
         axis.set_xlabel("latency (ms)")
@@ -119,14 +132,17 @@ def trial_over_time(trial_id: str, timeline: Timeline) -> bytes:
 
 
 def sweep_plot(result: Sweep) -> bytes:
-    figure, axes = _figure(1, 2, 4.2)
+    figure, axes = _figure(1, 2, 4.2, twin_axes=True)
     throughput, latency = axes[0]
+    requests = throughput.twinx()
     figure.suptitle(f"Sweep over {result.parameter} (saturation point marked)")
     for series in result.series:
         x = [point.value for point in series.points]
         suffix = f" ({series.label})" if series.label else ""
         throughput.plot(x, [point.output_tokens_per_s for point in series.points], marker="o",
                         label=f"output tokens/s{suffix}")
+        requests.plot(x, [point.req_per_s for point in series.points], marker="^",
+                      linestyle="--", color="#7f7f7f", label=f"requests/s{suffix}")
         latency.plot(x, [point.e2e_p99_ms for point in series.points], marker="o",
                      label=f"E2E p99{suffix}")
         latency.plot(x, [point.ttft_p99_ms for point in series.points], marker="s",
@@ -140,12 +156,16 @@ def sweep_plot(result: Sweep) -> bytes:
                             label=f"saturation: {result.parameter}={point.value:g}{suffix}")
     throughput.set_title("Throughput")
     throughput.set_ylabel("output tokens per second")
+    requests.set_ylabel("requests per second")
     latency.set_title("Latency (p99)")
     latency.set_ylabel("latency (ms)")
     for axis in (throughput, latency):
         axis.set_xlabel(result.parameter)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
+    lines = throughput.get_legend_handles_labels()
+    extra = requests.get_legend_handles_labels()
+    throughput.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize="small")
+    latency.legend(fontsize="small")
     return _png(figure)
 
 
