@@ -11,7 +11,6 @@ from scipy import stats
 
 from hpcbench.coordinator.report.compare import compare_runs, t_quantile, welch_interval
 from hpcbench.coordinator.report.rundata import load_run
-from hpcbench.coordinator.report.sweep import SweepPoint, saturation_point
 from tests.support.report_runs import demo_run, hpcbench
 
 
@@ -87,16 +86,3 @@ def test_t_quantiles_agree_with_scipy():
     for df in (1, 2, 5, 10, 30, 60, 120):
         assert t_quantile(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-3)
     assert t_quantile(1000) == pytest.approx(1.96)
-
-
-def point(value, tokens_per_s, e2e_p99):
-    return SweepPoint(value, 0, tokens_per_s, 0, 0, 0, e2e_p99)
-
-
-def test_saturation_is_where_throughput_stalls_while_latency_climbs():
-    points = [point(1, 100, 50), point(4, 380, 60), point(16, 390, 200), point(64, 395, 800)]
-    assert saturation_point(points).value == 16
-    # latency grows but throughput still gains more than 5 %: not saturated
-    assert saturation_point([point(1, 100, 50), point(4, 200, 100)]) is None
-    # throughput flat but latency steady (e.g. a rate limit): not saturation by this rule
-    assert saturation_point([point(1, 100, 50), point(4, 101, 52)]) is None
