@@ -137,3 +137,27 @@ def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping():
     finally:
         pull.close(linger=0)
     assert received == list(range(total)) and not producer.is_alive()
+
+
+def test_summary_measures_ttft_from_send_in_closed_loop_and_from_intended_in_open_loop():
+    from hpcbench.executor.summary import summarize
+    from hpcbench.proto.samples import Phase
+
+    columns = samples.empty_columns(3)
+    columns["req_id"][:] = [0, 1, 2]
+    columns["slot"][:] = [0, -1, -1]
+    columns["intended_ns"][:] = [0, 0, 0]
+    columns["send_ns"][:] = [10_000_000, 10_000_000, 0]
+    columns["first_ns"][:] = [30_000_000, 30_000_000, 0]
+    columns["end_ns"][:] = [40_000_000, 40_000_000, 5_000_000]
+    columns["chunks"][:] = [2, 2, 0]
+    columns["phase"][:] = [Phase.MEASURED] * 3
+    columns["error"][:] = [0, 0, samples.ErrorClass.CONNECTION_REFUSED]
+    batch = samples.SampleBatch(run="r", trial="t", executor="e", node="n", seq=0, interval=0,
+                                epoch_ns=0, columns=columns,
+                                itl_ns=np.array([10_000_000, 10_000_000]))
+    summary = summarize([batch], window_s=1.0)
+    assert summary["ttft_ms"]["max"] == 30.0 and summary["ttft_ms"]["p50"] == 25.0
+    assert summary["errors"] == {"CONNECTION_REFUSED": 1} and summary["ok"] == 2
+    assert summary["dispatch_lag_ms"]["max"] == 10.0 and summary["itl_ms"]["p50"] == 10.0
+    assert summary["request_rate"] == 3.0
