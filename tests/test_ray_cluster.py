@@ -7,8 +7,10 @@ The failure path (a worker that never comes) runs on this machine's loopback wit
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,18 @@ VENV_BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
-def ray_recipe(report: Path, nodes: int, health_timeout: float) -> dict:
+@pytest.fixture
+def ray_temp_root():
+    """Ray's per-node temp dirs (logs, sockets) under a short path removed afterwards; short,
+    because Ray's socket paths must stay under the 107-byte limit of Unix sockets."""
+    root = tempfile.mkdtemp(prefix="hbr", dir="/tmp")
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def ray_recipe(report: Path, nodes: int, health_timeout: float, temp_root: str) -> dict:
     return {
         "runtime": "process",
         "workload": {"service": "vllm", "model": "tiny-standin"},
@@ -34,7 +47,8 @@ def ray_recipe(report: Path, nodes: int, health_timeout: float) -> dict:
             "ray_python": sys.executable,
             "ray_command": str(VENV_BIN / "ray"),
             "distributed": {"enabled": True, "backend": "ray", "tensor_parallel_size": 1,
-                            "pipeline_parallel_size": nodes, "ray": {"num_cpus_per_node": 1}},
+                            "pipeline_parallel_size": nodes, "ray": {"num_cpus_per_node": 1,
+                                                           "temp_root": temp_root}},
             "env": {"HPCBENCH_STANDIN_EXPECT_NODES": nodes,
                     "HPCBENCH_STANDIN_REPORT": str(report),
                     "RAY_USAGE_STATS_ENABLED": 0}}},
@@ -54,12 +68,12 @@ def cluster(tmp_path_factory):
 
 
 @pytest.mark.root
-def test_vllm_over_ray_on_two_slurm_nodes(cluster, tmp_path):
+def test_vllm_over_ray_on_two_slurm_nodes(cluster, tmp_path, ray_temp_root):
     report = tmp_path / "standin.json"
     head_node, worker_node = cluster.nodes[0], cluster.nodes[1]
     placement = {"server_nodes": [head_node.name, worker_node.name],
                  "addresses": {n.name: n.address for n in cluster.nodes}}
-    recipe = ray_recipe(report, nodes=2, health_timeout=180)
+    recipe = ray_recipe(report, nodes=2, health_timeout=180, temp_root=ray_temp_root)
     plugin = get_service("vllm")
     steps = []
     try:
@@ -95,10 +109,10 @@ def test_vllm_over_ray_on_two_slurm_nodes(cluster, tmp_path):
                    timeout=60, what=f"Ray processes on {node.name} to end after scancel")
 
 
-def test_head_gives_up_with_a_clear_error_when_a_worker_never_joins(tmp_path):
+def test_head_gives_up_with_a_clear_error_when_a_worker_never_joins(tmp_path, ray_temp_root):
     """Two server nodes planned, only the head started: E001 naming the missing node count."""
     report = tmp_path / "standin.json"
-    recipe = ray_recipe(report, nodes=2, health_timeout=20)
+    recipe = ray_recipe(report, nodes=2, health_timeout=20, temp_root=ray_temp_root)
     placement = {"server_nodes": ["nodeA", "nodeB"],
                  "addresses": {"nodeA": "127.0.0.2", "nodeB": "127.0.0.3"}}
     head = launch_contexts(recipe, placement, tmp_path, job_id=f"lonely-{tmp_path.name}")[0]
