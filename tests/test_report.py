@@ -213,3 +213,13 @@ def test_the_cdf_steps_through_every_sample_or_evenly_spaced_ranks():
     points, fractions = empirical_cdf(many)
     assert len(points) <= CDF_POINTS + 1 and points[-1] == many.max() and fractions[-1] == 1
     assert np.all(np.diff(points) >= 0) and np.all(np.diff(fractions) > 0)
+
+
+def test_damaged_raw_samples_are_named_not_a_traceback(faulty_run, tmp_path):
+    run_dir = tmp_path / SCENARIO / faulty_run.name
+    shutil.copytree(faulty_run, run_dir)
+    with open(run_dir / "concurrency-2_rep-1" / "samples.msgpack", "r+b") as samples:
+        samples.write(b"\x81\xa1v\x07")   # a map whose schema version is wrong
+    done = hpcbench("report", str(run_dir))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "concurrency-2_rep-1" in done.stderr and "samples.msgpack" in done.stderr

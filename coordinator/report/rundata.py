@@ -50,7 +50,14 @@ class TrialData:
 
     @cached_property
     def requests(self) -> RequestTable:
-        return load_requests(self.directory / SAMPLES)
+        try:
+            return load_requests(self.directory / SAMPLES)
+        except (OSError, ValueError) as error:  # SampleBatchError is a ValueError
+            raise config_error(f"trial {self.directory}: its raw samples ({SAMPLES}) cannot "
+                               f"be read: {error}",
+                               ("the trial's results are damaged; move that trial directory "
+                                "aside to report the others, or rerun it under a new "
+                                "session id",)) from None
 
 
 @dataclass
