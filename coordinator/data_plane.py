@@ -15,7 +15,7 @@ from pathlib import Path
 from hpcbench.coordinator.aggregator import Aggregator
 from hpcbench.coordinator.aggregator_server import AggregatorServer
 from hpcbench.coordinator.bus import BusPublisher
-from hpcbench.coordinator.results import ResultsWriter, write_atomic
+from hpcbench.coordinator.results import ResultsWriter, read_summary, write_atomic
 from hpcbench.proto import control_v1_pb2 as pb
 
 BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
@@ -86,14 +86,7 @@ class DataPlane:
         directory = self._trial_writer.finish(summary)
         self._trial_writer = None
         document = summary.to_dict()
-        requests, errors = summary.requests, summary.error_total
-        error_rate = errors / requests if requests else 1.0
-        problems = []
-        if not requests:
-            problems.append("no measured request finished")
-        if error_rate > error_threshold:
-            problems.append(f"error rate {error_rate:.2%} above error_threshold "
-                            f"{error_threshold:.2%}")
+        problems = threshold_problems(document["overall"], error_threshold)
         if missing:
             problems.append(f"batches never arrived: {missing}")
         if lost:
@@ -102,6 +95,16 @@ class DataPlane:
         return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
                 "directory": directory, "passed": not problems, "problems": problems,
                 "summary": document}
+
+    def earlier_result(self, trial) -> dict:
+        """The result record of a trial finished by an earlier run of this session (resume),
+        judged from its summary.json by the same error-threshold rule."""
+        directory = self.session_dir / trial.id
+        document = read_summary(directory)
+        problems = threshold_problems(document["overall"], trial.workload["error_threshold"])
+        return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
+                "directory": directory, "passed": not problems, "problems": problems,
+                "summary": document, "earlier": True}
 
     def abort_trial(self) -> None:
         """The running trial will not finish: close its files, leave it unfinished (resume redoes it)."""
@@ -144,6 +147,17 @@ class DataPlane:
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.bus.close()
+
+
+def threshold_problems(overall: dict, error_threshold: float) -> list[str]:
+    """Why a trial's measured window fails the recipe's limits (empty: it passes)."""
+    requests, errors = overall["requests"], overall["error_total"]
+    if not requests:
+        return ["no measured request finished"]
+    if errors / requests > error_threshold:
+        return [f"error rate {errors / requests:.2%} above error_threshold "
+                f"{error_threshold:.2%}"]
+    return []
 
 
 def headline(snapshot: dict | None) -> dict:

@@ -79,14 +79,18 @@ def _panel(session) -> Table:
 
 def summary_table(session) -> Table:
     """One row per trial run now: throughput, latency percentiles, errors, verdict."""
+    results = session.all_results()
+    caption = "latencies in ms; tok/s = output tokens per second"
+    if any(result.get("earlier") for result in results):
+        caption += "; * finished in an earlier run of this session (skipped now)"
     table = Table(title=f"{session.scenario} / {session.session_id}", title_justify="left",
-                  caption="latencies in ms; tok/s = output tokens per second",
+                  caption=caption,
                   caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0),
                   pad_edge=False)
     for heading in ("trial", "reqs", "req/s", "tok/s", "TTFT\np50", "TTFT\np99", "ITL\np50",
                     "ITL\np99", "E2E\np99", "errors", "result"):
         table.add_column(heading, justify="left" if heading in ("trial", "result") else "right")
-    for result in session.trial_results:
+    for result in results:
         overall = result["summary"]["overall"]
         latency = overall["latency"]
         table.add_row(
@@ -94,14 +98,16 @@ def summary_table(session) -> Table:
             _number(overall["output_tokens_per_s"]), _ms(latency["ttft"]["p50"]),
             _ms(latency["ttft"]["p99"]), _ms(latency["itl"]["p50"]), _ms(latency["itl"]["p99"]),
             _ms(latency["e2e"]["p99"]), str(overall["error_total"]),
-            "[green]ok[/]" if result["passed"] else "[red]FAILED[/]")
+            ("[green]ok[/]" if result["passed"] else "[red]FAILED[/]")
+            + (" *" if result.get("earlier") else ""))
     return table
 
 
 def trial_problems(session) -> list[str]:
     """Why each failed trial failed, one line per trial (printed under the table)."""
-    return [f"{result['trial_id']}: {'; '.join(result['problems'])}"
-            for result in session.trial_results if not result["passed"]]
+    return [f"{result['trial_id']}{' (earlier run)' if result.get('earlier') else ''}: "
+            f"{'; '.join(result['problems'])}"
+            for result in session.all_results() if not result["passed"]]
 
 
 def final_line(session) -> str:

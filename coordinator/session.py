@@ -77,6 +77,7 @@ class Session:
         self.bus_endpoint = ""
         self.trials: list = []
         self.trial_results: list[dict] = []   # one per trial run now: id, directory, passed, summary
+        self.earlier_results: list[dict] = []  # the same for trials skipped as finished before
         self.skipped = 0
         self.current: dict | None = None      # running trial: trial, index, started
         self.error: HpcbenchError | None = None
@@ -136,9 +137,13 @@ class Session:
 
         return snapshot_message(self.session_id, snapshot)
 
+    def all_results(self) -> list[dict]:
+        """Every finished trial of the sweep, earlier runs' included, in sweep order."""
+        return sorted(self.earlier_results + self.trial_results, key=lambda r: r["index"])
+
     def results(self) -> pb.ResultsReply:
         reply = pb.ResultsReply(session_id=self.session_id, run_dir=str(self.run_dir))
-        for result in self.trial_results:
+        for result in self.all_results():
             reply.trials.add(trial_id=result["trial_id"], directory=str(result["directory"]),
                              passed=result["passed"],
                              summary_json=json.dumps(result["summary"], default=str))
@@ -204,6 +209,8 @@ class Session:
         finished = self.data_plane.finished_trials()
         todo = [trial for trial in self.trials if trial.id not in finished]
         self.skipped = len(self.trials) - len(todo)
+        self.earlier_results = [self.data_plane.earlier_result(trial) for trial in self.trials
+                                if trial.id in finished]
         self._event("trials", total=len(self.trials), skipped=sorted(finished))
         if not todo:
             return
@@ -468,8 +475,9 @@ class Session:
         return {"session": self.session_id, "scenario": self.scenario,
                 "state": pb.SessionState.Name(final_state),
                 "error": self.error.render() if self.error else None,
-                "trials": [{"trial_id": r["trial_id"], "passed": r["passed"]}
-                           for r in self.trial_results],
+                "trials": [{"trial_id": r["trial_id"], "passed": r["passed"],
+                            "problems": r["problems"], "earlier_run": r.get("earlier", False)}
+                           for r in self.all_results()],
                 "skipped": self.skipped, "elapsed_s": time.monotonic() - self.started,
                 "phases": self.phases}
 

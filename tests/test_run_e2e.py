@@ -102,9 +102,13 @@ def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
                              "--session", "s1")
         assert again.returncode == 0, again.stdout + again.stderr
         assert "1 trial(s) run, 1 skipped" in again.stdout
+        assert "ok *" in again.stdout     # the whole sweep is summarised, earlier trial marked
         assert served_requests(url) > 0
     assert (first / "summary.json").stat().st_mtime_ns == kept.st_mtime_ns
     assert (second / "trial.done").exists()
+    record = json.loads((session_dir / "session.json").read_text())
+    assert [(t["trial_id"], t["earlier_run"], t["passed"]) for t in record["trials"]] == [
+        (first.name, True, True), (second.name, False, True)]
 
 
 def test_a_bad_recipe_exits_2_naming_the_field(tmp_path):

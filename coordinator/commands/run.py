@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         follow(session, console, live=not args.no_live)
     finally:
         coordinator.stop()
-    if session.trial_results:
+    if session.all_results():
         console.print(summary_table(session))
     console.print(final_line(session), highlight=False)
     if (run_dir / "report.html").exists():
