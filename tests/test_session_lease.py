@@ -106,3 +106,25 @@ def test_a_duplicate_agent_id_is_refused(coordinator):
     finally:
         first.kill()
         first.wait()
+
+
+def test_hpcbench_executor_with_coordinator_serves_as_an_agent(coordinator):
+    """The form run.sbatch uses: session and token from the environment."""
+    import os
+
+    env = {**os.environ, "HPCBENCH_SESSION": "lease-test",
+           "HPCBENCH_TOKEN_FILE": str(coordinator.token_file)}
+    agent = subprocess.Popen([sys.executable, "-c",
+                              "import sys; from hpcbench.executor.cli import main; sys.exit(main())",
+                              "--coordinator", coordinator.address, "--executor-id", "exec-a",
+                              "--node", "node7"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        [record] = wait_until(lambda: coordinator.registry.agents(pb.EXECUTOR), timeout=30,
+                              what="executor registration")
+        assert (record.agent_id, record.node, record.executor_index) == ("exec-a", "node7", 0)
+        coordinator.registry.send("exec-a", pb.SHUTDOWN)
+        assert agent.wait(timeout=30) == 0, agent.stdout.read()
+    finally:
+        agent.kill()
+        agent.wait()
