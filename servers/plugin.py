@@ -172,7 +172,8 @@ def openai_models(base_url: str, timeout_s: float) -> list[str]:
         return [entry["id"] for entry in json.loads(body)["data"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise HpcbenchError("E003", f"cannot list models at {url}: {error}",
-                            ("fix: check the server log; the server must be OpenAI-compatible",))
+                            ("fix: check the server log; the server must be OpenAI-compatible",)
+                            ) from error
 
 
 def cli_flags(config: dict, skip: tuple[str, ...] = (), dashes: bool = True) -> list[str]:

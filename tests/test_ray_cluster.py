@@ -105,7 +105,7 @@ def test_vllm_over_ray_on_two_slurm_nodes(cluster, tmp_path, ray_temp_root):
             except subprocess.TimeoutExpired:
                 step.kill()
     for node in (head_node, worker_node):
-        wait_until(lambda: not [p for p in cluster.job_processes(node) if "ray" in p],
+        wait_until(lambda node=node: not [p for p in cluster.job_processes(node) if "ray" in p],
                    timeout=60, what=f"Ray processes on {node.name} to end after scancel")
 
 

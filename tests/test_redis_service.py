@@ -3,10 +3,15 @@ RESP protocol measures it through the same Attempt -> SampleRecorder pipeline as
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.executor.attempt import Attempt
@@ -14,6 +19,7 @@ from hpcbench.executor.datasets import Prompt
 from hpcbench.executor.http import ConnectionPool
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.resp import RespConnection, RespProtocol, encode_command, reply_end
+from hpcbench.executor.sinks import read_batches
 from hpcbench.proto.samples import ErrorClass, Phase
 from hpcbench.servers.launcher import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext
@@ -119,16 +125,11 @@ def test_unhealthy_redis_is_e001(tmp_path):
 
 def test_hpcbench_executor_benchmarks_redis_into_sample_batches(redis_url, tmp_path, cli_env):
     """The standalone executor with api resp: same engine, recorder and file sink as HTTP."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from hpcbench.executor.sinks import read_batches
-
     out = tmp_path / "samples.bin"
     run = subprocess.run(
         [str(Path(sys.executable).with_name("hpcbench-executor")), "--target", redis_url,
-         "--api", "resp", "--model", "unused", "--concurrency", "4", "--duration", "1s", "--input-tokens", "64",
+         "--api", "resp", "--model", "unused", "--concurrency", "4", "--duration", "1s",
+         "--input-tokens", "64",
          "--out", str(out)], env=cli_env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
     batches = list(read_batches(out))
@@ -142,13 +143,6 @@ def test_hpcbench_executor_benchmarks_redis_into_sample_batches(redis_url, tmp_p
 def test_hpcbench_run_deploys_redis_and_measures_it(tmp_path, cli_env):
     """`hpcbench run` with service redis: the plugin starts redis-server, the executor speaks
     RESP (the api comes from the plugin), and the results look like any other trial's."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import yaml
-
     recipe = {"scenario": "redis-e2e", "runtime": "process", "orchestration": {"mode": "local"},
               "workload": {"service": "redis", "model": "none", "duration": "2s",
                            "warmup": "0s", "concurrency": 4},

@@ -36,6 +36,7 @@ def context(service_config: dict, **overrides) -> LaunchContext:
 
 
 def test_builtins_implement_the_interface():
+    assert known_services()[:5] == ["simulator", "ollama", "vllm", "llamacpp", "redis"]
     for name in ("simulator", "ollama", "vllm", "llamacpp", "redis"):
         plugin = get_service(name)
         assert isinstance(plugin, ServicePlugin), name
@@ -176,7 +177,7 @@ def supervisor_options(argv: list[str]) -> dict:
     """The JSON argv options of a ray_cluster supervisor command line."""
     assert argv[1:3] == ["-m", "hpcbench.servers.ray_cluster"]
     options = {}
-    for flag, value in zip(argv[4::2], argv[5::2]):
+    for flag, value in zip(argv[4::2], argv[5::2], strict=True):
         options[flag] = value if flag in ("--head-address", "--timeout") else json.loads(value)
     return options
 

@@ -90,8 +90,8 @@ def make_tiny_gguf(path: Path) -> Path:
 
     tensor("token_embd.weight", vocab, embed)
     tensor("output_norm.weight", embed)
-    # Peaked logits (weights ~50) make sampling pick the argmax, so a prompt always gets the same reply;
-    # </s> always scores 0, far below the argmax, so no reply ends before max_tokens.
+    # Peaked logits (weights ~50) make sampling pick the argmax, so a prompt always gets the
+    # same reply; </s> always scores 0, far below the argmax, so no reply ends before max_tokens.
     output = rng.normal(0.0, 50.0, size=(vocab, embed)).astype(np.float32)
     output[2] = 0.0
     writer.add_tensor("output.weight", output)
