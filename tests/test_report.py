@@ -164,7 +164,8 @@ def test_per_request_exports_hold_every_request(faulty_run, tmp_path):
         e2e = sorted(row["e2e_ms"] for row in measured if row["e2e_ms"] is not None)
         assert e2e[-1] == pytest.approx(trial.summary["exact"]["e2e"]["max"])
     for row_csv, row_json in zip(from_csv, from_jsonl):
-        assert row_csv["trial"] == row_json["trial"] and int(row_csv["req_id"]) == row_json["req_id"]
+        assert row_csv["trial"] == row_json["trial"]
+        assert int(row_csv["req_id"]) == row_json["req_id"]
         assert (row_csv["ttft_ms"] == "") == (row_json["ttft_ms"] is None)
 
 

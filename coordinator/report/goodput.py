@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from hpcbench.coordinator.report.requests import MISSING, RequestTable
 
 _SLO_COLUMN = {"ttft": "ttft_ns", "tpot": "tpot_ns", "e2e": "e2e_ns", "itl": "max_itl_ns"}

@@ -11,7 +11,8 @@ import numpy as np
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1150px; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+h1 { font-size: 1.6em; }
+h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
@@ -30,6 +31,7 @@ def page(title: str, sections: list[str]) -> str:
 
 
 def e(text: object) -> str:
+    """Text escaped for HTML content and attribute values."""
     return html.escape(str(text), quote=True)
 
 
@@ -38,6 +40,7 @@ def percent(part: int, whole: int) -> str:
 
 
 def cell(value: object) -> str:
+    """A table value as text: "-" for none/NaN, 3 decimals below 1000, thousands separated."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "-"
     if isinstance(value, float):
@@ -48,6 +51,7 @@ def cell(value: object) -> str:
 
 
 def table(headers: list[str], rows: list, text_columns: int = 1) -> str:
+    """An HTML table; the first `text_columns` columns are left-aligned, numbers right."""
     head = "".join(f"<th class=\"text\">{e(h)}</th>" if i < text_columns else f"<th>{e(h)}</th>"
                    for i, h in enumerate(headers))
     body = "\n".join("<tr>" + "".join(
@@ -57,6 +61,7 @@ def table(headers: list[str], rows: list, text_columns: int = 1) -> str:
 
 
 def image(png: bytes, alt: str) -> str:
+    """A PNG embedded as a data: URI, with its pixel size so the page lays out before decoding."""
     width, height = struct.unpack(">II", png[16:24])  # the PNG IHDR chunk
     return (f"<img src=\"data:image/png;base64,{base64.b64encode(png).decode()}\" "
             f"width=\"{width}\" height=\"{height}\" alt=\"{e(alt)}\">")

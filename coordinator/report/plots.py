@@ -175,7 +175,8 @@ def goodput_plot(rows: list[tuple[str, float | None, float | None]]) -> bytes:
     axis = axes[0, 0]
     positions = np.arange(len(rows))
     axis.bar(positions - 0.2, [row[1] or 0 for row in rows], width=0.4, label="throughput")
-    axis.bar(positions + 0.2, [row[2] or 0 for row in rows], width=0.4, label="goodput (all SLOs met)")
+    axis.bar(positions + 0.2, [row[2] or 0 for row in rows], width=0.4,
+             label="goodput (all SLOs met)")
     axis.set_xticks(positions, [row[0] for row in rows], rotation=20, ha="right",
                     fontsize="small")
     axis.set_title("Goodput against the recipe's SLOs")
