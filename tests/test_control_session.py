@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -135,3 +136,13 @@ def test_the_readme_control_client_runs_a_session(tmp_path, daemon, repo):
     lines = done.stdout.splitlines()
     assert any("req/s, TTFT p99" in line for line in lines)
     assert lines[-1].startswith("COMPLETED ")
+    # Results: every trial of the sweep, with its summary
+    with ControlClient(locate(run_dir=daemon)) as client:
+        [session] = client.list().sessions
+        results = client.results(session.session_id)
+    assert results.run_dir == lines[-1].split(" ", 1)[1]
+    assert [trial.passed for trial in results.trials] == [True, True]
+    for trial in results.trials:
+        summary = json.loads(trial.summary_json)
+        assert summary["trial"] == trial.trial_id and summary["overall"]["requests"] > 0
+        assert (Path(trial.directory) / "trial.done").exists()
