@@ -11,6 +11,7 @@ import json
 import platform
 import subprocess
 import sys
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def run_environment(run_dir: Path) -> dict:
 
 
 def capture_environment() -> dict:
+    """This process's environment now; `recorded_at` (UTC) tells when, so a report built long
+    after its run shows that its environment was taken then."""
     return {
+        "recorded_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),

@@ -66,6 +66,7 @@ def _configuration(run: RunData, environment: dict) -> str:
              ("hpcbench git commit", environment.get("git_commit", "unknown")),
              ("python", environment.get("python", "unknown")),
              ("platform", environment.get("platform", "unknown")),
+             ("environment recorded at", environment.get("recorded_at", "unknown")),
              *((f"package {name}", value) for name, value in sorted(packages.items()))]
     integrity = (run.session or {}).get("integrity") or {}
     problems = {key: value for key, value in integrity.items()
