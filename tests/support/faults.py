@@ -137,3 +137,61 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z" and os.path.exists(f"/proc/{pid}")
+
+
+class HpcbenchRun:
+    """`hpcbench run RECIPE` as a real process whose output a test can wait on and whose
+    components (executors, monitor, service) it can find by name and hurt."""
+
+    def __init__(self, recipe: Path, results: Path, session: str, *extra: str,
+                 env: dict | None = None):
+        import subprocess
+        import sys
+
+        self.results, self.session = Path(results), session
+        self.output_path = Path(results).parent / f"run-{session}.out"
+        self._output = open(self.output_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hpcbench.coordinator.cli", "run", str(recipe),
+             "--results-dir", str(results), "--session", session, "--no-live", *extra],
+            stdout=self._output, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+    @property
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def component_pid(self, marker: str) -> int | None:
+        """The pid of the running descendant whose command line contains `marker`."""
+        for pid in descendants(self.process.pid):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if marker.encode() in command and b"hpcbench.coordinator.local_runtime" not in command:
+                return pid
+        return None
+
+    def wait(self, timeout: float = 120) -> int:
+        import subprocess
+
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"hpcbench run did not end within {timeout}s:\n"
+                                 + self.output[-3000:]) from None
+
+    def close(self) -> None:
+        """Kill what is left (the run and every component), whatever the test did."""
+        import signal
+
+        leftovers = descendants(self.process.pid)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._output.close()

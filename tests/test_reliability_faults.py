@@ -1,0 +1,219 @@
+"""Faults on real processes during `hpcbench run` (simulator, executors, monitor, coordinator).
+
+Each test starts a real run of two trials, hurts one component at a known point (the second
+trial's measured window), and then checks what the issue promises: the fault is detected and
+classified, nothing hangs, the finished first trial is byte-identical to before the fault,
+every stored batch is accounted for (samples on disk = the summary's counts, no batch missing
+from an executor that reported), and no process is left behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpcbench.coordinator.errors import ERROR_CODES
+from hpcbench.coordinator.results import read_samples
+from tests.support.faults import HpcbenchRun, alive, descendants
+from tests.support.sim_process import sim_process
+from tests.support.waiting import wait_until
+
+SECOND_TRIAL_MEASURED = "trial 2/2"
+
+
+def write_recipe(tmp_path: Path, url: str | None = None, **top) -> Path:
+    data = {
+        "scenario": "faults", "orchestration": {"mode": "local"},
+        "workload": {
+            "service": "simulator", "model": "sim-model", "duration": "3s", "warmup": "0.5s",
+            "request_timeout": "2s", "concurrency": [2, 4], "load": {"pattern": "closed"},
+            "dataset": {"input_tokens": {"distribution": "fixed", "mean": 16},
+                        "output_tokens": {"distribution": "fixed", "mean": 8}},
+            "error_threshold": 1.0,
+        },
+        "monitoring": {"interval": "500ms"}, **top,
+    }
+    if url:
+        data["endpoints"] = [url]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def runs():
+    started: list[HpcbenchRun] = []
+
+    def start(*args, **kwargs) -> HpcbenchRun:
+        run = HpcbenchRun(*args, **kwargs)
+        started.append(run)
+        return run
+
+    try:
+        yield start
+    finally:
+        for run in started:
+            run.close()
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def finished_trials(session_dir: Path) -> dict[str, Path]:
+    return {path.name: path for path in session_dir.iterdir()
+            if path.is_dir() and (path / "trial.done").exists()}
+
+
+def wait_second_trial_measuring(run: HpcbenchRun) -> Path:
+    """Block until trial 2 measures; return trial 1's directory (finished by then)."""
+    wait_until(lambda: any(SECOND_TRIAL_MEASURED in line and "measured" in line
+                           for line in run.output.splitlines()) or run.process.poll() is not None,
+               timeout=90, what="the second trial's measured window")
+    assert run.process.poll() is None, run.output
+    session_dir = run.results / "faults" / run.session
+    trials = finished_trials(session_dir)
+    assert list(trials) == ["concurrency-2"], run.output
+    return trials["concurrency-2"]
+
+
+def assert_accounted(trial_dir: Path) -> dict:
+    """Raw samples on disk = the summary's request counts; no batch missing or malformed."""
+    summary = json.loads((trial_dir / "summary.json").read_text())
+    batches = list(read_samples(trial_dir / "samples.msgpack"))
+    overall = summary["overall"]
+    assert sum(batch.n for batch in batches) == (overall["requests"] + overall["warmup_requests"]
+                                                 + overall["drain_requests"])
+    integrity = summary["integrity"]
+    assert integrity["malformed_batches"] == 0 and integrity["duplicate_batches"] == 0
+    return summary
+
+
+def component_pids(run: HpcbenchRun, *markers: str) -> dict[str, int]:
+    pids = {marker: run.component_pid(marker) for marker in markers}
+    assert all(pids.values()), (pids, run.output)
+    return pids
+
+
+def assert_no_leftovers(pids) -> None:
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=15,
+               what=f"components {sorted(pids)} to exit")
+
+
+@pytest.mark.parametrize("policy", ["continue", "stop"])
+def test_an_executor_killed_mid_trial_is_detected_and_the_recipe_decides(tmp_path, runs, policy):
+    recipe = write_recipe(tmp_path, on_executor_loss=policy)
+    run = runs(recipe, tmp_path / "results", "kill", "--executors", "2")
+    first = wait_second_trial_measuring(run)
+    before = digest(first)
+    pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
+                          "--coordinator-telemetry")
+    os.kill(pids["--agent-id executor-1"], signal.SIGKILL)
+    status = run.wait(90)
+    session_dir = run.results / "faults" / "kill"
+    assert digest(first) == before                    # the finished trial is untouched
+    assert_accounted(first)
+    session = json.loads((session_dir / "session.json").read_text())
+    second = session_dir / "concurrency-4"
+    if policy == "stop":
+        assert status == ERROR_CODES["E002"][1], run.output     # E002: executors lost
+        assert session["state"] == "FAILED" and "executor-1" in str(session["error"])
+        assert not (second / "trial.done").exists()       # a re-run measures it again
+    else:
+        # the session went on: the second trial is finished but flagged, not passed
+        assert (second / "trial.done").exists(), run.output
+        trial = next(t for t in session["trials"] if t["trial_id"] == "concurrency-4")
+        assert trial["passed"] is False
+        result = json.loads((second / "summary.json").read_text())
+        assert_accounted(second)
+        executors = {batch.executor for batch in read_samples(second / "samples.msgpack")}
+        assert "executor-0" in executors
+        assert "executor-1" in run.output and "lost" in run.output
+        assert result["integrity"]["missing_by_executor"].get("executor-0", 0) == 0
+    assert_no_leftovers(pids.values())
+
+
+def test_a_server_crash_mid_stream_is_classified_and_the_run_ends(tmp_path, runs):
+    with sim_process(tmp_path) as url:
+        recipe = write_recipe(tmp_path, url)
+        run = runs(recipe, tmp_path / "results", "crash", "--executors", "1")
+        first = wait_second_trial_measuring(run)
+        before = digest(first)
+        pids = component_pids(run, "--agent-id executor-0")
+        # the simulator is the test's own child: find it and kill it mid-stream
+        simulator = [pid for pid in descendants(os.getpid()) if b" sim " in _cmdline(pid)]
+        assert simulator
+        os.kill(simulator[0], signal.SIGKILL)
+        run.wait(90)
+    assert digest(first) == before
+    second = run.results / "faults" / "crash" / "concurrency-4"
+    assert (second / "trial.done").exists(), run.output
+    summary = assert_accounted(second)
+    errors = summary["overall"]["errors"]
+    assert {"connection_refused", "connection_reset"} & {name for name, count in errors.items()
+                                                         if count}, errors
+    assert_no_leftovers(pids.values())
+
+
+def test_a_stalled_server_ends_requests_by_their_timeout(tmp_path, runs):
+    with sim_process(tmp_path) as url:
+        recipe = write_recipe(tmp_path, url)
+        run = runs(recipe, tmp_path / "results", "stall", "--executors", "1")
+        first = wait_second_trial_measuring(run)
+        simulator = [pid for pid in descendants(os.getpid()) if b" sim " in _cmdline(pid)]
+        os.kill(simulator[0], signal.SIGSTOP)       # alive, holding its sockets, silent
+        try:
+            run.wait(90)
+        finally:
+            os.kill(simulator[0], signal.SIGCONT)
+    second = run.results / "faults" / "stall" / "concurrency-4"
+    assert (second / "trial.done").exists(), run.output
+    summary = assert_accounted(second)
+    assert summary["overall"]["errors"].get("timeout", 0) > 0, summary["overall"]["errors"]
+    assert_accounted(first)
+
+
+def test_sigterm_to_the_coordinator_stops_cleanly_and_keeps_finished_trials(tmp_path, runs):
+    recipe = write_recipe(tmp_path)
+    run = runs(recipe, tmp_path / "results", "term", "--executors", "2")
+    first = wait_second_trial_measuring(run)
+    before = digest(first)
+    pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
+                          "--coordinator-telemetry")
+    run.process.send_signal(signal.SIGTERM)
+    status = run.wait(60)
+    assert status == 130, run.output
+    assert digest(first) == before
+    session_dir = run.results / "faults" / "term"
+    session = json.loads((session_dir / "session.json").read_text())
+    assert session["state"] == "STOPPED"
+    assert not (session_dir / "concurrency-4" / "trial.done").exists()
+    assert_no_leftovers(pids.values())
+
+
+def test_sigkill_of_the_coordinator_leaves_no_component_running(tmp_path, runs):
+    """The executors lose their coordinator: they stop generating load and exit by themselves
+    (kernel parent-death signal locally, the lease on a cluster: tests/test_session_lease.py)."""
+    recipe = write_recipe(tmp_path)
+    run = runs(recipe, tmp_path / "results", "kill9", "--executors", "2")
+    first = wait_second_trial_measuring(run)
+    before = digest(first)
+    pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
+                          "--coordinator-telemetry")
+    run.process.kill()
+    run.wait(10)
+    assert_no_leftovers(pids.values())
+    assert digest(first) == before
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
