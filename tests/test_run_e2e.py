@@ -119,6 +119,15 @@ def test_a_bad_recipe_exits_2_naming_the_field(tmp_path):
     assert "E006" in done.stderr and "workload.duration" in done.stderr
 
 
+def test_a_slurm_recipe_is_sent_to_the_cluster(tmp_path):
+    path = recipe(tmp_path, None, orchestration={"mode": "slurm"}, partition="gpu",
+                  account="p1")
+    done = hpcbench_run(str(path), "--results-dir", str(tmp_path / "results"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "orchestration.mode is 'slurm'" in done.stderr and "hpcbench submit" in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_an_unreachable_service_fails_the_health_check_with_E001(tmp_path):
     from tests.support.ports import free_port
 

@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if args.executors is not None and args.executors < 1:
         raise config_error(f"--executors {args.executors}: need at least 1 executor")
     recipe = load_recipe(args.recipe)            # bad recipes fail here, before anything starts
+    if recipe.data["orchestration"]["mode"] == "slurm":
+        raise config_error(f"{args.recipe}: orchestration.mode is 'slurm'; `hpcbench run` runs "
+                           "on this machine only",
+                           [f"fix: `hpcbench submit {args.recipe}` (or sbatch run.sbatch) on the "
+                            "cluster, or set orchestration.mode: local to try it here"])
     session_id = args.session or new_session_id()
     results_root = args.results_dir or Path(recipe.data["results_dir"])
     run_dir = results_root / recipe.scenario / session_id
