@@ -56,8 +56,12 @@ def run(args: argparse.Namespace) -> int:
     results_root = args.results_dir or Path(recipe.data["results_dir"])
     run_dir = results_root / recipe.scenario / session_id
     console = Console(width=None if sys.stdout.isatty() else 132)
-    coordinator = Coordinator(run_dir, host=args.host, port=args.port,
-                              results_root=results_root).start()
+    try:
+        coordinator = Coordinator(run_dir, host=args.host, port=args.port,
+                                  results_root=results_root).start()
+    except OSError as error:
+        raise config_error(f"cannot write the session directory {run_dir}: {error.strerror}",
+                           ["fix: choose a writable --results-dir"]) from None
     try:
         session = coordinator.start_session(recipe_path=args.recipe, session_id=session_id,
                                             executors=args.executors,
