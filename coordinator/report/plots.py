@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
 from hpcbench.coordinator.report.requests import LATENCIES
@@ -24,17 +26,45 @@ TITLES = {"ttft": "TTFT (time to first token)", "itl": "ITL (inter-token latency
 OUTCOME_COLOURS = {"ok": "#2ca02c"}
 
 
-def _figure(rows: int, columns: int, height_in: float,
-            twin_axes: bool = False) -> tuple[Figure, np.ndarray]:
-    """A figure with a fixed layout (constrained layout costs three times the drawing time)."""
+LEGEND_COLUMNS = 3
+LEGEND_ROW_IN = 0.2
+
+
+def _figure(rows: int, columns: int, height_in: float, twin_axes: bool = False,
+            legend_entries: int = 0) -> tuple[Figure, np.ndarray]:
+    """A figure with a fixed layout (constrained layout costs three times the drawing time);
+    `legend_entries` reserves room below the panels for a figure legend (`_figure_legend`)."""
+    legend_in = _legend_rows(legend_entries) * LEGEND_ROW_IN + (0.2 if legend_entries else 0)
+    height_in += legend_in
     figure = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
     axes = figure.subplots(rows, columns, squeeze=False)
     header_in, footer_in = 0.75, 0.6  # suptitle + first title; x labels of the last row
     figure.subplots_adjust(left=0.075, right=0.94 if twin_axes else 0.985,
-                           top=1 - header_in / height_in, bottom=footer_in / height_in,
+                           top=1 - header_in / height_in,
+                           bottom=(footer_in + legend_in) / height_in,
                            wspace=0.35 if twin_axes else 0.2,
-                           hspace=0.9 / max(height_in / rows - 0.9, 0.5))
+                           hspace=0.9 / max((height_in - legend_in) / rows - 0.9, 0.5))
     return figure, axes
+
+
+def _legend_rows(entries: int) -> int:
+    return -(-entries // LEGEND_COLUMNS)
+
+
+def _figure_legend(figure: Figure, handles: list, labels: list[str], title: str) -> None:
+    """One legend for every panel, below them (it never hides a line, however many trials)."""
+    figure.legend(handles, labels, loc="lower center", ncols=LEGEND_COLUMNS, fontsize="small",
+                  title=title, title_fontsize="small", frameon=False,
+                  bbox_to_anchor=(0.5, 0.0))
+
+
+def _colours(count: int) -> list:
+    """Distinct colours for `count` lines: the default cycle up to 10, then tab20, then a ramp."""
+    if count <= 10:
+        return [f"C{index}" for index in range(count)]
+    cmap = colormaps["tab20" if count <= 20 else "viridis"]
+    return [cmap(index / max(count - 1, 1)) if count > 20 else cmap(index)
+            for index in range(count)]
 
 
 def _png(figure: Figure) -> bytes:
@@ -61,7 +91,10 @@ def empirical_cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def latency_cdfs(latencies: dict[str, dict[str, np.ndarray]]) -> bytes:
     """latencies: trial id -> metric -> values (ns). One panel per metric, one line per trial."""
-    figure, axes = _figure(2, 2, 7.5)
+    trials = [trial_id for trial_id, values in latencies.items()
+              if any(len(samples) for samples in values.values())]
+    colours = dict(zip(trials, _colours(len(trials))))
+    figure, axes = _figure(2, 2, 7.5, legend_entries=len(trials))
     figure.suptitle("Latency CDFs (measured requests, from raw samples)")
     for axis, metric in zip(axes.flat, LATENCIES):
         drawn = False
@@ -75,7 +108,7 @@ def latency_cdfs(latencies: dict[str, dict[str, np.ndarray]]) -> bytes:
                 continue
             points, fractions = empirical_cdf(samples)
             axis.plot(points / 1e6, fractions, drawstyle="steps-post", label=trial_id,
-                      linewidth=1.4)
+                      linewidth=1.4, color=colours[trial_id])
             drawn = True
         axis.set_title(TITLES[metric])
         axis.set_xlabel("latency (ms)")
@@ -86,9 +119,11 @@ def latency_cdfs(latencies: dict[str, dict[str, np.ndarray]]) -> bytes:
             if spans_decades:
                 axis.set_xscale("log")
                 axis.xaxis.set_major_formatter(ScalarFormatter())
-            axis.legend(fontsize="small", loc="lower right")
         else:
             _empty(axis, "no samples")
+    if trials:
+        _figure_legend(figure, [Line2D([], [], color=colours[trial_id]) for trial_id in trials],
+                       trials, "trial")
     return _png(figure)
 
 
@@ -132,28 +167,31 @@ def trial_over_time(trial_id: str, timeline: Timeline) -> bytes:
 
 
 def sweep_plot(result: Sweep) -> bytes:
-    figure, axes = _figure(1, 2, 4.2, twin_axes=True)
+    """Throughput (tokens/s solid, requests/s dashed on the right axis) and p99 latency (E2E
+    solid, TTFT dashed) against the swept parameter; one colour per series; saturation marked."""
+    colours = _colours(len(result.series))
+    figure, axes = _figure(1, 2, 4.2, twin_axes=True, legend_entries=len(result.series))
     throughput, latency = axes[0]
     requests = throughput.twinx()
     figure.suptitle(f"Sweep over {result.parameter} (saturation point marked)")
-    for series in result.series:
+    saturated = False
+    for series, colour in zip(result.series, colours):
         x = [point.value for point in series.points]
-        suffix = f" ({series.label})" if series.label else ""
         throughput.plot(x, [point.output_tokens_per_s for point in series.points], marker="o",
-                        label=f"output tokens/s{suffix}")
+                        color=colour)
         requests.plot(x, [point.req_per_s for point in series.points], marker="^",
-                      linestyle="--", color="#7f7f7f", label=f"requests/s{suffix}")
+                      linestyle="--", color=colour, alpha=0.7)
         latency.plot(x, [point.e2e_p99_ms for point in series.points], marker="o",
-                     label=f"E2E p99{suffix}")
+                     color=colour)
         latency.plot(x, [point.ttft_p99_ms for point in series.points], marker="s",
-                     linestyle="--", label=f"TTFT p99{suffix}")
+                     linestyle="--", color=colour, alpha=0.7)
         if series.saturation is not None:
+            saturated = True
             point = series.saturation
             for axis in (throughput, latency):
-                axis.axvline(point.value, color="#d62728", linestyle=":", linewidth=1.5)
+                axis.axvline(point.value, color=colour, linestyle=":", linewidth=1.5)
             throughput.plot([point.value], [point.output_tokens_per_s], marker="X",
-                            markersize=12, color="#d62728", linestyle="none",
-                            label=f"saturation: {result.parameter}={point.value:g}{suffix}")
+                            markersize=13, color="#d62728", linestyle="none")
     throughput.set_title("Throughput")
     throughput.set_ylabel("output tokens per second")
     requests.set_ylabel("requests per second")
@@ -162,10 +200,19 @@ def sweep_plot(result: Sweep) -> bytes:
     for axis in (throughput, latency):
         axis.set_xlabel(result.parameter)
         axis.grid(alpha=0.3)
-    lines = throughput.get_legend_handles_labels()
-    extra = requests.get_legend_handles_labels()
-    throughput.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize="small")
-    latency.legend(fontsize="small")
+    key = [Line2D([], [], color="#444444", marker="o", label="output tokens/s (left)"),
+           Line2D([], [], color="#444444", marker="^", linestyle="--",
+                  label="requests/s (right)")]
+    if saturated:
+        key.append(Line2D([], [], color="#d62728", marker="X", markersize=10, linestyle="none",
+                          label="saturation point"))
+    throughput.legend(handles=key, fontsize="small", loc="upper left")
+    latency.legend(handles=[
+        Line2D([], [], color="#444444", marker="o", label="E2E p99"),
+        Line2D([], [], color="#444444", marker="s", linestyle="--", label="TTFT p99")],
+        fontsize="small", loc="upper left")
+    _figure_legend(figure, [Line2D([], [], color=colour, linewidth=3) for colour in colours],
+                   [series.label or "all trials" for series in result.series], "series")
     return _png(figure)
 
 
