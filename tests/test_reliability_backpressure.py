@@ -18,6 +18,7 @@ from hpcbench.coordinator.aggregator import Aggregator
 from hpcbench.coordinator.aggregator_server import AggregatorServer
 from hpcbench.executor.sinks import QUEUE_BATCHES, ZmqSink
 from hpcbench.proto import samples
+from tests.support.faults import record
 from tests.support.sample_batches import make_batch
 from tests.support.waiting import wait_until
 
@@ -78,6 +79,7 @@ def test_a_stalled_aggregator_blocks_the_executor_and_loses_nothing(slow_aggrega
     assert producer.is_alive() and len(handed_over) < BATCHES
     assert aggregator.integrity()["batches"] <= len(handed_over)
 
+    record("faults_injected")
     sink.gate.set()                       # the disk catches up
     producer.join(60)
     assert not producer.is_alive()
@@ -89,6 +91,8 @@ def test_a_stalled_aggregator_blocks_the_executor_and_loses_nothing(slow_aggrega
     produced_rows = sum(batch.n for batch in batches)
     produced_samples = sum(batch.n + len(batch.itl_ns) for batch in batches)
     integrity = summary.integrity
+    record("samples_produced", produced_samples)
+    record("samples_accounted", integrity["samples"] + integrity["missing_batches"])
     assert integrity["samples"] == produced_samples
     assert (integrity["missing_batches"], integrity["duplicate_batches"],
             integrity["malformed_batches"]) == (0, 0, 0)

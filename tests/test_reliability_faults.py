@@ -19,7 +19,7 @@ import yaml
 
 from hpcbench.coordinator.errors import ERROR_CODES
 from hpcbench.coordinator.results import read_samples
-from tests.support.faults import HpcbenchRun, alive, descendants
+from tests.support.faults import HpcbenchRun, alive, descendants, record
 from tests.support.sim_process import sim_process
 from tests.support.waiting import wait_until
 
@@ -88,8 +88,11 @@ def assert_accounted(trial_dir: Path) -> dict:
     summary = json.loads((trial_dir / "summary.json").read_text())
     batches = list(read_samples(trial_dir / "samples.msgpack"))
     overall = summary["overall"]
-    assert sum(batch.n for batch in batches) == (overall["requests"] + overall["warmup_requests"]
-                                                 + overall["drain_requests"])
+    stored = sum(batch.n for batch in batches)
+    accounted = overall["requests"] + overall["warmup_requests"] + overall["drain_requests"]
+    record("samples_produced", stored)
+    record("samples_accounted", accounted)
+    assert stored == accounted
     integrity = summary["integrity"]
     assert integrity["malformed_batches"] == 0 and integrity["duplicate_batches"] == 0
     return summary
@@ -115,6 +118,7 @@ def test_an_executor_killed_mid_trial_is_detected_and_the_recipe_decides(tmp_pat
     pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
                           "--coordinator-telemetry")
     os.kill(pids["--agent-id executor-1"], signal.SIGKILL)
+    record("faults_injected")
     status = run.wait(90)
     session_dir = run.results / "faults" / "kill"
     assert digest(first) == before                    # the finished trial is untouched
@@ -150,6 +154,7 @@ def test_a_server_crash_mid_stream_is_classified_and_the_run_ends(tmp_path, runs
         simulator = [pid for pid in descendants(os.getpid()) if b" sim " in _cmdline(pid)]
         assert simulator
         os.kill(simulator[0], signal.SIGKILL)
+        record("faults_injected")
         run.wait(90)
     assert digest(first) == before
     second = run.results / "faults" / "crash" / "concurrency-4"
@@ -168,6 +173,7 @@ def test_a_stalled_server_ends_requests_by_their_timeout(tmp_path, runs):
         first = wait_second_trial_measuring(run)
         simulator = [pid for pid in descendants(os.getpid()) if b" sim " in _cmdline(pid)]
         os.kill(simulator[0], signal.SIGSTOP)       # alive, holding its sockets, silent
+        record("faults_injected")
         try:
             run.wait(90)
         finally:
@@ -187,6 +193,7 @@ def test_sigterm_to_the_coordinator_stops_cleanly_and_keeps_finished_trials(tmp_
     pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
                           "--coordinator-telemetry")
     run.process.send_signal(signal.SIGTERM)
+    record("faults_injected")
     status = run.wait(60)
     assert status == 130, run.output
     assert digest(first) == before
@@ -207,6 +214,7 @@ def test_sigkill_of_the_coordinator_leaves_no_component_running(tmp_path, runs):
     pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
                           "--coordinator-telemetry")
     run.process.kill()
+    record("faults_injected")
     run.wait(10)
     assert_no_leftovers(pids.values())
     assert digest(first) == before

@@ -29,6 +29,7 @@ from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.coordinator.slurm_job import print_modules
 from hpcbench.recipes import recipe_from_dict
 from hpcbench.servers.registry import launch_commands
+from tests.support.faults import record
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -59,6 +60,7 @@ def words_deep(line: str) -> list[str]:
 
 def bash_argv(line: str, cwd: Path) -> list[str]:
     """What bash makes of `line` as arguments (printf prints them NUL-separated)."""
+    record("bad_inputs")
     done = subprocess.run(["bash", "-c", "printf '%s\\0' " + line], capture_output=True,
                           cwd=cwd, timeout=20)
     assert done.returncode == 0, done.stderr
@@ -170,6 +172,7 @@ def test_any_module_names_are_quoted_for_eval(tmp_path_factory, modules, capsys)
     recipe = tmp_path_factory.mktemp("modules") / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"scenario": "sec", "modules": modules,
                                       "workload": {"service": "simulator", "model": "m"}}))
+    record("bad_inputs")
     capsys.readouterr()
     if print_modules(recipe) != 0:
         return                                  # refused by validation: nothing reaches bash

@@ -6,15 +6,29 @@
   a crash mid-stream. It counts the bytes it wrote and notices when the client hangs up, so a
   test can prove the client gave up (bounded memory, no hang) rather than guess.
 - `descendants(pid)`: live processes below `pid` (leftover-process checks).
+- `record(figure, count)`: adds to the figures `make reliability` prints (faults injected, bad
+  inputs tried, samples produced vs accounted); a no-op outside tests/reliability_report.py.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
+
+
+FIGURES_ENV = "HPCBENCH_RELIABILITY_FIGURES"
+
+
+def record(figure: str, count: int = 1) -> None:
+    """Append `count` to `figure` in the file tests/reliability_report.py names (if any)."""
+    path = os.environ.get(FIGURES_ENV)
+    if path:
+        with open(path, "a") as figures:
+            figures.write(json.dumps({figure: count}) + "\n")
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,13 @@ class WireCounts:
     duplicates: int = 0
     wrong_run: int = 0
     telemetry_malformed: int = 0
+    telemetry: int = 0                    # well-formed telemetry, republished on the bus
+
+    @property
+    def accounted(self) -> int:
+        """Messages that went somewhere: aggregated, republished or counted as rejected."""
+        return (self.batches + self.malformed + self.duplicates + self.wrong_run
+                + self.telemetry_malformed + self.telemetry)
 
     def __sub__(self, other: "WireCounts") -> "WireCounts":
         return WireCounts(*(a - b for a, b in zip(astuple(self), astuple(other))))

@@ -1,0 +1,86 @@
+"""`make reliability`: run the reliability, fuzzing and security suites and print their figures.
+
+Figures (JSON on stdout): faults injected, bad inputs tried, samples produced vs accounted
+(stored or counted with a reason), sample-endpoint messages sent vs accounted, and leftover
+processes. The tests add to the figures through tests.support.faults.record; every process
+the suites start inherits a marker in its environment, so after the run any process still
+carrying it is a leftover, whoever its parent became. Exit status: pytest's, or 1 when a figure
+is wrong (leftovers, or samples/messages that were not accounted for).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SUITES = ("test_reliability*.py", "test_fuzz*.py", "test_security*.py")
+MARKER_ENV = "HPCBENCH_RELIABILITY_RUN"
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Live processes whose environment carries MARKER_ENV=marker (Linux /proc)."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def main(argv: list[str]) -> int:
+    import pytest
+
+    from tests.support.faults import FIGURES_ENV
+
+    files = sorted(str(path) for pattern in SUITES for path in (REPO / "tests").glob(pattern))
+    marker = uuid.uuid4().hex
+    with tempfile.TemporaryDirectory(prefix="hpcbench-reliability-") as scratch:
+        figures_path = Path(scratch) / "figures.jsonl"
+        os.environ[FIGURES_ENV] = str(figures_path)
+        os.environ[MARKER_ENV] = marker
+        status = pytest.main(["-q", "-p", "no:cacheprovider", *files, *argv])
+        totals: Counter = Counter()
+        if figures_path.exists():
+            for line in figures_path.read_text().splitlines():
+                totals.update(json.loads(line))
+    from tests.support.waiting import WaitTimeout, wait_until
+
+    try:   # components get a moment to finish exiting after their test's teardown
+        wait_until(lambda: not marked_processes(marker), timeout=10, what="no leftovers")
+    except WaitTimeout:
+        pass
+    leftovers = marked_processes(marker)
+    report = {
+        "suites": [Path(name).name for name in files],
+        "pytest_exit_status": int(status),
+        "faults_injected": totals["faults_injected"],
+        "bad_inputs_tried": totals["bad_inputs"],
+        "samples_produced": totals["samples_produced"],
+        "samples_accounted": totals["samples_accounted"],
+        "messages_sent": totals["messages_sent"],
+        "messages_accounted": totals["messages_accounted"],
+        "leftover_processes": len(leftovers),
+    }
+    print(json.dumps(report, indent=2))
+    if status != 0:
+        return int(status)
+    balanced = (report["samples_produced"] == report["samples_accounted"]
+                and report["messages_sent"] == report["messages_accounted"])
+    return 0 if balanced and not leftovers else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main(sys.argv[1:]))
