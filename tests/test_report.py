@@ -67,6 +67,7 @@ def test_the_report_has_every_section_and_all_plots_with_readable_sizes(faulty_r
         assert table in text
     assert "localhost" in text and "git commit" in text and "sim-llama" in text
     assert "http_status" in text and "connection_reset" in text   # errors by class
+    assert text.count(">ok</td></tr>") == 4 and "above the recipe's error threshold" not in text
     images = IMAGE.findall(text)
     # CDFs, sweep, goodput, one per trial over time (4), one telemetry node
     assert len(images) == 1 + 1 + 1 + 4 + 1

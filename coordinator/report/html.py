@@ -35,9 +35,14 @@ def render_report(run: RunData, environment: dict) -> str:
 def _overview(run: RunData) -> str:
     session = run.session or {}
     state = session.get("state", "unknown (no session.json)")
+    passed = {item["trial_id"]: item["passed"] for item in session.get("trials") or ()}
+    failed = [trial.trial_id for trial in run.trials if passed.get(trial.trial_id) is False]
     lines = [f"<p>Session state: <b>{e(state)}</b>; {len(run.trials)} finished trial(s)"
              + (f", elapsed {session['elapsed_s']:.1f} s" if session.get("elapsed_s") else "")
              + ".</p>"]
+    if failed:
+        lines.append(f"<p class=\"bad\">{len(failed)} trial(s) above the recipe's error "
+                     "threshold (workload.error_threshold): see the errors by class below.</p>")
     if session.get("error"):
         lines.append(f"<pre class=\"bad\">{e(session['error'])}</pre>")
     if run.unfinished:
@@ -45,10 +50,12 @@ def _overview(run: RunData) -> str:
                      f"{e(', '.join(run.unfinished))}</p>")
     columns = ("trial", "requests", "ok", "error_total", "req_per_s", "output_tokens_per_s",
                "goodput_req_per_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "e2e_p99_ms")
-    rows = [[row[key] for key in columns] for row in summary_rows(run)]
+    verdicts = {True: "ok", False: "failed"}
+    rows = [[row[key] for key in columns] + [verdicts.get(passed.get(row["trial"]), "-")]
+            for row in summary_rows(run)]
     lines.append(table(["trial", "requests", "ok", "errors", "req/s", "output tokens/s",
-                         "goodput req/s", "TTFT p50 (ms)", "TTFT p99 (ms)", "ITL p50 (ms)",
-                         "E2E p99 (ms)"], rows))
+                        "goodput req/s", "TTFT p50 (ms)", "TTFT p99 (ms)", "ITL p50 (ms)",
+                        "E2E p99 (ms)", "result"], rows))
     classes = sorted({name for trial in run.trials for name in trial.summary["overall"]["errors"]})
     if classes:
         lines.append("<p>Errors by class (measured requests; over time in each trial's "
