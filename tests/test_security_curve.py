@@ -1,0 +1,105 @@
+"""ZeroMQ CURVE on the sample endpoint (hpcbench.coordinator.curve), over real TCP sockets.
+
+With CURVE on, a plain-text PUSH and a PUSH with the wrong server key deliver nothing (the
+handshake fails before any message), a PUSH holding the session's keys delivers, and the key
+file is private (0600) like the control token.
+"""
+from __future__ import annotations
+
+import stat
+
+import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from hpcbench.coordinator import curve
+from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.proto import samples
+from tests.support.sample_batches import make_batch
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+def context():
+    context = zmq.Context()
+    try:
+        yield context
+    finally:
+        context.destroy(linger=0)
+
+
+def pull_with_curve(context, keys) -> tuple[zmq.Socket, str]:
+    pull = context.socket(zmq.PULL)
+    curve.serve(pull, keys)
+    pull.bind("tcp://127.0.0.1:0")
+    return pull, pull.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def push(context, endpoint: str, keys=None) -> zmq.Socket:
+    socket = context.socket(zmq.PUSH)
+    socket.setsockopt(zmq.LINGER, 0)
+    if keys is not None:
+        curve.connect(socket, keys)
+    socket.connect(endpoint)
+    return socket
+
+
+def received(pull: zmq.Socket) -> list[bytes]:
+    messages = []
+    while pull.poll(0):
+        messages.append(pull.recv())
+    return messages
+
+
+def test_keys_are_private_and_load_back(tmp_path):
+    keys = curve.create_keys(tmp_path)
+    path = tmp_path / curve.KEYS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert curve.load_keys(tmp_path) == keys == curve.load_keys(path)
+    assert keys.server_secret not in (keys.server_public, keys.client_public)
+
+
+def test_a_broken_or_missing_key_file_is_e006(tmp_path):
+    with pytest.raises(HpcbenchError) as missing:
+        curve.load_keys(tmp_path / "nope.keys")
+    (tmp_path / "bad.keys").write_text("{not json")
+    with pytest.raises(HpcbenchError) as broken:
+        curve.load_keys(tmp_path / "bad.keys")
+    assert missing.value.code == broken.value.code == "E006"
+    assert "bad.keys" in broken.value.message
+
+
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def test_only_a_pusher_with_the_session_keys_delivers_samples(tmp_path, context):
+    keys = curve.create_keys(tmp_path / "session")
+    strangers = curve.create_keys(tmp_path / "other-session")
+    pull, endpoint = pull_with_curve(context, keys)
+    events = pull.get_monitor_socket(HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    plain = push(context, endpoint)
+    wrong = push(context, endpoint, strangers)
+    batch = samples.encode(make_batch(0, n=4))
+    for intruder in (plain, wrong):
+        intruder.send(b"intruder", zmq.NOBLOCK) if intruder.poll(0, zmq.POLLOUT) else None
+
+    def refusals(count: int) -> None:
+        seen = 0
+        while seen < count:                  # each refused at the handshake, by the server
+            assert events.poll(10_000), "no handshake event from the CURVE server"
+            event = recv_monitor_message(events)
+            if event["event"] & HANDSHAKE_FAILED:
+                seen += 1
+
+    refusals(2)
+    good = push(context, endpoint, keys)
+    good.send(batch)
+    message = wait_until(lambda: received(pull), timeout=10, what="the keyed PUSH's batch")
+    assert message == [batch]
+    refusals(2)                               # the intruders retry and are refused again
+    assert received(pull) == []               # and nothing of theirs ever arrived
+    for socket in (plain, wrong, good, events):
+        socket.close(linger=0)
+    pull.disable_monitor()
+    pull.close(linger=0)
