@@ -5,9 +5,10 @@ and by the standalone CLI. Requests are prebuilt as bytes (one per prompt), sent
 pooled HTTP client, and recorded when they end; every `batch_interval` (or `batch_max_rows`
 finished requests) the recorder cuts a SampleBatch and hands it to the sink.
 
-Open loop: intended times are t0 + schedule offsets; the dispatcher sleeps until shortly before
-each, then yields to the loop until the exact time (timer granularity is ~1 ms), so dispatch lag
-stays in the tens of microseconds and is recorded per request either way. Closed loop: each slot
+Open loop: intended times are t0 + schedule offsets; the dispatcher waits for each on a Linux
+timerfd alarm (the simulator's `alarm` module: never early, microseconds late, no busy-waiting;
+uvloop's own timers count whole milliseconds), so dispatch lag stays in the tens of
+microseconds when a core is free; it is recorded per request either way. Closed loop: each slot
 sends its next request as soon as its previous one ended (intended = send decision time).
 """
 from __future__ import annotations
@@ -27,8 +28,8 @@ from hpcbench.executor.protocols import PROTOCOLS
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
 from hpcbench.proto.samples import ErrorClass, Phase
+from hpcbench.servers.simulator.alarm import make_alarm
 
-SPIN_NS = 1_500_000        # last stretch before an intended time is waited by yielding, not timers
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
 now_ns = time.perf_counter_ns
 
@@ -136,6 +137,8 @@ class _Trial:
                             if config.duration else None)
         self.recorder = SampleRecorder(config.run_id, config.trial_id, config.executor_id,
                                        config.node, time.time_ns() - now_ns())
+        self.wake: asyncio.Future | None = None
+        self.alarm = make_alarm(loop, self._alarm_fired)
         dispatcher = loop.create_task(self._closed_loop() if config.load.pattern == "closed"
                                       else self._open_loop())
         flusher = loop.create_task(self._flush_periodically())
@@ -158,6 +161,7 @@ class _Trial:
                 task.cancel()
             for attempt in list(self.in_flight):     # stop_event (or an error): cancel the rest
                 attempt.cancel(now_ns())
+            self.alarm.close()
             self.pool.close()
             self._flush()
         end = now_ns() if self.measure_end is None else min(now_ns(), self.measure_end)
@@ -200,11 +204,15 @@ class _Trial:
                 request_id & 0xFFFFFFFFFFFF, body), attempt)
 
     async def _wait_until(self, intended: int) -> None:
-        wait = intended - now_ns()
-        if wait > SPIN_NS:
-            await asyncio.sleep((wait - SPIN_NS) / 1e9)
+        """Return at `intended` (perf_counter ns), not before; for the one open-loop dispatcher."""
         while now_ns() < intended:
-            await asyncio.sleep(0)
+            self.wake = self.loop.create_future()
+            self.alarm.set(intended / 1e9)   # perf_counter is CLOCK_MONOTONIC, the alarm's clock
+            await self.wake
+
+    def _alarm_fired(self) -> None:
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
 
     async def _open_loop(self) -> None:
         config = self.config
@@ -223,7 +231,8 @@ class _Trial:
                                for slot, offset in enumerate(starts)))
 
     async def _slot(self, slot: int, start: int) -> None:
-        await self._wait_until(start)
+        while now_ns() < start:          # loop timers may fire early; never start before t0
+            await asyncio.sleep((start - now_ns()) / 1e9)
         while True:
             intended = now_ns()
             if (self.measure_end is not None and intended >= self.measure_end) or \
