@@ -43,6 +43,7 @@ class DataPlane:
         self.results = ResultsWriter(self.session_dir.parent.parent, self.session_dir.parent.name,
                                      self.session_dir.name)
         self._trial_writer = None
+        self._trial_id = ""
         self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
         self._log_offsets: dict[Path, int] = {}
         self._ended: dict | None = None
@@ -71,6 +72,7 @@ class DataPlane:
                             "repetition": trial.repetition, "params": trial.params},
                   "session": self.session_id}
         self._trial_writer = self.results.open_trial(trial.id, recipe)
+        self._trial_id = trial.id
         self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
         self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
 
@@ -107,10 +109,15 @@ class DataPlane:
                 "summary": document, "earlier": True}
 
     def abort_trial(self) -> None:
-        """The running trial will not finish: close its files, leave it unfinished (resume redoes it)."""
+        """The running trial will not finish: close it in the aggregator (later batches are
+        counted as after-close, not written), close its files, leave it unfinished (a re-run
+        of the session measures it again)."""
         if self._trial_writer is not None:
-            self._trial_writer.abort()
-            self._trial_writer = None
+            try:
+                self.aggregator.close_trial(self._trial_id)
+            finally:
+                self._trial_writer.abort()
+                self._trial_writer = None
 
     def _wait_for_batches(self, timeout_s: float) -> dict[str, int]:
         """Wait until the aggregator has every batch the executors sent; return what is missing."""

@@ -95,6 +95,9 @@ class ExecutorAgent:
         self.requests_done = 0      # requests of the trials finished so far (heartbeats carry it)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_trial: asyncio.Event | None = None
+        self._running_trial = ""
+        self._stopped: set[str] = set()     # trials told to STOP (it may overtake their START)
+        self._stops_lock = threading.Lock()
         self._sink = None
 
     def register(self, session_id: str, agent_id: str, node: str) -> None:
@@ -138,7 +141,7 @@ class ExecutorAgent:
             for command in self.stub.Commands(pb.AgentRef(agent_id=self.reply.agent_id),
                                               metadata=self.metadata):
                 if command.kind == pb.STOP:
-                    self._request_trial_stop()
+                    self._request_trial_stop(command.trial_id)
                 else:
                     self.commands.put(command)
                 if command.kind == pb.SHUTDOWN:
@@ -177,15 +180,19 @@ class ExecutorAgent:
             self._report(trial_id, ok=True, stats=stats, batches_sent=batches)
         finally:
             self.state = pb.IDLE
-            self._loop = self._stop_trial = None
+            with self._stops_lock:
+                self._loop = self._stop_trial = None
+                self._running_trial = ""
 
     async def _run_trial(self, config):
         from hpcbench.executor.engine import run_trial
 
-        self._loop = asyncio.get_running_loop()
-        self._stop_trial = asyncio.Event()
-        if self.lost.is_set():
-            self._stop_trial.set()
+        with self._stops_lock:
+            self._loop = asyncio.get_running_loop()
+            self._stop_trial = asyncio.Event()
+            self._running_trial = config.trial_id
+            if self.lost.is_set() or config.trial_id in self._stopped:
+                self._stop_trial.set()
         sink = self._sample_sink()
         before = sink.sent
         stats = await run_trial(config, sink, self._stop_trial)
@@ -202,10 +209,15 @@ class ExecutorAgent:
                                              linger_ms=int(self.reply.lease_s * 1000)))
         return self._sink
 
-    def _request_trial_stop(self) -> None:
-        loop, event = self._loop, self._stop_trial
-        if loop is not None and event is not None:
-            loop.call_soon_threadsafe(event.set)
+    def _request_trial_stop(self, trial_id: str = "") -> None:
+        """Stop trial `trial_id` (or, without one, whatever runs): now if it runs, else as soon
+        as it starts."""
+        with self._stops_lock:
+            if trial_id:
+                self._stopped.add(trial_id)
+            loop, event = self._loop, self._stop_trial
+            if loop is not None and event is not None and trial_id in ("", self._running_trial):
+                loop.call_soon_threadsafe(event.set)
 
     def _report(self, trial_id: str, ok: bool, error: str = "", stats=None,
                 batches_sent: int = 0) -> None:

@@ -29,7 +29,8 @@ def long_recipe(url: str, results: str) -> str:
 
 
 @pytest.fixture
-def daemon(tmp_path):
+def daemon_process(tmp_path):
+    """(process, run dir) of an `hpcbench-coordinator` daemon."""
     run_dir = tmp_path / "daemon"
     process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.daemon",
                                 "--run-dir", str(run_dir), "--results-dir",
@@ -39,7 +40,7 @@ def daemon(tmp_path):
         wait_until(lambda: (run_dir / "coordinator.json").exists() or process.poll() is not None,
                    timeout=30, what="coordinator.json")
         assert process.poll() is None, process.stdout.read()
-        yield run_dir
+        yield process, run_dir
     finally:
         process.terminate()
         try:
@@ -47,6 +48,11 @@ def daemon(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def daemon(daemon_process):
+    return daemon_process[1]
 
 
 def hpcbench(*args: str) -> subprocess.CompletedProcess:
@@ -146,3 +152,22 @@ def test_the_readme_control_client_runs_a_session(tmp_path, daemon, repo):
         summary = json.loads(trial.summary_json)
         assert summary["trial"] == trial.trial_id and summary["overall"]["requests"] > 0
         assert (Path(trial.directory) / "trial.done").exists()
+
+
+def test_sigterm_to_the_daemon_stops_its_session_and_every_component(tmp_path, daemon_process):
+    import psutil
+
+    process, run_dir = daemon_process
+    with sim_process(tmp_path) as url, ControlClient(locate(run_dir=run_dir)) as client:
+        client.start(recipe_yaml=long_recipe(url, "unused"), session_id="t1")
+        wait_until(lambda: client.status("t1").state == pb.RUNNING, timeout=60,
+                   what="the session to run")
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert any("hpcbench.executor.agent" in child.cmdline() for child in children)
+        process.terminate()
+        assert process.wait(timeout=60) == 0
+    record = json.loads((tmp_path / "results" / "grpc-control" / "t1" / "session.json")
+                        .read_text())
+    assert record["state"] == "STOPPED"
+    assert not [child for child in children if child.is_running()
+                and child.status() != psutil.STATUS_ZOMBIE]
