@@ -152,3 +152,18 @@ def test_a_service_that_dies_at_start_fails_fast_with_its_log(tmp_path):
                         .read_text())
     states = [phase["state"] for phase in record["phases"]]
     assert states[states.index("TEARDOWN") - 1] == "PREPARING"   # failed there, not after 5 min
+
+
+def test_a_session_being_run_cannot_be_run_twice(tmp_path):
+    session_dir = tmp_path / "results" / "e2e-sim" / "busy"
+    session_dir.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    try:
+        (session_dir / "coordinator.json").write_text(json.dumps({"pid": holder.pid}))
+        done = hpcbench_run(str(recipe(tmp_path, None)), "--results-dir",
+                            str(tmp_path / "results"), "--session", "busy")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2 and f"being run by process {holder.pid}" in done.stderr

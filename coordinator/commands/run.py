@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     results_root = args.results_dir or Path(recipe.data["results_dir"])
     run_dir = results_root / recipe.scenario / session_id
     console = Console(width=None if sys.stdout.isatty() else 132)
+    _refuse_if_running(run_dir, session_id)
     try:
         coordinator = Coordinator(run_dir, host=args.host, port=args.port,
                                   results_root=results_root).start()
@@ -90,6 +91,24 @@ def run(args: argparse.Namespace) -> int:
         print(error.render(), file=sys.stderr)
         return error.exit_status
     return 0
+
+
+def _refuse_if_running(run_dir: Path, session_id: str) -> None:
+    """Two coordinators must never write one session: refuse while another one serves it."""
+    import json
+
+    from hpcbench.coordinator.control_client import ADDRESS_FILE
+    from hpcbench.coordinator.errors import config_error
+
+    try:
+        pid = json.loads((run_dir / ADDRESS_FILE).read_text())["pid"]
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no earlier coordinator, or it is gone: resuming is safe
+    if pid != os.getpid():
+        raise config_error(f"session {session_id!r} is being run by process {pid}",
+                           [f"fix: `hpcbench stop --run-dir {run_dir}` first, or choose "
+                            "another --session"])
 
 
 def _stop_on_signals(session) -> None:
