@@ -161,3 +161,24 @@ def test_summary_measures_ttft_from_send_in_closed_loop_and_from_intended_in_ope
     assert summary["errors"] == {"CONNECTION_REFUSED": 1} and summary["ok"] == 2
     assert summary["dispatch_lag_ms"]["max"] == 10.0 and summary["itl_ms"]["p50"] == 10.0
     assert summary["request_rate"] == 3.0
+
+
+def test_recorder_rows_and_gaps_keep_row_boundaries():
+    from types import SimpleNamespace
+
+    from hpcbench.executor.recorder import SampleRecorder
+
+    recorder = SampleRecorder("r", "t", "e", "n", epoch_ns=7)
+    chunk_sets = [[10, 13, 19], [], [100, 104], [200], [], [300, 301]]
+    for request_id, times in enumerate(chunk_sets):
+        recorder.add(SimpleNamespace(
+            req_id=request_id, intended_ns=1, send_ns=2, end_ns=400, chunk_times=times,
+            tokens_in=5, tokens_out=len(times), token_source=2, status=200, error=0,
+            phase=1, slot=-1))
+    assert len(recorder) == 6
+    batch = samples.decode(samples.encode(recorder.cut(interval=3)))
+    assert list(batch.columns["chunks"]) == [3, 0, 2, 1, 0, 2]
+    assert list(batch.columns["first_ns"]) == [10, 0, 100, 200, 0, 300]
+    assert list(batch.itl_ns) == [3, 6, 4, 1]
+    assert (batch.seq, batch.interval, batch.epoch_ns) == (0, 3, 7)
+    assert recorder.cut(interval=4) is None and len(recorder) == 0
