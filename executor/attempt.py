@@ -123,5 +123,6 @@ class Attempt:
         self.end_ns = end_ns
         if self.token_source != TokenSource.SERVER:
             self.tokens_out = len(self.chunk_times)
-        self.body_parts = self.buffer = None
+        # drop references that form cycles (timer -> time_out -> self, connection -> handler)
+        self.body_parts = self.buffer = self.timer = self.connection = None
         self.on_done(self)
