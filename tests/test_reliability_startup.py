@@ -1,0 +1,84 @@
+"""Faults a run meets before it starts: the results directory cannot be written (a file in the
+way, a read-only or a full filesystem). Each is a clear error
+naming the path or port and the fix, before any load is generated; never a traceback.
+
+Read-only and full filesystems are real tmpfs mounts, which need root (as in CI); elsewhere
+those cases skip with the reason.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpcbench.coordinator.errors import ERROR_CODES
+from tests.support.faults import record
+
+
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({
+        "scenario": "startup", "orchestration": {"mode": "local"},
+        "workload": {"service": "simulator", "model": "sim-model", "duration": "1s",
+                     "warmup": "0s", "concurrency": [1], "load": {"pattern": "closed"},
+                     "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
+                                 "output_tokens": {"distribution": "fixed", "mean": 4}}}}))
+    return path
+
+
+def hpcbench_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    record("faults_injected")
+    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
+                           str(recipe(tmp_path)), "--session", "s", "--no-live", *args],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def assert_clear_error(done: subprocess.CompletedProcess, code: str, *words: str) -> None:
+    output = done.stdout + done.stderr
+    assert done.returncode == ERROR_CODES[code][1], output
+    assert f"error {code}" in done.stderr and "Traceback" not in output, output
+    for word in words:
+        assert word in done.stderr, (word, output)
+    assert "running |" not in done.stdout       # no trial ever started
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, *options: str):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=256k", *options)),
+                              "tmpfs", str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_results_dir_below_a_file_is_e006_naming_the_path(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    done = hpcbench_run(tmp_path, "--results-dir", str(tmp_path / "file" / "results"))
+    assert_clear_error(done, "E006", str(tmp_path / "file"), "--results-dir")
+
+
+def test_a_read_only_results_dir_is_e006(tmp_path):
+    with tmpfs(tmp_path / "ro", "ro") as mount:
+        done = hpcbench_run(tmp_path, "--results-dir", str(mount / "results"))
+    assert_clear_error(done, "E006", str(mount), "--results-dir")
+
+
+def test_a_full_results_filesystem_is_e006(tmp_path):
+    with tmpfs(tmp_path / "full") as mount:
+        with contextlib.suppress(OSError), open(mount / "filler", "wb", buffering=0) as filler:
+            while True:                      # until ENOSPC
+                filler.write(b"\0" * 4096)
+        done = hpcbench_run(tmp_path, "--results-dir", str(mount / "results"))
+    assert_clear_error(done, "E006", str(mount), "--results-dir")
