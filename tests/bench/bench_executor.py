@@ -129,12 +129,14 @@ def aiohttp_requests_per_cpu_s(url: str, seconds: float = 5.0, slots: int = 64) 
 
 def client_added_latency(url: str, truth_sim: Simulator, rate: float) -> dict:
     """Poisson load at `rate` (about half of capacity); executor minus simulator truth, per
-    request matched by X-Request-Id: TTFT from send, and every inter-token gap."""
+    request matched by X-Request-Id: TTFT from send, and every inter-token gap. The TTFT
+    difference is split into its two legs: request (send -> server arrival) and first token
+    (server write -> client read); both include the other process's CPU waits."""
     _, sink, _ = _run(_config(url, duration=4, concurrency=None,
                               load={"pattern": "poisson", "rate": rate}))
     truth = {record["client_request_id"]: record for record in truth_sim.stop()
              if record.get("outcome") == "served"}
-    ttft_extra, itl_extra = [], []
+    ttft_extra, itl_extra, request_leg, token_leg = [], [], [], []
     for batch in sink.batches:
         offsets = batch.itl_offsets()
         for row in range(batch.n):
@@ -145,16 +147,19 @@ def client_added_latency(url: str, truth_sim: Simulator, rate: float) -> dict:
             writes = np.asarray(record["token_perf_ns"], dtype=np.int64)
             client = batch.columns["first_ns"][row] - batch.columns["send_ns"][row]
             ttft_extra.append(client - (writes[0] - record["arrival_perf_ns"]))
+            request_leg.append(record["arrival_perf_ns"] - batch.columns["send_ns"][row])
+            token_leg.append(batch.columns["first_ns"][row] - writes[0])
             gaps = batch.itl_ns[offsets[row]:offsets[row + 1]]
             if len(gaps) == len(writes) - 1:
                 itl_extra.append(gaps - np.diff(writes))
-    ttft = np.asarray(ttft_extra) / 1e6
-    itl = np.concatenate(itl_extra) / 1e6 if itl_extra else np.zeros(1)
-    return {"half_capacity_rate": round(rate, 1), "matched_requests": len(ttft),
-            "client_added_ttft_p50_ms": round(float(np.percentile(ttft, 50)), 3),
-            "client_added_ttft_p99_ms": round(float(np.percentile(ttft, 99)), 3),
-            "client_added_itl_p50_ms": round(float(np.percentile(itl, 50)), 3),
-            "client_added_itl_p99_ms": round(float(np.percentile(itl, 99)), 3)}
+    figures = {"half_capacity_rate": round(rate, 1), "matched_requests": len(ttft_extra)}
+    for name, values in (("client_added_ttft", ttft_extra),
+                         ("client_added_itl", np.concatenate(itl_extra) if itl_extra else [0]),
+                         ("ttft_request_leg", request_leg), ("ttft_first_token_leg", token_leg)):
+        p50, p99 = np.percentile(np.asarray(values) / 1e6, [50, 99])
+        figures[f"{name}_p50_ms"] = round(float(p50), 3)
+        figures[f"{name}_p99_ms"] = round(float(p99), 3)
+    return figures
 
 
 def rate_accuracy(url: str) -> dict:
