@@ -102,6 +102,10 @@ class Attempt:
     def cancel(self, now: int) -> None:
         self._abandon(ErrorClass.CANCELLED, now)
 
+    def give_up(self, error: ErrorClass, now: int) -> None:
+        """End the request now (its protocol found the answer unusable) and drop the connection."""
+        self._abandon(error, now)
+
     def _abandon(self, error: ErrorClass, end_ns: int) -> None:
         if self.finished:
             return

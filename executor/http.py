@@ -233,6 +233,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _finish(self, now: int) -> None:
         handler, self.handler = self.handler, None
+        if handler is None:                # the handler gave up while reading this message
+            return
         keep_alive = self._keep_alive
         self.served += 1
         self._reset_message()

@@ -22,6 +22,21 @@ from hpcbench.executor.resp import RespProtocol
 from hpcbench.proto.samples import ErrorClass
 
 _loads = orjson.loads    # ~5x faster than json.loads per chunk: it is on the per-token path
+MAX_LINE_BYTES = 4 * 1024 * 1024    # a longer unfinished line is no token stream: PROTOCOL
+# what reading a JSON document of an unexpected shape raises (list for dict, str for list, ...)
+_SHAPE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
+def _complete_lines(attempt, data: bytes, now: int) -> list[bytes]:
+    """The lines `data` completes; the unfinished rest waits in `attempt.buffer`. A rest longer
+    than MAX_LINE_BYTES ends the request as PROTOCOL (memory stays bounded)."""
+    buffer = attempt.buffer + data if attempt.buffer else data
+    lines = buffer.split(b"\n")
+    attempt.buffer = lines.pop()
+    if len(attempt.buffer) > MAX_LINE_BYTES:
+        attempt.give_up(ErrorClass.PROTOCOL, now)
+        return []
+    return lines
 
 
 class OpenAIProtocol:
@@ -52,10 +67,7 @@ class OpenAIProtocol:
                 and data[-1:] == b"\n":
             self._event(attempt, data[5:].strip(), now)    # fast path: one whole event
             return
-        buffer = attempt.buffer + data if attempt.buffer else data
-        lines = buffer.split(b"\n")
-        attempt.buffer = lines.pop()
-        for line in lines:
+        for line in _complete_lines(attempt, data, now):
             if line[:5] == b"data:":
                 self._event(attempt, line[5:].strip(), now)
 
@@ -63,11 +75,12 @@ class OpenAIProtocol:
         if payload == b"[DONE]" or not payload:
             return
         try:
-            event = _loads(payload)
-            choices = event.get("choices")
-        except (ValueError, AttributeError):
+            self._interpret(attempt, _loads(payload), now)
+        except _SHAPE_ERRORS:
             attempt.error = ErrorClass.PROTOCOL
-            return
+
+    def _interpret(self, attempt, event: dict, now: int) -> None:
+        choices = event.get("choices")
         if choices:
             choice = choices[0]
             if self.chat:
@@ -93,11 +106,11 @@ class OpenAIProtocol:
             answer = _loads(body)
             choice = (answer.get("choices") or [{}])[0]
             text = choice["message"].get("content") if self.chat else choice.get("text")
-        except (ValueError, AttributeError, KeyError, TypeError):
+            usage = answer.get("usage") or {}
+            attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        except _SHAPE_ERRORS:
             attempt.error = ErrorClass.PROTOCOL
             return
-        usage = answer.get("usage") or {}
-        attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
         if text or attempt.tokens_out:
             attempt.chunk(now)
 
@@ -126,20 +139,18 @@ class OllamaProtocol:
         return body
 
     def feed(self, attempt, data: bytes, now: int) -> None:
-        buffer = attempt.buffer + data if attempt.buffer else data
-        lines = buffer.split(b"\n")
-        attempt.buffer = lines.pop()
-        for line in lines:
+        for line in _complete_lines(attempt, data, now):
             if line.strip():
                 self._object(attempt, line, now)
 
     def _object(self, attempt, line: bytes, now: int) -> None:
         try:
-            answer = _loads(line)
-            done = answer.get("done")
-        except (ValueError, AttributeError):
+            self._interpret(attempt, _loads(line), now)
+        except _SHAPE_ERRORS:
             attempt.error = ErrorClass.PROTOCOL
-            return
+
+    def _interpret(self, attempt, answer: dict, now: int) -> None:
+        done = answer.get("done")
         if "error" in answer:
             attempt.error = ErrorClass.PROTOCOL
             return

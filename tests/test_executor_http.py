@@ -181,7 +181,11 @@ def test_a_fresh_connection_closed_before_answering_is_a_reset(scripted):
     b"HTTX/1.1 two hundred\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n",
     chunked(sse({"error": {"message": "overloaded"}})),
-], ids=["bad-json", "bad-chunk-size", "bad-status-line", "bad-length", "error-event"])
+    chunked(sse({"choices": True}), chat_delta("a")),
+    chunked(sse([1, 2]), chat_delta("a")),
+    chunked(sse({"choices": [{"delta": "text"}], "usage": [3]}), chat_delta("a")),
+], ids=["bad-json", "bad-chunk-size", "bad-status-line", "bad-length", "error-event",
+        "choices-not-a-list", "event-not-an-object", "delta-and-usage-not-objects"])
 def test_malformed_responses_are_protocol_errors(scripted, response):
     row, _ = one(scripted([response]))
     assert row["error"] == ErrorClass.PROTOCOL
@@ -229,3 +233,13 @@ def test_a_service_plugins_request_extras_go_into_every_body(scripted):
                                       server.url, request_extras={"priority": 3})
     uvloop.run(run_trial(config, MemorySink()))
     assert server.bodies[0]["priority"] == 3 and server.bodies[0]["model"] == "m"
+
+
+def test_a_line_that_never_ends_is_cut_off_as_protocol(scripted):
+    from hpcbench.executor.protocols import MAX_LINE_BYTES
+
+    endless = b"data: {" + b"x" * (MAX_LINE_BYTES + 65536)
+    server = scripted([chunked(*(endless[i:i + 65536] for i in range(0, len(endless), 65536)))],
+                      piece=65536)
+    row, _ = one(server)
+    assert row["error"] == ErrorClass.PROTOCOL
