@@ -24,13 +24,17 @@ from tests.support.sim_process import sim_process
 from tests.support.waiting import wait_until
 
 SECOND_TRIAL_MEASURED = "trial 2/2"
+# how a component is recognised: its argv or its environment (either way of passing the id)
+EXECUTOR_0 = ("--agent-id executor-0", "HPCBENCH_AGENT_ID=executor-0")
+EXECUTOR_1 = ("--agent-id executor-1", "HPCBENCH_AGENT_ID=executor-1")
+MONITOR = ("--coordinator-telemetry",)
 
 
-def write_recipe(tmp_path: Path, url: str | None = None, **top) -> Path:
+def write_recipe(tmp_path: Path, url: str | None = None, duration: str = "3s", **top) -> Path:
     data = {
         "scenario": "faults", "orchestration": {"mode": "local"},
         "workload": {
-            "service": "simulator", "model": "sim-model", "duration": "3s", "warmup": "0.5s",
+            "service": "simulator", "model": "sim-model", "duration": duration, "warmup": "0.5s",
             "request_timeout": "2s", "concurrency": [2, 4], "load": {"pattern": "closed"},
             "dataset": {"input_tokens": {"distribution": "fixed", "mean": 16},
                         "output_tokens": {"distribution": "fixed", "mean": 8}},
@@ -98,8 +102,8 @@ def assert_accounted(trial_dir: Path) -> dict:
     return summary
 
 
-def component_pids(run: HpcbenchRun, *markers: str) -> dict[str, int]:
-    pids = {marker: run.component_pid(marker) for marker in markers}
+def component_pids(run: HpcbenchRun, *components: tuple[str, ...]) -> dict[tuple, int]:
+    pids = {markers: run.component_pid(*markers) for markers in components}
     assert all(pids.values()), (pids, run.output)
     return pids
 
@@ -115,9 +119,9 @@ def test_an_executor_killed_mid_trial_is_detected_and_the_recipe_decides(tmp_pat
     run = runs(recipe, tmp_path / "results", "kill", "--executors", "2")
     first = wait_second_trial_measuring(run)
     before = digest(first)
-    pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
-                          "--coordinator-telemetry")
-    os.kill(pids["--agent-id executor-1"], signal.SIGKILL)
+    pids = component_pids(run, EXECUTOR_0, EXECUTOR_1,
+                          MONITOR)
+    os.kill(pids[EXECUTOR_1], signal.SIGKILL)
     record("faults_injected")
     status = run.wait(90)
     session_dir = run.results / "faults" / "kill"
@@ -149,7 +153,7 @@ def test_a_server_crash_mid_stream_is_classified_and_the_run_ends(tmp_path, runs
         run = runs(recipe, tmp_path / "results", "crash", "--executors", "1")
         first = wait_second_trial_measuring(run)
         before = digest(first)
-        pids = component_pids(run, "--agent-id executor-0")
+        pids = component_pids(run, EXECUTOR_0)
         # the simulator is the test's own child: find it and kill it mid-stream
         simulator = [pid for pid in descendants(os.getpid()) if b" sim " in _cmdline(pid)]
         assert simulator
@@ -190,8 +194,8 @@ def test_sigterm_to_the_coordinator_stops_cleanly_and_keeps_finished_trials(tmp_
     run = runs(recipe, tmp_path / "results", "term", "--executors", "2")
     first = wait_second_trial_measuring(run)
     before = digest(first)
-    pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
-                          "--coordinator-telemetry")
+    pids = component_pids(run, EXECUTOR_0, EXECUTOR_1,
+                          MONITOR)
     run.process.send_signal(signal.SIGTERM)
     record("faults_injected")
     status = run.wait(60)
@@ -203,6 +207,14 @@ def test_sigterm_to_the_coordinator_stops_cleanly_and_keeps_finished_trials(tmp_
     assert not (session_dir / "concurrency-4" / "trial.done").exists()
     assert_no_leftovers(pids.values())
 
+    # a re-run of the session skips the finished trial (not one byte rewritten) and measures
+    # the interrupted one again, in full
+    resumed = runs(recipe, tmp_path / "results", "term", "--executors", "2")
+    assert resumed.wait(120) == 0, resumed.output
+    assert digest(first) == before
+    assert_accounted(session_dir / "concurrency-4")
+    assert json.loads((session_dir / "session.json").read_text())["skipped"] == 1
+
 
 def test_sigkill_of_the_coordinator_leaves_no_component_running(tmp_path, runs):
     """The executors lose their coordinator: they stop generating load and exit by themselves
@@ -211,8 +223,8 @@ def test_sigkill_of_the_coordinator_leaves_no_component_running(tmp_path, runs):
     run = runs(recipe, tmp_path / "results", "kill9", "--executors", "2")
     first = wait_second_trial_measuring(run)
     before = digest(first)
-    pids = component_pids(run, "--agent-id executor-0", "--agent-id executor-1",
-                          "--coordinator-telemetry")
+    pids = component_pids(run, EXECUTOR_0, EXECUTOR_1,
+                          MONITOR)
     run.process.kill()
     record("faults_injected")
     run.wait(10)

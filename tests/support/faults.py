@@ -182,14 +182,19 @@ class HpcbenchRun:
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
 
-    def component_pid(self, marker: str) -> int | None:
-        """The pid of the running descendant whose command line contains `marker`."""
+    def component_pid(self, *markers: str) -> int | None:
+        """The pid of the running descendant whose command line contains one of `markers` or
+        whose environment has one as an entry (e.g. HPCBENCH_AGENT_ID=executor-1)."""
+        wanted = [marker.encode() for marker in markers]
         for pid in descendants(self.process.pid):
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if marker.encode() in command and b"hpcbench.coordinator.local_runtime" not in command:
+            if b"hpcbench.coordinator.local_runtime" in command:
+                continue                     # the launcher, before it execs the component
+            if any(marker in command or marker in environment for marker in wanted):
                 return pid
         return None
 

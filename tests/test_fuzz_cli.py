@@ -1,0 +1,51 @@
+"""CLI fuzzing (hypothesis): random arguments to the read-only verbs end in an exit status with
+a message (argparse usage: 2, HpcbenchError: its code's status), never a traceback.
+
+Only verbs that cannot start load are fuzzed (validate, plan, list, status, stop, report,
+compare), in a scratch working directory, so a fuzzed path cannot touch the repository.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpcbench.coordinator.cli import main
+from hpcbench.coordinator.errors import ERROR_CODES
+from tests.support.faults import record
+
+VERBS = ("validate", "plan", "list", "status", "stop", "report", "compare")
+OPTIONS = ("--json", "--commands", "--nodes", "--run-dir", "--session", "--token-file",
+           "--reason", "--out", "-h", "--format", "--executors", "--")
+EXIT_STATUSES = {0, 1, 2} | {status for _, status in ERROR_CODES.values()}
+words = st.one_of(st.sampled_from(OPTIONS),
+                  st.sampled_from(["recipes/examples/local-sim.yaml", "/", ".", "-1", "0",
+                                   "1e309", "nan", "/dev/null", "/proc/self/mem", "x" * 300]),
+                  st.text(min_size=0, max_size=20).filter(lambda text: "\0" not in text))
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch, repo):
+    (tmp_path / "recipes").symlink_to(repo / "recipes")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(verb=st.sampled_from(VERBS), arguments=st.lists(words, max_size=4))
+def test_random_arguments_end_with_an_exit_status_not_a_traceback(scratch, verb, arguments):
+    record("bad_inputs")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main([verb, *arguments])
+        except SystemExit as exit_:            # argparse: usage errors and --help
+            status = exit_.code if isinstance(exit_.code, int) else 2
+    assert status in EXIT_STATUSES, (status, err.getvalue())
+    assert "Traceback" not in err.getvalue()
+    if status not in (0, 1):
+        assert err.getvalue().strip(), "a failure must say why"
