@@ -11,6 +11,8 @@ from typing import Callable
 
 from hpcbench.proto.samples import ErrorClass, TokenSource
 
+MAX_WHOLE_BODY_BYTES = 64 * 1024 * 1024   # non-streamed answer; streams are capped per line
+
 
 class Attempt:
     __slots__ = ("req_id", "intended_ns", "send_ns", "end_ns", "deadline_ns", "phase", "slot",
@@ -76,6 +78,10 @@ class Attempt:
             self.protocol.feed(self, data, now)
         else:
             self.body_parts.append(data)
+            # size checked every 64th read (a read is at most 256 KiB), not on every read
+            if len(self.body_parts) % 64 == 0 and \
+                    sum(map(len, self.body_parts)) > MAX_WHOLE_BODY_BYTES:
+                self.give_up(ErrorClass.PROTOCOL, now)      # no answer is that big
 
     def on_complete(self, now: int) -> None:
         if self.finished:

@@ -243,3 +243,13 @@ def test_a_line_that_never_ends_is_cut_off_as_protocol(scripted):
                       piece=65536)
     row, _ = one(server)
     assert row["error"] == ErrorClass.PROTOCOL
+
+
+def test_a_whole_answer_beyond_the_size_cap_is_cut_off_as_protocol(scripted):
+    from hpcbench.executor.attempt import MAX_WHOLE_BODY_BYTES
+
+    size = MAX_WHOLE_BODY_BYTES + 2 * 2**20
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+    server = scripted([head + b"{" + b" " * (size - 1)], piece=2**20)
+    row, _ = one(server, stream=False)
+    assert row["error"] == ErrorClass.PROTOCOL
