@@ -23,7 +23,7 @@ OPTIONS = ("--json", "--commands", "--nodes", "--run-dir", "--session", "--token
 EXIT_STATUSES = {0, 1, 2} | {status for _, status in ERROR_CODES.values()}
 words = st.one_of(st.sampled_from(OPTIONS),
                   st.sampled_from(["recipes/examples/local-sim.yaml", "/", ".", "-1", "0",
-                                   "1e309", "nan", "/dev/null", "/proc/self/mem", "x" * 300]),
+                                   "1e309", "nan", "/dev/null", "/proc/self/mem"]),
                   st.text(min_size=0, max_size=20).filter(lambda text: "\0" not in text))
 
 
