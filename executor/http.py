@@ -29,8 +29,9 @@ now_ns = time.perf_counter_ns
 
 def build_request(method: str, host: str, port: int, path: str, body: bytes = b"") -> bytes:
     """Serialise one request; the body is JSON (or empty for GET)."""
-    head = (f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: hpcbench-executor\r\n"
-            f"Accept: */*\r\n")
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"   # IPv6 in brackets
+    head = (f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n"
+            f"User-Agent: hpcbench-executor\r\nAccept: */*\r\n")
     if body or method == "POST":
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return (head + "\r\n").encode("latin-1") + body

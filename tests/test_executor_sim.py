@@ -218,3 +218,13 @@ def test_max_tokens_caps_what_each_request_asks_for():
     with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
         stats, batches = run_load(sim.url, api="ollama-generate", max_tokens=3, max_requests=2)
     assert list(rows(batches)["tokens_out"]) == [3, 3] and stats.ok == 2
+
+
+def test_an_ipv6_target_works():
+    try:
+        sim = start_simulator(host="::1", mode="fixed", ttft_ms=1, itl_ms=1)
+    except Exception as error:   # no IPv6 loopback on this machine
+        pytest.skip(f"no IPv6 loopback: {error}")
+    with sim:
+        stats, _ = run_load(f"http://[::1]:{sim.port}", max_requests=2)
+    assert stats.ok == 2
