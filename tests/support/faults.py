@@ -119,10 +119,19 @@ class BadServer:
         await self.release.wait()
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self.release.set)
-        self._loop.call_soon_threadsafe(self._server.close)
+        """End every scripted answer (stalls, drips), stop listening, stop the thread."""
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        self.release.set()
+        self._server.close()
+        answers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in answers:
+            task.cancel()
+        await asyncio.gather(*answers, return_exceptions=True)
 
     def __enter__(self) -> "BadServer":
         return self
