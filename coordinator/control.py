@@ -87,10 +87,9 @@ class Coordinator:
         self._server.stop(grace_s).wait()
 
     def start_session(self, recipe_text: str | None = None, recipe_path: str | None = None,
-                      session_id: str | None = None, session_class=None,
-                      **options) -> "Session":
-        """Create a session and run it in its own thread. `session_class` (default Session)
-        lets run.sbatch use a Session that starts components on Slurm nodes."""
+                      session_id: str | None = None, **options) -> "Session":
+        """Create a session and run it in its own thread. `options` go to Session, e.g.
+        run.sbatch's `launcher` that starts the components as srun steps on Slurm nodes."""
         from hpcbench.coordinator.session import Session, load_recipe_source, new_session_id
 
         load_recipe_source(recipe_text, recipe_path)   # a bad recipe is refused here, E006
@@ -100,9 +99,8 @@ class Coordinator:
             if running is not None and not running.finished:
                 raise HpcbenchError("E006", f"session {session_id!r} is still running",
                                     ("fix: stop it first, or pick another --session id",))
-            session = (session_class or Session)(session_id, recipe_text=recipe_text,
-                                                 recipe_path=recipe_path, coordinator=self,
-                                                 **options)
+            session = Session(session_id, recipe_text=recipe_text, recipe_path=recipe_path,
+                              coordinator=self, **options)
             self.sessions[session_id] = session
         self.agents.add_registry(session.registry)
         session.start()

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpcbench.coordinator.process_group import signal_group, spawn
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -77,10 +79,7 @@ class LocalRuntime:
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
         log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                guarded(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})}, start_new_session=True)
+        process = spawn(guarded(argv), env, log_path)
         child = ChildProcess(name=name, argv=list(argv), process=process, log_path=log_path)
         self.children.append(child)
         return child
@@ -89,18 +88,6 @@ class LocalRuntime:
         """Children that exited although nobody asked them to."""
         return [child for child in self.children
                 if not child.expected_exit and child.process.poll() is not None]
-
-    def stop(self, child: ChildProcess, timeout_s: float = 5.0) -> int | None:
-        """SIGTERM the child's process group, SIGKILL it after `timeout_s`; return its status."""
-        child.expected_exit = True
-        if child.process.poll() is None:
-            _signal_group(child.process, signal.SIGTERM)
-            try:
-                child.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(child.process, signal.SIGKILL)
-                child.process.wait()
-        return child.process.returncode
 
     def wait_exits(self, children: list[ChildProcess], timeout_s: float) -> None:
         """Give children that were told to quit (e.g. executors after SHUTDOWN) time to exit
@@ -118,26 +105,19 @@ class LocalRuntime:
         for child in children:
             child.expected_exit = True
             if child.process.poll() is None:
-                _signal_group(child.process, signal.SIGTERM)
+                signal_group(child.process, signal.SIGTERM)
 
     def stop_all(self, timeout_s: float = 5.0) -> None:
         """SIGTERM every running child at once, SIGKILL those still there after `timeout_s`."""
         running = [child for child in self.children if child.process.poll() is None]
         for child in running:
             child.expected_exit = True
-            _signal_group(child.process, signal.SIGTERM)
+            signal_group(child.process, signal.SIGTERM)
         self.wait_exits(running, timeout_s)
         for child in running:
             if child.process.poll() is None:
-                _signal_group(child.process, signal.SIGKILL)
+                signal_group(child.process, signal.SIGKILL)
                 child.process.wait()
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ Each phase is a `SessionState` in `status()` and a lifecycle event on the metric
 in any phase stops the session with its error code (E001..E008) while everything measured so far
 stays in the results; teardown always runs. Trials already finished in an earlier run of the
 same session id are skipped (resume). The session runs in its own thread, started by
-`Coordinator.start_session`; the local runtime starts its processes.
+`Coordinator.start_session`; a `Launcher` (coordinator/launchers.py) starts its processes on
+this machine or, under Slurm, as srun steps: the session never knows which.
 """
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import sys
@@ -23,13 +25,13 @@ from pathlib import Path
 from hpcbench.coordinator.agent_service import AgentRegistry
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.coordinator.feed import SessionFeed
-from hpcbench.coordinator.local_runtime import LocalRuntime, free_port
+from hpcbench.coordinator.launchers import Launcher, ProcessLauncher
 from hpcbench.proto import control_v1_pb2 as pb
 
 REGISTRATION_TIMEOUT_S = 60.0
 HEALTH_ROUND_S = 1.0          # health is re-checked in rounds this long (see _wait_healthy)
+HEALTH_POLL_S = 0.1           # at most this long between probes: the run starts once it can
 TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout before E007
-LOCAL_NODE = "localhost"
 
 
 def load_recipe_source(recipe_text: str | None, recipe_path: str | None):
@@ -58,14 +60,18 @@ class Session:
 
     def __init__(self, session_id: str, *, coordinator, recipe_text: str | None = None,
                  recipe_path: str | None = None, executors: int | None = None,
-                 results_root: Path | None = None, write_report: bool = True):
+                 results_root: Path | None = None, write_report: bool = True,
+                 launcher=None):
+        """`launcher(run_dir, recipe) -> Launcher` picks the backend (default: processes on
+        this machine, `executors` of them if given)."""
         if (recipe_text is None) == (recipe_path is None):
             raise ValueError("give exactly one of recipe_text, recipe_path")
         self.session_id = session_id
         self.coordinator = coordinator
         self._recipe_text = recipe_text
         self._recipe_path = recipe_path
-        self._executors_override = executors
+        self._make_launcher = launcher or functools.partial(
+            ProcessLauncher, host=coordinator.host, executors=executors)
         self.write_report = write_report
         self._results_root = results_root or coordinator.results_root
         self.registry = AgentRegistry(session_id, sample_endpoint="",
@@ -89,7 +95,8 @@ class Session:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"session-{session_id}",
                                         daemon=True)
-        self.runtime: LocalRuntime | None = None
+        self.launcher: Launcher | None = None
+        self.runtime = None                   # the launcher's LocalRuntime (supervision, logs)
         self._executors_spawned = False
         self.recipe = None
         self.data_plane = None
@@ -198,7 +205,8 @@ class Session:
         root = Path(self._results_root or self.recipe.data["results_dir"])
         self.run_dir = root / self.scenario / self.session_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.runtime = LocalRuntime(self.run_dir)
+        self.launcher = self._make_launcher(self.run_dir, self.recipe)
+        self.runtime = self.launcher.runtime
         self.data_plane = self._open_data_plane()
         self.bus_endpoint = self.data_plane.bus_endpoint
         self.registry.sample_endpoint = self.data_plane.sample_endpoint
@@ -216,19 +224,22 @@ class Session:
             return
 
         self._enter(pb.DEPLOYING)
-        service, target_url, service_pid = self._deploy_service()
+        service, deployed = self._deploy_service()
+        endpoints = self.recipe.data["endpoints"] or [
+            url for url, _ in deployed.values() if url is not None]
+        endpoints = [url.rstrip("/") for url in endpoints]
         self._enter(pb.PREPARING)
-        self._prepare_service(service, target_url)
+        self._prepare_service(service, endpoints)
         self._enter(pb.STARTING_MONITORS)
-        self._start_monitors(target_url, service, service_pid)
+        self._start_monitors(service, deployed, endpoints)
         self._enter(pb.STARTING_EXECUTORS)
         executors = self._start_executors()
         self._enter(pb.RUNNING)
-        extras = service.request_extras(self.recipe.workload) if service else {}
+        extras = service.request_extras(self.recipe.workload)
         for trial in todo:
             if self._stop.is_set():
                 break
-            self._run_trial(trial, executors, target_url, extras)
+            self._run_trial(trial, executors, endpoints[0], extras)
 
     def _enter(self, state: int) -> None:
         self.state = state
@@ -273,90 +284,84 @@ class Session:
                          on_snapshot=self.feed.publish_snapshot)
 
     def _deploy_service(self):
-        """Start the service under test (or use the recipe's endpoints): (plugin, url, pid)."""
-        from hpcbench.servers.plugin import LaunchContext
+        """Start the service on every server node the launcher names (none when the recipe
+        gives `endpoints`): (plugin, {node: (base URL or None, local pid or None)})."""
         from hpcbench.servers.registry import get_service
 
-        data = self.recipe.data
-        workload = data["workload"]
-        service = get_service(workload["service"])
-        if data["endpoints"]:
-            self._spawn_executors()
-            return service, data["endpoints"][0].rstrip("/"), None
-        servers = data["servers"]
-        host = self.coordinator.host
-        context = LaunchContext(service_config=servers["service_config"], model=workload["model"],
-                                node=LOCAL_NODE, address=host, port=free_port(host),
-                                runtime=data["runtime"], run_dir=self.run_dir,
-                                artifacts=data.get("artifacts", {}), binds=data["binds"],
-                                server_addresses=[host])
-        spec = service.launch(context)
-        child = self.runtime.start("service", spec.argv, spec.env)
-        self._event("service", argv=spec.argv, url=spec.base_url, pid=child.pid)
+        service = get_service(self.recipe.workload["service"])
+        deployed = {}
+        for context in self.launcher.service_contexts():
+            spec = service.launch(context)
+            pid = self.launcher.start_service(context.node, spec)
+            deployed[context.node] = (spec.base_url, pid)
+            self._event("service", node=context.node, argv=spec.argv, url=spec.base_url, pid=pid)
         # executor processes start now so their start-up overlaps the server's; they only
         # register and wait for commands (STARTING_EXECUTORS waits for them)
         self._spawn_executors()
-        return service, spec.base_url, child.pid
+        return service, deployed
 
-    def _prepare_service(self, service, target_url: str) -> None:
+    def _prepare_service(self, service, endpoints: list[str]) -> None:
+        """Every endpoint healthy (when health checks are on), then the model prepared there."""
         health = self.recipe.data["servers"]["health_check"]
-        if health["enabled"]:
-            self._wait_healthy(service, target_url, health["timeout"])
-        self._check()
-        service.prepare(target_url, self.recipe.workload["model"], health["timeout"])
+        for url in endpoints:
+            if health["enabled"]:
+                self._wait_healthy(service, url, health["timeout"],
+                                   min(health["interval"], HEALTH_POLL_S))
+            self._check()
+            service.prepare(url, self.recipe.workload["model"], health["timeout"])
 
-    def _wait_healthy(self, service, target_url: str, timeout_s: float) -> None:
-        """Health checks in short rounds, so that a crashed server (E001 with its log) or a
-        stop request ends the wait at once instead of after the whole timeout."""
+    def _wait_healthy(self, service, url: str, timeout_s: float, poll_s: float) -> None:
+        """Health checks in short rounds, so that a crashed server (E001 with its log), a
+        stop request, scancel or the time limit ends the wait at once instead of after the
+        whole timeout (a model may take many minutes to load)."""
         deadline = time.monotonic() + timeout_s
         while True:
             self._check()
             remaining = deadline - time.monotonic()
             try:
-                # locally a probe is cheap: poll often so the run starts as soon as it can
-                service.wait_healthy(target_url, max(min(HEALTH_ROUND_S, remaining), 0.05), 0.05)
+                service.wait_healthy(url, max(min(HEALTH_ROUND_S, remaining), 0.05), poll_s)
                 return
             except HpcbenchError as error:
                 if remaining <= HEALTH_ROUND_S:
-                    raise HpcbenchError(error.code, f"{service.name} at {target_url} not healthy "
+                    raise HpcbenchError(error.code, f"{service.name} at {url} not healthy "
                                         f"after {timeout_s:g}s", error.details) from None
 
-    def _start_monitors(self, target_url: str, service, service_pid: int | None) -> None:
+    def _start_monitors(self, service, deployed: dict, endpoints: list[str]) -> None:
+        """A monitor per node; one on a server node scrapes its server's /metrics and samples
+        its process when it is local. Endpoints nobody deployed are scraped by the first."""
         monitoring = self.recipe.data["monitoring"]
         if not monitoring["enabled"]:
             return
-        argv = [*_entry_point("hpcbench-monitor", "hpcbench.monitor.cli"),
-                "--coordinator-telemetry", self.data_plane.sample_endpoint,
-                "--run-id", self.session_id, "--node", LOCAL_NODE,
-                "--interval", f"{monitoring['interval']}s",
-                "--csv", str(self.run_dir / "telemetry" / f"{LOCAL_NODE}.csv")]
-        if service is not None and service.metrics_path:
-            argv += ["--server-metrics", target_url + service.metrics_path]
-        if service_pid:
-            argv += ["--service-pid", str(service_pid)]
-        if monitoring["pushgateway"]:
-            argv += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
-        self.runtime.start("monitor-localhost", argv)
-
-    def _executor_count(self) -> int:
-        if self._executors_override:
-            return self._executors_override
-        clients = self.recipe.data["orchestration"]["node_allocation"]["clients"]
-        return clients["executors_per_node"]
+        nodes = self.launcher.monitor_nodes()
+        for node in nodes:
+            url, pid = deployed.get(node, (None, None))
+            if not deployed and node == nodes[0] and endpoints:
+                url = endpoints[0]
+            args = ["--coordinator-telemetry", self.data_plane.sample_endpoint,
+                    "--run-id", self.session_id, "--node", node,
+                    "--interval", f"{monitoring['interval']}s",
+                    "--csv", str(self.run_dir / "telemetry" / f"{node}.csv")]
+            if url and service.metrics_path:
+                args += ["--server-metrics", url.rstrip("/") + service.metrics_path]
+            if pid:
+                args += ["--service-pid", str(pid)]
+            if monitoring["pushgateway"]:
+                args += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
+            self.launcher.start_monitor(node, args)
 
     def _spawn_executors(self) -> None:
         """Start the executor agent processes (once); they register and wait for commands."""
         if self._executors_spawned:
             return
         self._executors_spawned = True
-        self.registry.executor_count = self._executor_count()
-        for index in range(self.registry.executor_count):
+        nodes = self.launcher.executor_nodes()
+        self.registry.executor_count = len(nodes)
+        for index, node in enumerate(nodes):
             agent_id = f"executor-{index}"
-            self.runtime.start(agent_id, [
-                *_python_module("hpcbench.executor.agent"),
-                "--coordinator", self.coordinator.address, "--session", self.session_id,
-                "--token-file", str(self.coordinator.token_file), "--agent-id", agent_id,
-                "--node", LOCAL_NODE])
+            self.launcher.start_executor(
+                agent_id, node, ["--coordinator", self.coordinator.address, "--node", node],
+                {"HPCBENCH_SESSION": self.session_id,
+                 "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)})
 
     def _start_executors(self) -> list[str]:
         """Executors are ready when every one registered (E002 otherwise)."""
@@ -491,15 +496,3 @@ def _trial_progress(current: dict, total: int) -> pb.TrialProgress:
     return pb.TrialProgress(trial_id=trial.id, index=current["index"], total=total, phase=phase,
                             elapsed_s=elapsed, duration_s=warmup + duration)
 
-
-def _python_module(module: str) -> list[str]:
-    """argv prefix running a module with this interpreter (same venv, no PATH lookup)."""
-    return [sys.executable, "-m", module]
-
-
-def _entry_point(script: str, module: str) -> list[str]:
-    """argv prefix of a console script of this venv, or its `main()` through this interpreter."""
-    sibling = Path(sys.executable).with_name(script)
-    if sibling.exists():
-        return [str(sibling)]
-    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]

@@ -2,7 +2,8 @@
 
 `python -m hpcbench.coordinator.slurm_job recipe.yaml` (run by run.sbatch on the job's first
 node) validates the recipe, checks the allocation and places roles, then runs the coordinator
-here with a session (id = job id) whose components are `srun --overlap` steps on their nodes:
+here with a session (id = job id) whose launcher (`SrunLauncher`) starts every component as
+an `srun --overlap` step on its node:
 servers, a monitor per node, executor agents on the client nodes. The session does the rest
 (health, prepare, every trial of the sweep and its repetitions, results). On completion,
 failure, `scancel` (SIGTERM) or the time limit (SIGUSR1 from `--signal=B:USR1@60`) every step is
@@ -13,6 +14,7 @@ Results land in `<submit dir>/<results_dir>/<scenario>/<job id>/`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -21,16 +23,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.coordinator.results import DONE, write_atomic
-from hpcbench.coordinator.session import REGISTRATION_TIMEOUT_S, Session
+from hpcbench.coordinator.local_runtime import LocalRuntime
 from hpcbench.coordinator.slurm import Allocation, place_on_allocation
 from hpcbench.proto import control_v1_pb2 as pb
 
 SESSION_STOP_S = 20.0  # a stopped session drains, tears its steps down and writes its record
-HEALTH_ROUND_S = 2.0   # a server's health is polled in rounds this long between stop checks
 
 
 class JobSignal(Exception):
@@ -108,95 +108,48 @@ def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
                 [*data["binds"], str(run_dir)], gpus=gpus)
 
 
-class SlurmSession(Session):
-    """The coordinator's session, with each component started as an `srun --overlap` step on
-    the node the placement gives it (the local Session starts them on this machine)."""
+class SrunLauncher:
+    """The session's launcher under Slurm (coordinator/launchers.py): each component an
+    `srun --overlap` step on the node the placement gives it, in the recipe's runtime."""
 
-    def __init__(self, session_id: str, *, placement, allocation: Allocation, **options):
-        super().__init__(session_id, **options)
+    def __init__(self, run_dir: Path, recipe, *, placement, allocation: Allocation):
+        self.runtime = LocalRuntime(run_dir)
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
         self.placement = placement
         self.allocation = allocation
 
-    def _start_step(self, name: str, node: str, argv: list[str], env: dict | None = None):
-        return self.runtime.start(name, srun_step(node, name, argv), env)
+    def service_contexts(self) -> list:
+        """A server per server node (rank 0 = head); none when the recipe gives endpoints."""
+        from hpcbench.servers.registry import launch_contexts
 
-    def _deploy_service(self):
-        """A server step per server node (rank 0 = head): (plugin, head URL, no local pid)."""
-        from hpcbench.servers.registry import get_service, launch_contexts
-
-        data = self.recipe.data
-        service = get_service(data["workload"]["service"])
         if not self.placement.servers:
-            return service, self.placement.endpoints[0].rstrip("/"), None
-        nodes = [server.node for server in self.placement.servers]
-        head_url = None
-        for ctx in launch_contexts(self.recipe, {"server_nodes": nodes,
-                                                 "addresses": dict(self.allocation.addresses)},
-                                   self.run_dir, self.allocation.job_id):
-            spec = service.launch(ctx)
-            self._start_step(f"service-{ctx.node}", ctx.node, spec.argv, spec.env)
-            self._event("service", node=ctx.node, argv=spec.argv, url=spec.base_url)
-            head_url = head_url or spec.base_url
-        return service, head_url, None
+            return []
+        nodes = {"server_nodes": list(self.placement.server_nodes),
+                 "addresses": dict(self.allocation.addresses)}
+        return launch_contexts(self.recipe, nodes, self.run_dir, self.allocation.job_id)
 
-    def _prepare_service(self, service, target_url: str) -> None:
-        """Health in short rounds so that scancel, the time limit or a dead server step ends
-        the wait at once (a model may take many minutes to load), then prepare the model."""
-        health = self.recipe.data["servers"]["health_check"]
-        deadline = time.monotonic() + health["timeout"]
-        while health["enabled"]:
-            self._check()
-            remaining = deadline - time.monotonic()
-            try:
-                service.wait_healthy(target_url, max(0.1, min(HEALTH_ROUND_S, remaining)),
-                                     min(health["interval"], 0.5))
-                break
-            except HpcbenchError:
-                if remaining <= HEALTH_ROUND_S:
-                    raise
-        self._check()
-        service.prepare(target_url, self.recipe.workload["model"], health["timeout"])
+    def monitor_nodes(self) -> list[str]:
+        return list(self.placement.monitors)
 
-    def _start_monitors(self, target_url: str, service, service_pid: int | None) -> None:
-        """A monitor step on every node; server nodes also scrape their server's /metrics."""
-        monitoring = self.recipe.data["monitoring"]
-        if not monitoring["enabled"]:
-            return
-        server_nodes = {server.node for server in self.placement.servers}
-        metrics_path = service.metrics_path if service is not None else None
-        for node in self.placement.monitors:
-            args = ["--coordinator-telemetry", self.data_plane.sample_endpoint,
-                    "--run-id", self.session_id, "--node", node,
-                    "--interval", f"{monitoring['interval']}s",
-                    "--csv", str(self.run_dir / "telemetry" / f"{node}.csv")]
-            if node in server_nodes and metrics_path:
-                address = self.allocation.addresses[node]
-                port = urlsplit(target_url).port
-                args += ["--server-metrics", f"http://{address}:{port}{metrics_path}"]
-            self._start_step(f"monitor-{node}", node,
-                             component_argv("monitor", args, self.recipe.data, self.run_dir,
-                                            gpus=True))
+    def executor_nodes(self) -> list[str]:
+        return [slot.node for slot in self.placement.executors]
 
-    def _start_executors(self) -> list[str]:
-        """One executor agent step per placement slot, on its client node."""
-        count = len(self.placement.executors)
-        self.registry.executor_count = count
-        env = {"HPCBENCH_SESSION": self.session_id,
-               "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)}
-        for index, slot in enumerate(self.placement.executors):
-            agent_id = f"executor-{index}"
-            args = ["--coordinator", self.coordinator.address, "--executor-id", agent_id,
-                    "--node", slot.node]
-            self._start_step(agent_id, slot.node,
-                             component_argv("executor", args, self.recipe.data, self.run_dir),
-                             env)
-        try:
-            agents = self.registry.wait_for_agents(pb.EXECUTOR, count, REGISTRATION_TIMEOUT_S,
-                                                   abort=self._check)
-        except TimeoutError as error:
-            raise HpcbenchError("E002", f"executors did not register: {error}",
-                                (f"logs: {self.runtime.log_dir}",)) from None
-        return [agent.agent_id for agent in agents]
+    def start_service(self, node: str, spec) -> int | None:
+        self._step(f"service-{node}", node, spec.argv, spec.env)
+        return None   # srun's pid is not the server's: the monitor cannot sample it
+
+    def start_monitor(self, node: str, args: list[str]) -> None:
+        self._step(f"monitor-{node}", node,
+                   component_argv("monitor", args, self.recipe.data, self.run_dir, gpus=True))
+
+    def start_executor(self, agent_id: str, node: str, args: list[str],
+                       env: dict[str, str]) -> None:
+        self._step(agent_id, node, component_argv(
+            "executor", [*args, "--executor-id", agent_id], self.recipe.data, self.run_dir), env)
+
+    def _step(self, name: str, node: str, argv: list[str], env: dict | None = None) -> None:
+        self.runtime.start(name, srun_step(node, name, argv), env)
 
 
 class SlurmJob:
@@ -207,7 +160,7 @@ class SlurmJob:
         self.record: dict = {"state": "starting", "exit_code": None, "error": None,
                              "trials": []}
         self.run_dir: Path | None = None
-        self.session: SlurmSession | None = None
+        self.session = None
 
     def run(self) -> int:
         from hpcbench.coordinator.control import Coordinator
@@ -227,7 +180,8 @@ class SlurmJob:
             self._save()
             self.session = coordinator.start_session(
                 recipe_path=str(self.recipe_path), session_id=allocation.job_id,
-                session_class=SlurmSession, placement=placement, allocation=allocation)
+                launcher=functools.partial(SrunLauncher, placement=placement,
+                                           allocation=allocation))
             while not self.session.wait(0.5):
                 pass
             return self._finish_session()
