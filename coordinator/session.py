@@ -9,6 +9,9 @@ stays in the results; teardown always runs. Trials already finished in an earlie
 same session id are skipped (resume). The session runs in its own thread, started by
 `Coordinator.start_session`; a `Launcher` (coordinator/launchers.py) starts its processes on
 this machine or, under Slurm, as srun steps: the session never knows which.
+
+Each executor sends its requests to the server endpoints the recipe's
+`distribution_strategy` maps it to (`plan.assign_targets`), so every server gets load.
 """
 from __future__ import annotations
 
@@ -98,6 +101,7 @@ class Session:
         self.launcher: Launcher | None = None
         self.runtime = None                   # the launcher's LocalRuntime (supervision, logs)
         self._executors_spawned = False
+        self._targets: dict[str, str] = {}    # executor agent id -> the endpoint URL it loads
         self.recipe = None
         self.data_plane = None
 
@@ -234,12 +238,14 @@ class Session:
         self._start_monitors(service, deployed, endpoints)
         self._enter(pb.STARTING_EXECUTORS)
         executors = self._start_executors()
+        self._targets = self._assign_targets(endpoints)
+        self._event("targets", executors=self._targets)
         self._enter(pb.RUNNING)
         extras = service.request_extras(self.recipe.workload)
         for trial in todo:
             if self._stop.is_set():
                 break
-            self._run_trial(trial, executors, endpoints[0], extras)
+            self._run_trial(trial, executors, extras)
 
     def _enter(self, state: int) -> None:
         self.state = state
@@ -375,7 +381,20 @@ class Session:
                                 (f"logs: {self.runtime.log_dir}",)) from None
         return [agent.agent_id for agent in agents]
 
-    def _run_trial(self, trial, executors: list[str], target_url: str, extras: dict) -> None:
+    def _assign_targets(self, endpoints: list[str]) -> dict[str, str]:
+        """Executor agent id -> its endpoint under the recipe's distribution_strategy (the
+        same rule and seed as `hpcbench plan`). An executor loads one URL (LoadConfig), so
+        under all-to-all executor i takes endpoint i mod S: every endpoint still gets load."""
+        from hpcbench.coordinator.plan import assign_targets
+
+        data = self.recipe.data
+        strategy = data["orchestration"]["node_allocation"]["clients"]["distribution_strategy"]
+        seed = data["metadata"].get("seed", data["workload"]["dataset"]["seed"])
+        mapped = assign_targets(strategy, self.registry.executor_count, endpoints, seed)
+        return {f"executor-{index}": urls[index % len(urls)]
+                for index, urls in enumerate(mapped)}
+
+    def _run_trial(self, trial, executors: list[str], extras: dict) -> None:
         workload = trial.workload
         self.current = {"trial": trial, "index": self.trials.index(trial),
                         "started": time.monotonic()}
@@ -390,7 +409,8 @@ class Session:
         for agent in self.registry.agents(pb.EXECUTOR):
             if agent.agent_id not in executors:
                 continue
-            # each executor keeps its index and share: a lost one's share is missing, flagged
+            # each executor keeps its index and share: a lost one's share is missing, flagged.
+            target_url = self._targets[agent.agent_id]
             config = {"workload": workload, "target_url": target_url, "run_id": self.session_id,
                       "trial_id": trial.id, "executor_index": agent.executor_index,
                       "executor_count": self.registry.executor_count, "node": agent.node,
