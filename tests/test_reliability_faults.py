@@ -8,110 +8,26 @@ from an executor that reported), and no process is left behind.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hpcbench.coordinator.errors import ERROR_CODES
 from hpcbench.coordinator.results import read_samples
-from tests.support.faults import HpcbenchRun, alive, descendants, record
+from tests.support.fault_runs import (EXECUTOR_0, EXECUTOR_1, MONITOR, assert_accounted,
+                                      assert_no_leftovers, component_pids, digest,
+                                      started_runs, wait_second_trial_measuring, write_recipe)
+from tests.support.faults import descendants, record
 from tests.support.sim_process import sim_process
-from tests.support.waiting import wait_until
-
-SECOND_TRIAL_MEASURED = "trial 2/2"
-# how a component is recognised: its argv or its environment (either way of passing the id)
-EXECUTOR_0 = ("--agent-id executor-0", "HPCBENCH_AGENT_ID=executor-0")
-EXECUTOR_1 = ("--agent-id executor-1", "HPCBENCH_AGENT_ID=executor-1")
-MONITOR = ("--coordinator-telemetry",)
-
-
-def write_recipe(tmp_path: Path, url: str | None = None, duration: str = "3s", **top) -> Path:
-    data = {
-        "scenario": "faults", "orchestration": {"mode": "local"},
-        "workload": {
-            "service": "simulator", "model": "sim-model", "duration": duration, "warmup": "0.5s",
-            "request_timeout": "2s", "concurrency": [2, 4], "load": {"pattern": "closed"},
-            "dataset": {"input_tokens": {"distribution": "fixed", "mean": 16},
-                        "output_tokens": {"distribution": "fixed", "mean": 8}},
-            "error_threshold": 1.0,
-        },
-        "monitoring": {"interval": "500ms"}, **top,
-    }
-    if url:
-        data["endpoints"] = [url]
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture
 def runs():
-    started: list[HpcbenchRun] = []
-
-    def start(*args, **kwargs) -> HpcbenchRun:
-        run = HpcbenchRun(*args, **kwargs)
-        started.append(run)
-        return run
-
-    try:
+    with started_runs() as start:
         yield start
-    finally:
-        for run in started:
-            run.close()
-
-
-def digest(directory: Path) -> dict[str, str]:
-    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(directory.rglob("*")) if path.is_file()}
-
-
-def finished_trials(session_dir: Path) -> dict[str, Path]:
-    return {path.name: path for path in session_dir.iterdir()
-            if path.is_dir() and (path / "trial.done").exists()}
-
-
-def wait_second_trial_measuring(run: HpcbenchRun) -> Path:
-    """Block until trial 2 measures; return trial 1's directory (finished by then)."""
-    wait_until(lambda: any(SECOND_TRIAL_MEASURED in line and "measured" in line
-                           for line in run.output.splitlines()) or run.process.poll() is not None,
-               timeout=90, what="the second trial's measured window")
-    assert run.process.poll() is None, run.output
-    session_dir = run.results / "faults" / run.session
-    trials = finished_trials(session_dir)
-    assert list(trials) == ["concurrency-2"], run.output
-    return trials["concurrency-2"]
-
-
-def assert_accounted(trial_dir: Path) -> dict:
-    """Raw samples on disk = the summary's request counts; no batch missing or malformed."""
-    summary = json.loads((trial_dir / "summary.json").read_text())
-    batches = list(read_samples(trial_dir / "samples.msgpack"))
-    overall = summary["overall"]
-    stored = sum(batch.n for batch in batches)
-    accounted = overall["requests"] + overall["warmup_requests"] + overall["drain_requests"]
-    record("samples_produced", stored)
-    record("samples_accounted", accounted)
-    assert stored == accounted
-    integrity = summary["integrity"]
-    assert integrity["malformed_batches"] == 0 and integrity["duplicate_batches"] == 0
-    return summary
-
-
-def component_pids(run: HpcbenchRun, *components: tuple[str, ...]) -> dict[tuple, int]:
-    pids = {markers: run.component_pid(*markers) for markers in components}
-    assert all(pids.values()), (pids, run.output)
-    return pids
-
-
-def assert_no_leftovers(pids) -> None:
-    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=15,
-               what=f"components {sorted(pids)} to exit")
-
 
 @pytest.mark.parametrize("policy", ["continue", "stop"])
 def test_an_executor_killed_mid_trial_is_detected_and_the_recipe_decides(tmp_path, runs, policy):
