@@ -19,7 +19,7 @@ from hpcbench.proto.samples import ErrorClass
 from tests.support.executor_runs import rows, run_load
 from tests.support.faults import SSE_HEAD, UNTIL_CLOSE_HEAD, BadServer, chunk, record
 
-FUZZ = settings(max_examples=80, deadline=None,
+FUZZ = settings(max_examples=50, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 APIS = {"openai-chat": SSE_HEAD, "openai-completions": SSE_HEAD,
         "ollama-chat": UNTIL_CLOSE_HEAD, "ollama-generate": UNTIL_CLOSE_HEAD}

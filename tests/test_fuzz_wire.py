@@ -33,7 +33,7 @@ from tests.support.sample_batches import make_batch
 from tests.support.waiting import wait_until
 
 RUN = "fuzz-run"
-FUZZ = settings(max_examples=120, deadline=None,
+FUZZ = settings(max_examples=80, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
