@@ -307,14 +307,17 @@ class Session:
         return service, deployed
 
     def _prepare_service(self, service, endpoints: list[str]) -> None:
-        """Every endpoint healthy (when health checks are on), then the model prepared there."""
-        health = self.recipe.data["servers"]["health_check"]
+        """Every endpoint healthy (when health checks are on), then the model prepared there
+        with the recipe's service_config."""
+        servers = self.recipe.data["servers"]
+        health = servers["health_check"]
         for url in endpoints:
             if health["enabled"]:
                 self._wait_healthy(service, url, health["timeout"],
                                    min(health["interval"], HEALTH_POLL_S))
             self._check()
-            service.prepare(url, self.recipe.workload["model"], health["timeout"])
+            service.prepare(url, self.recipe.workload["model"], health["timeout"],
+                            service_config=servers["service_config"])
 
     def _wait_healthy(self, service, url: str, timeout_s: float, poll_s: float) -> None:
         """Health checks in short rounds, so that a crashed server (E001 with its log), a
