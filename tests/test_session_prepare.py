@@ -1,12 +1,16 @@
-"""The session's service phase: prepare() gets the recipe's servers.service_config (both
-backends share this code in Session)."""
+"""The session's service phase: prepare() gets the recipe's servers.service_config, and a stop
+request ends the health wait at once (both backends share this code in Session)."""
 import json
 import os
 import textwrap
 
 import yaml
 
+from hpcbench.coordinator.control import Coordinator
+from hpcbench.coordinator.local_runtime import free_port
+from hpcbench.proto import control_v1_pb2 as pb
 from tests.support.sim_process import sim_process
+from tests.support.waiting import wait_until
 from tests.test_run_e2e import hpcbench_run
 
 RECORDING_PLUGIN = """
@@ -67,3 +71,20 @@ def test_prepare_gets_the_recipes_service_config_for_every_endpoint(tmp_path, mo
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     assert calls == [{"url": url, "model": "sim-model", "service_config": config}]
 
+
+def test_a_stop_request_ends_the_health_wait_of_a_local_run(tmp_path):
+    """Nothing listens at the endpoint and health may take 10 minutes: stop() ends it now."""
+    silent = f"http://127.0.0.1:{free_port()}"
+    recipe = simulator_recipe(tmp_path / "recipe.yaml", [silent],
+                              health_check={"timeout": "600s"})
+    coordinator = Coordinator(tmp_path / "coordinator", results_root=tmp_path / "results")
+    coordinator.start()
+    try:
+        session = coordinator.start_session(recipe_path=str(recipe))
+        wait_until(lambda: session.state == pb.PREPARING, timeout=60, what="PREPARING")
+        session.stop("test stop")
+        assert session.wait(30), "the session kept waiting for health after stop()"
+        assert session.state == pb.STOPPED and session.error is None
+        assert session.runtime.failed_children() == []
+    finally:
+        coordinator.stop()
