@@ -70,6 +70,11 @@ class TrialSummary:
     exact: dict[str, dict] | None        # metric -> exact_stats, None without raw samples
     integrity: dict
     histograms: dict[str, Histogram]     # cumulative global histograms (for .hlog and reports)
+    # the measured window in wall-clock ns (first intended send .. last end), None if empty:
+    # what telemetry-based figures such as the trial's energy are taken over
+    window_start_ns: int | None = None
+    window_end_ns: int | None = None
+    energy: dict | None = None           # joules, output_tokens_per_joule, ... (GPU runs)
 
     @property
     def requests(self) -> int:
@@ -85,9 +90,14 @@ class TrialSummary:
         return self.error_total / self.requests if self.requests else 0.0
 
     def to_dict(self) -> dict:
-        return {"run": self.run, "trial": self.trial, "slos_s": self.slos_s,
-                "latency_unit": "ms", "overall": self.overall, "executors": self.executors,
-                "exact": self.exact, "integrity": self.integrity}
+        document = {"run": self.run, "trial": self.trial, "slos_s": self.slos_s,
+                    "latency_unit": "ms", "overall": self.overall,
+                    "executors": self.executors, "exact": self.exact,
+                    "integrity": self.integrity,
+                    "window": {"start_ns": self.window_start_ns, "end_ns": self.window_end_ns}}
+        if self.energy is not None:
+            document["energy"] = self.energy
+        return document
 
     def csv_rows(self) -> list[dict]:
         """One row per metric and source (hdr, exact) with throughput columns repeated."""
@@ -308,7 +318,8 @@ class Aggregator:
             executors={name: scope.cumulative.stats(scope.cumulative.window_s, goodput)
                        for name, scope in trial.executors.items()},
             exact=self._exact(trial) if trial.sink is not None else None,
-            integrity=integrity, histograms=cumulative.histograms)
+            integrity=integrity, histograms=cumulative.histograms,
+            window_start_ns=cumulative.first_ns, window_end_ns=cumulative.last_ns)
 
     def _write_interval(self, trial: Trial, start_time_s: float, length_s: float) -> None:
         """The trial's global interval histograms into its interval log (if it has a sink)."""

@@ -2,7 +2,8 @@
 
 Executors PUSH sample batches and monitors PUSH telemetry to the same endpoint; the thread tells
 them apart by the message's `kind`. Sample batches go to the `Aggregator`; telemetry is checked
-and republished on the metrics bus (telemetry topic). Every `interval_s` the thread takes a
+and republished on the metrics bus (telemetry topic) and handed to `on_telemetry` (e.g. the
+session's energy meter). Every `interval_s` the thread takes a
 snapshot, publishes it on the bus and hands it to `on_snapshot` (e.g. the gRPC watch feed).
 """
 from __future__ import annotations
@@ -29,10 +30,12 @@ class AggregatorServer:
     def __init__(self, aggregator: Aggregator, endpoint: str = "tcp://127.0.0.1:0",
                  bus: BusPublisher | None = None,
                  on_snapshot: Callable[[dict], None] | None = None,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None,
+                 on_telemetry: Callable[[dict], None] | None = None):
         self.aggregator = aggregator
         self.bus = bus
         self.on_snapshot = on_snapshot
+        self.on_telemetry = on_telemetry   # e.g. the session's EnergyMeter.observe
         self.telemetry_messages = 0
         self.telemetry_malformed = 0
         self.latest_snapshot: dict | None = None
@@ -98,6 +101,11 @@ class AggregatorServer:
             self.aggregator.problems.append(f"malformed telemetry: {error}")
             return
         self.telemetry_messages += 1
+        if self.on_telemetry is not None:
+            try:
+                self.on_telemetry(message)
+            except Exception:  # a consumer's bug must not stop the data plane
+                log.exception("on_telemetry callback failed")
         if self.bus is not None:
             self.bus.telemetry(message)
 

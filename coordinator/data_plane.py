@@ -5,10 +5,13 @@ aggregator's sink; `finish_trial` waits until the aggregator holds every batch t
 reported sending (nothing silently lost), closes the trial (exact percentiles beside HDR ones),
 writes summary.json/summary.csv/trial.done and decides whether the trial passed its error
 threshold. Lifecycle events and snapshots go out on the bus; snapshots also feed gRPC Watch.
+The monitors' telemetry feeds an `EnergyMeter`, so a trial on GPUs gets its energy (joules and
+output tokens per joule over its measured window) in summary.json.
 """
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from hpcbench.coordinator.aggregator import Aggregator
 from hpcbench.coordinator.aggregator_server import AggregatorServer
 from hpcbench.coordinator.bus import BusPublisher
 from hpcbench.coordinator.results import ResultsWriter, read_summary, write_atomic
+from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.proto import control_v1_pb2 as pb
 
 BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
@@ -30,8 +34,11 @@ class DataPlane:
         self.session_dir = Path(session_dir)
         self.bus = BusPublisher(f"tcp://{host}:0", run=session_id)
         self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s)
+        self.energy = EnergyMeter()
+        self._telemetry_nodes: set[str] = set()   # nodes whose monitor has reported
+        self._telemetry_lock = threading.Lock()
         self.server = AggregatorServer(self.aggregator, f"tcp://{host}:0", bus=self.bus,
-                                       on_snapshot=on_snapshot)
+                                       on_snapshot=on_snapshot, on_telemetry=self._telemetry)
         self.sample_endpoint = self.server.start()
         self.bus_endpoint = self.bus.endpoint
         try:
@@ -60,6 +67,18 @@ class DataPlane:
         return SessionMetricsServer(self.bus_endpoint, host, settings["port"],
                                     self.session_dir / "prometheus.port")
 
+    def _telemetry(self, message: dict) -> None:
+        """A checked telemetry message (ingest thread): note its node, meter its GPUs."""
+        with self._telemetry_lock:
+            self._telemetry_nodes.add(message["node"])
+        self.energy.observe(message)
+
+    @property
+    def telemetry_nodes(self) -> frozenset[str]:
+        """The nodes whose monitor has sent telemetry so far."""
+        with self._telemetry_lock:
+            return frozenset(self._telemetry_nodes)
+
     def publish_event(self, name: str, **fields) -> None:
         self.bus.event(name, **fields)
 
@@ -84,6 +103,7 @@ class DataPlane:
                                                 + report.batches_sent)
         missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
         summary = self.aggregator.close_trial(trial.id)
+        summary.energy = self._trial_energy(summary)
         self._copy_trial_logs(log_dir)
         directory = self._trial_writer.finish(summary)
         self._trial_writer = None
@@ -97,6 +117,31 @@ class DataPlane:
         return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
                 "directory": directory, "passed": not problems, "problems": problems,
                 "summary": document}
+
+    def _trial_energy(self, summary) -> dict | None:
+        """The trial's GPU energy over its measured window (None without GPU telemetry).
+
+        Telemetry comes every monitoring interval, so the point after the window's end may
+        still be on its way: wait up to two intervals for the samples to cover the window."""
+        start, end = summary.window_start_ns, summary.window_end_ns
+        if start is None or end is None or end <= start:
+            return None
+        tokens = summary.overall["output_tokens"]
+        patience = 2 * self.recipe.data["monitoring"]["interval"]
+        give_up = time.monotonic() + patience
+        while True:
+            energy = self.energy.trial(start, end, tokens)
+            if (energy is None or energy.covered_s >= (end - start) / 1e9
+                    or time.monotonic() >= give_up):
+                break
+            time.sleep(0.05)  # polling the meter the ingest thread feeds
+        self.energy.forget_before(end)
+        if energy is None:
+            return None
+        return {"joules": energy.joules, "output_tokens_per_joule": energy.tokens_per_joule,
+                "source": ", ".join(sorted(set(energy.methods.values()))),
+                "gpus": len(energy.per_gpu_joules), "covered_s": energy.covered_s,
+                "window_s": (end - start) / 1e9}
 
     def earlier_result(self, trial) -> dict:
         """The result record of a trial finished by an earlier run of this session (resume),

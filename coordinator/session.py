@@ -34,6 +34,7 @@ from hpcbench.proto import control_v1_pb2 as pb
 REGISTRATION_TIMEOUT_S = 60.0
 HEALTH_ROUND_S = 1.0          # health is re-checked in rounds this long (see _wait_healthy)
 HEALTH_POLL_S = 0.1           # at most this long between probes: the run starts once it can
+MONITOR_FIRST_REPORT_S = 30.0  # monitors get this long to send their first telemetry
 TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout before E007
 
 
@@ -357,6 +358,22 @@ class Session:
             if monitoring["pushgateway"]:
                 args += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
             self.launcher.start_monitor(node, args)
+        self._wait_for_telemetry(nodes)
+
+    def _wait_for_telemetry(self, nodes: list[str]) -> None:
+        """Load starts once every monitor reported, so telemetry (GPU energy above all)
+        covers the first trial from its start. A monitor that stays silent is announced on
+        the bus and the session goes on: telemetry is not what the benchmark measures."""
+        deadline = time.monotonic() + MONITOR_FIRST_REPORT_S
+        while True:
+            silent = set(nodes) - self.data_plane.telemetry_nodes
+            if not silent:
+                return
+            self._check()
+            if time.monotonic() >= deadline:
+                self._event("monitors_silent", nodes=sorted(silent))
+                return
+            self._stop.wait(0.05)
 
     def _spawn_executors(self) -> None:
         """Start the executor agent processes (once); they register and wait for commands."""
