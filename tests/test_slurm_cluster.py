@@ -193,6 +193,30 @@ def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path
         assert (run_dir / "telemetry" / f"{node.name}.csv").stat().st_size > 0
 
 
+def test_executors_spread_over_every_server_node(cluster, repo, tmp_path):
+    """Two simulators (node1, node2) and two executors on node3, round-robin: load from node3
+    reaches both servers, and both executors' samples are in the results."""
+    from hpcbench.coordinator.results import read_samples
+
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe)
+    data = yaml.safe_load(recipe.read_text())
+    data["orchestration"]["node_allocation"] = {
+        "servers": {"nodes": 2},
+        "clients": {"nodes": 1, "executors_per_node": 2, "distribution_strategy": "round-robin"}}
+    recipe.write_text(yaml.safe_dump(data))
+    job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
+    client = cluster.node("node3")
+    for server in (cluster.node("node1"), cluster.node("node2")):
+        wait_until(lambda: client.address in cluster.tcp_peers(server, 8000), timeout=120,
+                   what=f"a connection from node3 to the simulator on {server.name}")
+    assert cluster.wait_finished(job_id, timeout=180) == "COMPLETED", job_output(tmp_path, job_id)
+    run_dir = tmp_path / "results" / "vsim" / job_id
+    (trial,) = json.loads((run_dir / "job.json").read_text())["trials"]
+    batches = list(read_samples(run_dir / trial["id"] / "samples.msgpack"))
+    assert {batch.executor for batch in batches} == {"executor-0", "executor-1"}
+
+
 def job_output(workdir: Path, job_id: str) -> str:
     """The batch script's output, for assertion messages."""
     try:
