@@ -101,7 +101,6 @@ class Session:
                                         daemon=True)
         self.launcher: Launcher | None = None
         self.runtime = None                   # the launcher's LocalRuntime (supervision, logs)
-        self._executors_spawned = False
         self._targets: dict[str, str] = {}    # executor agent id -> the endpoint URL it loads
         self.recipe = None
         self.data_plane = None
@@ -233,10 +232,14 @@ class Session:
         endpoints = self.recipe.data["endpoints"] or [
             url for url, _ in deployed.values() if url is not None]
         endpoints = [url.rstrip("/") for url in endpoints]
+        # monitors and executors start now so that their start-up overlaps the server's;
+        # executors only register and wait for commands, monitors retry an unready server
+        self._spawn_monitors(service, deployed, endpoints)
+        self._spawn_executors()
         self._enter(pb.PREPARING)
         self._prepare_service(service, endpoints)
         self._enter(pb.STARTING_MONITORS)
-        self._start_monitors(service, deployed, endpoints)
+        self._wait_for_telemetry()
         self._enter(pb.STARTING_EXECUTORS)
         executors = self._start_executors()
         self._targets = self._assign_targets(endpoints)
@@ -302,9 +305,6 @@ class Session:
             pid = self.launcher.start_service(context.node, spec)
             deployed[context.node] = (spec.base_url, pid)
             self._event("service", node=context.node, argv=spec.argv, url=spec.base_url, pid=pid)
-        # executor processes start now so their start-up overlaps the server's; they only
-        # register and wait for commands (STARTING_EXECUTORS waits for them)
-        self._spawn_executors()
         return service, deployed
 
     def _prepare_service(self, service, endpoints: list[str]) -> None:
@@ -336,7 +336,7 @@ class Session:
                     raise HpcbenchError(error.code, f"{service.name} at {url} not healthy "
                                         f"after {timeout_s:g}s", error.details) from None
 
-    def _start_monitors(self, service, deployed: dict, endpoints: list[str]) -> None:
+    def _spawn_monitors(self, service, deployed: dict, endpoints: list[str]) -> None:
         """A monitor per node; one on a server node scrapes its server's /metrics and samples
         its process when it is local. Endpoints nobody deployed are scraped by the first."""
         monitoring = self.recipe.data["monitoring"]
@@ -358,12 +358,14 @@ class Session:
             if monitoring["pushgateway"]:
                 args += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
             self.launcher.start_monitor(node, args)
-        self._wait_for_telemetry(nodes)
 
-    def _wait_for_telemetry(self, nodes: list[str]) -> None:
+    def _wait_for_telemetry(self) -> None:
         """Load starts once every monitor reported, so telemetry (GPU energy above all)
         covers the first trial from its start. A monitor that stays silent is announced on
         the bus and the session goes on: telemetry is not what the benchmark measures."""
+        if not self.recipe.data["monitoring"]["enabled"]:
+            return
+        nodes = self.launcher.monitor_nodes()
         deadline = time.monotonic() + MONITOR_FIRST_REPORT_S
         while True:
             silent = set(nodes) - self.data_plane.telemetry_nodes
@@ -376,10 +378,7 @@ class Session:
             self._stop.wait(0.05)
 
     def _spawn_executors(self) -> None:
-        """Start the executor agent processes (once); they register and wait for commands."""
-        if self._executors_spawned:
-            return
-        self._executors_spawned = True
+        """Start the executor agent processes; they register and wait for commands."""
         nodes = self.launcher.executor_nodes()
         self.registry.executor_count = len(nodes)
         for index, node in enumerate(nodes):
@@ -391,7 +390,6 @@ class Session:
 
     def _start_executors(self) -> list[str]:
         """Executors are ready when every one registered (E002 otherwise)."""
-        self._spawn_executors()
         count = self.registry.executor_count
         try:
             agents = self.registry.wait_for_agents(pb.EXECUTOR, count, REGISTRATION_TIMEOUT_S,
