@@ -66,9 +66,12 @@ def ray_start_argv(ray_command: list[str], node_ip: str, ports: RayPorts,
     """`ray start ... --block` for the head (head_address None) or a worker.
 
     Each node gets its own temp dir (sockets, logs) named by GCS port and address, so two jobs
-    on one node, or nodes sharing one /tmp, never use each other's sockets.
+    on one node, or nodes sharing one /tmp, never use each other's sockets. The address is
+    hashed: Ray nests socket files deep below this dir and Unix socket paths must stay under
+    107 bytes, which a long address (IPv6, 10.213.0.11) would otherwise push past.
     """
-    temp_dir = f"{ray_config.get('temp_root', '/tmp')}/hpcbench-ray-{ports.gcs}-{node_ip}"
+    address_tag = hashlib.sha256(node_ip.encode()).hexdigest()[:8]
+    temp_dir = f"{ray_config.get('temp_root', '/tmp')}/hbray-{ports.gcs}-{address_tag}"
     argv = [*ray_command, "start", "--block", "--node-ip-address", node_ip,
             "--temp-dir", temp_dir,
             "--node-manager-port", str(ports.node_manager),
