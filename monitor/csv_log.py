@@ -1,6 +1,8 @@
 """The per-node CSV in the reference format: timestamp, gpuN_util, gpuN_mem_used, ..., cpu_percent, ram_used_MB.
 
-Units follow the reference: utilisation in percent, memory in MiB ("MB"), timestamps in ISO 8601
+Each GPU also gets gpuN_power_W after its memory column (the reference's "..."), so reports can
+plot power. Units follow the reference: utilisation in percent, memory in MiB ("MB"), power in
+watts, timestamps in ISO 8601
 UTC with milliseconds. The GPU columns are fixed by the first row (GPUs do not come and go during
 a run). Each row is flushed as it is written, so a killed monitor loses at most the current row.
 """
@@ -31,14 +33,15 @@ class CsvLog:
             self._gpu_indices = sorted(gpus, key=int)
             header = ["timestamp"]
             for index in self._gpu_indices:
-                header += [f"gpu{index}_util", f"gpu{index}_mem_used"]
+                header += [f"gpu{index}_util", f"gpu{index}_mem_used", f"gpu{index}_power_W"]
             self._writer.writerow(header + ["cpu_percent", "ram_used_MB"])
         stamp = dt.datetime.fromtimestamp(ts_ns / 1e9, dt.timezone.utc)
         row = [stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]]
         for index in self._gpu_indices:
             gpu = gpus.get(index, {})
             row += [_number(gpu.get("hpcbench_gpu_utilisation_ratio"), 100.0),
-                    _number(gpu.get("hpcbench_gpu_memory_used_bytes"), 1 / MIB)]
+                    _number(gpu.get("hpcbench_gpu_memory_used_bytes"), 1 / MIB),
+                    _number(gpu.get("hpcbench_gpu_power_watts"), 1.0)]
         row += [_number(metrics.get("hpcbench_node_cpu_utilisation_ratio"), 100.0),
                 _number(metrics.get("hpcbench_node_memory_used_bytes"), 1 / MIB)]
         self._writer.writerow(row)

@@ -62,9 +62,9 @@ def test_monitor_pushes_telemetry_with_fake_gpus_and_writes_the_csv(tmp_path, te
             if name == "hpcbench_gpu_power_watts"}
     assert gpus == {"GPU-fake-0", "GPU-fake-1"}
     rows = list(csv.reader((tmp_path / "run" / "nodeA.csv").open()))
-    assert rows[0] == ["timestamp", "gpu0_util", "gpu0_mem_used", "gpu1_util", "gpu1_mem_used",
-                       "cpu_percent", "ram_used_MB"]
-    assert len(rows) == 5 and rows[1][1:5] == ["50.0", "10240.0", "50.0", "10240.0"]
+    assert rows[0] == ["timestamp", "gpu0_util", "gpu0_mem_used", "gpu0_power_W", "gpu1_util",
+                       "gpu1_mem_used", "gpu1_power_W", "cpu_percent", "ram_used_MB"]
+    assert len(rows) == 5 and rows[1][1:7] == ["50.0", "10240.0", "300.0", "50.0", "10240.0", "300.0"]
 
 
 def test_without_a_gpu_one_clear_line_and_cpu_metrics_go_on(tmp_path, telemetry_pull, cli_env):

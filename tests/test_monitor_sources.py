@@ -181,12 +181,13 @@ def test_sampler_messages_follow_the_telemetry_contract_and_csv_the_reference(tm
         assert (decoded["run"], decoded["node"], decoded["seq"]) == ("run-1", "node7", seq)
         assert decoded["metrics"]["hpcbench_monitor_samples_total"] == seq + 1
     rows = list(csv.reader((tmp_path / "metrics.csv").open()))
-    assert rows[0] == ["timestamp", "gpu0_util", "gpu0_mem_used", "gpu1_util", "gpu1_mem_used",
-                       "cpu_percent", "ram_used_MB"]
+    assert rows[0] == ["timestamp", "gpu0_util", "gpu0_mem_used", "gpu0_power_W", "gpu1_util",
+                       "gpu1_mem_used", "gpu1_power_W", "cpu_percent", "ram_used_MB"]
     assert len(rows) == 4
-    stamp, gpu0_util, gpu0_mem, gpu1_util, _, cpu, ram = rows[1]
+    stamp, gpu0_util, gpu0_mem, gpu0_power, gpu1_util, _, _, cpu, ram = rows[1]
     assert stamp.startswith(str(__import__("datetime").date.today().year)) and "T" in stamp
     assert (gpu0_util, gpu0_mem, gpu1_util) == ("85.0", "10240.0", "82.0")
+    assert float(gpu0_power) > 0
     assert 0.0 <= float(cpu) <= 100.0
     assert float(ram) == pytest.approx(messages[0]["metrics"]["hpcbench_node_memory_used_bytes"]
                                        / 2**20, rel=0.01)
