@@ -1,6 +1,8 @@
 """The timing model: when each token of each request is produced.
 
-One `Generation` per request; each token is due one step after the
+One `Generation` per prompt; a `Submission` groups the generations of one HTTP request (an
+OpenAI completions request may carry a list of prompts: one generation, one choice, per prompt,
+queued and batched independently as vLLM does). Each token is due one step after the
 previous token was actually written (a late token delays the rest, as a slow GPU step would,
 instead of being followed by a catch-up burst):
 - "model" mode: at most `max_num_seqs` generations run; the rest wait in FIFO order. An admitted
@@ -13,6 +15,10 @@ alarm (`alarm.py`: a timerfd on Linux, microsecond-precise); tokens due together
 pass, and a token is never written before its scheduled time.
 The API layer supplies an `Output` that turns tokens into protocol bytes; the engine keeps the
 statistics and the ground truth (server-side write time of every token).
+
+Counting: `served`, `cancelled`, faults and truth records are per HTTP request (a load
+generator counts requests, so the two tallies compare); TTFT/ITL/E2E histograms and
+`finished` (vllm:request_success_total) are per prompt, as vLLM counts its engine requests.
 """
 from __future__ import annotations
 
@@ -42,24 +48,47 @@ class Output(Protocol):
     """How a protocol (OpenAI SSE, Ollama NDJSON, non-streaming JSON) emits a generation."""
 
     def token(self, generation: "Generation", text: str, text_json: bytes) -> None: ...
-    def finish(self, generation: "Generation") -> None: ...
+    def finish(self, generation: "Generation", last: bool) -> None:
+        """`generation` is complete; `last`: it is the request's last one (end the answer)."""
     def abort(self) -> None: ...
 
 
-class Generation:
-    """One request's generation: its length, its faults, its timeline."""
+class Submission:
+    """One HTTP generation request: its generations (one per prompt, in choice order) and the
+    ground-truth record they add up to. `members` is cleared when the last one ends, so no
+    reference cycle outlives the request."""
 
-    __slots__ = ("output", "prompt_tokens", "n_tokens", "finish_reason", "offset", "emitted",
-                 "arrival", "admitted", "first", "last", "next_at", "ticket", "stall",
-                 "disconnect_at", "no_token", "state", "truth_perf", "truth_wall",
-                 "info", "text")
+    __slots__ = ("info", "members", "open", "outcome", "prompt_tokens", "emitted",
+                 "truth_perf", "truth_wall")
+
+    def __init__(self, info: dict, members: list["Generation"]) -> None:
+        self.info = info          # protocol facts for the truth record (api, ids)
+        self.members = members
+        self.open = len(members)  # members not yet ended
+        self.outcome: str | None = None   # first outcome other than served, if any
+        self.prompt_tokens = sum(member.prompt_tokens for member in members)
+        self.emitted = 0          # tokens written over all members
+        self.truth_perf: list[int] | None = None
+        self.truth_wall: list[int] | None = None
+        for member in members:
+            member.submission = self
+
+
+class Generation:
+    """One prompt's generation: its length, its faults, its timeline."""
+
+    __slots__ = ("output", "index", "submission", "prompt_tokens", "n_tokens", "finish_reason",
+                 "offset", "emitted", "arrival", "admitted", "first", "last", "next_at",
+                 "ticket", "stall", "disconnect_at", "no_token", "state", "text")
 
     def __init__(self, output: Output, prompt_tokens: int, max_tokens: int,
-                 ignore_eos: bool, prompt_key: str, config: SimulatorConfig, info: dict,
-                 keep_text: bool = False) -> None:
+                 ignore_eos: bool, prompt_key: str, config: SimulatorConfig,
+                 keep_text: bool = False, index: int = 0) -> None:
         # everything random about a request follows from (seed, prompt): order does not matter
         digest = zlib.crc32(prompt_key.encode(), config.seed & 0xFFFFFFFF)
         self.output = output
+        self.index = index        # the choice index of this prompt in its request
+        self.submission: Submission | None = None
         self.prompt_tokens = prompt_tokens
         self.n_tokens = max_tokens
         self.finish_reason = "length"
@@ -79,9 +108,6 @@ class Generation:
         self.no_token = False
         self.state = "new"        # new, waiting, running; then the outcome: served,
                                   # disconnect, no_token or cancelled
-        self.truth_perf: list[int] | None = None
-        self.truth_wall: list[int] | None = None
-        self.info = info          # protocol facts for the truth record (api, ids)
         self.text: list[str] | None = [] if keep_text else None
 
 
@@ -126,42 +152,55 @@ class Engine:
             self.record({**info, "outcome": "error", "status": self.config.error_status})
 
     # --- lifecycle ----------------------------------------------------------------------
-    def submit(self, generation: Generation, fault: str | None) -> None:
+    def submit(self, info: dict, generations: list[Generation],
+               fault: str | None) -> Submission:
+        """Queue one request's generations; a disconnect fault cuts the stream during choice
+        0, a no_token fault makes every choice end without a token."""
         c = self.config
-        generation.arrival = time.perf_counter()
+        submission = Submission(info, generations)
+        now = time.perf_counter()
         if not self.pause_armed:
             # a whole-server stall, `pause_at_s` after the first generation request: the event
             # loop itself is blocked, as in a long GC pause or a hung GPU step
             self.pause_armed = True
             self.loop.call_later(c.pause_at_s, time.sleep, c.pause_ms / 1000)
         if self.record is not None:
-            generation.truth_perf, generation.truth_wall = [], []
-            generation.info["arrival_perf_ns"] = time.perf_counter_ns()
-            generation.info["arrival_time_ns"] = time.time_ns()
+            submission.truth_perf, submission.truth_wall = [], []
+            info["arrival_perf_ns"] = time.perf_counter_ns()
+            info["arrival_time_ns"] = time.time_ns()
         if fault == "disconnect":
-            generation.disconnect_at = min(c.disconnect_at_token, generation.n_tokens)
-        elif fault == "no_token":
-            generation.no_token = True
-        if c.stall_ms > 0 and (c.stall_rate >= 1 or self.fault_rng.random() < c.stall_rate):
-            generation.stall = True
-        if c.mode == "fixed" or self.stats.running < c.max_num_seqs:
-            self._admit(generation)
-        else:
-            generation.state = "waiting"
-            self.waiting.append(generation)
-            self.stats.waiting += 1
+            generations[0].disconnect_at = min(c.disconnect_at_token, generations[0].n_tokens)
+        for generation in generations:
+            generation.arrival = now
+            generation.no_token = fault == "no_token"
+            if c.stall_ms > 0 and (c.stall_rate >= 1 or self.fault_rng.random() < c.stall_rate):
+                generation.stall = True
+            if c.mode == "fixed" or self.stats.running < c.max_num_seqs:
+                self._admit(generation)
+            else:
+                generation.state = "waiting"
+                self.waiting.append(generation)
+                self.stats.waiting += 1
         self.publish()
+        return submission
 
-    def cancel(self, generation: Generation) -> None:
-        """The client went away: stop generating and free the batch slot."""
-        if generation.state == "waiting":
-            self.waiting.remove(generation)
-            self.stats.waiting -= 1
-        elif generation.state != "running":
-            return
-        generation.ticket = 0   # its heap entry, if any, is now stale
-        self.stats.cancelled += 1
-        self._end(generation, "cancelled")
+    def cancel(self, submission: Submission) -> None:
+        """The client went away: stop generating and free the batch slots."""
+        if submission.open and submission.outcome is None:
+            submission.outcome = "cancelled"
+            self.stats.cancelled += 1
+        self._drop_members(submission)
+
+    def _drop_members(self, submission: Submission) -> None:
+        """End every member still waiting or running (its request is over) as cancelled."""
+        for generation in list(submission.members):
+            if generation.state == "waiting":
+                self.waiting.remove(generation)
+                self.stats.waiting -= 1
+            elif generation.state != "running":
+                continue
+            generation.ticket = 0   # its heap entry, if any, is now stale
+            self._end(generation, "cancelled")
 
     def _admit(self, generation: Generation) -> None:
         c = self.config
@@ -209,16 +248,19 @@ class Engine:
         stats = self.stats
         if generation.emitted == 0:
             stats.prompt_tokens += generation.prompt_tokens
+        submission = generation.submission
         if generation.no_token:
-            stats.faults["no_token"] += 1
-            self.publish()
-            generation.output.finish(generation)
+            last = submission.open == 1
+            if last:
+                stats.faults["no_token"] += 1
+                self.publish()
+            generation.output.finish(generation, last)
             self._end(generation, "no_token")
             return
         index = (generation.offset + generation.emitted) % len(VOCABULARY)
-        if generation.truth_perf is not None:
-            generation.truth_perf.append(time.perf_counter_ns())
-            generation.truth_wall.append(time.time_ns())
+        if submission.truth_perf is not None:
+            submission.truth_perf.append(time.perf_counter_ns())
+            submission.truth_wall.append(time.time_ns())
         generation.output.token(generation, VOCABULARY[index], VOCABULARY_JSON[index])
         if generation.emitted == 0:
             generation.first = now
@@ -227,6 +269,7 @@ class Engine:
             stats.itl.observe(now - generation.last)
         generation.last = now
         generation.emitted += 1
+        submission.emitted += 1
         stats.generation_tokens += 1
         stats.kv_tokens += 1
         if generation.emitted == generation.disconnect_at:
@@ -238,10 +281,12 @@ class Engine:
             stats.e2e.observe(now - generation.arrival)
             if generation.emitted > 1:
                 stats.tpot.observe((now - generation.first) / (generation.emitted - 1))
-            stats.served += 1
             stats.finished[generation.finish_reason] += 1
+            last = submission.open == 1
+            if last and submission.outcome is None:
+                stats.served += 1
             self.publish()   # counted before the client can see its last byte
-            generation.output.finish(generation)
+            generation.output.finish(generation, last)
             self._end(generation, "served")
         else:
             c = self.config
@@ -259,10 +304,28 @@ class Engine:
                 self.stats.waiting -= 1
                 self._admit(self.waiting.popleft())
         generation.state = outcome
-        if self.record is not None:
-            self.record({**generation.info, "outcome": outcome,
-                         "prompt_tokens": generation.prompt_tokens,
-                         "completion_tokens": generation.emitted,
-                         "finish_reason": generation.finish_reason if outcome == "served" else None,
-                         "token_perf_ns": generation.truth_perf,
-                         "token_time_ns": generation.truth_wall})
+        generation.output = None   # the answer is written or abandoned: let it go
+        submission = generation.submission
+        submission.open -= 1
+        if outcome != "served" and submission.outcome is None:
+            submission.outcome = outcome
+        if submission.open == 0:
+            self._record(submission)
+            submission.members = []
+        elif outcome == "disconnect":
+            self._drop_members(submission)   # the connection is gone: so are the other prompts
+
+    def _record(self, submission: Submission) -> None:
+        """The request's ground-truth record: totals over its prompts, every token write."""
+        if self.record is None:
+            return
+        members = submission.members
+        outcome = submission.outcome or "served"
+        self.record({**submission.info, "outcome": outcome, "prompts": len(members),
+                     "prompt_tokens": submission.prompt_tokens,
+                     "completion_tokens": submission.emitted,
+                     "finish_reason": members[0].finish_reason if outcome == "served" else None,
+                     "finish_reasons": [m.finish_reason if m.state == "served" else None
+                                        for m in members],
+                     "token_perf_ns": submission.truth_perf,
+                     "token_time_ns": submission.truth_wall})

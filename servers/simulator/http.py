@@ -105,10 +105,15 @@ class Exchange:
         if not self.done:
             self.done = True
             self.closed = True
+            self.on_close = None
             self._transport.abort()
 
     def _finish(self) -> None:
         self.done = True
+        # on_close holds the handler's per-request state (generation -> output -> this
+        # exchange): dropping it when the answer is complete leaves no reference cycle, so a
+        # finished request is freed by refcount instead of waiting for the cyclic GC
+        self.on_close = None
         self._conn.response_finished(self)
 
 
@@ -137,8 +142,9 @@ class HttpConnection(asyncio.Protocol):
         current, self.current = self.current, None
         if current is not None and not current.done:
             current.closed = True
-            if current.on_close is not None:
-                current.on_close()
+            on_close, current.on_close = current.on_close, None   # no cycle left (see _finish)
+            if on_close is not None:
+                on_close()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

@@ -14,17 +14,35 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
-def completion_prompt(body: dict) -> tuple[str, int]:
-    """(prompt key, prompt tokens) of an OpenAI completions body: str, list[str] or list[int]."""
+MAX_PROMPTS = 1024   # prompts in one completions request (a bound, so no body fans out forever)
+
+
+def _token_ids(value) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(p, int) and not isinstance(p, bool) for p in value))
+
+
+def completion_prompts(body: dict) -> list[tuple[str, int]]:
+    """[(prompt key, prompt tokens)] of an OpenAI completions body, one per prompt: `prompt`
+    is a string, a list of token ids, or a list of several of either (a batched request)."""
     prompt = body.get("prompt")
     if isinstance(prompt, str):
-        return prompt, count_words(prompt)
-    if isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
-        return " ".join(map(str, prompt)), len(prompt)
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        return prompt[0], count_words(prompt[0])
-    raise BadInput("field 'prompt' must be a string, a one-element list of strings or a "
-                   "non-empty list of token ids")
+        return [(prompt, count_words(prompt))]
+    if _token_ids(prompt):
+        return [(" ".join(map(str, prompt)), len(prompt))]
+    if isinstance(prompt, list) and 1 <= len(prompt) <= MAX_PROMPTS:
+        prompts = []
+        for number, item in enumerate(prompt):
+            if isinstance(item, str):
+                prompts.append((item, count_words(item)))
+            elif _token_ids(item):
+                prompts.append((" ".join(map(str, item)), len(item)))
+            else:
+                raise BadInput(f"field 'prompt[{number}]' must be a string or a non-empty "
+                               "list of token ids")
+        return prompts
+    raise BadInput("field 'prompt' must be a string, a non-empty list of token ids, or a list "
+                   f"of 1 to {MAX_PROMPTS} prompts (strings or token-id lists)")
 
 
 def chat_prompt(body: dict) -> tuple[str, int]:

@@ -63,9 +63,9 @@ class StreamedOutput:
         self.exchange.write_chunk(self.head + now_iso().encode() + middle + text_json
                                   + self.tail)
 
-    def finish(self, generation: Generation) -> None:
-        last = _message(self.chat, self.model, "") | _final_fields(generation, self.loop_time())
-        self.exchange.end_stream(json.dumps(last).encode() + b"\n")
+    def finish(self, generation: Generation, last: bool = True) -> None:
+        final = _message(self.chat, self.model, "") | _final_fields(generation, self.loop_time())
+        self.exchange.end_stream(json.dumps(final).encode() + b"\n")
 
     def abort(self) -> None:
         self.exchange.abort()
@@ -82,7 +82,7 @@ class WholeOutput:
     def token(self, generation: Generation, text: str, text_json: bytes) -> None:
         generation.text.append(text)
 
-    def finish(self, generation: Generation) -> None:
+    def finish(self, generation: Generation, last: bool = True) -> None:
         body = _message(self.chat, self.model, "".join(generation.text))
         self.exchange.respond_json(200, body | _final_fields(generation, self.loop_time()))
 
@@ -146,9 +146,9 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
     loop_time = time.perf_counter
     output = (StreamedOutput if stream else WholeOutput)(exchange, chat, model, loop_time)
     generation = Generation(output, prompt_tokens, max_tokens, bool(options.get("ignore_eos")),
-                            key, app.config, info, keep_text=not stream)
-    exchange.on_close = lambda: app.engine.cancel(generation)
-    app.engine.submit(generation, fault)
+                            key, app.config, keep_text=not stream)
+    submission = app.engine.submit(info, [generation], fault)
+    exchange.on_close = lambda: app.engine.cancel(submission)
 
 
 def tags(app: "SimulatorApp", request: Request, exchange: Exchange) -> None:

@@ -4,6 +4,11 @@ Streams follow vLLM/OpenAI: one `data: {chunk}` event per token (the first chat 
 carries the role), a last chunk with `finish_reason`, with `stream_options.include_usage` a
 usage-only chunk (`choices: []`) after it and `"usage": null` on the others, then
 `data: [DONE]`. Each event is written as one HTTP chunk the moment the timing model emits it.
+
+A completions `prompt` may be a list of prompts (strings or token-id lists), as in OpenAI and
+vLLM: one choice per prompt, `index` = the prompt's position. Streamed, each event carries one
+choice, so the choices' events interleave in the order their tokens are generated; each choice
+gets its own finish event, and the usage sums all prompts.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from hpcbench.servers.simulator.engine import Generation
 from hpcbench.servers.simulator.http import Exchange, Request
-from hpcbench.servers.simulator.inputs import (BadInput, chat_prompt, completion_prompt,
+from hpcbench.servers.simulator.inputs import (BadInput, chat_prompt, completion_prompts,
                                                output_length)
 
 if TYPE_CHECKING:
@@ -25,18 +30,20 @@ def error_body(message: str, kind: str, status: int, param: str | None = None) -
 
 
 def _usage(generation: Generation) -> dict:
-    return {"prompt_tokens": generation.prompt_tokens,
-            "completion_tokens": generation.emitted,
-            "total_tokens": generation.prompt_tokens + generation.emitted}
+    """Usage of the whole request: the sums over all its prompts."""
+    request = generation.submission
+    return {"prompt_tokens": request.prompt_tokens,
+            "completion_tokens": request.emitted,
+            "total_tokens": request.prompt_tokens + request.emitted}
 
 
 class StreamedOutput:
     """SSE output: every token is one event in one HTTP chunk."""
 
-    __slots__ = ("exchange", "chat", "include_usage", "envelope", "head", "first_head", "tail")
+    __slots__ = ("exchange", "chat", "include_usage", "envelope", "heads", "first_head", "tail")
 
     def __init__(self, exchange: Exchange, chat: bool, include_usage: bool, ident: str,
-                 model: str, created: int) -> None:
+                 model: str, created: int, choices: int = 1) -> None:
         self.exchange = exchange
         self.chat = chat
         self.include_usage = include_usage
@@ -44,27 +51,38 @@ class StreamedOutput:
         # every event is envelope + choices + "]" + usage-or-not + "}"
         self.envelope = (f'data: {{"id":"{ident}","object":"{kind}","created":{created},'
                          f'"model":{json.dumps(model)},"choices":[').encode()
+        # heads[i]: an event of choice i up to its text (chat has one choice)
         if chat:
-            self.head = self.envelope + b'{"index":0,"delta":{"content":'
+            self.heads = (self.envelope + b'{"index":0,"delta":{"content":',)
             self.first_head = self.envelope + b'{"index":0,"delta":{"role":"assistant","content":'
             choice_end = b'},"logprobs":null,"finish_reason":null}]'
         else:
-            self.head = self.first_head = self.envelope + b'{"index":0,"text":'
+            self.heads = tuple(self.envelope + b'{"index":%d,"text":' % index
+                               for index in range(choices))
+            self.first_head = None
             choice_end = b',"logprobs":null,"finish_reason":null}]'
         self.tail = choice_end + (b',"usage":null}\n\n' if include_usage else b'}\n\n')
         exchange.start_stream(200, "text/event-stream; charset=utf-8")
 
     def token(self, generation: Generation, text: str, text_json: bytes) -> None:
-        head = self.first_head if generation.emitted == 0 else self.head
+        if self.first_head is not None and generation.emitted == 0:
+            head = self.first_head
+        else:
+            head = self.heads[generation.index]
         self.exchange.write_chunk(head + text_json + self.tail)
 
-    def finish(self, generation: Generation) -> None:
+    def finish(self, generation: Generation, last: bool) -> None:
+        """The choice's finish event; after the last choice also usage and [DONE]."""
         events = b""
         if generation.emitted:
             content = b'"delta":{}' if self.chat else b'"text":""'
-            events += (self.envelope + b'{"index":0,' + content + b',"logprobs":null,'
-                       b'"finish_reason":"' + generation.finish_reason.encode() + b'"}]'
+            events += (self.envelope + b'{"index":%d,' % generation.index + content
+                       + b',"logprobs":null,"finish_reason":"'
+                       + generation.finish_reason.encode() + b'"}]'
                        + (b',"usage":null}\n\n' if self.include_usage else b'}\n\n'))
+        if not last:
+            self.exchange.write_chunk(events)
+            return
         if self.include_usage:
             events += (self.envelope + b'],"usage":' + json.dumps(_usage(generation)).encode()
                        + b'}\n\n')
@@ -87,18 +105,24 @@ class WholeOutput:
     def token(self, generation: Generation, text: str, text_json: bytes) -> None:
         generation.text.append(text)
 
-    def finish(self, generation: Generation) -> None:
+    def finish(self, generation: Generation, last: bool) -> None:
+        """After the last choice: one body with every choice, in prompt order."""
+        if not last:
+            return
+        self.exchange.respond_json(200, {
+            "id": self.ident, "object": "chat.completion" if self.chat else "text_completion",
+            "created": self.created, "model": self.model,
+            "choices": [self._choice(member) for member in generation.submission.members],
+            "usage": _usage(generation)})
+
+    def _choice(self, generation: Generation) -> dict:
         text = "".join(generation.text)
         reason = generation.finish_reason if generation.emitted else "stop"
         if self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                      "logprobs": None, "finish_reason": reason}
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
-        self.exchange.respond_json(200, {
-            "id": self.ident, "object": "chat.completion" if self.chat else "text_completion",
-            "created": self.created, "model": self.model, "choices": [choice],
-            "usage": _usage(generation)})
+            return {"index": 0, "message": {"role": "assistant", "content": text},
+                    "logprobs": None, "finish_reason": reason}
+        return {"index": generation.index, "text": text, "logprobs": None,
+                "finish_reason": reason}
 
     def abort(self) -> None:
         self.exchange.abort()
@@ -114,7 +138,7 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
                 f"The model `{model}` does not exist; this simulator serves "
                 f"{', '.join(app.models)} (set 'model').", "NotFoundError", 404, "model"))
             return
-        key, prompt_tokens = chat_prompt(body) if chat else completion_prompt(body)
+        prompts = [chat_prompt(body)] if chat else completion_prompts(body)
         max_tokens = output_length(body, "max_completion_tokens", "max_tokens",
                                    default=app.config.default_max_tokens,
                                    limit=app.config.kv_cache_tokens)
@@ -140,13 +164,15 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
     created = int(time.time())
     if stream:
         output = StreamedOutput(exchange, chat, bool(options.get("include_usage")), ident,
-                                model, created)
+                                model, created, len(prompts))
     else:
         output = WholeOutput(exchange, chat, ident, model, created)
-    generation = Generation(output, prompt_tokens, max_tokens, bool(body.get("ignore_eos")),
-                            key, app.config, info, keep_text=not stream)
-    exchange.on_close = lambda: app.engine.cancel(generation)
-    app.engine.submit(generation, fault)
+    ignore_eos = bool(body.get("ignore_eos"))
+    generations = [Generation(output, prompt_tokens, max_tokens, ignore_eos, key, app.config,
+                              keep_text=not stream, index=index)
+                   for index, (key, prompt_tokens) in enumerate(prompts)]
+    submission = app.engine.submit(info, generations, fault)
+    exchange.on_close = lambda: app.engine.cancel(submission)
 
 
 def models(app: "SimulatorApp", request: Request, exchange: Exchange) -> None:

@@ -1,0 +1,116 @@
+"""Batched OpenAI completions: a `prompt` list gets one choice per prompt, as vLLM answers it.
+
+One HTTP request stays one served request (/metrics, truth record) whatever its prompt count,
+so a load generator's request rows and the simulator's served count compare; tokens add up.
+"""
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from hpcbench.coordinator.results import read_samples
+from hpcbench.servers.simulator import SimulatorConfig, start_simulator
+from tests.support.sim_process import served_requests, sim_process
+from tests.support.waiting import wait_until
+
+FAST = dict(mode="fixed", ttft_ms=2, itl_ms=1, record_truth=True)
+PROMPTS = ["one two", "three four five", "six"]
+SWEEP = Path(__file__).resolve().parents[1] / "recipes" / "examples" / "sweep.yaml"
+
+
+@pytest.fixture
+def sim():
+    with start_simulator(SimulatorConfig(**FAST)) as handle:
+        yield handle
+
+
+@pytest.fixture
+def client(sim):
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="unused", max_retries=0) as api:
+        yield api
+
+
+def test_a_prompt_list_gets_one_choice_per_prompt_and_summed_usage(client, sim):
+    reply = client.completions.create(model="sim-model", prompt=PROMPTS, max_tokens=4)
+    assert [choice.index for choice in reply.choices] == [0, 1, 2]
+    assert all(len(choice.text.split()) == 4 for choice in reply.choices)
+    assert [choice.finish_reason for choice in reply.choices] == ["length"] * 3
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (6, 12)
+    # each choice is the text its prompt alone would get (same seed, same prompt)
+    alone = client.completions.create(model="sim-model", prompt=PROMPTS[1], max_tokens=4)
+    assert reply.choices[1].text == alone.choices[0].text
+    assert sim.served == 2
+    first = sim.truth[0]
+    assert (first["outcome"], first["prompts"], first["prompt_tokens"],
+            first["completion_tokens"], len(first["token_perf_ns"])) == ("served", 3, 6, 12, 12)
+    assert first["finish_reasons"] == ["length"] * 3
+
+
+def test_a_streamed_prompt_list_interleaves_choices_by_index(client, sim):
+    chunks = list(client.completions.create(
+        model="sim-model", prompt=PROMPTS, max_tokens=5, stream=True,
+        stream_options={"include_usage": True}))
+    tokens = Counter(c.choices[0].index for c in chunks if c.choices and c.choices[0].text)
+    assert tokens == {0: 5, 1: 5, 2: 5}
+    assert all(len(c.choices) == 1 for c in chunks if c.choices)   # one choice per event
+    token_order = [c.choices[0].index for c in chunks if c.choices and c.choices[0].text]
+    assert token_order[:3] == [0, 1, 2]          # generated together, so interleaved
+    finished = [c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert sorted(finished) == [0, 1, 2]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 15
+    assert chunks[-1].usage.prompt_tokens == 6
+    assert sim.served == 1 and sim.stats()["finished"] == {"length": 3}
+    assert len(sim.truth) == 1 and len(sim.truth[0]["token_perf_ns"]) == 15
+
+
+def test_token_id_lists_count_as_prompts(client):
+    reply = client.completions.create(model="sim-model", prompt=[[1, 2, 3], [4, 5]],
+                                      max_tokens=2)
+    assert len(reply.choices) == 2 and reply.usage.prompt_tokens == 5
+
+
+def test_a_bad_prompt_in_the_list_is_a_400_naming_it(client, sim):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model="sim-model", prompt=["fine", {"no": 1}], max_tokens=2)
+    assert "prompt[1]" in str(caught.value)
+    assert sim.served == 0 and sim.stats()["running"] == 0
+
+
+def test_a_client_leaving_a_batched_stream_frees_every_slot(client, sim):
+    stream = client.completions.create(model="sim-model", prompt=PROMPTS, max_tokens=500,
+                                       stream=True)
+    next(iter(stream))
+    stream.close()
+    wait_until(lambda: sim.stats()["cancelled"] == 1 and sim.stats()["running"] == 0,
+               what="the batched request cancelled, every prompt's slot freed")
+    assert [record["outcome"] for record in sim.truth] == ["cancelled"]
+    assert sim.served == 0
+
+
+def test_hpcbench_run_of_the_sweep_with_batch_4_has_no_errors(tmp_path):
+    """The example sweep's batched trials: every request answered, none an error."""
+    recipe = yaml.safe_load(SWEEP.read_text())
+    recipe["workload"].update(batch=4, concurrency=4, prompt_len=32, output_len=8,
+                              duration="1s", warmup="0.3s", model="sim-model")
+    results = tmp_path / "results"
+    with sim_process(tmp_path, "--mode", "fixed", "--ttft-ms", "2", "--itl-ms", "1") as url:
+        recipe["endpoints"] = [url]
+        path = tmp_path / "sweep-batch4.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
+                               str(path), "--results-dir", str(results), "--session", "b4",
+                               "--no-live", "--no-report"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        served = served_requests(url)
+    [trial_dir] = [p for p in (results / "sweep" / "b4").iterdir() if (p / "trial.done").exists()]
+    summary = json.loads((trial_dir / "summary.json").read_text())
+    assert summary["overall"]["requests"] > 0
+    assert summary["overall"]["error_total"] == 0, summary["overall"]
+    rows = sum(batch.n for batch in read_samples(trial_dir / "samples.msgpack"))
+    assert rows == served     # one row per HTTP request, one served count per HTTP request
