@@ -114,3 +114,28 @@ def test_hpcbench_run_of_the_sweep_with_batch_4_has_no_errors(tmp_path):
     assert summary["overall"]["error_total"] == 0, summary["overall"]
     rows = sum(batch.n for batch in read_samples(trial_dir / "samples.msgpack"))
     assert rows == served     # one row per HTTP request, one served count per HTTP request
+
+
+def test_prompts_of_one_request_queue_for_batch_slots_like_separate_sequences():
+    """Model mode, 2 slots: a 5-prompt request runs 2 prompts at a time, the rest wait."""
+    with start_simulator(SimulatorConfig(max_num_seqs=2, decode_base_ms=1, prefill_base_ms=1,
+                                         record_truth=True)) as sim:
+        with openai.OpenAI(base_url=sim.url + "/v1", api_key="unused", max_retries=0) as api:
+            reply = api.completions.create(model="sim-model", prompt=["a"] * 5, max_tokens=3)
+        assert len(reply.choices) == 5 and reply.usage.completion_tokens == 15
+        stats = sim.stats()
+        assert (stats["served"], stats["running"], stats["waiting"]) == (1, 0, 0)
+        [record] = sim.truth
+        assert record["prompts"] == 5 and len(record["token_perf_ns"]) == 15
+
+
+def test_a_no_token_fault_empties_every_choice_and_counts_once():
+    with start_simulator(SimulatorConfig(**FAST, no_token_rate=1.0)) as sim:
+        with openai.OpenAI(base_url=sim.url + "/v1", api_key="unused", max_retries=0) as api:
+            chunks = list(api.completions.create(
+                model="sim-model", prompt=PROMPTS, max_tokens=3, stream=True,
+                stream_options={"include_usage": True}))
+        assert not [c for c in chunks if c.choices and c.choices[0].text]
+        assert chunks[-1].usage.completion_tokens == 0
+        assert sim.stats()["faults"] == {"no_token": 1} and sim.served == 0
+        assert [record["outcome"] for record in sim.truth] == ["no_token"]
