@@ -36,8 +36,9 @@ class Launcher(Protocol):
     def start_service(self, node: str, spec: LaunchSpec) -> int | None:
         """Start one server; return a pid a monitor on `node` can sample (None if remote)."""
 
-    def start_monitor(self, node: str, args: list[str]) -> None:
-        """Start `hpcbench-monitor args` on `node`."""
+    def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
+        """Start `hpcbench-monitor args` on `node` (`args` and `env` name its coordinator and
+        session, as for executors)."""
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:
@@ -75,9 +76,9 @@ class ProcessLauncher:
     def start_service(self, node: str, spec: LaunchSpec) -> int | None:
         return self.runtime.start("service", spec.argv, spec.env).pid
 
-    def start_monitor(self, node: str, args: list[str]) -> None:
+    def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
         self.runtime.start(f"monitor-{node}",
-                           [*entry_point("hpcbench-monitor", "hpcbench.monitor.cli"), *args])
+                           [*entry_point("hpcbench-monitor", "hpcbench.monitor.cli"), *args], env)
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:

@@ -102,6 +102,7 @@ class Session:
         self.launcher: Launcher | None = None
         self.runtime = None                   # the launcher's LocalRuntime (supervision, logs)
         self._targets: dict[str, str] = {}    # executor agent id -> the endpoint URL it loads
+        self._lost_monitors: set[str] = set()  # monitor agents announced lost on the bus
         self.recipe = None
         self.data_plane = None
 
@@ -273,16 +274,32 @@ class Session:
     def _check_children(self) -> None:
         for child in self.runtime.failed_children() if self.runtime else ():
             role = child.name.split("-")[0]
+            if role == "monitor":
+                # telemetry is not what the benchmark measures: the session goes on without it
+                child.expected_exit = True
+                self.registry.mark_lost(child.name)
+                self._announce_monitor_lost(child.name, status=child.process.returncode)
+                continue
             if role == "executor" and self.recipe.data["on_executor_loss"] == "continue":
                 # its trial gets no report from it and is flagged; the session goes on
                 child.expected_exit = True
                 self.registry.mark_lost(child.name)
                 self._event("executor_lost", agent=child.name, status=child.process.returncode)
                 continue
-            code = {"service": "E001", "monitor": "E005"}.get(role, "E002")
+            code = "E001" if role == "service" else "E002"
             raise HpcbenchError(code, f"{child.name} exited with status {child.process.returncode} "
                                 f"during {pb.SessionState.Name(self.state)}",
                                 (f"log: {child.log_path}", *child.log_tail(8)))
+        for agent in self.registry.lost_agents():
+            if agent.role == pb.MONITOR:
+                self._announce_monitor_lost(agent.agent_id, heartbeat_age_s=agent.lease_age())
+
+    def _announce_monitor_lost(self, agent_id: str, **details) -> None:
+        """A monitor whose heartbeats stopped (lease run out) or whose process ended: a
+        `monitor_lost` event on the bus, once; its node's telemetry simply ends there."""
+        if agent_id not in self._lost_monitors:
+            self._lost_monitors.add(agent_id)
+            self._event("monitor_lost", agent=agent_id, **details)
 
     def _load_recipe(self):
         return load_recipe_source(self._recipe_text, self._recipe_path)
@@ -348,6 +365,7 @@ class Session:
             if not deployed and node == nodes[0] and endpoints:
                 url = endpoints[0]
             args = ["--coordinator-telemetry", self.data_plane.sample_endpoint,
+                    "--coordinator", self.coordinator.address, "--agent-id", f"monitor-{node}",
                     "--run-id", self.session_id, "--node", node,
                     "--interval", f"{monitoring['interval']}s",
                     "--csv", str(self.run_dir / "telemetry" / f"{node}.csv")]
@@ -357,7 +375,7 @@ class Session:
                 args += ["--service-pid", str(pid)]
             if monitoring["pushgateway"]:
                 args += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
-            self.launcher.start_monitor(node, args)
+            self.launcher.start_monitor(node, args, self._agent_env())
 
     def _wait_for_telemetry(self) -> None:
         """Load starts once every monitor reported, so telemetry (GPU energy above all)
@@ -368,10 +386,11 @@ class Session:
         nodes = self.launcher.monitor_nodes()
         deadline = time.monotonic() + MONITOR_FIRST_REPORT_S
         while True:
-            silent = set(nodes) - self.data_plane.telemetry_nodes
+            self._check()   # a monitor that died is announced lost: no use waiting for it
+            silent = {node for node in nodes if node not in self.data_plane.telemetry_nodes
+                      and f"monitor-{node}" not in self._lost_monitors}
             if not silent:
                 return
-            self._check()
             if time.monotonic() >= deadline:
                 self._event("monitors_silent", nodes=sorted(silent))
                 return
@@ -385,8 +404,12 @@ class Session:
             agent_id = f"executor-{index}"
             self.launcher.start_executor(
                 agent_id, node, ["--coordinator", self.coordinator.address, "--node", node],
-                {"HPCBENCH_SESSION": self.session_id,
-                 "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)})
+                self._agent_env())
+
+    def _agent_env(self) -> dict[str, str]:
+        """What an agent (executor, monitor) needs beyond --coordinator to register."""
+        return {"HPCBENCH_SESSION": self.session_id,
+                "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)}
 
     def _start_executors(self) -> list[str]:
         """Executors are ready when every one registered (E002 otherwise)."""

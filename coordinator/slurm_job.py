@@ -139,9 +139,10 @@ class SrunLauncher:
         self._step(f"service-{node}", node, spec.argv, spec.env)
         return None   # srun's pid is not the server's: the monitor cannot sample it
 
-    def start_monitor(self, node: str, args: list[str]) -> None:
+    def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
         self._step(f"monitor-{node}", node,
-                   component_argv("monitor", args, self.recipe.data, self.run_dir, gpus=True))
+                   component_argv("monitor", args, self.recipe.data, self.run_dir, gpus=True),
+                   env)
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:

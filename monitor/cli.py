@@ -1,9 +1,11 @@
 """`hpcbench-monitor`: one per node; samples node, GPU and server telemetry at a fixed interval.
 
 Started by the coordinator locally and by run.sbatch on clusters, or by hand without any
-coordinator (standalone: CSV, Prometheus endpoint and/or Pushgateway only). Stops on SIGTERM or
-SIGINT (after writing the last row and pushing the final values), after --samples samples, or
-after --duration.
+coordinator (standalone: CSV, Prometheus endpoint and/or Pushgateway only). With --coordinator
+it is also an agent of the session (monitor/agent_link.py): registered, heartbeating, stopped
+by the coordinator's STOP, and ending by itself (status 4) when the coordinator is lost beyond
+its lease. Stops on SIGTERM or SIGINT (after writing the last row and pushing the final values),
+after --samples samples, or after --duration.
 """
 from __future__ import annotations
 
@@ -28,7 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "a CSV, a Prometheus endpoint and/or a Pushgateway.")
     parser.add_argument("--coordinator-telemetry", metavar="ENDPOINT",
                         help="ZeroMQ endpoint of the coordinator's telemetry PULL socket "
-                             "(e.g. tcp://10.0.0.1:5556); omit to run standalone")
+                             "(e.g. tcp://10.0.0.1:5556); omit to run standalone (with "
+                             "--coordinator: default, the endpoint the coordinator names)")
+    agent = parser.add_argument_group("agent of a coordinator's session (monitor/agent_link.py)")
+    agent.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="register with this coordinator's gRPC address (coordinator.json "
+                            "'control'): heartbeats, STOP, exit when the coordinator is lost")
+    agent.add_argument("--session", default=os.environ.get("HPCBENCH_SESSION", ""),
+                       help="session id this monitor belongs to (default: $HPCBENCH_SESSION)")
+    agent.add_argument("--token-file", default=os.environ.get("HPCBENCH_TOKEN_FILE", ""),
+                       help="the session's control.token (default: $HPCBENCH_TOKEN_FILE, "
+                            "or set HPCBENCH_TOKEN)")
+    agent.add_argument("--agent-id", default="",
+                       help="unique id in the session (default: assigned by the coordinator)")
     parser.add_argument("--run-id", default="standalone", help="run id stamped on every message")
     parser.add_argument("--node", default=os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                         help="node name (default: $SLURMD_NODENAME, else the host name)")
@@ -77,11 +91,34 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with build_sampler(args, interval_s, push_every_s) as sampler:
-        sampler.run(stop, max_samples=args.samples, duration_s=duration_s)
+    link = _join_coordinator(args, stop) if args.coordinator else None
+    try:
+        with build_sampler(args, interval_s, push_every_s) as sampler:
+            sampler.run(stop, max_samples=args.samples, duration_s=duration_s)
+    finally:
+        if link is not None:
+            link.close()
     print(f"hpcbench-monitor: stopped after {sampler.samples} samples "
           f"({sampler.missed} missed ticks)", file=sys.stderr, flush=True)
-    return 0
+    return link.exit_status if link is not None else 0
+
+
+def _join_coordinator(args: argparse.Namespace, stop: threading.Event):
+    """Register with the coordinator and keep the lease from now on (an AgentLink); telemetry
+    goes where the coordinator says unless --coordinator-telemetry overrides it."""
+    from hpcbench.monitor.agent_link import AgentLink  # gRPC only for monitors with a coordinator
+
+    link = AgentLink.from_args(args, stop)
+    try:
+        reply = link.register(args.session, args.agent_id, args.node)
+    except HpcbenchError:
+        link.close()
+        raise
+    args.coordinator_telemetry = args.coordinator_telemetry or reply.sample_endpoint
+    link.start()
+    print(f"hpcbench-monitor: registered as {reply.agent_id} of session {reply.session_id} "
+          f"(lease {reply.lease_s:g}s)", file=sys.stderr, flush=True)
+    return link
 
 
 def _positive_duration(flag: str, value: str) -> float:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"results   {status.run_dir}")
     print(f"bus       {status.bus_endpoint}")
     for agent in status.agents:
-        print(f"agent     {agent.agent_id} on {agent.node}: "
+        print(f"agent     {agent.agent_id} ({_agent_role(agent.role)}) on {agent.node}: "
               f"{agent.state and _agent_state(agent.state)}, "
               f"heartbeat {agent.last_heartbeat_age_s:.1f}s ago")
     if status.error_message:
@@ -85,6 +85,12 @@ def _agent_state(state: int) -> str:
     from hpcbench.proto import control_v1_pb2 as pb
 
     return pb.AgentState.Name(state).lower()
+
+
+def _agent_role(role: int) -> str:
+    from hpcbench.proto import control_v1_pb2 as pb
+
+    return pb.AgentRole.Name(role).lower()
 
 
 def _show_ended(run_dir, as_json: bool, error) -> int:
