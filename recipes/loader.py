@@ -42,13 +42,17 @@ def validate(data: object) -> list[Problem]:
 
 def recipe_from_dict(data: object, path: Path | None = None) -> Recipe:
     """Validate an already parsed recipe and resolve its defaults (E006 on any problem)."""
-    problems = validate(data)
+    where = str(path) if path else "recipe"
+    try:
+        problems = validate(data)
+        resolved = None if problems else resolve(data)
+    except RecursionError:   # nested thousands of levels deep: no recipe looks like that
+        raise _too_deep(where) from None
     if problems:
-        where = str(path) if path else "recipe"
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise config_error(f"{where}: {count}; fix each and run `hpcbench validate` again",
                            [str(problem) for problem in problems])
-    return Recipe(path=path, data=resolve(data))
+    return Recipe(path=path, data=resolved)
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -71,6 +75,21 @@ def read_yaml(path: Path) -> object:
     except yaml.YAMLError as error:
         raise config_error(f"{path} is not valid YAML",
                            [" ".join(str(error).split())]) from None
+    except RecursionError:   # e.g. "[[[[...": the parser recurses once per level
+        raise _too_deep(str(path)) from None
+
+
+class _TooDeep:
+    """Stands for a value nested beyond Python's recursion limit (it cannot be shown)."""
+
+    def __repr__(self) -> str:
+        return "a structure nested thousands of levels deep"
+
+
+def _too_deep(where: str):
+    """E006 for a document nested deeper than the parser and validator can recurse."""
+    problem = Problem("", _TooDeep(), "a recipe a few levels deep (flatten the structure)")
+    return config_error(f"{where} is nested too deeply to be a recipe", [str(problem)])
 
 
 class _StrictLoader(yaml.SafeLoader):

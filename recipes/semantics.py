@@ -94,7 +94,8 @@ def _dataset_is_complete(data: dict) -> list[Problem]:
         if not isinstance(tokens, dict):
             continue
         distribution = tokens.get("distribution", "fixed")
-        for key in needs.get(distribution, ()):
+        # an unhashable distribution (a list, a map) is the schema's problem to report
+        for key in needs.get(distribution, ()) if isinstance(distribution, str) else ():
             if key not in tokens:
                 problems.append(Problem(f"workload.dataset.{side}.{key}", MISSING,
                                         f"a value: distribution '{distribution}' needs "
