@@ -64,7 +64,10 @@ class Coordinator:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:   # grpcio >= 1.60 raises where older versions returned 0
+            self.port = 0
         if self.port == 0:
             raise HpcbenchError("E008", f"cannot bind the control port on {host}:{port}",
                                 ("fix: choose a free --port or an address of this node",))

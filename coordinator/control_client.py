@@ -61,9 +61,16 @@ def locate(run_dir=None, session=None, results_dir="results", address=None,
         raise config_error(f"no running coordinator recorded in {run_dir}: {error}",
                            ["fix: pass --run-dir of a session started by `hpcbench run`, or "
                             "--address HOST:PORT --token-file FILE"]) from None
+    fields = info if isinstance(info, dict) else {}
+    address, session_id, bus = (fields.get(key) if isinstance(fields.get(key), str) else ""
+                                for key in ("control", "session", "bus"))
+    if not address:
+        raise config_error(f"{run_dir / ADDRESS_FILE} does not name a coordinator address",
+                           ["fix: pass --run-dir of a session started by `hpcbench run`, or "
+                            "--address HOST:PORT --token-file FILE"])
     token = read_token(Path(token_file) if token_file else run_dir / TOKEN_FILE)
-    return Target(address=info["control"], token=token, session_id=info.get("session", ""),
-                  bus_endpoint=info.get("bus", ""), run_dir=run_dir)
+    return Target(address=address, token=token, session_id=session_id, bus_endpoint=bus,
+                  run_dir=run_dir)
 
 
 def _find_run_dir(results_dir: Path, session: str | None) -> Path:

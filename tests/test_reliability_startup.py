@@ -1,5 +1,5 @@
 """Faults a run meets before it starts: the results directory cannot be written (a file in the
-way, a read-only or a full filesystem). Each is a clear error
+way, a read-only or a full filesystem) or the control port is taken. Each is a clear error
 naming the path or port and the fix, before any load is generated; never a traceback.
 
 Read-only and full filesystems are real tmpfs mounts, which need root (as in CI); elsewhere
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,10 @@ from hpcbench.coordinator.errors import ERROR_CODES
 from tests.support.faults import record
 
 
-def recipe(tmp_path: Path) -> Path:
+def recipe(tmp_path: Path, **top) -> Path:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({
-        "scenario": "startup", "orchestration": {"mode": "local"},
+        "scenario": "startup", "orchestration": {"mode": "local"}, **top,
         "workload": {"service": "simulator", "model": "sim-model", "duration": "1s",
                      "warmup": "0s", "concurrency": [1], "load": {"pattern": "closed"},
                      "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
@@ -31,10 +32,10 @@ def recipe(tmp_path: Path) -> Path:
     return path
 
 
-def hpcbench_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def hpcbench_run(tmp_path: Path, *args: str, **top) -> subprocess.CompletedProcess:
     record("faults_injected")
     return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
-                           str(recipe(tmp_path)), "--session", "s", "--no-live", *args],
+                           str(recipe(tmp_path, **top)), "--session", "s", "--no-live", *args],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -82,3 +83,30 @@ def test_a_full_results_filesystem_is_e006(tmp_path):
                 filler.write(b"\0" * 4096)
         done = hpcbench_run(tmp_path, "--results-dir", str(mount / "results"))
     assert_clear_error(done, "E006", str(mount), "--results-dir")
+
+
+def test_a_control_port_in_use_is_e008_naming_the_port(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = hpcbench_run(tmp_path, "--results-dir", str(tmp_path / "results"),
+                            "--port", str(port))
+    assert_clear_error(done, "E008", f"127.0.0.1:{port}", "--port")
+
+
+def test_a_prometheus_port_in_use_is_e005_naming_the_port(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = hpcbench_run(tmp_path, "--results-dir", str(tmp_path / "results"),
+                            monitoring={"prometheus": {"enabled": True, "port": port}})
+    assert_clear_error(done, "E005", f"127.0.0.1:{port}", "monitoring.prometheus.port")
+
+
+def test_a_simulator_port_in_use_is_e008_naming_the_port(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        record("faults_injected")
+        done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "sim",
+                               "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == ERROR_CODES["E008"][1], done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr

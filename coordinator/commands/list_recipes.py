@@ -19,7 +19,12 @@ def run(args: argparse.Namespace) -> int:
     from hpcbench.recipes import count_trials, load_recipe
 
     folder = _folder(args.folder)
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError as error:              # e.g. a name longer than the filesystem allows
+        raise config_error(f"cannot read {str(folder)[:80]}: {error.strerror}",
+                           ["give a folder that holds *.yaml recipes"]) from None
+    if not is_folder:
         raise config_error(f"not a folder: {folder}", ["give a folder that holds *.yaml recipes"])
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
     if not files:
