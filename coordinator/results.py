@@ -38,7 +38,7 @@ import yaml
 from hpcbench.coordinator.aggregator import TrialSummary
 from hpcbench.coordinator.errors import config_error
 from hpcbench.coordinator.hdr import Histogram, IntervalLogWriter
-from hpcbench.proto.samples import SampleBatch, from_message
+from hpcbench.proto.samples import SampleBatch, SampleBatchError, from_message
 
 RECIPE = "recipe.yaml"
 SAMPLES = "samples.msgpack"
@@ -91,6 +91,10 @@ def read_samples(path: Path) -> Iterator[SampleBatch]:
                                     max_str_len=1 << 16)
         for message in unpacker:
             yield from_message(message)
+        # msgpack stops quietly before an incomplete last batch: that would lose samples
+        if unpacker.tell() != os.fstat(source.fileno()).st_size:
+            raise SampleBatchError(f"{path} ends in a truncated batch after byte "
+                                   f"{unpacker.tell()}: the file is damaged")
 
 
 class ResultsWriter:
