@@ -31,7 +31,8 @@ class AggregatorServer:
                  bus: BusPublisher | None = None,
                  on_snapshot: Callable[[dict], None] | None = None,
                  context: zmq.Context | None = None,
-                 on_telemetry: Callable[[dict], None] | None = None):
+                 on_telemetry: Callable[[dict], None] | None = None, curve=None):
+        """`curve`: hpcbench.coordinator.curve.CurveKeys to accept only keyed pushers."""
         self.aggregator = aggregator
         self.bus = bus
         self.on_snapshot = on_snapshot
@@ -42,6 +43,10 @@ class AggregatorServer:
         self._socket = (context or zmq.Context.instance()).socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            from hpcbench.coordinator.curve import serve
+
+            serve(self._socket, curve)
         self._socket.bind(endpoint)
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()

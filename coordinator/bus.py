@@ -28,13 +28,19 @@ _REMEMBERED = 4096       # (topic, seq) pairs a subscriber remembers to skip rep
 class BusPublisher:
     """Bind an XPUB socket on `endpoint` (tcp://127.0.0.1:0 picks a port: see `.endpoint`)."""
 
-    def __init__(self, endpoint: str, run: str = "", context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, run: str = "", context: zmq.Context | None = None,
+                 curve=None):
+        """`curve`: hpcbench.coordinator.curve.CurveKeys to serve only keyed subscribers."""
         self.run = run
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)   # every subscription, also repeated ones
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            from hpcbench.coordinator.curve import serve
+
+            serve(self._socket, curve)
         self._socket.bind(endpoint)
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._lock = threading.Lock()
@@ -109,7 +115,7 @@ class BusPublisher:
 
 def subscribe(endpoint: str, topics: Iterable[str] = contract.TOPICS,
               idle_timeout_s: float | None = None,
-              context: zmq.Context | None = None) -> Iterator[dict]:
+              context: zmq.Context | None = None, curve=None) -> Iterator[dict]:
     """Yield bus messages (maps, see proto/bus.py) from `endpoint`, current state first.
 
     Replays of messages this subscriber already received (same topic and seq) are skipped, so
@@ -122,6 +128,10 @@ def subscribe(endpoint: str, topics: Iterable[str] = contract.TOPICS,
     try:
         for topic in topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        if curve is not None:   # hpcbench.coordinator.curve.CurveKeys of the session
+            from hpcbench.coordinator.curve import connect
+
+            connect(socket, curve)
         socket.connect(endpoint)
         seen: deque[tuple[str, int]] = deque(maxlen=_REMEMBERED)
         seen_set: set[tuple[str, int]] = set()

@@ -73,13 +73,19 @@ class _BackgroundSink:
 class ZmqSink(_BackgroundSink):
     """PUSH batches to the coordinator's PULL endpoint (e.g. tcp://10.0.0.1:5557)."""
 
-    def __init__(self, endpoint: str, sndhwm: int = 1000, linger_ms: int = 30_000) -> None:
+    def __init__(self, endpoint: str, sndhwm: int = 1000, linger_ms: int = 30_000,
+                 curve=None) -> None:
+        """`curve`: the session's hpcbench.coordinator.curve.CurveKeys when CURVE is on."""
         import zmq
 
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUSH)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
+        if curve is not None:
+            from hpcbench.coordinator.curve import connect
+
+            connect(self._socket, curve)
         self._socket.connect(endpoint)
         super().__init__(f"zmq-sink {endpoint}")
 

@@ -103,3 +103,48 @@ def test_only_a_pusher_with_the_session_keys_delivers_samples(tmp_path, context)
         socket.close(linger=0)
     pull.disable_monitor()
     pull.close(linger=0)
+
+
+# ---- the components with CURVE on: AggregatorServer + executor ZmqSink, bus publisher + subscribe
+
+def test_the_aggregator_takes_batches_only_from_executors_holding_the_keys(tmp_path):
+    from hpcbench.coordinator.aggregator import Aggregator
+    from hpcbench.coordinator.aggregator_server import AggregatorServer
+    from hpcbench.executor.sinks import ZmqSink
+
+    keys = curve.create_keys(tmp_path)
+    aggregator = Aggregator(run_id="run-1")
+    with AggregatorServer(aggregator, "tcp://127.0.0.1:0", curve=keys) as server:
+        context = zmq.Context()
+        try:
+            events = server._socket.get_monitor_socket(HANDSHAKE_FAILED)
+            intruder = push(context, server.endpoint)      # plain text
+            intruder.send(samples.encode(make_batch(0, n=4, executor="intruder")), zmq.NOBLOCK) \
+                if intruder.poll(0, zmq.POLLOUT) else None
+            assert events.poll(10_000) and recv_monitor_message(events)["event"] & HANDSHAKE_FAILED
+            executor = ZmqSink(server.endpoint, curve=keys)
+            for seq in range(3):
+                executor.send(make_batch(seq, n=4, executor="e0"))
+            executor.close()
+            wait_until(lambda: aggregator.batches_received("e0") == 3, timeout=10,
+                       what="the keyed executor's batches")
+            integrity = aggregator.integrity()
+            assert integrity["batches"] == 3 and integrity["malformed_batches"] == 0
+            assert aggregator.batches_received("intruder") == 0
+            intruder.close(linger=0)
+            events.close(linger=0)
+            server._socket.disable_monitor()
+        finally:
+            context.destroy(linger=0)
+
+
+def test_the_bus_reaches_only_subscribers_holding_the_keys(tmp_path):
+    from hpcbench.coordinator.bus import BusPublisher, subscribe
+    from hpcbench.proto import bus as contract
+
+    keys = curve.create_keys(tmp_path)
+    with BusPublisher("tcp://127.0.0.1:0", run="r", curve=keys) as bus:
+        bus.event("session_start", scenario="curve")
+        keyed = next(subscribe(bus.endpoint, idle_timeout_s=10, curve=keys))
+        assert keyed["topic"] == contract.EVENT and keyed["data"]["event"] == "session_start"
+        assert list(subscribe(bus.endpoint, idle_timeout_s=1.0)) == []   # plain text: nothing
