@@ -217,7 +217,10 @@ class ExecutorAgent:
                 self._stopped.add(trial_id)
             loop, event = self._loop, self._stop_trial
             if loop is not None and event is not None and trial_id in ("", self._running_trial):
-                loop.call_soon_threadsafe(event.set)
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:   # the trial's loop just closed: nothing left to stop
+                    pass
 
     def _report(self, trial_id: str, ok: bool, error: str = "", stats=None,
                 batches_sent: int = 0) -> None:
