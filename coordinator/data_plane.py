@@ -103,6 +103,12 @@ class DataPlane:
                                                 + report.batches_sent)
         missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
         summary = self.aggregator.close_trial(trial.id)
+        # what each executor says it produced, beside what arrived: the audit of no silent loss
+        summary.integrity["executor_reports"] = {
+            agent_id: {"batches_sent": report.batches_sent,
+                       "requests": (json.loads(report.stats_json) if report.stats_json
+                                    else {}).get("requests")}
+            for agent_id, report in reports.items()}
         summary.energy = self._trial_energy(summary)
         self._copy_trial_logs(log_dir)
         directory = self._trial_writer.finish(summary)
