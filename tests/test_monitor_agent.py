@@ -70,7 +70,7 @@ def test_a_run_lists_its_monitor_which_ends_by_itself_when_the_coordinator_freez
     shown = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "status",
                             "--run-dir", str(session_dir)], capture_output=True, text=True,
                            timeout=60)
-    assert re.search(r"agent +monitor-localhost \(monitor\) on localhost: busy, heartbeat "
+    assert re.search(r"agent +monitor-localhost on localhost \(monitor\): busy, heartbeat "
                      r"\d+\.\d+s ago", shown.stdout), shown.stdout + shown.stderr
 
     # a frozen coordinator answers no heartbeat and sends no parent-death signal: the

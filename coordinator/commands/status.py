@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"results   {status.run_dir}")
     print(f"bus       {status.bus_endpoint}")
     for agent in status.agents:
-        print(f"agent     {agent.agent_id} ({_agent_role(agent.role)}) on {agent.node}: "
+        print(f"agent     {agent.agent_id} on {agent.node} ({_agent_role(agent.role)}): "
               f"{agent.state and _agent_state(agent.state)}, "
               f"heartbeat {agent.last_heartbeat_age_s:.1f}s ago")
     if status.error_message:
