@@ -18,7 +18,7 @@ class Attempt:
     __slots__ = ("req_id", "intended_ns", "send_ns", "end_ns", "deadline_ns", "phase", "slot",
                  "protocol", "stream", "tokens_in", "tokens_out", "token_source", "status",
                  "error", "chunk_times", "buffer", "body_parts", "connection", "timer",
-                 "finished", "on_done", "discard")
+                 "finished", "on_done", "discard", "template")
 
     def __init__(self, req_id: int, intended_ns: int, phase: int, slot: int, protocol,
                  stream: bool, tokens_in_estimate: int, on_done: Callable[["Attempt"], None]):
@@ -44,6 +44,7 @@ class Attempt:
         self.finished = False
         self.on_done = on_done
         self.discard = False
+        self.template = None      # OpenAI streams: the content chunk's bytes (protocols.py)
 
     @property
     def first_ns(self) -> int:

@@ -157,6 +157,13 @@ def _batch(get: "_Reader", api: str) -> int:
 
 
 def _concurrency(get: "_Reader", index: int, count: int) -> int:
+    """Closed-loop slots of this executor: the coordinator's explicit share
+    (`executor_concurrency`, from coordinator.plan.executor_concurrency: it splits
+    clients_per_node over a node's executors), else its part of the total `concurrency`,
+    else `clients_per_node` (one executor per node)."""
+    share = get.integer("executor_concurrency", None, minimum=1, allow_none=True)
+    if share is not None:
+        return share
     total = get.integer("concurrency", None, minimum=1, allow_none=True)
     if total is not None:
         slots = _share(total, index, count)

@@ -88,6 +88,17 @@ class HttpConnection(asyncio.Protocol):
                 return
         framing = self._framing
         if framing == _CHUNKED:
+            if self._chunk_state == _SIZE and not self._pending:
+                # fast path: the read is exactly one whole chunk (a streamed token, typically)
+                line_end = data.find(b"\r\n", 0, 10)
+                if line_end > 0:
+                    try:
+                        chunk = int(data[:line_end], 16)
+                    except ValueError:
+                        chunk = 0
+                    if chunk and line_end + chunk + 4 == len(data):
+                        handler.on_body(data[line_end + 2:-2], now)
+                        return
             self._read_chunked(data, now, handler)
         elif framing == _LENGTH:
             if len(data) >= self._left:
@@ -169,17 +180,6 @@ class HttpConnection(asyncio.Protocol):
         return rest
 
     def _read_chunked(self, data: bytes, now: int, handler) -> None:
-        if self._chunk_state == _SIZE and not self._pending:
-            # fast path: the read is exactly one whole chunk (a streamed token, typically)
-            line_end = data.find(b"\r\n", 0, 10)
-            if line_end > 0:
-                try:
-                    chunk = int(data[:line_end], 16)
-                except ValueError:
-                    chunk = 0
-                if chunk and line_end + chunk + 4 == len(data):
-                    handler.on_body(data[line_end + 2:-2], now)
-                    return
         if self._pending:
             data, self._pending = self._pending + data, b""
         pieces = []

@@ -39,12 +39,23 @@ def _complete_lines(attempt, data: bytes, now: int) -> list[bytes]:
     return lines
 
 
+# printable ASCII but quote and backslash: text made of these is a JSON string body as written
+_PLAIN = bytes(byte for byte in range(32, 127) if byte not in b'"\\')
+
+
+def _plain_text(text: bytes) -> bool:
+    """Non-empty bytes that are a complete JSON string body as written (nothing escaped,
+    nothing that ends the string or is invalid in it)."""
+    return bool(text) and not text.translate(None, _PLAIN)
+
+
 class OpenAIProtocol:
     """openai-chat (/v1/chat/completions) and openai-completions (/v1/completions)."""
 
     def __init__(self, chat: bool) -> None:
         self.chat = chat
         self.path = "/v1/chat/completions" if chat else "/v1/completions"
+        self._text_key = b'"content":"' if chat else b'"text":"'    # where a template's text is
 
     def body(self, model: str, prompt: str | list[str], max_tokens: int | None, stream: bool,
              ignore_eos: bool) -> dict:
@@ -63,23 +74,61 @@ class OpenAIProtocol:
         return body
 
     def feed(self, attempt, data: bytes, now: int) -> None:
-        if not attempt.buffer and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
-                and data[-1:] == b"\n":
-            self._event(attempt, data[5:].strip(), now)    # fast path: one whole event
-            return
+        if not attempt.buffer and data[-2:] == b"\n\n":        # one whole event, typically
+            template = attempt.template
+            if template is not None and data.startswith(template[0]) \
+                    and data.endswith(template[2]):
+                text = data[len(template[0]):-len(template[2])]
+                if text and not text.translate(None, _PLAIN):     # _plain_text, inlined
+                    attempt.chunk_times.append(now)
+                    return
+            if data[:5] == b"data:" and data.find(b"\n") == len(data) - 2:
+                self._event(attempt, data[5:-2].strip(), now)
+                return
         for line in _complete_lines(attempt, data, now):
             if line[:5] == b"data:":
-                self._event(attempt, line[5:].strip(), now)
+                template = attempt.template
+                if template is not None and line.startswith(template[0]) \
+                        and line.endswith(template[1]) \
+                        and _plain_text(line[len(template[0]):-len(template[1])]):
+                    attempt.chunk_times.append(now)
+                else:
+                    self._event(attempt, line[5:].strip(), now)
 
     def _event(self, attempt, payload: bytes, now: int) -> None:
         if payload == b"[DONE]" or not payload:
             return
         try:
-            self._interpret(attempt, _loads(payload), now)
+            event = _loads(payload)
+            text = self._interpret(attempt, event, now)
         except _SHAPE_ERRORS:
             attempt.error = ErrorClass.PROTOCOL
+            return
+        if text and attempt.template is None and not event.get("usage") \
+                and "error" not in event:
+            attempt.template = self._template(payload, text)
 
-    def _interpret(self, attempt, event: dict, now: int) -> None:
+    def _template(self, payload: bytes, text: str) -> tuple[bytes, bytes, bytes] | None:
+        """The bytes around the text of a content chunk just parsed (one token, no usage, no
+        error) as (`data: ` + before, after, after + blank line), so the stream's next
+        chunks are recognised without parsing them (JSON parsing and lookups were most of the
+        executor's Python time per token). A later line that is these bytes around another
+        `_plain_text` is the same JSON document but for that one string (such text can
+        neither end the string nor be invalid in it), hence again exactly one token. Servers
+        repeat id, model and created in every chunk of a stream, so this holds for all its
+        content chunks; anything else (role, finish, usage, escapes, non-ASCII text) is parsed
+        in full. None when the text is not found as written (escapes, other spacing)."""
+        start = payload.find(self._text_key)
+        if start < 0:
+            return None
+        start += len(self._text_key)
+        end = payload.find(b'"', start)
+        if end < 0 or not _plain_text(payload[start:end]) or payload[start:end].decode() != text:
+            return None
+        return b"data: " + payload[:start], payload[end:], payload[end:] + b"\n\n"
+
+    def _interpret(self, attempt, event: dict, now: int) -> str | None:
+        """Count the event; return its text when it was counted as a token, else None."""
         choices = event.get("choices")
         if choices:
             choice = choices[0]
@@ -94,11 +143,16 @@ class OpenAIProtocol:
                 text = choice.get("text")
             if text or (text is not None and choice.get("finish_reason") is None):
                 attempt.chunk_times.append(now)
+            else:
+                text = None
+        else:
+            text = None
         usage = event.get("usage")
         if usage:
             attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
         if "error" in event:
             attempt.error = ErrorClass.PROTOCOL
+        return text if isinstance(text, str) else None
 
     def finish(self, attempt, body: bytes, now: int) -> None:
         """Non-streaming body: one JSON object with choices and usage."""

@@ -52,6 +52,17 @@ def test_request_count_alone_is_enough_and_is_split():
     assert shares == [1, 1, 0]          # the total is kept exactly, even when tiny
 
 
+def test_the_coordinators_explicit_share_wins_over_clients_per_node():
+    """`hpcbench plan` splits clients_per_node over a node's executors
+    (coordinator.plan.executor_concurrency); the session passes each executor its share."""
+    from hpcbench.coordinator.plan import executor_shares
+    shares = executor_shares(4, 3)
+    slots = [LoadConfig.from_workload(workload(executor_concurrency=share), URL, index, 3)
+             .concurrency for index, share in enumerate(shares)]
+    assert slots == shares == [2, 1, 1]
+    assert LoadConfig.from_workload(workload(), URL, 1, 3).concurrency == 4   # no share given
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"api": "grpc"}, "workload.api='grpc' is not one of"),
     ({"model": None}, "workload.model is required"),
@@ -71,6 +82,7 @@ def test_request_count_alone_is_enough_and_is_split():
     ({"load": "closed"}, "workload.load must be a mapping"),
     ({"batch": 4}, "workload.batch=4 needs api: openai-completions"),
     ({"max_tokens": 0}, "workload.max_tokens=0"),
+    ({"executor_concurrency": 0}, "workload.executor_concurrency=0"),
 ])
 def test_bad_workloads_name_the_field(overrides, message):
     with pytest.raises(HpcbenchError, match=message) as caught:

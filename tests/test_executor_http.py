@@ -253,3 +253,69 @@ def test_a_whole_answer_beyond_the_size_cap_is_cut_off_as_protocol(scripted):
     server = scripted([head + b"{" + b" " * (size - 1)], piece=2**20)
     row, _ = one(server, stream=False)
     assert row["error"] == ErrorClass.PROTOCOL
+
+
+def _compact(obj) -> bytes:
+    """An SSE event as vLLM writes it: JSON without spaces (what the byte templates match)."""
+    return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() \
+        + b"\n\n"
+
+
+def _chat_event(text, finish=None, usage=None, role=False, chunk_id="c1"):
+    delta = {"role": "assistant", "content": text} if role else {"content": text}
+    return _compact({"id": chunk_id, "object": "chat.completion.chunk", "model": "m",
+                     "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                  "finish_reason": finish}], "usage": usage})
+
+
+def _completion_event(text, finish=None):
+    return _compact({"id": "c1", "choices": [{"index": 0, "text": text, "logprobs": None,
+                                              "finish_reason": finish}], "usage": None})
+
+
+TEMPLATE_STREAMS = {
+    "openai-chat": [
+        _chat_event("", role=True), _chat_event("Hel"), _chat_event("lo"), _chat_event(""),
+        _chat_event('say "hi"'), _chat_event("back\\slash"), _chat_event("é"),
+        _chat_event("tab\there"), _chat_event("x", chunk_id="c2"), _chat_event("y"),
+        _chat_event("", finish="stop"), _chat_event("z", finish="stop"),
+        _chat_event("w", usage={"prompt_tokens": 3, "completion_tokens": 11}),
+        _compact({"id": "c1", "error": {"message": "boom"}}), _chat_event("v"),
+        b'data: {"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,'
+        b'"delta":{"content":"u"},"logprobs":null,"finish_reason":null}],"usage":null\n\n',
+        b"data: [DONE]\n\n"],
+    "openai-completions": [
+        _completion_event("a"), _completion_event("b"), _completion_event(""),
+        _completion_event("", "length"), _completion_event('q"'), _completion_event("c"),
+        b"data: [DONE]\n\n"],
+}
+
+
+@pytest.mark.parametrize("api", sorted(TEMPLATE_STREAMS))
+@pytest.mark.parametrize("reads", ["one event per read", "all events in one read"])
+def test_chunks_recognised_by_their_bytes_count_exactly_as_parsed_ones(api, reads):
+    """OpenAI content chunks that repeat a parsed chunk's bytes around new plain text are
+    counted without parsing (protocols.OpenAIProtocol._template); every variation (escapes,
+    non-ASCII, control characters, another id, finish, usage, error, broken JSON) must count
+    exactly as a full parse of every event does."""
+    from hpcbench.executor.attempt import Attempt
+    from hpcbench.executor.protocols import PROTOCOLS, OpenAIProtocol
+
+    class ParseEveryEvent(OpenAIProtocol):
+        def _template(self, payload, text):
+            return None
+
+    events = TEMPLATE_STREAMS[api]
+    outcomes = []
+    for protocol in (PROTOCOLS[api], ParseEveryEvent(chat=api == "openai-chat")):
+        attempt = Attempt(0, 0, 1, 0, protocol, True, 1, lambda _: None)
+        feeds = [(event, now) for now, event in enumerate(events, 1)]
+        if reads == "all events in one read":
+            feeds = [(b"".join(events), 1)]
+        for data, now in feeds:
+            protocol.feed(attempt, data, now)
+        outcomes.append((list(attempt.chunk_times), attempt.tokens_out, attempt.error))
+        if protocol is PROTOCOLS[api]:
+            assert attempt.template is not None          # the byte path was taken
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2] == (ErrorClass.PROTOCOL if api == "openai-chat" else ErrorClass.OK)
