@@ -127,6 +127,9 @@ def test_an_endless_line_is_cut_off_as_protocol_with_bounded_memory(script, api)
     assert sent < ENDLESS_BYTES // 4
 
 
+DRIP_INTERVAL_S = 0.005  # the server under test is slow on purpose: its pace, not a wait
+
+
 async def slow_drip(server, writer):
     """A valid stream, one byte at a time, each byte a little later: never finishes in time."""
     await server.write(writer, SSE_HEAD)
@@ -134,7 +137,7 @@ async def slow_drip(server, writer):
     while True:
         for byte in event:
             await server.write(writer, bytes([byte]))
-            await asyncio.sleep(0.005)   # the server under test is slow on purpose
+            await asyncio.sleep(DRIP_INTERVAL_S)
 
 
 async def stall_mid_stream(server, writer):
