@@ -148,6 +148,29 @@ def _share(total: int, index: int, count: int) -> int:
     return total // count + (1 if index < total % count else 0)
 
 
+def with_executor_share(workload: dict, executor_index: int,
+                        executor_nodes: dict[int, str]) -> dict:
+    """The workload the coordinator sends one executor: when closed-loop slots come from
+    `clients_per_node` (no total `concurrency`), that node's clients are split over the
+    executors on it as `executor_concurrency` (the split `coordinator.plan.
+    executor_concurrency` shows), instead of every executor running all of them.
+
+    `executor_nodes` maps every executor index of the session to its node."""
+    if workload.get("concurrency") is not None or workload.get("clients_per_node") is None:
+        return workload
+    node = executor_nodes[executor_index]
+    peers = sorted(index for index, peer_node in executor_nodes.items() if peer_node == node)
+    clients = workload["clients_per_node"]
+    if not isinstance(clients, int) or isinstance(clients, bool):
+        return workload                   # from_workload names the bad value
+    share = _share(clients, peers.index(executor_index), len(peers))
+    if share == 0:
+        raise config_error(f"workload.clients_per_node={clients} is smaller than the "
+                           f"{len(peers)} executors on node {node}: raise clients_per_node or "
+                           "lower orchestration.node_allocation.clients.executors_per_node")
+    return {**workload, "executor_concurrency": share}
+
+
 def _batch(get: "_Reader", api: str) -> int:
     batch = get.integer("batch", 1, minimum=1)
     if batch > 1 and api != "openai-completions":

@@ -63,6 +63,18 @@ def test_the_coordinators_explicit_share_wins_over_clients_per_node():
     assert LoadConfig.from_workload(workload(), URL, 1, 3).concurrency == 4   # no share given
 
 
+def test_the_session_splits_clients_per_node_over_the_executors_of_each_node():
+    from hpcbench.executor.config import with_executor_share
+    nodes = {0: "n1", 1: "n2", 2: "n1", 3: "n1"}          # three executors on n1, one on n2
+    slots = {index: LoadConfig.from_workload(with_executor_share(workload(), index, nodes),
+                                             URL, index, 4).concurrency for index in nodes}
+    assert slots == {0: 2, 2: 1, 3: 1, 1: 4}               # n1: 4 over 3; n2: all 4
+    total = workload(concurrency=10)                       # a total is split by from_workload
+    assert with_executor_share(total, 0, nodes) is total
+    with pytest.raises(HpcbenchError, match="clients_per_node=1 is smaller than the 3 executors"):
+        with_executor_share(workload(clients_per_node=1), 3, nodes)   # n1: 1, 0, 0
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"api": "grpc"}, "workload.api='grpc' is not one of"),
     ({"model": None}, "workload.model is required"),
