@@ -29,6 +29,7 @@ from hpcbench.coordinator.agent_service import AgentRegistry
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.coordinator.feed import SessionFeed
 from hpcbench.coordinator.launchers import Launcher, ProcessLauncher
+from hpcbench.executor.config import with_executor_share
 from hpcbench.proto import control_v1_pb2 as pb
 
 REGISTRATION_TIMEOUT_S = 60.0
@@ -447,12 +448,17 @@ class Session:
         if not executors:
             raise HpcbenchError("E002", f"trial {trial.id}: no executor left",
                                 (f"logs: {self.runtime.log_dir}",))
+        # all registered executors, lost ones included, so shares stay stable when one is lost
+        executor_nodes = {agent.executor_index: agent.node
+                          for agent in self.registry.agents(pb.EXECUTOR)}
         for agent in self.registry.agents(pb.EXECUTOR):
             if agent.agent_id not in executors:
                 continue
             # each executor keeps its index and share: a lost one's share is missing, flagged.
             target_url = self._targets[agent.agent_id]
-            config = {"workload": workload, "target_url": target_url, "run_id": self.session_id,
+            # clients_per_node is per node: each executor runs its share, as `plan` shows
+            share = with_executor_share(workload, agent.executor_index, executor_nodes)
+            config = {"workload": share, "target_url": target_url, "run_id": self.session_id,
                       "trial_id": trial.id, "executor_index": agent.executor_index,
                       "executor_count": self.registry.executor_count, "node": agent.node,
                       "request_extras": extras}
