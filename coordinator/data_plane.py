@@ -28,17 +28,20 @@ SESSION_FILE = "session.json"
 
 class DataPlane:
     def __init__(self, recipe, session_id: str, session_dir: Path, host: str,
-                 on_snapshot=None, interval_s: float = 1.0):
+                 on_snapshot=None, interval_s: float = 1.0, curve=None):
+        """`curve`: the session's hpcbench.coordinator.curve.CurveKeys when security.curve is
+        on; the sample PULL and the bus PUB then serve only peers holding them."""
         self.recipe = recipe
         self.session_id = session_id
         self.session_dir = Path(session_dir)
-        self.bus = BusPublisher(f"tcp://{host}:0", run=session_id)
+        self.bus = BusPublisher(f"tcp://{host}:0", run=session_id, curve=curve)
         self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s)
         self.energy = EnergyMeter()
         self._telemetry_nodes: set[str] = set()   # nodes whose monitor has reported
         self._telemetry_lock = threading.Lock()
         self.server = AggregatorServer(self.aggregator, f"tcp://{host}:0", bus=self.bus,
-                                       on_snapshot=on_snapshot, on_telemetry=self._telemetry)
+                                       on_snapshot=on_snapshot, on_telemetry=self._telemetry,
+                                       curve=curve)
         self.sample_endpoint = self.server.start()
         self.bus_endpoint = self.bus.endpoint
         try:

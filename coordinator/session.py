@@ -106,6 +106,7 @@ class Session:
         self._lost_monitors: set[str] = set()  # monitor agents announced lost on the bus
         self.recipe = None
         self.data_plane = None
+        self.curve_file: Path | None = None   # run_dir/curve.keys when security.curve is on
 
     # -- public -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -308,8 +309,14 @@ class Session:
     def _open_data_plane(self):
         from hpcbench.coordinator.data_plane import DataPlane
 
+        curve = None
+        if self.recipe.data["security"]["curve"]:
+            from hpcbench.coordinator.curve import KEYS_FILE, create_keys
+
+            curve = create_keys(self.run_dir)
+            self.curve_file = self.run_dir / KEYS_FILE
         return DataPlane(self.recipe, self.session_id, self.run_dir, self.coordinator.host,
-                         on_snapshot=self.feed.publish_snapshot)
+                         on_snapshot=self.feed.publish_snapshot, curve=curve)
 
     def _deploy_service(self):
         """Start the service on every server node the launcher names (none when the recipe
@@ -408,9 +415,13 @@ class Session:
                 self._agent_env())
 
     def _agent_env(self) -> dict[str, str]:
-        """What an agent (executor, monitor) needs beyond --coordinator to register."""
-        return {"HPCBENCH_SESSION": self.session_id,
-                "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)}
+        """What an agent (executor, monitor) needs beyond --coordinator to register, and the
+        CURVE key file its sample/telemetry PUSH connects with when security.curve is on."""
+        env = {"HPCBENCH_SESSION": self.session_id,
+               "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)}
+        if self.curve_file is not None:
+            env["HPCBENCH_CURVE_KEYS"] = str(self.curve_file)
+        return env
 
     def _start_executors(self) -> list[str]:
         """Executors are ready when every one registered (E002 otherwise)."""

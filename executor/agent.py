@@ -23,11 +23,14 @@ import queue
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import uvloop
 
 from hpcbench.coordinator.auth import call_metadata, read_token
+from hpcbench.coordinator.curve import load_keys
+from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 
@@ -51,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-file", default=os.environ.get("HPCBENCH_TOKEN_FILE", ""),
                         help="the session's control.token (or set HPCBENCH_TOKEN)")
     parser.add_argument("--agent-id", default="", help="unique id in the session (default: assigned)")
+    parser.add_argument("--curve-keys", default=os.environ.get("HPCBENCH_CURVE_KEYS", ""),
+                        help="the session's curve.keys when its recipe sets security.curve "
+                             "(default: $HPCBENCH_CURVE_KEYS)")
     parser.add_argument("--node", default=os.environ.get("SLURMD_NODENAME", "localhost"),
                         help="node name reported with samples (default: $SLURMD_NODENAME)")
 
@@ -58,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
     """Serve a coordinator. `args` is argv, or the namespace of `hpcbench-executor`'s parser
     (which has --coordinator, --executor-id, --node); what it lacks comes from the environment:
-    HPCBENCH_SESSION, HPCBENCH_TOKEN or HPCBENCH_TOKEN_FILE, HPCBENCH_AGENT_ID."""
+    HPCBENCH_SESSION, HPCBENCH_TOKEN or HPCBENCH_TOKEN_FILE, HPCBENCH_AGENT_ID and
+    HPCBENCH_CURVE_KEYS (samples then go out CURVE-encrypted)."""
     if not isinstance(args, argparse.Namespace):
         args = build_parser().parse_args(args)
     session = getattr(args, "session", "") or os.environ.get("HPCBENCH_SESSION", "")
@@ -67,9 +74,15 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     node = getattr(args, "node", "") or os.environ.get("SLURMD_NODENAME", "localhost")
     token = os.environ.get("HPCBENCH_TOKEN") or read_token(
         getattr(args, "token_file", "") or os.environ.get("HPCBENCH_TOKEN_FILE", "") or ".")
+    curve_file = getattr(args, "curve_keys", "") or os.environ.get("HPCBENCH_CURVE_KEYS", "")
+    try:
+        curve = load_keys(Path(curve_file)) if curve_file else None
+    except HpcbenchError as error:
+        log(error.render())
+        return error.exit_status
     channel = grpc.insecure_channel(args.coordinator)
     try:
-        agent = ExecutorAgent(pb_grpc.AgentStub(channel), call_metadata(token))
+        agent = ExecutorAgent(pb_grpc.AgentStub(channel), call_metadata(token), curve=curve)
         try:
             agent.register(session, agent_id, node)
         except grpc.RpcError as error:
@@ -83,8 +96,10 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
 class ExecutorAgent:
     """One executor process's conversation with its coordinator."""
 
-    def __init__(self, stub: pb_grpc.AgentStub, metadata):
+    def __init__(self, stub: pb_grpc.AgentStub, metadata, curve=None):
+        """`curve`: the session's CurveKeys when it runs with security.curve."""
         self.stub = stub
+        self.curve = curve
         self.metadata = metadata
         self.reply: pb.RegisterReply | None = None
         self.node = "localhost"
@@ -206,7 +221,8 @@ class ExecutorAgent:
             # linger bounded by the lease: batches for a coordinator that is gone cannot be
             # delivered, so closing must not wait ZeroMQ's default 30 s for them
             self._sink = SessionSink(ZmqSink(self.reply.sample_endpoint,
-                                             linger_ms=int(self.reply.lease_s * 1000)))
+                                             linger_ms=int(self.reply.lease_s * 1000),
+                                             curve=self.curve))
         return self._sink
 
     def _request_trial_stop(self, trial_id: str = "") -> None:

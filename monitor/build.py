@@ -30,7 +30,12 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
     with contextlib.ExitStack() as cleanup:
         outputs = Outputs()
         if args.coordinator_telemetry:  # first: a bad endpoint fails before anything else starts
-            outputs.telemetry = TelemetrySender(args.coordinator_telemetry)
+            curve = None
+            if getattr(args, "curve_keys", ""):
+                from hpcbench.coordinator.curve import load_keys
+
+                curve = load_keys(args.curve_keys)
+            outputs.telemetry = TelemetrySender(args.coordinator_telemetry, curve=curve)
             cleanup.callback(outputs.telemetry.close)
         sources: list[Source] = [NodeSource()]
         if args.service_pid is not None:

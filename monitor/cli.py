@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ZeroMQ endpoint of the coordinator's telemetry PULL socket "
                              "(e.g. tcp://10.0.0.1:5556); omit to run standalone (with "
                              "--coordinator: default, the endpoint the coordinator names)")
+    parser.add_argument("--curve-keys", metavar="PATH",
+                        default=os.environ.get("HPCBENCH_CURVE_KEYS", ""),
+                        help="the session's curve.keys when its recipe sets security.curve: "
+                             "telemetry goes out CURVE-encrypted (default: $HPCBENCH_CURVE_KEYS)")
     agent = parser.add_argument_group("agent of a coordinator's session (monitor/agent_link.py)")
     agent.add_argument("--coordinator", metavar="HOST:PORT",
                        help="register with this coordinator's gRPC address (coordinator.json "

@@ -2,7 +2,8 @@
 
 A PUSH socket queues up to `high_water_mark` messages while the coordinator is slow or not there
 yet; beyond that a message is dropped and counted (the count itself travels in later messages
-as `hpcbench_monitor_telemetry_dropped_total`), so no loss is silent.
+as `hpcbench_monitor_telemetry_dropped_total`), so no loss is silent. With the session's CURVE
+keys (recipe security.curve) the socket talks CURVE, as the coordinator's PULL then demands.
 """
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from hpcbench.coordinator.errors import config_error
 
 
 class TelemetrySender:
-    def __init__(self, endpoint: str, high_water_mark: int = 10_000, linger_ms: int = 2_000) -> None:
+    def __init__(self, endpoint: str, high_water_mark: int = 10_000, linger_ms: int = 2_000,
+                 curve=None) -> None:
+        """`curve`: hpcbench.coordinator.curve.CurveKeys of the session, when it uses CURVE."""
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUSH)
         self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
+        if curve is not None:
+            from hpcbench.coordinator.curve import connect
+
+            connect(self._socket, curve)
         try:
             self._socket.connect(endpoint)
         except zmq.ZMQError as error:

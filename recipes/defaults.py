@@ -94,6 +94,8 @@ def resolve(data: dict) -> dict:
     monitoring["prometheus"].setdefault("port", 9400)
     monitoring.setdefault("pushgateway", None)
 
+    recipe.setdefault("security", {}).setdefault("curve", False)
+
     for path in DURATION_FIELDS:
         _convert_duration(recipe, path)
     return recipe

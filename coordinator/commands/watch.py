@@ -3,6 +3,8 @@
 Subscribes to the session's metrics bus (ZeroMQ; endpoint from coordinator.json or
 Control.Status): first the current state (last-value cache), then every snapshot and lifecycle
 event as it happens. Ends when the session ends, after --count messages, or on Ctrl-C.
+A session with security.curve serves its bus over CURVE only: watch then connects with the
+curve.keys of its run directory (or --curve-keys).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_target_arguments(parser)
     parser.add_argument("--bus", metavar="ENDPOINT", help="metrics bus endpoint (tcp://HOST:PORT)")
+    parser.add_argument("--curve-keys", metavar="PATH",
+                        help="the session's curve.keys (default: the one in its run directory)")
     parser.add_argument("--topics", default="snapshot,event,summary",
                         help="comma-separated: snapshot, event, telemetry, summary")
     parser.add_argument("--json", action="store_true", help="one JSON message per line")
@@ -35,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise config_error(f"--topics: unknown topic(s) {unknown}",
                            [f"choose from {', '.join(contract.TOPICS)}"])
-    endpoint = args.bus or _bus_endpoint(args)
+    endpoint, run_dir = (args.bus, args.run_dir) if args.bus else _bus_endpoint(args)
     if endpoint is None:
         return 0
+    curve = _curve_keys(args.curve_keys, run_dir)
     received = 0
-    for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout):
+    for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout, curve=curve):
         print(json.dumps(message, default=str) if args.json else describe(message), flush=True)
         received += 1
         data = message["data"]
@@ -55,8 +60,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bus_endpoint(args) -> str | None:
-    """The session's bus endpoint; None (after saying so) when the session has ended."""
+def _curve_keys(curve_file: str | None, run_dir):
+    """The session's CURVE keys: --curve-keys, else the run directory's curve.keys if there."""
+    from pathlib import Path
+
+    from hpcbench.coordinator.curve import KEYS_FILE, load_keys
+
+    if curve_file:
+        return load_keys(Path(curve_file))
+    if run_dir is not None and (Path(run_dir) / KEYS_FILE).exists():
+        return load_keys(Path(run_dir))
+    return None
+
+
+def _bus_endpoint(args) -> tuple[str | None, object]:
+    """The session's bus endpoint and run directory; endpoint None (after saying so) when the
+    session has ended."""
     from hpcbench.coordinator.control_client import ControlClient, target_from_args
     from hpcbench.coordinator.data_plane import SESSION_FILE
 
@@ -65,11 +84,11 @@ def _bus_endpoint(args) -> str | None:
         record = json.loads((target.run_dir / SESSION_FILE).read_text())
         print(f"session {record['session']} has ended ({record['state'].lower()}); "
               f"its results are in {target.run_dir}")
-        return None
+        return None, target.run_dir
     if target.bus_endpoint:
-        return target.bus_endpoint
+        return target.bus_endpoint, target.run_dir
     with ControlClient(target) as client:
-        return client.status().bus_endpoint
+        return client.status().bus_endpoint, target.run_dir
 
 
 def describe(message: dict) -> str:
