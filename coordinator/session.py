@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hpcbench.coordinator.agent_service import AgentRegistry
+from hpcbench.coordinator.disk_space import check_free_space
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.coordinator.feed import SessionFeed
 from hpcbench.coordinator.launchers import Launcher, ProcessLauncher
@@ -229,6 +230,7 @@ class Session:
         self._event("trials", total=len(self.trials), skipped=sorted(finished))
         if not todo:
             return
+        check_free_space(self.run_dir, len(todo))
 
         self._enter(pb.DEPLOYING)
         service, deployed = self._deploy_service()

@@ -85,6 +85,16 @@ def test_a_full_results_filesystem_is_e006(tmp_path):
     assert_clear_error(done, "E006", str(mount), "--results-dir")
 
 
+def test_too_little_free_space_for_the_session_is_e006_naming_path_free_and_need(tmp_path):
+    """Room for the session's first files but not for its results: refused before any load."""
+    from hpcbench.coordinator.disk_space import bytes_needed
+
+    with tmpfs(tmp_path / "small", "size=8m") as mount:
+        done = hpcbench_run(tmp_path, "--results-dir", str(mount / "results"))
+    assert_clear_error(done, "E006", str(mount / "results"), "bytes free",
+                       f"need about {bytes_needed(1)} bytes", "--results-dir")
+
+
 def test_a_control_port_in_use_is_e008_naming_the_port(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
