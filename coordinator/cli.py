@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.coordinator.errors import ERROR_CODES, HpcbenchError, config_error
 
 # Order is the order shown in `hpcbench --help`.
 VERBS: tuple[tuple[str, str], ...] = (
@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     except HpcbenchError as error:
         print(error.render(), file=sys.stderr)
         return error.exit_status
+    except OSError as error:                   # e.g. a path the user gave that the OS refuses
+        if error.filename is None:
+            raise
+        print(config_error(f"{error.filename}: {error.strerror or error}",
+                           ("check the path and its permissions",)).render(), file=sys.stderr)
+        return ERROR_CODES["E006"][1]
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -63,9 +63,10 @@ def test_a_run_lists_its_monitor_which_ends_by_itself_when_the_coordinator_freez
                                                                                     runs):
     run, session_dir, client = start_run(tmp_path, runs, "listed", "60s")
     with client:
-        agent = wait_until(lambda: monitor_agent(client), timeout=60, what="monitor agent")
-        assert (agent.agent_id, agent.node, agent.state) == ("monitor-localhost", "localhost",
-                                                             pb.BUSY)
+        # registered IDLE, BUSY from its first heartbeat on
+        agent = wait_until(lambda: (found := monitor_agent(client)) and found.state == pb.BUSY
+                           and found, timeout=60, what="monitor agent heartbeating")
+        assert (agent.agent_id, agent.node) == ("monitor-localhost", "localhost")
         assert agent.last_heartbeat_age_s < 5.0           # within the session's lease
     shown = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "status",
                             "--run-dir", str(session_dir)], capture_output=True, text=True,
