@@ -71,10 +71,13 @@ async def run_trial(config: LoadConfig, sink, stop_event: asyncio.Event | None =
     Every finished request goes to `sink.send(batch)` before this returns; the caller closes
     the sink.
     """
-    return await _Trial(config, sink).run(stop_event or asyncio.Event())
+    return await Trial(config, sink).run(stop_event or asyncio.Event())
 
 
-class _Trial:
+class Trial:
+    """One trial's load: dispatch, completion, batching. `progress()` may be read from another
+    thread (the executor agent's heartbeat) while `run` goes on."""
+
     def __init__(self, config: LoadConfig, sink) -> None:
         self.config = config
         self.sink = sink
@@ -124,6 +127,11 @@ class _Trial:
             request = build_request("POST", host, port, path, json.dumps(body).encode())
             self.requests.append(request.split(b"\r\n\r\n", 1))
             self.tokens_in.append(sum(p.input_tokens for p in group))
+
+    def progress(self) -> tuple[int, int]:
+        """(requests recorded so far, requests in flight): what a heartbeat tells the
+        coordinator, so that a lost executor's unsent samples can be counted."""
+        return self.stats.requests, len(self.in_flight)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop_event: asyncio.Event) -> TrialStats:
