@@ -104,9 +104,12 @@ class OpenAIProtocol:
         except _SHAPE_ERRORS:
             attempt.error = ErrorClass.PROTOCOL
             return
-        if text and attempt.template is None and not event.get("usage") \
-                and "error" not in event:
-            attempt.template = self._template(payload, text)
+        if text and not event.get("usage") and "error" not in event:
+            # (re)learn from every parsed content chunk: the first one may differ from the
+            # rest (the simulator's and some servers' first chat chunk also carries the role)
+            template = self._template(payload, text)
+            if template is not None:
+                attempt.template = template
 
     def _template(self, payload: bytes, text: str) -> tuple[bytes, bytes, bytes] | None:
         """The bytes around the text of a content chunk just parsed (one token, no usage, no

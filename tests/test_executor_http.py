@@ -319,3 +319,26 @@ def test_chunks_recognised_by_their_bytes_count_exactly_as_parsed_ones(api, read
             assert attempt.template is not None          # the byte path was taken
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][2] == (ErrorClass.PROTOCOL if api == "openai-chat" else ErrorClass.OK)
+
+
+def test_chunks_after_a_first_chunk_with_the_role_are_recognised_by_their_bytes():
+    """The simulator's first chat chunk carries the role and the first text; the chunks after
+    it have no role, so the template is learned again from the first of them and the rest of
+    the stream is counted without parsing."""
+    from hpcbench.executor.attempt import Attempt
+    from hpcbench.executor.protocols import OpenAIProtocol
+
+    parsed = []
+
+    class CountParses(OpenAIProtocol):
+        def _event(self, attempt, payload, now):
+            parsed.append(payload)
+            super()._event(attempt, payload, now)
+
+    protocol = CountParses(chat=True)
+    attempt = Attempt(0, 0, 1, 0, protocol, True, 1, lambda _: None)
+    events = [_chat_event("a", role=True)] + [_chat_event(word) for word in "bcdefgh"]
+    for now, event in enumerate(events, 1):
+        protocol.feed(attempt, event, now)
+    assert attempt.chunk_times == list(range(1, len(events) + 1))
+    assert len(parsed) == 2                 # the role chunk and the first chunk after it
