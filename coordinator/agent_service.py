@@ -39,6 +39,8 @@ class AgentRecord:
     state: int = pb.IDLE
     trial_id: str = ""
     requests_done: int = 0
+    trial_recorded: int = 0        # the running trial's requests recorded (last heartbeat)
+    trial_in_flight: int = 0       # and its requests in flight then
     last_heartbeat: float = field(default_factory=time.monotonic)
     commands: queue.Queue = field(default_factory=queue.Queue)
 
@@ -86,6 +88,8 @@ class AgentRegistry:
             record.state = request.state or record.state
             record.trial_id = request.trial_id
             record.requests_done = request.requests_done
+            record.trial_recorded = request.trial_recorded
+            record.trial_in_flight = request.trial_in_flight
             self._changed.notify_all()
             return True
 

@@ -56,6 +56,9 @@ class Trial:
     sink: TrialSink | None
     whole: Scope
     executors: dict[str, Scope] = field(default_factory=dict)
+    # executors lost during the trial -> when (wall ns): from then on its intervals lack their
+    # share of the load, so they are reported partial
+    missing_executors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,6 +152,11 @@ class Aggregator:
             self._closed.discard(trial_id)
             self._trials[trial_id] = Trial(trial_id, slos_ns, sink, Scope(self.config))
             self.current_trial = trial_id
+
+    def mark_executor_missing(self, trial_id: str, executor: str) -> None:
+        """`executor` was lost during `trial_id`: its later intervals are partial."""
+        with self._lock:
+            self._trial(trial_id).missing_executors.setdefault(executor, time.time_ns())
 
     def _trial(self, trial_id: str) -> Trial:
         trial = self._trials.get(trial_id)
@@ -266,7 +274,8 @@ class Aggregator:
             started, self._interval_started = self._interval_started, now
             report = {"run": self.run_id, "seq": self._snapshot_seq, "ts_ns": time.time_ns(),
                       "interval_s": seconds, "trial": self.current_trial, "latency_unit": "ms",
-                      "interval": None, "cumulative": None, "executors": {}}
+                      "interval": None, "cumulative": None, "executors": {},
+                      "partial": False, "missing_executors": []}
             self._snapshot_seq += 1
             for trial in self._trials.values():
                 self._write_interval(trial, started, seconds)
@@ -290,7 +299,9 @@ class Aggregator:
             scope.fold()
         cumulative = {name: scope.cumulative.stats(scope.cumulative.window_s, goodput)
                       for name, scope in scopes.items()}
-        return {"interval": interval[None], "cumulative": cumulative[None],
+        return {"partial": bool(trial.missing_executors),
+                "missing_executors": sorted(trial.missing_executors),
+                "interval": interval[None], "cumulative": cumulative[None],
                 "executors": {name: {"interval": interval[None if single else name],
                                      "cumulative": cumulative[None if single else name]}
                               for name in trial.executors}}
@@ -309,6 +320,7 @@ class Aggregator:
             for scope in (trial.whole, *trial.executors.values()):
                 scope.fold()
             integrity = self.integrity()
+            integrity["missing_executors_since_ns"] = dict(trial.missing_executors)
         goodput = bool(trial.slos_ns)
         cumulative = trial.whole.cumulative
         return TrialSummary(

@@ -98,9 +98,16 @@ class DataPlane:
         self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
         self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
 
-    def finish_trial(self, trial, reports: dict[str, pb.AgentReport], lost: list[str],
+    def mark_executor_lost(self, trial_id: str, agent_id: str) -> None:
+        """An executor was lost while `trial_id` ran: its intervals are partial from now on."""
+        self.aggregator.mark_executor_missing(trial_id, agent_id)
+
+    def finish_trial(self, trial, reports: dict[str, pb.AgentReport], losses: dict[str, dict],
                      error_threshold: float, log_dir: Path) -> dict:
-        """Close the trial once every reported batch arrived; returns its result record."""
+        """Close the trial once every reported batch arrived; returns its result record.
+
+        `losses`: executor -> what the session knows of one that sent no report (`reason`, and
+        from its last heartbeat `recorded`, `in_flight`); absent ones were lost before."""
         for agent_id, report in reports.items():
             self._expected_batches[agent_id] = (self._expected_batches.get(agent_id, 0)
                                                 + report.batches_sent)
@@ -112,6 +119,7 @@ class DataPlane:
                        "requests": (json.loads(report.stats_json) if report.stats_json
                                     else {}).get("requests")}
             for agent_id, report in reports.items()}
+        summary.integrity["lost_executors"] = loss_accounts(summary, losses)
         summary.energy = self._trial_energy(summary)
         self._copy_trial_logs(log_dir)
         directory = self._trial_writer.finish(summary)
@@ -120,8 +128,7 @@ class DataPlane:
         problems = threshold_problems(document["overall"], error_threshold)
         if missing:
             problems.append(f"batches never arrived: {missing}")
-        if lost:
-            problems.append(f"executors lost: {', '.join(lost)}")
+        problems.extend(loss_problems(summary.integrity["lost_executors"]))
         self.bus.summary(document)
         return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
                 "directory": directory, "passed": not problems, "problems": problems,
@@ -239,6 +246,33 @@ def headline(snapshot: dict | None) -> dict:
     return figures
 
 
+def loss_accounts(summary, losses: dict[str, dict]) -> dict[str, dict]:
+    """Each lost executor's account: why, what its last heartbeat said it had recorded and had
+    in flight, what arrived, and so how many samples at least it recorded but never delivered
+    (samples produced = stored + unsent; requests in flight when it died have no sample)."""
+    accounts = {}
+    for agent_id, loss in losses.items():
+        figures = summary.executors.get(agent_id, {})
+        stored = sum(figures.get(key, 0)
+                     for key in ("requests", "warmup_requests", "drain_requests"))
+        recorded = loss.get("recorded", 0)
+        accounts[agent_id] = {
+            "reason": loss["reason"], "stored": stored,
+            "recorded_at_last_heartbeat": recorded,
+            "unsent_at_least": max(recorded - stored, 0),
+            "in_flight_at_last_heartbeat": loss.get("in_flight", 0),
+            "lost_at_ns": summary.integrity.get("missing_executors_since_ns", {}).get(agent_id)}
+    return accounts
+
+
+def loss_problems(accounts: dict[str, dict]) -> list[str]:
+    """One line per lost executor for the trial's problems (the report shows them)."""
+    return [f"{agent_id} lost ({account['reason']}): {account['stored']} samples stored, at "
+            f"least {account['unsent_at_least']} recorded but never sent, "
+            f"{account['in_flight_at_last_heartbeat']} requests in flight; intervals from its "
+            f"loss on are partial" for agent_id, account in sorted(accounts.items())]
+
+
 def snapshot_message(session_id: str, snapshot: dict) -> pb.Snapshot:
     figures = headline(snapshot)
     return pb.Snapshot(session_id=session_id, trial_id=snapshot.get("trial") or "",
@@ -246,4 +280,5 @@ def snapshot_message(session_id: str, snapshot: dict) -> pb.Snapshot:
                        output_tokens_per_s=figures["output_tokens_per_s"] or 0.0,
                        ttft_p50_ms=figures["ttft_p50"] or 0.0,
                        ttft_p99_ms=figures["ttft_p99"] or 0.0, requests=figures["requests"],
-                       errors=figures["errors"], json=json.dumps(snapshot, default=str))
+                       errors=figures["errors"], json=json.dumps(snapshot, default=str),
+                       missing_executors=snapshot.get("missing_executors", []))

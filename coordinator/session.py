@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -104,7 +105,7 @@ class Session:
         self.launcher: Launcher | None = None
         self.runtime = None                   # the launcher's LocalRuntime (supervision, logs)
         self._targets: dict[str, str] = {}    # executor agent id -> the endpoint URL it loads
-        self._lost_monitors: set[str] = set()  # monitor agents announced lost on the bus
+        self._lost: dict[str, str] = {}       # agent id -> why it was lost (announced once)
         self.recipe = None
         self.data_plane = None
         self.curve_file: Path | None = None   # run_dir/curve.keys when security.curve is on
@@ -278,32 +279,40 @@ class Session:
     def _check_children(self) -> None:
         for child in self.runtime.failed_children() if self.runtime else ():
             role = child.name.split("-")[0]
-            if role == "monitor":
-                # telemetry is not what the benchmark measures: the session goes on without it
+            status = child.process.returncode
+            reason = f"its process exited with status {status}" + (
+                f" ({signal.Signals(-status).name})" if status < 0 and -status in
+                signal.valid_signals() else "")
+            if role in ("monitor", "executor"):
+                self._announce_lost(child.name, role, reason, status=status)
+            # telemetry is not what the benchmark measures: the session goes on without a
+            # monitor; an executor's trial gets no report from it and is flagged
+            if role == "monitor" or (role == "executor"
+                                     and self.recipe.data["on_executor_loss"] == "continue"):
                 child.expected_exit = True
                 self.registry.mark_lost(child.name)
-                self._announce_monitor_lost(child.name, status=child.process.returncode)
-                continue
-            if role == "executor" and self.recipe.data["on_executor_loss"] == "continue":
-                # its trial gets no report from it and is flagged; the session goes on
-                child.expected_exit = True
-                self.registry.mark_lost(child.name)
-                self._event("executor_lost", agent=child.name, status=child.process.returncode)
                 continue
             code = "E001" if role == "service" else "E002"
             raise HpcbenchError(code, f"{child.name} exited with status {child.process.returncode} "
                                 f"during {pb.SessionState.Name(self.state)}",
                                 (f"log: {child.log_path}", *child.log_tail(8)))
         for agent in self.registry.lost_agents():
-            if agent.role == pb.MONITOR:
-                self._announce_monitor_lost(agent.agent_id, heartbeat_age_s=agent.lease_age())
+            age = agent.lease_age()
+            self._announce_lost(agent.agent_id, pb.AgentRole.Name(agent.role).lower(),
+                                f"no heartbeat for {age:.1f}s (lease {self.registry.lease_s:g}s)",
+                                heartbeat_age_s=age)
 
-    def _announce_monitor_lost(self, agent_id: str, **details) -> None:
-        """A monitor whose heartbeats stopped (lease run out) or whose process ended: a
-        `monitor_lost` event on the bus, once; its node's telemetry simply ends there."""
-        if agent_id not in self._lost_monitors:
-            self._lost_monitors.add(agent_id)
-            self._event("monitor_lost", agent=agent_id, **details)
+    def _announce_lost(self, agent_id: str, role: str, reason: str, **details) -> None:
+        """An agent whose process ended or whose heartbeats stopped (lease run out): one
+        `monitor_lost` / `executor_lost` event on the bus. A monitor's node's telemetry simply
+        ends there; a lost executor's share of the running trial is missing from then on, so
+        the aggregator marks the trial's intervals partial."""
+        if agent_id in self._lost:
+            return
+        self._lost[agent_id] = reason
+        if role == "executor" and self.current is not None:
+            self.data_plane.mark_executor_lost(self.current["trial"].id, agent_id)
+        self._event(f"{role}_lost", agent=agent_id, reason=reason, **details)
 
     def _load_recipe(self):
         return load_recipe_source(self._recipe_text, self._recipe_path)
@@ -398,7 +407,7 @@ class Session:
         while True:
             self._check()   # a monitor that died is announced lost: no use waiting for it
             silent = {node for node in nodes if node not in self.data_plane.telemetry_nodes
-                      and f"monitor-{node}" not in self._lost_monitors}
+                      and f"monitor-{node}" not in self._lost}
             if not silent:
                 return
             if time.monotonic() >= deadline:
@@ -461,6 +470,10 @@ class Session:
         if not executors:
             raise HpcbenchError("E002", f"trial {trial.id}: no executor left",
                                 (f"logs: {self.runtime.log_dir}",))
+        absent = [agent.agent_id for agent in self.registry.agents(pb.EXECUTOR)
+                  if agent.agent_id not in executors]
+        for agent_id in absent:          # lost in an earlier trial: this one lacks its share
+            self.data_plane.mark_executor_lost(trial.id, agent_id)
         # all registered executors, lost ones included, so shares stay stable when one is lost
         executor_nodes = {agent.executor_index: agent.node
                           for agent in self.registry.agents(pb.EXECUTOR)}
@@ -497,6 +510,7 @@ class Session:
         failed = [f"{agent_id}: {report.error}" for agent_id, report in reports.items()
                   if not report.ok]
         lost = [agent_id for agent_id in executors if agent_id not in reports]
+        self._check_children()           # announces executors lost by their lease alone
         if failed:
             raise HpcbenchError("E004", f"trial {trial.id}: executors failed", failed)
         if lost and self.recipe.data["on_executor_loss"] == "stop":
@@ -510,13 +524,29 @@ class Session:
             self.current = None
             return
         self.current["phase"] = "drain"
-        result = self.data_plane.finish_trial(trial, reports, lost, workload["error_threshold"],
-                                              self.runtime.log_dir)
+        result = self.data_plane.finish_trial(trial, reports, self._losses(trial, lost, absent),
+                                              workload["error_threshold"], self.runtime.log_dir)
         self.trial_results.append(result)
         self._event("trial_end", trial=trial.id, passed=result["passed"],
                     problems=result["problems"])
         self.current = None
         self.feed.touch()
+
+    def _losses(self, trial, lost: list[str], absent: list[str]) -> dict[str, dict]:
+        """What the session knows of the executors missing from `trial`: lost during it (with
+        its last heartbeat's counts) or before it (nothing of it)."""
+        records = {agent.agent_id: agent for agent in self.registry.agents(pb.EXECUTOR)}
+        losses = {}
+        for agent_id in lost:
+            record = records[agent_id]
+            counted = record.trial_id == trial.id
+            losses[agent_id] = {"reason": self._lost.get(agent_id, "sent no trial report"),
+                                "recorded": record.trial_recorded if counted else 0,
+                                "in_flight": record.trial_in_flight if counted else 0}
+        for agent_id in absent:
+            losses[agent_id] = {"reason": f"lost in an earlier trial: "
+                                          f"{self._lost.get(agent_id, 'no heartbeat')}"}
+        return losses
 
     def _teardown(self, outcome: int) -> None:
         """Stop every component, then record the session and write its report."""

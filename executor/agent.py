@@ -114,6 +114,7 @@ class ExecutorAgent:
         self._stopped: set[str] = set()     # trials told to STOP (it may overtake their START)
         self._stops_lock = threading.Lock()
         self._sink = None
+        self._trial = None          # the running engine.Trial (its progress goes in heartbeats)
 
     def register(self, session_id: str, agent_id: str, node: str) -> None:
         self.node = node
@@ -200,7 +201,7 @@ class ExecutorAgent:
                 self._running_trial = ""
 
     async def _run_trial(self, config):
-        from hpcbench.executor.engine import run_trial
+        from hpcbench.executor.engine import Trial
 
         with self._stops_lock:
             self._loop = asyncio.get_running_loop()
@@ -210,7 +211,11 @@ class ExecutorAgent:
                 self._stop_trial.set()
         sink = self._sample_sink()
         before = sink.sent
-        stats = await run_trial(config, sink, self._stop_trial)
+        self._trial = Trial(config, sink)
+        try:
+            stats = await self._trial.run(self._stop_trial)
+        finally:
+            self._trial = None
         return stats, sink.sent - before
 
     def _sample_sink(self) -> "SessionSink":
@@ -254,10 +259,13 @@ class ExecutorAgent:
         pause = threading.Event()
         last_ok = time.monotonic()
         while True:
+            trial = self._trial
+            recorded, in_flight = trial.progress() if trial is not None else (0, 0)
             try:
                 reply = self.stub.Heartbeat(
                     pb.HeartbeatRequest(agent_id=self.reply.agent_id, state=self.state,
-                                        trial_id=self.trial_id, requests_done=self.requests_done),
+                                        trial_id=self.trial_id, requests_done=self.requests_done,
+                                        trial_recorded=recorded, trial_in_flight=in_flight),
                     metadata=self.metadata, timeout=self.reply.heartbeat_interval_s * 2)
                 if reply.known:
                     last_ok = time.monotonic()

@@ -174,7 +174,7 @@ class WatchEvent(_message.Message):
     def __init__(self, status: _Optional[_Union[SessionStatus, _Mapping]] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("session_id", "trial_id", "seq", "requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "requests", "errors", "json")
+    __slots__ = ("session_id", "trial_id", "seq", "requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "requests", "errors", "json", "missing_executors")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,7 @@ class Snapshot(_message.Message):
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
+    MISSING_EXECUTORS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     trial_id: str
     seq: int
@@ -195,7 +196,8 @@ class Snapshot(_message.Message):
     requests: int
     errors: int
     json: str
-    def __init__(self, session_id: _Optional[str] = ..., trial_id: _Optional[str] = ..., seq: _Optional[int] = ..., requests_per_s: _Optional[float] = ..., output_tokens_per_s: _Optional[float] = ..., ttft_p50_ms: _Optional[float] = ..., ttft_p99_ms: _Optional[float] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., json: _Optional[str] = ...) -> None: ...
+    missing_executors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., trial_id: _Optional[str] = ..., seq: _Optional[int] = ..., requests_per_s: _Optional[float] = ..., output_tokens_per_s: _Optional[float] = ..., ttft_p50_ms: _Optional[float] = ..., ttft_p99_ms: _Optional[float] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., json: _Optional[str] = ..., missing_executors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ResultsReply(_message.Message):
     __slots__ = ("session_id", "run_dir", "trials")
@@ -268,16 +270,20 @@ class Command(_message.Message):
     def __init__(self, kind: _Optional[_Union[CommandKind, str]] = ..., trial_id: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("agent_id", "state", "trial_id", "requests_done")
+    __slots__ = ("agent_id", "state", "trial_id", "requests_done", "trial_recorded", "trial_in_flight")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_DONE_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     state: AgentState
     trial_id: str
     requests_done: int
-    def __init__(self, agent_id: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., trial_id: _Optional[str] = ..., requests_done: _Optional[int] = ...) -> None: ...
+    trial_recorded: int
+    trial_in_flight: int
+    def __init__(self, agent_id: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., trial_id: _Optional[str] = ..., requests_done: _Optional[int] = ..., trial_recorded: _Optional[int] = ..., trial_in_flight: _Optional[int] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("lease_s", "known")

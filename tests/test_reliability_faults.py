@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from hpcbench.coordinator.bus import subscribe
+from hpcbench.coordinator.control_client import ControlClient, locate
 from hpcbench.coordinator.errors import ERROR_CODES
 from hpcbench.coordinator.results import read_samples
 from tests.support.fault_runs import (EXECUTOR_0, EXECUTOR_1, MONITOR, assert_accounted,
@@ -58,9 +60,65 @@ def test_an_executor_killed_mid_trial_is_detected_and_the_recipe_decides(tmp_pat
         assert_accounted(second)
         executors = {batch.executor for batch in read_samples(second / "samples.msgpack")}
         assert "executor-0" in executors
-        assert "executor-1" in run.output and "lost" in run.output
+        assert "executor-1 lost (its process exited with status -9 (SIGKILL))" in run.output
         assert result["integrity"]["missing_by_executor"].get("executor-0", 0) == 0
+        assert_loss_accounted(second, "executor-1")
     assert_no_leftovers(pids.values())
+
+
+def assert_loss_accounted(trial_dir: Path, executor: str) -> dict:
+    """The trial's account of a lost executor: its rows on disk are what it counts as stored,
+    and what its last heartbeat said it had recorded beyond them is reported unsent."""
+    summary = json.loads((trial_dir / "summary.json").read_text())
+    account = summary["integrity"]["lost_executors"][executor]
+    stored = sum(batch.n for batch in read_samples(trial_dir / "samples.msgpack")
+                 if batch.executor == executor)
+    assert account["stored"] == stored, account
+    assert account["unsent_at_least"] == max(account["recorded_at_last_heartbeat"] - stored, 0)
+    assert account["in_flight_at_last_heartbeat"] >= 0
+    assert summary["integrity"]["missing_executors_since_ns"][executor] == account["lost_at_ns"]
+    record("samples_produced", stored + account["unsent_at_least"])
+    record("samples_accounted", stored + account["unsent_at_least"])
+    return account
+
+
+def test_an_executor_frozen_mid_trial_is_lost_by_its_lease_and_its_intervals_are_partial(
+        tmp_path, runs):
+    """SIGSTOP: the executor is alive and holds its sockets but says nothing, so only its lease
+    can tell. With on_executor_loss: continue the session announces it on the bus, reports
+    the trial's intervals partial from then on, flags the trial and accounts for the loss."""
+    run = runs(write_recipe(tmp_path, duration="8s", on_executor_loss="continue"),
+               tmp_path / "results", "frozen", "--executors", "2")
+    wait_second_trial_measuring(run)
+    session_dir = run.results / "faults" / "frozen"
+    with ControlClient(locate(run_dir=session_dir)) as client:
+        bus = subscribe(client.status().bus_endpoint, ["event", "snapshot"], idle_timeout_s=30)
+        pid = run.component_pid(*EXECUTOR_1)
+        os.kill(pid, signal.SIGSTOP)
+        record("faults_injected")
+        seen: dict[str, dict] = {}
+        try:
+            for message in bus:
+                data = message["data"]
+                if data.get("event") == "executor_lost":
+                    seen["lost"] = data
+                elif message["topic"] == "snapshot" and data.get("partial"):
+                    seen["partial"] = data
+                if len(seen) == 2:
+                    break
+        finally:
+            bus.close()
+    assert seen["lost"]["agent"] == "executor-1", seen
+    assert seen["lost"]["reason"].startswith("no heartbeat for"), seen["lost"]
+    assert seen["partial"]["missing_executors"] == ["executor-1"]
+    assert seen["partial"]["trial"] == "concurrency-4"
+    assert run.wait(120) == ERROR_CODES["E004"][1], run.output    # a trial did not pass
+    second = session_dir / "concurrency-4"
+    assert (second / "trial.done").exists(), run.output
+    account = assert_loss_accounted(second, "executor-1")
+    assert account["reason"].startswith("no heartbeat for")
+    assert_accounted(second)
+    assert_no_leftovers([pid])                      # the teardown killed it, frozen as it was
 
 
 def test_a_server_crash_mid_stream_is_classified_and_the_run_ends(tmp_path, runs):

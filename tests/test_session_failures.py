@@ -60,7 +60,7 @@ def test_killing_an_executor_mid_trial(tmp_path, policy, status):
         assert record["state"] == "COMPLETED"
         [trial] = record["trials"]
         assert trial["passed"] is False
-        assert "executors lost: executor-1" in err
+        assert "executor-1 lost (its process exited with status -9 (SIGKILL))" in err
     else:
         assert record["state"] == "FAILED" and "E002" in record["error"]
         assert "executor-1" in err
