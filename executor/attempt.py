@@ -17,8 +17,8 @@ MAX_WHOLE_BODY_BYTES = 64 * 1024 * 1024   # non-streamed answer; streams are cap
 class Attempt:
     __slots__ = ("req_id", "intended_ns", "send_ns", "end_ns", "deadline_ns", "phase", "slot",
                  "protocol", "stream", "tokens_in", "tokens_out", "token_source", "status",
-                 "error", "chunk_times", "buffer", "body_parts", "connection", "timer",
-                 "finished", "on_done", "discard", "template")
+                 "error", "chunk_times", "buffer", "body_parts", "connection", "finished",
+                 "on_done", "discard", "template")
 
     def __init__(self, req_id: int, intended_ns: int, phase: int, slot: int, protocol,
                  stream: bool, tokens_in_estimate: int, on_done: Callable[["Attempt"], None]):
@@ -40,7 +40,6 @@ class Attempt:
         self.buffer = b""
         self.body_parts: list[bytes] = []
         self.connection = None
-        self.timer = None
         self.finished = False
         self.on_done = on_done
         self.discard = False
@@ -103,7 +102,8 @@ class Attempt:
 
     # --- called by the engine --------------------------------------------------------------------
     def time_out(self) -> None:
-        """The per-request timeout elapsed: the recorded end is the deadline itself."""
+        """The per-request timeout elapsed (the engine's timer, Trial._expire): the recorded
+        end is the deadline itself."""
         self._abandon(ErrorClass.TIMEOUT, self.deadline_ns)
 
     def cancel(self, now: int) -> None:
@@ -129,11 +129,9 @@ class Attempt:
         self._settle(now)
 
     def _settle(self, end_ns: int) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
         self.end_ns = end_ns
         if self.token_source != TokenSource.SERVER:
             self.tokens_out = len(self.chunk_times)
-        # drop references that form cycles (timer -> time_out -> self, connection -> handler)
-        self.body_parts = self.buffer = self.timer = self.connection = None
+        # drop references that form cycles (connection -> handler)
+        self.body_parts = self.buffer = self.connection = None
         self.on_done(self)

@@ -32,6 +32,7 @@ from hpcbench.proto.samples import ErrorClass, Phase
 from hpcbench.servers.simulator.alarm import make_alarm
 
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
+TIMER_SLACK_NS = 1_000_000  # uvloop timers count whole milliseconds and may fire that early
 now_ns = time.perf_counter_ns
 
 
@@ -95,7 +96,9 @@ class Trial:
         self.request_id_header = b"X-Request-Id: " + client_request_id(
             config.executor_id, 0)[:19].encode()
         self.timeout_ns = int(config.request_timeout * 1e9)
-        self.in_flight: set[Attempt] = set()
+        # in issue order, which is deadline order (see _expire); the values are unused
+        self.in_flight: dict[Attempt, None] = {}
+        self.expiry: asyncio.TimerHandle | None = None    # fires at the oldest one's deadline
         self.slots_running = 0            # closed loop: slots not yet ended
         self.slots_ended: asyncio.Future | None = None
         self.next_id = 0
@@ -171,6 +174,8 @@ class Trial:
             self.stats.stopped = stopper.done()
         finally:
             self.dispatching = False
+            if self.expiry is not None:
+                self.expiry.cancel()
             for task in (dispatcher, flusher, stopper, drained):
                 task.cancel()
             for attempt in list(self.in_flight):     # stop_event (or an error): cancel the rest
@@ -207,9 +212,9 @@ class Trial:
         attempt = Attempt(request_id, intended, phase, slot, self.protocol, self.config.stream,
                           self.tokens_in[index], self._done)
         attempt.deadline_ns = intended + self.timeout_ns
-        attempt.timer = self.loop.call_at(attempt.deadline_ns / 1e9 + self.loop_offset,
-                                          attempt.time_out)
-        self.in_flight.add(attempt)
+        self.in_flight[attempt] = None
+        if self.expiry is None:              # no other request in flight: it is the oldest
+            self.expiry = self._expiry_at(attempt.deadline_ns)
         head, body = self.requests[index]
         if body is None:
             self.pool.send(head, attempt)
@@ -272,9 +277,30 @@ class Trial:
         if self.slots_running == 0 and not self.slots_ended.done():
             self.slots_ended.set_result(None)
 
+    def _expiry_at(self, deadline_ns: int) -> asyncio.TimerHandle:
+        return self.loop.call_at(deadline_ns / 1e9 + self.loop_offset, self._expire)
+
+    def _expire(self) -> None:
+        """Time out the requests whose deadline has come, then wait for the next deadline.
+
+        One timer for the whole trial instead of one per request (creating and cancelling a
+        loop timer per request was a measurable part of the executor's CPU): every request
+        has the same timeout and requests are issued in order of intended time (schedule
+        order, or "now" in closed loop), so `in_flight`, which keeps insertion order, is in
+        deadline order and only its oldest request can be due. The recorded end of a timed-out
+        request is its deadline, whenever this runs (Attempt.time_out)."""
+        in_flight = self.in_flight
+        due = now_ns() + TIMER_SLACK_NS
+        while in_flight:
+            oldest = next(iter(in_flight))
+            if oldest.deadline_ns > due:
+                break
+            oldest.time_out()         # -> _done, which may issue (but not time) the next one
+        self.expiry = self._expiry_at(next(iter(in_flight)).deadline_ns) if in_flight else None
+
     # --- completion --------------------------------------------------------------------------
     def _done(self, attempt: Attempt) -> None:
-        self.in_flight.discard(attempt)
+        del self.in_flight[attempt]
         self.recorder.add(attempt)
         self._count(attempt)
         if len(self.recorder) >= self.config.batch_max_rows:

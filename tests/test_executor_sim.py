@@ -94,6 +94,41 @@ def test_timeout_records_the_timeout_as_latency():
     assert list(table["chunks"]) == [1] * 2
 
 
+def test_each_request_in_flight_times_out_at_its_own_deadline():
+    """Open loop at 50 req/s through a 1 s server freeze, 0.3 s timeout: every request caught
+    in the freeze ends as TIMEOUT exactly 0.3 s after its intended time (one engine timer
+    serves them all, Trial._expire), the others are answered."""
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1, pause_at_s=0.5,
+                         pause_ms=1000) as sim:
+        stats, batches = run_load(sim.url, duration=2.0, max_requests=None,
+                                  request_timeout=0.3,
+                                  load={"pattern": "constant", "rate": 50},
+                                  dataset={"input_tokens": 4, "output_tokens": 4,
+                                           "ignore_eos": True})
+    table = rows(batches)
+    timed_out = table["error"] == ErrorClass.TIMEOUT
+    assert 20 <= timed_out.sum() <= 70 and len(table["error"]) == 100
+    assert set(table["error"][~timed_out]) == {ErrorClass.OK}
+    assert set(table["end_ns"][timed_out] - table["intended_ns"][timed_out]) == {300_000_000}
+
+
+def test_closed_loop_slots_go_on_as_soon_as_a_request_times_out():
+    """Every answer stalls past the 0.2 s timeout: each slot's next request is sent right
+    after its previous one's deadline, not at some later sweep."""
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1, stall_ms=3000,
+                         stall_at_token=2) as sim:
+        stats, batches = run_load(sim.url, concurrency=3, max_requests=9, request_timeout=0.2)
+    table = rows(batches)
+    assert list(table["error"]) == [ErrorClass.TIMEOUT] * 9
+    assert set(table["end_ns"] - table["intended_ns"]) == {200_000_000}
+    for slot in range(3):
+        mine = np.sort(table["send_ns"][table["slot"] == slot])
+        deadlines = np.sort(table["end_ns"][table["slot"] == slot])
+        assert len(mine) == 3
+        assert np.all(mine[1:] >= deadlines[:-1] - 1_000_000)    # timer slack: 1 ms
+        assert np.all(mine[1:] - deadlines[:-1] < 50_000_000)
+
+
 def test_refused_connection_is_its_own_class():
     with socket.socket() as probe:       # a port that was free a moment ago: nobody listens
         probe.bind(("127.0.0.1", 0))
