@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import urllib.error
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, extra_env,
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # service_config keys that are not OLLAMA_* variables.
 NON_ENV_KEYS = ("port", "gpu_layers", "env")
-DEFAULT_KEEP_ALIVE = "-1"  # keep the model loaded for the whole benchmark
+DEFAULT_KEEP_ALIVE = -1  # keep the model loaded for the whole benchmark (a number: seconds)
 
 
 def env_value(value: object) -> str:
@@ -109,15 +110,39 @@ def pull(base_url: str, model: str, timeout_s: float, out=sys.stderr) -> None:
                             ("fix: retry; check disk space in OLLAMA_MODELS",))
 
 
+def keep_alive_value(value):
+    """keep_alive as Ollama's API takes it: a number is seconds (negative: forever), a string
+    must be a Go duration ("30m", "1h"). A bare number written as text ("-1", "300"), as YAML
+    or an environment variable may give it, becomes a number: Ollama would reject it as a
+    duration without a unit."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _error_text(error: "urllib.error.HTTPError") -> str:
+    """The `error` field of an Ollama error reply, else the HTTP status line."""
+    try:
+        return json.loads(error.read())["error"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"HTTP {error.code} {error.reason}"
+
+
 def load(base_url: str, model: str, timeout_s: float, config: dict) -> None:
     """Load the model into memory: a generate without prompt, with keep_alive."""
     body: dict = {"model": model, "stream": False,
-                  "keep_alive": config.get("keep_alive", DEFAULT_KEEP_ALIVE)}
+                  "keep_alive": keep_alive_value(config.get("keep_alive", DEFAULT_KEEP_ALIVE))}
     if config.get("gpu_layers") is not None:
         body["options"] = {"num_gpu": config["gpu_layers"]}
     try:
         with http_post_json(base_url.rstrip("/") + "/api/generate", body, timeout_s) as response:
             reply = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:      # Ollama says why in {"error": ...}
+        reply = {"error": _error_text(error)}
     except (OSError, ValueError) as error:
         raise HpcbenchError("E003", f"ollama could not load {model!r}: {error}",
                             ("fix: check the server log (memory, GPU layers)",)) from error

@@ -50,6 +50,28 @@ def test_ollama_health_and_prepare_of_a_present_model(sim_url):
                    service_config={"keep_alive": "5m", "gpu_layers": 0})
 
 
+def test_ollama_prepare_pulls_an_absent_model_then_loads_it_for_good(sim_url):
+    """The default keep_alive is the number -1 (forever): the simulator, like Ollama, rejects
+    the string "-1" (a Go duration needs a unit), so a string default would fail here."""
+    assert "llama3.2:1b" not in ollama.local_models(sim_url, 5)
+    get_service("ollama").prepare(sim_url, "llama3.2:1b", timeout_s=10)
+    assert "llama3.2:1b" in ollama.local_models(sim_url, 5)
+
+
+@pytest.mark.parametrize("given, sent", [("-1", -1), ("300", 300), ("1.5", 1.5), ("30m", "30m"),
+                                         (-1, -1)])
+def test_ollama_keep_alive_goes_out_as_ollama_parses_it(given, sent):
+    assert ollama.keep_alive_value(given) == sent
+
+
+def test_ollama_prepare_names_a_keep_alive_the_server_rejects(sim_url):
+    with pytest.raises(HpcbenchError) as caught:
+        get_service("ollama").prepare(sim_url, "sim-llama", timeout_s=10,
+                                      service_config={"keep_alive": "forever"})
+    assert caught.value.code == "E003"
+    assert 'missing unit in duration "forever"' in caught.value.message
+
+
 def test_ollama_pull_streams_progress_until_success(sim_url):
     progress = io.StringIO()
     ollama.pull(sim_url, "llama3.2:1b", timeout_s=10, out=progress)

@@ -10,6 +10,7 @@ loaded), `prompt_eval_duration` the prefill, `eval_duration` first to last token
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -99,6 +100,23 @@ def _message(chat: bool, model: str, text: str) -> dict:
     return body
 
 
+# a Go duration as Ollama's keep_alive string must be: "0", or number+unit pieces ("1h30m", "-5m")
+GO_DURATION = re.compile(r"[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+)")
+
+
+def check_keep_alive(value) -> None:
+    """Reject a keep_alive Ollama would reject: a string that is not a Go duration (a bare
+    "-1" fails there: "missing unit in duration"), or neither a number nor a string."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return
+    if isinstance(value, str) and GO_DURATION.fullmatch(value):
+        return
+    raise BadInput(f"time: missing unit in duration {json.dumps(value)}"
+                   if isinstance(value, str) else
+                   f"keep_alive must be a number of seconds or a duration string, not "
+                   f"{json.dumps(value)}")
+
+
 def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bool) -> None:
     """Validate an Ollama generate/chat request and hand it to the timing model."""
     try:
@@ -111,6 +129,7 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise BadInput("field 'options' must be an object like {\"num_predict\": 128}")
+        check_keep_alive(body.get("keep_alive"))
         if chat:
             if not body.get("messages"):
                 exchange.respond_json(200, _message(True, model, "") |
