@@ -9,6 +9,7 @@ they reveal nothing about sessions and cluster health probes cannot carry a toke
 from __future__ import annotations
 
 import hmac
+import itertools
 import os
 import secrets
 from pathlib import Path
@@ -62,10 +63,13 @@ def call_metadata(token: str) -> tuple[tuple[str, str], ...]:
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Rejects every call without the right bearer token with UNAUTHENTICATED."""
+    """Rejects every call without the right bearer token with UNAUTHENTICATED, and counts
+    them (`rejected`: what a session's status reports, so probing does not go unseen)."""
 
     def __init__(self, token: str):
         self._expected = f"Bearer {token}".encode()
+        self._rejections = itertools.count()   # next() is atomic: calls come on many threads
+        self.rejected = 0
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
@@ -75,6 +79,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         if hmac.compare_digest(presented.encode(), self._expected):
             return continuation(handler_call_details)
         reason = "missing" if not presented else "wrong"
+        self.rejected = next(self._rejections) + 1
         return _reject(continuation(handler_call_details), reason)
 
 

@@ -53,11 +53,12 @@ class Coordinator:
         self.sessions: dict[str, "Session"] = {}
         self._lock = threading.Lock()
         self.agents = AgentServicer()
+        self.token_check = TokenInterceptor(self.token)
         # every agent holds its Commands stream (and every watcher its Watch) on a server thread
         # for the whole session: size the pool for hundreds of executors, threads idle cheaply
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                               thread_name_prefix="grpc"),
-                                   interceptors=[TokenInterceptor(self.token)])
+                                   interceptors=[self.token_check])
         pb_grpc.add_ControlServicer_to_server(ControlServicer(self), self._server)
         pb_grpc.add_AgentServicer_to_server(self.agents, self._server)
         self._health = health.HealthServicer()

@@ -140,7 +140,8 @@ class Session:
             state_name=pb.SessionState.Name(self.state), trials_total=len(self.trials),
             trials_done=len(self.trial_results), trials_skipped=self.skipped,
             elapsed_s=(self.ended or time.monotonic()) - self.started, run_dir=str(self.run_dir),
-            bus_endpoint=self.bus_endpoint, agents=self.registry.info())
+            bus_endpoint=self.bus_endpoint, agents=self.registry.info(),
+            rejected_calls=self.coordinator.token_check.rejected)
         if self.error is not None:
             status.error_code, status.error_message = self.error.code, self.error.render()
         current = self.current

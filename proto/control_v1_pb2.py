@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hpcbench/control/v1/control.proto\x12\x13hpcbench.control.v1\"a\n\x13StartSessionRequest\x12\x15\n\x0brecipe_yaml\x18\x01 \x01(\tH\x00\x12\x15\n\x0brecipe_path\x18\x02 \x01(\tH\x00\x12\x12\n\nsession_id\x18\x03 \x01(\tB\x08\n\x06recipe\" \n\nSessionRef\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\r\n\x0bListRequest\"A\n\tListReply\x12\x34\n\x08sessions\x18\x01 \x03(\x0b\x32\".hpcbench.control.v1.SessionStatus\"1\n\x0bStopRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x0cWatchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bmax_rate_hz\x18\x02 \x01(\x01\"u\n\rTrialProgress\x12\x10\n\x08trial_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\r\n\x05total\x18\x03 \x01(\x05\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x11\n\telapsed_s\x18\x05 \x01(\x01\x12\x12\n\nduration_s\x18\x06 \x01(\x01\"\x86\x03\n\rSessionStatus\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08scenario\x18\x02 \x01(\t\x12\x30\n\x05state\x18\x03 \x01(\x0e\x32!.hpcbench.control.v1.SessionState\x12\x12\n\nstate_name\x18\x04 \x01(\t\x12\x31\n\x05trial\x18\x05 \x01(\x0b\x32\".hpcbench.control.v1.TrialProgress\x12\x14\n\x0ctrials_total\x18\x06 \x01(\x05\x12\x13\n\x0btrials_done\x18\x07 \x01(\x05\x12\x16\n\x0etrials_skipped\x18\x08 \x01(\x05\x12\x11\n\telapsed_s\x18\t \x01(\x01\x12\x12\n\nerror_code\x18\n \x01(\t\x12\x15\n\rerror_message\x18\x0b \x01(\t\x12\x0f\n\x07run_dir\x18\x0c \x01(\t\x12\x14\n\x0c\x62us_endpoint\x18\r \x01(\t\x12.\n\x06\x61gents\x18\x0e \x03(\x0b\x32\x1e.hpcbench.control.v1.AgentInfo\"~\n\nWatchEvent\x12\x34\n\x06status\x18\x01 \x01(\x0b\x32\".hpcbench.control.v1.SessionStatusH\x00\x12\x31\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1d.hpcbench.control.v1.SnapshotH\x00\x42\x07\n\x05\x65vent\"\xe7\x01\n\x08Snapshot\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x16\n\x0erequests_per_s\x18\x04 \x01(\x01\x12\x1b\n\x13output_tokens_per_s\x18\x05 \x01(\x01\x12\x13\n\x0bttft_p50_ms\x18\x06 \x01(\x01\x12\x13\n\x0bttft_p99_ms\x18\x07 \x01(\x01\x12\x10\n\x08requests\x18\x08 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\t \x01(\x03\x12\x0c\n\x04json\x18\n \x01(\t\x12\x19\n\x11missing_executors\x18\x0b \x03(\t\"e\n\x0cResultsReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07run_dir\x18\x02 \x01(\t\x12\x30\n\x06trials\x18\x03 \x03(\x0b\x32 .hpcbench.control.v1.TrialResult\"X\n\x0bTrialResult\x12\x10\n\x08trial_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0e\n\x06passed\x18\x03 \x01(\x08\x12\x14\n\x0csummary_json\x18\x04 \x01(\t\"\x80\x01\n\x0fRegisterRequest\x12,\n\x04role\x18\x01 \x01(\x0e\x32\x1e.hpcbench.control.v1.AgentRole\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12\x12\n\nsession_id\x18\x05 \x01(\t\"\xad\x01\n\rRegisterReply\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x1c\n\x14heartbeat_interval_s\x18\x04 \x01(\x01\x12\x17\n\x0fsample_endpoint\x18\x05 \x01(\t\x12\x16\n\x0e\x65xecutor_index\x18\x06 \x01(\x05\x12\x16\n\x0e\x65xecutor_count\x18\x07 \x01(\x05\"\x1c\n\x08\x41gentRef\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"`\n\x07\x43ommand\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .hpcbench.control.v1.CommandKind\x12\x10\n\x08trial_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\"\xae\x01\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.hpcbench.control.v1.AgentState\x12\x10\n\x08trial_id\x18\x03 \x01(\t\x12\x15\n\rrequests_done\x18\x04 \x01(\x03\x12\x16\n\x0etrial_recorded\x18\x05 \x01(\x03\x12\x17\n\x0ftrial_in_flight\x18\x06 \x01(\x03\"0\n\x0eHeartbeatReply\x12\x0f\n\x07lease_s\x18\x01 \x01(\x01\x12\r\n\x05known\x18\x02 \x01(\x08\"v\n\x0b\x41gentReport\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nstats_json\x18\x05 \x01(\t\x12\x14\n\x0c\x62\x61tches_sent\x18\x06 \x01(\x03\"\r\n\x0bReportReply\"\xa7\x01\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12,\n\x04role\x18\x02 \x01(\x0e\x32\x1e.hpcbench.control.v1.AgentRole\x12\x0c\n\x04node\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.hpcbench.control.v1.AgentState\x12\x1c\n\x14last_heartbeat_age_s\x18\x05 \x01(\x01*\xf8\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0e\n\nVALIDATING\x10\x02\x12\r\n\tEXPANDING\x10\x03\x12\r\n\tDEPLOYING\x10\x04\x12\r\n\tPREPARING\x10\x05\x12\x15\n\x11STARTING_MONITORS\x10\x06\x12\x16\n\x12STARTING_EXECUTORS\x10\x07\x12\x0b\n\x07RUNNING\x10\x08\x12\x0c\n\x08TEARDOWN\x10\t\x12\r\n\tREPORTING\x10\n\x12\r\n\tCOMPLETED\x10\x0b\x12\n\n\x06\x46\x41ILED\x10\x0c\x12\x0b\n\x07STOPPED\x10\r*B\n\tAgentRole\x12\x1a\n\x16\x41GENT_ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x45XECUTOR\x10\x01\x12\x0b\n\x07MONITOR\x10\x02*]\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\r\n\tCONFIGURE\x10\x01\x12\t\n\x05START\x10\x02\x12\x08\n\x04STOP\x10\x03\x12\x0c\n\x08SHUTDOWN\x10\x04*a\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x08\n\x04IDLE\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\x12\x08\n\x04\x42USY\x10\x03\x12\x08\n\x04LOST\x10\x04\x12\x08\n\x04GONE\x10\x05\x32\xec\x03\n\x07\x43ontrol\x12\\\n\x0cStartSession\x12(.hpcbench.control.v1.StartSessionRequest\x1a\".hpcbench.control.v1.SessionStatus\x12M\n\x06Status\x12\x1f.hpcbench.control.v1.SessionRef\x1a\".hpcbench.control.v1.SessionStatus\x12H\n\x04List\x12 .hpcbench.control.v1.ListRequest\x1a\x1e.hpcbench.control.v1.ListReply\x12L\n\x04Stop\x12 .hpcbench.control.v1.StopRequest\x1a\".hpcbench.control.v1.SessionStatus\x12M\n\x05Watch\x12!.hpcbench.control.v1.WatchRequest\x1a\x1f.hpcbench.control.v1.WatchEvent0\x01\x12M\n\x07Results\x12\x1f.hpcbench.control.v1.SessionRef\x1a!.hpcbench.control.v1.ResultsReply2\xcf\x02\n\x05\x41gent\x12T\n\x08Register\x12$.hpcbench.control.v1.RegisterRequest\x1a\".hpcbench.control.v1.RegisterReply\x12I\n\x08\x43ommands\x12\x1d.hpcbench.control.v1.AgentRef\x1a\x1c.hpcbench.control.v1.Command0\x01\x12W\n\tHeartbeat\x12%.hpcbench.control.v1.HeartbeatRequest\x1a#.hpcbench.control.v1.HeartbeatReply\x12L\n\x06Report\x12 .hpcbench.control.v1.AgentReport\x1a .hpcbench.control.v1.ReportReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hpcbench/control/v1/control.proto\x12\x13hpcbench.control.v1\"a\n\x13StartSessionRequest\x12\x15\n\x0brecipe_yaml\x18\x01 \x01(\tH\x00\x12\x15\n\x0brecipe_path\x18\x02 \x01(\tH\x00\x12\x12\n\nsession_id\x18\x03 \x01(\tB\x08\n\x06recipe\" \n\nSessionRef\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\r\n\x0bListRequest\"A\n\tListReply\x12\x34\n\x08sessions\x18\x01 \x03(\x0b\x32\".hpcbench.control.v1.SessionStatus\"1\n\x0bStopRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x0cWatchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bmax_rate_hz\x18\x02 \x01(\x01\"u\n\rTrialProgress\x12\x10\n\x08trial_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\r\n\x05total\x18\x03 \x01(\x05\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x11\n\telapsed_s\x18\x05 \x01(\x01\x12\x12\n\nduration_s\x18\x06 \x01(\x01\"\x9e\x03\n\rSessionStatus\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08scenario\x18\x02 \x01(\t\x12\x30\n\x05state\x18\x03 \x01(\x0e\x32!.hpcbench.control.v1.SessionState\x12\x12\n\nstate_name\x18\x04 \x01(\t\x12\x31\n\x05trial\x18\x05 \x01(\x0b\x32\".hpcbench.control.v1.TrialProgress\x12\x14\n\x0ctrials_total\x18\x06 \x01(\x05\x12\x13\n\x0btrials_done\x18\x07 \x01(\x05\x12\x16\n\x0etrials_skipped\x18\x08 \x01(\x05\x12\x11\n\telapsed_s\x18\t \x01(\x01\x12\x12\n\nerror_code\x18\n \x01(\t\x12\x15\n\rerror_message\x18\x0b \x01(\t\x12\x0f\n\x07run_dir\x18\x0c \x01(\t\x12\x14\n\x0c\x62us_endpoint\x18\r \x01(\t\x12.\n\x06\x61gents\x18\x0e \x03(\x0b\x32\x1e.hpcbench.control.v1.AgentInfo\x12\x16\n\x0erejected_calls\x18\x0f \x01(\x03\"~\n\nWatchEvent\x12\x34\n\x06status\x18\x01 \x01(\x0b\x32\".hpcbench.control.v1.SessionStatusH\x00\x12\x31\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1d.hpcbench.control.v1.SnapshotH\x00\x42\x07\n\x05\x65vent\"\xe7\x01\n\x08Snapshot\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x16\n\x0erequests_per_s\x18\x04 \x01(\x01\x12\x1b\n\x13output_tokens_per_s\x18\x05 \x01(\x01\x12\x13\n\x0bttft_p50_ms\x18\x06 \x01(\x01\x12\x13\n\x0bttft_p99_ms\x18\x07 \x01(\x01\x12\x10\n\x08requests\x18\x08 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\t \x01(\x03\x12\x0c\n\x04json\x18\n \x01(\t\x12\x19\n\x11missing_executors\x18\x0b \x03(\t\"e\n\x0cResultsReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07run_dir\x18\x02 \x01(\t\x12\x30\n\x06trials\x18\x03 \x03(\x0b\x32 .hpcbench.control.v1.TrialResult\"X\n\x0bTrialResult\x12\x10\n\x08trial_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0e\n\x06passed\x18\x03 \x01(\x08\x12\x14\n\x0csummary_json\x18\x04 \x01(\t\"\x80\x01\n\x0fRegisterRequest\x12,\n\x04role\x18\x01 \x01(\x0e\x32\x1e.hpcbench.control.v1.AgentRole\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12\x12\n\nsession_id\x18\x05 \x01(\t\"\xad\x01\n\rRegisterReply\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x1c\n\x14heartbeat_interval_s\x18\x04 \x01(\x01\x12\x17\n\x0fsample_endpoint\x18\x05 \x01(\t\x12\x16\n\x0e\x65xecutor_index\x18\x06 \x01(\x05\x12\x16\n\x0e\x65xecutor_count\x18\x07 \x01(\x05\"\x1c\n\x08\x41gentRef\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"`\n\x07\x43ommand\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .hpcbench.control.v1.CommandKind\x12\x10\n\x08trial_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\"\xae\x01\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.hpcbench.control.v1.AgentState\x12\x10\n\x08trial_id\x18\x03 \x01(\t\x12\x15\n\rrequests_done\x18\x04 \x01(\x03\x12\x16\n\x0etrial_recorded\x18\x05 \x01(\x03\x12\x17\n\x0ftrial_in_flight\x18\x06 \x01(\x03\"0\n\x0eHeartbeatReply\x12\x0f\n\x07lease_s\x18\x01 \x01(\x01\x12\r\n\x05known\x18\x02 \x01(\x08\"v\n\x0b\x41gentReport\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nstats_json\x18\x05 \x01(\t\x12\x14\n\x0c\x62\x61tches_sent\x18\x06 \x01(\x03\"\r\n\x0bReportReply\"\xa7\x01\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12,\n\x04role\x18\x02 \x01(\x0e\x32\x1e.hpcbench.control.v1.AgentRole\x12\x0c\n\x04node\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.hpcbench.control.v1.AgentState\x12\x1c\n\x14last_heartbeat_age_s\x18\x05 \x01(\x01*\xf8\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0e\n\nVALIDATING\x10\x02\x12\r\n\tEXPANDING\x10\x03\x12\r\n\tDEPLOYING\x10\x04\x12\r\n\tPREPARING\x10\x05\x12\x15\n\x11STARTING_MONITORS\x10\x06\x12\x16\n\x12STARTING_EXECUTORS\x10\x07\x12\x0b\n\x07RUNNING\x10\x08\x12\x0c\n\x08TEARDOWN\x10\t\x12\r\n\tREPORTING\x10\n\x12\r\n\tCOMPLETED\x10\x0b\x12\n\n\x06\x46\x41ILED\x10\x0c\x12\x0b\n\x07STOPPED\x10\r*B\n\tAgentRole\x12\x1a\n\x16\x41GENT_ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x45XECUTOR\x10\x01\x12\x0b\n\x07MONITOR\x10\x02*]\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\r\n\tCONFIGURE\x10\x01\x12\t\n\x05START\x10\x02\x12\x08\n\x04STOP\x10\x03\x12\x0c\n\x08SHUTDOWN\x10\x04*a\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x08\n\x04IDLE\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\x12\x08\n\x04\x42USY\x10\x03\x12\x08\n\x04LOST\x10\x04\x12\x08\n\x04GONE\x10\x05\x32\xec\x03\n\x07\x43ontrol\x12\\\n\x0cStartSession\x12(.hpcbench.control.v1.StartSessionRequest\x1a\".hpcbench.control.v1.SessionStatus\x12M\n\x06Status\x12\x1f.hpcbench.control.v1.SessionRef\x1a\".hpcbench.control.v1.SessionStatus\x12H\n\x04List\x12 .hpcbench.control.v1.ListRequest\x1a\x1e.hpcbench.control.v1.ListReply\x12L\n\x04Stop\x12 .hpcbench.control.v1.StopRequest\x1a\".hpcbench.control.v1.SessionStatus\x12M\n\x05Watch\x12!.hpcbench.control.v1.WatchRequest\x1a\x1f.hpcbench.control.v1.WatchEvent0\x01\x12M\n\x07Results\x12\x1f.hpcbench.control.v1.SessionRef\x1a!.hpcbench.control.v1.ResultsReply2\xcf\x02\n\x05\x41gent\x12T\n\x08Register\x12$.hpcbench.control.v1.RegisterRequest\x1a\".hpcbench.control.v1.RegisterReply\x12I\n\x08\x43ommands\x12\x1d.hpcbench.control.v1.AgentRef\x1a\x1c.hpcbench.control.v1.Command0\x01\x12W\n\tHeartbeat\x12%.hpcbench.control.v1.HeartbeatRequest\x1a#.hpcbench.control.v1.HeartbeatReply\x12L\n\x06Report\x12 .hpcbench.control.v1.AgentReport\x1a .hpcbench.control.v1.ReportReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hpcbench.proto.control_v1_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATE']._serialized_start=2416
-  _globals['_SESSIONSTATE']._serialized_end=2664
-  _globals['_AGENTROLE']._serialized_start=2666
-  _globals['_AGENTROLE']._serialized_end=2732
-  _globals['_COMMANDKIND']._serialized_start=2734
-  _globals['_COMMANDKIND']._serialized_end=2827
-  _globals['_AGENTSTATE']._serialized_start=2829
-  _globals['_AGENTSTATE']._serialized_end=2926
+  _globals['_SESSIONSTATE']._serialized_start=2440
+  _globals['_SESSIONSTATE']._serialized_end=2688
+  _globals['_AGENTROLE']._serialized_start=2690
+  _globals['_AGENTROLE']._serialized_end=2756
+  _globals['_COMMANDKIND']._serialized_start=2758
+  _globals['_COMMANDKIND']._serialized_end=2851
+  _globals['_AGENTSTATE']._serialized_start=2853
+  _globals['_AGENTSTATE']._serialized_end=2950
   _globals['_STARTSESSIONREQUEST']._serialized_start=58
   _globals['_STARTSESSIONREQUEST']._serialized_end=155
   _globals['_SESSIONREF']._serialized_start=157
@@ -54,35 +54,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRIALPROGRESS']._serialized_start=381
   _globals['_TRIALPROGRESS']._serialized_end=498
   _globals['_SESSIONSTATUS']._serialized_start=501
-  _globals['_SESSIONSTATUS']._serialized_end=891
-  _globals['_WATCHEVENT']._serialized_start=893
-  _globals['_WATCHEVENT']._serialized_end=1019
-  _globals['_SNAPSHOT']._serialized_start=1022
-  _globals['_SNAPSHOT']._serialized_end=1253
-  _globals['_RESULTSREPLY']._serialized_start=1255
-  _globals['_RESULTSREPLY']._serialized_end=1356
-  _globals['_TRIALRESULT']._serialized_start=1358
-  _globals['_TRIALRESULT']._serialized_end=1446
-  _globals['_REGISTERREQUEST']._serialized_start=1449
-  _globals['_REGISTERREQUEST']._serialized_end=1577
-  _globals['_REGISTERREPLY']._serialized_start=1580
-  _globals['_REGISTERREPLY']._serialized_end=1753
-  _globals['_AGENTREF']._serialized_start=1755
-  _globals['_AGENTREF']._serialized_end=1783
-  _globals['_COMMAND']._serialized_start=1785
-  _globals['_COMMAND']._serialized_end=1881
-  _globals['_HEARTBEATREQUEST']._serialized_start=1884
-  _globals['_HEARTBEATREQUEST']._serialized_end=2058
-  _globals['_HEARTBEATREPLY']._serialized_start=2060
-  _globals['_HEARTBEATREPLY']._serialized_end=2108
-  _globals['_AGENTREPORT']._serialized_start=2110
-  _globals['_AGENTREPORT']._serialized_end=2228
-  _globals['_REPORTREPLY']._serialized_start=2230
-  _globals['_REPORTREPLY']._serialized_end=2243
-  _globals['_AGENTINFO']._serialized_start=2246
-  _globals['_AGENTINFO']._serialized_end=2413
-  _globals['_CONTROL']._serialized_start=2929
-  _globals['_CONTROL']._serialized_end=3421
-  _globals['_AGENT']._serialized_start=3424
-  _globals['_AGENT']._serialized_end=3759
+  _globals['_SESSIONSTATUS']._serialized_end=915
+  _globals['_WATCHEVENT']._serialized_start=917
+  _globals['_WATCHEVENT']._serialized_end=1043
+  _globals['_SNAPSHOT']._serialized_start=1046
+  _globals['_SNAPSHOT']._serialized_end=1277
+  _globals['_RESULTSREPLY']._serialized_start=1279
+  _globals['_RESULTSREPLY']._serialized_end=1380
+  _globals['_TRIALRESULT']._serialized_start=1382
+  _globals['_TRIALRESULT']._serialized_end=1470
+  _globals['_REGISTERREQUEST']._serialized_start=1473
+  _globals['_REGISTERREQUEST']._serialized_end=1601
+  _globals['_REGISTERREPLY']._serialized_start=1604
+  _globals['_REGISTERREPLY']._serialized_end=1777
+  _globals['_AGENTREF']._serialized_start=1779
+  _globals['_AGENTREF']._serialized_end=1807
+  _globals['_COMMAND']._serialized_start=1809
+  _globals['_COMMAND']._serialized_end=1905
+  _globals['_HEARTBEATREQUEST']._serialized_start=1908
+  _globals['_HEARTBEATREQUEST']._serialized_end=2082
+  _globals['_HEARTBEATREPLY']._serialized_start=2084
+  _globals['_HEARTBEATREPLY']._serialized_end=2132
+  _globals['_AGENTREPORT']._serialized_start=2134
+  _globals['_AGENTREPORT']._serialized_end=2252
+  _globals['_REPORTREPLY']._serialized_start=2254
+  _globals['_REPORTREPLY']._serialized_end=2267
+  _globals['_AGENTINFO']._serialized_start=2270
+  _globals['_AGENTINFO']._serialized_end=2437
+  _globals['_CONTROL']._serialized_start=2953
+  _globals['_CONTROL']._serialized_end=3445
+  _globals['_AGENT']._serialized_start=3448
+  _globals['_AGENT']._serialized_end=3783
 # @@protoc_insertion_point(module_scope)

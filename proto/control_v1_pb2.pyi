@@ -134,7 +134,7 @@ class TrialProgress(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., index: _Optional[int] = ..., total: _Optional[int] = ..., phase: _Optional[str] = ..., elapsed_s: _Optional[float] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
 class SessionStatus(_message.Message):
-    __slots__ = ("session_id", "scenario", "state", "state_name", "trial", "trials_total", "trials_done", "trials_skipped", "elapsed_s", "error_code", "error_message", "run_dir", "bus_endpoint", "agents")
+    __slots__ = ("session_id", "scenario", "state", "state_name", "trial", "trials_total", "trials_done", "trials_skipped", "elapsed_s", "error_code", "error_message", "run_dir", "bus_endpoint", "agents", "rejected_calls")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SCENARIO_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class SessionStatus(_message.Message):
     RUN_DIR_FIELD_NUMBER: _ClassVar[int]
     BUS_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     AGENTS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_CALLS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     scenario: str
     state: SessionState
@@ -163,7 +164,8 @@ class SessionStatus(_message.Message):
     run_dir: str
     bus_endpoint: str
     agents: _containers.RepeatedCompositeFieldContainer[AgentInfo]
-    def __init__(self, session_id: _Optional[str] = ..., scenario: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., state_name: _Optional[str] = ..., trial: _Optional[_Union[TrialProgress, _Mapping]] = ..., trials_total: _Optional[int] = ..., trials_done: _Optional[int] = ..., trials_skipped: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., run_dir: _Optional[str] = ..., bus_endpoint: _Optional[str] = ..., agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ...) -> None: ...
+    rejected_calls: int
+    def __init__(self, session_id: _Optional[str] = ..., scenario: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., state_name: _Optional[str] = ..., trial: _Optional[_Union[TrialProgress, _Mapping]] = ..., trials_total: _Optional[int] = ..., trials_done: _Optional[int] = ..., trials_skipped: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., run_dir: _Optional[str] = ..., bus_endpoint: _Optional[str] = ..., agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ..., rejected_calls: _Optional[int] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
     __slots__ = ("status", "snapshot")

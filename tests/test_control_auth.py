@@ -96,3 +96,24 @@ def test_a_bad_recipe_is_refused_by_start_session_naming_the_field(coordinator, 
                              metadata=metadata, timeout=10)
     assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert list(control.List(pb.ListRequest(), metadata=metadata, timeout=5).sessions) == []
+
+
+def test_tokens_are_compared_in_constant_time_and_refusals_counted(coordinator, channel,
+                                                                  monkeypatch):
+    """Every presented token goes through hmac.compare_digest (its time does not depend on how
+    much of a guess matches); each refusal is counted, the right token is not."""
+    from hpcbench.coordinator import auth
+
+    compared = []
+    real = auth.hmac.compare_digest
+    monkeypatch.setattr(auth.hmac, "compare_digest",
+                        lambda given, expected: compared.append((given, expected))
+                        or real(given, expected))
+    control = pb_grpc.ControlStub(channel)
+    with pytest.raises(grpc.RpcError):
+        control.List(pb.ListRequest(), metadata=call_metadata("guess"), timeout=5)
+    assert coordinator.token_check.rejected == 1
+    control.List(pb.ListRequest(), metadata=call_metadata(coordinator.token), timeout=5)
+    assert coordinator.token_check.rejected == 1
+    expected = f"Bearer {coordinator.token}".encode()
+    assert compared == [(b"Bearer guess", expected), (expected, expected)]

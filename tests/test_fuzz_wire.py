@@ -247,10 +247,12 @@ def test_control_calls_with_garbage_and_no_valid_token_are_unauthenticated(contr
                 "longer": call_metadata(coordinator.token + "A"),
                 "empty-bearer": (("authorization", "Bearer "),),
                 "raw": (("authorization", coordinator.token),)}[token]
+    before = coordinator.token_check.rejected
     with pytest.raises(grpc.RpcError) as caught:
         unary_or_stream(channel, method)(payload, metadata=metadata, timeout=10)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert coordinator.token not in (caught.value.details() or "")
+    assert coordinator.token_check.rejected == before + 1         # counted
 
 
 CLEAN_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
