@@ -116,3 +116,13 @@ def test_a_curve_run_loses_nothing_and_its_bus_is_closed_to_plain_subscribers(tm
 
     # a subscriber without the keys never completed the handshake: not one message
     assert heard_in_plain_text == 0
+
+    # no secret key in any file of the run but curve.keys (logs, summaries, reports), nor in
+    # what the run and the watcher printed
+    secrets = [value for name, value in json.loads(keys.read_text()).items() if "secret" in name]
+    assert len(secrets) == 2
+    for path in session_dir.rglob("*"):
+        if path.is_file() and path != keys:
+            text = path.read_bytes().decode("latin-1")
+            assert not any(secret in text for secret in secrets), path
+    assert not any(secret in out + err + watched + watch_err for secret in secrets)
