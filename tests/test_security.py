@@ -79,9 +79,11 @@ SERVICE_RECIPES = {
 }
 
 
-def server_lines(service: str, runtime: str, model: str, bind: str, image: str) -> list[str]:
+def server_lines(service: str, runtime: str, model: str, bind: str, image: str,
+                 service_config: dict | None = None) -> list[str]:
     data = {"scenario": "sec", "runtime": runtime, **yaml.safe_load(yaml.safe_dump(
         SERVICE_RECIPES[service]))}
+    data.setdefault("servers", {}).setdefault("service_config", {}).update(service_config or {})
     data["workload"]["model"] = model
     data["binds"] = [bind]
     data.setdefault("artifacts", {})["service"] = {"path": image + ".sif"}
@@ -113,6 +115,48 @@ def test_server_commands_keep_hostile_recipe_strings_as_single_words(tmp_path_fa
             assert bind in words and any(word.endswith(image + ".sif") for word in words), line
         assert bash_argv(line, cwd) == shlex.split(line)
     assert not any(cwd.iterdir()), "the shell created files: a value was executed"
+
+
+@FUZZ
+@given(service=st.sampled_from(sorted(SERVICE_RECIPES)),
+       runtime=st.sampled_from(["process", "apptainer"]), value=hostile)
+def test_hostile_service_config_values_stay_single_words(tmp_path_factory, service, runtime,
+                                                         value):
+    """service_config values (a model path, an engine flag, an environment variable) reach
+    the server command as data, never as shell syntax."""
+    config = {"model_path": value, "tokenizer": value, "env": {"HPCBENCH_FUZZ": value}}
+    lines = server_lines(service, runtime, "m", "/data:/data", "image", config)
+    assume(lines)
+    cwd = tmp_path_factory.mktemp("config")
+    for line in lines:
+        assert bash_argv(line, cwd) == shlex.split(line)
+    assert not any(cwd.iterdir()), "the shell created files: a value was executed"
+
+
+@FUZZ
+@given(value=hostile)
+def test_submit_dry_run_prints_hostile_sbatch_values_as_single_words(tmp_path_factory, value,
+                                                                   capsys):
+    """Recipe values that become sbatch options (partition, account, qos, constraint, extra
+    options) come out of `hpcbench submit --dry-run` as one shell word each."""
+    from hpcbench.coordinator.cli import main
+
+    cwd = tmp_path_factory.mktemp("submit")
+    recipe = cwd / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "scenario": "sec", "partition": value, "account": value, "qos": value,
+        "orchestration": {"job_config": {"constraint": value,
+                                         "sbatch_options": [f"--comment={value}"]}},
+        "workload": {"service": "simulator", "model": "m"}}))
+    capsys.readouterr()
+    if main(["submit", str(recipe), "--dry-run"]) != 0:
+        return                                  # refused by validation: nothing is printed
+    line = capsys.readouterr().out.rstrip("\n")
+    argv = bash_argv(line, cwd)
+    assert argv == shlex.split(line)
+    for option in ("--partition", "--account", "--qos", "--constraint", "--comment"):
+        assert f"{option}={value}" in argv, (option, argv)
+    assert not any(path.name != "recipe.yaml" for path in cwd.iterdir())
 
 
 @pytest.mark.parametrize("runtime", ["process", "apptainer"])
