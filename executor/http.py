@@ -84,13 +84,13 @@ class HttpConnection(asyncio.Protocol):
             return
         if self._framing == _HEAD:
             data = self._read_head(data, now)
-            if data is None or self.handler is None:
+            if not data or self.handler is None:      # typically the head came alone
                 return
         framing = self._framing
         if framing == _CHUNKED:
             if self._chunk_state == _SIZE and not self._pending:
                 # fast path: the read is exactly one whole chunk (a streamed token, typically)
-                line_end = data.find(b"\r\n", 0, 10)
+                line_end = data.find(b"\r\n")
                 if line_end > 0:
                     try:
                         chunk = int(data[:line_end], 16)
