@@ -138,7 +138,10 @@ def test_apptainer_runtime_runs_each_step_in_its_image_on_its_node(cluster, repo
     env.update(PATH=f"{bin_dir}:{env['PATH']}", STANDIN_APPTAINER_LOG=str(log))
     job_id = cluster.slurm(["sbatch", "--parsable", "-N3", str(repo / "run.sbatch"), str(recipe)],
                            cwd=tmp_path, env=env).stdout.strip()
-    cluster.wait_finished(job_id)
+    assert cluster.wait_finished(job_id, timeout=180) == "COMPLETED", job_output(tmp_path, job_id)
+    run_dir = tmp_path / "results" / "vsim" / job_id
+    trials = [path for path in run_dir.iterdir() if (path / "trial.done").exists()]
+    assert trials and all((path / "summary.json").exists() for path in trials), list(run_dir.iterdir())
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     pulls = [c for c in calls if c["verb"] == "pull"]
     assert pulls == [{"verb": "pull", "image": str(images / "sim.sif"),
