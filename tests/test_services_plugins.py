@@ -303,3 +303,14 @@ def test_plan_commands_shows_every_server_node_of_the_ray_example(repo, cli_env)
     for line in heads + workers:
         shlex.split(line)  # every line is valid shell
     assert "--distributed-executor-backend" in heads[0]
+
+
+def test_the_ray_example_pins_no_port_so_two_jobs_on_a_node_do_not_clash(repo):
+    from dataclasses import asdict
+
+    from hpcbench.recipes import load_recipe
+
+    recipe = load_recipe(repo / "recipes/examples/vllm-ray-2nodes.yaml")
+    ray = recipe.data["servers"]["service_config"]["distributed"]["ray"]
+    first, second = ray_cluster.ray_ports("1001", ray), ray_cluster.ray_ports("1002", ray)
+    assert not set(asdict(first).values()) & set(asdict(second).values())
