@@ -178,6 +178,12 @@ def test_sigterm_to_the_coordinator_stops_cleanly_and_keeps_finished_trials(tmp_
     assert session["state"] == "STOPPED"
     assert not (session_dir / "concurrency-4" / "trial.done").exists()
     assert_no_leftovers(pids.values())
+    # the interrupted trial's samples received before the stop were flushed to its partial
+    # file: every batch the aggregator accepted is on disk (or counted as not stored)
+    interrupted = list(read_samples(session_dir / "concurrency-4" / "samples.msgpack.partial"))
+    integrity = session["integrity"]
+    on_disk = len(list(read_samples(first / "samples.msgpack"))) + len(interrupted)
+    assert interrupted and on_disk + integrity["unstored_batches"] == integrity["batches"]
 
     # a re-run of the session skips the finished trial (not one byte rewritten) and measures
     # the interrupted one again, in full
