@@ -87,7 +87,8 @@ def test_an_executor_frozen_mid_trial_is_lost_by_its_lease_and_its_intervals_are
     the trial's intervals partial from then on, flags the trial and accounts for the loss."""
     run = runs(write_recipe(tmp_path, duration="8s", on_executor_loss="continue"),
                tmp_path / "results", "frozen", "--executors", "2")
-    wait_second_trial_measuring(run)
+    first = wait_second_trial_measuring(run)
+    before = digest(first)
     session_dir = run.results / "faults" / "frozen"
     with ControlClient(locate(run_dir=session_dir)) as client:
         bus = subscribe(client.status().bus_endpoint, ["event", "snapshot"], idle_timeout_s=30)
@@ -116,6 +117,7 @@ def test_an_executor_frozen_mid_trial_is_lost_by_its_lease_and_its_intervals_are
     account = assert_loss_accounted(second, "executor-1")
     assert account["reason"].startswith("no heartbeat for")
     assert_accounted(second)
+    assert digest(first) == before
     assert_no_leftovers([pid])                      # the teardown killed it, frozen as it was
 
 
@@ -147,6 +149,7 @@ def test_a_stalled_server_ends_requests_by_their_timeout(tmp_path, runs):
         recipe = write_recipe(tmp_path, url)
         run = runs(recipe, tmp_path / "results", "stall", "--executors", "1")
         first = wait_second_trial_measuring(run)
+        before = digest(first)
         simulator = [pid for pid in descendants(os.getpid()) if b" sim " in _cmdline(pid)]
         os.kill(simulator[0], signal.SIGSTOP)       # alive, holding its sockets, silent
         record("faults_injected")
@@ -158,6 +161,7 @@ def test_a_stalled_server_ends_requests_by_their_timeout(tmp_path, runs):
     assert (second / "trial.done").exists(), run.output
     summary = assert_accounted(second)
     assert summary["overall"]["errors"].get("timeout", 0) > 0, summary["overall"]["errors"]
+    assert digest(first) == before
     assert_accounted(first)
 
 
