@@ -34,6 +34,8 @@ from hpcbench.servers.simulator.alarm import make_alarm
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
 TIMER_SLACK_NS = 1_000_000  # uvloop timers count whole milliseconds and may fire that early
 now_ns = time.perf_counter_ns
+# the members read on every request, as globals: Enum attribute access costs ~70 ns in 3.11
+_WARMUP, _MEASURED, _DRAIN, _OK = Phase.WARMUP, Phase.MEASURED, Phase.DRAIN, ErrorClass.OK
 
 
 @dataclass
@@ -193,10 +195,10 @@ class Trial:
     # --- dispatch ----------------------------------------------------------------------------
     def _phase(self, intended: int) -> int:
         if intended < self.warmup_end:
-            return Phase.WARMUP
+            return _WARMUP
         if self.measure_end is None or intended < self.measure_end:
-            return Phase.MEASURED
-        return Phase.DRAIN
+            return _MEASURED
+        return _DRAIN
 
     def _count_reached(self) -> bool:
         limit = self.config.max_requests
@@ -206,7 +208,7 @@ class Trial:
         request_id = self.next_id
         self.next_id += 1
         phase = self._phase(intended)
-        if phase == Phase.MEASURED:
+        if phase == _MEASURED:
             self.measured_sent += 1
         index = request_id % len(self.requests)
         attempt = Attempt(request_id, intended, phase, slot, self.protocol, self.config.stream,
@@ -316,12 +318,12 @@ class Trial:
         lag = attempt.send_ns - attempt.intended_ns
         if attempt.send_ns and lag / 1e6 > stats.max_dispatch_lag_ms:
             stats.max_dispatch_lag_ms = lag / 1e6
-        if attempt.phase == Phase.WARMUP:
+        if attempt.phase == _WARMUP:
             stats.warmup += 1
-        elif attempt.phase == Phase.MEASURED:
+        elif attempt.phase == _MEASURED:
             stats.measured += 1
             stats.output_tokens += attempt.tokens_out
-            if attempt.error == ErrorClass.OK:
+            if attempt.error == _OK:
                 stats.ok += 1
             else:
                 self.errors[attempt.error] += 1
