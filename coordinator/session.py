@@ -37,6 +37,7 @@ from hpcbench.proto import control_v1_pb2 as pb
 REGISTRATION_TIMEOUT_S = 60.0
 HEALTH_ROUND_S = 1.0          # health is re-checked in rounds this long (see _wait_healthy)
 HEALTH_POLL_S = 0.1           # at most this long between probes: the run starts once it can
+SERVER_VERSION_TIMEOUT_S = 5.0  # asking the server its version; no answer is "unknown"
 MONITOR_FIRST_REPORT_S = 30.0  # monitors get this long to send their first telemetry
 TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout before E007
 
@@ -97,6 +98,7 @@ class Session:
         self.started = time.monotonic()
         self.ended: float | None = None
         self.phases: list[dict] = []          # every state entered, with seconds since start
+        self.server_version: str | None = None  # the server's own, once healthy ("unknown")
         self._stop = threading.Event()
         self._stop_reason = ""
         self._done = threading.Event()
@@ -346,7 +348,9 @@ class Session:
 
     def _prepare_service(self, service, endpoints: list[str]) -> None:
         """Every endpoint healthy (when health checks are on), then the model prepared there
-        with the recipe's service_config."""
+        with the recipe's service_config; then the server's version, for the report."""
+        from hpcbench.servers.plugin import recorded_server_version
+
         servers = self.recipe.data["servers"]
         health = servers["health_check"]
         for url in endpoints:
@@ -356,6 +360,9 @@ class Session:
             self._check()
             service.prepare(url, self.recipe.workload["model"], health["timeout"],
                             service_config=servers["service_config"])
+        if endpoints:
+            self.server_version = recorded_server_version(service, endpoints[0],
+                                                          SERVER_VERSION_TIMEOUT_S)
 
     def _wait_healthy(self, service, url: str, timeout_s: float, poll_s: float) -> None:
         """Health checks in short rounds, so that a crashed server (E001 with its log), a
@@ -594,6 +601,7 @@ class Session:
                 "trials": [{"trial_id": r["trial_id"], "passed": r["passed"],
                             "problems": r["problems"], "earlier_run": r.get("earlier", False)}
                            for r in self.all_results()],
+                "server_version": self.server_version,
                 "skipped": self.skipped, "elapsed_s": time.monotonic() - self.started,
                 "phases": self.phases}
 

@@ -6,12 +6,15 @@ service_config: `model_path` (the GGUF file, required), `server: python|llama-se
 other), `env`, and any server flag (`n_ctx: 512` -> `--n_ctx 512` for the Python server, whose flags
 keep underscores; `ctx_size: 512` -> `--ctx-size 512` for llama-server). `workload.model` is the
 name clients send (--model_alias / --alias).
+
+Neither server has a version endpoint: llama-server tells its build in `GET /props`
+(`build_info`), llama-cpp-python only as its FastAPI app's version in `GET /openapi.json`.
 """
 from __future__ import annotations
 
 from hpcbench.coordinator.errors import config_error
 from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, as_argv,
-                                     cli_flags, extra_env)
+                                     cli_flags, extra_env, json_field)
 from hpcbench.servers.runtime import wrap
 
 OWN_KEYS = ("port", "model_path", "server", "python", "env")
@@ -24,6 +27,15 @@ class LlamaCppService(HttpService):
     api = "openai-chat"
     metrics_path = None  # llama-cpp-python has no /metrics
     health_paths = ("/v1/models",)
+
+    def server_version(self, base_url: str, timeout_s: float) -> str | None:
+        """Which server answers, with its version: "llama-server BUILD" or
+        "llama-cpp-python VERSION"."""
+        build = json_field(base_url, "/props", ("build_info",), timeout_s)
+        if build:
+            return f"llama-server {build}"
+        version = json_field(base_url, "/openapi.json", ("info", "version"), timeout_s)
+        return f"llama-cpp-python {version}" if version else None
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         config = ctx.service_config

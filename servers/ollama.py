@@ -2,7 +2,8 @@
 
 Health is `GET /` ("Ollama is running") then `/api/tags`. Prepare pulls the model when the
 server does not have it yet (streamed progress lines), then loads it with an empty generate
-that sets keep_alive, so the first measured request does not pay the load time.
+that sets keep_alive, so the first measured request does not pay the load time. The server's
+version is `GET /api/version` ({"version": "0.12.6"}).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class OllamaService(HttpService):
     api = "ollama-chat"
     metrics_path = None  # Ollama has no Prometheus endpoint
     health_paths = ("/", "/api/tags")
+    version_path = "/api/version"
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         return LaunchSpec(argv=wrap(["ollama", "serve"], ctx.runtime, ctx.artifacts, ctx.binds),

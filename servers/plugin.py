@@ -10,8 +10,12 @@ party's through the `hpcbench.services` entry-point group). The coordinator, `ru
 2. `wait_healthy(base_url, timeout_s, interval_s)` polls until the server answers (E001).
 3. `prepare(base_url, model, timeout_s, service_config)` pulls/loads/checks the model (E003).
 
-`HttpService` below implements 2 and 3 for HTTP servers from a list of health paths, so most
-plugins only write `launch`.
+Optionally, `server_version(base_url, timeout_s) -> str | None` says which version of the server
+answers (the session records it once, after health, for the report's environment); a plugin
+without it, or a server that does not say, is recorded as "unknown".
+
+`HttpService` below implements 2 and 3 for HTTP servers from a list of health paths, and the
+version from `version_path`, so most plugins only write `launch`.
 """
 from __future__ import annotations
 
@@ -88,6 +92,30 @@ def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def json_field(base_url: str, path: str, keys: tuple[str, ...], timeout_s: float) -> str | None:
+    """The text at `keys` in the JSON that GET `path` answers; None on any failure (the server
+    does not have the path, is gone, or answers something else)."""
+    try:
+        status, body = http_get(base_url.rstrip("/") + path, timeout_s)
+        value = json.loads(body) if status == 200 else None
+        for key in keys:
+            value = value[key]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return str(value) if value not in (None, "") else None
+
+
+def recorded_server_version(service, base_url: str, timeout_s: float) -> str:
+    """The plugin's optional `server_version` hook, "unknown" when it has none, returns None or
+    fails: the version is recorded for the report, never a reason to fail a benchmark."""
+    hook = getattr(service, "server_version", None)
+    try:
+        found = hook(base_url, timeout_s) if hook is not None else None
+    except Exception:  # a third-party hook's bug
+        found = None
+    return str(found) if found else "unknown"
+
+
 def http_post_json(url: str, body: dict, timeout_s: float):
     """POST a JSON body; return the open response (caller reads/streams and closes it)."""
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
@@ -121,6 +149,7 @@ class HttpService:
     api = "openai-chat"
     metrics_path: str | None = "/metrics"
     health_paths: tuple[str, ...] = ("/health",)
+    version_path: str | None = None   # answers {"version": ...}; None: the server does not say
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         raise NotImplementedError
@@ -148,6 +177,12 @@ class HttpService:
                 (f"last check: {reason}",
                  "fix: look at the server log in the run directory; raise "
                  "servers.health_check.timeout if the model loads slowly"))
+
+    def server_version(self, base_url: str, timeout_s: float) -> str | None:
+        """`version` of the JSON at `version_path` (None without one)."""
+        if self.version_path is None:
+            return None
+        return json_field(base_url, self.version_path, ("version",), timeout_s)
 
     def prepare(self, base_url: str, model: str | None, timeout_s: float,
                 service_config: dict | None = None) -> None:

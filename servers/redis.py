@@ -3,6 +3,7 @@ health is a RESP `PING` answered `+PONG`, and the executor speaks RESP (api "res
 
 service_config: any redis-server option (`maxmemory: 100mb` -> `--maxmemory 100mb`), `env`.
 Persistence is off by default (`--save "" --appendonly no`) so a benchmark leaves no files.
+The server's version is `redis_version` of `INFO server`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hpcbench.servers.plugin import LaunchContext, LaunchSpec, cli_flags, extra_
 from hpcbench.servers.runtime import wrap
 
 PING = b"*1\r\n$4\r\nPING\r\n"
+INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
 OWN_KEYS = ("port", "env")
 
 
@@ -61,6 +63,23 @@ class RedisService:
         if reason is not None:
             raise HpcbenchError("E003", f"redis at {base_url} stopped answering: {reason}",
                                 ("fix: look at the redis-server log in the run directory",))
+
+    def server_version(self, base_url: str, timeout_s: float) -> str | None:
+        """`redis_version` from `INFO server` (a bulk string of `field:value` lines)."""
+        try:
+            with socket.create_connection(split_url(base_url), timeout=timeout_s) as conn, \
+                    conn.makefile("rb") as reply:
+                conn.sendall(INFO_SERVER)
+                header = reply.readline()
+                if not header.startswith(b"$"):
+                    return None
+                info = reply.read(int(header[1:])).decode(errors="replace")
+        except (OSError, ValueError):
+            return None
+        for line in info.splitlines():
+            if line.startswith("redis_version:"):
+                return line.partition(":")[2].strip() or None
+        return None
 
     def request_extras(self, workload: dict) -> dict:
         return {}

@@ -1,7 +1,8 @@
 """The built-in simulator as a service: `hpcbench sim --host H --port P [service_config flags]`.
 
 It speaks OpenAI and Ollama APIs and exposes vLLM-style /metrics, so it is the default target
-of local runs and the yardstick for hpcbench's own overhead.
+of local runs and the yardstick for hpcbench's own overhead. Its version (`GET /version`, as vLLM
+answers it) is hpcbench's.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class SimulatorService(HttpService):
     api = "openai-chat"
     metrics_path = "/metrics"
     health_paths = ("/health", "/v1/models")
+    version_path = "/version"
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         config = dict(ctx.service_config)

@@ -10,7 +10,8 @@ service_config keys (all optional): every vLLM engine flag in snake_case (`max_m
 - `distributed: {enabled, backend: ray, tensor_parallel_size, pipeline_parallel_size,
   ray: {num_cpus_per_node, num_gpus_per_node, dashboard_port, *_port}}`: Ray over all server
   nodes (see ray_cluster.py); `ray_command` / `ray_python` pick Ray's CLI and Python.
-Health is `/health` then `/v1/models`; prepare checks the model is served.
+Health is `/health` then `/v1/models`; prepare checks the model is served; `GET /version`
+answers the server's version ({"version": "0.8.5"}).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class VllmService(HttpService):
     api = "openai-chat"
     metrics_path = "/metrics"
     health_paths = ("/health", "/v1/models")
+    version_path = "/version"
 
     def request_extras(self, workload: dict) -> dict:
         return ignore_eos_extras(workload)

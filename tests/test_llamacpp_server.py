@@ -120,6 +120,15 @@ def test_streamed_token_counts_equal_server_usage(llama_server, tmp_path, cli_en
         assert set(columns["token_source"].tolist()) == {int(source)}
 
 
+def test_server_version_is_the_installed_llama_cpp_python(llama_server):
+    """llama-cpp-python has no version endpoint; its OpenAPI document carries the version."""
+    installed = subprocess.run([str(LLAMACPP_PYTHON), "-c", "import llama_cpp; "
+                                "print(llama_cpp.__version__)"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    assert get_service("llamacpp").server_version(llama_server, timeout_s=10) == \
+        f"llama-cpp-python {installed}"
+
+
 def test_request_ids_are_uuids_llama_cpp_accepts():
     """llama-cpp-python answers 400 to a non-UUID X-Request-Id (found here, fixed in the
     executor): ids stay UUID-shaped and distinct per executor and request."""

@@ -103,6 +103,14 @@ def test_redis_launched_by_plugin_answers_resp_through_the_executor_pipeline(red
     assert all(batch.columns["end_ns"] >= batch.columns["send_ns"])
 
 
+def test_redis_server_version_is_the_one_installed(redis_url):
+    """`INFO server` gives the version `redis-server --version` prints (v=7.0.15 ...)."""
+    printed = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    installed = printed.split("v=", 1)[1].split()[0]
+    assert get_service("redis").server_version(redis_url, timeout_s=5) == installed
+
+
 def test_redis_value_round_trips(redis_url):
     """The GET really returns what the SET stored: read it back with a plain socket."""
     run_commands(redis_url, [encode_command("SET", "k", "v" * 3000)])

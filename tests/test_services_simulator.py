@@ -1,16 +1,18 @@
 """The simulator plugin for real (`hpcbench sim` started from its LaunchSpec), and the Ollama
 plugin's health and prepare steps against the simulator's Ollama API (no Ollama binary can be
-installed here; the simulator speaks its protocol: /, /api/tags, /api/pull, /api/generate)."""
+installed here; the simulator speaks its protocol: /, /api/tags, /api/pull, /api/generate), and
+the plugins' server versions from the simulator's /version and /api/version."""
 from __future__ import annotations
 
 import io
+from importlib.metadata import version
 
 import pytest
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.servers import ollama
 from hpcbench.servers.launcher import start_server, stop_server
-from hpcbench.servers.plugin import LaunchContext
+from hpcbench.servers.plugin import LaunchContext, recorded_server_version
 from hpcbench.servers.registry import get_service
 from support.ports import free_port
 
@@ -85,3 +87,27 @@ def test_ollama_prepare_fails_with_e003_when_the_server_is_gone():
     with pytest.raises(HpcbenchError) as caught:
         get_service("ollama").prepare(f"http://127.0.0.1:{free_port()}", "llama3", timeout_s=2)
     assert caught.value.code == "E003" and "llama3" in caught.value.message
+
+
+def test_server_versions_from_the_simulators_version_endpoints(sim_url):
+    """The simulator answers vLLM's /version and Ollama's /api/version with hpcbench's version;
+    llama.cpp's /props and /openapi.json it does not have, so that plugin finds none."""
+    expected = version("hpcbench")
+    for name in ("simulator", "vllm", "ollama"):
+        assert get_service(name).server_version(sim_url, timeout_s=5) == expected, name
+    assert get_service("llamacpp").server_version(sim_url, timeout_s=5) is None
+    assert recorded_server_version(get_service("llamacpp"), sim_url, 5) == "unknown"
+
+
+def test_a_server_version_nobody_can_tell_is_unknown_not_an_error():
+    class NoHook:
+        name = "third-party"
+
+    class BrokenHook:
+        def server_version(self, base_url, timeout_s):
+            raise RuntimeError("a plugin bug")
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    assert recorded_server_version(NoHook(), gone, 1) == "unknown"
+    assert recorded_server_version(BrokenHook(), gone, 1) == "unknown"
+    assert recorded_server_version(get_service("vllm"), gone, 1) == "unknown"

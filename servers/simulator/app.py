@@ -46,6 +46,7 @@ class SimulatorApp:
             ("GET", "/api/tags"): partial(ollama_api.tags, self),
             ("GET", "/api/ps"): partial(ollama_api.ps, self),
             ("GET", "/api/version"): partial(ollama_api.version, self),
+            ("GET", "/version"): partial(ollama_api.version, self),
             ("POST", "/api/pull"): partial(ollama_api.pull, self),
             ("GET", "/"): partial(ollama_api.root, self),
             ("GET", "/health"): self._health,

@@ -1,5 +1,6 @@
 """Ollama endpoints: /api/generate and /api/chat (NDJSON stream or one JSON), /api/tags,
-/api/pull (streamed status lines), /api/ps, /api/version and `GET /`.
+/api/pull (streamed status lines), /api/ps, /api/version (also served as vLLM's /version; the
+simulator's version is hpcbench's) and `GET /`.
 
 Streams are one JSON object per line and per token (`done: false`), then a final object with
 `done: true`, `done_reason`, `prompt_eval_count`, `eval_count` and durations in nanoseconds.
@@ -13,6 +14,7 @@ import json
 import re
 import time
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version as package_version
 from typing import TYPE_CHECKING
 
 from hpcbench.servers.simulator.engine import Generation
@@ -22,7 +24,10 @@ from hpcbench.servers.simulator.inputs import BadInput, chat_prompt, output_leng
 if TYPE_CHECKING:
     from hpcbench.servers.simulator.app import SimulatorApp
 
-VERSION = "0.6.3"
+try:
+    VERSION = package_version("hpcbench")
+except PackageNotFoundError:   # run from a source tree that is not installed
+    VERSION = "unknown"
 MODEL_DIGEST = "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72"
 MODEL_SIZE = 2_019_393_189
 DETAILS = {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
