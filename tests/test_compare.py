@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from hpcbench.coordinator.report import compare_page
 from hpcbench.coordinator.report.compare import compare_runs, t_quantile, welch_interval
 from hpcbench.coordinator.report.rundata import load_run
 from tests.support.report_runs import demo_run, hpcbench
@@ -56,6 +57,33 @@ def test_compare_of_runs_without_repetitions_shows_differences_without_intervals
 def _one_repetition(run):
     run.trials = [trial for trial in run.trials if trial.repetition == 1]
     return run
+
+
+def test_compare_shows_gpu_energy_where_a_run_measured_it(two_runs):
+    """The demo runs have no GPU: no energy row. Given summary.json `energy` records (as a GPU
+    run writes them) energy and tokens per joule are compared like any figure, and a run
+    without them says "not measured"."""
+    faulty, slow = two_runs
+    energy_metrics = ("energy_j", "output_tokens_per_joule")
+    plain = compare_runs(load_run(faulty), load_run(slow))
+    assert not [d for d in plain.differences if d.metric in energy_metrics]
+
+    run_a, run_b = load_run(faulty), load_run(slow)
+    for run, per_joule in ((run_a, (2.0, 2.01)), (run_b, (1.0, 1.01))):
+        for trial in run.trials:
+            value = per_joule[trial.repetition - 1]
+            trial.summary["energy"] = {"joules": 1000 / value, "output_tokens_per_joule": value,
+                                       "source": "energy counter", "gpus": 1,
+                                       "covered_s": 1.5, "window_s": 1.5}
+    by_key = {(d.point, d.metric): d for d in compare_runs(run_a, run_b).differences}
+    tokens_per_joule = by_key[("concurrency=2", "output_tokens_per_joule")]
+    assert tokens_per_joule.a == [2.0, 2.01] and tokens_per_joule.b == [1.0, 1.01]
+    assert tokens_per_joule.verdict == "worse"
+    assert by_key[("concurrency=8", "energy_j")].verdict == "worse"
+
+    only_b = compare_page.rows(compare_runs(load_run(faulty), run_b))
+    (row,) = [row for row in only_b if row[:2] == ["concurrency=2", "output_tokens_per_joule"]]
+    assert row[3:5] == ["not measured", "1.005"]
 
 
 def test_compare_of_a_missing_run_is_a_clear_error(two_runs, tmp_path):

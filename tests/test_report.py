@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,11 @@ def test_the_report_has_every_section_and_all_plots_with_readable_sizes(faulty_r
     for table in ("TTFT (time to first token), ms", "ITL (inter-token latency), ms",
                   "TPOT (time per output token), ms", "E2E (end-to-end latency), ms"):
         assert table in text
-    assert "localhost" in text and "git commit" in text and "sim-llama" in text
+    assert "localhost" in text and "sim-llama" in text
+    assert re.search(r'<td class="text">hpcbench git commit</td><td class="text">'
+                     r'(?:[0-9a-f]{40}(?:\+dirty)?|unknown)</td>', text)
+    assert (f'<td class="text">simulator server version</td><td class="text">'
+            f'{version("hpcbench")}</td>') in text   # the simulator's is hpcbench's
     assert "http_status" in text and "connection_reset" in text   # errors by class
     assert text.count(">ok</td></tr>") == 4 and "above the recipe's error threshold" not in text
     images = IMAGE.findall(text)

@@ -1,14 +1,20 @@
 """A trial's GPU energy in summary.json: a real `hpcbench run` whose monitor sees two GPUs of
 the NVML test double (fake_nvml), each drawing a steady 300 W, so the expected joules are known:
-600 W times the part of the measured window the telemetry covered."""
+600 W times the part of the measured window the telemetry covered. `hpcbench report` of the run
+then shows the same figures in report.html and the run's summary.csv/summary.json, and the
+simulator's version (hpcbench's) recorded in session.json."""
+import csv
 import json
 import os
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import yaml
 
+from hpcbench.coordinator.report.markup import cell
 from tests.support import fake_nvml
+from tests.support.report_runs import hpcbench
 from tests.support.sim_process import sim_process
 from tests.test_run_e2e import hpcbench_run, trial_dirs
 
@@ -60,7 +66,8 @@ def energy_recipe(path: Path, url: str, monitoring: bool = True) -> Path:
     return path
 
 
-def run_summary(tmp_path: Path, monkeypatch, monitoring: bool = True) -> dict:
+def energy_run(tmp_path: Path, monkeypatch, monitoring: bool = True) -> Path:
+    """The run directory of a one-trial run against a simulator process, its report built."""
     for key, value in fake_nvml_env(tmp_path / "fake_nvml").items():
         monkeypatch.setenv(key, value)
     (tmp_path / "sim").mkdir()
@@ -68,12 +75,26 @@ def run_summary(tmp_path: Path, monkeypatch, monitoring: bool = True) -> dict:
         done = hpcbench_run(str(energy_recipe(tmp_path / "recipe.yaml", url, monitoring)),
                             "--results-dir", str(tmp_path / "results"), "--session", "s1")
     assert done.returncode == 0, done.stdout + done.stderr
-    (trial_dir,) = trial_dirs(tmp_path / "results" / "energy" / "s1").values()
+    run_dir = tmp_path / "results" / "energy" / "s1"
+    reported = hpcbench("report", str(run_dir))
+    assert reported.returncode == 0, reported.stderr
+    return run_dir
+
+
+def trial_summary(run_dir: Path) -> dict:
+    (trial_dir,) = trial_dirs(run_dir).values()
     return json.loads((trial_dir / "summary.json").read_text())
 
 
+def run_summary_row(run_dir: Path) -> dict:
+    with open(run_dir / "summary.csv") as source:
+        (row,) = csv.DictReader(source)
+    return row
+
+
 def test_fake_nvml_gpus_give_the_trial_its_energy_and_tokens_per_joule(tmp_path, monkeypatch):
-    summary = run_summary(tmp_path, monkeypatch)
+    run_dir = energy_run(tmp_path, monkeypatch)
+    summary = trial_summary(run_dir)
     window = summary["window"]
     assert window["end_ns"] > window["start_ns"]
     energy = summary["energy"]
@@ -85,9 +106,34 @@ def test_fake_nvml_gpus_give_the_trial_its_energy_and_tokens_per_joule(tmp_path,
     assert output_tokens > 0
     assert energy["output_tokens_per_joule"] == pytest.approx(output_tokens / energy["joules"])
 
+    row = run_summary_row(run_dir)
+    assert float(row["energy_j"]) == energy["joules"]
+    assert float(row["output_tokens_per_joule"]) == energy["output_tokens_per_joule"]
+    assert row["energy_source"] == "energy counter"
+    (trial,) = json.loads((run_dir / "summary.json").read_text())["trials"]
+    assert trial["energy"] == energy
+    report = (run_dir / "report.html").read_text()
+    assert ">GPU energy (J)</th><th>output tokens/J</th>" in report
+    assert (f"<td>{cell(energy['joules'])}</td><td>{cell(energy['output_tokens_per_joule'])}"
+            "</td>") in report
+    assert "not measured</td>" not in report
 
-def test_without_gpu_telemetry_the_summary_has_no_energy(tmp_path, monkeypatch):
-    summary = run_summary(tmp_path, monkeypatch, monitoring=False)
+
+def test_without_gpu_telemetry_energy_is_not_measured(tmp_path, monkeypatch):
+    """Also: the simulator answers /version with hpcbench's version, recorded in session.json
+    once the server is healthy and shown in the report's environment."""
+    run_dir = energy_run(tmp_path, monkeypatch, monitoring=False)
+    summary = trial_summary(run_dir)
     assert "energy" not in summary
     assert summary["window"]["end_ns"] > summary["window"]["start_ns"]
+    row = run_summary_row(run_dir)
+    assert (row["energy_j"], row["output_tokens_per_joule"], row["energy_source"]) == (
+        "", "", "not measured")
+    report = (run_dir / "report.html").read_text()
+    assert "<td>not measured</td><td>not measured</td>" in report
+
+    session = json.loads((run_dir / "session.json").read_text())
+    assert session["server_version"] == version("hpcbench")
+    assert (f'<td class="text">simulator server version</td><td class="text">'
+            f'{version("hpcbench")}</td>') in report
 

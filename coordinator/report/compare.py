@@ -3,7 +3,8 @@ interval when both runs repeated the point.
 
 Trials are matched by their swept values (recipe trial.params); the repetitions of a point are
 its samples. Each repetition gives one value per metric (throughput, goodput, error rate, and
-p50/p99 of TTFT, ITL, TPOT, E2E from its exact statistics). The interval is Welch's t interval at
+p50/p99 of TTFT, ITL, TPOT, E2E from its exact statistics, and GPU energy and output tokens per
+joule where GPUs reported telemetry). The interval is Welch's t interval at
 95 % for the difference of the two means (unequal variances), with the Welch-Satterthwaite
 degrees of freedom rounded down (conservative). It needs at least two repetitions on each side
 (recipe `repetitions: N`); with fewer, only the difference is shown. A change is called
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcbench.coordinator.report.exports import latency_stats
+from hpcbench.coordinator.report.exports import energy_figures, latency_stats
 from hpcbench.coordinator.report.rundata import RunData
 
 CONFIDENCE = 0.95
@@ -34,6 +35,8 @@ COMPARED_METRICS: dict[str, tuple[str, bool]] = {
     "output_tokens_per_s": ("tokens/s", True),
     "goodput_req_per_s": ("req/s", True),
     "error_rate": ("%", False),
+    "energy_j": ("J", False),
+    "output_tokens_per_joule": ("tokens/J", True),
     **{f"{metric}_{key}": ("ms", False) for metric in ("ttft", "itl", "tpot", "e2e")
        for key in ("p50", "p99")},
 }
@@ -139,11 +142,12 @@ def _values(trials: list, metric: str) -> list[float]:
     values = []
     for trial in trials:
         overall = trial.summary["overall"]
+        figures = {**overall, **energy_figures(trial)}
         if metric == "error_rate":
             value = 100 * overall["error_total"] / overall["requests"] \
                 if overall.get("requests") else None
-        elif metric in overall:
-            value = overall[metric]
+        elif metric in figures:
+            value = figures[metric]
         else:
             latency, key = metric.rsplit("_", 1)
             value = latency_stats(trial)[latency][key]

@@ -6,6 +6,7 @@ import math
 from rich.table import Table
 
 from hpcbench.coordinator.report.compare import CONFIDENCE, Comparison, Difference
+from hpcbench.coordinator.report.exports import NOT_MEASURED
 from hpcbench.coordinator.report.markup import cell, e, page, table
 
 HEADERS = ["point", "metric", "unit", "A", "B", "B - A", "change", f"{CONFIDENCE:.0%} CI of B - A",
@@ -23,8 +24,11 @@ def rows(comparison: Comparison) -> list[list[str]]:
 def _row(difference: Difference) -> list[str]:
     interval = difference.interval
     relative = difference.relative
-    return [difference.point, difference.metric, difference.unit, cell(difference.mean_a),
-            cell(difference.mean_b), _signed(difference.delta),
+    # a run without values for a metric: energy without GPU telemetry
+    mean_a = cell(difference.mean_a) if difference.a else NOT_MEASURED
+    mean_b = cell(difference.mean_b) if difference.b else NOT_MEASURED
+    return [difference.point, difference.metric, difference.unit, mean_a, mean_b,
+            _signed(difference.delta),
             "-" if relative is None else f"{relative:+.1%}",
             "n/a (needs 2+ repetitions)" if interval is None
             else f"[{_signed(interval[0])}, {_signed(interval[1])}]",

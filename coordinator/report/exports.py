@@ -1,9 +1,12 @@
 """Files a run exports besides the HTML: the run summary across trials and per-request tables.
 
     <run>/summary.json   every finished trial: params, repetition, overall statistics (HDR) and
-                         exact ones from raw samples; unfinished trials by name
-    <run>/summary.csv    one row per trial: throughput, goodput, errors and p50/p90/p99 (ms) of
-                         TTFT, ITL, TPOT, E2E (exact figures where the trial has raw samples)
+                         exact ones from raw samples, GPU energy (null: not measured);
+                         unfinished trials by name
+    <run>/summary.csv    one row per trial: throughput, goodput, errors, p50/p90/p99 (ms) of
+                         TTFT, ITL, TPOT, E2E (exact figures where the trial has raw samples) and
+                         GPU energy (J, output tokens per J; energy_source "not measured" and
+                         empty figures without GPU telemetry)
     <run>/requests.csv   one row per request of every trial (all phases; filter on `phase`),
     <run>/requests.jsonl the same rows as JSON objects; `hpcbench report --export csv|jsonl`
 
@@ -27,6 +30,7 @@ from hpcbench.coordinator.results import _csv as csv_text, write_atomic
 from hpcbench.proto.samples import ErrorClass, Phase, TokenSource
 
 EXPORT_FORMATS = ("csv", "jsonl")
+NOT_MEASURED = "not measured"
 SUMMARY_PERCENTILES = ("p50", "p90", "p99")
 REQUEST_FIELDS = ("trial", "executor", "node", "req_id", "phase", "error", "status",
                   "intended_unix_ns", "send_unix_ns", "first_unix_ns", "end_unix_ns", "chunks",
@@ -39,12 +43,24 @@ def latency_stats(trial) -> dict[str, dict]:
     return trial.summary.get("exact") or trial.summary["overall"]["latency"]
 
 
+def energy_figures(trial) -> dict:
+    """A trial's GPU energy over its measured window (summary.json `energy`, written when GPUs
+    reported telemetry): joules and output tokens per joule, None and NOT_MEASURED without."""
+    energy = trial.summary.get("energy")
+    if not energy:
+        return {"energy_j": None, "output_tokens_per_joule": None, "energy_source": NOT_MEASURED}
+    return {"energy_j": energy["joules"],
+            "output_tokens_per_joule": energy["output_tokens_per_joule"],
+            "energy_source": energy["source"]}
+
+
 def run_summary(run: RunData) -> dict:
     return {
         "scenario": run.scenario, "session": run.session_id, "latency_unit": "ms",
         "trials": [{"trial": trial.trial_id, "repetition": trial.repetition,
                     "params": trial.params, "slos_s": trial.slos_s,
-                    "overall": trial.summary["overall"], "exact": trial.summary.get("exact")}
+                    "overall": trial.summary["overall"], "exact": trial.summary.get("exact"),
+                    "energy": trial.summary.get("energy")}
                    for trial in run.trials],
         "unfinished": run.unfinished,
     }
@@ -64,6 +80,7 @@ def summary_rows(run: RunData) -> list[dict]:
         for metric in ("ttft", "itl", "tpot", "e2e"):
             for key in SUMMARY_PERCENTILES:
                 row[f"{metric}_{key}_ms"] = stats[metric][key]
+        row.update(energy_figures(trial))
         rows.append(row)
     return rows
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import yaml
 
 from hpcbench.coordinator.report import plots
-from hpcbench.coordinator.report.exports import summary_rows
+from hpcbench.coordinator.report.exports import NOT_MEASURED, summary_rows
 from hpcbench.coordinator.report.goodput import slo_attainment
 from hpcbench.coordinator.report.markup import e, image, page, percent, table
 from hpcbench.coordinator.report.requests import LATENCIES
@@ -51,11 +51,14 @@ def _overview(run: RunData) -> str:
     columns = ("trial", "requests", "ok", "error_total", "req_per_s", "output_tokens_per_s",
                "goodput_req_per_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "e2e_p99_ms")
     verdicts = {True: "ok", False: "failed"}
-    rows = [[row[key] for key in columns] + [verdicts.get(passed.get(row["trial"]), "-")]
-            for row in summary_rows(run)]
+    rows = [[row[key] for key in columns] + _energy_cells(row)
+            + [verdicts.get(passed.get(row["trial"]), "-")] for row in summary_rows(run)]
     lines.append(table(["trial", "requests", "ok", "errors", "req/s", "output tokens/s",
                         "goodput req/s", "TTFT p50 (ms)", "TTFT p99 (ms)", "ITL p50 (ms)",
-                        "E2E p99 (ms)", "result"], rows))
+                        "E2E p99 (ms)", "GPU energy (J)", "output tokens/J", "result"], rows))
+    lines.append("<p class=\"note\">GPU energy: all GPUs' energy over the trial's measured "
+                 "window, from their telemetry (energy counter, else integrated power); "
+                 f"\"{NOT_MEASURED}\" when no GPU reported telemetry.</p>")
     classes = sorted({name for trial in run.trials for name in trial.summary["overall"]["errors"]})
     if classes:
         lines.append("<p>Errors by class (measured requests; over time in each trial's "
@@ -66,10 +69,20 @@ def _overview(run: RunData) -> str:
     return "<h2 id=\"summary\">Summary</h2>\n" + "\n".join(lines)
 
 
+def _energy_cells(row: dict) -> list:
+    """A summary row's energy figures, NOT_MEASURED in their place without GPU telemetry."""
+    if row["energy_source"] == NOT_MEASURED:
+        return [NOT_MEASURED, NOT_MEASURED]
+    return [row["energy_j"], row["output_tokens_per_joule"]]
+
+
 def _configuration(run: RunData, environment: dict) -> str:
     packages = environment.get("packages", {})
+    service = (run.recipe.get("workload") or {}).get("service", "unknown")
     facts = [("scenario", run.scenario), ("session", run.session_id),
              ("nodes", ", ".join(run.nodes) or "none recorded"),
+             (f"{service} server version", (run.session or {}).get("server_version")
+              or "unknown"),
              ("hpcbench git commit", environment.get("git_commit", "unknown")),
              ("python", environment.get("python", "unknown")),
              ("platform", environment.get("platform", "unknown")),
