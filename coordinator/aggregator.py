@@ -29,7 +29,7 @@ import numpy as np
 from hpcbench.coordinator import metrics as definitions
 from hpcbench.coordinator.hdr import Histogram, HistogramConfig, Recording
 from hpcbench.coordinator.sequences import SequenceTracker
-from hpcbench.coordinator.statistics import Scope, exact_stats
+from hpcbench.coordinator.statistics import Scope, exact_stats, latency_buckets
 from hpcbench.proto import samples
 from hpcbench.proto.samples import SampleBatch, SampleBatchError
 
@@ -289,8 +289,9 @@ class Aggregator:
 
     @staticmethod
     def _report_and_fold(trial: Trial, seconds: float) -> dict:
-        """Interval and cumulative statistics of a trial, globally and per executor. With a
-        single executor its statistics are the global ones: computed once."""
+        """Interval and cumulative statistics of a trial, globally and per executor (the global
+        cumulative ones with fixed latency buckets for Prometheus). With a single executor its
+        statistics are the global ones: computed once."""
         goodput = bool(trial.slos_ns)
         single = len(trial.executors) == 1
         scopes = {None: trial.whole, **({} if single else trial.executors)}
@@ -301,7 +302,9 @@ class Aggregator:
                       for name, scope in scopes.items()}
         return {"partial": bool(trial.missing_executors),
                 "missing_executors": sorted(trial.missing_executors),
-                "interval": interval[None], "cumulative": cumulative[None],
+                "interval": interval[None],
+                "cumulative": {**cumulative[None],
+                               "latency_buckets": latency_buckets(trial.whole.cumulative)},
                 "executors": {name: {"interval": interval[None if single else name],
                                      "cumulative": cumulative[None if single else name]}
                               for name in trial.executors}}

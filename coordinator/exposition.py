@@ -8,6 +8,10 @@ messages (topic `telemetry`), it renders at scrape time:
                                                     quantile 0.5 .. 0.999 and 1 (= max), _count, _sum
   hpcbench_interval_latency_seconds{...}            the same summary of the last interval only
                                                     (what "latency over time" panels plot)
+  hpcbench_request_latency_seconds{metric,trial,le} histogram of the trial so far in fixed
+                                                    buckets (statistics.LATENCY_BUCKETS_S: ttft,
+                                                    itl, tpot, e2e): histogram_quantile() and
+                                                    sums across trials and runs work on it
   hpcbench_requests_total, hpcbench_request_errors_total{error}, hpcbench_good_requests_total,
   hpcbench_input_tokens_total, hpcbench_output_tokens_total          per trial, cumulative
   hpcbench_requests_per_second, hpcbench_output_tokens_per_second,
@@ -27,6 +31,7 @@ from pathlib import Path
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.monitor.exposition import TelemetryCollector, serve
@@ -89,6 +94,11 @@ class SessionCollector(Collector):
                              "Request latency percentiles of the trial so far (quantile 1 = max).")
             for metric, values in stats.get("latency", {}).items():
                 _summary(summary, {**labels, "metric": metric}, values)
+            histogram = family("hpcbench_request_latency_seconds", "histogram",
+                               "Request latency of the trial so far, in fixed buckets.")
+            for metric, buckets in stats.get("latency_buckets", {}).items():
+                _histogram(histogram, {**labels, "metric": metric}, buckets,
+                           stats["latency"][metric])
             for key, name, doc in CUMULATIVE_COUNTERS:
                 if stats.get(key) is not None:
                     family(name, "counter", doc).add_sample(name, labels, stats[key])
@@ -122,8 +132,21 @@ def _summary(family: Metric, labels: dict, values: dict) -> None:
     for key, quantile in QUANTILES:
         if values.get(key) is not None:
             family.add_sample(family.name, {**labels, "quantile": quantile}, values[key] * MS)
+    _count_and_sum(family, labels, values)
+
+
+def _count_and_sum(family: Metric, labels: dict, values: dict) -> None:
     family.add_sample(f"{family.name}_count", labels, values["count"])
     family.add_sample(f"{family.name}_sum", labels, values["count"] * (values["mean"] or 0.0) * MS)
+
+
+def _histogram(family: Metric, labels: dict, buckets: dict, values: dict) -> None:
+    """Cumulative `le` buckets (s), +Inf, _count and _sum of one latency metric; `_count` and
+    `_sum` are the summary's, so both types agree."""
+    for bound, count in zip(buckets["le"], buckets["counts"]):
+        family.add_sample(f"{family.name}_bucket", {**labels, "le": floatToGoString(bound)}, count)
+    family.add_sample(f"{family.name}_bucket", {**labels, "le": "+Inf"}, values["count"])
+    _count_and_sum(family, labels, values)
 
 
 class SessionMetricsServer:

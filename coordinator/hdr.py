@@ -289,6 +289,20 @@ class Histogram:
     def percentile(self, percentile: float) -> int | None:
         return self.percentiles((percentile,))[0]
 
+    def counts_at_or_below(self, values: list[int]) -> list[int]:
+        """How many recorded values are at or below each of `values` (Prometheus `le`
+        buckets): exact below min and from max on, else counting the whole bucket `value`
+        falls in, so a value equal to a bound is always inside it."""
+        if self.count == 0:
+            return [0] * len(values)
+        bounds = np.asarray(values, dtype=np.int64)
+        filled = self._filled_range()
+        cumulative = np.concatenate(([0], np.cumsum(self.counts[filled])))
+        positions = self.config.index_of(np.minimum(bounds, self.config.highest)) - filled.start + 1
+        counts = cumulative[np.clip(positions, 0, len(cumulative) - 1)]
+        counts = np.where(bounds < self.min_value, 0, counts)
+        return np.where(bounds >= self.max_value, self.count, counts).tolist()
+
     def encode(self) -> str:
         """The standard compressed V2 form, base64 ("HISTFAAA..."), as in .hlog files."""
         return base64.b64encode(encode_counts(self.config, self.counts)).decode("ascii")

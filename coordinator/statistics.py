@@ -3,7 +3,8 @@
 A `MetricSet` covers one span (an interval or a whole trial) of one scope (an executor, or all
 of them); `stats()` renders it as the plain-JSON block that snapshots, the bus, summary.json
 and summary.csv share: counts, rates, goodput and per metric count/mean/min/p50..p99.9/max in
-milliseconds. `exact_stats` renders raw values the same way, for the exact-vs-HDR comparison.
+milliseconds. `exact_stats` renders raw values the same way, for the exact-vs-HDR comparison;
+`latency_buckets` counts values per fixed bucket, for Prometheus histograms.
 """
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ from hpcbench.proto.samples import ErrorClass, TokenSource
 
 PERCENTILE_KEYS = tuple(f"p{p:g}" for p in PERCENTILES)   # p50 p90 p95 p99 p99.9
 NS_PER_MS = 1e6
+# Fixed bucket bounds (s) of the Prometheus latency histograms: vLLM's own (so a server's and
+# hpcbench's histograms line up), ITL/TPOT starting at 1 ms for fast models.
+TOKEN_GAP_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+                       0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+LATENCY_BUCKETS_S = {
+    "ttft": (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+             7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0),
+    "itl": TOKEN_GAP_BUCKETS_S, "tpot": TOKEN_GAP_BUCKETS_S,
+    "e2e": (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+            120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0),
+}
 
 
 def _ms(value_ns: float | None) -> float | None:
@@ -109,6 +121,14 @@ def histogram_stats(histogram: Histogram) -> dict:
     values = dict(zip(PERCENTILE_KEYS, map(_ms, histogram.percentiles())))
     return {"count": histogram.count, "mean": _ms(histogram.mean), "min": _ms(histogram.min),
             **values, "max": _ms(histogram.max)}
+
+
+def latency_buckets(metric_set: MetricSet) -> dict:
+    """Per metric of LATENCY_BUCKETS_S: its bounds (`le`, s) and how many values are at or
+    below each (`counts`, cumulative as in Prometheus), for histogram exposition."""
+    return {name: {"le": list(bounds), "counts": metric_set.histograms[name].counts_at_or_below(
+                [round(bound * 1e9) for bound in bounds])}
+            for name, bounds in LATENCY_BUCKETS_S.items()}
 
 
 def exact_stats(values: np.ndarray) -> dict:
