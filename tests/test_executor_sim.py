@@ -136,7 +136,7 @@ def test_closed_loop_slots_go_on_as_soon_as_a_request_times_out():
         deadlines = np.sort(table["end_ns"][table["slot"] == slot])
         assert len(mine) == 3
         assert np.all(mine[1:] >= deadlines[:-1] - 1_000_000)    # timer slack: 1 ms
-        assert np.all(mine[1:] - deadlines[:-1] < 50_000_000)
+        assert np.all(mine[1:] - deadlines[:-1] < 100_000_000)   # not a periodic sweep
 
 
 def test_refused_connection_is_its_own_class():
