@@ -38,7 +38,8 @@ class Launcher(Protocol):
 
     def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
         """Start `hpcbench-monitor args` on `node` (`args` and `env` name its coordinator and
-        session, as for executors)."""
+        session, as for executors; the launcher adds the address a Prometheus endpoint binds
+        to, one Prometheus can reach)."""
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:
@@ -77,8 +78,10 @@ class ProcessLauncher:
         return self.runtime.start("service", spec.argv, spec.env).pid
 
     def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
+        # a Prometheus endpoint (if any) binds where the coordinator's does
         self.runtime.start(f"monitor-{node}",
-                           [*entry_point("hpcbench-monitor", "hpcbench.monitor.cli"), *args], env)
+                           [*entry_point("hpcbench-monitor", "hpcbench.monitor.cli"), *args,
+                            "--prometheus-host", self.host], env)
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:

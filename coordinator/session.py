@@ -402,7 +402,19 @@ class Session:
                 args += ["--service-pid", str(pid)]
             if monitoring["pushgateway"]:
                 args += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
+            if self._monitor_prometheus_port():
+                args += ["--prometheus-port", str(self._monitor_prometheus_port()),
+                         "--prometheus-port-file", str(self._monitor_port_file(node))]
             self.launcher.start_monitor(node, args, self._agent_env())
+
+    def _monitor_prometheus_port(self) -> int:
+        """The port every monitor serves /metrics on (monitoring.prometheus.monitor_port when
+        monitoring.prometheus is enabled); 0 for none."""
+        prometheus = self.recipe.data["monitoring"]["prometheus"]
+        return prometheus["monitor_port"] if prometheus["enabled"] else 0
+
+    def _monitor_port_file(self, node: str) -> Path:
+        return self.run_dir / "telemetry" / f"{node}.prometheus.port"
 
     def _wait_for_telemetry(self) -> None:
         """Load starts once every monitor reported, so telemetry (GPU energy above all)
@@ -417,11 +429,27 @@ class Session:
             silent = {node for node in nodes if node not in self.data_plane.telemetry_nodes
                       and f"monitor-{node}" not in self._lost}
             if not silent:
-                return
+                break
             if time.monotonic() >= deadline:
                 self._event("monitors_silent", nodes=sorted(silent))
-                return
+                break
             self._stop.wait(0.05)
+        self._check_monitor_endpoints(nodes)
+
+    def _check_monitor_endpoints(self, nodes: list[str]) -> None:
+        """A monitor that ended before serving the Prometheus endpoint the recipe asks for (its
+        port taken, mostly) fails the session as the coordinator's own port does: E005 naming
+        the port and the key, before any load."""
+        port = self._monitor_prometheus_port()
+        for node in nodes if port else ():
+            if f"monitor-{node}" in self._lost and not self._monitor_port_file(node).exists():
+                child = next(child for child in self.runtime.children
+                             if child.name == f"monitor-{node}")
+                raise HpcbenchError(
+                    "E005", f"the monitor on {node} could not serve Prometheus metrics on port "
+                    f"{port}", ("set the recipe's monitoring.prometheus.monitor_port to a port "
+                                "free on every node, or 0 for no monitor endpoints",
+                                f"log: {child.log_path}", *child.log_tail(3)))
 
     def _spawn_executors(self) -> None:
         """Start the executor agent processes; they register and wait for commands."""

@@ -140,8 +140,10 @@ class SrunLauncher:
         return None   # srun's pid is not the server's: the monitor cannot sample it
 
     def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
+        # a Prometheus endpoint (if any) binds to the node's cluster address, as the coordinator's
+        argv = [*args, "--prometheus-host", self.allocation.addresses[node]]
         self._step(f"monitor-{node}", node,
-                   component_argv("monitor", args, self.recipe.data, self.run_dir, gpus=True),
+                   component_argv("monitor", argv, self.recipe.data, self.run_dir, gpus=True),
                    env)
 
     def start_executor(self, agent_id: str, node: str, args: list[str],

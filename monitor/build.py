@@ -69,7 +69,9 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
                 raise HpcbenchError(
                     "E005", f"cannot serve Prometheus metrics on "
                     f"{args.prometheus_host}:{args.prometheus_port} ({error})",
-                    ("pick a free --prometheus-port, or 0 to let the system choose",)) from None
+                    ("pick a free --prometheus-port, or 0 to let the system choose (for "
+                     "monitors a session starts: the recipe's monitoring.prometheus.monitor_port)",)
+                ) from None
             cleanup.callback(server.server_close)
             cleanup.callback(server.shutdown)
             _say(f"Prometheus metrics on http://{args.prometheus_host}:{port}/metrics")

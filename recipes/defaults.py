@@ -10,6 +10,8 @@ import copy
 
 from hpcbench.recipes.durations import parse_duration
 
+PROMETHEUS_PORT = 9400           # the coordinator's endpoint (monitoring.prometheus.port)
+MONITOR_PROMETHEUS_PORT = 9401   # each monitor's endpoint (monitoring.prometheus.monitor_port)
 # Dotted paths of every duration field; they are converted to float seconds.
 DURATION_FIELDS = (
     "workload.duration", "workload.warmup", "workload.request_timeout",
@@ -91,7 +93,8 @@ def resolve(data: dict) -> dict:
     monitoring.setdefault("enabled", True)
     monitoring.setdefault("interval", 1)
     monitoring.setdefault("prometheus", {}).setdefault("enabled", False)
-    monitoring["prometheus"].setdefault("port", 9400)
+    monitoring["prometheus"].setdefault("port", PROMETHEUS_PORT)
+    monitoring["prometheus"].setdefault("monitor_port", MONITOR_PROMETHEUS_PORT)
     monitoring.setdefault("pushgateway", None)
 
     recipe.setdefault("security", {}).setdefault("curve", False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from hpcbench.recipes.defaults import MONITOR_PROMETHEUS_PORT, PROMETHEUS_PORT
 from hpcbench.recipes.problems import MISSING, Problem, lookup
 from hpcbench.recipes.schema import suggest
 from hpcbench.servers.registry import ENTRY_POINT_GROUP, known_services
@@ -217,10 +218,24 @@ def _apptainer_has_image(data: dict) -> list[Problem]:
                     "(or use runtime: process, or endpoints: [...] for a running service)")]
 
 
+def _prometheus_ports_differ(data: dict) -> list[Problem]:
+    """The coordinator shares a node with a monitor (locally, and often on a cluster): one port
+    cannot serve both endpoints."""
+    if lookup(data, "monitoring.prometheus.enabled") is not True:
+        return []
+    port = lookup(data, "monitoring.prometheus.port", PROMETHEUS_PORT)
+    monitor_port = lookup(data, "monitoring.prometheus.monitor_port", MONITOR_PROMETHEUS_PORT)
+    if _int(port) is None or port != _int(monitor_port):
+        return []
+    return [Problem("monitoring.prometheus.monitor_port", monitor_port,
+                    f"a port other than monitoring.prometheus.port ({port}), or 0 for no "
+                    f"monitor endpoint: the coordinator serves its metrics there")]
+
+
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark,
-    _apptainer_has_image,
+    _apptainer_has_image, _prometheus_ports_differ,
 )

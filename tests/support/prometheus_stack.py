@@ -98,6 +98,16 @@ def pushgateway(workdir: Path) -> Iterator[str]:
         yield url
 
 
+def wait_for_targets(prometheus_url: str, count: int) -> None:
+    """Until Prometheus scrapes `count` targets: its discovery hands new targets to the scrape
+    loops only every 5 s, too late for a short run started right away."""
+    def active() -> bool:
+        with urllib.request.urlopen(f"{prometheus_url}/api/v1/targets", timeout=5) as response:
+            return len(json.load(response)["data"]["activeTargets"]) >= count
+
+    wait_until(active, 30, what=f"{count} active Prometheus targets")
+
+
 def query(prometheus_url: str, promql: str) -> list[dict]:
     """The result vector of an instant query through Prometheus' HTTP API."""
     address = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
