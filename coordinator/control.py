@@ -43,7 +43,10 @@ class Coordinator:
     """gRPC server plus the sessions it runs. `start()`, then `start_session(...)`, `stop()`."""
 
     def __init__(self, run_dir: Path, host: str = "127.0.0.1", port: int = 0,
-                 results_root: Path | None = None, max_workers: int = 1024):
+                 results_root: Path | None = None, max_workers: int = 1024,
+                 bind: str | None = None):
+        """`host`: the address clients and agents reach the control port by; it listens
+        there, or on `bind` (e.g. 0.0.0.0, a recipe's security.bind_address) when given."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -66,11 +69,11 @@ class Coordinator:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
         try:
-            self.port = self._server.add_insecure_port(f"{host}:{port}")
+            self.port = self._server.add_insecure_port(f"{bind or host}:{port}")
         except RuntimeError:   # grpcio >= 1.60 raises where older versions returned 0
             self.port = 0
         if self.port == 0:
-            raise HpcbenchError("E008", f"cannot bind the control port on {host}:{port}",
+            raise HpcbenchError("E008", f"cannot bind the control port on {bind or host}:{port}",
                                 ("fix: choose a free --port or an address of this node",))
         self.address = f"{host}:{self.port}"
 

@@ -29,23 +29,26 @@ SESSION_FILE = "session.json"
 class DataPlane:
     def __init__(self, recipe, session_id: str, session_dir: Path, host: str,
                  on_snapshot=None, interval_s: float = 1.0, curve=None):
-        """`curve`: the session's hpcbench.coordinator.curve.CurveKeys when security.curve is
+        """`host`: the address executors and monitors reach this node by; the sockets listen
+        there, or on the recipe's security.bind_address (e.g. 0.0.0.0) when it sets one.
+        `curve`: the session's hpcbench.coordinator.curve.CurveKeys when security.curve is
         on; the sample PULL and the bus PUB then serve only peers holding them."""
         self.recipe = recipe
         self.session_id = session_id
         self.session_dir = Path(session_dir)
-        self.bus = BusPublisher(f"tcp://{host}:0", run=session_id, curve=curve)
+        bind = recipe.data["security"]["bind_address"] or host
+        self.bus = BusPublisher(f"tcp://{bind}:0", run=session_id, curve=curve)
         self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s)
         self.energy = EnergyMeter()
         self._telemetry_nodes: set[str] = set()   # nodes whose monitor has reported
         self._telemetry_lock = threading.Lock()
-        self.server = AggregatorServer(self.aggregator, f"tcp://{host}:0", bus=self.bus,
+        self.server = AggregatorServer(self.aggregator, f"tcp://{bind}:0", bus=self.bus,
                                        on_snapshot=on_snapshot, on_telemetry=self._telemetry,
                                        curve=curve)
-        self.sample_endpoint = self.server.start()
-        self.bus_endpoint = self.bus.endpoint
+        self.sample_endpoint = reachable(self.server.start(), host)
+        self.bus_endpoint = reachable(self.bus.endpoint, host)
         try:
-            self.metrics_server = self._serve_prometheus(host)
+            self.metrics_server = self._serve_prometheus(bind)
         except BaseException:
             self.server.stop()
             self.bus.close()
@@ -244,6 +247,12 @@ def headline(snapshot: dict | None) -> dict:
                    errors=cumulative.get("error_total", 0),
                    warmup=cumulative.get("warmup_requests", 0))
     return figures
+
+
+def reachable(endpoint: str, host: str) -> str:
+    """A bound ZeroMQ endpoint as peers must dial it: tcp://0.0.0.0:PORT listens everywhere
+    but is no address to connect to, so it is named by `host`."""
+    return f"tcp://{host}:{endpoint.rsplit(':', 1)[1]}"
 
 
 def loss_accounts(summary, losses: dict[str, dict]) -> dict[str, dict]:

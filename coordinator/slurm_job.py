@@ -77,10 +77,16 @@ def component_image(role: str, data: dict) -> tuple[str, str | None]:
     return image, entry.get("remote")
 
 
-def ensure_image(image: str, remote: str | None) -> None:
-    """Pull a missing image from its `remote` (E003 when it is missing and cannot be pulled)."""
+def ensure_image(image: str, remote: str | None, pull_allowed: bool = True) -> None:
+    """Pull a missing image from its `remote` when the recipe allows pulls (artifacts.pull);
+    E003 when it is missing and cannot or may not be pulled."""
     if Path(image).exists():
         return
+    if remote and not pull_allowed:
+        raise HpcbenchError("E003", f"container image {image} does not exist and "
+                            f"artifacts.pull is false",
+                            (f"fix: pull it beforehand (e.g. on a login node): apptainer pull "
+                             f"{image} {remote}; or set artifacts.pull: true",))
     if not remote:
         raise HpcbenchError("E003", f"container image {image} does not exist",
                             ("fix: run `make images` for hpcbench's images, or set the "
@@ -178,7 +184,8 @@ class SlurmJob:
             if recipe.data["runtime"] == "apptainer":
                 self._ensure_images(recipe, placement)
             coordinator = Coordinator(self.run_dir, host=allocation.addresses[placement.coordinator],
-                                      results_root=self.run_dir.parent.parent).start()
+                                      results_root=self.run_dir.parent.parent,
+                                      bind=recipe.data["security"]["bind_address"]).start()
             self.record.update(state="running", control=coordinator.address)
             self._save()
             self.session = coordinator.start_session(
@@ -256,7 +263,8 @@ class SlurmJob:
         roles = ["executor"] + (["service"] if placement.servers else [])
         roles += ["monitor"] if recipe.data["monitoring"]["enabled"] else []
         for role in roles:
-            ensure_image(*component_image(role, recipe.data))
+            ensure_image(*component_image(role, recipe.data),
+                         pull_allowed=recipe.data["artifacts"]["pull"])
 
 
 def print_modules(recipe_path: Path) -> int:

@@ -98,6 +98,8 @@ def resolve(data: dict) -> dict:
     monitoring.setdefault("pushgateway", None)
 
     recipe.setdefault("security", {}).setdefault("curve", False)
+    recipe["security"].setdefault("bind_address", None)
+    recipe.setdefault("artifacts", {}).setdefault("pull", True)
 
     for path in DURATION_FIELDS:
         _convert_duration(recipe, path)

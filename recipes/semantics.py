@@ -5,6 +5,7 @@ that separately) and returns Problems, so a user sees every problem in one pass.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Callable
 
 from hpcbench.recipes.defaults import MONITOR_PROMETHEUS_PORT, PROMETHEUS_PORT
@@ -232,10 +233,23 @@ def _prometheus_ports_differ(data: dict) -> list[Problem]:
                     f"monitor endpoint: the coordinator serves its metrics there")]
 
 
+def _bind_address_is_an_ip(data: dict) -> list[Problem]:
+    address = lookup(data, "security.bind_address")
+    if not isinstance(address, str):
+        return []
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        return [Problem("security.bind_address", address,
+                        "an IPv4 address literal such as 0.0.0.0 (every interface), 127.0.0.1 "
+                        "or 10.1.2.3 (a host name may resolve to several)")]
+    return []
+
+
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark,
-    _apptainer_has_image, _prometheus_ports_differ,
+    _apptainer_has_image, _prometheus_ports_differ, _bind_address_is_an_ip,
 )

@@ -119,3 +119,20 @@ def test_submit_without_slurm_says_where_to_run(cli_env, tmp_path):
                            text=True, timeout=60)
     assert shown.returncode == 18
     assert "E008" in shown.stderr and "`sbatch` is not installed" in shown.stderr
+
+
+def test_a_missing_image_is_pulled_only_when_the_recipe_allows(tmp_path):
+    """artifacts.pull: false (compute nodes without registry access, or a site rule) turns a
+    missing image into an E003 saying how to get it, before any `apptainer pull` runs."""
+    from hpcbench.coordinator.slurm_job import ensure_image
+
+    recipe = recipe_from_dict({"scenario": "p", "workload": {"service": "simulator",
+                                                             "model": "m"}})
+    assert recipe.data["artifacts"]["pull"] is True            # the default
+    image = tmp_path / "vllm.sif"
+    with pytest.raises(HpcbenchError) as caught:
+        ensure_image(str(image), "docker://vllm/vllm-openai:latest", pull_allowed=False)
+    assert caught.value.code == "E003" and "artifacts.pull is false" in caught.value.message
+    assert f"apptainer pull {image} docker://vllm/vllm-openai:latest" in caught.value.details[0]
+    image.write_bytes(b"present")                                # present: nothing to pull
+    ensure_image(str(image), "docker://vllm/vllm-openai:latest", pull_allowed=False)

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     _refuse_if_running(run_dir, session_id)
     try:
         coordinator = Coordinator(run_dir, host=args.host, port=args.port,
-                                  results_root=results_root).start()
+                                  results_root=results_root,
+                                  bind=recipe.data["security"]["bind_address"]).start()
     except OSError as error:
         raise config_error(f"cannot write the session directory {run_dir}: {error.strerror}",
                            ["fix: choose a writable --results-dir"]) from None
