@@ -11,7 +11,8 @@ same session id are skipped (resume). The session runs in its own thread, starte
 this machine or, under Slurm, as srun steps: the session never knows which.
 
 Each executor sends its requests to the server endpoints the recipe's
-`distribution_strategy` maps it to (`plan.assign_targets`), so every server gets load.
+`distribution_strategy` maps it to (`plan.assign_targets`; under all-to-all every endpoint, its
+requests taking them in turn), so every server gets load.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ class Session:
                                         daemon=True)
         self.launcher: Launcher | None = None
         self.runtime = None                   # the launcher's LocalRuntime (supervision, logs)
-        self._targets: dict[str, str] = {}    # executor agent id -> the endpoint URL it loads
+        self._targets: dict[str, list[str]] = {}  # executor agent id -> the endpoint URLs it loads
         self._lost: dict[str, str] = {}       # agent id -> why it was lost (announced once)
         self.recipe = None
         self.data_plane = None
@@ -481,18 +482,16 @@ class Session:
                                 (f"logs: {self.runtime.log_dir}",)) from None
         return [agent.agent_id for agent in agents]
 
-    def _assign_targets(self, endpoints: list[str]) -> dict[str, str]:
-        """Executor agent id -> its endpoint under the recipe's distribution_strategy (the
-        same rule and seed as `hpcbench plan`). An executor loads one URL (LoadConfig), so
-        under all-to-all executor i takes endpoint i mod S: every endpoint still gets load."""
+    def _assign_targets(self, endpoints: list[str]) -> dict[str, list[str]]:
+        """Executor agent id -> its endpoints under the recipe's distribution_strategy (the
+        same rule and seed as `hpcbench plan`): one each, or all of them under all-to-all."""
         from hpcbench.coordinator.plan import assign_targets
 
         data = self.recipe.data
         strategy = data["orchestration"]["node_allocation"]["clients"]["distribution_strategy"]
         seed = data["metadata"].get("seed", data["workload"]["dataset"]["seed"])
         mapped = assign_targets(strategy, self.registry.executor_count, endpoints, seed)
-        return {f"executor-{index}": urls[index % len(urls)]
-                for index, urls in enumerate(mapped)}
+        return {f"executor-{index}": list(urls) for index, urls in enumerate(mapped)}
 
     def _run_trial(self, trial, executors: list[str], extras: dict) -> None:
         workload = trial.workload
@@ -517,10 +516,10 @@ class Session:
             if agent.agent_id not in executors:
                 continue
             # each executor keeps its index and share: a lost one's share is missing, flagged.
-            target_url = self._targets[agent.agent_id]
             # clients_per_node is per node: each executor runs its share, as `plan` shows
             share = with_executor_share(workload, agent.executor_index, executor_nodes)
-            config = {"workload": share, "target_url": target_url, "run_id": self.session_id,
+            config = {"workload": share, "targets": self._targets[agent.agent_id],
+                      "run_id": self.session_id,
                       "trial_id": trial.id, "executor_index": agent.executor_index,
                       "executor_count": self.registry.executor_count, "node": agent.node,
                       "request_extras": extras}

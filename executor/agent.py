@@ -175,7 +175,7 @@ class ExecutorAgent:
         self.trial_id = command.trial_id
         try:
             config = LoadConfig.from_workload(
-                spec["workload"], spec["target_url"], executor_index=self.reply.executor_index,
+                spec["workload"], spec["targets"], executor_index=self.reply.executor_index,
                 executor_count=spec["executor_count"], run_id=spec["run_id"],
                 trial_id=spec["trial_id"], executor_id=self.reply.agent_id, node=self.node,
                 request_extras=spec.get("request_extras"))

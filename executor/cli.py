@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--coordinator", metavar="ADDRESS",
                         help="serve this coordinator (host:port) instead of running alone")
     target = parser.add_argument_group("target")
-    target.add_argument("--target", metavar="URL", help="base URL, e.g. http://127.0.0.1:8000")
+    target.add_argument("--target", metavar="URL", action="append",
+                        help="base URL, e.g. http://127.0.0.1:8000; repeat it to send the "
+                             "requests to several servers in turn")
     target.add_argument("--api", choices=APIS, default="openai-chat")
     target.add_argument("--model", help="model name sent in every request")
     target.add_argument("--no-stream", dest="stream", action="store_false",

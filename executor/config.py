@@ -55,11 +55,14 @@ class LoadSpec:
     phase_offset: float = 0.0    # constant pattern: spreads executors' arrivals evenly
 
 
+DEFAULT_PORTS = {"http": 80, "redis": 6379}
+
+
 @dataclass(frozen=True)
 class LoadConfig:
     """Everything `engine.run_trial` needs; build it with `from_workload`."""
 
-    target_url: str
+    targets: tuple[str, ...]          # base URLs; requests take them in turn (all-to-all)
     api: str
     model: str
     stream: bool = True
@@ -85,23 +88,21 @@ class LoadConfig:
     request_extras: dict = field(default_factory=dict)   # service plugin's extra body fields
 
     @property
-    def host_port(self) -> tuple[str, int]:
-        parts = urlsplit(self.target_url)
-        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-
-    @property
-    def base_path(self) -> str:
-        return urlsplit(self.target_url).path.rstrip("/")
+    def endpoints(self) -> list[tuple[str, int, str]]:
+        """(host, port, base path) of every target, in order."""
+        return [(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme],
+                 parts.path.rstrip("/")) for parts in map(urlsplit, self.targets)]
 
     @classmethod
-    def from_workload(cls, workload: dict, target_url: str, executor_index: int = 0,
+    def from_workload(cls, workload: dict, targets: str | list[str], executor_index: int = 0,
                       executor_count: int = 1, run_id: str = "standalone",
                       trial_id: str = "trial-0", executor_id: str | None = None,
                       node: str = "localhost", request_extras: dict | None = None
                       ) -> "LoadConfig":
         """Resolve one executor's share of a trial workload (field names: README `executor`).
 
-        `request_extras` are top-level JSON body fields a service plugin adds to every request
+        `targets`: one base URL, or several that the executor's requests take in turn
+        (distribution_strategy all-to-all). `request_extras` are top-level JSON body fields a service plugin adds to every request
         (`ServicePlugin.request_extras`, e.g. vLLM's ignore_eos)."""
         if not isinstance(workload, dict):
             raise config_error(f"workload must be a mapping, got {type(workload).__name__}")
@@ -111,7 +112,11 @@ class LoadConfig:
                                f"{executor_count!r}: need 0 <= index < count")
         get = _Reader(workload, "workload")
         api = get.choice("api", APIS, "openai-chat")
-        _check_url(target_url, "redis" if api == "resp" else "http")
+        targets = [targets] if isinstance(targets, str) or targets is None else list(targets)
+        if not targets:
+            raise config_error("no target URL: give at least one http://HOST:PORT")
+        for url in targets:
+            _check_url(url, "redis" if api == "resp" else "http")
         load = get.mapping("load")
         pattern = _Reader(load, "workload.load").choice("pattern", PATTERNS, "closed")
         duration = get.duration("duration", 10.0, allow_none=True)
@@ -120,7 +125,7 @@ class LoadConfig:
             raise config_error("workload.duration and workload.max_requests are both unset/0: "
                                "set a duration (e.g. \"60s\") or a request count")
         return cls(
-            target_url=target_url.rstrip("/"), api=api,
+            targets=tuple(url.rstrip("/") for url in targets), api=api,
             model=get.text("model", None),
             stream=get.boolean("stream", True),
             duration=duration or None,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from hpcbench.executor.attempt import Attempt
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.datasets import load_dataset
-from hpcbench.executor.http import ConnectionPool, HttpConnection, build_request
+from hpcbench.executor.http import ConnectionPool, HttpConnection, request_rest, request_start
 from hpcbench.executor.protocols import PROTOCOLS
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
@@ -85,16 +85,19 @@ class Trial:
         self.config = config
         self.sink = sink
         self.protocol = PROTOCOLS[config.api]
-        host, port = config.host_port
-        self.pool = ConnectionPool(host, port,
-                                   getattr(self.protocol, "connection_class", HttpConnection))
+        connection = getattr(self.protocol, "connection_class", HttpConnection)
+        # one (pool, request line + Host header) per target; request k goes to target k mod n
+        self.routes = [(ConnectionPool(host, port, connection),
+                        request_start("POST", host, port, base_path + self.protocol.path)
+                        if hasattr(self.protocol, "path") else b"")
+                       for host, port, base_path in config.endpoints]
         self.prompts = load_dataset(config.dataset, config.executor_index)
         if hasattr(self.protocol, "requests"):   # non-HTTP protocols (RESP) frame their own
             self.requests = [(command, None) for command in
                              self.protocol.requests(self.prompts, config.executor_index)]
             self.tokens_in = [prompt.input_tokens for prompt in self.prompts]
         else:
-            self._prebuild_http(host, port)
+            self._prebuild_http()
         self.request_id_header = b"X-Request-Id: " + client_request_id(
             config.executor_id, 0)[:19].encode()
         self.timeout_ns = int(config.request_timeout * 1e9)
@@ -111,12 +114,12 @@ class Trial:
         self.all_done = asyncio.Event()
         self.flush_now = asyncio.Event()
 
-    def _prebuild_http(self, host: str, port: int) -> None:
-        """One request per prompt (per `batch` consecutive prompts), as bytes split before the
-        blank line so each request gets its own X-Request-Id (see client_request_id): servers
-        log it, the simulator's truth keeps it."""
+    def _prebuild_http(self) -> None:
+        """One request per prompt (per `batch` consecutive prompts) without its request line
+        and Host header (the target's, added when sent), as bytes split before the blank line
+        so each request gets its own X-Request-Id (see client_request_id): servers log it, the
+        simulator's truth keeps it."""
         config = self.config
-        path = config.base_path + self.protocol.path
         count = len(self.prompts)
         self.requests, self.tokens_in = [], []
         for first in range(count):
@@ -129,7 +132,7 @@ class Trial:
             prompt = group[0].text if config.batch == 1 else [p.text for p in group]
             body = {**self.protocol.body(config.model, prompt, max_tokens, config.stream,
                                          config.dataset.ignore_eos), **config.request_extras}
-            request = build_request("POST", host, port, path, json.dumps(body).encode())
+            request = request_rest("POST", json.dumps(body).encode())
             self.requests.append(request.split(b"\r\n\r\n", 1))
             self.tokens_in.append(sum(p.input_tokens for p in group))
 
@@ -144,7 +147,9 @@ class Trial:
         loop = asyncio.get_running_loop()
         self.loop = loop
         if config.load.pattern == "closed":   # every slot starts on an open connection
-            await self.pool.prewarm(config.concurrency, min(config.request_timeout, 5.0))
+            share = -(-config.concurrency // len(self.routes))       # slots per target
+            await asyncio.gather(*(pool.prewarm(share, min(config.request_timeout, 5.0))
+                                   for pool, _ in self.routes))
         self.t0 = now_ns() + START_LEAD_NS
         self.loop_offset = loop.time() - now_ns() / 1e9    # perf_counter -> loop clock
         self.warmup_end = self.t0 + int(config.warmup * 1e9)
@@ -183,7 +188,8 @@ class Trial:
             for attempt in list(self.in_flight):     # stop_event (or an error): cancel the rest
                 attempt.cancel(now_ns())
             self.alarm.close()
-            self.pool.close()
+            for pool, _ in self.routes:
+                pool.close()
             self._flush()
             gc.unfreeze()
         end = now_ns() if self.measure_end is None else min(now_ns(), self.measure_end)
@@ -218,11 +224,12 @@ class Trial:
         if self.expiry is None:              # no other request in flight: it is the oldest
             self.expiry = self._expiry_at(attempt.deadline_ns)
         head, body = self.requests[index]
+        pool, start = self.routes[request_id % len(self.routes)]
         if body is None:
-            self.pool.send(head, attempt)
+            pool.send(head, attempt)
         else:
-            self.pool.send(b"%s\r\n%s%04x-%012x\r\n\r\n%s" % (
-                head, self.request_id_header, request_id >> 48 & 0xFFFF,
+            pool.send(b"%s%s\r\n%s%04x-%012x\r\n\r\n%s" % (
+                start, head, self.request_id_header, request_id >> 48 & 0xFFFF,
                 request_id & 0xFFFFFFFFFFFF, body), attempt)
 
     async def _wait_until(self, intended: int) -> None:

@@ -27,14 +27,20 @@ _SIZE, _DATA, _CRLF, _TRAILER = range(4)                 # chunked decoder state
 now_ns = time.perf_counter_ns
 
 
-def build_request(method: str, host: str, port: int, path: str, body: bytes = b"") -> bytes:
-    """Serialise one request; the body is JSON (or empty for GET)."""
+def request_start(method: str, host: str, port: int, path: str) -> bytes:
+    """Request line and Host header: the part of a request that names its endpoint."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"   # IPv6 in brackets
-    head = (f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n"
-            f"User-Agent: hpcbench-executor\r\nAccept: */*\r\n")
+    return f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
+
+
+def request_rest(method: str, body: bytes = b"") -> bytes:
+    """The other headers, the blank line and the body (JSON, or empty for GET): the part of a
+    request that is the same for every endpoint."""
+    head = "User-Agent: hpcbench-executor\r\nAccept: */*\r\n"
     if body or method == "POST":
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return (head + "\r\n").encode("latin-1") + body
+
 
 
 class HttpConnection(asyncio.Protocol):

@@ -28,7 +28,7 @@ def test_a_recipe_workload_resolves_with_durations_and_lengths():
     assert config.dataset.output_tokens.distribution == "uniform"
     assert config.dataset.output_tokens.mean == 20 and config.dataset.seed == 5
     assert (config.run_id, config.executor_id, config.node) == ("r", "e7", "node3")
-    assert config.host_port == ("127.0.0.1", 8000) and config.slo == {"ttft": 0.5}
+    assert config.endpoints == [("127.0.0.1", 8000, "")] and config.slo == {"ttft": 0.5}
 
 
 def test_total_concurrency_and_rate_are_split_between_executors():

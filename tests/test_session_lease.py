@@ -54,7 +54,7 @@ def start_long_trial(registry: AgentRegistry, url: str) -> None:
                 "request_timeout": 10.0, "concurrency": 2, "load": {"pattern": "closed"},
                 "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
                             "output_tokens": {"distribution": "fixed", "mean": 4}}}
-    config = {"workload": workload, "target_url": url, "run_id": "lease-test",
+    config = {"workload": workload, "targets": [url], "run_id": "lease-test",
               "trial_id": "t0", "executor_count": 1}
     registry.send("executor-0", pb.CONFIGURE, "t0", json.dumps(config))
     registry.send("executor-0", pb.START, "t0")
