@@ -157,6 +157,7 @@ class Engine:
         """Queue one request's generations; a disconnect fault cuts the stream during choice
         0, a no_token fault makes every choice end without a token."""
         c = self.config
+        received = info.pop("received_perf_ns", 0)
         submission = Submission(info, generations)
         now = time.perf_counter()
         if not self.pause_armed:
@@ -166,8 +167,10 @@ class Engine:
             self.loop.call_later(c.pause_at_s, time.sleep, c.pause_ms / 1000)
         if self.record is not None:
             submission.truth_perf, submission.truth_wall = [], []
-            info["arrival_perf_ns"] = time.perf_counter_ns()
-            info["arrival_time_ns"] = time.time_ns()
+            # arrival: when the request's bytes were read (before parsing), else now
+            now_ns = time.perf_counter_ns()
+            info["arrival_perf_ns"] = received or now_ns
+            info["arrival_time_ns"] = time.time_ns() - (now_ns - info["arrival_perf_ns"])
         if fault == "disconnect":
             generations[0].disconnect_at = min(c.disconnect_at_token, generations[0].n_tokens)
         for generation in generations:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,6 +33,9 @@ class Request:
     query: str
     headers: dict[str, str]   # lower-case names
     body: bytes
+    # perf_counter_ns when its first bytes were read from the socket, before any parsing: the
+    # request's arrival as ground truth sees it (a server's own parse time is server time)
+    received_ns: int = 0
 
     def json(self):
         """The body parsed as a JSON object, or ValueError naming what is wrong."""
@@ -126,6 +130,7 @@ class HttpConnection(asyncio.Protocol):
         self.open_connections = open_connections   # the server's registry, to close on stop
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
+        self.first_byte_ns = 0  # perf_counter_ns when the buffered request's first bytes came
         self.current: Exchange | None = None
         self.serving = False   # inside _serve_buffered: a synchronous answer must not recurse
         self.continued = False  # "100 Continue" already sent for the request being received
@@ -147,6 +152,8 @@ class HttpConnection(asyncio.Protocol):
                 on_close()
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer:                  # the first bytes of a request
+            self.first_byte_ns = time.perf_counter_ns()
         self.buffer += data
         if self.current is None:
             self._serve_buffered()
@@ -244,7 +251,7 @@ class HttpConnection(asyncio.Protocol):
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
         path, _, query = target.partition("?")
-        return Request(method, path, query, headers, body), keep_alive
+        return Request(method, path, query, headers, body, self.first_byte_ns), keep_alive
 
 
 def _decode_chunked(buffer: bytearray, start: int):

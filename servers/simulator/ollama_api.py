@@ -161,7 +161,8 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
         return
     stream = body.get("stream", True) is not False
     info = {"id": f"ollama-{app.next_id()}", "api": "ollama-chat" if chat else "ollama-generate",
-            "stream": stream, "client_request_id": request.headers.get("x-request-id")}
+            "stream": stream, "client_request_id": request.headers.get("x-request-id"),
+            "received_perf_ns": request.received_ns}
     fault = app.engine.draw_fault()
     if fault == "error":
         app.reject_with_fault(exchange, info,

@@ -155,7 +155,8 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
     ident = f"{prefix}-{app.next_id()}"
     stream = bool(body.get("stream"))
     info = {"id": ident, "api": "openai-chat" if chat else "openai-completions",
-            "stream": stream, "client_request_id": request.headers.get("x-request-id")}
+            "stream": stream, "client_request_id": request.headers.get("x-request-id"),
+            "received_perf_ns": request.received_ns}
     fault = app.engine.draw_fault()
     if fault == "error":
         app.reject_with_fault(exchange, info, lambda status: error_body(
