@@ -143,3 +143,15 @@ def test_an_unwritable_csv_path_is_an_e006_error(tmp_path, cli_env):
     done = subprocess.run([MONITOR, "--samples", "1", "--csv", str(blocker / "node.csv")],
                           capture_output=True, text=True, env=cli_env, timeout=60)
     assert done.returncode == 2 and f"error E006: --csv {blocker / 'node.csv'}" in done.stderr
+
+
+def test_the_reference_option_names_work(tmp_path, cli_env):
+    """`--monitor-interval` and `--monitor-output`, as the product's reference names them, are
+    the same options as --interval and --csv."""
+    csv_path = tmp_path / "reference.csv"
+    done = subprocess.run([MONITOR, "--monitor-interval", "50ms", "--monitor-output",
+                           str(csv_path), "--samples", "3"],
+                          capture_output=True, text=True, env=cli_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == 3 and "cpu_percent" in rows[0] and "ram_used_MB" in rows[0]
