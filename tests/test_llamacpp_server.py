@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
+from hpcbench.coordinator.results import read_samples
 from hpcbench.executor.engine import client_request_id
 from hpcbench.executor.sinks import read_batches
+from hpcbench.executor.summary import measured_rows
 from hpcbench.proto.samples import ErrorClass, TokenSource
 from hpcbench.servers.launcher import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext, http_post_json
@@ -164,4 +166,10 @@ def test_hpcbench_run_end_to_end(gguf, tmp_path, cli_env):
     overall = json.loads(summaries[0].read_text())["overall"]
     # concurrent streams do not reset each other (interrupt_requests is off by default)
     assert overall["requests"] >= 2 and overall["error_total"] == 0, overall["errors"]
-    assert overall["output_tokens"] >= overall["requests"] * MAX_TOKENS
+    # llama-cpp-python streams no usage: each request's count is its chunks, empty-text ones
+    # included (equal to the server's usage: test_streamed_token_counts_equal_server_usage),
+    # and the trial's total is their sum
+    rows, _ = measured_rows(read_samples(summaries[0].parent / "samples.msgpack"))
+    assert set(rows["token_source"].tolist()) == {int(TokenSource.COUNTED)}
+    assert (rows["tokens_out"] == rows["chunks"]).all() and rows["tokens_out"].min() > 0
+    assert overall["output_tokens"] == int(rows["tokens_out"].sum())
