@@ -4,6 +4,8 @@ otherwise."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -258,6 +260,41 @@ def test_stopping_mid_sweep_keeps_finished_trials_and_marks_the_partial_one(
     assert [t["state"] for t in record["trials"]] == ["finished", "partial"]
     assert (run_dir / first / "summary.json").exists()
     assert not (run_dir / second / "trial.done").exists()
+
+
+def test_a_server_dying_mid_trial_fails_the_job_and_leaves_nothing_on_any_node(cluster, repo,
+                                                                              tmp_path):
+    """The simulator on node2 is killed mid-trial: the session fails with E001 (its step
+    ended), run.sbatch records it, and teardown leaves no process of the job on any node."""
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe)
+    data = yaml.safe_load(recipe.read_text())
+    data["workload"]["duration"] = "60s"
+    recipe.write_text(yaml.safe_dump(data))
+    job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
+    run_dir = tmp_path / "results" / "vsim" / job_id
+
+    def simulator_pid() -> int | None:
+        for pid in subprocess.run(["ip", "netns", "pids", cluster.node("node2").netns],
+                                  capture_output=True, text=True).stdout.split():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"sim" in command and any(word.endswith(b"hpcbench") for word in command):
+                return int(pid)
+        return None
+
+    wait_until(lambda: (run_dir / "default").is_dir(), timeout=120, interval=0.1,
+               what="the trial to start")
+    os.kill(wait_until(simulator_pid, timeout=30, what="the simulator on node2"), signal.SIGKILL)
+    assert cluster.wait_finished(job_id, timeout=120) == "FAILED", job_output(tmp_path, job_id)
+    wait_until(lambda: not any(cluster.job_processes(node) for node in cluster.nodes),
+               timeout=30, what="every process of the job to end on every node")
+    record = json.loads((run_dir / "job.json").read_text())
+    assert (record["state"], record["exit_code"]) == ("failed", 11), job_output(tmp_path, job_id)
+    assert "E001" in record["error"] and "service-node2" in record["error"]
+    assert [t["state"] for t in record["trials"]] == ["partial"]
 
 
 def test_status_and_stop_reach_the_session_of_a_running_job(cluster, repo, tmp_path):
