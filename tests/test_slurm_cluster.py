@@ -341,3 +341,22 @@ def test_the_recipes_modules_are_loaded_before_the_session(cluster, repo, tmp_pa
     assert cluster.wait_finished(job_id) == "FAILED"
     assert calls.read_text() == "load Apptainer/1.2.5 CUDA\n"
     assert "'module load Apptainer/1.2.5 CUDA' failed" in job_output(tmp_path, job_id)
+
+
+def test_repetitions_run_one_after_another_in_one_allocation(cluster, repo, tmp_path):
+    from hpcbench.recipes import expand_trials, load_recipe
+
+    recipe = tmp_path / "recipe.yaml"
+    write_recipe(recipe, repetitions=2)
+    data = yaml.safe_load(recipe.read_text())
+    data["workload"]["duration"] = "1s"
+    recipe.write_text(yaml.safe_dump(data))
+    expected = [trial.id for trial in expand_trials(load_recipe(recipe))]
+    assert len(expected) == 2 and len(set(expected)) == 2
+    job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
+    assert cluster.wait_finished(job_id, timeout=180) == "COMPLETED", job_output(tmp_path, job_id)
+    run_dir = tmp_path / "results" / "vsim" / job_id
+    record = json.loads((run_dir / "job.json").read_text())
+    assert [(t["id"], t["state"]) for t in record["trials"]] == [(trial_id, "finished")
+                                                                for trial_id in expected]
+    assert all((run_dir / trial_id / "summary.json").exists() for trial_id in expected)
