@@ -39,7 +39,9 @@ def test_each_step_runs_on_its_own_node_with_its_own_address(cluster):
     assert seen == {node.name: node.address for node in cluster.nodes}
 
 
-def write_recipe(path, total_nodes: int = 3, **extra) -> None:
+def write_recipe(path, total_nodes: int = 3, workload: dict | None = None, **extra) -> None:
+    """A simulator recipe for the 3-node cluster; `workload` overrides workload keys, `extra`
+    adds top-level keys."""
     recipe = {"scenario": "vsim", "partition": "debug", "account": "bench", "runtime": "process",
               "orchestration": {"mode": "slurm", "total_nodes": total_nodes,
                                 "node_allocation": {"servers": {"nodes": 1},
@@ -47,7 +49,8 @@ def write_recipe(path, total_nodes: int = 3, **extra) -> None:
                                 "job_config": {"time_limit": "00:05:00"}},
               "workload": {"service": "simulator", "model": "sim-llama", "duration": "3s",
                            "warmup": 0, "concurrency": 2,
-                           "dataset": {"output_tokens": {"distribution": "fixed", "mean": 8}}},
+                           "dataset": {"output_tokens": {"distribution": "fixed", "mean": 8}},
+                           **(workload or {})},
               **extra}
     path.write_text(yaml.safe_dump(recipe))
 
@@ -171,10 +174,7 @@ def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path
     from hpcbench.coordinator.results import read_samples, read_summary
 
     recipe = tmp_path / "recipe.yaml"
-    write_recipe(recipe)
-    data = yaml.safe_load(recipe.read_text())
-    data["workload"]["concurrency"] = [1, 2]
-    recipe.write_text(yaml.safe_dump(data))
+    write_recipe(recipe, workload={"concurrency": [1, 2]})
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
     server, client = cluster.node("node2"), cluster.node("node3")
     # the load reaches the simulator from node3's address (node1 only checks its health and
@@ -240,11 +240,7 @@ def test_stopping_mid_sweep_keeps_finished_trials_and_marks_the_partial_one(
     from hpcbench.recipes import expand_trials, load_recipe
 
     recipe = tmp_path / "recipe.yaml"
-    write_recipe(recipe)
-    data = yaml.safe_load(recipe.read_text())
-    data["workload"]["concurrency"] = [1, 2]
-    data["workload"]["duration"] = "4s"
-    recipe.write_text(yaml.safe_dump(data))
+    write_recipe(recipe, workload={"concurrency": [1, 2], "duration": "4s"})
     first, second = (trial.id for trial in expand_trials(load_recipe(recipe)))
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
     run_dir = tmp_path / "results" / "vsim" / job_id
@@ -267,10 +263,7 @@ def test_a_server_dying_mid_trial_fails_the_job_and_leaves_nothing_on_any_node(c
     """The simulator on node2 is killed mid-trial: the session fails with E001 (its step
     ended), run.sbatch records it, and teardown leaves no process of the job on any node."""
     recipe = tmp_path / "recipe.yaml"
-    write_recipe(recipe)
-    data = yaml.safe_load(recipe.read_text())
-    data["workload"]["duration"] = "60s"
-    recipe.write_text(yaml.safe_dump(data))
+    write_recipe(recipe, workload={"duration": "60s"})
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
     run_dir = tmp_path / "results" / "vsim" / job_id
 
@@ -301,10 +294,7 @@ def test_status_and_stop_reach_the_session_of_a_running_job(cluster, repo, tmp_p
     """`hpcbench status` / `hpcbench stop` from outside the job talk to its coordinator on
     node1's address; stop ends the job gracefully with everything stopped on every node."""
     recipe = tmp_path / "recipe.yaml"
-    write_recipe(recipe)
-    data = yaml.safe_load(recipe.read_text())
-    data["workload"]["duration"] = "60s"
-    recipe.write_text(yaml.safe_dump(data))
+    write_recipe(recipe, workload={"duration": "60s"})
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
     env = cli_cluster_env(cluster)
 
@@ -347,10 +337,7 @@ def test_repetitions_run_one_after_another_in_one_allocation(cluster, repo, tmp_
     from hpcbench.recipes import expand_trials, load_recipe
 
     recipe = tmp_path / "recipe.yaml"
-    write_recipe(recipe, repetitions=2)
-    data = yaml.safe_load(recipe.read_text())
-    data["workload"]["duration"] = "1s"
-    recipe.write_text(yaml.safe_dump(data))
+    write_recipe(recipe, workload={"duration": "1s"}, repetitions=2)
     expected = [trial.id for trial in expand_trials(load_recipe(recipe))]
     assert len(expected) == 2 and len(set(expected)) == 2
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))

@@ -127,26 +127,34 @@ def test_executor_counts_match_vllm_metrics(vllm_server, tmp_path, cli_env):
     assert client_ttft >= server_ttft * 0.9 - 0.002, (client_ttft, server_ttft)
 
 
-def test_hpcbench_run_against_vllm_matches_its_metrics(vllm_server, tmp_path, cli_env):
-    """The whole pipeline (coordinator, executor agents, aggregator, results) on real vLLM:
-    the trial's request and token totals equal vLLM's own counters."""
+def hpcbench_run(tmp_path: Path, cli_env: dict, scenario: str, duration: str, concurrency: int,
+                 **top) -> Path:
+    """`hpcbench run` of one trial of fixed-length chats against vLLM (`top`: where it is);
+    returns the session directory once the run succeeded."""
     recipe = {
-        "scenario": "vllm-cpu", "runtime": "process", "orchestration": {"mode": "local"},
-        "endpoints": [vllm_server],
+        "scenario": scenario, "runtime": "process", "orchestration": {"mode": "local"},
         "workload": {"service": "vllm", "model": "tiny", "api": "openai-chat",
-                     "duration": "5s", "warmup": "0s", "concurrency": 4,
+                     "duration": duration, "warmup": "0s", "concurrency": concurrency,
                      "dataset": {"input_tokens": {"distribution": "fixed", "mean": 24},
                                  "output_tokens": {"distribution": "fixed",
                                                    "mean": OUTPUT_TOKENS},
                                  "ignore_eos": True}},
-        "results_dir": str(tmp_path / "results"),
+        "results_dir": str(tmp_path / "results"), **top,
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    before = scrape(vllm_server)
-    run = subprocess.run([str(Path(sys.executable).with_name("hpcbench")), "run", str(path)],
-                         env=cli_env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    run = subprocess.run([str(Path(sys.executable).with_name("hpcbench")), "run", str(path),
+                          "--session", "s", "--no-live"],
+                         env=cli_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    return tmp_path / "results" / scenario / "s"
+
+
+def test_hpcbench_run_against_vllm_matches_its_metrics(vllm_server, tmp_path, cli_env):
+    """The whole pipeline (coordinator, executor agents, aggregator, results) on real vLLM:
+    the trial's request and token totals equal vLLM's own counters."""
+    before = scrape(vllm_server)
+    hpcbench_run(tmp_path, cli_env, "vllm-cpu", "5s", 4, endpoints=[vllm_server])
     after = scrape(vllm_server)
     summaries = list((tmp_path / "results").rglob("default/summary.json"))
     assert len(summaries) == 1
@@ -162,25 +170,9 @@ def test_hpcbench_deploys_vllm_itself_in_process_runtime(tiny_model, tmp_path, c
     """No endpoints: the session launches vLLM with the vllm plugin (process runtime), waits
     for its health, prepares it, benchmarks it, records its version and stops it. vLLM's own
     access log counts the requests it answered: exactly the trial's."""
-    recipe = {
-        "scenario": "vllm-deploy", "runtime": "process", "orchestration": {"mode": "local"},
-        "servers": {"health_check": {"timeout": 400, "interval": 1},
-                    "service_config": service_config(tiny_model)},
-        "workload": {"service": "vllm", "model": "tiny", "api": "openai-chat",
-                     "duration": "3s", "warmup": "0s", "concurrency": 2,
-                     "dataset": {"input_tokens": {"distribution": "fixed", "mean": 24},
-                                 "output_tokens": {"distribution": "fixed",
-                                                   "mean": OUTPUT_TOKENS},
-                                 "ignore_eos": True}},
-        "results_dir": str(tmp_path / "results"),
-    }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    run = subprocess.run([str(Path(sys.executable).with_name("hpcbench")), "run", str(path),
-                          "--session", "s", "--no-live"],
-                         env=cli_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
-    session_dir = tmp_path / "results" / "vllm-deploy" / "s"
+    session_dir = hpcbench_run(tmp_path, cli_env, "vllm-deploy", "3s", 2,
+                               servers={"health_check": {"timeout": 400, "interval": 1},
+                                        "service_config": service_config(tiny_model)})
     overall = json.loads((session_dir / "default" / "summary.json").read_text())["overall"]
     assert overall["error_total"] == 0 and overall["requests"] >= 2
     assert overall["output_tokens"] == overall["requests"] * OUTPUT_TOKENS
