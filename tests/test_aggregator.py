@@ -86,6 +86,21 @@ def test_snapshot_reports_interval_and_cumulative_statistics():
     assert third["cumulative"]["latency"]["ttft"]["count"] == 394
 
 
+def test_progress_shows_the_trial_rate_so_far_not_an_interval_without_a_batch():
+    """An interval that no batch reached has a rate of 0; what `hpcbench run` and the gRPC
+    Snapshot show is the measured window's rate, which does not drop to 0 with it."""
+    from hpcbench.coordinator.data_plane import headline
+
+    aggregator = Aggregator(run_id=RUN)
+    aggregator.ingest(make_batch(0, 300))
+    aggregator.snapshot()
+    empty = aggregator.snapshot()
+    assert empty["interval"]["requests"] == 0 and empty["interval"]["req_per_s"] == 0
+    shown = headline(empty)
+    assert shown["req_per_s"] == empty["cumulative"]["req_per_s"] > 0
+    assert shown["requests"] == 300
+
+
 def test_goodput_is_absent_without_slos():
     aggregator = Aggregator(run_id=RUN)
     aggregator.ingest(make_batch(0))
