@@ -9,9 +9,9 @@ they reveal nothing about sessions and cluster health probes cannot carry a toke
 from __future__ import annotations
 
 import hmac
-import itertools
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import grpc
@@ -68,7 +68,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, token: str):
         self._expected = f"Bearer {token}".encode()
-        self._rejections = itertools.count()   # next() is atomic: calls come on many threads
+        self._lock = threading.Lock()          # calls come on many server threads
         self.rejected = 0
 
     def intercept_service(self, continuation, handler_call_details):
@@ -79,7 +79,8 @@ class TokenInterceptor(grpc.ServerInterceptor):
         if hmac.compare_digest(presented.encode(), self._expected):
             return continuation(handler_call_details)
         reason = "missing" if not presented else "wrong"
-        self.rejected = next(self._rejections) + 1
+        with self._lock:
+            self.rejected += 1
         return _reject(continuation(handler_call_details), reason)
 
 

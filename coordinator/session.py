@@ -297,7 +297,7 @@ class Session:
                 self.registry.mark_lost(child.name)
                 continue
             code = "E001" if role == "service" else "E002"
-            raise HpcbenchError(code, f"{child.name} exited with status {child.process.returncode} "
+            raise HpcbenchError(code, f"{child.name} exited with status {status} "
                                 f"during {pb.SessionState.Name(self.state)}",
                                 (f"log: {child.log_path}", *child.log_tail(8)))
         for agent in self.registry.lost_agents():
@@ -388,6 +388,7 @@ class Session:
         if not monitoring["enabled"]:
             return
         nodes = self.launcher.monitor_nodes()
+        prometheus_port = self._monitor_prometheus_port()
         for node in nodes:
             url, pid = deployed.get(node, (None, None))
             if not deployed and node == nodes[0] and endpoints:
@@ -403,8 +404,8 @@ class Session:
                 args += ["--service-pid", str(pid)]
             if monitoring["pushgateway"]:
                 args += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
-            if self._monitor_prometheus_port():
-                args += ["--prometheus-port", str(self._monitor_prometheus_port()),
+            if prometheus_port:
+                args += ["--prometheus-port", str(prometheus_port),
                          "--prometheus-port-file", str(self._monitor_port_file(node))]
             self.launcher.start_monitor(node, args, self._agent_env())
 

@@ -102,8 +102,9 @@ class LoadConfig:
         """Resolve one executor's share of a trial workload (field names: README `executor`).
 
         `targets`: one base URL, or several that the executor's requests take in turn
-        (distribution_strategy all-to-all). `request_extras` are top-level JSON body fields a service plugin adds to every request
-        (`ServicePlugin.request_extras`, e.g. vLLM's ignore_eos)."""
+        (distribution_strategy all-to-all). `request_extras` are top-level JSON body fields a
+        service plugin adds to every request (`ServicePlugin.request_extras`, e.g. vLLM's
+        ignore_eos)."""
         if not isinstance(workload, dict):
             raise config_error(f"workload must be a mapping, got {type(workload).__name__}")
         if not (isinstance(executor_count, int) and executor_count >= 1

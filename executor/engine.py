@@ -86,13 +86,13 @@ class Trial:
         self.sink = sink
         self.protocol = PROTOCOLS[config.api]
         connection = getattr(self.protocol, "connection_class", HttpConnection)
+        framed = hasattr(self.protocol, "requests")   # non-HTTP protocols (RESP) frame their own
         # one (pool, request line + Host header) per target; request k goes to target k mod n
-        self.routes = [(ConnectionPool(host, port, connection),
-                        request_start("POST", host, port, base_path + self.protocol.path)
-                        if hasattr(self.protocol, "path") else b"")
+        self.routes = [(ConnectionPool(host, port, connection), b"" if framed else
+                        request_start("POST", host, port, base_path + self.protocol.path))
                        for host, port, base_path in config.endpoints]
         self.prompts = load_dataset(config.dataset, config.executor_index)
-        if hasattr(self.protocol, "requests"):   # non-HTTP protocols (RESP) frame their own
+        if framed:
             self.requests = [(command, None) for command in
                              self.protocol.requests(self.prompts, config.executor_index)]
             self.tokens_in = [prompt.input_tokens for prompt in self.prompts]

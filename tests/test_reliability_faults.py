@@ -33,7 +33,7 @@ def runs():
 
 @pytest.mark.parametrize("policy", ["continue", "stop"])
 def test_an_executor_killed_mid_trial_is_detected_and_the_recipe_decides(tmp_path, runs, policy):
-    recipe = write_recipe(tmp_path, on_executor_loss=policy)
+    recipe = write_recipe(tmp_path, concurrency=(2, 4, 6), on_executor_loss=policy)
     run = runs(recipe, tmp_path / "results", "kill", "--executors", "2")
     first = wait_second_trial_measuring(run)
     before = digest(first)
@@ -63,6 +63,16 @@ def test_an_executor_killed_mid_trial_is_detected_and_the_recipe_decides(tmp_pat
         assert "executor-1 lost (its process exited with status -9 (SIGKILL))" in run.output
         assert result["integrity"]["missing_by_executor"].get("executor-0", 0) == 0
         assert_loss_accounted(second, "executor-1")
+        # the next trial runs without it and says so: its share is missing from the start
+        third = session_dir / "concurrency-6"
+        account = assert_loss_accounted(third, "executor-1")
+        assert account["reason"] == ("lost in an earlier trial: its process exited with "
+                                     "status -9 (SIGKILL)") and account["stored"] == 0
+        window = json.loads((third / "summary.json").read_text())["window"]
+        assert account["lost_at_ns"] <= window["start_ns"]
+        assert not next(t for t in session["trials"]
+                        if t["trial_id"] == "concurrency-6")["passed"]
+        assert_accounted(third)
     assert_no_leftovers(pids.values())
 
 

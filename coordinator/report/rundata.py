@@ -100,13 +100,7 @@ class RunData:
 def load_run(run_dir: Path) -> RunData:
     """Read a run directory; E006 naming the path and the fix when it is not one."""
     run_dir = Path(run_dir)
-    try:
-        is_directory = run_dir.is_dir()
-    except OSError as error:                   # e.g. a name longer than the file system allows
-        raise config_error(f"run directory {run_dir} cannot be read: {error.strerror}",
-                           ("pass results/<scenario>/<session>, as printed at the end of "
-                            "`hpcbench run`",)) from None
-    if not is_directory:
+    if not run_dir.is_dir():
         raise config_error(f"run directory {run_dir} does not exist",
                            ("pass results/<scenario>/<session>, as printed at the end of "
                             "`hpcbench run`",))

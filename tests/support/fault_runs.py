@@ -12,6 +12,7 @@ from collections import Counter
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,19 +98,21 @@ def started_runs():
             run.close()
 
 
-SECOND_TRIAL_MEASURED = "trial 2/2"
+SECOND_TRIAL_MEASURED = re.compile(r"trial 2/\d+ .* measured")
 # how a component is recognised: its argv or its environment (either way of passing the id)
 EXECUTOR_0 = ("--agent-id executor-0", "HPCBENCH_AGENT_ID=executor-0")
 EXECUTOR_1 = ("--agent-id executor-1", "HPCBENCH_AGENT_ID=executor-1")
 MONITOR = ("--coordinator-telemetry",)
 
 
-def write_recipe(tmp_path: Path, url: str | None = None, duration: str = "3s", **top) -> Path:
+def write_recipe(tmp_path: Path, url: str | None = None, duration: str = "3s",
+                 concurrency: tuple[int, ...] = (2, 4), **top) -> Path:
     data = {
         "scenario": "faults", "orchestration": {"mode": "local"},
         "workload": {
             "service": "simulator", "model": "sim-model", "duration": duration, "warmup": "0.5s",
-            "request_timeout": "2s", "concurrency": [2, 4], "load": {"pattern": "closed"},
+            "request_timeout": "2s", "concurrency": list(concurrency),
+            "load": {"pattern": "closed"},
             "dataset": {"input_tokens": {"distribution": "fixed", "mean": 16},
                         "output_tokens": {"distribution": "fixed", "mean": 8}},
             "error_threshold": 1.0,
@@ -135,8 +138,7 @@ def finished_trials(session_dir: Path) -> dict[str, Path]:
 
 def wait_second_trial_measuring(run: HpcbenchRun) -> Path:
     """Block until trial 2 measures; return trial 1's directory (finished by then)."""
-    wait_until(lambda: any(SECOND_TRIAL_MEASURED in line and "measured" in line
-                           for line in run.output.splitlines()) or run.process.poll() is not None,
+    wait_until(lambda: SECOND_TRIAL_MEASURED.search(run.output) or run.process.poll() is not None,
                timeout=90, what="the second trial's measured window")
     assert run.process.poll() is None, run.output
     session_dir = run.results / "faults" / run.session
