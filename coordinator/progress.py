@@ -27,13 +27,26 @@ def follow(session, console: Console, live: bool) -> None:
                 display.update(_panel(session))
             display.update(_panel(session))
         return
-    last_key, last_time = None, 0.0
+    last_key, last_time, shown = None, 0.0, -1
     while not session.wait(0.25):
+        shown = _print_passed_phases(session, console, shown)
         status = session.status()
         key = (status.state, status.trial.trial_id, status.trial.phase)
         if key != last_key or time.monotonic() - last_time >= PLAIN_EVERY_S:
             console.print(progress_line(session), highlight=False)
             last_key, last_time = key, time.monotonic()
+    _print_passed_phases(session, console, shown)
+
+
+def _print_passed_phases(session, console: Console, shown: int) -> int:
+    """A line for each session state entered and left between two looks (a quick teardown,
+    say), so the plain output names every phase: those after phase number `shown` (the one
+    current at the last look, printed then) and before the current one (printed by the
+    caller, or by the closing line at the end). Returns the current phase's number."""
+    phases = list(session.phases)
+    for phase in phases[shown + 1:-1]:
+        console.print(f"[{phase['at_s']:6.1f}s] {phase['state'].lower()}", highlight=False)
+    return max(len(phases) - 1, shown)
 
 
 def progress_line(session) -> str:
