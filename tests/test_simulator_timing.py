@@ -3,8 +3,13 @@
 Timings are checked against the simulator's own ground truth (server-side write times) and as
 lower bounds the model guarantees (a token is never written early), never as wall-clock speeds.
 """
+import fcntl
 import json
+import socket
+import struct
+import termios
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -189,6 +194,58 @@ def test_truth_has_one_record_per_request_with_each_token_write():
     assert record["api"] == "openai-chat" and record["completion_tokens"] == 9
     assert len(record["token_perf_ns"]) == len(record["token_time_ns"]) == 9
     assert record["arrival_perf_ns"] < record["token_perf_ns"][0]
+
+
+def unacknowledged_bytes(sock: socket.socket) -> int:
+    """Bytes this socket sent that the peer's kernel has not acknowledged yet (SIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def test_a_request_waiting_for_a_busy_server_arrived_when_its_bytes_did():
+    """Truth's arrival is the kernel's receive stamp: a request that sat in the socket buffer
+    while the server's loop was busy counts that wait as server time, not client time."""
+    with start_simulator(mode="fixed", ttft_ms=0, itl_ms=0, record_truth=True) as sim:
+        busy, release = threading.Event(), threading.Event()
+        blocker = threading.Thread(target=sim.on_loop,
+                                   args=(lambda: busy.set() or release.wait(30),))
+        blocker.start()
+        assert busy.wait(30)   # from here the simulator cannot read anything
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=30) as client:
+            body = json.dumps({"model": "sim-model", "prompt": "a", "max_tokens": 2}).encode()
+            client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: sim\r\nConnection: close"
+                           b"\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+            wait_until(lambda: unacknowledged_bytes(client) == 0,
+                       what="the server's kernel to acknowledge the request")
+            received_by_kernel = time.perf_counter_ns()
+            release.set()
+            answer = b"".join(iter(lambda: client.recv(65536), b""))
+        blocker.join(30)
+        record, = sim.truth
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert record["arrival_perf_ns"] <= received_by_kernel < record["token_perf_ns"][0]
+
+
+def test_a_pipelined_request_arrives_with_its_own_bytes_not_the_previous_request_s():
+    """Request 1 comes in two packets, the second also carrying all of request 2: request 2
+    arrived with that second packet, not with request 1's first one. (Request 1 may carry
+    either stamp: a read that takes several packets at once has the latest one's stamp.)"""
+    def request(prompt: str, close: bool = False) -> bytes:
+        body = json.dumps({"model": "sim-model", "prompt": prompt, "max_tokens": 1}).encode()
+        return (b"POST /v1/completions HTTP/1.1\r\nHost: sim\r\n%bContent-Length: %d\r\n\r\n%b"
+                % (b"Connection: close\r\n" if close else b"", len(body), body))
+    first, second = request("one"), request("two", close=True)
+    with start_simulator(mode="fixed", ttft_ms=0, itl_ms=0, record_truth=True) as sim:
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=30) as client:
+            client.sendall(first[:20])
+            wait_until(lambda: unacknowledged_bytes(client) == 0,
+                       what="the server's kernel to acknowledge the first packet")
+            between = time.perf_counter_ns()
+            client.sendall(first[20:] + second)
+            answer = b"".join(iter(lambda: client.recv(65536), b""))
+        records = sorted(sim.truth, key=lambda record: record["token_perf_ns"][0])
+    assert answer.count(b"HTTP/1.1 200") == 2
+    assert records[0]["arrival_perf_ns"] <= records[1]["arrival_perf_ns"]
+    assert between < records[1]["arrival_perf_ns"]
 
 
 def test_a_client_that_goes_away_frees_its_batch_slot():

@@ -167,14 +167,17 @@ class Engine:
             self.loop.call_later(c.pause_at_s, time.sleep, c.pause_ms / 1000)
         if self.record is not None:
             submission.truth_perf, submission.truth_wall = [], []
-            # arrival: when the request's bytes were read (before parsing), else now
+            # arrival: when the request's bytes reached this host (see transport.py), else now
             now_ns = time.perf_counter_ns()
             info["arrival_perf_ns"] = received or now_ns
             info["arrival_time_ns"] = time.time_ns() - (now_ns - info["arrival_perf_ns"])
         if fault == "disconnect":
             generations[0].disconnect_at = min(c.disconnect_at_token, generations[0].n_tokens)
+        # the timing model counts from the same arrival as the truth: a request that waited
+        # in the socket buffer, or was being parsed, is that much nearer its first token
+        arrival = received / 1e9 if received else now
         for generation in generations:
-            generation.arrival = now
+            generation.arrival = arrival
             generation.no_token = fault == "no_token"
             if c.stall_ms > 0 and (c.stall_rate >= 1 or self.fault_rng.random() < c.stall_rate):
                 generation.stall = True

@@ -1,22 +1,23 @@
-"""A minimal HTTP/1.1 server on asyncio.Protocol: keep-alive, Content-Length and chunked bodies.
+"""A minimal HTTP/1.1 server protocol: keep-alive, Content-Length and chunked bodies.
 
 Why not aiohttp.web: the simulator is the yardstick for a client targeting thousands of streamed
 requests per CPU-second, so the server's own cost per token must be a few microseconds. This
 protocol parses a request with a handful of bytes operations and writes each token as one
 `transport.write` of one chunk (see README "simulator" for the measured comparison).
 
-Requests on one connection are served in order; bytes of a pipelined next request wait in the
-buffer until the current response ends. A handler gets a `Request` and an `Exchange` through
+It runs on `transport.py`, which hands every read over with the time its bytes reached this
+host. Requests on one connection are served in order; bytes of a pipelined next request wait in
+the buffer until the current response ends. A handler gets a `Request` and an `Exchange` through
 which it answers exactly once: `respond(...)`, or `start_stream(...)` + `write_chunk(...)` +
 `end_stream()`, or `abort()`.
 """
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import dataclass
 from typing import Callable
+
+from hpcbench.servers.simulator.transport import SocketTransport
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -33,8 +34,8 @@ class Request:
     query: str
     headers: dict[str, str]   # lower-case names
     body: bytes
-    # perf_counter_ns when its first bytes were read from the socket, before any parsing: the
-    # request's arrival as ground truth sees it (a server's own parse time is server time)
+    # perf_counter_ns when its first bytes reached this host (the kernel's receive stamp, see
+    # transport.py): the request's arrival as ground truth sees it
     received_ns: int = 0
 
     def json(self):
@@ -121,16 +122,17 @@ class Exchange:
         self._conn.response_finished(self)
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection:
     """Parses requests from one TCP connection and hands them to `route(method, path)`."""
 
     def __init__(self, route: Callable[[str, str], Handler | None],
                  open_connections: set | None = None) -> None:
         self.route = route
         self.open_connections = open_connections   # the server's registry, to close on stop
-        self.transport: asyncio.Transport | None = None
+        self.transport: SocketTransport | None = None
         self.buffer = bytearray()
         self.first_byte_ns = 0  # perf_counter_ns when the buffered request's first bytes came
+        self.last_read_ns = 0   # ... and when the latest read's bytes came
         self.current: Exchange | None = None
         self.serving = False   # inside _serve_buffered: a synchronous answer must not recurse
         self.continued = False  # "100 Continue" already sent for the request being received
@@ -151,9 +153,10 @@ class HttpConnection(asyncio.Protocol):
             if on_close is not None:
                 on_close()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, arrived_ns: int) -> None:
         if not self.buffer:                  # the first bytes of a request
-            self.first_byte_ns = time.perf_counter_ns()
+            self.first_byte_ns = arrived_ns
+        self.last_read_ns = arrived_ns
         self.buffer += data
         if self.current is None:
             self._serve_buffered()
@@ -247,11 +250,15 @@ class HttpConnection(asyncio.Protocol):
                 return self._await_body(headers)
             body, consumed = bytes(self.buffer[body_start:body_start + length]), body_start + length
         del self.buffer[:consumed]
+        received_ns = self.first_byte_ns
+        # what is left is a pipelined next request; its bytes came with the latest read or
+        # before it, so that read's stamp errs towards less server time, never more
+        self.first_byte_ns = self.last_read_ns
         self.continued = False
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
         path, _, query = target.partition("?")
-        return Request(method, path, query, headers, body, self.first_byte_ns), keep_alive
+        return Request(method, path, query, headers, body, received_ns), keep_alive
 
 
 def _decode_chunked(buffer: bytearray, start: int):

@@ -1,7 +1,7 @@
 """Running a simulator: in-process on a background thread (`start_simulator`) for tests and
 tools, or in the foreground as a process (`serve`, used by `hpcbench sim`).
 
-Both run one uvloop event loop with the raw HTTP protocol of `http.py`.
+Both run one uvloop event loop with the raw HTTP protocol of `http.py` on `transport.py`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import uvloop
 
@@ -22,7 +22,11 @@ from hpcbench.servers.simulator.app import SimulatorApp
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.http import HttpConnection
 from hpcbench.servers.simulator.shared_stats import SharedStatsTable
+from hpcbench.servers.simulator.transport import (StampingServer, kernel_stamps_ready,
+                                                   listening_socket)
 from hpcbench.servers.simulator.truth import TruthLog, dump_jsonl
+
+T = TypeVar("T")
 
 
 def listen_error(config: SimulatorConfig, error: OSError) -> HpcbenchError:
@@ -37,21 +41,24 @@ class Listener:
     def __init__(self, app: SimulatorApp) -> None:
         self.app = app
         self.connections: set[HttpConnection] = set()
-        self.server: asyncio.Server | None = None
+        self.server: StampingServer | None = None
 
     def _connection(self) -> HttpConnection:
         return HttpConnection(self.app.route, self.connections)
 
     async def open(self, reuse_port: bool = False) -> int:
+        """Listen; with ground truth on, requests carry the kernel's receive stamps."""
         config = self.app.config
-        loop = asyncio.get_running_loop()
         try:
-            self.server = await loop.create_server(self._connection, config.host, config.port,
-                                                   reuse_address=True, reuse_port=reuse_port,
-                                                   backlog=4096)
+            sock = listening_socket(config.host, config.port, reuse_port,
+                                    timestamps=config.record_truth)
         except OSError as error:
             raise listen_error(config, error) from None
-        return self.server.sockets[0].getsockname()[1]
+        if config.record_truth and not kernel_stamps_ready():
+            print("hpcbench sim: the kernel does not stamp received packets here; ground truth "
+                  "stamps a request's arrival when the simulator reads it", file=sys.stderr)
+        self.server = StampingServer(asyncio.get_running_loop(), sock, self._connection)
+        return self.server.port
 
     def close(self) -> None:
         if self.server is not None:
@@ -107,10 +114,11 @@ class SimulatorHandle:
 
     @property
     def truth(self) -> list[dict]:
-        """Ground-truth records so far (needs `record_truth=True`)."""
+        """Ground-truth records so far (needs `record_truth=True`), including that of every
+        request whose last byte a client has already read."""
         if self.truth_log is None:
             raise ValueError("ground truth is off: start the simulator with record_truth=True")
-        return self.truth_log.records
+        return self.on_loop(lambda: list(self.truth_log.records))
 
     @property
     def served(self) -> int:
@@ -118,13 +126,24 @@ class SimulatorHandle:
         return self._listener.app.stats.served
 
     def stats(self) -> dict:
-        """A snapshot of the server's counters (served, running, waiting, faults, ...), taken
-        on the simulator's own thread so it is consistent."""
-        snapshot = self._listener.app.stats.snapshot
+        """A snapshot of the server's counters (served, running, waiting, faults, ...)."""
+        return self.on_loop(self._listener.app.stats.snapshot)
+
+    def on_loop(self, function: Callable[[], T]) -> T:
+        """`function()` run on the simulator's own thread between two of its callbacks, so it
+        sees no request half-way through a step. That matters because a socket send releases
+        the GIL: a client thread can read a response's last byte while the simulator thread
+        is still finishing that request's bookkeeping (its truth record, its objects)."""
         if not self._thread.is_alive():
-            return snapshot()
+            return function()
         result: concurrent.futures.Future = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(lambda: result.set_result(snapshot()))
+
+        def call() -> None:
+            try:
+                result.set_result(function())
+            except BaseException as error:   # raised again in the calling thread
+                result.set_exception(error)
+        self._loop.call_soon_threadsafe(call)
         return result.result(timeout=30)
 
     def dump_truth(self, path: str | Path) -> None:

@@ -4,8 +4,9 @@ A record holds the request's ids (`id` as sent to the client, `client_request_id
 `X-Request-Id` header), `api`, `stream`, `outcome` (served, error, disconnect, no_token,
 cancelled), token counts (summed over the prompts of a batched completions request; `prompts`
 and `finish_reasons`, one per choice, tell them apart), `arrival_perf_ns`/`arrival_time_ns` (when
-the request's first bytes were read from the socket, before parsing: the simulator's own parse
-time is server time, not the client's), and `token_perf_ns`/`token_time_ns`: the
+the request's first bytes reached this host, by the kernel's receive stamp (transport.py): the
+time it waited in the socket buffer and the simulator's own parse time are server time, not the
+client's), and `token_perf_ns`/`token_time_ns`: the
 `time.perf_counter_ns()` and `time.time_ns()` taken just before each token chunk was written.
 perf_counter_ns is comparable with a client's readings on the same machine (same clock).
 With `stream: false` the token times are when each token was generated (the body is written

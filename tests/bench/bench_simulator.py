@@ -5,7 +5,8 @@ a raw asyncio load generator in another process keeps 64 streams busy back to ba
 completed requests / CPU seconds the server process used (so a second core used by the client
 does not inflate it). The same load against a minimal aiohttp.web server with the same stream
 shows why the simulator uses its own HTTP protocol. A short run with ground truth on reports how
-exact fixed mode is under load (server-side ITL percentiles).
+exact fixed mode is at that full load (server-side ITL and TTFT percentiles; TTFT counts from the
+kernel's receive stamp, so it includes the time a request waits for the saturated simulator).
 
 Run alone: `.venv/bin/python tests/bench/run.py simulator`.
 """
