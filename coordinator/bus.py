@@ -23,6 +23,9 @@ from hpcbench.proto import bus as contract
 SEND_HWM = 10_000         # messages queued per subscriber before that subscriber loses some
 _SUBSCRIPTION_POLL_S = 0.02
 _REMEMBERED = 4096       # (topic, seq) pairs a subscriber remembers to skip repeated replays
+# on close, queued messages (the session's last state and session_end) get this long to reach
+# subscribers: with no linger they could be dropped before ZeroMQ's I/O thread sent them
+_CLOSE_LINGER_MS = 1000
 
 
 class BusPublisher:
@@ -104,7 +107,7 @@ class BusPublisher:
         with self._lock:
             self._stop.set()
         self._thread.join()
-        self._socket.close(linger=0)
+        self._socket.close(linger=_CLOSE_LINGER_MS)
 
     def __enter__(self) -> BusPublisher:
         return self

@@ -119,6 +119,32 @@ def test_start_watch_subscribe_and_stop_a_session_from_other_processes(tmp_path,
     assert late.returncode == 0 and "has ended (stopped)" in late.stdout
 
 
+def test_each_session_state_is_a_bus_event_in_order_up_to_the_end(tmp_path, daemon):
+    """A subscriber that joins once the bus is up sees the current state, then every later one
+    as it is entered, the last included (published just before the bus closes), then
+    `session_end`."""
+    recipe = yaml.safe_load(long_recipe("{url}", str(tmp_path / "results")))
+    recipe["workload"].update(duration="1s", concurrency=[2])
+    with sim_process(tmp_path) as url, ControlClient(locate(run_dir=daemon)) as client:
+        recipe["endpoints"] = [url]
+        client.start(recipe_yaml=yaml.safe_dump(recipe), session_id="s1")
+        endpoint = wait_until(lambda: client.status("s1").bus_endpoint, timeout=60,
+                              what="the session's bus")
+        events = []
+        for message in subscribe(endpoint, ["event"], idle_timeout_s=60):
+            events.append(message["data"])
+            if message["data"]["event"] == "session_end":
+                break
+    record = json.loads((tmp_path / "results" / "grpc-control" / "s1" / "session.json")
+                        .read_text())
+    # session.json's phases end at REPORTING; its `state` is the one entered after them
+    entered = [phase["state"] for phase in record["phases"]] + [record["state"]]
+    states = [event["state"] for event in events if event["event"] == "state"]
+    assert entered[-1] == "COMPLETED" and len(states) >= 3
+    assert states == entered[len(entered) - len(states):]
+    assert events[-1]["event"] == "session_end" and events[-1]["state"] == "COMPLETED"
+
+
 def test_watch_of_an_unknown_session_is_not_found(daemon):
     from hpcbench.coordinator.errors import HpcbenchError
 
