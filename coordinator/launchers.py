@@ -78,10 +78,11 @@ class ProcessLauncher:
         return self.runtime.start("service", spec.argv, spec.env).pid
 
     def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
-        # a Prometheus endpoint (if any) binds where the coordinator's does
+        # a Prometheus endpoint (if any) binds where the coordinator's sockets do
+        bind = self.recipe.data["security"]["bind_address"] or self.host
         self.runtime.start(f"monitor-{node}",
                            [*entry_point("hpcbench-monitor", "hpcbench.monitor.cli"), *args,
-                            "--prometheus-host", self.host], env)
+                            "--prometheus-host", bind], env)
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:

@@ -147,7 +147,9 @@ class SrunLauncher:
 
     def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
         # a Prometheus endpoint (if any) binds to the node's cluster address, as the coordinator's
-        argv = [*args, "--prometheus-host", self.allocation.addresses[node]]
+        # sockets do, or to the recipe's security.bind_address when it sets one
+        bind = self.recipe.data["security"]["bind_address"] or self.allocation.addresses[node]
+        argv = [*args, "--prometheus-host", bind]
         self._step(f"monitor-{node}", node,
                    component_argv("monitor", argv, self.recipe.data, self.run_dir, gpus=True),
                    env)

@@ -1,5 +1,6 @@
-"""Where the coordinator's sockets listen: loopback by default on one machine, the recipe's
-`security.bind_address` when it sets one, while peers are always told an address they can dial.
+"""Where the coordinator's sockets and the monitors' Prometheus endpoints listen: loopback by
+default on one machine, the recipe's `security.bind_address` when it sets one, while peers are
+always told an address they can dial.
 
 The runs are real `hpcbench run` processes; their listening sockets are read from the kernel
 (psutil) while the trial runs.
@@ -13,7 +14,9 @@ import pytest
 
 from hpcbench.coordinator.errors import HpcbenchError
 from hpcbench.recipes import recipe_from_dict
-from tests.support.fault_runs import started_runs, wait_second_trial_measuring, write_recipe
+from tests.support.fault_runs import (MONITOR, started_runs, wait_second_trial_measuring,
+                                      write_recipe)
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -34,14 +37,21 @@ def listening(pid: int) -> dict[int, str]:
 @pytest.mark.parametrize("bind, listens_on", [(None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")])
 def test_sockets_listen_where_the_recipe_says_and_peers_dial_loopback(tmp_path, runs, bind,
                                                                      listens_on):
-    recipe = write_recipe(tmp_path, security={"bind_address": bind}, duration="4s")
+    coordinator_port, monitor_port = free_port(), free_port()
+    recipe = write_recipe(tmp_path, security={"bind_address": bind}, duration="4s",
+                          monitoring={"interval": "500ms", "prometheus": {
+                              "enabled": True, "port": coordinator_port,
+                              "monitor_port": monitor_port}})
     run = runs(recipe, tmp_path / "results", "bind")
     wait_second_trial_measuring(run)
     record = json.loads((run.results / "faults" / "bind" / "coordinator.json").read_text())
     sockets = listening(run.process.pid)
-    # control, samples, bus (no Prometheus here): all on the loopback by default, so nothing of
-    # the coordinator's is reachable from another machine; all on the recipe's address if set
-    assert len(sockets) == 3 and set(sockets.values()) == {listens_on}, sockets
+    # control, samples, bus and Prometheus: all on the loopback by default, so nothing of the
+    # coordinator's is reachable from another machine; all on the recipe's address if set
+    assert len(sockets) == 4 and set(sockets.values()) == {listens_on}, sockets
+    assert sockets[coordinator_port] == listens_on
+    # the monitor's Prometheus endpoint goes where the coordinator's sockets go
+    assert listening(run.component_pid(*MONITOR)) == {monitor_port: listens_on}
     advertised = {"control": record["control"], "bus": record["bus"]}
     assert {int(address.rsplit(":", 1)[1]) for address in advertised.values()} < set(sockets)
     # what peers are told is an address to dial, never 0.0.0.0

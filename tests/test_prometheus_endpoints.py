@@ -64,10 +64,12 @@ def test_a_local_monitor_binds_its_endpoint_to_the_coordinators_host(tmp_path):
     assert argv[-4:] == ["--prometheus-port", "9401", "--prometheus-host", "127.0.0.1"]
 
 
-def test_each_slurm_monitor_binds_its_endpoint_to_its_nodes_address(tmp_path):
+@pytest.mark.parametrize("bind", [None, "0.0.0.0"])
+def test_each_slurm_monitor_binds_its_endpoint_to_its_nodes_address(tmp_path, bind):
     raw = {**RAW, "partition": "debug", "account": "p1", "runtime": "process",
            "orchestration": {"mode": "slurm", "total_nodes": 3},
-           "monitoring": {"prometheus": {"enabled": True}}}
+           "monitoring": {"prometheus": {"enabled": True}},
+           "security": {"bind_address": bind}}
     allocation = slurm.Allocation("42", ("n1", "n2", "n3"),
                                   {"n1": "10.0.0.1", "n2": "10.0.0.2", "n3": "10.0.0.3"})
     loaded = recipe_from_dict(raw)
@@ -79,4 +81,4 @@ def test_each_slurm_monitor_binds_its_endpoint_to_its_nodes_address(tmp_path):
     for (name, argv), node in zip(launcher.runtime.started, ("n1", "n2", "n3")):
         assert name == f"monitor-{node}" and f"--nodelist={node}" in argv
         assert argv[-4:] == ["--prometheus-port", "9401", "--prometheus-host",
-                             allocation.addresses[node]]
+                             bind or allocation.addresses[node]]
