@@ -112,7 +112,8 @@ def run_standalone(args: argparse.Namespace) -> int:
     batches = read_batches(args.out) if args.out else getattr(sink, "batches", [])
     summary = summarize(batches, stats.measured_seconds or None) if not args.push else {}
     summary.update(batches=stats.batches, stopped=stats.stopped,
-                   max_dispatch_lag_ms=round(stats.max_dispatch_lag_ms, 3))
+                   max_dispatch_lag_ms=round(stats.max_dispatch_lag_ms, 3),
+                   kernel_stamps=stats.kernel_stamps)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -28,6 +28,7 @@ from hpcbench.executor.http import ConnectionPool, HttpConnection, request_rest,
 from hpcbench.executor.protocols import PROTOCOLS
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
+from hpcbench.executor.stamped_socket import hold_kernel_stamps
 from hpcbench.proto.samples import ErrorClass, Phase
 from hpcbench.servers.simulator.alarm import make_alarm
 
@@ -52,6 +53,7 @@ class TrialStats:
     measured_seconds: float = 0.0
     max_dispatch_lag_ms: float = 0.0
     stopped: bool = False             # ended by stop_event, in-flight requests cancelled
+    kernel_stamps: bool = False       # read times are the kernel's receive stamps (else: reads)
 
     @property
     def request_rate(self) -> float:
@@ -146,6 +148,9 @@ class Trial:
         config = self.config
         loop = asyncio.get_running_loop()
         self.loop = loop
+        # kept open for the trial, so the kernel's receive stamping stays switched on
+        self.stamp_holder = hold_kernel_stamps()
+        self.stats.kernel_stamps = self.stamp_holder is not None
         if config.load.pattern == "closed":   # every slot starts on an open connection
             share = -(-config.concurrency // len(self.routes))       # slots per target
             await asyncio.gather(*(pool.prewarm(share, min(config.request_timeout, 5.0))
@@ -192,6 +197,8 @@ class Trial:
                 pool.close()
             self._flush()
             gc.unfreeze()
+            if self.stamp_holder is not None:
+                self.stamp_holder.close()
         end = now_ns() if self.measure_end is None else min(now_ns(), self.measure_end)
         self.stats.measured_seconds = max(end - self.warmup_end, 0) / 1e9
         self.stats.errors = {ErrorClass(code).name: count for code, count in self.errors.items()}

@@ -1,10 +1,11 @@
-"""A minimal HTTP/1.1 client on asyncio.Protocol: keep-alive pool, chunked decoding, streaming.
+"""A minimal HTTP/1.1 client protocol: keep-alive pool, chunked decoding, streaming.
 
 Why not aiohttp: measured against the simulator (README "design notes"), a callback-driven
 protocol costs a fraction of the CPU per streamed request, and the executor's CPU is what a
-benchmark must not spend. Each `data_received` call is stamped once with `perf_counter_ns()` on
-arrival and hands the decoded body bytes of that read to the request's handler in one call; there
-is no coroutine, queue or per-byte loop per token.
+benchmark must not spend. Connections run on `stamped_socket.py`: each `data_received` call
+comes with the kernel's receive stamp of its bytes (so a busy executor does not add its own
+delay to what it measures) and hands the decoded body bytes of that read to the request's
+handler in one call; there is no coroutine, queue or per-byte loop per token.
 
 A handler is any object with `send_ns` and the methods
     on_head(status, now_ns), on_body(data, now_ns), on_complete(now_ns), on_failure(error, now_ns)
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from hpcbench.executor.stamped_socket import SocketTransport, connect
 from hpcbench.proto.samples import ErrorClass
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -43,12 +45,12 @@ def request_rest(method: str, body: bytes = b"") -> bytes:
 
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection:
     """One keep-alive connection; serves one request at a time for its pool."""
 
     def __init__(self, pool: "ConnectionPool") -> None:
         self.pool = pool
-        self.transport: asyncio.Transport | None = None
+        self.transport: SocketTransport | None = None
         self.handler = None
         self.closed = False
         self.served = 0           # responses completed on this connection
@@ -63,9 +65,12 @@ class HttpConnection(asyncio.Protocol):
         self._pending = b""       # partial chunk-size or trailer line
         self._keep_alive = True
 
-    # --- asyncio.Protocol -------------------------------------------------------------------
+    # --- stamped_socket.StreamProtocol ------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+
+    def eof_received(self) -> None:
+        """The server closed its side: close ours (connection_lost then ends the message)."""
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -82,8 +87,7 @@ class HttpConnection(asyncio.Protocol):
         else:
             handler.on_failure(ErrorClass.CONNECTION_RESET, now_ns())
 
-    def data_received(self, data: bytes) -> None:
-        now = now_ns()
+    def data_received(self, data: bytes, now: int) -> None:
         handler = self.handler
         if handler is None:           # bytes nobody asked for: the connection is unusable
             self.transport.abort()
@@ -285,8 +289,8 @@ class ConnectionPool:
     async def _connect_and_send(self, request: bytes, handler) -> None:
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await loop.create_connection(
-                lambda: self.connection_class(self), self.host, self.port)
+            connection = await connect(loop, lambda: self.connection_class(self),
+                                       self.host, self.port)
         except ConnectionRefusedError:
             handler.on_failure(ErrorClass.CONNECTION_REFUSED, now_ns())
             return
@@ -307,14 +311,14 @@ class ConnectionPool:
         """Open up to `count` idle connections at once (bounded by `timeout`), so the first
         requests of a trial do not pay for connecting; failures are left to those requests."""
         loop = asyncio.get_running_loop()
-        attempts = [loop.create_task(loop.create_connection(
-            lambda: self.connection_class(self), self.host, self.port)) for _ in range(count)]
+        attempts = [loop.create_task(connect(loop, lambda: self.connection_class(self),
+                                             self.host, self.port)) for _ in range(count)]
         done, pending = await asyncio.wait(attempts, timeout=timeout)
         for task in pending:
             task.cancel()
         for task in done:
             if task.exception() is None:
-                connection = task.result()[1]
+                connection = task.result()
                 self._open.add(connection)
                 self.release(connection)
         return len(self._idle)

@@ -67,8 +67,7 @@ class RespConnection(HttpConnection):
         if handler is not None:
             handler.on_failure(ErrorClass.CONNECTION_RESET, now_ns())
 
-    def data_received(self, data: bytes) -> None:
-        now = now_ns()
+    def data_received(self, data: bytes, now: int) -> None:
         handler = self.handler
         if handler is None:           # bytes nobody asked for: the connection is unusable
             self.transport.abort()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -60,6 +61,37 @@ def test_streamed_numbers_match_simulator_truth(api):
     # what a saturated client adds (AIPerf's 200 ms TTFT where the truth is 1 ms)
     assert np.median(added) < 4e6, np.median(added)
     assert np.median(gap_errors) < 2e6, np.median(gap_errors)
+
+
+def test_a_busy_executor_still_times_a_token_by_its_arrival_not_its_read():
+    """The executor's event loop is frozen from before the first token is written until 50 ms
+    after: the token waits in the socket buffer, yet its time is the kernel's receive stamp,
+    so the measured first-token time stays at the server's write (read-time stamps: +50 ms)."""
+    with start_simulator(mode="fixed", ttft_ms=100, itl_ms=100, record_truth=True) as sim:
+        async def freeze_around_the_first_token():
+            while sim.stats()["running"] < 1:      # the request reached the simulator
+                await asyncio.sleep(0.002)
+            wait_until(lambda: sim.stats()["generation_tokens"] >= 1, timeout=30,
+                       what="the first token written")   # blocks the executor's loop
+            time.sleep(0.05)                        # ... and keeps it blocked 50 ms more
+
+        async def trial():
+            frozen = asyncio.get_running_loop().create_task(freeze_around_the_first_token())
+            result = await run_trial(config, sink)
+            await frozen
+            return result
+
+        config = LoadConfig.from_workload(
+            {"api": "openai-completions", "model": "sim-model", "duration": 0,
+             "max_requests": 1, "concurrency": 1, "request_timeout": 10,
+             "dataset": {"input_tokens": 4, "output_tokens": 2, "ignore_eos": True}}, sim.url)
+        sink = MemorySink()
+        stats = uvloop.run(trial())
+        record, = sim.truth
+    table = rows(sink.batches)
+    assert stats.kernel_stamps and list(table["error"]) == [ErrorClass.OK]
+    late_by_ms = (table["first_ns"][0] - record["token_perf_ns"][0]) / 1e6
+    assert 0 <= late_by_ms < 10, late_by_ms
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -22,8 +22,8 @@ from hpcbench.servers.simulator.app import SimulatorApp
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.http import HttpConnection
 from hpcbench.servers.simulator.shared_stats import SharedStatsTable
-from hpcbench.servers.simulator.transport import (StampingServer, kernel_stamps_ready,
-                                                   listening_socket)
+from hpcbench.executor.stamped_socket import hold_kernel_stamps
+from hpcbench.servers.simulator.transport import StampingServer, listening_socket
 from hpcbench.servers.simulator.truth import TruthLog, dump_jsonl
 
 T = TypeVar("T")
@@ -54,7 +54,10 @@ class Listener:
                                     timestamps=config.record_truth)
         except OSError as error:
             raise listen_error(config, error) from None
-        if config.record_truth and not kernel_stamps_ready():
+        holder = hold_kernel_stamps() if config.record_truth else None
+        if holder is not None:
+            holder.close()   # the listening socket's option keeps stamping on from here
+        elif config.record_truth:
             print("hpcbench sim: the kernel does not stamp received packets here; ground truth "
                   "stamps a request's arrival when the simulator reads it", file=sys.stderr)
         self.server = StampingServer(asyncio.get_running_loop(), sock, self._connection)
