@@ -172,6 +172,15 @@ class DataPlane:
                 "directory": directory, "passed": not problems, "problems": problems,
                 "summary": document, "earlier": True}
 
+    def earlier_session(self) -> dict:
+        """The session record an earlier run of this session wrote ({} if none or unreadable):
+        what a resumed run keeps when it has nothing left to measure itself."""
+        try:
+            record = json.loads((self.session_dir / SESSION_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
     def abort_trial(self) -> None:
         """The running trial will not finish: close it in the aggregator (later batches are
         counted as after-close, not written), close its files, leave it unfinished (a re-run

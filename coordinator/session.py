@@ -233,6 +233,8 @@ class Session:
         self.earlier_results = [self.data_plane.earlier_result(trial) for trial in self.trials
                                 if trial.id in finished]
         self._event("trials", total=len(self.trials), skipped=sorted(finished))
+        if finished:   # the server that measured them; replaced below if this run deploys one
+            self.server_version = self.data_plane.earlier_session().get("server_version")
         if not todo:
             return
         check_free_space(self.run_dir, len(todo))

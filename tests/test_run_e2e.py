@@ -109,6 +109,15 @@ def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
     record = json.loads((session_dir / "session.json").read_text())
     assert [(t["trial_id"], t["earlier_run"], t["passed"]) for t in record["trials"]] == [
         (first.name, True, True), (second.name, False, True)]
+    assert record["server_version"] not in (None, "unknown")
+
+    # a run with nothing left to measure deploys no server, and keeps the recorded version
+    rerun = hpcbench_run(str(recipe(tmp_path, url)), "--results-dir", str(results),
+                         "--session", "s1")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "0 trial(s) run, 2 skipped" in rerun.stdout
+    assert json.loads((session_dir / "session.json").read_text())["server_version"] == \
+        record["server_version"]
 
 
 def test_a_bad_recipe_exits_2_naming_the_field(tmp_path):
