@@ -116,11 +116,15 @@ class DataPlane:
                                                 + report.batches_sent)
         missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
         summary = self.aggregator.close_trial(trial.id)
-        # what each executor says it produced, beside what arrived: the audit of no silent loss
+        # what each executor says it produced, beside what arrived: the audit of no silent
+        # loss; and whether its token times are the kernel's receive stamps (README "What is
+        # measured")
+        stats = {agent_id: json.loads(report.stats_json) if report.stats_json else {}
+                 for agent_id, report in reports.items()}
         summary.integrity["executor_reports"] = {
             agent_id: {"batches_sent": report.batches_sent,
-                       "requests": (json.loads(report.stats_json) if report.stats_json
-                                    else {}).get("requests")}
+                       "requests": stats[agent_id].get("requests"),
+                       "kernel_stamps": stats[agent_id].get("kernel_stamps")}
             for agent_id, report in reports.items()}
         summary.integrity["lost_executors"] = loss_accounts(summary, losses)
         summary.energy = self._trial_energy(summary)

@@ -80,6 +80,8 @@ def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
                 assert hdr[key] == pytest.approx(exact[key], rel=1e-3), (metric, key)
         integrity = summary["integrity"]
         assert integrity["missing_batches"] == integrity["duplicate_batches"] == 0
+        assert {report["kernel_stamps"] for report in integrity["executor_reports"].values()} \
+            == {True}
         assert (trial_dir / "logs" / "executor-0.log").exists()
     assert rows == served
 
