@@ -77,7 +77,11 @@ def arrival_ns(ancillary: list, now: int) -> int:
             if now > offset.expires_ns:
                 offset.refresh(now)
             seconds, nanoseconds = _timespec(payload)
-            stamped = seconds * 1_000_000_000 + nanoseconds - offset.value
+            wall = seconds * 1_000_000_000 + nanoseconds
+            stamped = wall - offset.value
+            if stamped < now - offset.REFRESH_NS:   # waited a second, or the wall clock was
+                offset.refresh(now)                   # stepped back: measure again to be sure
+                stamped = wall - offset.value
             return stamped if stamped < now else now
     return now
 
@@ -94,8 +98,8 @@ class SocketTransport:
         self._pending = bytearray()   # bytes the kernel did not take yet
         self._closing = False
         self._lost = False
+        loop.add_reader(self._fd, self._readable)   # first: connection_made may close at once
         protocol.connection_made(self)
-        loop.add_reader(self._fd, self._readable)
 
     def _readable(self) -> None:
         try:
@@ -105,13 +109,19 @@ class SocketTransport:
         except OSError as error:
             self._drop(error)
             return
-        if data:
-            now = _perf_ns()
-            self._protocol.data_received(data, arrival_ns(ancillary, now) if ancillary else now)
-            return
-        self._loop.remove_reader(self._fd)
-        if not self._protocol.eof_received():
-            self.close()
+        try:
+            if data:
+                now = _perf_ns()
+                self._protocol.data_received(data,
+                                             arrival_ns(ancillary, now) if ancillary else now)
+                return
+            self._loop.remove_reader(self._fd)
+            if not self._protocol.eof_received():
+                self.close()
+        except Exception as error:   # a protocol bug: reported, and the connection ends
+            self._loop.call_exception_handler({"message": "protocol failed on received data",
+                                               "exception": error, "transport": self})
+            self._drop(error)
 
     def write(self, data: bytes) -> None:
         if self._closing or not data:
@@ -160,7 +170,7 @@ class SocketTransport:
         """Close now, dropping unsent bytes."""
         self._drop(None)
 
-    def _drop(self, error: OSError | None) -> None:
+    def _drop(self, error: Exception | None) -> None:
         if self._lost:   # the descriptor is closed: its number may be another connection's
             return
         self._closing = True
@@ -174,7 +184,8 @@ class SocketTransport:
             return
         self._lost = True
         self._sock.close()
-        self._protocol.connection_lost(error)
+        protocol, self._protocol = self._protocol, None   # no transport <-> protocol cycle left
+        protocol.connection_lost(error)
 
 
 def hold_kernel_stamps(timeout_s: float = 1.0) -> socket.socket | None:
@@ -183,14 +194,18 @@ def hold_kernel_stamps(timeout_s: float = 1.0) -> socket.socket | None:
 
     Linux switches stamping on system-wide through a deferred work item when the first socket
     asks for it, and off again when the last one closes, so packets right after may go
-    unstamped: this loops a datagram to itself until one comes back with a stamp."""
+    unstamped: this loops a datagram to itself until one comes back with a stamp. Where that
+    failed once, later calls return None at once instead of waiting again."""
+    global _STAMPS_UNAVAILABLE
+    if _STAMPS_UNAVAILABLE:
+        return None
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         probe.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         probe.bind(("127.0.0.1", 0))
-        probe.settimeout(timeout_s)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            probe.settimeout(left)
             probe.sendto(b"?", probe.getsockname())
             _, ancillary, _, _ = probe.recvmsg(1, ANCILLARY_SPACE)
             if ancillary:
@@ -199,27 +214,38 @@ def hold_kernel_stamps(timeout_s: float = 1.0) -> socket.socket | None:
     except OSError:
         pass
     probe.close()
+    _STAMPS_UNAVAILABLE = True
     return None
+
+
+_STAMPS_UNAVAILABLE = False
 
 
 async def connect(loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[], StreamProtocol],
                   host: str, port: int) -> StreamProtocol:
-    """Open a TCP connection with kernel receive stamps; its protocol once connected. Raises
-    what connecting raises (ConnectionRefusedError, socket.gaierror, ...)."""
-    family, kind, proto, _, address = (await loop.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM))[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    """Open a TCP connection with kernel receive stamps; its protocol once connected. Each
+    address the name resolves to is tried in turn, as `loop.create_connection` does (e.g.
+    `localhost` as ::1, then 127.0.0.1); raises what the last attempt raised
+    (ConnectionRefusedError, ...) or socket.gaierror."""
+    addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for number, (family, kind, proto, _, address) in enumerate(addresses, 1):
+        sock = socket.socket(family, kind, proto)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        except OSError:   # not Linux: stamps are taken at the read
-            pass
-        await loop.sock_connect(sock, address)
-    except BaseException:
-        sock.close()
-        raise
-    protocol = protocol_factory()
-    SocketTransport(loop, sock, protocol)
-    return protocol
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:   # not Linux: stamps are taken at the read
+                pass
+            await loop.sock_connect(sock, address)
+            protocol = protocol_factory()
+            SocketTransport(loop, sock, protocol)
+            return protocol
+        except OSError:
+            sock.close()
+            if number == len(addresses):
+                raise
+        except BaseException:
+            sock.close()
+            raise
+    raise OSError(f"{host} resolves to no address")

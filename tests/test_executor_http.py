@@ -5,6 +5,7 @@ keep-alives, empty-text chunks, chunk extensions and trailers, read-until-close 
 malformed streams."""
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -16,8 +17,10 @@ import uvloop
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.engine import run_trial
 from hpcbench.executor.sinks import MemorySink
+from hpcbench.executor.stamped_socket import connect
 from tests.support.executor_runs import rows, run_load
 from hpcbench.proto.samples import ErrorClass, TokenSource
+from hpcbench.servers.simulator import start_simulator
 
 
 def chunked(*pieces: bytes, extension: bytes = b"", trailer: bytes = b"") -> bytes:
@@ -342,3 +345,73 @@ def test_chunks_after_a_first_chunk_with_the_role_are_recognised_by_their_bytes(
         protocol.feed(attempt, event, now)
     assert attempt.chunk_times == list(range(1, len(events) + 1))
     assert len(parsed) == 2                 # the role chunk and the first chunk after it
+
+
+class _TwoAddressLoop(uvloop.Loop):
+    """A loop whose name resolution gives a refused address first, then the real one: what
+    `localhost` resolving to ::1 before 127.0.0.1 looks like to a client."""
+
+    refused_port = serving_port = 0
+
+    async def getaddrinfo(self, host, port, **kwargs):
+        if host != "server.test":    # sock_connect resolves its numeric address here too
+            return await super().getaddrinfo(host, port, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", self.refused_port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", self.serving_port))]
+
+
+def test_a_connection_tries_each_address_the_name_resolves_to():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]      # bound, never listening: refused
+        with start_simulator(mode="fixed", ttft_ms=0, itl_ms=0) as sim:
+            _TwoAddressLoop.refused_port, _TwoAddressLoop.serving_port = refused_port, sim.port
+
+            class Probe:
+                def connection_made(self, transport):
+                    self.transport = transport
+
+                def connection_lost(self, exc):
+                    pass
+
+            async def open_one():
+                probe = await connect(asyncio.get_running_loop(), Probe, "server.test", 1)
+                peer = probe.transport._sock.getpeername()[1]
+                probe.transport.abort()
+                return peer
+
+            with asyncio.Runner(loop_factory=_TwoAddressLoop) as runner:
+                assert runner.run(open_one()) == sim.port
+
+
+def test_a_protocol_that_fails_on_received_data_ends_its_connection():
+    """As with asyncio's transports: the error is reported to the loop, the connection closes
+    and the protocol hears why, instead of a half-parsed connection staying open."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        async def main():
+            loop = asyncio.get_running_loop()
+            reported = []
+            loop.set_exception_handler(lambda _, context: reported.append(context["exception"]))
+            lost = loop.create_future()
+
+            class Broken:
+                def connection_made(self, transport):
+                    pass
+
+                def data_received(self, data, now):
+                    raise ValueError("a parser bug")
+
+                def connection_lost(self, exc):
+                    lost.set_result(exc)
+
+            await connect(loop, Broken, "127.0.0.1", server.getsockname()[1])
+            peer, _ = server.accept()
+            with peer:
+                peer.sendall(b"HTTP/1.1 200 OK\r\n")
+                error = await asyncio.wait_for(lost, 10)
+                peer.settimeout(10)
+                return error, reported, peer.recv(1)
+
+        error, reported, after = uvloop.run(main())
+    assert isinstance(error, ValueError) and reported == [error]
+    assert after == b""      # the executor's side is closed

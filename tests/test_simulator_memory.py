@@ -3,7 +3,8 @@
 With the cyclic GC disabled, per-request objects (Generation, Submission, Exchange, outputs)
 that sat in a cycle would pile up until a collection; under load that made the GC run
 constantly. Every way a request can end is covered: served (streamed, whole, batched, both
-APIs), cancelled by the client, and cut by a disconnect fault.
+APIs), cancelled by the client, and cut by a disconnect fault. A closed connection (its
+protocol and transport) goes the same way.
 """
 import gc
 import http.client
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from hpcbench.executor.stamped_socket import SocketTransport
 from hpcbench.servers.simulator import engine, http as sim_http, ollama_api, openai_api
 from hpcbench.servers.simulator import start_simulator
 from tests.support.waiting import wait_until
@@ -19,6 +21,7 @@ from tests.support.waiting import wait_until
 PER_REQUEST = (engine.Generation, engine.Submission, sim_http.Exchange,
                openai_api.StreamedOutput, openai_api.WholeOutput,
                ollama_api.StreamedOutput, ollama_api.WholeOutput)
+PER_CONNECTION = (sim_http.HttpConnection, SocketTransport)
 ROUNDS = 10
 
 
@@ -36,10 +39,10 @@ def post(url: str, path: str, body: dict) -> int:
         connection.close()
 
 
-def live_per_request_objects() -> dict[str, int]:
+def live_objects(types: tuple = PER_REQUEST) -> dict[str, int]:
     counts: dict[str, int] = {}
     for obj in gc.get_objects():
-        if type(obj) in PER_REQUEST:
+        if type(obj) in types:
             name = f"{type(obj).__module__.rsplit('.', 1)[-1]}.{type(obj).__name__}"
             counts[name] = counts.get(name, 0) + 1
     return counts
@@ -49,7 +52,10 @@ def assert_all_freed(sim) -> None:
     """With the cyclic GC off only refcounts free objects, so a cycle would stay forever. The
     count is taken on the simulator's thread, once it has finished the step that wrote the
     last answer (the client may read that answer before the step ends)."""
-    assert sim.on_loop(live_per_request_objects) == {}
+    assert sim.on_loop(live_objects) == {}
+    # every client closed its connection; the simulator frees its side once it reads the EOF
+    wait_until(lambda: sim.on_loop(lambda: live_objects(PER_CONNECTION)) == {},
+               what="closed connections freed (a transport <-> protocol cycle would stay)")
 
 
 @pytest.fixture

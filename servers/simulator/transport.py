@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from typing import Callable
 
 from hpcbench.executor.stamped_socket import SO_TIMESTAMPNS, SocketTransport, StreamProtocol
 
 ACCEPTS_PER_WAKE = 64
+ACCEPT_RETRY_S = 0.1
 
 
 class StampingServer:
@@ -23,6 +25,7 @@ class StampingServer:
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  protocol_factory: Callable[[], StreamProtocol]) -> None:
         self._loop, self._sock, self._factory = loop, sock, protocol_factory
+        self._starved = False   # told the user that accepting failed (once)
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._accept)
 
@@ -36,11 +39,27 @@ class StampingServer:
                 sock, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
-            except OSError:   # out of descriptors: the client waits in the backlog, retried
+            except OSError as error:
+                # out of descriptors or memory: the listening socket stays readable, so
+                # accepting again at once would spin; clients wait in the backlog meanwhile
+                if not self._starved:
+                    self._starved = True
+                    print(f"hpcbench sim: cannot accept connections ({error.strerror or error})"
+                          f"; retrying every {ACCEPT_RETRY_S}s", file=sys.stderr, flush=True)
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            SocketTransport(self._loop, sock, self._factory())
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                SocketTransport(self._loop, sock, self._factory())
+            except Exception:   # the client went away already, or a factory bug: not ours
+                self._loop.remove_reader(sock.fileno())
+                sock.close()
+
+    def _resume_accepting(self) -> None:
+        if self._sock.fileno() >= 0:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def close(self) -> None:
         if self._sock.fileno() >= 0:
@@ -50,11 +69,14 @@ class StampingServer:
 
 def listening_socket(host: str, port: int, reuse_port: bool, timestamps: bool,
                      backlog: int = 4096) -> socket.socket:
-    """A bound, listening TCP socket for `host` (name or address, IPv4 or IPv6). With
-    `timestamps`, accepted connections inherit SO_TIMESTAMPNS; setting it here, before any
-    client connects, also gives the kernel time to switch receive stamping on."""
+    """A bound, listening TCP socket for `host` (name or address, IPv4 or IPv6; "" means
+    every interface). A name is bound at its first address only (`localhost` at 127.0.0.1 or
+    ::1, as the resolver orders them); clients that try every address, as the executor does,
+    reach it either way. With `timestamps`, accepted connections inherit SO_TIMESTAMPNS;
+    setting it here, before any client connects, also gives the kernel time to switch
+    receive stamping on."""
     family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
