@@ -153,8 +153,13 @@ class Trial:
         self.stats.kernel_stamps = self.stamp_holder is not None
         if config.load.pattern == "closed":   # every slot starts on an open connection
             share = -(-config.concurrency // len(self.routes))       # slots per target
-            await asyncio.gather(*(pool.prewarm(share, min(config.request_timeout, 5.0))
-                                   for pool, _ in self.routes))
+            try:
+                await asyncio.gather(*(pool.prewarm(share, min(config.request_timeout, 5.0))
+                                       for pool, _ in self.routes))
+            except BaseException:   # cancelled before the trial began: release the socket
+                if self.stamp_holder is not None:
+                    self.stamp_holder.close()
+                raise
         self.t0 = now_ns() + START_LEAD_NS
         self.loop_offset = loop.time() - now_ns() / 1e9    # perf_counter -> loop clock
         self.warmup_end = self.t0 + int(config.warmup * 1e9)
