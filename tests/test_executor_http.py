@@ -83,7 +83,10 @@ class ScriptedServer:
                 if response is None:           # close without answering this request
                     return
                 for start in range(0, len(response), self.piece):
-                    conn.sendall(response[start:start + self.piece])
+                    try:
+                        conn.sendall(response[start:start + self.piece])
+                    except (BrokenPipeError, ConnectionResetError):
+                        return             # the client gave up on this answer (e.g. PROTOCOL)
                     pause.wait(0.0005)     # let the client read pieces separately
                 if self.close_after:
                     return
