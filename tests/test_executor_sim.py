@@ -8,8 +8,9 @@ during it.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
-import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -64,16 +65,25 @@ def test_streamed_numbers_match_simulator_truth(api):
 
 
 def test_a_busy_executor_still_times_a_token_by_its_arrival_not_its_read():
-    """The executor's event loop is frozen from before the first token is written until 50 ms
-    after: the token waits in the socket buffer, yet its time is the kernel's receive stamp,
-    so the measured first-token time stays at the server's write (read-time stamps: +50 ms)."""
+    """The executor's event loop is frozen from before its request's only token is written
+    until a second request to the simulator, answered 100 ms after it arrived (fixed mode
+    never answers early), has come back: the token waits in the socket buffer, yet its time is
+    the kernel's receive stamp, so the measured first-token time stays at the server's write
+    (read-time stamps: 100+ ms late)."""
     with start_simulator(mode="fixed", ttft_ms=100, itl_ms=100, record_truth=True) as sim:
+        def another_answer() -> None:
+            body = json.dumps({"model": "sim-model", "prompt": "x", "max_tokens": 1}).encode()
+            urllib.request.urlopen(urllib.request.Request(
+                sim.url + "/v1/completions", data=body,
+                headers={"Content-Type": "application/json"}), timeout=30).read()
+
         async def freeze_around_the_first_token():
-            while sim.stats()["running"] < 1:      # the request reached the simulator
-                await asyncio.sleep(0.002)
+            await asyncio.to_thread(wait_until, lambda: sim.stats()["running"] >= 1,
+                                    timeout=30, what="the executor's request at the simulator")
+            # from here the executor's loop is blocked: no read until both waits are over
             wait_until(lambda: sim.stats()["generation_tokens"] >= 1, timeout=30,
-                       what="the first token written")   # blocks the executor's loop
-            time.sleep(0.05)                        # ... and keeps it blocked 50 ms more
+                       what="the first token written")
+            another_answer()
 
         async def trial():
             frozen = asyncio.get_running_loop().create_task(freeze_around_the_first_token())
@@ -84,10 +94,10 @@ def test_a_busy_executor_still_times_a_token_by_its_arrival_not_its_read():
         config = LoadConfig.from_workload(
             {"api": "openai-completions", "model": "sim-model", "duration": 0,
              "max_requests": 1, "concurrency": 1, "request_timeout": 10,
-             "dataset": {"input_tokens": 4, "output_tokens": 2, "ignore_eos": True}}, sim.url)
+             "dataset": {"input_tokens": 4, "output_tokens": 1, "ignore_eos": True}}, sim.url)
         sink = MemorySink()
         stats = uvloop.run(trial())
-        record, = sim.truth
+        record, = [r for r in sim.truth if r["client_request_id"]]
     table = rows(sink.batches)
     assert stats.kernel_stamps and list(table["error"]) == [ErrorClass.OK]
     late_by_ms = (table["first_ns"][0] - record["token_perf_ns"][0]) / 1e6
