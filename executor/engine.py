@@ -145,21 +145,23 @@ class Trial:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop_event: asyncio.Event) -> TrialStats:
+        # kept open for the trial, so the kernel's receive stamping stays switched on
+        stamp_holder = hold_kernel_stamps()
+        self.stats.kernel_stamps = stamp_holder is not None
+        try:
+            return await self._run(stop_event)
+        finally:
+            if stamp_holder is not None:
+                stamp_holder.close()
+
+    async def _run(self, stop_event: asyncio.Event) -> TrialStats:
         config = self.config
         loop = asyncio.get_running_loop()
         self.loop = loop
-        # kept open for the trial, so the kernel's receive stamping stays switched on
-        self.stamp_holder = hold_kernel_stamps()
-        self.stats.kernel_stamps = self.stamp_holder is not None
         if config.load.pattern == "closed":   # every slot starts on an open connection
             share = -(-config.concurrency // len(self.routes))       # slots per target
-            try:
-                await asyncio.gather(*(pool.prewarm(share, min(config.request_timeout, 5.0))
-                                       for pool, _ in self.routes))
-            except BaseException:   # cancelled before the trial began: release the socket
-                if self.stamp_holder is not None:
-                    self.stamp_holder.close()
-                raise
+            await asyncio.gather(*(pool.prewarm(share, min(config.request_timeout, 5.0))
+                                   for pool, _ in self.routes))
         self.t0 = now_ns() + START_LEAD_NS
         self.loop_offset = loop.time() - now_ns() / 1e9    # perf_counter -> loop clock
         self.warmup_end = self.t0 + int(config.warmup * 1e9)
@@ -202,8 +204,6 @@ class Trial:
                 pool.close()
             self._flush()
             gc.unfreeze()
-            if self.stamp_holder is not None:
-                self.stamp_holder.close()
         end = now_ns() if self.measure_end is None else min(now_ns(), self.measure_end)
         self.stats.measured_seconds = max(end - self.warmup_end, 0) / 1e9
         self.stats.errors = {ErrorClass(code).name: count for code, count in self.errors.items()}

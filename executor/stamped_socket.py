@@ -94,6 +94,8 @@ class SocketTransport:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  protocol: StreamProtocol) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # each token goes at once
         self._loop, self._sock, self._fd, self._protocol = loop, sock, sock.fileno(), protocol
         self._pending = bytearray()   # bytes the kernel did not take yet
         self._closing = False
@@ -231,8 +233,7 @@ async def connect(loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[]
     for number, (family, kind, proto, _, address) in enumerate(addresses, 1):
         sock = socket.socket(family, kind, proto)
         try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)   # sock_connect needs it
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             except OSError:   # not Linux: stamps are taken at the read

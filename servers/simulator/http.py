@@ -7,10 +7,10 @@ protocol parses a request with a handful of bytes operations and writes each tok
 
 It runs on `transport.py`, which hands every read over with the time its bytes reached this
 host (the kernel's receive stamp, see executor/stamped_socket.py). Requests on one connection
-are served in order; bytes of a pipelined next request wait in
-the buffer until the current response ends. A handler gets a `Request` and an `Exchange` through
-which it answers exactly once: `respond(...)`, or `start_stream(...)` + `write_chunk(...)` +
-`end_stream()`, or `abort()`.
+are served in order; bytes of a pipelined next request wait in the buffer until the current
+response ends. A handler gets a `Request` and an `Exchange` through which it answers exactly
+once: `respond(...)`, or `start_stream(...)` + `write_chunk(...)` + `end_stream()`, or
+`abort()`.
 """
 from __future__ import annotations
 

@@ -18,11 +18,11 @@ from typing import Callable, TypeVar
 import uvloop
 
 from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.executor.stamped_socket import hold_kernel_stamps
 from hpcbench.servers.simulator.app import SimulatorApp
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.http import HttpConnection
 from hpcbench.servers.simulator.shared_stats import SharedStatsTable
-from hpcbench.executor.stamped_socket import hold_kernel_stamps
 from hpcbench.servers.simulator.transport import StampingServer, listening_socket
 from hpcbench.servers.simulator.truth import TruthLog, dump_jsonl
 
@@ -54,9 +54,10 @@ class Listener:
                                     timestamps=config.record_truth)
         except OSError as error:
             raise listen_error(config, error) from None
+        # wait until the kernel stamps: the listening socket's option keeps it on from then
         holder = hold_kernel_stamps() if config.record_truth else None
         if holder is not None:
-            holder.close()   # the listening socket's option keeps stamping on from here
+            holder.close()
         elif config.record_truth:
             print("hpcbench sim: the kernel does not stamp received packets here; ground truth "
                   "stamps a request's arrival when the simulator reads it", file=sys.stderr)

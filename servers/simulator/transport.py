@@ -50,8 +50,6 @@ class StampingServer:
                 self._loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
                 return
             try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 SocketTransport(self._loop, sock, self._factory())
             except Exception:   # the client went away already, or a factory bug: not ours
                 self._loop.remove_reader(sock.fileno())
