@@ -28,9 +28,9 @@ from pathlib import Path
 import grpc
 import uvloop
 
-from hpcbench.coordinator.auth import call_metadata, read_token
-from hpcbench.coordinator.curve import load_keys
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.auth import call_metadata, read_token
+from hpcbench.common.curve import load_keys
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 

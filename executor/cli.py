@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from hpcbench.coordinator.errors import HpcbenchError, config_error
+from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.executor.config import APIS, DATASET_KINDS, PATTERNS
 
 

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from hpcbench.coordinator.errors import config_error
-from hpcbench.recipes.durations import parse_duration
+from hpcbench.common.errors import config_error
+from hpcbench.common.durations import parse_duration
 
 APIS = ("openai-chat", "openai-completions", "ollama-chat", "ollama-generate", "resp")
 PATTERNS = ("closed", "constant", "poisson", "gamma", "burst", "trace")

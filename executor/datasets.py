@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 from hpcbench.executor.config import DatasetSpec, LengthSpec
 
 SYNTHETIC_POOL = 512   # distinct synthetic prompts (cycled); enough to defeat prefix caches

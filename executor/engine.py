@@ -28,9 +28,9 @@ from hpcbench.executor.http import ConnectionPool, HttpConnection, request_rest,
 from hpcbench.executor.protocols import PROTOCOLS
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
-from hpcbench.executor.stamped_socket import hold_kernel_stamps
+from hpcbench.common.stamped_socket import hold_kernel_stamps
 from hpcbench.proto.samples import ErrorClass, Phase
-from hpcbench.servers.simulator.alarm import make_alarm
+from hpcbench.common.alarm import make_alarm
 
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
 TIMER_SLACK_NS = 1_000_000  # uvloop timers count whole milliseconds and may fire that early

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hpcbench.executor.stamped_socket import SocketTransport, connect
+from hpcbench.common.stamped_socket import SocketTransport, connect
 from hpcbench.proto.samples import ErrorClass
 
 MAX_HEAD_BYTES = 64 * 1024

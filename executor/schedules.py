@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 from hpcbench.executor.config import LoadSpec
 
 BLOCK = 4096

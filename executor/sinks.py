@@ -75,7 +75,7 @@ class ZmqSink(_BackgroundSink):
 
     def __init__(self, endpoint: str, sndhwm: int = 1000, linger_ms: int = 30_000,
                  curve=None) -> None:
-        """`curve`: the session's hpcbench.coordinator.curve.CurveKeys when CURVE is on."""
+        """`curve`: the session's hpcbench.common.curve.CurveKeys when CURVE is on."""
         import zmq
 
         self._context = zmq.Context.instance()
@@ -83,7 +83,7 @@ class ZmqSink(_BackgroundSink):
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         if curve is not None:
-            from hpcbench.coordinator.curve import connect
+            from hpcbench.common.curve import connect
 
             connect(self._socket, curve)
         self._socket.connect(endpoint)

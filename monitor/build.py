@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import psutil
 
-from hpcbench.coordinator.errors import HpcbenchError, config_error
+from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.monitor.csv_log import CsvLog
 from hpcbench.monitor.exposition import TelemetryCollector, serve
 from hpcbench.monitor.gpu import GpuSource
@@ -32,7 +32,7 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
         if args.coordinator_telemetry:  # first: a bad endpoint fails before anything else starts
             curve = None
             if getattr(args, "curve_keys", ""):
-                from hpcbench.coordinator.curve import load_keys
+                from hpcbench.common.curve import load_keys
 
                 curve = load_keys(args.curve_keys)
             outputs.telemetry = TelemetrySender(args.coordinator_telemetry, curve=curve)

@@ -2,7 +2,7 @@
 
 Started by the coordinator locally and by run.sbatch on clusters, or by hand without any
 coordinator (standalone: CSV, Prometheus endpoint and/or Pushgateway only). With --coordinator
-it is also an agent of the session (monitor/agent_link.py): registered, heartbeating, stopped
+it is also an agent of the session (common/agent_link.py): registered, heartbeating, stopped
 by the coordinator's STOP, and ending by itself (status 4) when the coordinator is lost beyond
 its lease. Stops on SIGTERM or SIGINT (after writing the last row and pushing the final values),
 after --samples samples, or after --duration.
@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from hpcbench.coordinator.errors import HpcbenchError, config_error
-from hpcbench.recipes.durations import parse_duration
+from hpcbench.common.errors import HpcbenchError, config_error
+from hpcbench.common.durations import parse_duration
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("HPCBENCH_CURVE_KEYS", ""),
                         help="the session's curve.keys when its recipe sets security.curve: "
                              "telemetry goes out CURVE-encrypted (default: $HPCBENCH_CURVE_KEYS)")
-    agent = parser.add_argument_group("agent of a coordinator's session (monitor/agent_link.py)")
+    agent = parser.add_argument_group("agent of a coordinator's session (common/agent_link.py)")
     agent.add_argument("--coordinator", metavar="HOST:PORT",
                        help="register with this coordinator's gRPC address (coordinator.json "
                             "'control'): heartbeats, STOP, exit when the coordinator is lost")
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 def _join_coordinator(args: argparse.Namespace, stop: threading.Event):
     """Register with the coordinator and keep the lease from now on (an AgentLink); telemetry
     goes where the coordinator says unless --coordinator-telemetry overrides it."""
-    from hpcbench.monitor.agent_link import AgentLink  # gRPC only for monitors with a coordinator
+    from hpcbench.common.agent_link import AgentLink  # gRPC only for monitors with a coordinator
 
     link = AgentLink.from_args(args, stop)
     try:

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import zmq
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 
 
 class TelemetrySender:
     def __init__(self, endpoint: str, high_water_mark: int = 10_000, linger_ms: int = 2_000,
                  curve=None) -> None:
-        """`curve`: hpcbench.coordinator.curve.CurveKeys of the session, when it uses CURVE."""
+        """`curve`: hpcbench.common.curve.CurveKeys of the session, when it uses CURVE."""
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUSH)
         self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         if curve is not None:
-            from hpcbench.coordinator.curve import connect
+            from hpcbench.common.curve import connect
 
             connect(self._socket, curve)
         try:

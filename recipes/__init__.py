@@ -7,7 +7,7 @@ The API other components use:
 - `expand_trials(recipe) -> list[Trial]`: the sweep as trials with stable ids.
 - `durations.parse_duration(value) -> float` seconds.
 """
-from hpcbench.recipes.durations import parse_duration
+from hpcbench.common.durations import parse_duration
 from hpcbench.recipes.loader import Recipe, load_recipe, recipe_from_dict, validate
 from hpcbench.recipes.problems import Problem
 from hpcbench.recipes.sweep import SWEEP_AXES, Trial, count_trials, expand_trials, trial_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from hpcbench.recipes.durations import parse_duration
+from hpcbench.common.durations import parse_duration
 
 PROMETHEUS_PORT = 9400           # the coordinator's endpoint (monitoring.prometheus.port)
 MONITOR_PROMETHEUS_PORT = 9401   # each monitor's endpoint (monitoring.prometheus.monitor_port)

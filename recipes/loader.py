@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 from hpcbench.recipes.defaults import resolve
 from hpcbench.recipes.problems import Problem
 from hpcbench.recipes.schema import schema_problems

@@ -14,7 +14,7 @@ from importlib import resources
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-from hpcbench.recipes.durations import parse_duration
+from hpcbench.common.durations import parse_duration
 from hpcbench.recipes.problems import MISSING, Problem, dotted
 
 

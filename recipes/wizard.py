@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from hpcbench.recipes.durations import parse_duration
+from hpcbench.common.durations import parse_duration
 
 SERVICES = ("simulator", "ollama", "vllm", "vllm-distributed", "llamacpp")
 DEFAULT_MODELS = {"simulator": "sim-llama", "ollama": "llama3.2:1b",

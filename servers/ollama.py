@@ -12,7 +12,7 @@ import logging
 import sys
 import urllib.error
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, extra_env,
                                      http_get, http_post_json)
 from hpcbench.servers.runtime import wrap

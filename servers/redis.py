@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers.plugin import LaunchContext, LaunchSpec, cli_flags, extra_env, poll_until
 from hpcbench.servers.runtime import wrap
 

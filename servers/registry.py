@@ -16,7 +16,7 @@ import shlex
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 from hpcbench.servers.plugin import LaunchContext, LaunchSpec, ServicePlugin
 
 ENTRY_POINT_GROUP = "hpcbench.services"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 
 RUNTIMES = ("process", "apptainer")
 

@@ -15,7 +15,7 @@ answers the server's version ({"version": "0.8.5"}).
 """
 from __future__ import annotations
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 from hpcbench.servers import ray_cluster
 from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, as_argv,
                                      cli_flags, extra_env, ignore_eos_extras)

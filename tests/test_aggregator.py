@@ -3,11 +3,11 @@ import msgpack
 import numpy as np
 import pytest
 
-from hpcbench.coordinator.aggregator import Aggregator
-from hpcbench.coordinator.sequences import SequenceTracker
-from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.coordinator.metrics import derive
-from hpcbench.coordinator.results import ResultsWriter
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.sequences import SequenceTracker
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.measure.definitions import derive
+from hpcbench.coordinator.session.results import ResultsWriter
 from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch, empty_columns, encode
 from tests.support.sample_batches import make_batch
 
@@ -89,7 +89,7 @@ def test_snapshot_reports_interval_and_cumulative_statistics():
 def test_progress_shows_the_trial_rate_so_far_not_an_interval_without_a_batch():
     """An interval that no batch reached has a rate of 0; what `hpcbench run` and the gRPC
     Snapshot show is the measured window's rate, which does not drop to 0 with it."""
-    from hpcbench.coordinator.data_plane import headline
+    from hpcbench.coordinator.session.recording import headline
 
     aggregator = Aggregator(run_id=RUN)
     aggregator.ingest(make_batch(0, 300))

@@ -4,10 +4,10 @@ import subprocess
 import sys
 import threading
 
-from hpcbench.coordinator.aggregator import Aggregator
-from hpcbench.coordinator.aggregator_server import AggregatorServer
-from hpcbench.coordinator.bus import BusPublisher, subscribe
-from hpcbench.coordinator.results import ResultsWriter, read_samples, read_summary
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.receiver import AggregatorServer
+from hpcbench.coordinator.bus.publisher import BusPublisher, subscribe
+from hpcbench.coordinator.session.results import ResultsWriter, read_samples, read_summary
 from tests.support.waiting import wait_until
 
 RUN = "run-1"

@@ -12,7 +12,7 @@ import json
 import psutil
 import pytest
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.recipes import recipe_from_dict
 from tests.support.fault_runs import (MONITOR, started_runs, wait_second_trial_measuring,
                                       write_recipe)

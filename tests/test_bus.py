@@ -8,8 +8,8 @@ import msgpack
 import pytest
 import zmq
 
-from hpcbench.coordinator import bus as bus_module
-from hpcbench.coordinator.bus import BusPublisher, subscribe
+from hpcbench.coordinator.bus.publisher import publisher as bus_module
+from hpcbench.coordinator.bus.publisher import BusPublisher, subscribe
 from hpcbench.proto import bus as contract
 
 
@@ -70,7 +70,7 @@ def test_subscriber_in_another_process_receives_state_then_snapshots(publisher, 
     publisher.snapshot({"n": 0})
     script = (
         "import json, sys\n"
-        "from hpcbench.coordinator.bus import subscribe\n"
+        "from hpcbench.coordinator.bus.publisher import subscribe\n"
         "for m in subscribe(sys.argv[1], ['snapshot', 'event'], idle_timeout_s=20):\n"
         "    print(json.dumps([m['topic'], m['replay'], m['data']]), flush=True)\n"
         "    if m['data'].get('n') == 3: break\n")
@@ -175,7 +175,7 @@ def test_readme_subscriber_runs_against_a_live_bus(publisher, repo, cli_env, tmp
     assert len(code.strip().splitlines()) <= 11
     script = tmp_path / "subscriber.py"
     script.write_text(code)
-    from hpcbench.coordinator.aggregator import Aggregator
+    from hpcbench.coordinator.ingest.aggregator import Aggregator
     from tests.support.sample_batches import make_batch
     aggregator = Aggregator(run_id="run-1")
     aggregator.ingest(make_batch(0, 100))

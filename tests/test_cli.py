@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from hpcbench.coordinator.cli import VERBS, main
+from hpcbench.coordinator.cli.main import VERBS, main
 
 
 @pytest.mark.parametrize("verb", [name for name, _ in VERBS])

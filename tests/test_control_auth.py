@@ -6,8 +6,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from hpcbench.coordinator.auth import TOKEN_FILE, call_metadata
-from hpcbench.coordinator.control import Coordinator
+from hpcbench.common.auth import TOKEN_FILE, call_metadata
+from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 
@@ -102,8 +102,7 @@ def test_tokens_are_compared_in_constant_time_and_refusals_counted(coordinator, 
                                                                   monkeypatch):
     """Every presented token goes through hmac.compare_digest (its time does not depend on how
     much of a guess matches); each refusal is counted, the right token is not."""
-    from hpcbench.coordinator import auth
-
+    from hpcbench.common import auth
     compared = []
     real = auth.hmac.compare_digest
     monkeypatch.setattr(auth.hmac, "compare_digest",

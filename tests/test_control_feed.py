@@ -1,7 +1,7 @@
 """The live feed behind gRPC Watch: watchers get the newest snapshot, never a backlog."""
 import threading
 
-from hpcbench.coordinator.feed import SessionFeed
+from hpcbench.coordinator.control.feed import SessionFeed
 
 
 def test_a_watcher_gets_the_newest_snapshot_then_the_end():

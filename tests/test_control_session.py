@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcbench.coordinator.bus import subscribe
-from hpcbench.coordinator.control_client import ControlClient, locate
+from hpcbench.coordinator.bus.publisher import subscribe
+from hpcbench.coordinator.control.client import ControlClient, locate
 from hpcbench.proto import control_v1_pb2 as pb
 from tests.support.sim_process import sim_process
 from tests.support.waiting import wait_until
@@ -32,7 +32,7 @@ def long_recipe(url: str, results: str) -> str:
 def daemon_process(tmp_path):
     """(process, run dir) of an `hpcbench-coordinator` daemon."""
     run_dir = tmp_path / "daemon"
-    process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.daemon",
+    process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.control.daemon",
                                 "--run-dir", str(run_dir), "--results-dir",
                                 str(tmp_path / "results")], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -56,7 +56,7 @@ def daemon(daemon_process):
 
 
 def hpcbench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", *args],
+    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", *args],
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
 
 
@@ -146,7 +146,7 @@ def test_each_session_state_is_a_bus_event_in_order_up_to_the_end(tmp_path, daem
 
 
 def test_watch_of_an_unknown_session_is_not_found(daemon):
-    from hpcbench.coordinator.errors import HpcbenchError
+    from hpcbench.common.errors import HpcbenchError
 
     with ControlClient(locate(run_dir=daemon)) as client:
         with pytest.raises(HpcbenchError, match="NOT_FOUND"):

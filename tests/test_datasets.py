@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.executor.config import DatasetSpec, LengthSpec
 from hpcbench.executor.datasets import load_dataset, sample_lengths
 

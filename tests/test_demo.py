@@ -15,7 +15,7 @@ def test_the_demo_recipe_runs_end_to_end_with_a_deployed_simulator(tmp_path, rep
     recipe.write_text(yaml.safe_dump(demo))
     sweep = demo["workload"]["concurrency"]
 
-    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run", str(recipe),
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run", str(recipe),
                            "--results-dir", str(tmp_path / "results"), "--session", "demo",
                            "--no-live"], capture_output=True, text=True, timeout=180)
 

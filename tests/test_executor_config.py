@@ -1,7 +1,7 @@
 """LoadConfig.from_workload: one executor's share of a trial workload, and clear E006 errors."""
 import pytest
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.executor.config import LoadConfig
 
 URL = "http://127.0.0.1:8000"
@@ -55,7 +55,7 @@ def test_request_count_alone_is_enough_and_is_split():
 def test_the_coordinators_explicit_share_wins_over_clients_per_node():
     """`hpcbench plan` splits clients_per_node over a node's executors
     (coordinator.plan.executor_concurrency); the session passes each executor its share."""
-    from hpcbench.coordinator.plan import executor_shares
+    from hpcbench.coordinator.launch.plan import executor_shares
     shares = executor_shares(4, 3)
     slots = [LoadConfig.from_workload(workload(executor_concurrency=share), URL, index, 3)
              .concurrency for index, share in enumerate(shares)]

@@ -17,7 +17,7 @@ import uvloop
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.engine import run_trial
 from hpcbench.executor.sinks import MemorySink
-from hpcbench.executor.stamped_socket import connect
+from hpcbench.common.stamped_socket import connect
 from tests.support.executor_runs import rows, run_load
 from hpcbench.proto.samples import ErrorClass, TokenSource
 from hpcbench.servers.simulator import start_simulator

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.recipes import expand_trials, load_recipe, recipe_from_dict
 from tests.support.faults import record
 
@@ -190,7 +190,7 @@ def test_deeply_nested_data_is_e006_not_a_recursion_error():
 def test_the_cli_prints_e006_without_a_traceback_for_broken_recipes(tmp_path, cli_env):
     broken = tmp_path / "broken.yaml"
     broken.write_text("scenario: [\nworkload: {duration: 2x}\n" + "[" * 3000 + "\n")
-    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "validate",
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "validate",
                            str(broken)], capture_output=True, text=True, env=cli_env, timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "E006" in done.stdout + done.stderr and "Traceback" not in done.stderr

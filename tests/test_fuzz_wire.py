@@ -21,10 +21,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcbench.coordinator.aggregator import Aggregator
-from hpcbench.coordinator.aggregator_server import AggregatorServer
-from hpcbench.coordinator.auth import call_metadata
-from hpcbench.coordinator.control import Coordinator
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.receiver import AggregatorServer
+from hpcbench.common.auth import call_metadata
+from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 from hpcbench.proto import samples

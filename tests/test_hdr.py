@@ -7,8 +7,8 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.coordinator.hdr import (PERCENTILES, Histogram, HistogramConfig, HistogramError,
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.measure.histogram import (PERCENTILES, Histogram, HistogramConfig, HistogramError,
                                       IntervalLogWriter, exact_percentiles, read_interval_log)
 
 CONFIG = HistogramConfig()  # 1 µs .. 1 h, 3 significant digits

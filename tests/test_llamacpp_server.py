@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from hpcbench.executor.engine import client_request_id
 from hpcbench.executor.sinks import read_batches
 from hpcbench.executor.summary import measured_rows
 from hpcbench.proto.samples import ErrorClass, TokenSource
-from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext, http_post_json
 from hpcbench.servers.registry import get_service
 from support.ports import free_port

@@ -15,11 +15,11 @@ import sys
 import pytest
 import zmq
 
-from hpcbench.coordinator.agent_service import AgentRegistry
-from hpcbench.coordinator.bus import subscribe
-from hpcbench.coordinator.control import Coordinator
-from hpcbench.coordinator.control_client import ControlClient, locate
-from hpcbench.monitor.agent_link import EXIT_LOST
+from hpcbench.coordinator.control.agents import AgentRegistry
+from hpcbench.coordinator.bus.publisher import subscribe
+from hpcbench.coordinator.control.server import Coordinator
+from hpcbench.coordinator.control.client import ControlClient, locate
+from hpcbench.common.agent_link import EXIT_LOST
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import telemetry
 from tests.support.fault_runs import MONITOR, started_runs, write_recipe
@@ -68,7 +68,7 @@ def test_a_run_lists_its_monitor_which_ends_by_itself_when_the_coordinator_freez
                            and found, timeout=60, what="monitor agent heartbeating")
         assert (agent.agent_id, agent.node) == ("monitor-localhost", "localhost")
         assert agent.last_heartbeat_age_s < 5.0           # within the session's lease
-    shown = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "status",
+    shown = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "status",
                             "--run-dir", str(session_dir)], capture_output=True, text=True,
                            timeout=60)
     assert re.search(r"agent +monitor-localhost on localhost \(monitor\): busy, heartbeat "

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.coordinator.plan import (assign_targets, executor_concurrency, executor_shares,
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.launch.plan import (assign_targets, executor_concurrency, executor_shares,
                                        place_roles)
 from hpcbench.recipes import expand_trials, load_recipe, recipe_from_dict
 

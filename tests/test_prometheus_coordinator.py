@@ -1,4 +1,4 @@
-"""The coordinator's Prometheus endpoint (hpcbench.coordinator.exposition) on real parts: sample
+"""The coordinator's Prometheus endpoint (hpcbench.coordinator.bus.prometheus) on real parts: sample
 batches PUSHed to a real AggregatorServer, a real hpcbench-monitor PUSHing telemetry to it, the
 metrics bus (BusPublisher) carrying both to a SessionMetricsServer, scraped by a real
 Prometheus whose query API returns the session's latency, throughput, errors and node series."""
@@ -11,10 +11,10 @@ import zmq
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hpcbench.coordinator.aggregator import Aggregator
-from hpcbench.coordinator.aggregator_server import AggregatorServer
-from hpcbench.coordinator.bus import BusPublisher
-from hpcbench.coordinator.exposition import SessionCollector, SessionMetricsServer
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.receiver import AggregatorServer
+from hpcbench.coordinator.bus.publisher import BusPublisher
+from hpcbench.coordinator.bus.prometheus import SessionCollector, SessionMetricsServer
 from tests.support.known_inputs import CHUNKS, sample_batch
 from tests.support.monitor_process import monitor_process
 from tests.support.prometheus_stack import binary, prometheus, query

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from hpcbench.coordinator import slurm
-from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.coordinator.launchers import ProcessLauncher
-from hpcbench.coordinator.slurm_job import SrunLauncher
+from hpcbench.coordinator.launch import slurm
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.launch.base import ProcessLauncher
+from hpcbench.coordinator.launch.sbatch_job import SrunLauncher
 from hpcbench.recipes.loader import recipe_from_dict
 
 RAW = {"scenario": "prom", "workload": {"service": "simulator", "model": "sim-llama",

@@ -12,7 +12,7 @@ import sys
 
 import yaml
 
-from hpcbench.coordinator.errors import ERROR_CODES
+from hpcbench.common.errors import ERROR_CODES
 from tests.support.ports import free_port
 from tests.support.prometheus_stack import prometheus, query, wait_for_targets
 from tests.support.sim_process import sim_process
@@ -32,7 +32,7 @@ def hpcbench_run(tmp_path, url: str, prometheus_settings: dict) -> subprocess.Co
         "monitoring": {"interval": "250ms", "prometheus": {"enabled": True, **prometheus_settings}},
     }))
     return subprocess.run(
-        [sys.executable, "-m", "hpcbench.coordinator.cli", "run", str(recipe), "--no-live",
+        [sys.executable, "-m", "hpcbench.coordinator.cli.main", "run", str(recipe), "--no-live",
          "--results-dir", str(tmp_path / "results"), "--session", "s1", "--executors", "1"],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.registry import get_service, launch_contexts
 from support.slurm_cluster import build_cluster, unavailable_reason
 from support.waiting import wait_until

@@ -1,7 +1,7 @@
 """Recipe durations: every accepted spelling and clear errors for the rest."""
 import pytest
 
-from hpcbench.recipes.durations import parse_duration
+from hpcbench.common.durations import parse_duration
 
 
 @pytest.mark.parametrize("value, seconds", [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.recipes import count_trials, load_recipe, recipe_from_dict, validate
 
 LOCAL = {
@@ -291,7 +291,7 @@ def test_cli_validate_lists_problems_and_exits_2(tmp_path, cli_env, repo):
 
 
 def test_cli_validate_ok_exits_0(cli_env, repo):
-    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "validate",
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "validate",
                            str(repo / "recipes/examples/local-sim.yaml")],
                           capture_output=True, text=True, env=cli_env)
     assert done.returncode == 0, done.stderr

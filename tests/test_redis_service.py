@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.executor.attempt import Attempt
 from hpcbench.executor.datasets import Prompt
 from hpcbench.executor.http import ConnectionPool
@@ -21,7 +21,7 @@ from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.resp import RespConnection, RespProtocol, encode_command, reply_end
 from hpcbench.executor.sinks import read_batches
 from hpcbench.proto.samples import ErrorClass, Phase
-from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext
 from hpcbench.servers.registry import get_service
 from support.ports import free_port

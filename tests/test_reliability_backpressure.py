@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from hpcbench.coordinator import aggregator_server
-from hpcbench.coordinator.aggregator import Aggregator
-from hpcbench.coordinator.aggregator_server import AggregatorServer
+from hpcbench.coordinator.ingest import receiver as aggregator_server
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.receiver import AggregatorServer
 from hpcbench.executor.sinks import QUEUE_BATCHES, ZmqSink
 from hpcbench.proto import samples
 from tests.support.faults import record

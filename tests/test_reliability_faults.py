@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcbench.coordinator.bus import subscribe
-from hpcbench.coordinator.control_client import ControlClient, locate
-from hpcbench.coordinator.errors import ERROR_CODES
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.bus.publisher import subscribe
+from hpcbench.coordinator.control.client import ControlClient, locate
+from hpcbench.common.errors import ERROR_CODES
+from hpcbench.coordinator.session.results import read_samples
 from tests.support.fault_runs import (EXECUTOR_0, EXECUTOR_1, MONITOR, assert_accounted,
                                       assert_no_leftovers, component_pids, digest,
                                       started_runs, wait_second_trial_measuring, write_recipe)

@@ -39,7 +39,7 @@ def test_executors_that_lose_their_coordinator_stop_the_load_within_the_lease(tm
         run.process.send_signal(signal.SIGSTOP)
         record("faults_injected")
         try:
-            # lease 5 s (coordinator/session.py) plus heartbeat and exit time
+            # lease 5 s (coordinator/session/lifecycle.py) plus heartbeat and exit time
             wait_until(lambda: not any(alive(pid) for pid in pids.values()), timeout=20,
                        what="executors to give up on their frozen coordinator")
             wait_until(lambda: simulator_in_flight(url) == 0, timeout=10,

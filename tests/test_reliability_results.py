@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from hpcbench.proto import samples
 from tests.support.faults import record
 from tests.support.sample_batches import make_batch

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcbench.coordinator.errors import ERROR_CODES
+from hpcbench.common.errors import ERROR_CODES
 from tests.support.faults import record
 
 
@@ -34,7 +34,7 @@ def recipe(tmp_path: Path, **top) -> Path:
 
 def hpcbench_run(tmp_path: Path, *args: str, **top) -> subprocess.CompletedProcess:
     record("faults_injected")
-    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
+    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run",
                            str(recipe(tmp_path, **top)), "--session", "s", "--no-live", *args],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -87,7 +87,7 @@ def test_a_full_results_filesystem_is_e006(tmp_path):
 
 def test_too_little_free_space_for_the_session_is_e006_naming_path_free_and_need(tmp_path):
     """Room for the session's first files but not for its results: refused before any load."""
-    from hpcbench.coordinator.disk_space import bytes_needed
+    from hpcbench.coordinator.session.disk_space import bytes_needed
 
     with tmpfs(tmp_path / "small", "size=8m") as mount:
         done = hpcbench_run(tmp_path, "--results-dir", str(mount / "results"))
@@ -115,7 +115,7 @@ def test_a_simulator_port_in_use_is_e008_naming_the_port(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         record("faults_injected")
-        done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "sim",
+        done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim",
                                "--port", str(port)], capture_output=True, text=True, timeout=60)
     assert done.returncode == ERROR_CODES["E008"][1], done.stderr
     assert f"127.0.0.1:{port}" in done.stderr and "--port" in done.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from tests.support.sim_process import served_requests, sim_process
 
 
@@ -38,7 +38,7 @@ def recipe(tmp_path: Path, url: str | None, **overrides) -> Path:
 
 
 def hpcbench_run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run", *args,
+    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run", *args,
                            "--no-live", "--no-report"], capture_output=True, text=True,
                           timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -89,7 +89,7 @@ def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
     assert "running | trial 1/2" in done.stdout
     assert "TTFT p50" in done.stdout and "completed: 2 trial(s) run" in done.stdout
     assert (session_dir / "logs" / "monitor-localhost.log").exists()
-    ended = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "status",
+    ended = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "status",
                             "--run-dir", str(session_dir)], capture_output=True, text=True)
     assert "ended, completed" in ended.stdout, ended.stderr
     assert (session_dir / "telemetry" / "localhost.csv").exists()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.executor.config import LoadSpec
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts, load_trace
 

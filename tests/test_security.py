@@ -25,8 +25,8 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.coordinator.slurm_job import print_modules
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.launch.sbatch_job import print_modules
 from hpcbench.recipes import recipe_from_dict
 from hpcbench.servers.registry import launch_commands
 from tests.support.faults import record
@@ -139,7 +139,7 @@ def test_submit_dry_run_prints_hostile_sbatch_values_as_single_words(tmp_path_fa
                                                                    capsys):
     """Recipe values that become sbatch options (partition, account, qos, constraint, extra
     options) come out of `hpcbench submit --dry-run` as one shell word each."""
-    from hpcbench.coordinator.cli import main
+    from hpcbench.coordinator.cli.main import main
 
     cwd = tmp_path_factory.mktemp("submit")
     recipe = cwd / "recipe.yaml"
@@ -177,7 +177,7 @@ def test_plan_commands_cli_prints_quoted_lines(tmp_path, cli_env):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({"scenario": "sec", "runtime": "process",
                                     "workload": {"service": "vllm", "model": model}}))
-    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "plan", str(path),
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "plan", str(path),
                            "--commands"], capture_output=True, text=True, env=cli_env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [line.strip() for line in done.stdout.split("server commands:")[1].splitlines()
@@ -190,7 +190,7 @@ def test_plan_commands_cli_prints_quoted_lines(tmp_path, cli_env):
 
 def module_load_argv(recipe: Path, cwd: Path) -> list[str]:
     """What run.sbatch's `eval "module load $modules"` passes to `module`."""
-    script = ('modules=$("$PY" -c "import sys; from hpcbench.coordinator.slurm_job import '
+    script = ('modules=$("$PY" -c "import sys; from hpcbench.coordinator.launch.sbatch_job import '
               'print_modules; sys.exit(print_modules(sys.argv[1]))" "$1") || exit $?\n'
               'module() { printf "%s\\0" "$@"; }\n'
               'eval "module load $modules"\n')
@@ -235,7 +235,7 @@ def test_a_run_keeps_its_token_private_and_out_of_every_log(tmp_path, cli_env):
                      "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
                                  "output_tokens": {"distribution": "fixed", "mean": 4}}}}))
     results = tmp_path / "results"
-    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run", str(recipe),
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run", str(recipe),
                            "--results-dir", str(results), "--session", "s", "--no-live"],
                           capture_output=True, text=True, env=cli_env, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr

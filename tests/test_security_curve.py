@@ -1,4 +1,4 @@
-"""ZeroMQ CURVE on the sample endpoint (hpcbench.coordinator.curve), over real TCP sockets.
+"""ZeroMQ CURVE on the sample endpoint (hpcbench.common.curve), over real TCP sockets.
 
 With CURVE on, a plain-text PUSH and a PUSH with the wrong server key deliver nothing (the
 handshake fails before any message), a PUSH holding the session's keys delivers, and the key
@@ -12,8 +12,8 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from hpcbench.coordinator import curve
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common import curve
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.proto import samples
 from tests.support.sample_batches import make_batch
 from tests.support.waiting import wait_until
@@ -111,8 +111,8 @@ def test_only_a_pusher_with_the_session_keys_delivers_samples(tmp_path, context)
 # ---- the components with CURVE on: AggregatorServer + executor ZmqSink, bus publisher + subscribe
 
 def test_the_aggregator_takes_batches_only_from_executors_holding_the_keys(tmp_path):
-    from hpcbench.coordinator.aggregator import Aggregator
-    from hpcbench.coordinator.aggregator_server import AggregatorServer
+    from hpcbench.coordinator.ingest.aggregator import Aggregator
+    from hpcbench.coordinator.ingest.receiver import AggregatorServer
     from hpcbench.executor.sinks import ZmqSink
 
     keys = curve.create_keys(tmp_path)
@@ -142,7 +142,7 @@ def test_the_aggregator_takes_batches_only_from_executors_holding_the_keys(tmp_p
 
 
 def test_the_bus_reaches_only_subscribers_holding_the_keys(tmp_path):
-    from hpcbench.coordinator.bus import BusPublisher, subscribe
+    from hpcbench.coordinator.bus.publisher import BusPublisher, subscribe
     from hpcbench.proto import bus as contract
 
     keys = curve.create_keys(tmp_path)

@@ -19,15 +19,15 @@ import pytest
 import yaml
 import zmq
 
-from hpcbench.coordinator.control_client import ADDRESS_FILE
-from hpcbench.coordinator.curve import KEYS_FILE
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.control.client import ADDRESS_FILE
+from hpcbench.common.curve import KEYS_FILE
+from hpcbench.coordinator.session.results import read_samples
 from tests.support.sim_process import served_requests, sim_process
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="this libzmq has no CURVE")
 
-CLI = [sys.executable, "-m", "hpcbench.coordinator.cli"]
+CLI = [sys.executable, "-m", "hpcbench.coordinator.cli.main"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 

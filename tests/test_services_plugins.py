@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers import ray_cluster
 from hpcbench.servers.plugin import LaunchContext, ServicePlugin, cli_flags
 from hpcbench.servers.registry import (get_service, known_services, launch_commands,
@@ -76,7 +76,7 @@ def test_entry_point_plugin_is_found_in_a_separate_interpreter(tmp_path):
         "[hpcbench.services]\necho = echo_service:EchoService\nbroken = echo_service:Missing\n")
     probe = textwrap.dedent("""
         import json
-        from hpcbench.coordinator.errors import HpcbenchError
+        from hpcbench.common.errors import HpcbenchError
         from hpcbench.servers.registry import get_service, known_services, launch_commands
         recipe = {"workload": {"service": "echo", "model": None}}
         out = {"known": known_services(),

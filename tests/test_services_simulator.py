@@ -9,9 +9,9 @@ from importlib.metadata import version
 
 import pytest
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers import ollama
-from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext, recorded_server_version
 from hpcbench.servers.registry import get_service
 from support.ports import free_port

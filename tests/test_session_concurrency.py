@@ -2,7 +2,7 @@
 the load a run generates is the load `hpcbench plan` shows (not executors × clients_per_node)."""
 import yaml
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from tests.support.sim_process import sim_process
 from tests.test_run_e2e import hpcbench_run, trial_dirs
 

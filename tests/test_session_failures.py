@@ -41,7 +41,7 @@ def test_killing_an_executor_mid_trial(tmp_path, policy, status):
                          "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
                                      "output_tokens": {"distribution": "fixed", "mean": 4}}},
             "monitoring": {"enabled": False}}))
-        run = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
+        run = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run",
                                 str(recipe), "--results-dir", str(tmp_path / "results"),
                                 "--session", "s", "--executors", "2", "--no-live",
                                 "--no-report"],
@@ -77,7 +77,7 @@ def test_a_server_dying_mid_sweep_fails_the_session_keeping_finished_trials(tmp_
                                  "output_tokens": {"distribution": "fixed", "mean": 4}}},
         "monitoring": {"enabled": False}}))
     session_dir = tmp_path / "results" / "server-loss" / "s"
-    run = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
+    run = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run",
                             str(recipe), "--results-dir", str(tmp_path / "results"),
                             "--session", "s", "--no-live", "--no-report"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -8,8 +8,8 @@ import sys
 import pytest
 import zmq
 
-from hpcbench.coordinator.agent_service import AgentRegistry
-from hpcbench.coordinator.control import Coordinator
+from hpcbench.coordinator.control.agents import AgentRegistry
+from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.executor.agent import EXIT_LOST
 from hpcbench.proto import control_v1_pb2 as pb
 from tests.support.sim_process import sim_process

@@ -6,8 +6,8 @@ import textwrap
 
 import yaml
 
-from hpcbench.coordinator.control import Coordinator
-from hpcbench.coordinator.local_runtime import free_port
+from hpcbench.coordinator.control.server import Coordinator
+from hpcbench.coordinator.launch.supervisor import free_port
 from hpcbench.proto import control_v1_pb2 as pb
 from tests.support.sim_process import sim_process
 from tests.support.waiting import wait_until

@@ -6,7 +6,7 @@ import contextlib
 import pytest
 import yaml
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from tests.support.sim_process import served_requests, sim_process
 from tests.test_run_e2e import hpcbench_run, trial_dirs
 

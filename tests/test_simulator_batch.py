@@ -13,7 +13,7 @@ import openai
 import pytest
 import yaml
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from hpcbench.servers.simulator import SimulatorConfig, start_simulator
 from tests.support.sim_process import served_requests, sim_process
 from tests.support.waiting import wait_until
@@ -102,7 +102,7 @@ def test_hpcbench_run_of_the_sweep_with_batch_4_has_no_errors(tmp_path):
         recipe["endpoints"] = [url]
         path = tmp_path / "sweep-batch4.yaml"
         path.write_text(yaml.safe_dump(recipe))
-        done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run",
+        done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run",
                                str(path), "--results-dir", str(results), "--session", "b4",
                                "--no-live", "--no-report"],
                               capture_output=True, text=True, timeout=120)

@@ -115,7 +115,7 @@ def test_server_pause_freezes_every_stream():
 def sim_process(tmp_path, cli_env):
     port_file, truth_file = tmp_path / "port", tmp_path / "truth.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpcbench.coordinator.cli", "sim", "--port", "0", "--port-file",
+        [sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim", "--port", "0", "--port-file",
          str(port_file), "--truth", str(truth_file), "--mode", "fixed", "--ttft-ms", "1",
          "--itl-ms", "1", "--model", "tiny"], env=cli_env, stderr=subprocess.PIPE, text=True)
     try:
@@ -144,7 +144,7 @@ def test_cli_writes_the_port_file_serves_and_dumps_truth_on_sigterm(sim_process)
 def test_cli_workers_share_one_port_and_report_all_requests(tmp_path, cli_env):
     port_file, truth_file = tmp_path / "port", tmp_path / "truth.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpcbench.coordinator.cli", "sim", "--workers", "2", "--port", "0",
+        [sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim", "--workers", "2", "--port", "0",
          "--port-file", str(port_file), "--truth", str(truth_file), "--mode", "fixed",
          "--ttft-ms", "1", "--itl-ms", "1"], env=cli_env, stderr=subprocess.DEVNULL)
     try:
@@ -172,7 +172,7 @@ def test_cli_workers_share_one_port_and_report_all_requests(tmp_path, cli_env):
 
 
 def test_cli_rejects_a_bad_flag_value_with_the_field_name(cli_env):
-    result = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "sim",
+    result = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim",
                              "--error-status", "404"], env=cli_env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
@@ -180,7 +180,7 @@ def test_cli_rejects_a_bad_flag_value_with_the_field_name(cli_env):
 
 
 def test_in_process_start_on_a_busy_port_raises_a_clear_error():
-    from hpcbench.coordinator.errors import HpcbenchError
+    from hpcbench.common.errors import HpcbenchError
     with start_simulator(**FAST) as sim:
         with pytest.raises(HpcbenchError) as caught:
             start_simulator(port=sim.port)
@@ -189,7 +189,7 @@ def test_in_process_start_on_a_busy_port_raises_a_clear_error():
 
 def test_cli_reports_a_busy_port(cli_env):
     with start_simulator(**FAST) as sim:
-        result = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "sim",
+        result = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim",
                                  "--port", str(sim.port)], env=cli_env, capture_output=True,
                                 text=True, timeout=60)
     assert result.returncode == 18 and "--port" in result.stderr
@@ -198,7 +198,7 @@ def test_cli_reports_a_busy_port(cli_env):
 def test_service_config_round_trips_through_the_cli_flags():
     from dataclasses import fields, replace
 
-    from hpcbench.coordinator.cli import build_parser
+    from hpcbench.coordinator.cli.main import build_parser
     from hpcbench.servers.plugin import cli_flags
     from hpcbench.servers.simulator import SimulatorConfig
     service_config = {"model": "m", "seed": 3, "mode": "fixed", "ttft_ms": 2.5, "itl_ms": 0.5,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from hpcbench.executor.stamped_socket import SocketTransport
+from hpcbench.common.stamped_socket import SocketTransport
 from hpcbench.servers.simulator import engine, http as sim_http, ollama_api, openai_api
 from hpcbench.servers.simulator import start_simulator
 from tests.support.waiting import wait_until

@@ -207,7 +207,7 @@ def test_out_of_descriptors_the_simulator_waits_then_serves_again(tmp_path):
     port_file, log_path = tmp_path / "port", tmp_path / "sim.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hpcbench.coordinator.cli", "sim", "--port", "0",
+            [sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim", "--port", "0",
              "--port-file", str(port_file)], stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
     clients = []

@@ -263,7 +263,8 @@ def test_a_client_that_goes_away_frees_its_batch_slot():
 
 
 def test_the_portable_alarm_also_never_writes_early(monkeypatch):
-    from hpcbench.servers.simulator import alarm, engine
+    from hpcbench.servers.simulator import engine
+    from hpcbench.common import alarm
     monkeypatch.setattr(engine, "make_alarm", alarm.LoopAlarm)
     with start_simulator(mode="fixed", ttft_ms=3, itl_ms=2, record_truth=True) as sim:
         complete(sim.url, max_tokens=5)
@@ -272,7 +273,7 @@ def test_the_portable_alarm_also_never_writes_early(monkeypatch):
 
 
 def test_bad_configuration_names_the_field():
-    from hpcbench.coordinator.errors import HpcbenchError
+    from hpcbench.common.errors import HpcbenchError
     with pytest.raises(HpcbenchError) as caught:
         SimulatorConfig(error_rate=1.5)
     assert caught.value.code == "E006" and "error_rate=1.5" in caught.value.message

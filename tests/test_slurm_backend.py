@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcbench.coordinator import slurm
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.coordinator.launch import slurm
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.recipes.loader import load_recipe, recipe_from_dict
 
 
@@ -124,7 +124,7 @@ def test_submit_without_slurm_says_where_to_run(cli_env, tmp_path):
 def test_a_missing_image_is_pulled_only_when_the_recipe_allows(tmp_path):
     """artifacts.pull: false (compute nodes without registry access, or a site rule) turns a
     missing image into an E003 saying how to get it, before any `apptainer pull` runs."""
-    from hpcbench.coordinator.slurm_job import ensure_image
+    from hpcbench.coordinator.launch.sbatch_job import ensure_image
 
     recipe = recipe_from_dict({"scenario": "p", "workload": {"service": "simulator",
                                                              "model": "m"}})

@@ -69,7 +69,7 @@ def test_submit_builds_the_options_and_the_job_sees_its_nodes_and_addresses(clus
     script.write_text(f"""#!/bin/bash
 {sys.executable} -c '
 import json
-from hpcbench.coordinator.slurm import Allocation
+from hpcbench.coordinator.launch.slurm import Allocation
 a = Allocation.from_environment()
 print(json.dumps({{"nodes": a.nodes, "addresses": a.addresses}}))' > allocation.json
 """)
@@ -171,7 +171,7 @@ def test_apptainer_runtime_runs_each_step_in_its_image_on_its_node(cluster, repo
 def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path):
     """Coordinator on node1, simulator on node2, executor on node3, a monitor on every node;
     both sweep trials run in the one allocation and the load comes from node3's address."""
-    from hpcbench.coordinator.results import read_samples, read_summary
+    from hpcbench.coordinator.session.results import read_samples, read_summary
 
     recipe = tmp_path / "recipe.yaml"
     write_recipe(recipe, workload={"concurrency": [1, 2]})
@@ -201,7 +201,7 @@ def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path
 def test_executors_spread_over_every_server_node(cluster, repo, tmp_path):
     """Two simulators (node1, node2) and two executors on node3, round-robin: load from node3
     reaches both servers, and both executors' samples are in the results."""
-    from hpcbench.coordinator.results import read_samples
+    from hpcbench.coordinator.session.results import read_samples
 
     recipe = tmp_path / "recipe.yaml"
     write_recipe(recipe)

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hpcbench.executor.sinks import read_batches
 from hpcbench.proto.samples import ErrorClass, TokenSource
-from hpcbench.servers.launcher import start_server, stop_server
+from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext, http_get
 from hpcbench.servers.registry import get_service
 from support.ports import free_port
@@ -85,7 +85,7 @@ def scrape(base_url: str) -> dict[str, float]:
 
 
 def test_prepare_names_served_models_when_the_model_is_wrong(vllm_server):
-    from hpcbench.coordinator.errors import HpcbenchError
+    from hpcbench.common.errors import HpcbenchError
     with pytest.raises(HpcbenchError) as caught:
         get_service("vllm").prepare(vllm_server, "llama-70b", timeout_s=10)
     assert caught.value.code == "E003" and "served models: tiny" in caught.value.details[0]

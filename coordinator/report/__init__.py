@@ -16,7 +16,7 @@ def build_report(run_dir: Path) -> Path:
     from hpcbench.coordinator.report.exports import write_run_summary
     from hpcbench.coordinator.report.html import render_report
     from hpcbench.coordinator.report.rundata import load_run
-    from hpcbench.coordinator.results import write_atomic
+    from hpcbench.coordinator.session.results import write_atomic
 
     run = load_run(Path(run_dir))
     write_run_summary(run)

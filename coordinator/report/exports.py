@@ -26,7 +26,7 @@ import orjson
 
 from hpcbench.coordinator.report.requests import MISSING, RequestTable
 from hpcbench.coordinator.report.rundata import RunData
-from hpcbench.coordinator.results import _csv as csv_text, write_atomic
+from hpcbench.coordinator.session.results import _csv as csv_text, write_atomic
 from hpcbench.proto.samples import ErrorClass, Phase, TokenSource
 
 EXPORT_FORMATS = ("csv", "jsonl")

@@ -1,6 +1,6 @@
 """Goodput against the recipe's SLOs: which measured requests meet each SLO, and all of them.
 
-Same rule as coordinator/metrics.py: a request is good when it succeeded and meets every SLO of
+Same rule as common/measure/definitions.py: a request is good when it succeeded and meets every SLO of
 the trial (ttft, tpot, e2e per request; itl as its largest gap); a latency the request does not
 define (e.g. TPOT of a one-token answer) does not fail it, except TTFT, which needs a first token.
 """

@@ -21,7 +21,7 @@ from hpcbench.coordinator.report.rundata import RunData
 from hpcbench.coordinator.report.sweep import (SATURATION_GAIN, SATURATION_LATENCY_GROWTH,
                                                sweep)
 from hpcbench.coordinator.report.timeline import timeline
-from hpcbench.coordinator.statistics import PERCENTILE_KEYS, exact_stats
+from hpcbench.common.measure.statistics import PERCENTILE_KEYS, exact_stats
 
 
 def render_report(run: RunData, environment: dict) -> str:

@@ -3,7 +3,7 @@
 The table is what the report, its plots and the per-request export are made of: the contract's
 columns (proto/samples.py) of all batches concatenated, plus per row its executor, node, the
 executor's clock offset (epoch_ns) and the latencies the row defines. The latency definitions are
-those of coordinator/metrics.py (DESIGN.md section 4), applied per row so each value keeps its
+those of common/measure/definitions.py (DESIGN.md section 4), applied per row so each value keeps its
 request and its time; tests check that their percentiles equal the aggregator's exact ones.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from hpcbench.proto.samples import REQUEST_COLUMNS, ErrorClass, Phase
 
 LATENCIES = ("ttft", "itl", "tpot", "e2e")
@@ -96,7 +96,7 @@ def load_requests(samples_path: Path) -> RequestTable:
 
 def _row_latencies(cols: dict[str, np.ndarray], itl_ns: np.ndarray,
                    itl_row: np.ndarray) -> dict[str, np.ndarray]:
-    """ttft, tpot, e2e and the largest ITL gap of each row, as coordinator/metrics.py defines
+    """ttft, tpot, e2e and the largest ITL gap of each row, as common/measure/definitions.py defines
     them (rows of every phase; the table's `latency` keeps the measured ones)."""
     error = cols["error"]
     ok = error == ErrorClass.OK

@@ -1,6 +1,6 @@
 """A run directory read back: session record, finished trials, node telemetry.
 
-A run directory is results/<scenario>/<session>/ (coordinator/results.py): one directory per
+A run directory is results/<scenario>/<session>/ (coordinator/session/results.py): one directory per
 trial, session.json written at the end of the session, and telemetry/<node>.csv written by the
 monitors (monitor/csv_log.py). Only finished trials (with trial.done) are reported; unfinished
 ones are listed by name so a user sees they exist.
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 from hpcbench.coordinator.report.requests import RequestTable, load_requests
-from hpcbench.coordinator.results import DONE, RECIPE, SAMPLES, SUMMARY_JSON
+from hpcbench.coordinator.session.results import DONE, RECIPE, SAMPLES, SUMMARY_JSON
 
 SESSION_FILE = "session.json"
 TELEMETRY_DIR = "telemetry"

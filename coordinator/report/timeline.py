@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcbench.coordinator.hdr import exact_percentiles
+from hpcbench.common.measure.histogram import exact_percentiles
 from hpcbench.coordinator.report.requests import MISSING, RequestTable
 from hpcbench.proto.samples import ErrorClass
 

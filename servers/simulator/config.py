@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from hpcbench.coordinator.errors import config_error
+from hpcbench.common.errors import config_error
 
 ERROR_STATUSES = (500, 429, 503)
 MODES = ("model", "fixed")

@@ -33,7 +33,7 @@ import zlib
 from collections import deque
 from typing import Callable, Protocol
 
-from hpcbench.servers.simulator.alarm import make_alarm
+from hpcbench.common.alarm import make_alarm
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.metrics import ServerStats
 

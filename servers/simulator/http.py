@@ -6,7 +6,7 @@ protocol parses a request with a handful of bytes operations and writes each tok
 `transport.write` of one chunk (see README "simulator" for the measured comparison).
 
 It runs on `transport.py`, which hands every read over with the time its bytes reached this
-host (the kernel's receive stamp, see executor/stamped_socket.py). Requests on one connection
+host (the kernel's receive stamp, see common/stamped_socket.py). Requests on one connection
 are served in order; bytes of a pipelined next request wait in the buffer until the current
 response ends. A handler gets a `Request` and an `Exchange` through which it answers exactly
 once: `respond(...)`, or `start_stream(...)` + `write_chunk(...)` + `end_stream()`, or
@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from hpcbench.executor.stamped_socket import SocketTransport
+from hpcbench.common.stamped_socket import SocketTransport
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -17,8 +17,8 @@ from typing import Callable, TypeVar
 
 import uvloop
 
-from hpcbench.coordinator.errors import HpcbenchError
-from hpcbench.executor.stamped_socket import hold_kernel_stamps
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.stamped_socket import hold_kernel_stamps
 from hpcbench.servers.simulator.app import SimulatorApp
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.http import HttpConnection

@@ -3,7 +3,7 @@
 Why: ground truth once stamped a request's arrival when the simulator's event loop read it, so
 a request that waited in the socket buffer while the single-threaded simulator wrote other
 streams' tokens had that wait counted as client-added time. With ground truth on, accepted
-connections ask for SO_TIMESTAMPNS and are served by `executor/stamped_socket.py`'s transport:
+connections ask for SO_TIMESTAMPNS and are served by `common/stamped_socket.py`'s transport:
 the wait counts as server time, as on any server.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import socket
 import sys
 from typing import Callable
 
-from hpcbench.executor.stamped_socket import SO_TIMESTAMPNS, SocketTransport, StreamProtocol
+from hpcbench.common.stamped_socket import SO_TIMESTAMPNS, SocketTransport, StreamProtocol
 
 ACCEPTS_PER_WAKE = 64
 ACCEPT_RETRY_S = 0.1

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import uvloop
 
-from hpcbench.coordinator.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.server import announce, listen_error, run_until_signalled
 from hpcbench.servers.simulator.shared_stats import SharedStatsTable

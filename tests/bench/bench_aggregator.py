@@ -14,7 +14,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support on a plain run
 
-from hpcbench.coordinator.aggregator import Aggregator  # noqa: E402
+from hpcbench.coordinator.ingest.aggregator import Aggregator  # noqa: E402
 from hpcbench.proto.samples import encode  # noqa: E402
 from tests.support.sample_batches import make_batch  # noqa: E402
 

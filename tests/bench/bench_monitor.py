@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support on
 import pytest  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
-from hpcbench.coordinator.exposition import SessionCollector  # noqa: E402
+from hpcbench.coordinator.bus.prometheus import SessionCollector  # noqa: E402
 from hpcbench.monitor.csv_log import CsvLog  # noqa: E402
 from hpcbench.monitor.exposition import TelemetryCollector  # noqa: E402
 from hpcbench.monitor.gpu import GpuSource  # noqa: E402

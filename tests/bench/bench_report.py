@@ -1,7 +1,7 @@
 """Report figures: CPU time to build report.html and to export every request, for a run of
 2 trials x 100,000 requests of 16-token streams (3.2 M samples in all).
 
-The run directory is written with the real results API (coordinator/results.py) from an
+The run directory is written with the real results API (coordinator/session/results.py) from an
 aggregator fed synthetic batches, so the report reads exactly what a run leaves on disk.
 """
 import sys
@@ -11,11 +11,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support on a plain run
 
-from hpcbench.coordinator.aggregator import Aggregator  # noqa: E402
+from hpcbench.coordinator.ingest.aggregator import Aggregator  # noqa: E402
 from hpcbench.coordinator.report import build_report  # noqa: E402
 from hpcbench.coordinator.report.exports import export_requests  # noqa: E402
 from hpcbench.coordinator.report.rundata import load_run  # noqa: E402
-from hpcbench.coordinator.results import ResultsWriter  # noqa: E402
+from hpcbench.coordinator.session.results import ResultsWriter  # noqa: E402
 from hpcbench.proto.samples import ErrorClass  # noqa: E402
 from tests.support.sample_batches import make_batch  # noqa: E402
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 
 RUNS = 3
 WARMUP_S, DURATION_S = 0.5, 2.0
@@ -44,7 +44,7 @@ def _one_run(work: Path, index: int) -> tuple[float, float]:
     results = work / "results"
     started_wall = time.time_ns()
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", "run", str(recipe),
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run", str(recipe),
                            "--results-dir", str(results), "--session", f"b{index}", "--no-live",
                            "--no-report"],
                           capture_output=True, text=True, timeout=120)

@@ -159,7 +159,7 @@ def truth_accuracy() -> dict:
 
 
 def sim_command(extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "hpcbench.coordinator.cli", "sim", "--mode", "fixed",
+    return [sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim", "--mode", "fixed",
             "--ttft-ms", "1", "--itl-ms", "1", "--port", "0", *extra, "--port-file"]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from hpcbench.coordinator.results import read_samples
+from hpcbench.coordinator.session.results import read_samples
 from tests.support.faults import alive, descendants, record
 from tests.support.waiting import wait_until
 
@@ -35,7 +35,7 @@ class HpcbenchRun:
         self.output_path = Path(results).parent / f"run-{session}.out"
         self._output = open(self.output_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hpcbench.coordinator.cli", "run", str(recipe),
+            [sys.executable, "-m", "hpcbench.coordinator.cli.main", "run", str(recipe),
              "--results-dir", str(results), "--session", session, "--no-live", *extra],
             stdout=self._output, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
@@ -54,7 +54,7 @@ class HpcbenchRun:
                 environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"hpcbench.coordinator.local_runtime" in command:
+            if b"hpcbench.coordinator.launch.supervisor" in command:
                 continue                     # the launcher, before it execs the component
             if any(marker in command or marker in environment for marker in wanted):
                 return pid

@@ -41,7 +41,7 @@ def recipe(service_config: dict) -> dict:
 
 
 def hpcbench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli", *args],
+    return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", *args],
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

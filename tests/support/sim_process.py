@@ -16,7 +16,7 @@ def sim_process(work_dir: Path, *flags: str):
     """Yield the base URL of a simulator process; kill it afterwards."""
     port_file = Path(work_dir) / "sim.port"
     log = open(Path(work_dir) / "sim.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.cli", "sim",
+    process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.cli.main", "sim",
                                 "--port", "0", "--port-file", str(port_file), *flags],
                                stdout=log, stderr=subprocess.STDOUT)
     try:

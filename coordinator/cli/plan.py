@@ -1,0 +1,69 @@
+"""`hpcbench plan`: the trials of a recipe and the role of every node for a node count."""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "Show the trials and the node roles a recipe gives for a node count"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML file")
+    nodes = parser.add_mutually_exclusive_group()
+    nodes.add_argument("--nodes", type=int, metavar="N",
+                       help="number of nodes (default: the recipe's orchestration.total_nodes)")
+    nodes.add_argument("--node-names", metavar="A,B,...",
+                       help="comma-separated node names, e.g. the allocation's nodes")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--commands", action="store_true",
+                        help="also print the command each server node would run")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpcbench.common.errors import config_error
+    from hpcbench.coordinator.launch.plan import executor_concurrency, place_roles
+    from hpcbench.recipes import expand_trials, load_recipe
+
+    recipe = load_recipe(args.recipe)
+    if args.node_names is not None:
+        nodes = [name.strip() for name in args.node_names.split(",") if name.strip()]
+    else:
+        count = recipe.data["orchestration"]["total_nodes"] if args.nodes is None else args.nodes
+        if count < 1:
+            raise config_error(f"--nodes {count}: need at least 1 node", ["pass --nodes 1 or more"])
+        nodes = [f"node{index}" for index in range(1, count + 1)]
+    placement = place_roles(recipe, nodes)
+    trials = expand_trials(recipe)
+    if args.json:
+        print(json.dumps({
+            "scenario": recipe.scenario,
+            "trials": [{"id": trial.id, "index": trial.index, "repetition": trial.repetition,
+                        "params": trial.params} for trial in trials],
+            "placement": placement.to_dict(),
+            "nodes": {node: placement.roles_of(node) for node in nodes},
+        }, indent=2))
+        return 0
+    print(f"scenario {recipe.scenario}: {len(trials)} trial(s), {len(nodes)} node(s)")
+    print("\ntrials:")
+    for trial in trials:
+        load = trial.workload["load"]
+        if load["pattern"] == "closed":
+            pace = f"{sum(executor_concurrency(trial.workload, placement))} concurrent stream(s)"
+        else:
+            pace = f"{load['pattern']} at {load['rate']} req/s"
+        print(f"  {trial.index:>3}  {trial.id}  ({pace})")
+    print("\nnodes:")
+    width = max(len(node) for node in nodes)
+    for node in nodes:
+        print(f"  {node.ljust(width)}  {', '.join(placement.roles_of(node))}")
+    print("\nexecutors -> endpoints:")
+    for slot in placement.executors:
+        print(f"  {slot.id} on {slot.node} -> {', '.join(slot.targets)}")
+    for note in placement.notes:
+        print(f"note: {note}")
+    if args.commands:
+        from hpcbench.servers.registry import launch_commands
+        print("\nserver commands:")
+        for line in launch_commands(recipe, placement):
+            print(f"  {line}")
+    return 0

@@ -1,0 +1,116 @@
+"""`hpcbench status`: Show the state of running sessions (and their Slurm jobs).
+
+Asks the session's coordinator over gRPC (Control.Status); a session whose coordinator has
+ended is shown from its session.json instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "Show the state of running sessions (and their Slurm jobs)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from hpcbench.coordinator.control.client import add_target_arguments
+
+    add_target_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--all", action="store_true",
+                        help="one line per session the coordinator knows (Control.List)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from hpcbench.coordinator.control.client import ControlClient, target_from_args
+    from hpcbench.common.errors import HpcbenchError
+
+    target = target_from_args(args)
+    try:
+        with ControlClient(target, timeout_s=5.0) as client:
+            if args.all:
+                return _show_all(client.list(), args.json)
+            status = client.status()
+    except HpcbenchError as error:
+        if error.code != "E008" or target.run_dir is None:
+            raise
+        return _show_ended(target.run_dir, args.json, error)
+    if args.json:
+        print(json.dumps(MessageToDict(status, preserving_proto_field_name=True), indent=2))
+        return 0
+    print(f"session   {status.session_id} ({status.scenario})")
+    print(f"state     {status.state_name.lower()}")
+    if status.trial.trial_id:
+        trial = status.trial
+        print(f"trial     {trial.index + 1}/{trial.total} {trial.trial_id} {trial.phase} "
+              f"{trial.elapsed_s:.0f}/{trial.duration_s:.0f}s")
+    print(f"trials    {status.trials_done} done, {status.trials_skipped} skipped, "
+          f"{status.trials_total} in the sweep")
+    print(f"elapsed   {status.elapsed_s:.1f}s")
+    print(f"results   {status.run_dir}")
+    print(f"bus       {status.bus_endpoint}")
+    for agent in status.agents:
+        print(f"agent     {agent.agent_id} on {agent.node} ({_agent_role(agent.role)}): "
+              f"{agent.state and _agent_state(agent.state)}, "
+              f"heartbeat {agent.last_heartbeat_age_s:.1f}s ago")
+    if status.error_message:
+        print(status.error_message)
+    _show_slurm_job(target.run_dir)
+    return 0
+
+
+def _show_slurm_job(run_dir) -> None:
+    """The Slurm job around the session, when run.sbatch ran it."""
+    from hpcbench.coordinator.launch.slurm import job_summary
+
+    line = job_summary(run_dir) if run_dir is not None else None
+    if line:
+        print(f"slurm     {line}")
+
+
+def _show_all(reply, as_json: bool) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    if as_json:
+        print(json.dumps(MessageToDict(reply, preserving_proto_field_name=True), indent=2))
+        return 0
+    for status in reply.sessions:
+        print(f"{status.session_id}  {status.scenario}  {status.state_name.lower()}  "
+              f"{status.trials_done}/{status.trials_total} trials  {status.run_dir}")
+    return 0
+
+
+def _agent_state(state: int) -> str:
+    from hpcbench.proto import control_v1_pb2 as pb
+
+    return pb.AgentState.Name(state).lower()
+
+
+def _agent_role(role: int) -> str:
+    from hpcbench.proto import control_v1_pb2 as pb
+
+    return pb.AgentRole.Name(role).lower()
+
+
+def _show_ended(run_dir, as_json: bool, error) -> int:
+    """The coordinator is gone: show what the session recorded when it ended."""
+    from hpcbench.coordinator.session.recording import SESSION_FILE
+
+    try:
+        record = json.loads((run_dir / SESSION_FILE).read_text())
+    except (OSError, ValueError):
+        raise error from None
+    if as_json:
+        print(json.dumps(record, indent=2))
+        return 0
+    passed = sum(1 for trial in record["trials"] if trial["passed"])
+    print(f"session   {record['session']} ({record['scenario']}): ended, "
+          f"{record['state'].lower()}")
+    print(f"trials    {len(record['trials'])} run ({passed} passed), "
+          f"{record['skipped']} skipped")
+    print(f"results   {run_dir}")
+    if record.get("error"):
+        print(record["error"])
+    _show_slurm_job(run_dir)
+    return 0

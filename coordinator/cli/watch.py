@@ -1,0 +1,116 @@
+"""`hpcbench watch`: Follow a running session's live metrics.
+
+Subscribes to the session's metrics bus (ZeroMQ; endpoint from coordinator.json or
+Control.Status): first the current state (last-value cache), then every snapshot and lifecycle
+event as it happens. Ends when the session ends, after --count messages, or on Ctrl-C.
+A session with security.curve serves its bus over CURVE only: watch then connects with the
+curve.keys of its run directory (or --curve-keys).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "Follow a running session's live metrics"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from hpcbench.coordinator.control.client import add_target_arguments
+
+    add_target_arguments(parser)
+    parser.add_argument("--bus", metavar="ENDPOINT", help="metrics bus endpoint (tcp://HOST:PORT)")
+    parser.add_argument("--curve-keys", metavar="PATH",
+                        help="the session's curve.keys (default: the one in its run directory)")
+    parser.add_argument("--topics", default="snapshot,event,summary",
+                        help="comma-separated: snapshot, event, telemetry, summary")
+    parser.add_argument("--json", action="store_true", help="one JSON message per line")
+    parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
+                        help="give up after S seconds without a message (default 30)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpcbench.coordinator.bus.publisher import subscribe
+    from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.proto import bus as contract
+
+    topics = [topic.strip() for topic in args.topics.split(",") if topic.strip()]
+    unknown = [topic for topic in topics if topic not in contract.TOPICS]
+    if unknown:
+        raise config_error(f"--topics: unknown topic(s) {unknown}",
+                           [f"choose from {', '.join(contract.TOPICS)}"])
+    endpoint, run_dir = (args.bus, args.run_dir) if args.bus else _bus_endpoint(args)
+    if endpoint is None:
+        return 0
+    curve = _curve_keys(args.curve_keys, run_dir)
+    received = 0
+    for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout, curve=curve):
+        print(json.dumps(message, default=str) if args.json else describe(message), flush=True)
+        received += 1
+        data = message["data"]
+        if args.count and received >= args.count:
+            break
+        if (message["topic"] == contract.EVENT and data.get("event") == "session_end"
+                and not message["replay"]):
+            break
+    if not received:
+        raise HpcbenchError("E008", f"no message from the metrics bus {endpoint} within "
+                            f"{args.idle_timeout:g}s", ("the session may have ended: "
+                                                        "`hpcbench status` tells",))
+    return 0
+
+
+def _curve_keys(curve_file: str | None, run_dir):
+    """The session's CURVE keys: --curve-keys, else the run directory's curve.keys if there."""
+    from pathlib import Path
+
+    from hpcbench.common.curve import KEYS_FILE, load_keys
+
+    if curve_file:
+        return load_keys(Path(curve_file))
+    if run_dir is not None and (Path(run_dir) / KEYS_FILE).exists():
+        return load_keys(Path(run_dir))
+    return None
+
+
+def _bus_endpoint(args) -> tuple[str | None, object]:
+    """The session's bus endpoint and run directory; endpoint None (after saying so) when the
+    session has ended."""
+    from hpcbench.coordinator.control.client import ControlClient, target_from_args
+    from hpcbench.coordinator.session.recording import SESSION_FILE
+
+    target = target_from_args(args)
+    if target.run_dir is not None and (target.run_dir / SESSION_FILE).exists():
+        record = json.loads((target.run_dir / SESSION_FILE).read_text())
+        print(f"session {record['session']} has ended ({record['state'].lower()}); "
+              f"its results are in {target.run_dir}")
+        return None, target.run_dir
+    if target.bus_endpoint:
+        return target.bus_endpoint, target.run_dir
+    with ControlClient(target) as client:
+        return client.status().bus_endpoint, target.run_dir
+
+
+def describe(message: dict) -> str:
+    """One readable line per bus message."""
+    from hpcbench.coordinator.session.recording import headline
+
+    data, topic = message["data"], message["topic"]
+    mark = " (current)" if message["replay"] else ""
+    if topic == "snapshot":
+        figures = headline(data)
+        return (f"snapshot {data.get('trial') or '-'}{mark}: {_fmt(figures['req_per_s'])} req/s, "
+                f"TTFT p50 {_fmt(figures['ttft_p50'])} p99 {_fmt(figures['ttft_p99'])} ms, "
+                f"{figures['requests']} requests, {figures['errors']} errors")
+    if topic == "event":
+        fields = ", ".join(f"{key}={value}" for key, value in data.items() if key != "event")
+        return f"event {data.get('event')}{mark}: {fields}"
+    if topic == "summary":
+        overall = data.get("overall", {})
+        return (f"summary {data.get('trial')}{mark}: {overall.get('requests')} requests, "
+                f"{_fmt(overall.get('req_per_s'))} req/s, {overall.get('error_total')} errors")
+    return f"{topic} {data.get('node', '')}{mark}: {len(data.get('metrics', {}))} metrics"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -1,1 +1,0 @@
-"""One module per `hpcbench` verb; see `hpcbench.coordinator.cli`."""

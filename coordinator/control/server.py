@@ -1,0 +1,182 @@
+"""The coordinator's gRPC server: Control (external tools) + Agent (executors, monitors).
+
+`Coordinator` owns one gRPC server bound to a loopback or cluster address, serving
+hpcbench.control.v1.Control and .Agent behind the token check of `auth.TokenInterceptor`, plus
+the standard grpc.health.v1 and reflection services (open, for probes and grpcurl). It holds
+the sessions it started; each runs in its own thread (coordinator/session/lifecycle.py).
+
+Next to the token it writes `coordinator.json` (address, pid) into its run directory so the
+CLI and agents can find it: `hpcbench status --run-dir DIR` needs nothing else.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hpcbench.coordinator.control.agents import AgentServicer
+from hpcbench.common.auth import TOKEN_FILE, TokenInterceptor, create_token, write_token
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
+
+from hpcbench.coordinator.control.client import ADDRESS_FILE
+SERVICE_NAMES = (pb.DESCRIPTOR.services_by_name["Control"].full_name,
+                 pb.DESCRIPTOR.services_by_name["Agent"].full_name)
+
+
+def write_address_file(run_dir: Path, info: dict) -> None:
+    """Atomically write coordinator.json (where to reach the coordinator) into run_dir."""
+    path = Path(run_dir) / ADDRESS_FILE
+    temp = path.with_name(f".{ADDRESS_FILE}.{os.getpid()}")
+    temp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(temp, path)
+
+
+class Coordinator:
+    """gRPC server plus the sessions it runs. `start()`, then `start_session(...)`, `stop()`."""
+
+    def __init__(self, run_dir: Path, host: str = "127.0.0.1", port: int = 0,
+                 results_root: Path | None = None, max_workers: int = 1024,
+                 bind: str | None = None):
+        """`host`: the address clients and agents reach the control port by; it listens
+        there, or on `bind` (e.g. 0.0.0.0, a recipe's security.bind_address) when given."""
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.results_root = results_root
+        self.token = create_token(self.run_dir)
+        self.token_file = self.run_dir / TOKEN_FILE
+        self.sessions: dict[str, "Session"] = {}
+        self._lock = threading.Lock()
+        self.agents = AgentServicer()
+        self.token_check = TokenInterceptor(self.token)
+        # every agent holds its Commands stream (and every watcher its Watch) on a server thread
+        # for the whole session: size the pool for hundreds of executors, threads idle cheaply
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                              thread_name_prefix="grpc"),
+                                   interceptors=[self.token_check])
+        pb_grpc.add_ControlServicer_to_server(ControlServicer(self), self._server)
+        pb_grpc.add_AgentServicer_to_server(self.agents, self._server)
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        try:
+            self.port = self._server.add_insecure_port(f"{bind or host}:{port}")
+        except RuntimeError:   # grpcio >= 1.60 raises where older versions returned 0
+            self.port = 0
+        if self.port == 0:
+            raise HpcbenchError("E008", f"cannot bind the control port on {bind or host}:{port}",
+                                ("fix: choose a free --port or an address of this node",))
+        self.address = f"{host}:{self.port}"
+
+    def start(self) -> "Coordinator":
+        self._server.start()
+        for name in ("", *SERVICE_NAMES):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        write_address_file(self.run_dir, {"control": self.address, "pid": os.getpid()})
+        return self
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        """Stop every session (each keeps what it measured), then the server."""
+        for session in list(self.sessions.values()):
+            session.stop("coordinator shutting down")
+        for session in list(self.sessions.values()):
+            session.wait(timeout_s=30)
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace_s).wait()
+
+    def start_session(self, recipe_text: str | None = None, recipe_path: str | None = None,
+                      session_id: str | None = None, **options) -> "Session":
+        """Create a session and run it in its own thread. `options` go to Session, e.g.
+        run.sbatch's `launcher` that starts the components as srun steps on Slurm nodes."""
+        from hpcbench.coordinator.session.lifecycle import Session, load_recipe_source, new_session_id
+
+        load_recipe_source(recipe_text, recipe_path)   # a bad recipe is refused here, E006
+        session_id = session_id or new_session_id()
+        with self._lock:
+            running = self.sessions.get(session_id)
+            if running is not None and not running.finished:
+                raise HpcbenchError("E006", f"session {session_id!r} is still running",
+                                    ("fix: stop it first, or pick another --session id",))
+            session = Session(session_id, recipe_text=recipe_text, recipe_path=recipe_path,
+                              coordinator=self, **options)
+            self.sessions[session_id] = session
+        self.agents.add_registry(session.registry)
+        session.start()
+        return session
+
+    def session_ready(self, session: "Session") -> None:
+        """Called by a session once it knows its run directory: put the way in there too."""
+        session.run_dir.mkdir(parents=True, exist_ok=True)
+        token_copy = session.run_dir / TOKEN_FILE
+        if token_copy.resolve() != self.token_file.resolve():
+            write_token(token_copy, self.token)
+        write_address_file(session.run_dir, {"control": self.address, "pid": os.getpid(),
+                                             "session": session.session_id,
+                                             "bus": session.bus_endpoint})
+
+    def find(self, session_id: str, context: grpc.ServicerContext) -> "Session":
+        with self._lock:
+            if not session_id and self.sessions:
+                return list(self.sessions.values())[-1]
+            session = self.sessions.get(session_id)
+        if session is None:
+            known = ", ".join(self.sessions) or "none"
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"no session {session_id!r} on this coordinator (known: {known})")
+        return session
+
+
+class ControlServicer(pb_grpc.ControlServicer):
+    """The Control API; every method maps onto a Session."""
+
+    def __init__(self, coordinator: Coordinator):
+        self.coordinator = coordinator
+
+    def StartSession(self, request, context):
+        which = request.WhichOneof("recipe")
+        if which is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "StartSession needs recipe_yaml (the recipe text) or recipe_path")
+        try:
+            session = self.coordinator.start_session(
+                recipe_text=request.recipe_yaml if which == "recipe_yaml" else None,
+                recipe_path=request.recipe_path if which == "recipe_path" else None,
+                session_id=request.session_id or None)
+        except HpcbenchError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT if error.code == "E006"
+                          else grpc.StatusCode.FAILED_PRECONDITION, error.render())
+        return session.status()
+
+    def Status(self, request, context):
+        return self.coordinator.find(request.session_id, context).status()
+
+    def List(self, request, context):
+        sessions = list(self.coordinator.sessions.values())[::-1]
+        return pb.ListReply(sessions=[session.status() for session in sessions])
+
+    def Stop(self, request, context):
+        session = self.coordinator.find(request.session_id, context)
+        session.stop(request.reason or "stopped over the control API")
+        return session.status()
+
+    def Watch(self, request, context):
+        session = self.coordinator.find(request.session_id, context)
+        yield pb.WatchEvent(status=session.status())
+        for snapshot, closed in session.feed.follow(request.max_rate_hz, context.is_active):
+            if snapshot is not None:
+                yield pb.WatchEvent(snapshot=session.snapshot_message(snapshot))
+            yield pb.WatchEvent(status=session.status())
+            if closed:
+                return
+
+    def Results(self, request, context):
+        return self.coordinator.find(request.session_id, context).results()

@@ -1,0 +1,301 @@
+"""The body of run.sbatch: one benchmark session inside one Slurm allocation.
+
+`python -m hpcbench.coordinator.launch.sbatch_job recipe.yaml` (run by run.sbatch on the job's first
+node) validates the recipe, checks the allocation and places roles, then runs the coordinator
+here with a session (id = job id) whose launcher (`SrunLauncher`) starts every component as
+an `srun --overlap` step on its node:
+servers, a monitor per node, executor agents on the client nodes. The session does the rest
+(health, prepare, every trial of the sweep and its repetitions, results). On completion,
+failure, `scancel` (SIGTERM) or the time limit (SIGUSR1 from `--signal=B:USR1@60`) every step is
+stopped and `job.json` written before exiting with the session's code.
+
+Results land in `<submit dir>/<results_dir>/<scenario>/<job id>/`.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.session.results import DONE, write_atomic
+from hpcbench.coordinator.launch.supervisor import LocalRuntime
+from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
+from hpcbench.proto import control_v1_pb2 as pb
+
+SESSION_STOP_S = 20.0  # a stopped session drains, tears its steps down and writes its record
+
+
+class JobSignal(Exception):
+    """Slurm asked the job to end: SIGTERM (scancel) or SIGUSR1 (time limit near)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"received {name} ({'time limit' if signum == signal.SIGUSR1 else 'scancel'})")
+
+    @property
+    def state(self) -> str:
+        return "time-limit" if self.signum == signal.SIGUSR1 else "cancelled"
+
+    @property
+    def exit_status(self) -> int:
+        return 17 if self.signum == signal.SIGUSR1 else 128 + self.signum
+
+
+def _raise_job_signal(signum, _frame) -> None:
+    for handled in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(handled, signal.SIG_IGN)  # teardown must not be interrupted again
+    raise JobSignal(signum)
+
+
+def srun_step(node: str, name: str, argv: list[str]) -> list[str]:
+    """argv running `argv` as one task on `node`, sharing the job's CPUs with other steps."""
+    return ["srun", "--overlap", "--nodes=1", "--ntasks=1", f"--nodelist={node}",
+            f"--job-name={name}", "--kill-on-bad-exit=1", "--export=ALL", *argv]
+
+
+def component_image(role: str, data: dict) -> tuple[str, str | None]:
+    """(image path, remote to pull from) for `role` ("service", "monitor", "executor", ...):
+    `artifacts.<role>` (path under `containers_dir`), else for hpcbench's own components the
+    image `make images` builds: containers/hpcbench-<role>.sif in the submit directory."""
+    from hpcbench.servers.runtime import service_image
+
+    artifacts = data.get("artifacts") or {}
+    entry = artifacts.get(role) or {}
+    if role != "service" and not entry.get("path"):
+        submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
+        return str(submit_dir / "containers" / f"hpcbench-{role}.sif"), None
+    image = service_image({"containers_dir": artifacts.get("containers_dir"), "service": entry})
+    return image, entry.get("remote")
+
+
+def ensure_image(image: str, remote: str | None, pull_allowed: bool = True) -> None:
+    """Pull a missing image from its `remote` when the recipe allows pulls (artifacts.pull);
+    E003 when it is missing and cannot or may not be pulled."""
+    if Path(image).exists():
+        return
+    if remote and not pull_allowed:
+        raise HpcbenchError("E003", f"container image {image} does not exist and "
+                            f"artifacts.pull is false",
+                            (f"fix: pull it beforehand (e.g. on a login node): apptainer pull "
+                             f"{image} {remote}; or set artifacts.pull: true",))
+    if not remote:
+        raise HpcbenchError("E003", f"container image {image} does not exist",
+                            ("fix: run `make images` for hpcbench's images, or set the "
+                             "artifact's `remote` (e.g. docker://ollama/ollama:latest) so it "
+                             "is pulled",))
+    pulled = subprocess.run(["apptainer", "pull", image, remote], capture_output=True,
+                            text=True)
+    if pulled.returncode != 0:
+        raise HpcbenchError("E003", f"`apptainer pull {image} {remote}` failed",
+                            tuple(pulled.stderr.strip().splitlines()[-3:]))
+
+
+def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
+                   gpus: bool = False) -> list[str]:
+    """argv of an hpcbench component (`monitor`, `executor`) in the recipe's runtime: the
+    venv's console script for `process`, `apptainer exec` of its image (the recipe's binds
+    plus the run directory) for `apptainer`."""
+    from hpcbench.servers.runtime import wrap
+
+    command = f"hpcbench-{component}"
+    if data["runtime"] == "process":
+        return [str(Path(sys.executable).with_name(command)), *args]
+    image, _ = component_image(component, data)
+    return wrap([command, *args], "apptainer", {"service": {"path": image}},
+                [*data["binds"], str(run_dir)], gpus=gpus)
+
+
+class SrunLauncher:
+    """The session's launcher under Slurm (coordinator/launch/base.py): each component an
+    `srun --overlap` step on the node the placement gives it, in the recipe's runtime."""
+
+    def __init__(self, run_dir: Path, recipe, *, placement, allocation: Allocation):
+        self.runtime = LocalRuntime(run_dir)
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.placement = placement
+        self.allocation = allocation
+
+    def service_contexts(self) -> list:
+        """A server per server node (rank 0 = head); none when the recipe gives endpoints."""
+        from hpcbench.servers.registry import launch_contexts
+
+        if not self.placement.servers:
+            return []
+        nodes = {"server_nodes": list(self.placement.server_nodes),
+                 "addresses": dict(self.allocation.addresses)}
+        return launch_contexts(self.recipe, nodes, self.run_dir, self.allocation.job_id)
+
+    def monitor_nodes(self) -> list[str]:
+        return list(self.placement.monitors)
+
+    def executor_nodes(self) -> list[str]:
+        return [slot.node for slot in self.placement.executors]
+
+    def start_service(self, node: str, spec) -> int | None:
+        self._step(f"service-{node}", node, spec.argv, spec.env)
+        return None   # srun's pid is not the server's: the monitor cannot sample it
+
+    def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
+        # a Prometheus endpoint (if any) binds to the node's cluster address, as the coordinator's
+        # sockets do, or to the recipe's security.bind_address when it sets one
+        bind = self.recipe.data["security"]["bind_address"] or self.allocation.addresses[node]
+        argv = [*args, "--prometheus-host", bind]
+        self._step(f"monitor-{node}", node,
+                   component_argv("monitor", argv, self.recipe.data, self.run_dir, gpus=True),
+                   env)
+
+    def start_executor(self, agent_id: str, node: str, args: list[str],
+                       env: dict[str, str]) -> None:
+        self._step(agent_id, node, component_argv(
+            "executor", [*args, "--executor-id", agent_id], self.recipe.data, self.run_dir), env)
+
+    def _step(self, name: str, node: str, argv: list[str], env: dict | None = None) -> None:
+        self.runtime.start(name, srun_step(node, name, argv), env)
+
+
+class SlurmJob:
+    """One session in one allocation; `run()` returns the exit status for run.sbatch."""
+
+    def __init__(self, recipe_path: Path):
+        self.recipe_path = recipe_path
+        self.record: dict = {"state": "starting", "exit_code": None, "error": None,
+                             "trials": []}
+        self.run_dir: Path | None = None
+        self.session = None
+
+    def run(self) -> int:
+        from hpcbench.coordinator.control.server import Coordinator
+        from hpcbench.recipes.loader import load_recipe
+
+        coordinator = None
+        try:
+            recipe = load_recipe(self.recipe_path)
+            allocation = Allocation.from_environment()
+            placement = place_on_allocation(recipe, allocation)
+            self._open_run_dir(recipe, allocation, placement)
+            if recipe.data["runtime"] == "apptainer":
+                self._ensure_images(recipe, placement)
+            coordinator = Coordinator(self.run_dir, host=allocation.addresses[placement.coordinator],
+                                      results_root=self.run_dir.parent.parent,
+                                      bind=recipe.data["security"]["bind_address"]).start()
+            self.record.update(state="running", control=coordinator.address)
+            self._save()
+            self.session = coordinator.start_session(
+                recipe_path=str(self.recipe_path), session_id=allocation.job_id,
+                launcher=functools.partial(SrunLauncher, placement=placement,
+                                           allocation=allocation))
+            while not self.session.wait(0.5):
+                pass
+            return self._finish_session()
+        except JobSignal as stop:
+            print(f"run.sbatch: {stop}; stopping the session and every step", file=sys.stderr)
+            self._finish(stop.state, stop.exit_status, str(stop))
+            self._save()  # recorded first: Slurm kills the job KillWait seconds after TERM
+            if self.session is not None:
+                self.session.stop(str(stop))
+                self.session.wait(SESSION_STOP_S)
+            return self._finish(stop.state, stop.exit_status, str(stop))
+        except HpcbenchError as error:
+            print(error.render(), file=sys.stderr)
+            return self._finish("failed", error.exit_status, error.render())
+        finally:
+            if coordinator is not None:
+                coordinator.stop()
+            self._save()
+
+    def _finish_session(self) -> int:
+        """The session's own outcome: its error, or E004 when a trial broke its limits."""
+        session = self.session
+        if session.state == pb.STOPPED:  # `hpcbench stop` through the Control API
+            return self._finish("stopped", 130, session.stop_reason)
+        if session.error is not None:
+            print(session.error.render(), file=sys.stderr)
+            return self._finish("failed", session.error.exit_status, session.error.render())
+        failed = [f"{r['trial_id']}: {'; '.join(r['problems'])}"
+                  for r in session.trial_results if not r["passed"]]
+        if failed:
+            error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
+                                          "recipe's limits", failed)
+            print(error.render(), file=sys.stderr)
+            return self._finish("failed", error.exit_status, error.render())
+        return self._finish("completed", 0)
+
+    def _finish(self, state: str, code: int, error: str | None = None) -> int:
+        self.record.update(state=state, exit_code=code, error=error, finished_at=time.time(),
+                           trials=self._trial_states())
+        return code
+
+    def _trial_states(self) -> list[dict]:
+        """Each trial `finished` (trial.done), `partial` (started, cut short) or `not-run`."""
+        if self.session is None or self.run_dir is None:
+            return []
+        states = []
+        for trial in self.session.trials:
+            trial_dir = self.run_dir / trial.id
+            state = ("finished" if (trial_dir / DONE).exists() else
+                     "partial" if trial_dir.exists() else "not-run")
+            states.append({"id": trial.id, "params": trial.params, "state": state})
+        return states
+
+    def _save(self) -> None:
+        if self.run_dir is not None:
+            write_atomic(self.run_dir / "job.json", json.dumps(self.record, indent=2, default=str))
+
+    def _open_run_dir(self, recipe, allocation: Allocation, placement) -> None:
+        submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
+        root = Path(recipe.data["results_dir"])
+        self.run_dir = (root if root.is_absolute() else submit_dir / root) / \
+            recipe.scenario / allocation.job_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.record.update(job_id=allocation.job_id, scenario=recipe.scenario,
+                           nodes=list(allocation.nodes), addresses=dict(allocation.addresses),
+                           placement=placement.to_dict(), started_at=time.time())
+
+    def _ensure_images(self, recipe, placement) -> None:
+        roles = ["executor"] + (["service"] if placement.servers else [])
+        roles += ["monitor"] if recipe.data["monitoring"]["enabled"] else []
+        for role in roles:
+            ensure_image(*component_image(role, recipe.data),
+                         pull_allowed=recipe.data["artifacts"]["pull"])
+
+
+def print_modules(recipe_path: Path) -> int:
+    """Print the recipe's `modules` shell-quoted for `module load` in run.sbatch (validating
+    the recipe first, so a bad one fails before anything is loaded)."""
+    from hpcbench.recipes.loader import load_recipe
+
+    try:
+        modules = load_recipe(recipe_path).data["modules"]
+    except HpcbenchError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_status
+    print(shlex.join(str(module) for module in modules))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run.sbatch",
+                                     description="Run one hpcbench session in this Slurm job.")
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--print-modules", action="store_true",
+                        help="only print the recipe's modules for `module load`")
+    args = parser.parse_args(argv)
+    if args.print_modules:
+        return print_modules(args.recipe)
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(signum, _raise_job_signal)
+    return SlurmJob(args.recipe).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

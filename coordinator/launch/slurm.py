@@ -1,0 +1,198 @@
+"""The Slurm backend: sbatch options from a recipe, the job's allocation, and job status.
+
+Peers are found through Slurm only: node names from `SLURM_JOB_NODELIST` expanded with
+`scontrol show hostnames`, addresses from each node's `NodeAddr` (`scontrol show node`). Never
+`hostname`: on many clusters (and on the test suite's virtual cluster) it does not name the
+address other nodes can reach.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from hpcbench.common.errors import HpcbenchError, config_error
+
+ROLES = ("servers", "clients", "monitors")
+
+
+def _slurm(argv: list[str], env: Mapping[str, str] | None = None) -> str:
+    """Run a Slurm command; E008 naming the command when it is missing or fails."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    except FileNotFoundError as error:
+        raise HpcbenchError("E008", f"`{argv[0]}` is not installed or not on PATH",
+                            ("fix: run on a Slurm login/compute node, or `module load slurm`",)
+                            ) from error
+    except subprocess.TimeoutExpired as error:
+        raise HpcbenchError("E007", f"`{shlex.join(argv)}` did not answer within 60s",
+                            ("fix: check that slurmctld is up (`scontrol ping`)",)) from error
+    if done.returncode != 0:
+        raise HpcbenchError("E008", f"`{shlex.join(argv)}` failed (exit {done.returncode})",
+                            tuple(line for line in done.stderr.strip().splitlines()[-3:]))
+    return done.stdout
+
+
+# ---- recipe -> sbatch options ----------------------------------------------------------------
+def _section(recipe: Mapping, *path: str) -> Mapping:
+    node: object = recipe
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
+
+
+def role_nodes(recipe: Mapping) -> dict[str, int]:
+    """Nodes the recipe asks for per role (`orchestration.node_allocation.<role>.nodes`)."""
+    allocation = _section(recipe, "orchestration", "node_allocation")
+    defaults = {"servers": 1, "clients": 1, "monitors": 0}
+    return {role: int(_section(allocation, role).get("nodes", defaults[role])) for role in ROLES}
+
+
+def required_nodes(recipe: Mapping) -> int:
+    """Nodes the job needs: `orchestration.total_nodes`, and at least servers + clients
+    (each role on its own nodes)."""
+    counts = role_nodes(recipe)
+    total = int(_section(recipe, "orchestration").get("total_nodes") or 0)
+    return max(1, total, counts["servers"] + counts["clients"])
+
+
+def gpus_per_node(recipe: Mapping) -> int:
+    """GPUs to request on every node: the largest `resources.<role>.gpus`."""
+    return max([int(_section(recipe, "resources", role).get("gpus") or 0) for role in ROLES])
+
+
+def sbatch_options(recipe: Mapping) -> list[str]:
+    """sbatch options for the recipe: partition, account, qos, time, nodes, exclusive, GPUs,
+    job name, plus `job_config` constraint/reservation/sbatch_options verbatim."""
+    job = _section(recipe, "orchestration", "job_config")
+    options = [f"--job-name=hpcbench-{recipe.get('scenario', 'run')}",
+               f"--nodes={required_nodes(recipe)}"]
+    for key in ("partition", "account", "qos"):
+        if recipe.get(key):
+            options.append(f"--{key}={recipe[key]}")
+    if job.get("time_limit"):
+        options.append(f"--time={job['time_limit']}")
+    if job.get("exclusive"):
+        options.append("--exclusive")
+    for key in ("constraint", "reservation"):
+        if job.get(key):
+            options.append(f"--{key}={job[key]}")
+    gpus = gpus_per_node(recipe)
+    if gpus:
+        options.append(f"--gpus-per-node={gpus}")
+    options.extend(str(option) for option in job.get("sbatch_options") or ())
+    return options
+
+
+def submit(batch_script: str, recipe_path: str, options: list[str],
+           env: Mapping[str, str] | None = None) -> str:
+    """`sbatch --parsable OPTIONS batch_script recipe_path`; return the job id."""
+    out = _slurm(["sbatch", "--parsable", *options, batch_script, recipe_path], env)
+    return out.strip().split(";")[0]  # --parsable prints "jobid" or "jobid;cluster"
+
+
+# ---- the allocation, inside a job ------------------------------------------------------------
+@dataclass(frozen=True)
+class Allocation:
+    """The nodes of the running job, in Slurm's order, with their cluster addresses."""
+
+    job_id: str
+    nodes: tuple[str, ...]
+    addresses: Mapping[str, str]
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> "Allocation":
+        """Read SLURM_JOB_ID / SLURM_JOB_NODELIST and ask Slurm for names and addresses."""
+        env = os.environ if env is None else env
+        job_id = env.get("SLURM_JOB_ID")
+        nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+        if not job_id or not nodelist:
+            raise config_error("not inside a Slurm job (SLURM_JOB_ID/SLURM_JOB_NODELIST unset)",
+                               ["fix: submit with `sbatch -N <n> run.sbatch recipe.yaml` or "
+                                "`hpcbench submit recipe.yaml`; on one machine use "
+                                "`hpcbench run recipe.yaml`"])
+        nodes = tuple(expand_nodelist(nodelist, env))
+        return cls(job_id, nodes, {name: node_address(name, env) for name in nodes})
+
+
+def expand_nodelist(nodelist: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """`node[1-3]` -> ['node1', 'node2', 'node3'] via `scontrol show hostnames`."""
+    return _slurm(["scontrol", "show", "hostnames", nodelist], env).split()
+
+
+def node_address(name: str, env: Mapping[str, str] | None = None) -> str:
+    """The node's `NodeAddr` (the address its peers reach it on)."""
+    for item in _slurm(["scontrol", "show", "node", "--oneliner", name], env).split():
+        if item.startswith("NodeAddr="):
+            return item.split("=", 1)[1]
+    raise HpcbenchError("E008", f"Slurm reports no NodeAddr for node {name!r}",
+                        ("fix: check `scontrol show node " + name + "`",))
+
+
+def check_allocation(recipe: Mapping, allocation: Allocation) -> None:
+    """E006 when the job has fewer nodes than the recipe needs, saying how to ask for them."""
+    needed, have = required_nodes(recipe), len(allocation.nodes)
+    if have < needed:
+        counts = role_nodes(recipe)
+        raise config_error(
+            f"the job has {have} node(s) but the recipe needs {needed} "
+            f"({counts['servers']} server, {counts['clients']} client node(s))",
+            [f"fix: submit with `sbatch -N {needed} run.sbatch RECIPE` or let "
+             "`hpcbench submit RECIPE` build the options from the recipe"])
+
+
+# ---- job status ------------------------------------------------------------------------------
+def job_summary(run_dir) -> str | None:
+    """`job 42 running on node1, node2, node3` for a session that run.sbatch ran (its job.json
+    in `run_dir`), else None: what `hpcbench status` adds about the Slurm job."""
+    from pathlib import Path
+
+    try:
+        record = json.loads((Path(run_dir) / "job.json").read_text())
+        job_id, nodes = str(record["job_id"]), record["nodes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"job {job_id} {job_state(job_id).lower()} on {', '.join(nodes)}"
+
+
+def job_state(job_id: str, env: Mapping[str, str] | None = None) -> str:
+    """The job's state: squeue while it is known there, else sacct, else UNKNOWN."""
+    for argv in (["squeue", "-h", "-j", job_id, "-o", "%T"],
+                 ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"]):
+        try:
+            out = _slurm(argv, env).strip()
+        except HpcbenchError:
+            continue
+        if out:
+            return out.splitlines()[0].split()[0]
+    return "UNKNOWN"
+
+
+# ---- role placement --------------------------------------------------------------------------
+def place_on_allocation(recipe, allocation: Allocation):
+    """`plan.place_roles` on the job's nodes (checked first), with endpoints as node addresses.
+
+    When the job has a node to spare beyond servers + clients, the first node runs only the
+    coordinator (and its monitor), so the coordinator never competes with the load.
+    """
+    from hpcbench.coordinator.launch.plan import place_roles
+
+    check_allocation(recipe.data, allocation)
+    counts, nodes = role_nodes(recipe.data), list(allocation.nodes)
+    spare = len(nodes) > counts["servers"] + counts["clients"]
+    placement = place_roles(recipe, nodes[1:] if spare else nodes)
+    url_of = {f"http://{name}:": f"http://{address}:" for name, address in allocation.addresses.items()}
+
+    def by_address(url: str) -> str:
+        for by_name, by_addr in url_of.items():
+            if url.startswith(by_name):
+                return by_addr + url[len(by_name):]
+        return url
+
+    executors = tuple(replace(slot, targets=tuple(map(by_address, slot.targets)))
+                      for slot in placement.executors)
+    return replace(placement, coordinator=nodes[0], monitors=tuple(nodes), executors=executors,
+                   endpoints=tuple(map(by_address, placement.endpoints)))

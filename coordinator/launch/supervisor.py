@@ -1,0 +1,125 @@
+"""Local process runtime: the service, monitors and executors of a session as child processes.
+
+Each child runs in its own process group with its stdout and stderr captured in
+`<run_dir>/logs/<name>.log`, and is told by the kernel to die with the coordinator
+(PR_SET_PDEATHSIG), so not even a SIGKILL of `hpcbench run` leaves load generators behind.
+The death signal is armed by this module run as a tiny launcher (`python -m
+hpcbench.coordinator.launch.supervisor PARENT_PID -- argv...`, which then execs argv): no Python code
+runs between fork and exec in the coordinator, whose gRPC threads make that unsafe.
+`failed_children()` lets the session notice a crash while it waits; `stop_all()` terminates the
+group politely, then kills what is left. The runtime never interprets what it starts.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpcbench.common.process_group import signal_group, spawn
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (for servers that need a fixed --port)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def guarded(argv: list[str]) -> list[str]:
+    """argv wrapped in the launcher that ties the child's life to this process."""
+    return [sys.executable, "-m", "hpcbench.coordinator.launch.supervisor", str(os.getpid()), "--",
+            *argv]
+
+
+def _launch(parent_pid: int, argv: list[str]) -> None:
+    """The launcher: arm PR_SET_PDEATHSIG, make sure the parent is still there, exec argv."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: stop_all and the executors' lease still clean up
+    if os.getppid() != parent_pid:
+        sys.exit(f"hpcbench: parent {parent_pid} is gone; not starting {argv[0]}")
+    os.execvp(argv[0], argv)
+
+
+@dataclass
+class ChildProcess:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen
+    log_path: Path
+    expected_exit: bool = False   # set before stopping it, so its exit is not a failure
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+
+class LocalRuntime:
+    """Starts and supervises one session's child processes on this machine."""
+
+    def __init__(self, run_dir: Path):
+        self.log_dir = Path(run_dir) / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.children: list[ChildProcess] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
+        log_path = self.log_dir / f"{name}.log"
+        process = spawn(guarded(argv), env, log_path)
+        child = ChildProcess(name=name, argv=list(argv), process=process, log_path=log_path)
+        self.children.append(child)
+        return child
+
+    def failed_children(self) -> list[ChildProcess]:
+        """Children that exited although nobody asked them to."""
+        return [child for child in self.children
+                if not child.expected_exit and child.process.poll() is not None]
+
+    def wait_exits(self, children: list[ChildProcess], timeout_s: float) -> None:
+        """Give children that were told to quit (e.g. executors after SHUTDOWN) time to exit
+        by themselves, all at once; stop_all deals with those still running."""
+        deadline = time.monotonic() + timeout_s
+        for child in children:
+            child.expected_exit = True
+            try:
+                child.process.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                pass
+
+    def terminate(self, children: list[ChildProcess]) -> None:
+        """SIGTERM children without waiting (stop_all waits for them later)."""
+        for child in children:
+            child.expected_exit = True
+            if child.process.poll() is None:
+                signal_group(child.process, signal.SIGTERM)
+
+    def stop_all(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM every running child at once, SIGKILL those still there after `timeout_s`."""
+        running = [child for child in self.children if child.process.poll() is None]
+        for child in running:
+            child.expected_exit = True
+            signal_group(child.process, signal.SIGTERM)
+        self.wait_exits(running, timeout_s)
+        for child in running:
+            if child.process.poll() is None:
+                signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+
+
+if __name__ == "__main__":
+    _parent, _separator, *_argv = sys.argv[1:]
+    _launch(int(_parent), _argv)

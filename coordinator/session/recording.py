@@ -1,0 +1,309 @@
+"""One session's data side: aggregator (ZeroMQ PULL), metrics bus (PUB) and results on disk.
+
+The session drives it trial by trial: `begin_trial` opens the trial's results directory as the
+aggregator's sink; `finish_trial` waits until the aggregator holds every batch the executors
+reported sending (nothing silently lost), closes the trial (exact percentiles beside HDR ones),
+writes summary.json/summary.csv/trial.done and decides whether the trial passed its error
+threshold. Lifecycle events and snapshots go out on the bus; snapshots also feed gRPC Watch.
+The monitors' telemetry feeds an `EnergyMeter`, so a trial on GPUs gets its energy (joules and
+output tokens per joule over its measured window) in summary.json.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.receiver import AggregatorServer
+from hpcbench.coordinator.bus.publisher import BusPublisher
+from hpcbench.coordinator.session.results import ResultsWriter, read_summary, write_atomic
+from hpcbench.monitor.energy import EnergyMeter
+from hpcbench.proto import control_v1_pb2 as pb
+
+BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
+SESSION_FILE = "session.json"
+
+
+class DataPlane:
+    def __init__(self, recipe, session_id: str, session_dir: Path, host: str,
+                 on_snapshot=None, interval_s: float = 1.0, curve=None):
+        """`host`: the address executors and monitors reach this node by; the sockets listen
+        there, or on the recipe's security.bind_address (e.g. 0.0.0.0) when it sets one.
+        `curve`: the session's hpcbench.common.curve.CurveKeys when security.curve is
+        on; the sample PULL and the bus PUB then serve only peers holding them."""
+        self.recipe = recipe
+        self.session_id = session_id
+        self.session_dir = Path(session_dir)
+        bind = recipe.data["security"]["bind_address"] or host
+        self.bus = BusPublisher(f"tcp://{bind}:0", run=session_id, curve=curve)
+        self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s)
+        self.energy = EnergyMeter()
+        self._telemetry_nodes: set[str] = set()   # nodes whose monitor has reported
+        self._telemetry_lock = threading.Lock()
+        self.server = AggregatorServer(self.aggregator, f"tcp://{bind}:0", bus=self.bus,
+                                       on_snapshot=on_snapshot, on_telemetry=self._telemetry,
+                                       curve=curve)
+        self.sample_endpoint = reachable(self.server.start(), host)
+        self.bus_endpoint = reachable(self.bus.endpoint, host)
+        try:
+            self.metrics_server = self._serve_prometheus(bind)
+        except BaseException:
+            self.server.stop()
+            self.bus.close()
+            raise
+        self.results = ResultsWriter(self.session_dir.parent.parent, self.session_dir.parent.name,
+                                     self.session_dir.name)
+        self._trial_writer = None
+        self._trial_id = ""
+        self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
+        self._log_offsets: dict[Path, int] = {}
+        self._ended: dict | None = None
+
+    def _serve_prometheus(self, host: str):
+        """The session's Prometheus endpoint (latency, throughput, errors, every node's
+        telemetry) when the recipe enables monitoring.prometheus; its port goes to
+        <session>/prometheus.port."""
+        settings = self.recipe.data.get("monitoring", {}).get("prometheus") or {}
+        if not settings.get("enabled"):
+            return None
+        from hpcbench.coordinator.bus.prometheus import SessionMetricsServer
+
+        return SessionMetricsServer(self.bus_endpoint, host, settings["port"],
+                                    self.session_dir / "prometheus.port")
+
+    def _telemetry(self, message: dict) -> None:
+        """A checked telemetry message (ingest thread): note its node, meter its GPUs."""
+        with self._telemetry_lock:
+            self._telemetry_nodes.add(message["node"])
+        self.energy.observe(message)
+
+    @property
+    def telemetry_nodes(self) -> frozenset[str]:
+        """The nodes whose monitor has sent telemetry so far."""
+        with self._telemetry_lock:
+            return frozenset(self._telemetry_nodes)
+
+    def publish_event(self, name: str, **fields) -> None:
+        self.bus.event(name, **fields)
+
+    def finished_trials(self) -> set[str]:
+        return self.results.finished_trials()
+
+    def begin_trial(self, trial, log_dir: Path) -> None:
+        recipe = {**self.recipe.data, "workload": trial.workload,
+                  "trial": {"id": trial.id, "index": trial.index,
+                            "repetition": trial.repetition, "params": trial.params},
+                  "session": self.session_id}
+        self._trial_writer = self.results.open_trial(trial.id, recipe)
+        self._trial_id = trial.id
+        self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
+        self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
+
+    def mark_executor_lost(self, trial_id: str, agent_id: str) -> None:
+        """An executor was lost while `trial_id` ran: its intervals are partial from now on."""
+        self.aggregator.mark_executor_missing(trial_id, agent_id)
+
+    def finish_trial(self, trial, reports: dict[str, pb.AgentReport], losses: dict[str, dict],
+                     error_threshold: float, log_dir: Path) -> dict:
+        """Close the trial once every reported batch arrived; returns its result record.
+
+        `losses`: executor -> what the session knows of one that sent no report (`reason`, and
+        from its last heartbeat `recorded`, `in_flight`); absent ones were lost before."""
+        for agent_id, report in reports.items():
+            self._expected_batches[agent_id] = (self._expected_batches.get(agent_id, 0)
+                                                + report.batches_sent)
+        missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
+        summary = self.aggregator.close_trial(trial.id)
+        # what each executor says it produced, beside what arrived: the audit of no silent
+        # loss; and whether its token times are the kernel's receive stamps (README "What is
+        # measured")
+        stats = {agent_id: json.loads(report.stats_json) if report.stats_json else {}
+                 for agent_id, report in reports.items()}
+        summary.integrity["executor_reports"] = {
+            agent_id: {"batches_sent": report.batches_sent,
+                       "requests": stats[agent_id].get("requests"),
+                       "kernel_stamps": stats[agent_id].get("kernel_stamps")}
+            for agent_id, report in reports.items()}
+        summary.integrity["lost_executors"] = loss_accounts(summary, losses)
+        summary.energy = self._trial_energy(summary)
+        self._copy_trial_logs(log_dir)
+        directory = self._trial_writer.finish(summary)
+        self._trial_writer = None
+        document = summary.to_dict()
+        problems = threshold_problems(document["overall"], error_threshold)
+        if missing:
+            problems.append(f"batches never arrived: {missing}")
+        problems.extend(loss_problems(summary.integrity["lost_executors"]))
+        self.bus.summary(document)
+        return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
+                "directory": directory, "passed": not problems, "problems": problems,
+                "summary": document}
+
+    def _trial_energy(self, summary) -> dict | None:
+        """The trial's GPU energy over its measured window (None without GPU telemetry).
+
+        Telemetry comes every monitoring interval, so the point after the window's end may
+        still be on its way: wait up to two intervals for the samples to cover the window."""
+        start, end = summary.window_start_ns, summary.window_end_ns
+        if start is None or end is None or end <= start:
+            return None
+        tokens = summary.overall["output_tokens"]
+        patience = 2 * self.recipe.data["monitoring"]["interval"]
+        give_up = time.monotonic() + patience
+        while True:
+            energy = self.energy.trial(start, end, tokens)
+            if (energy is None or energy.covered_s >= (end - start) / 1e9
+                    or time.monotonic() >= give_up):
+                break
+            time.sleep(0.05)  # polling the meter the ingest thread feeds
+        self.energy.forget_before(end)
+        if energy is None:
+            return None
+        return {"joules": energy.joules, "output_tokens_per_joule": energy.tokens_per_joule,
+                "source": ", ".join(sorted(set(energy.methods.values()))),
+                "gpus": len(energy.per_gpu_joules), "covered_s": energy.covered_s,
+                "window_s": (end - start) / 1e9}
+
+    def earlier_result(self, trial) -> dict:
+        """The result record of a trial finished by an earlier run of this session (resume),
+        judged from its summary.json by the same error-threshold rule."""
+        directory = self.session_dir / trial.id
+        document = read_summary(directory)
+        problems = threshold_problems(document["overall"], trial.workload["error_threshold"])
+        return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
+                "directory": directory, "passed": not problems, "problems": problems,
+                "summary": document, "earlier": True}
+
+    def earlier_session(self) -> dict:
+        """The session record an earlier run of this session wrote ({} if none or unreadable):
+        what a resumed run keeps when it has nothing left to measure itself."""
+        try:
+            record = json.loads((self.session_dir / SESSION_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def abort_trial(self) -> None:
+        """The running trial will not finish: close it in the aggregator (later batches are
+        counted as after-close, not written), close its files, leave it unfinished (a re-run
+        of the session measures it again)."""
+        if self._trial_writer is not None:
+            try:
+                self.aggregator.close_trial(self._trial_id)
+            finally:
+                self._trial_writer.abort()
+                self._trial_writer = None
+
+    def _wait_for_batches(self, timeout_s: float) -> dict[str, int]:
+        """Wait until the aggregator has every batch the executors sent; return what is missing."""
+        pause_until = time.monotonic() + timeout_s
+        while True:
+            missing = {agent: expected - self.aggregator.batches_received(agent)
+                       for agent, expected in self._expected_batches.items()
+                       if self.aggregator.batches_received(agent) < expected}
+            if not missing or time.monotonic() >= pause_until:
+                return missing
+            time.sleep(0.01)  # polling a counter the ingest thread advances
+
+    def _copy_trial_logs(self, log_dir: Path) -> None:
+        """Copy what each component logged during the trial into <trial>/logs/."""
+        target = self._trial_writer.logs_dir
+        for path in Path(log_dir).glob("*.log"):
+            with open(path, "rb") as source:
+                source.seek(self._log_offsets.get(path, 0))
+                write_atomic(target / path.name, source.read())
+
+    def finish(self, session_record: dict) -> None:
+        """Stop ingesting (what is queued still counts) and record the session."""
+        self.abort_trial()
+        self.server.stop()
+        session_record["integrity"] = self.aggregator.integrity()
+        write_atomic(self.session_dir / SESSION_FILE,
+                     json.dumps(session_record, indent=2, default=str) + "\n")
+        self._ended = {key: session_record[key] for key in ("state", "error")}
+
+    def close(self) -> None:
+        """Announce the end on the bus, then close it (and the Prometheus endpoint)."""
+        if self._ended is not None:
+            self.publish_event("session_end", **self._ended)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        self.bus.close()
+
+
+def threshold_problems(overall: dict, error_threshold: float) -> list[str]:
+    """Why a trial's measured window fails the recipe's limits (empty: it passes)."""
+    requests, errors = overall["requests"], overall["error_total"]
+    if not requests:
+        return ["no measured request finished"]
+    if errors / requests > error_threshold:
+        return [f"error rate {errors / requests:.2%} above error_threshold "
+                f"{error_threshold:.2%}"]
+    return []
+
+
+def headline(snapshot: dict | None) -> dict:
+    """The few figures progress displays show: req/s, TTFT p50/p99 (ms), requests, errors.
+
+    Rates are the trial's measured window so far, not the last interval's: executors send a
+    batch about once a second and snapshots come once a second, so an interval holds zero,
+    one or two batches and its rate jumps (0, 16, 48, 32 ... for a steady 42 req/s)."""
+    figures = {"req_per_s": None, "ttft_p50": None, "ttft_p99": None, "requests": 0,
+               "errors": 0, "warmup": 0, "output_tokens_per_s": None}
+    if not snapshot:
+        return figures
+    cumulative = snapshot.get("cumulative") or {}
+    ttft = (cumulative.get("latency") or {}).get("ttft") or {}
+    figures.update(req_per_s=cumulative.get("req_per_s"),
+                   output_tokens_per_s=cumulative.get("output_tokens_per_s"),
+                   ttft_p50=ttft.get("p50"), ttft_p99=ttft.get("p99"),
+                   requests=cumulative.get("requests", 0),
+                   errors=cumulative.get("error_total", 0),
+                   warmup=cumulative.get("warmup_requests", 0))
+    return figures
+
+
+def reachable(endpoint: str, host: str) -> str:
+    """A bound ZeroMQ endpoint as peers must dial it: tcp://0.0.0.0:PORT listens everywhere
+    but is no address to connect to, so it is named by `host`."""
+    return f"tcp://{host}:{endpoint.rsplit(':', 1)[1]}"
+
+
+def loss_accounts(summary, losses: dict[str, dict]) -> dict[str, dict]:
+    """Each lost executor's account: why, what its last heartbeat said it had recorded and had
+    in flight, what arrived, and so how many samples at least it recorded but never delivered
+    (samples produced = stored + unsent; requests in flight when it died have no sample)."""
+    accounts = {}
+    for agent_id, loss in losses.items():
+        figures = summary.executors.get(agent_id, {})
+        stored = sum(figures.get(key, 0)
+                     for key in ("requests", "warmup_requests", "drain_requests"))
+        recorded = loss.get("recorded", 0)
+        accounts[agent_id] = {
+            "reason": loss["reason"], "stored": stored,
+            "recorded_at_last_heartbeat": recorded,
+            "unsent_at_least": max(recorded - stored, 0),
+            "in_flight_at_last_heartbeat": loss.get("in_flight", 0),
+            "lost_at_ns": summary.integrity.get("missing_executors_since_ns", {}).get(agent_id)}
+    return accounts
+
+
+def loss_problems(accounts: dict[str, dict]) -> list[str]:
+    """One line per lost executor for the trial's problems (the report shows them)."""
+    return [f"{agent_id} lost ({account['reason']}): {account['stored']} samples stored, at "
+            f"least {account['unsent_at_least']} recorded but never sent, "
+            f"{account['in_flight_at_last_heartbeat']} requests in flight; intervals from its "
+            f"loss on are partial" for agent_id, account in sorted(accounts.items())]
+
+
+def snapshot_message(session_id: str, snapshot: dict) -> pb.Snapshot:
+    figures = headline(snapshot)
+    return pb.Snapshot(session_id=session_id, trial_id=snapshot.get("trial") or "",
+                       seq=snapshot.get("seq", 0), requests_per_s=figures["req_per_s"] or 0.0,
+                       output_tokens_per_s=figures["output_tokens_per_s"] or 0.0,
+                       ttft_p50_ms=figures["ttft_p50"] or 0.0,
+                       ttft_p99_ms=figures["ttft_p99"] or 0.0, requests=figures["requests"],
+                       errors=figures["errors"], json=json.dumps(snapshot, default=str),
+                       missing_executors=snapshot.get("missing_executors", []))
