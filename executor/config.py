@@ -266,7 +266,7 @@ def _check_url(url: object, scheme: str = "http") -> None:
         raise config_error(f"target URL {url!r} is not usable: give {scheme}://HOST:PORT "
                            "(https is not supported by the executor)")
     try:
-        parts.port
+        _ = parts.port   # urllib checks the port only when it is read
     except ValueError:
         raise config_error(f"target URL {url!r} has a bad port: use 1..65535") from None
 

@@ -8,7 +8,8 @@ Counting rules (README "executor"):
   skipped; `[DONE]` ends the stream; a chunk whose first choice carries a delta with `content`
   (chat) or a `text` field (completions) is a content chunk even when the text is empty, except
   an empty one that only closes the choice (`finish_reason` set, no text) or only announces the
-  role (vLLM's first chat chunk, `{"role": "assistant", "content": ""}`); a chunk with `usage` (typically the usage-only final chunk with empty `choices`) sets the server counts.
+  role (vLLM's first chat chunk, `{"role": "assistant", "content": ""}`); a chunk with `usage`
+  (typically the usage-only final chunk with empty `choices`) sets the server counts.
 - Ollama NDJSON: every object before the one with `"done": true` is a content chunk; the final
   object gives `eval_count` / `prompt_eval_count` (and is a chunk only if it carries text).
 - Non-streaming: the whole body is one chunk at the end; counts from usage / eval_count.

@@ -36,7 +36,8 @@ GPU = {
     "hpcbench_gpu_memory_used_bytes": "GPU framebuffer memory in use; DCGM_FI_DEV_FB_USED in bytes.",
     "hpcbench_gpu_memory_total_bytes": "GPU framebuffer memory size; DCGM_FI_DEV_FB_TOTAL in bytes.",
     "hpcbench_gpu_power_watts": "GPU power draw; DCGM_FI_DEV_POWER_USAGE.",
-    "hpcbench_gpu_energy_joules_total": "GPU energy since the driver loaded; DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION in joules.",
+    "hpcbench_gpu_energy_joules_total":
+        "GPU energy since the driver loaded; DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION in joules.",
     "hpcbench_gpu_temperature_celsius": "GPU core temperature; DCGM_FI_DEV_GPU_TEMP.",
     "hpcbench_gpu_sm_clock_hertz": "Streaming-multiprocessor clock; DCGM_FI_DEV_SM_CLOCK in hertz.",
     "hpcbench_gpu_memory_clock_hertz": "Memory clock; DCGM_FI_DEV_MEM_CLOCK in hertz.",
@@ -44,7 +45,8 @@ GPU = {
 
 SERVER = {
     "hpcbench_server_up": "1 when the inference server's /metrics answered the last scrape, else 0.",
-    "hpcbench_server_kv_cache_usage_ratio": "KV-cache blocks in use (0..1); vllm:kv_cache_usage_perc or vllm:gpu_cache_usage_perc.",
+    "hpcbench_server_kv_cache_usage_ratio":
+        "KV-cache blocks in use (0..1); vllm:kv_cache_usage_perc or vllm:gpu_cache_usage_perc.",
     "hpcbench_server_requests_running": "Requests the server is running now; vllm:num_requests_running.",
     "hpcbench_server_requests_waiting": "Requests queued in the server; vllm:num_requests_waiting.",
     "hpcbench_server_prompt_tokens_total": "Prompt tokens the server processed; vllm:prompt_tokens_total.",
@@ -56,7 +58,8 @@ SERVER = {
 MONITOR = {
     "hpcbench_monitor_samples_total": "Samples this monitor has taken.",
     "hpcbench_monitor_missed_samples_total": "Sample ticks skipped because sampling fell behind the interval.",
-    "hpcbench_monitor_telemetry_dropped_total": "Telemetry messages not sent because the coordinator did not take them.",
+    "hpcbench_monitor_telemetry_dropped_total":
+        "Telemetry messages not sent because the coordinator did not take them.",
     "hpcbench_monitor_push_failures_total": "Pushgateway pushes that failed.",
 }
 

@@ -66,18 +66,18 @@ class GpuSource:
             handle = gpu.handle
             for name, call in (
                 ("hpcbench_gpu_utilisation_ratio",
-                 lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0),
-                ("hpcbench_gpu_memory_used_bytes", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used),
-                ("hpcbench_gpu_memory_total_bytes", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).total),
-                ("hpcbench_gpu_power_watts", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1e3),
+                 lambda handle=handle: nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0),
+                ("hpcbench_gpu_memory_used_bytes", lambda handle=handle: nvml.nvmlDeviceGetMemoryInfo(handle).used),
+                ("hpcbench_gpu_memory_total_bytes", lambda handle=handle: nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                ("hpcbench_gpu_power_watts", lambda handle=handle: nvml.nvmlDeviceGetPowerUsage(handle) / 1e3),
                 ("hpcbench_gpu_energy_joules_total",
-                 lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3),
+                 lambda handle=handle: nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3),
                 ("hpcbench_gpu_temperature_celsius",
-                 lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
+                 lambda handle=handle: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
                 ("hpcbench_gpu_sm_clock_hertz",
-                 lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) * 1e6),
+                 lambda handle=handle: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) * 1e6),
                 ("hpcbench_gpu_memory_clock_hertz",
-                 lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM) * 1e6),
+                 lambda handle=handle: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM) * 1e6),
             ):
                 try:
                     reading.add(name, call(), labels)

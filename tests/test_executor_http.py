@@ -144,8 +144,9 @@ def test_without_usage_tokens_are_counted_chunks(scripted):
 
 
 def test_completions_text_chunks_and_a_finish_only_chunk(scripted):
-    choice = lambda text, finish=None: sse({"choices": [{"index": 0, "text": text,
-                                                         "finish_reason": finish}]})
+    def choice(text, finish=None):
+        return sse({"choices": [{"index": 0, "text": text,
+                                                             "finish_reason": finish}]})
     stream = chunked(choice("x"), choice(""), choice("", "length"), b"data: [DONE]\n\n")
     row, _ = one(scripted([stream]), api="openai-completions")
     assert row["chunks"] == 2 and row["error"] == ErrorClass.OK
@@ -217,8 +218,9 @@ def test_itl_gaps_are_differences_of_chunk_arrival_times(scripted):
 
 
 def test_batch_sends_a_list_of_prompts_in_one_completions_request(scripted):
-    choice = lambda index, text: sse({"choices": [{"index": index, "text": text,
-                                                   "finish_reason": None}]})
+    def choice(index, text):
+        return sse({"choices": [{"index": index, "text": text,
+                                                       "finish_reason": None}]})
     stream = chunked(choice(0, "a"), choice(1, "b"), choice(2, "c"),
                      sse({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}),
                      b"data: [DONE]\n\n")

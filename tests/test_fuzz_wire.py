@@ -14,7 +14,6 @@ crash), and the server answers a good call afterwards.
 from __future__ import annotations
 
 import msgpack
-import numpy as np
 import pytest
 import grpc
 import zmq

@@ -2,8 +2,6 @@
 read as a shorter, plausible trial (that would lose samples silently)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 

@@ -23,7 +23,8 @@ def test_constant_rate_is_exact_and_never_drifts():
 
 
 def test_constant_executors_interleave_evenly():
-    spec = lambda index: LoadSpec(pattern="constant", rate=10.0, phase_offset=index / 2 / 10.0)
+    def spec(index):
+        return LoadSpec(pattern="constant", rate=10.0, phase_offset=index / 2 / 10.0)
     merged = np.sort(np.concatenate([offsets(spec(i), 1.0) for i in range(2)]))
     np.testing.assert_allclose(np.diff(merged), 0.05)
 

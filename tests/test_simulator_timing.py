@@ -147,7 +147,7 @@ def test_ignore_eos_always_gives_max_tokens():
 
 def test_metrics_count_exactly_what_was_served():
     with start_simulator(mode="fixed", ttft_ms=1, itl_ms=1) as sim:
-        for i in range(3):
+        for _i in range(3):
             complete(sim.url, prompt="a b", max_tokens=4)
         post(sim.url + "/api/generate", {"model": "sim-model", "prompt": "a b c",
                                           "options": {"num_predict": 2}, "stream": False})

@@ -179,7 +179,7 @@ def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path
     server, client = cluster.node("node2"), cluster.node("node3")
     # the load reaches the simulator from node3's address (node1 only checks its health and
     # node2's monitor scrapes its /metrics)
-    wait_until(lambda: client.address in cluster.tcp_peers(server, 8000), timeout=120,
+    wait_until(lambda server=server: client.address in cluster.tcp_peers(server, 8000), timeout=120,
                what="a connection from node3 to the simulator on node2")
     assert cluster.wait_finished(job_id, timeout=180) == "COMPLETED", job_output(tmp_path, job_id)
     run_dir = tmp_path / "results" / "vsim" / job_id
@@ -213,7 +213,7 @@ def test_executors_spread_over_every_server_node(cluster, repo, tmp_path):
     job_id = sbatch(cluster, tmp_path, "-N3", str(repo / "run.sbatch"), str(recipe))
     client = cluster.node("node3")
     for server in (cluster.node("node1"), cluster.node("node2")):
-        wait_until(lambda: client.address in cluster.tcp_peers(server, 8000), timeout=120,
+        wait_until(lambda server=server: client.address in cluster.tcp_peers(server, 8000), timeout=120,
                    what=f"a connection from node3 to the simulator on {server.name}")
     assert cluster.wait_finished(job_id, timeout=180) == "COMPLETED", job_output(tmp_path, job_id)
     run_dir = tmp_path / "results" / "vsim" / job_id

@@ -40,19 +40,38 @@ from hpcbench.proto import bus as bus_contract
 MS = 1e-3
 QUANTILES = (("p50", "0.5"), ("p90", "0.9"), ("p95", "0.95"), ("p99", "0.99"),
              ("p99.9", "0.999"), ("max", "1"))
-CUMULATIVE_COUNTERS = (("requests", "hpcbench_requests_total", "Requests finished in the measured window."),
-                       ("good_requests", "hpcbench_good_requests_total", "Requests meeting every SLO."),
-                       ("input_tokens", "hpcbench_input_tokens_total", "Prompt tokens of successful requests."),
-                       ("output_tokens", "hpcbench_output_tokens_total", "Output tokens of successful requests."))
-INTERVAL_RATES = (("req_per_s", "hpcbench_requests_per_second", "Requests per second, last interval."),
-                  ("output_tokens_per_s", "hpcbench_output_tokens_per_second", "Output tokens per second, last interval."),
-                  ("total_tokens_per_s", "hpcbench_total_tokens_per_second", "Input plus output tokens per second, last interval."),
-                  ("goodput_req_per_s", "hpcbench_goodput_requests_per_second", "Requests meeting every SLO per second, last interval."))
-INTEGRITY = (("missing_batches", "hpcbench_sample_batches_missing_total", "Sample batches never received (sequence gaps)."),
-             ("duplicate_batches", "hpcbench_sample_batches_duplicate_total", "Sample batches received twice (not double counted)."),
-             ("malformed_batches", "hpcbench_sample_batches_malformed_total", "Sample batches rejected as malformed."),
-             ("telemetry_messages", "hpcbench_telemetry_messages_total", "Monitor telemetry messages received."),
-             ("telemetry_malformed", "hpcbench_telemetry_malformed_total", "Monitor telemetry messages rejected as malformed."))
+CUMULATIVE_COUNTERS = (
+    ("requests", "hpcbench_requests_total",
+     "Requests finished in the measured window."),
+    ("good_requests", "hpcbench_good_requests_total",
+     "Requests meeting every SLO."),
+    ("input_tokens", "hpcbench_input_tokens_total",
+     "Prompt tokens of successful requests."),
+    ("output_tokens", "hpcbench_output_tokens_total",
+     "Output tokens of successful requests."),
+)
+INTERVAL_RATES = (
+    ("req_per_s", "hpcbench_requests_per_second",
+     "Requests per second, last interval."),
+    ("output_tokens_per_s", "hpcbench_output_tokens_per_second",
+     "Output tokens per second, last interval."),
+    ("total_tokens_per_s", "hpcbench_total_tokens_per_second",
+     "Input plus output tokens per second, last interval."),
+    ("goodput_req_per_s", "hpcbench_goodput_requests_per_second",
+     "Requests meeting every SLO per second, last interval."),
+)
+INTEGRITY = (
+    ("missing_batches", "hpcbench_sample_batches_missing_total",
+     "Sample batches never received (sequence gaps)."),
+    ("duplicate_batches", "hpcbench_sample_batches_duplicate_total",
+     "Sample batches received twice (not double counted)."),
+    ("malformed_batches", "hpcbench_sample_batches_malformed_total",
+     "Sample batches rejected as malformed."),
+    ("telemetry_messages", "hpcbench_telemetry_messages_total",
+     "Monitor telemetry messages received."),
+    ("telemetry_malformed", "hpcbench_telemetry_malformed_total",
+     "Monitor telemetry messages rejected as malformed."),
+)
 
 
 class SessionCollector(Collector):

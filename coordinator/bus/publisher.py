@@ -98,7 +98,7 @@ class BusPublisher:
                     if request[:1] != b"\x01":
                         continue  # an unsubscription
                     prefix = request[1:]
-                    for (topic, _key), frames in list(self._last.items()):
+                    for (_topic, _key), frames in list(self._last.items()):
                         if frames[0].startswith(prefix):
                             self._send(contract.as_replay(frames))
                             self.replays += 1

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise config_error(f"{output} exists", ["pass --force to overwrite, or -o OTHER.yaml"])
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp")
-    temporary.write_text(f"# Created by `hpcbench create`; check it with `hpcbench validate`.\n"
+    temporary.write_text("# Created by `hpcbench create`; check it with `hpcbench validate`.\n"
                          + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     temporary.replace(output)
     print(f"wrote {output}; next: hpcbench plan {output}  or  hpcbench run {output}")

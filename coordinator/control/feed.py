@@ -60,7 +60,7 @@ class SessionFeed:
         next_allowed = 0.0
         while is_active():
             with self._changed:
-                self._changed.wait_for(lambda: self._version != seen_version or self._closed,
+                self._changed.wait_for(lambda seen=seen_version: self._version != seen or self._closed,
                                        timeout=0.5)
                 if self._version == seen_version and not self._closed:
                     continue

@@ -15,6 +15,7 @@ import os
 import threading
 from concurrent import futures
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,6 +28,9 @@ from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 
 from hpcbench.coordinator.control.client import ADDRESS_FILE
+
+if TYPE_CHECKING:
+    from hpcbench.coordinator.session.lifecycle import Session
 SERVICE_NAMES = (pb.DESCRIPTOR.services_by_name["Control"].full_name,
                  pb.DESCRIPTOR.services_by_name["Agent"].full_name)
 

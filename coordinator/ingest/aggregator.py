@@ -1,10 +1,11 @@
 """The aggregator: sample batches in, HDR percentiles and rates out, per interval and cumulative.
 
-For each trial it keeps one `MetricSet` (hpcbench.common.measure.statistics: a histogram per metric
-plus request, token, error and goodput counters) per scope: global and per executor, each as an interval set (since the last
-snapshot) and a cumulative set. A batch's metric values (hpcbench.common.measure.definitions) are turned
-into bucket counts once and added to its executor's and the global interval set; `snapshot()`
-reports the interval, folds it into the cumulative set and starts the next interval.
+For each trial it keeps one `MetricSet` (hpcbench.common.measure.statistics: a histogram per
+metric plus request, token, error and goodput counters) per scope: global and per executor,
+each as an interval set (since the last snapshot) and a cumulative set. A batch's metric values
+(hpcbench.common.measure.definitions) are turned into bucket counts once and added to its
+executor's and the global interval set; `snapshot()` reports the interval, folds it into the
+cumulative set and starts the next interval.
 
 Integrity (DESIGN.md section 8, no silent loss): per (run, executor) sequence numbers are
 tracked; a duplicate batch is counted and ignored, a gap is counted until the missing batch

@@ -249,7 +249,7 @@ def telemetry_plot(node: str, seconds: np.ndarray, columns: dict[str, np.ndarray
     figure.suptitle(f"Telemetry over time: node {node}")
     for axis, (title, unit, wanted) in zip(axes.flat, _TELEMETRY_PANELS):
         names = [name for name in columns if wanted(name)]
-        for index, (trial_id, start, end) in enumerate(windows):
+        for index, (_trial_id, start, end) in enumerate(windows):
             axis.axvspan(start, end, color="#1f77b4" if index % 2 else "#ff7f0e", alpha=0.08)
         for name in names:
             axis.plot(seconds, columns[name], label=name, linewidth=1.2)

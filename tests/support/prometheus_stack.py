@@ -53,7 +53,7 @@ def _server(argv_for_port, workdir: Path, name: str) -> Iterator[str]:
         process = subprocess.Popen(argv_for_port(port), stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until(lambda: _ready(url, process), 60, what=f"{name} /-/ready")
+            wait_until(lambda url=url, process=process: _ready(url, process), 60, what=f"{name} /-/ready")
             if process.poll() is None:
                 yield url
                 return

@@ -192,7 +192,7 @@ class VirtualCluster:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            wait_until(lambda: not _run(["ip", "netns", "pids", netns], check=False).stdout.split(),
+            wait_until(lambda netns=netns: not _run(["ip", "netns", "pids", netns], check=False).stdout.split(),
                        timeout=10, what=f"processes in {netns} to exit")
             _run(["ip", "netns", "delete", netns], check=False)
         for k in range(1, NODE_COUNT + 1):
