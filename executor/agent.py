@@ -1,16 +1,12 @@
-"""The executor's side of the Agent service: register, heartbeat, run the trials it is sent.
+"""The executor's side of the Agent service: run the trials its coordinator sends.
 
-`hpcbench-executor --coordinator HOST:PORT` (and the local runtime, via
-`python -m hpcbench.executor.agent`) lands here. The agent
-
-1. registers with the coordinator under the session's token and learns its executor index,
-   the lease and the aggregator's sample endpoint;
-2. follows its Commands stream: CONFIGURE (a trial's workload as JSON) builds a LoadConfig,
-   START runs `engine.run_trial` pushing sample batches over ZeroMQ, STOP ends the running trial
-   early (it drains), SHUTDOWN exits;
-3. renews its lease with heartbeats. When the coordinator is unreachable for longer than the
-   lease, the agent stops generating load by itself and exits (DESIGN section 8): a lost
-   coordinator must never leave a load generator hammering a shared server.
+`hpcbench-executor --coordinator HOST:PORT` (and the local launcher, via
+`python -m hpcbench.executor.agent`) lands here. Registration, the command stream and the lease
+are the shared `AgentLink` (common/agent_link.py); this module is what an executor does with
+the commands: CONFIGURE (a trial's configuration, proto/trial.py) builds a LoadConfig, START
+runs `engine.Trial` pushing sample batches over ZeroMQ, STOP ends the running trial early (it
+drains), SHUTDOWN exits. When the link reports the coordinator lost beyond the lease, the
+running trial stops and the agent exits with EXIT_LOST.
 """
 from __future__ import annotations
 
@@ -18,24 +14,22 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import queue
 import sys
 import threading
-import time
 from pathlib import Path
 
-import grpc
 import uvloop
 
-from hpcbench.common.auth import call_metadata, read_token
+from hpcbench.common.agent_link import EXIT_LOST, AgentLink, add_agent_arguments
 from hpcbench.common.curve import load_keys
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.logs import configure_logging
 from hpcbench.proto import control_v1_pb2 as pb
-from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 
-REGISTER_TIMEOUT_S = 20.0
-EXIT_LOST = 4   # exit status when the coordinator was lost beyond the lease
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The agent's flags (executor/cli.py may add them to its own parser)."""
     parser.add_argument("--coordinator", required=True, metavar="HOST:PORT",
                         help="the coordinator's gRPC address (coordinator.json 'control')")
-    parser.add_argument("--session", default=os.environ.get("HPCBENCH_SESSION", ""),
-                        help="session id this executor belongs to")
-    parser.add_argument("--token-file", default=os.environ.get("HPCBENCH_TOKEN_FILE", ""),
-                        help="the session's control.token (or set HPCBENCH_TOKEN)")
-    parser.add_argument("--agent-id", default="", help="unique id in the session (default: assigned)")
+    add_agent_arguments(parser, "session id this executor belongs to")
     parser.add_argument("--curve-keys", default=os.environ.get("HPCBENCH_CURVE_KEYS", ""),
                         help="the session's curve.keys when its recipe sets security.curve "
                              "(default: $HPCBENCH_CURVE_KEYS)")
@@ -66,45 +56,43 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     (which has --coordinator, --executor-id, --node); what it lacks comes from the environment:
     HPCBENCH_SESSION, HPCBENCH_TOKEN or HPCBENCH_TOKEN_FILE, HPCBENCH_AGENT_ID and
     HPCBENCH_CURVE_KEYS (samples then go out CURVE-encrypted)."""
+    configure_logging("hpcbench-executor")
     if not isinstance(args, argparse.Namespace):
         args = build_parser().parse_args(args)
     session = getattr(args, "session", "") or os.environ.get("HPCBENCH_SESSION", "")
     agent_id = (getattr(args, "agent_id", "") or getattr(args, "executor_id", "")
                 or os.environ.get("HPCBENCH_AGENT_ID", ""))
     node = getattr(args, "node", "") or os.environ.get("SLURMD_NODENAME", "localhost")
-    token = os.environ.get("HPCBENCH_TOKEN") or read_token(
-        getattr(args, "token_file", "") or os.environ.get("HPCBENCH_TOKEN_FILE", "") or ".")
+    args.token_file = getattr(args, "token_file", "") or os.environ.get("HPCBENCH_TOKEN_FILE", "")
     curve_file = getattr(args, "curve_keys", "") or os.environ.get("HPCBENCH_CURVE_KEYS", "")
     try:
         curve = load_keys(Path(curve_file)) if curve_file else None
+        agent = ExecutorAgent(curve=curve)
+        agent.link = AgentLink.from_args(args, pb.EXECUTOR, on_command=agent.on_command,
+                                         heartbeat=agent.heartbeat, on_lost=agent.on_lost)
     except HpcbenchError as error:
-        log(error.render())
+        log.error(error.render())
         return error.exit_status
-    channel = grpc.insecure_channel(args.coordinator)
     try:
-        agent = ExecutorAgent(pb_grpc.AgentStub(channel), call_metadata(token), curve=curve)
-        try:
-            agent.register(session, agent_id, node)
-        except grpc.RpcError as error:
-            log(f"cannot register with {args.coordinator}: {error.code().name}: {error.details()}")
-            return 18  # E008's exit status: network connection failed
+        agent.link.register(session, agent_id, node)
+        agent.node = node
         return agent.serve()
+    except HpcbenchError as error:
+        log.error(error.render())
+        return error.exit_status
     finally:
-        channel.close()
+        agent.link.close()
 
 
 class ExecutorAgent:
-    """One executor process's conversation with its coordinator."""
+    """What one executor process does with its coordinator's commands."""
 
-    def __init__(self, stub: pb_grpc.AgentStub, metadata, curve=None):
+    def __init__(self, curve=None):
         """`curve`: the session's CurveKeys when it runs with security.curve."""
-        self.stub = stub
         self.curve = curve
-        self.metadata = metadata
-        self.reply: pb.RegisterReply | None = None
+        self.link: AgentLink | None = None
         self.node = "localhost"
         self.commands: queue.Queue = queue.Queue()
-        self.lost = threading.Event()
         self.state = pb.IDLE
         self.trial_id = ""
         self.requests_done = 0      # requests of the trials finished so far (heartbeats carry it)
@@ -116,12 +104,9 @@ class ExecutorAgent:
         self._sink = None
         self._trial = None          # the running engine.Trial (its progress goes in heartbeats)
 
-    def register(self, session_id: str, agent_id: str, node: str) -> None:
-        self.node = node
-        request = pb.RegisterRequest(role=pb.EXECUTOR, agent_id=agent_id, node=node,
-                                     pid=os.getpid(), session_id=session_id)
-        self.reply = self.stub.Register(request, metadata=self.metadata,
-                                        timeout=REGISTER_TIMEOUT_S, wait_for_ready=True)
+    @property
+    def reply(self) -> pb.RegisterReply:
+        return self.link.reply
 
     def serve(self) -> int:
         # import the load generator and connect the sample socket now, while the coordinator
@@ -129,14 +114,12 @@ class ExecutorAgent:
         import hpcbench.executor.engine  # noqa: F401
 
         self._sample_sink()
-        threading.Thread(target=self._follow_commands, name="commands", daemon=True).start()
-        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        self.link.start()
         config = None
         try:
             while True:
                 command = self.commands.get()
                 if command is None:          # the coordinator is gone
-                    log("coordinator lost beyond the lease: stopping")
                     return EXIT_LOST
                 if command.kind == pb.CONFIGURE:
                     config = self._configure(command)
@@ -150,36 +133,39 @@ class ExecutorAgent:
             if self._sink is not None:
                 self._sink.close()
 
-    # -- commands ---------------------------------------------------------------------------
-    def _follow_commands(self) -> None:
-        """Read the Commands stream; STOP acts at once, the rest queue for the main loop."""
-        try:
-            for command in self.stub.Commands(pb.AgentRef(agent_id=self.reply.agent_id),
-                                              metadata=self.metadata):
-                if command.kind == pb.STOP:
-                    self._request_trial_stop(command.trial_id)
-                else:
-                    self.commands.put(command)
-                if command.kind == pb.SHUTDOWN:
-                    return
-        except grpc.RpcError as error:
-            log(f"command stream ended: {error.code().name}")
-        # the stream broke: the lease decides whether the coordinator is really gone
-        self.lost.wait()
+    # -- link callbacks (commands and heartbeat threads) -------------------------------------
+    def on_command(self, command: pb.Command) -> None:
+        """STOP acts at once; the rest queue for the main loop."""
+        if command.kind == pb.STOP:
+            self._request_trial_stop(command.trial_id)
+        else:
+            self.commands.put(command)
+
+    def heartbeat(self) -> dict:
+        trial = self._trial
+        recorded, in_flight = trial.progress() if trial is not None else (0, 0)
+        return {"state": self.state, "trial_id": self.trial_id,
+                "requests_done": self.requests_done, "trial_recorded": recorded,
+                "trial_in_flight": in_flight}
+
+    def on_lost(self) -> None:
+        self._request_trial_stop()
         self.commands.put(None)
 
+    # -- commands ---------------------------------------------------------------------------
     def _configure(self, command: pb.Command):
         from hpcbench.executor.config import LoadConfig
+        from hpcbench.proto.trial import TrialConfig
 
-        spec = json.loads(command.config_json)
         self.trial_id = command.trial_id
         try:
+            spec = TrialConfig.decode(command.config_json)
             config = LoadConfig.from_workload(
-                spec["workload"], spec["targets"], executor_index=self.reply.executor_index,
-                executor_count=spec["executor_count"], run_id=spec["run_id"],
-                trial_id=spec["trial_id"], executor_id=self.reply.agent_id, node=self.node,
-                request_extras=spec.get("request_extras"))
-        except Exception as error:  # HpcbenchError or a bug: report, keep serving
+                spec.workload, spec.targets, executor_index=self.reply.executor_index,
+                executor_count=spec.executor_count, run_id=spec.run_id,
+                trial_id=spec.trial_id, executor_id=self.reply.agent_id, node=self.node,
+                request_extras=spec.request_extras)
+        except Exception as error:  # HpcbenchError, a bad message or a bug: report, keep serving
             self._report(command.trial_id, ok=False, error=_describe(error))
             return None
         self.state = pb.CONFIGURED
@@ -207,7 +193,7 @@ class ExecutorAgent:
             self._loop = asyncio.get_running_loop()
             self._stop_trial = asyncio.Event()
             self._running_trial = config.trial_id
-            if self.lost.is_set() or config.trial_id in self._stopped:
+            if self.link.lost.is_set() or config.trial_id in self._stopped:
                 self._stop_trial.set()
         sink = self._sample_sink()
         before = sink.sent
@@ -246,37 +232,9 @@ class ExecutorAgent:
     def _report(self, trial_id: str, ok: bool, error: str = "", stats=None,
                 batches_sent: int = 0) -> None:
         stats_json = json.dumps(_plain(stats), default=str) if stats is not None else ""
-        request = pb.AgentReport(agent_id=self.reply.agent_id, trial_id=trial_id, ok=ok,
-                                 error=error, stats_json=stats_json, batches_sent=batches_sent)
-        try:
-            self.stub.Report(request, metadata=self.metadata, timeout=self.reply.lease_s)
-        except grpc.RpcError as rpc_error:
-            log(f"could not report trial {trial_id}: {rpc_error.code().name}")
-
-    # -- lease ------------------------------------------------------------------------------
-    def _heartbeat(self) -> None:
-        """Renew the lease; past it without an answer, stop the trial and give up."""
-        pause = threading.Event()
-        last_ok = time.monotonic()
-        while True:
-            trial = self._trial
-            recorded, in_flight = trial.progress() if trial is not None else (0, 0)
-            try:
-                reply = self.stub.Heartbeat(
-                    pb.HeartbeatRequest(agent_id=self.reply.agent_id, state=self.state,
-                                        trial_id=self.trial_id, requests_done=self.requests_done,
-                                        trial_recorded=recorded, trial_in_flight=in_flight),
-                    metadata=self.metadata, timeout=self.reply.heartbeat_interval_s * 2)
-                if reply.known:
-                    last_ok = time.monotonic()
-            except grpc.RpcError:
-                pass
-            if time.monotonic() - last_ok > self.reply.lease_s:
-                self.lost.set()
-                self._request_trial_stop()
-                self.commands.put(None)
-                return
-            pause.wait(self.reply.heartbeat_interval_s)
+        self.link.report(pb.AgentReport(agent_id=self.reply.agent_id, trial_id=trial_id, ok=ok,
+                                        error=error, stats_json=stats_json,
+                                        batches_sent=batches_sent))
 
 
 class SessionSink:
@@ -308,10 +266,6 @@ def _plain(value):
 def _describe(error: Exception) -> str:
     render = getattr(error, "render", None)
     return render() if render else f"{type(error).__name__}: {error}"
-
-
-def log(message: str) -> None:
-    print(f"hpcbench-executor: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
+from hpcbench.common.logs import configure_logging
 from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.executor.config import APIS, DATASET_KINDS, PATTERNS
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +123,7 @@ def run_standalone(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging("hpcbench-executor")
     args = build_parser().parse_args(argv)
     try:
         if args.coordinator:
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             return agent.main(args)
         return run_standalone(args)
     except HpcbenchError as error:
-        print(error.render(), file=sys.stderr)
+        log.error(error.render())
         return error.exit_status
     except KeyboardInterrupt:
         return 130

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
+import logging
 from collections.abc import Iterator
 
 import psutil
@@ -19,9 +19,7 @@ from hpcbench.monitor.server_metrics import ServerMetricsSource
 from hpcbench.monitor.service_process import ServiceProcessSource
 from hpcbench.monitor.telemetry_sender import TelemetrySender
 
-
-def _say(line: str) -> None:
-    print(f"hpcbench-monitor: {line}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -45,7 +43,7 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
                 raise config_error(f"--service-pid {args.service_pid}: no such process",
                                    ["pass the pid of the running service, or leave it out"]) from None
         gpus, gpu_line = GpuSource.open()
-        _say(gpu_line + ("" if gpus else "; CPU, memory, network and disk sampling goes on"))
+        log.info("%s", gpu_line + ("" if gpus else "; CPU, memory, network and disk sampling goes on"))
         if gpus is not None:
             cleanup.callback(gpus.close)
             sources.append(gpus)
@@ -74,10 +72,10 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
                 ) from None
             cleanup.callback(server.server_close)
             cleanup.callback(server.shutdown)
-            _say(f"Prometheus metrics on http://{args.prometheus_host}:{port}/metrics")
+            log.info("Prometheus metrics on http://%s:%s/metrics", args.prometheus_host, port)
         if args.enable_monitoring:
             outputs.pusher = Pusher(args.pushgateway_node, args.node, outputs.collector,
                                     push_every_s)
-            _say(f"pushing to Pushgateway {outputs.pusher.gateway} every {push_every_s:g}s")
-        _say(f"node {args.node}, run {args.run_id}: sampling every {interval_s:g}s")
+            log.info("pushing to Pushgateway %s every %gs", outputs.pusher.gateway, push_every_s)
+        log.info("node %s, run %s: sampling every %gs", args.node, args.run_id, interval_s)
         yield Sampler(args.run_id, args.node, interval_s, sources, outputs)

@@ -10,16 +10,20 @@ after --samples samples, or after --duration.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from hpcbench.common.errors import HpcbenchError, config_error
+from hpcbench.common.agent_link import add_agent_arguments
 from hpcbench.common.durations import parse_duration
+from hpcbench.common.errors import HpcbenchError, config_error
+from hpcbench.common.logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--coordinator", metavar="HOST:PORT",
                        help="register with this coordinator's gRPC address (coordinator.json "
                             "'control'): heartbeats, STOP, exit when the coordinator is lost")
-    agent.add_argument("--session", default=os.environ.get("HPCBENCH_SESSION", ""),
-                       help="session id this monitor belongs to (default: $HPCBENCH_SESSION)")
-    agent.add_argument("--token-file", default=os.environ.get("HPCBENCH_TOKEN_FILE", ""),
-                       help="the session's control.token (default: $HPCBENCH_TOKEN_FILE, "
-                            "or set HPCBENCH_TOKEN)")
-    agent.add_argument("--agent-id", default="",
-                       help="unique id in the session (default: assigned by the coordinator)")
+    add_agent_arguments(agent, "session id this monitor belongs to")
     parser.add_argument("--run-id", default="standalone", help="run id stamped on every message")
     parser.add_argument("--node", default=os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                         help="node name (default: $SLURMD_NODENAME, else the host name)")
@@ -77,11 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging("hpcbench-monitor")
     args = build_parser().parse_args(argv)
     try:
         return run(args)
     except HpcbenchError as error:
-        print(error.render(), file=sys.stderr)
+        log.error(error.render())
         return error.exit_status
 
 
@@ -102,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if link is not None:
             link.close()
-    print(f"hpcbench-monitor: stopped after {sampler.samples} samples "
-          f"({sampler.missed} missed ticks)", file=sys.stderr, flush=True)
+    log.info("stopped after %d samples (%d missed ticks)", sampler.samples, sampler.missed)
     return link.exit_status if link is not None else 0
 
 
@@ -111,8 +109,21 @@ def _join_coordinator(args: argparse.Namespace, stop: threading.Event):
     """Register with the coordinator and keep the lease from now on (an AgentLink); telemetry
     goes where the coordinator says unless --coordinator-telemetry overrides it."""
     from hpcbench.common.agent_link import AgentLink  # gRPC only for monitors with a coordinator
+    from hpcbench.proto import control_v1_pb2 as pb
 
-    link = AgentLink.from_args(args, stop)
+    if not args.session:
+        raise config_error("--coordinator needs the session id: pass --session ID or set "
+                           "HPCBENCH_SESSION")
+
+    def on_command(command: pb.Command) -> None:
+        """STOP and SHUTDOWN end the sampling; a monitor samples whatever the trial, so
+        CONFIGURE and START mean nothing to it."""
+        if command.kind in (pb.STOP, pb.SHUTDOWN):
+            log.info("%s from the coordinator: stopping", pb.CommandKind.Name(command.kind))
+            stop.set()
+
+    link = AgentLink.from_args(args, pb.MONITOR, on_command=on_command,
+                               heartbeat=lambda: {"state": pb.BUSY}, on_lost=stop.set)
     try:
         reply = link.register(args.session, args.agent_id, args.node)
     except HpcbenchError:
@@ -120,8 +131,8 @@ def _join_coordinator(args: argparse.Namespace, stop: threading.Event):
         raise
     args.coordinator_telemetry = args.coordinator_telemetry or reply.sample_endpoint
     link.start()
-    print(f"hpcbench-monitor: registered as {reply.agent_id} of session {reply.session_id} "
-          f"(lease {reply.lease_s:g}s)", file=sys.stderr, flush=True)
+    log.info("registered as %s of session %s (lease %gs)", reply.agent_id, reply.session_id,
+             reply.lease_s)
     return link
 
 

@@ -6,11 +6,13 @@ outage on stderr; it never stops sampling.
 """
 from __future__ import annotations
 
-import sys
+import logging
 import time
 
 from prometheus_client import CollectorRegistry, push_to_gateway
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 JOB = "hpcbench-monitor"
 DEFAULT_PORT = 9091
@@ -46,11 +48,10 @@ class Pusher:
         except OSError as error:  # URLError and HTTP errors are OSErrors
             self.failures += 1
             if not self._failing:
-                print(f"hpcbench-monitor: push to Pushgateway {self.gateway} failed ({error}); "
-                      "sampling goes on, retrying every push interval", file=sys.stderr, flush=True)
+                log.warning("push to Pushgateway %s failed (%s); sampling goes on, retrying every "
+                            "push interval", self.gateway, error)
             self._failing = True
             return
         if self._failing:
-            print(f"hpcbench-monitor: Pushgateway {self.gateway} accepts pushes again",
-                  file=sys.stderr, flush=True)
+            log.info("Pushgateway %s accepts pushes again", self.gateway)
         self._failing = False

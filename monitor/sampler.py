@@ -7,8 +7,8 @@ skipped and counted, never bunched up.
 """
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +20,8 @@ from hpcbench.monitor.pushgateway import Pusher
 from hpcbench.monitor.reading import Reading
 from hpcbench.monitor.telemetry_sender import TelemetrySender
 from hpcbench.proto import telemetry
+
+log = logging.getLogger(__name__)
 
 
 class Source(Protocol):
@@ -80,9 +82,8 @@ class Sampler:
             name = type(source).__name__
             if name not in self._failed_sources:
                 self._failed_sources.add(name)
-                print(f"hpcbench-monitor: {name} failed ({type(error).__name__}: {error}); "
-                      "its metrics are left out of every sample it fails (said once)",
-                      file=sys.stderr, flush=True)
+                log.warning("%s failed (%s: %s); its metrics are left out of every sample it "
+                            "fails (said once)", name, type(error).__name__, error)
             return Reading()
 
     def run(self, stop: threading.Event, max_samples: int | None = None,

@@ -6,13 +6,15 @@ exposing several label sets of one metric (models, engines) is summed, ratios ar
 """
 from __future__ import annotations
 
-import sys
+import logging
 import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from hpcbench.monitor.reading import Reading
+
+log = logging.getLogger(__name__)
 
 # server sample name -> (hpcbench name, how label sets combine); earlier rows win on conflicts.
 VLLM_NAMES: dict[str, tuple[str, str]] = {
@@ -74,4 +76,4 @@ class ServerMetricsSource:
             return
         self._was_up = up
         state = "answering" if up else f"not answering ({why}); retrying every sample"
-        print(f"hpcbench-monitor: server metrics {self.url} {state}", file=sys.stderr, flush=True)
+        (log.info if up else log.warning)("server metrics %s %s", self.url, state)

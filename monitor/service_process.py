@@ -1,11 +1,13 @@
 """The inference service's own CPU time and memory, summed over its process tree."""
 from __future__ import annotations
 
-import sys
+import logging
 
 import psutil
 
 from hpcbench.monitor.reading import Reading
+
+log = logging.getLogger(__name__)
 
 
 class ServiceProcessSource:
@@ -49,7 +51,7 @@ class ServiceProcessSource:
                 raise psutil.NoSuchProcess(self.pid)
             return [self._process, *self._process.children(recursive=True)]
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            print(f"hpcbench-monitor: service process {self.pid} has ended; "
-                  "reporting hpcbench_service_up 0 from now on", file=sys.stderr, flush=True)
+            log.warning("service process %s has ended; reporting hpcbench_service_up 0 from now on",
+                        self.pid)
             self._process = None
             return []

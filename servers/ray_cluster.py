@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,6 +25,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from hpcbench.common.logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 PORT_SLOTS = 300  # distinct port blocks; 20000-22999 for services, 30000-59999 for workers
 
@@ -161,8 +166,8 @@ def run_head(ray_start: list[str], wait: list[str], serve: list[str]) -> int:
         while waiter.poll() is None and ray.poll() is None and not stopping.is_set():
             pause.wait(0.2)
         if ray.poll() is not None:
-            print(f"error E001: ray head exited with code {ray.returncode} before the cluster "
-                  "formed; fix: see its output above (a Ray port in use?)", file=sys.stderr)
+            log.error("error E001: ray head exited with code %s before the cluster formed; fix: "
+                      "see its output above (a Ray port in use?)", ray.returncode)
             return 11
         if stopping.is_set():
             return 128 + signal.SIGTERM
@@ -178,15 +183,15 @@ def run_head(ray_start: list[str], wait: list[str], serve: list[str]) -> int:
 def run_worker(head_address: str, timeout_s: float, ray_start: list[str]) -> int:
     """Wait for the head's GCS port, then become the worker's `ray start --block`."""
     if not _wait_for_tcp(head_address, timeout_s):
-        print(f"error E001: Ray head {head_address} not reachable after {timeout_s:g}s; fix: "
-              "check the head node's server log and that the port is open between nodes",
-              file=sys.stderr)
+        log.error("error E001: Ray head %s not reachable after %gs; fix: check the head node's "
+                  "server log and that the port is open between nodes", head_address, timeout_s)
         return 11
     os.execvp(ray_start[0], ray_start)
     return 0  # not reached
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging("hpcbench ray")
     parser = argparse.ArgumentParser(prog="python -m hpcbench.servers.ray_cluster")
     roles = parser.add_subparsers(dest="role", required=True)
     head = roles.add_parser("head")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import http.server
+import logging
 import subprocess
 import sys
 import threading
@@ -149,7 +150,8 @@ def metrics_http():
         server.server_close()
 
 
-def test_server_source_scrapes_http_and_survives_garbage_and_outages(metrics_http, capfd):
+def test_server_source_scrapes_http_and_survives_garbage_and_outages(metrics_http, caplog):
+    caplog.set_level(logging.INFO)
     url = f"http://127.0.0.1:{metrics_http.server_port}/metrics"
     source = ServerMetricsSource(url, timeout_s=2.0)
     metrics_http.body = OLD_VLLM.encode()
@@ -162,7 +164,7 @@ def test_server_source_scrapes_http_and_survives_garbage_and_outages(metrics_htt
     metrics_http.shutdown()
     metrics_http.server_close()
     assert source.read().metrics == {"hpcbench_server_up": 0.0}
-    lines = [line for line in capfd.readouterr().err.splitlines() if url in line]
+    lines = [record.getMessage() for record in caplog.records if url in record.getMessage()]
     assert len(lines) == 2  # "answering", then one "not answering" for the whole outage
 
 
@@ -247,11 +249,11 @@ class _BrokenSource:
         raise OSError("device vanished")
 
 
-def test_a_failing_source_is_reported_once_and_the_others_go_on(capfd):
+def test_a_failing_source_is_reported_once_and_the_others_go_on(caplog):
     sampler = Sampler("r", "n", 1.0, [_BrokenSource(), NodeSource()])
     messages = [sampler.sample_once() for _ in range(3)]
     assert all("hpcbench_node_cpu_utilisation_ratio" in m["metrics"] for m in messages)
-    assert capfd.readouterr().err.count("_BrokenSource failed (OSError: device vanished)") == 1
+    assert caplog.text.count("_BrokenSource failed (OSError: device vanished)") == 1
 
 
 def test_energy_meter_forgets_old_points_but_still_covers_the_next_window():

@@ -1,6 +1,5 @@
 """Leases on the Agent plane: an executor that loses its coordinator stops its load by itself,
 and a coordinator marks an agent that stopped heartbeating LOST."""
-import json
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.executor.agent import EXIT_LOST
 from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto.trial import TrialConfig
 from tests.support.sim_process import sim_process
 from tests.support.waiting import wait_until
 
@@ -54,9 +54,9 @@ def start_long_trial(registry: AgentRegistry, url: str) -> None:
                 "request_timeout": 10.0, "concurrency": 2, "load": {"pattern": "closed"},
                 "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
                             "output_tokens": {"distribution": "fixed", "mean": 4}}}
-    config = {"workload": workload, "targets": [url], "run_id": "lease-test",
-              "trial_id": "t0", "executor_count": 1}
-    registry.send("executor-0", pb.CONFIGURE, "t0", json.dumps(config))
+    config = TrialConfig(run_id="lease-test", trial_id="t0", executor_index=0, executor_count=1,
+                         node="localhost", targets=[url], workload=workload)
+    registry.send("executor-0", pb.CONFIGURE, "t0", config.encode())
     registry.send("executor-0", pb.START, "t0")
 
 

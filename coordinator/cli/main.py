@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from hpcbench.common.errors import ERROR_CODES, HpcbenchError, config_error
+from hpcbench.common.logs import configure_logging
 
 # Order is the order shown in `hpcbench --help`.
 VERBS: tuple[tuple[str, str], ...] = (
@@ -55,6 +56,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(f"hpcbench {args.verb}")   # diagnostics; results and errors are printed
     try:
         return int(args.handler(args) or 0)
     except HpcbenchError as error:

@@ -7,12 +7,16 @@ serves until SIGTERM/SIGINT, then stops running sessions (they keep what they me
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from hpcbench.common.logs import configure_logging
 from hpcbench.common.errors import HpcbenchError
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging("hpcbench-coordinator")
     args = build_parser().parse_args(argv)
     from hpcbench.coordinator.control.server import Coordinator
 
@@ -36,13 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         coordinator = Coordinator(args.run_dir, host=args.host, port=args.port,
                                   results_root=args.results_dir).start()
     except HpcbenchError as error:
-        print(error.render(), file=sys.stderr)
+        log.error(error.render())
         return error.exit_status
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"hpcbench-coordinator: serving Control on {coordinator.address} "
-          f"(token in {coordinator.token_file})", flush=True)
+    log.info("serving Control on %s (token in %s)", coordinator.address, coordinator.token_file)
     while not stop.wait(1.0):  # a timed wait lets the signal handlers run promptly
         pass
     coordinator.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import shlex
 import signal
@@ -24,11 +25,14 @@ import sys
 import time
 from pathlib import Path
 
+from hpcbench.common.logs import configure_logging
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.session.results import DONE, write_atomic
 from hpcbench.coordinator.launch.supervisor import LocalRuntime
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
 from hpcbench.proto import control_v1_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 SESSION_STOP_S = 20.0  # a stopped session drains, tears its steps down and writes its record
 
@@ -198,7 +202,7 @@ class SlurmJob:
                 pass
             return self._finish_session()
         except JobSignal as stop:
-            print(f"run.sbatch: {stop}; stopping the session and every step", file=sys.stderr)
+            log.warning("%s; stopping the session and every step", stop)
             self._finish(stop.state, stop.exit_status, str(stop))
             self._save()  # recorded first: Slurm kills the job KillWait seconds after TERM
             if self.session is not None:
@@ -206,7 +210,7 @@ class SlurmJob:
                 self.session.wait(SESSION_STOP_S)
             return self._finish(stop.state, stop.exit_status, str(stop))
         except HpcbenchError as error:
-            print(error.render(), file=sys.stderr)
+            log.error(error.render())
             return self._finish("failed", error.exit_status, error.render())
         finally:
             if coordinator is not None:
@@ -219,14 +223,14 @@ class SlurmJob:
         if session.state == pb.STOPPED:  # `hpcbench stop` through the Control API
             return self._finish("stopped", 130, session.stop_reason)
         if session.error is not None:
-            print(session.error.render(), file=sys.stderr)
+            log.error(session.error.render())
             return self._finish("failed", session.error.exit_status, session.error.render())
         failed = [f"{r['trial_id']}: {'; '.join(r['problems'])}"
                   for r in session.trial_results if not r["passed"]]
         if failed:
             error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
                                           "recipe's limits", failed)
-            print(error.render(), file=sys.stderr)
+            log.error(error.render())
             return self._finish("failed", error.exit_status, error.render())
         return self._finish("completed", 0)
 
@@ -284,6 +288,7 @@ def print_modules(recipe_path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging("run.sbatch")
     parser = argparse.ArgumentParser(prog="run.sbatch",
                                      description="Run one hpcbench session in this Slurm job.")
     parser.add_argument("recipe", type=Path)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import secrets
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +34,9 @@ from hpcbench.coordinator.control.feed import SessionFeed
 from hpcbench.coordinator.launch.base import Launcher, ProcessLauncher
 from hpcbench.executor.config import with_executor_share
 from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto.trial import TrialConfig
+
+log = logging.getLogger(__name__)
 
 REGISTRATION_TIMEOUT_S = 60.0
 HEALTH_ROUND_S = 1.0          # health is re-checked in rounds this long (see _wait_healthy)
@@ -521,12 +524,12 @@ class Session:
             # each executor keeps its index and share: a lost one's share is missing, flagged.
             # clients_per_node is per node: each executor runs its share, as `plan` shows
             share = with_executor_share(workload, agent.executor_index, executor_nodes)
-            config = {"workload": share, "targets": self._targets[agent.agent_id],
-                      "run_id": self.session_id,
-                      "trial_id": trial.id, "executor_index": agent.executor_index,
-                      "executor_count": self.registry.executor_count, "node": agent.node,
-                      "request_extras": extras}
-            self.registry.send(agent.agent_id, pb.CONFIGURE, trial.id, json.dumps(config))
+            config = TrialConfig(run_id=self.session_id, trial_id=trial.id,
+                                 executor_index=agent.executor_index,
+                                 executor_count=self.registry.executor_count, node=agent.node,
+                                 targets=self._targets[agent.agent_id], workload=share,
+                                 request_extras=extras)
+            self.registry.send(agent.agent_id, pb.CONFIGURE, trial.id, config.encode())
             self.registry.send(agent.agent_id, pb.START, trial.id)
         budget = (workload["warmup"] + workload["duration"] + workload["request_timeout"]
                   + TRIAL_GRACE_S)
@@ -620,9 +623,9 @@ class Session:
             build_report(self.run_dir)
         except Exception as error:  # a report bug must not turn a measured run into a failure
             self._log_traceback()
-            print(f"report not written: {type(error).__name__}: {error}; results are intact, "
-                  f"retry with `hpcbench report {self.run_dir}` (traceback in "
-                  f"{self.run_dir / 'logs' / 'coordinator.log'})", file=sys.stderr)
+            log.warning("report not written: %s: %s; results are intact, retry with `hpcbench "
+                        "report %s` (traceback in %s)", type(error).__name__, error, self.run_dir,
+                        self.run_dir / "logs" / "coordinator.log")
 
     def _session_record(self, final_state: int) -> dict:
         return {"session": self.session_id, "scenario": self.scenario,

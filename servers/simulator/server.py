@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import signal
-import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +25,8 @@ from hpcbench.servers.simulator.http import HttpConnection
 from hpcbench.servers.simulator.shared_stats import SharedStatsTable
 from hpcbench.servers.simulator.transport import StampingServer, listening_socket
 from hpcbench.servers.simulator.truth import TruthLog, dump_jsonl
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -59,8 +61,8 @@ class Listener:
         if holder is not None:
             holder.close()
         elif config.record_truth:
-            print("hpcbench sim: the kernel does not stamp received packets here; ground truth "
-                  "stamps a request's arrival when the simulator reads it", file=sys.stderr)
+            log.warning("the kernel does not stamp received packets here; ground truth stamps a "
+                        "request's arrival when the simulator reads it")
         self.server = StampingServer(asyncio.get_running_loop(), sock, self._connection)
         return self.server.port
 
@@ -193,9 +195,8 @@ def announce(config: SimulatorConfig, port: int, port_file: str | None, workers:
         temporary = Path(port_file).with_name(Path(port_file).name + f".{os.getpid()}.tmp")
         temporary.write_text(f"{port}\n")
         temporary.replace(port_file)
-    print(f"hpcbench sim: serving {config.model} on http://{config.host}:{port} "
-          f"(OpenAI /v1, Ollama /api, metrics /metrics), mode {config.mode}, "
-          f"{workers} worker process(es)", file=sys.stderr, flush=True)
+    log.info("serving %s on http://%s:%s (OpenAI /v1, Ollama /api, metrics /metrics), mode %s, "
+             "%d worker process(es)", config.model, config.host, port, config.mode, workers)
 
 
 async def run_until_signalled(config: SimulatorConfig, truth: TruthLog | None,

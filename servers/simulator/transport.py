@@ -9,11 +9,13 @@ the wait counts as server time, as on any server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-import sys
 from typing import Callable
 
 from hpcbench.common.stamped_socket import SO_TIMESTAMPNS, SocketTransport, StreamProtocol
+
+log = logging.getLogger(__name__)
 
 ACCEPTS_PER_WAKE = 64
 ACCEPT_RETRY_S = 0.1
@@ -44,8 +46,8 @@ class StampingServer:
                 # accepting again at once would spin; clients wait in the backlog meanwhile
                 if not self._starved:
                     self._starved = True
-                    print(f"hpcbench sim: cannot accept connections ({error.strerror or error})"
-                          f"; retrying every {ACCEPT_RETRY_S}s", file=sys.stderr, flush=True)
+                    log.warning("cannot accept connections (%s); retrying every %ss",
+                                error.strerror or error, ACCEPT_RETRY_S)
                 self._loop.remove_reader(self._sock.fileno())
                 self._loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
                 return
