@@ -1,8 +1,10 @@
-"""A short summary of sample batches (exact percentiles with numpy), for standalone runs.
+"""What `hpcbench-executor --out FILE` prints at the end of a standalone run.
 
-The coordinator's aggregator is the real consumer of batches; this is what `hpcbench-executor
---out FILE` prints at the end, and what tests and benches use to read a run at a glance.
-Only requests scheduled in the measured window count (Phase.MEASURED).
+The figures come from the measurement core (common/measure): the same rows feed the same
+metrics as in the coordinator's results (only requests scheduled in the measured window; ITL
+of successful requests; E2E of successful and timed-out ones) and percentiles are exact
+nearest-rank ones, so a standalone run and a session over the same samples report the same
+numbers. `measured_rows` reads batches back as columns, for tests and benches.
 """
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ from typing import Iterable
 
 import numpy as np
 
+from hpcbench.common.measure.definitions import derive
+from hpcbench.common.measure.percentiles import exact_percentiles
 from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch
+
+SHOWN = {"ttft_ms": "ttft", "itl_ms": "itl", "e2e_ms": "e2e", "dispatch_lag_ms": "dispatch_lag"}
 
 
 def measured_rows(batches: Iterable[SampleBatch]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -28,38 +34,31 @@ def measured_rows(batches: Iterable[SampleBatch]) -> tuple[dict[str, np.ndarray]
     return merged, (np.concatenate(gaps) if gaps else np.zeros(0, dtype=np.int64))
 
 
-def ttft_ns(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """TTFT per request with a first token: from intended (open loop) or send (closed loop)."""
-    has_first = columns["first_ns"] > 0
-    start = np.where(columns["slot"] >= 0, columns["send_ns"], columns["intended_ns"])
-    return (columns["first_ns"] - start)[has_first]
-
-
 def summarize(batches: Iterable[SampleBatch], window_s: float | None = None) -> dict:
-    columns, itl = measured_rows(batches)
-    if not columns or not len(columns["req_id"]):
+    """Counts, rates over `window_s` (default: first intended send to last end of the measured
+    requests) and p50/p99/max in ms of TTFT, ITL, E2E and dispatch lag."""
+    derived = [derive(batch) for batch in batches]
+    requests = sum(part.requests for part in derived)
+    if not requests:
         return {"requests": 0}
-    errors = columns["error"]
-    ok = errors == ErrorClass.OK
-    span_ns = int(columns["end_ns"].max() - columns["intended_ns"].min())
-    seconds = window_s or span_ns / 1e9
+    ok = sum(part.ok for part in derived)
+    errors = sum(part.errors for part in derived)
+    first = min(part.first_ns for part in derived if part.first_ns is not None)
+    last = max(part.last_ns for part in derived if part.last_ns is not None)
+    seconds = window_s or (last - first) / 1e9
+    output_tokens = sum(part.output_tokens for part in derived)
     summary = {
-        "requests": int(len(errors)),
-        "ok": int(ok.sum()),
-        "errors": {ErrorClass(code).name: int((errors == code).sum())
-                   for code in np.unique(errors[~ok])},
-        "request_rate": round(len(errors) / seconds, 2) if seconds else 0.0,
-        "output_tokens_per_s": round(float(columns["tokens_out"][ok].sum()) / seconds, 1)
-        if seconds else 0.0,
+        "requests": requests,
+        "ok": ok,
+        "errors": {ErrorClass(code).name: int(count) for code, count in enumerate(errors)
+                   if code != ErrorClass.OK and count},
+        "request_rate": round(requests / seconds, 2) if seconds else 0.0,
+        "output_tokens_per_s": round(output_tokens / seconds, 1) if seconds else 0.0,
     }
-    send = columns["send_ns"]
-    lag = (send - columns["intended_ns"])[send > 0]
-    for name, values in (("ttft_ms", ttft_ns({k: v[ok] for k, v in columns.items()})),
-                         ("itl_ms", itl),
-                         ("e2e_ms", (columns["end_ns"] - columns["intended_ns"])[ok]),
-                         ("dispatch_lag_ms", lag)):
+    for key, metric in SHOWN.items():
+        values = np.concatenate([part.values[metric] for part in derived])
         if len(values):
-            p50, p99 = np.percentile(values, [50, 99]) / 1e6
-            summary[name] = {"p50": round(float(p50), 3), "p99": round(float(p99), 3),
-                             "max": round(float(values.max()) / 1e6, 3)}
+            p50, p99 = exact_percentiles(values, (50.0, 99.0))
+            summary[key] = {"p50": round(p50 / 1e6, 3), "p99": round(p99 / 1e6, 3),
+                            "max": round(int(values.max()) / 1e6, 3)}
     return summary

@@ -258,3 +258,40 @@ def test_unreadable_raw_samples_give_no_exact_statistics_instead_of_failing(tmp_
     summary = aggregator.close_trial("t1")
     assert summary.requests == 10 and summary.exact is None
     assert any("unreadable" in problem for problem in aggregator.integrity()["recent_problems"])
+
+
+def test_the_standalone_executor_summary_and_the_coordinator_agree_on_the_same_samples(tmp_path):
+    """One measurement core: on batches with failures mid-stream, timeouts and refused
+    connections, `hpcbench-executor --out`'s summary and the coordinator's exact statistics
+    give the same counts and the same p50/p99/max for every metric both show."""
+    from hpcbench.executor.summary import summarize
+
+    batches = [make_batch(seq, errors={3: ErrorClass.CONNECTION_REFUSED}) for seq in range(4)]
+    for batch in batches:
+        cols = batch.columns
+        for row in (10, 20):    # failed after streaming: their gaps must not count as ITL
+            cols["error"][row] = ErrorClass.CONNECTION_RESET
+        cols["error"][30] = ErrorClass.TIMEOUT    # ends at the timeout: counts in E2E
+        cols["end_ns"][30] = cols["intended_ns"][30] + 9_000_000_000
+    writer = ResultsWriter(tmp_path, "scenario", "session").open_trial("t1", {"trial": "t1"})
+    aggregator = Aggregator(run_id=RUN)
+    aggregator.open_trial("t1", sink=writer)
+    for batch in batches:
+        aggregator.ingest(encode(batch))
+    coordinator = aggregator.close_trial("t1")
+    standalone = summarize(batches)
+
+    assert standalone["requests"] == coordinator.overall["requests"] == 800
+    assert standalone["ok"] == coordinator.overall["ok"] == 800 - 4 * 4
+    assert {name.lower(): count for name, count in standalone["errors"].items()} \
+        == coordinator.overall["errors"]
+    for shown, metric in (("ttft_ms", "ttft"), ("itl_ms", "itl"), ("e2e_ms", "e2e"),
+                          ("dispatch_lag_ms", "dispatch_lag")):
+        exact = coordinator.exact[metric]
+        assert (standalone[shown]["p50"], standalone[shown]["p99"], standalone[shown]["max"]) \
+            == (round(exact["p50"], 3), round(exact["p99"], 3), round(exact["max"], 3)), metric
+    # the timed-out request is in the E2E tail, and the failed requests' gaps are not in ITL
+    assert standalone["e2e_ms"]["max"] == 9000.0
+    assert coordinator.exact["itl"]["count"] == sum(
+        int(np.maximum(b.columns["chunks"][b.columns["error"] == 0].astype(int) - 1, 0).sum())
+        for b in batches)

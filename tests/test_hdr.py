@@ -8,8 +8,10 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.common.measure.histogram import (PERCENTILES, Histogram, HistogramConfig, HistogramError,
-                                      IntervalLogWriter, exact_percentiles, read_interval_log)
+from hpcbench.common.measure.buckets import HistogramConfig, HistogramError
+from hpcbench.common.measure.histogram import Histogram
+from hpcbench.common.measure.interval_log import IntervalLogWriter, read_interval_log
+from hpcbench.common.measure.percentiles import PERCENTILES, exact_percentiles
 
 CONFIG = HistogramConfig()  # 1 µs .. 1 h, 3 significant digits
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcbench.common.measure.histogram import Histogram, IntervalLogWriter
+from hpcbench.common.measure.histogram import Histogram
+from hpcbench.common.measure.interval_log import IntervalLogWriter
 
 SOURCE = Path(__file__).parent / "support" / "java" / "HdrCheck.java"
 JARS = [path for path in [Path("/usr/share/java/hdrhistogram.jar")] if path.is_file()] + sorted(

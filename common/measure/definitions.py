@@ -17,7 +17,10 @@ Which rows feed which metric:
                   the client was saturated); the value is its dispatch lag. Executor scheduling
                   jitter stays far below 1 ms, so on-time requests never count here.
 Goodput counts successful rows that meet every SLO of the trial: ttft, tpot, e2e per request,
-and itl as the request's largest gap.
+and itl as the request's largest gap (`meets_slo`). The same rules serve the live aggregator,
+the exact recomputation from raw samples, the report's per-request table and the standalone
+executor's summary, so none of them can disagree. Percentiles are nearest-rank
+(percentiles.py).
 """
 from __future__ import annotations
 
@@ -55,6 +58,49 @@ class BatchMetrics:
     last_ns: int | None           # wall clock: latest end of a measured row
 
 
+MISSING = -1   # a per-request latency the request does not define (failed, no token, ...)
+
+
+def request_latencies(columns: dict[str, np.ndarray], itl_ns: np.ndarray | None = None,
+                      gaps_per_row: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per row (any phase): ttft, tpot and e2e in ns, MISSING where the row does not define
+    it (see the module docstring); with `itl_ns` also `max_itl`, the row's largest gap (ITL
+    SLOs judge a request by it). The report's request table and goodput use these rows;
+    `derive` takes the metric values from them."""
+    error = columns["error"]
+    ok = error == _OK
+    intended, send, first, end = (columns[name] for name in ("intended_ns", "send_ns",
+                                                             "first_ns", "end_ns"))
+    tokens_out = columns["tokens_out"]
+    start = np.where(columns["slot"] < 0, intended, send)
+    has_first = ok & (first > 0)
+    has_tpot = has_first & (tokens_out > 1)
+    latencies = {
+        "ttft": np.where(has_first, first - start, MISSING),
+        "tpot": np.where(has_tpot, (end - first) // np.maximum(tokens_out - 1, 1), MISSING),
+        "e2e": np.where(ok | (error == _TIMEOUT), end - intended, MISSING),
+    }
+    if itl_ns is not None:
+        if gaps_per_row is None:
+            gaps_per_row = np.maximum(columns["chunks"].astype(np.int64) - 1, 0)
+        largest = np.full(len(ok), MISSING, dtype=np.int64)
+        has_gaps = gaps_per_row > 0
+        if has_gaps.any():
+            offsets = np.concatenate(([0], np.cumsum(gaps_per_row)))
+            largest[has_gaps] = np.maximum.reduceat(itl_ns, offsets[:-1][has_gaps])
+        latencies["max_itl"] = np.where(ok, largest, MISSING)
+    return latencies
+
+
+def meets_slo(name: str, latencies: dict[str, np.ndarray], limit_ns: int) -> np.ndarray:
+    """Per row: within the SLO on `name`. A latency the row lacks does not fail it (TPOT of a
+    one-token answer, ITL of a one-chunk answer), except TTFT, which needs a first token."""
+    values = latencies["max_itl" if name == "itl" else name]
+    if name == "ttft":
+        return (values != MISSING) & (values <= limit_ns)
+    return (values == MISSING) | (values <= limit_ns)
+
+
 def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
            queue_threshold_ns: int = DEFAULT_QUEUE_THRESHOLD_NS) -> BatchMetrics:
     """Metric values and counts of one batch (see the module docstring for the definitions)."""
@@ -63,65 +109,33 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
     measured = phase == _MEASURED
     error = cols["error"]
     ok = measured & (error == _OK)
-    intended, send, first, end = (cols[name] for name in ("intended_ns", "send_ns", "first_ns",
-                                                          "end_ns"))
-    tokens_out = cols["tokens_out"]
-
+    intended, send, end = cols["intended_ns"], cols["send_ns"], cols["end_ns"]
     gaps_per_row = np.maximum(cols["chunks"].astype(np.int64) - 1, 0)
     itl = batch.itl_ns if ok.all() else batch.itl_ns[np.repeat(ok, gaps_per_row)]
-    has_first = ok & (first > 0)
-    start = np.where(cols["slot"] < 0, intended, send)
-    ttft_rows = has_first
-    tpot_rows = has_first & (tokens_out > 1)
-    e2e_rows = measured & ((error == _OK) | (error == _TIMEOUT))
+    wants_itl_slo = bool(slos_ns) and "itl" in slos_ns
+    latencies = request_latencies(cols, batch.itl_ns if wants_itl_slo else None, gaps_per_row)
     sent = measured & (send > 0)
     lag = send - intended
-    values = {
-        "ttft": (first - start)[ttft_rows],
-        "itl": itl,
-        "tpot": (end - first)[tpot_rows] // np.maximum(tokens_out[tpot_rows] - 1, 1),
-        "e2e": (end - intended)[e2e_rows],
-        "dispatch_lag": lag[sent],
-        "queue_time": lag[sent & (lag > queue_threshold_ns)],
-    }
-    good = int(ok.sum())
-    if slos_ns:
-        good = int(_meets_slos(batch, ok, start, gaps_per_row, slos_ns).sum())
+    values = {name: latencies[name][measured & (latencies[name] != MISSING)]
+              for name in ("ttft", "tpot", "e2e")}
+    values.update(itl=itl, dispatch_lag=lag[sent],
+                  queue_time=lag[sent & (lag > queue_threshold_ns)])
+    good = ok
+    for name, limit_ns in (slos_ns or {}).items():
+        good = good & meets_slo(name, latencies, limit_ns)
     measured_intended = intended[measured]
     return BatchMetrics(
-        values=values, requests=int(measured.sum()), ok=int(ok.sum()), good=good,
+        values={name: values[name] for name in METRICS}, requests=int(measured.sum()),
+        ok=int(ok.sum()), good=int(good.sum()),
         errors=np.bincount(error[measured], minlength=_ERROR_CLASSES)[:_ERROR_CLASSES],
         token_sources=np.bincount(cols["token_source"][ok],
                                   minlength=_TOKEN_SOURCES)[:_TOKEN_SOURCES],
         input_tokens=int(cols["tokens_in"][ok].sum(dtype=np.int64)),
-        output_tokens=int(tokens_out[ok].sum(dtype=np.int64)),
+        output_tokens=int(cols["tokens_out"][ok].sum(dtype=np.int64)),
         warmup=int((phase == _WARMUP).sum()), drain=int((phase == _DRAIN).sum()),
         first_ns=batch.epoch_ns + int(measured_intended.min()) if len(measured_intended) else None,
         last_ns=batch.epoch_ns + int(end[measured].max()) if len(measured_intended) else None,
     )
-
-
-def _meets_slos(batch: SampleBatch, ok: np.ndarray, start: np.ndarray, gaps_per_row: np.ndarray,
-                slos_ns: dict[str, int]) -> np.ndarray:
-    """Per row: successful and within every SLO (a metric a row lacks does not fail it)."""
-    cols = batch.columns
-    first, end, intended = cols["first_ns"], cols["end_ns"], cols["intended_ns"]
-    tokens_out = cols["tokens_out"]
-    meets = ok.copy()
-    if "ttft" in slos_ns:
-        meets &= (first > 0) & (first - start <= slos_ns["ttft"])
-    if "e2e" in slos_ns:
-        meets &= end - intended <= slos_ns["e2e"]
-    if "tpot" in slos_ns:
-        tpot = (end - first) // np.maximum(tokens_out - 1, 1)
-        meets &= (tokens_out <= 1) | (tpot <= slos_ns["tpot"])
-    if "itl" in slos_ns and len(batch.itl_ns):
-        offsets = np.concatenate(([0], np.cumsum(gaps_per_row)))
-        has_gaps = gaps_per_row > 0
-        largest = np.zeros(len(gaps_per_row), dtype=np.int64)
-        largest[has_gaps] = np.maximum.reduceat(batch.itl_ns, offsets[:-1][has_gaps])
-        meets &= largest <= slos_ns["itl"]
-    return meets
 
 
 def slos_to_ns(slos_s: dict[str, float] | None) -> dict[str, int]:

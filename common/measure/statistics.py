@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from hpcbench.common.measure import definitions
-from hpcbench.common.measure.histogram import PERCENTILES, Histogram, HistogramConfig, Recording, \
-    exact_percentiles
+from hpcbench.common.measure.buckets import HistogramConfig
+from hpcbench.common.measure.histogram import Histogram, Recording
+from hpcbench.common.measure.percentiles import PERCENTILES, exact_percentiles
 from hpcbench.proto.samples import ErrorClass, TokenSource
 
 PERCENTILE_KEYS = tuple(f"p{p:g}" for p in PERCENTILES)   # p50 p90 p95 p99 p99.9

@@ -28,7 +28,8 @@ import msgpack
 import numpy as np
 
 from hpcbench.common.measure import definitions
-from hpcbench.common.measure.histogram import Histogram, HistogramConfig, Recording
+from hpcbench.common.measure.buckets import HistogramConfig
+from hpcbench.common.measure.histogram import Histogram, Recording
 from hpcbench.coordinator.ingest.sequences import SequenceTracker
 from hpcbench.common.measure.statistics import Scope, exact_stats, latency_buckets
 from hpcbench.proto import samples

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from hpcbench.coordinator.report.requests import MISSING, RequestTable
+from hpcbench.common.measure.definitions import MISSING
+from hpcbench.coordinator.report.requests import RequestTable
 from hpcbench.coordinator.report.rundata import RunData
 from hpcbench.coordinator.session.results import _csv as csv_text, write_atomic
 from hpcbench.proto.samples import ErrorClass, Phase, TokenSource

@@ -1,16 +1,16 @@
 """Goodput against the recipe's SLOs: which measured requests meet each SLO, and all of them.
 
-Same rule as common/measure/definitions.py: a request is good when it succeeded and meets every SLO of
-the trial (ttft, tpot, e2e per request; itl as its largest gap); a latency the request does not
-define (e.g. TPOT of a one-token answer) does not fail it, except TTFT, which needs a first token.
+The rule is the measurement core's (common/measure/definitions.py `meets_slo`): a request is
+good when it succeeded and meets every SLO of the trial (ttft, tpot, e2e per request; itl as its
+largest gap); a latency the request does not define (e.g. TPOT of a one-token answer) does not
+fail it, except TTFT, which needs a first token.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hpcbench.coordinator.report.requests import MISSING, RequestTable
-
-_SLO_COLUMN = {"ttft": "ttft_ns", "tpot": "tpot_ns", "e2e": "e2e_ns", "itl": "max_itl_ns"}
+from hpcbench.common.measure.definitions import meets_slo
+from hpcbench.coordinator.report.requests import RequestTable
 
 
 @dataclass
@@ -30,13 +30,9 @@ def slo_attainment(table: RequestTable, slos_s: dict[str, float],
     ok = table.ok
     good = ok.copy()
     within = {}
+    latencies = {name: table.columns[f"{name}_ns"] for name in ("ttft", "tpot", "e2e", "max_itl")}
     for name, limit_s in sorted(slos_s.items()):
-        values = table.columns[_SLO_COLUMN[name]]
-        limit_ns = int(round(limit_s * 1e9))
-        if name == "ttft":
-            meets = ok & (values != MISSING) & (values <= limit_ns)
-        else:
-            meets = ok & ((values == MISSING) | (values <= limit_ns))
+        meets = ok & meets_slo(name, latencies, int(round(limit_s * 1e9)))
         within[name] = int(meets.sum())
         good &= meets
     return SloAttainment(int(table.measured.sum()), int(ok.sum()), int(good.sum()), seconds,

@@ -2,8 +2,8 @@
 
 The table is what the report, its plots and the per-request export are made of: the contract's
 columns (proto/samples.py) of all batches concatenated, plus per row its executor, node, the
-executor's clock offset (epoch_ns) and the latencies the row defines. The latency definitions are
-those of common/measure/definitions.py (DESIGN.md section 4), applied per row so each value keeps its
+executor's clock offset (epoch_ns) and the latencies the row defines, computed by the
+measurement core (common/measure/definitions.py `request_latencies`), so each value keeps its
 request and its time; tests check that their percentiles equal the aggregator's exact ones.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hpcbench.common.measure.definitions import MISSING, request_latencies
 from hpcbench.coordinator.session.results import read_samples
 from hpcbench.proto.samples import REQUEST_COLUMNS, ErrorClass, Phase
 
 LATENCIES = ("ttft", "itl", "tpot", "e2e")
-MISSING = -1  # a latency a row does not define (failed, no first token, one token, ...)
 
 
 @dataclass
@@ -90,29 +90,6 @@ def load_requests(samples_path: Path) -> RequestTable:
     itl_ns = np.concatenate(gaps) if gaps else np.zeros(0, np.int64)
     gaps_per_row = np.maximum(columns["chunks"].astype(np.int64) - 1, 0)
     itl_row = np.repeat(np.arange(len(gaps_per_row)), gaps_per_row)
-    columns.update(_row_latencies(columns, itl_ns, itl_row))
+    latencies = request_latencies(columns, itl_ns, gaps_per_row)
+    columns.update({f"{name}_ns": values for name, values in latencies.items()})
     return RequestTable(columns, itl_ns, itl_row, list(executors), list(nodes))
-
-
-def _row_latencies(cols: dict[str, np.ndarray], itl_ns: np.ndarray,
-                   itl_row: np.ndarray) -> dict[str, np.ndarray]:
-    """ttft, tpot, e2e and the largest ITL gap of each row, as common/measure/definitions.py defines
-    them (rows of every phase; the table's `latency` keeps the measured ones)."""
-    error = cols["error"]
-    ok = error == ErrorClass.OK
-    intended, send, first, end = (cols[name].astype(np.int64) for name in
-                                  ("intended_ns", "send_ns", "first_ns", "end_ns"))
-    tokens_out = cols["tokens_out"].astype(np.int64)
-    start = np.where(cols["slot"] < 0, intended, send)
-    has_first = ok & (first > 0)
-    has_tpot = has_first & (tokens_out > 1)
-    has_e2e = ok | (error == ErrorClass.TIMEOUT)
-    largest = np.full(len(ok), MISSING, np.int64)
-    if len(itl_ns):
-        np.maximum.at(largest, itl_row, itl_ns)
-    return {
-        "ttft_ns": np.where(has_first, first - start, MISSING),
-        "tpot_ns": np.where(has_tpot, (end - first) // np.maximum(tokens_out - 1, 1), MISSING),
-        "e2e_ns": np.where(has_e2e, end - intended, MISSING),
-        "max_itl_ns": np.where(ok, largest, MISSING),
-    }

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcbench.common.measure.histogram import exact_percentiles
-from hpcbench.coordinator.report.requests import MISSING, RequestTable
+from hpcbench.common.measure.percentiles import exact_percentiles
+from hpcbench.common.measure.definitions import MISSING
+from hpcbench.coordinator.report.requests import RequestTable
 from hpcbench.proto.samples import ErrorClass
 
 BIN_S = 1.0
