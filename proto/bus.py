@@ -11,11 +11,13 @@ Every message is two frames: the topic (UTF-8, the SUB filter matches on it) and
     data     the payload, per topic:
              snapshot   an aggregator snapshot (hpcbench.coordinator.ingest.aggregator, README "bus")
              telemetry  a monitor message exactly as proto/telemetry.py defines it
-             event      a lifecycle event: {"event": name, ...}, e.g. {"event": "phase",
-                        "phase": "warmup", "trial": "t1"}; names in README "bus"
+             event      a lifecycle event: {"event": NAME, "session": ID, "state": STATE, ...};
+                        every NAME and its fields are the `Event` enumeration below
              summary    a finished trial's summary (TrialSummary.to_dict())
 """
 from __future__ import annotations
+
+import enum
 
 import msgpack
 
@@ -30,6 +32,52 @@ FIELDS = ("v", "topic", "seq", "run", "ts_ns", "replay", "data")
 
 class BusMessageError(ValueError):
     """Frames that are not a bus message of this schema version."""
+
+
+class Event(enum.StrEnum):
+    """The lifecycle events of a session, in the order a session can send them.
+
+    Every event's data holds `event` (the name), `session` (the session id) and `state` (the
+    SessionState name when it was sent), plus the fields listed in EVENT_FIELDS."""
+
+    STATE = "state"                       # the session entered `state`
+    TRIALS = "trials"                     # the sweep is expanded
+    SERVICE = "service"                   # a server was started on a node
+    MONITORS_SILENT = "monitors_silent"   # monitors sent no telemetry in time; load starts anyway
+    TARGETS = "targets"                   # which endpoints each executor sends to
+    TRIAL_START = "trial_start"
+    TRIAL_STOPPED = "trial_stopped"       # cut short by a stop: measured again on a re-run
+    TRIAL_END = "trial_end"
+    EXECUTOR_LOST = "executor_lost"       # its process ended or its lease ran out
+    MONITOR_LOST = "monitor_lost"
+    SESSION_END = "session_end"           # the last event before the bus closes
+
+
+# event -> (required fields, optional fields), beyond event, session and state
+EVENT_FIELDS: dict[Event, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    Event.STATE: ((), ()),
+    Event.TRIALS: (("total", "skipped"), ()),             # skipped: ids finished earlier
+    Event.SERVICE: (("node", "argv", "url", "pid"), ()),
+    Event.MONITORS_SILENT: (("nodes",), ()),
+    Event.TARGETS: (("executors",), ()),                  # executor id -> list of URLs
+    Event.TRIAL_START: (("trial", "index", "params"), ()),
+    Event.TRIAL_STOPPED: (("trial", "reason"), ()),
+    Event.TRIAL_END: (("trial", "passed", "problems"), ()),
+    Event.EXECUTOR_LOST: (("agent", "reason"), ("status", "heartbeat_age_s")),
+    Event.MONITOR_LOST: (("agent", "reason"), ("status", "heartbeat_age_s")),
+    Event.SESSION_END: (("error",), ()),                  # error: rendered, or null
+}
+
+
+def event_data(event: Event, session: str, state: str, **fields) -> dict:
+    """The data map of one event; BusMessageError when a field is missing or unknown, so an
+    event that is sent is always one this contract documents."""
+    required, optional = EVENT_FIELDS[Event(event)]
+    missing = [name for name in required if name not in fields]
+    unknown = [name for name in fields if name not in required and name not in optional]
+    if missing or unknown:
+        raise BusMessageError(f"event {event!s}: missing fields {missing}, unknown {unknown}")
+    return {"event": str(event), "session": session, "state": state, **fields}
 
 
 def pack(topic: str, seq: int, run: str, ts_ns: int, data: object,

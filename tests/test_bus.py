@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -11,6 +12,15 @@ import zmq
 from hpcbench.coordinator.bus import publisher as bus_module
 from hpcbench.coordinator.bus.publisher import BusPublisher, subscribe
 from hpcbench.proto import bus as contract
+
+
+def state_event(state: str) -> dict:
+    return contract.event_data(contract.Event.STATE, "run-1", state)
+
+
+def trial_start(trial: str) -> dict:
+    return contract.event_data(contract.Event.TRIAL_START, "run-1", "RUNNING", trial=trial,
+                               index=0, params={})
 
 
 @pytest.fixture
@@ -22,11 +32,11 @@ def publisher():
 def test_messages_carry_schema_version_and_sequence_per_topic(publisher):
     received = []
     messages = subscribe(publisher.endpoint, idle_timeout_s=5)
-    publisher.event("session", state="starting")  # cached: reaches the subscriber as state
+    publisher.event(state_event("VALIDATING"))  # cached: reaches the subscriber as state
     received.append(next(messages))
     for number in range(3):
         publisher.snapshot({"n": number})
-    publisher.event("phase", phase="measured", trial="t1")
+    publisher.event(trial_start("t1"))
     while len(received) < 5:
         received.append(next(messages))
     messages.close()
@@ -34,13 +44,13 @@ def test_messages_carry_schema_version_and_sequence_per_topic(publisher):
     assert [(m["topic"], m["seq"]) for m in received] == [
         ("event", 0), ("snapshot", 0), ("snapshot", 1), ("snapshot", 2), ("event", 1)]
     assert all(m["v"] == contract.SCHEMA_VERSION and m["run"] == "run-1" for m in received)
-    assert received[-1]["data"] == {"event": "phase", "phase": "measured", "trial": "t1"}
+    assert received[-1]["data"] == trial_start("t1")
 
 
 def test_late_subscriber_gets_current_state_then_live_messages(publisher):
-    publisher.event("session", state="running")
-    publisher.event("phase", phase="warmup", trial="t1")
-    publisher.event("phase", phase="measured", trial="t1")   # replaces the warmup phase
+    publisher.event(state_event("RUNNING"))
+    publisher.event(trial_start("t0"))
+    publisher.event(trial_start("t1"))   # replaces t0's: the newest of each event is kept
     publisher.telemetry({"node": "node-a", "seq": 0})
     publisher.telemetry({"node": "node-b", "seq": 0})
     for number in range(5):
@@ -50,9 +60,8 @@ def test_late_subscriber_gets_current_state_then_live_messages(publisher):
     state = [next(messages) for _ in range(5)]
     assert all(m["replay"] for m in state)
     assert {(m["topic"], json.dumps(m["data"], sort_keys=True)) for m in state} == {
-        ("event", json.dumps({"event": "session", "state": "running"}, sort_keys=True)),
-        ("event", json.dumps({"event": "phase", "phase": "measured", "trial": "t1"},
-                             sort_keys=True)),
+        ("event", json.dumps(state_event("RUNNING"), sort_keys=True)),
+        ("event", json.dumps(trial_start("t1"), sort_keys=True)),
         ("telemetry", json.dumps({"node": "node-a", "seq": 0}, sort_keys=True)),
         ("telemetry", json.dumps({"node": "node-b", "seq": 0}, sort_keys=True)),
         ("snapshot", json.dumps({"n": 4}, sort_keys=True)),
@@ -66,7 +75,7 @@ def test_late_subscriber_gets_current_state_then_live_messages(publisher):
 
 def test_subscriber_in_another_process_receives_state_then_snapshots(publisher, cli_env):
     """A separate Python process, like a dashboard, joins after the session started."""
-    publisher.event("phase", phase="measured", trial="t1")
+    publisher.event(trial_start("t1"))
     publisher.snapshot({"n": 0})
     script = (
         "import json, sys\n"
@@ -92,7 +101,7 @@ def test_subscriber_in_another_process_receives_state_then_snapshots(publisher, 
         child.kill()
         child.wait()
     assert sorted(map(json.dumps, lines[:2])) == sorted(map(json.dumps, [
-        ["event", True, {"event": "phase", "phase": "measured", "trial": "t1"}],
+        ["event", True, trial_start("t1")],
         ["snapshot", True, {"n": 0}]]))
     assert lines[2:] == [["snapshot", False, {"n": n}] for n in (1, 2, 3)]
 
@@ -179,7 +188,7 @@ def test_readme_subscriber_runs_against_a_live_bus(publisher, repo, cli_env, tmp
     from tests.support.sample_batches import make_batch
     aggregator = Aggregator(run_id="run-1")
     aggregator.ingest(make_batch(0, 100))
-    publisher.event("phase", phase="measured", trial="t1")
+    publisher.event(trial_start("t1"))
     publisher.snapshot(aggregator.snapshot())
     child = subprocess.Popen([sys.executable, str(script), publisher.endpoint],
                              stdout=subprocess.PIPE, text=True, env=cli_env)
@@ -193,3 +202,33 @@ def test_readme_subscriber_runs_against_a_live_bus(publisher, repo, cli_env, tmp
         child.wait()
     assert sorted([first.split(":")[0], second.split(":")[0]]) == ["event", "t1"]
     assert "req/s, TTFT p50" in first + second
+
+
+def test_an_event_outside_the_contract_cannot_be_sent():
+    with pytest.raises(contract.BusMessageError, match="missing fields \\['trial'"):
+        contract.event_data(contract.Event.TRIAL_END, "run-1", "RUNNING", passed=True, problems=[])
+    with pytest.raises(contract.BusMessageError, match="unknown \\['phase'\\]"):
+        contract.event_data(contract.Event.STATE, "run-1", "RUNNING", phase="warmup")
+    with pytest.raises(ValueError):
+        contract.event_data("phase", "run-1", "RUNNING")
+
+
+def test_every_event_a_session_sends_is_in_the_contract():
+    """Read the coordinator's code: every Event it names exists, and nothing publishes a bare
+    string as an event name."""
+    import ast
+
+    import hpcbench.coordinator as package
+    root = Path(package.__file__).parent
+    named = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id == "Event":
+                named.add(node.attr)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in (
+                    "_event", "publish_event") and node.args:
+                assert not isinstance(node.args[0], ast.Constant), \
+                    f"{path}:{node.lineno} sends an event by a bare name"
+    assert named <= {event.name for event in contract.Event}
+    assert {"STATE", "TRIAL_START", "TRIAL_END", "SESSION_END"} <= named

@@ -147,7 +147,7 @@ def test_the_bus_reaches_only_subscribers_holding_the_keys(tmp_path):
 
     keys = curve.create_keys(tmp_path)
     with BusPublisher("tcp://127.0.0.1:0", run="r", curve=keys) as bus:
-        bus.event("session_start", scenario="curve")
+        bus.event(contract.event_data(contract.Event.STATE, "r", "RUNNING"))
         keyed = next(subscribe(bus.endpoint, idle_timeout_s=10, curve=keys))
-        assert keyed["topic"] == contract.EVENT and keyed["data"]["event"] == "session_start"
+        assert keyed["topic"] == contract.EVENT and keyed["data"]["event"] == "state"
         assert list(subscribe(bus.endpoint, idle_timeout_s=1.0)) == []   # plain text: nothing

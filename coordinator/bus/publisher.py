@@ -74,9 +74,10 @@ class BusPublisher:
     def telemetry(self, message: dict) -> int:
         return self.publish(contract.TELEMETRY, message, key=str(message.get("node", "")))
 
-    def event(self, name: str, **fields) -> int:
-        """A lifecycle event; the newest of each name is replayed to late subscribers."""
-        return self.publish(contract.EVENT, {"event": name, **fields}, key=name)
+    def event(self, data: dict) -> int:
+        """A lifecycle event (`contract.event_data`); the newest of each name is replayed to
+        late subscribers."""
+        return self.publish(contract.EVENT, data, key=data["event"])
 
     def summary(self, data: dict) -> int:
         return self.publish(contract.SUMMARY, data, key=str(data.get("trial", "")))

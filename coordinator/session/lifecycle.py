@@ -34,6 +34,7 @@ from hpcbench.coordinator.control.feed import SessionFeed
 from hpcbench.coordinator.launch.base import Launcher, ProcessLauncher
 from hpcbench.executor.config import with_executor_share
 from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto.bus import Event
 from hpcbench.proto.trial import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class Session:
         self.skipped = len(self.trials) - len(todo)
         self.earlier_results = [self.data_plane.earlier_result(trial) for trial in self.trials
                                 if trial.id in finished]
-        self._event("trials", total=len(self.trials), skipped=sorted(finished))
+        self._event(Event.TRIALS, total=len(self.trials), skipped=sorted(finished))
         if finished:   # the server that measured them; replaced below if this run deploys one
             self.server_version = self.data_plane.earlier_session().get("server_version")
         if not todo:
@@ -258,7 +259,7 @@ class Session:
         self._enter(pb.STARTING_EXECUTORS)
         executors = self._start_executors()
         self._targets = self._assign_targets(endpoints)
-        self._event("targets", executors=self._targets)
+        self._event(Event.TARGETS, executors=self._targets)
         self._enter(pb.RUNNING)
         extras = service.request_extras(self.recipe.workload)
         for trial in todo:
@@ -270,14 +271,12 @@ class Session:
         self.state = state
         self.phases.append({"state": pb.SessionState.Name(state),
                             "at_s": round(time.monotonic() - self.started, 3)})
-        self._event("state", state=pb.SessionState.Name(state))
+        self._event(Event.STATE)
         self.feed.touch()
 
-    def _event(self, kind: str, **fields) -> None:
+    def _event(self, event: Event, **fields) -> None:
         if self.data_plane is not None:
-            self.data_plane.publish_event(kind, **{"session": self.session_id,
-                                                   "state": pb.SessionState.Name(self.state),
-                                                   **fields})
+            self.data_plane.publish_event(event, pb.SessionState.Name(self.state), **fields)
 
     def _check(self) -> None:
         """Called while waiting: raise on a stop request or a crashed child process."""
@@ -321,7 +320,8 @@ class Session:
         self._lost[agent_id] = reason
         if role == "executor" and self.current is not None:
             self.data_plane.mark_executor_lost(self.current["trial"].id, agent_id)
-        self._event(f"{role}_lost", agent=agent_id, reason=reason, **details)
+        self._event(Event.EXECUTOR_LOST if role == "executor" else Event.MONITOR_LOST,
+                    agent=agent_id, reason=reason, **details)
 
     def _load_recipe(self):
         return load_recipe_source(self._recipe_text, self._recipe_path)
@@ -349,7 +349,7 @@ class Session:
             spec = service.launch(context)
             pid = self.launcher.start_service(context.node, spec)
             deployed[context.node] = (spec.base_url, pid)
-            self._event("service", node=context.node, argv=spec.argv, url=spec.base_url, pid=pid)
+            self._event(Event.SERVICE, node=context.node, argv=spec.argv, url=spec.base_url, pid=pid)
         return service, deployed
 
     def _prepare_service(self, service, endpoints: list[str]) -> None:
@@ -438,7 +438,7 @@ class Session:
             if not silent:
                 break
             if time.monotonic() >= deadline:
-                self._event("monitors_silent", nodes=sorted(silent))
+                self._event(Event.MONITORS_SILENT, nodes=sorted(silent))
                 break
             self._stop.wait(0.05)
         self._check_monitor_endpoints(nodes)
@@ -504,7 +504,7 @@ class Session:
         self.current = {"trial": trial, "index": self.trials.index(trial),
                         "started": time.monotonic()}
         self.data_plane.begin_trial(trial, self.runtime.log_dir)
-        self._event("trial_start", trial=trial.id, index=trial.index, params=trial.params)
+        self._event(Event.TRIAL_START, trial=trial.id, index=trial.index, params=trial.params)
         self.feed.touch()
         executors = [agent.agent_id for agent in self.registry.agents(pb.EXECUTOR)
                      if agent.agent_id in executors and agent.state not in (pb.LOST, pb.GONE)]
@@ -561,14 +561,14 @@ class Session:
             # cut short: its raw samples stay in the .partial files, and without trial.done a
             # re-run of the session measures it again in full
             self.data_plane.abort_trial()
-            self._event("trial_stopped", trial=trial.id, reason=self._stop_reason)
+            self._event(Event.TRIAL_STOPPED, trial=trial.id, reason=self._stop_reason)
             self.current = None
             return
         self.current["phase"] = "drain"
         result = self.data_plane.finish_trial(trial, reports, self._losses(trial, lost, absent),
                                               workload["error_threshold"], self.runtime.log_dir)
         self.trial_results.append(result)
-        self._event("trial_end", trial=trial.id, passed=result["passed"],
+        self._event(Event.TRIAL_END, trial=trial.id, passed=result["passed"],
                     problems=result["problems"])
         self.current = None
         self.feed.touch()

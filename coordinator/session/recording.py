@@ -21,6 +21,7 @@ from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.session.results import ResultsWriter, read_summary, write_atomic
 from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto.bus import Event, event_data
 
 BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
 SESSION_FILE = "session.json"
@@ -85,8 +86,8 @@ class DataPlane:
         with self._telemetry_lock:
             return frozenset(self._telemetry_nodes)
 
-    def publish_event(self, name: str, **fields) -> None:
-        self.bus.event(name, **fields)
+    def publish_event(self, event: Event, state: str, **fields) -> None:
+        self.bus.event(event_data(event, self.session_id, state, **fields))
 
     def finished_trials(self) -> set[str]:
         return self.results.finished_trials()
@@ -222,12 +223,12 @@ class DataPlane:
         session_record["integrity"] = self.aggregator.integrity()
         write_atomic(self.session_dir / SESSION_FILE,
                      json.dumps(session_record, indent=2, default=str) + "\n")
-        self._ended = {key: session_record[key] for key in ("state", "error")}
+        self._ended = {key: session_record[key] for key in ("state", "error")}   # session_end
 
     def close(self) -> None:
         """Announce the end on the bus, then close it (and the Prometheus endpoint)."""
         if self._ended is not None:
-            self.publish_event("session_end", **self._ended)
+            self.publish_event(Event.SESSION_END, **self._ended)
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.bus.close()
