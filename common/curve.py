@@ -8,8 +8,8 @@ executors, monitors and bus subscribers connect with. A peer that does not hold 
 complete the CURVE handshake (it needs the server's public key), so a plain-text or wrongly
 keyed PUSH never delivers a message, and everything on the wire is encrypted.
 
-Options must be set before bind/connect: `serve(socket, keys)` on the binding side,
-`connect(socket, keys)` on the connecting side.
+The sockets apply the keys in common/sockets.py (`bind(..., curve=keys)` serves the server
+key, `connect(..., curve=keys)` needs it).
 """
 from __future__ import annotations
 
@@ -63,16 +63,3 @@ def load_keys(path: Path) -> CurveKeys:
         raise config_error(f"{path} is not a CURVE key file written by hpcbench",
                            ["use the curve.keys of the running session"]) from None
 
-
-def serve(socket: zmq.Socket, keys: CurveKeys) -> None:
-    """Make a binding socket (PULL, XPUB) accept only CURVE peers that know the server key."""
-    socket.curve_server = True
-    socket.curve_publickey = keys.server_public.encode("ascii")
-    socket.curve_secretkey = keys.server_secret.encode("ascii")
-
-
-def connect(socket: zmq.Socket, keys: CurveKeys) -> None:
-    """Make a connecting socket (PUSH, SUB) talk CURVE to the session's server key."""
-    socket.curve_serverkey = keys.server_public.encode("ascii")
-    socket.curve_publickey = keys.client_public.encode("ascii")
-    socket.curve_secretkey = keys.client_secret.encode("ascii")

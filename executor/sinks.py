@@ -78,15 +78,10 @@ class ZmqSink(_BackgroundSink):
         """`curve`: the session's hpcbench.common.curve.CurveKeys when CURVE is on."""
         import zmq
 
-        self._context = zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUSH)
-        self._socket.setsockopt(zmq.SNDHWM, sndhwm)
-        self._socket.setsockopt(zmq.LINGER, linger_ms)
-        if curve is not None:
-            from hpcbench.common.curve import connect
+        from hpcbench.common import sockets
 
-            connect(self._socket, curve)
-        self._socket.connect(endpoint)
+        self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=sndhwm, linger_ms=linger_ms,
+                                       curve=curve)
         super().__init__(f"zmq-sink {endpoint}")
 
     def _write(self, payload: bytes) -> None:

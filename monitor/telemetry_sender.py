@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zmq
 
+from hpcbench.common import sockets
 from hpcbench.common.errors import config_error
 
 
@@ -16,18 +17,10 @@ class TelemetrySender:
     def __init__(self, endpoint: str, high_water_mark: int = 10_000, linger_ms: int = 2_000,
                  curve=None) -> None:
         """`curve`: hpcbench.common.curve.CurveKeys of the session, when it uses CURVE."""
-        self._context = zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUSH)
-        self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
-        self._socket.setsockopt(zmq.LINGER, linger_ms)
-        if curve is not None:
-            from hpcbench.common.curve import connect
-
-            connect(self._socket, curve)
         try:
-            self._socket.connect(endpoint)
+            self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=high_water_mark,
+                                           linger_ms=linger_ms, curve=curve)
         except zmq.ZMQError as error:
-            self._socket.close(0)
             raise config_error(
                 f"--coordinator-telemetry {endpoint!r} is not a ZeroMQ endpoint ({error})",
                 ["give the coordinator's telemetry address, e.g. tcp://10.0.0.1:5556"]) from None

@@ -12,7 +12,7 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from hpcbench.common import curve
+from hpcbench.common import curve, sockets
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.proto import samples
 from tests.support.sample_batches import make_batch
@@ -29,19 +29,11 @@ def context():
 
 
 def pull_with_curve(context, keys) -> tuple[zmq.Socket, str]:
-    pull = context.socket(zmq.PULL)
-    curve.serve(pull, keys)
-    pull.bind("tcp://127.0.0.1:0")
-    return pull, pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    return sockets.bind(zmq.PULL, "tcp://127.0.0.1:0", hwm=1000, curve=keys, context=context)
 
 
 def push(context, endpoint: str, keys=None) -> zmq.Socket:
-    socket = context.socket(zmq.PUSH)
-    socket.setsockopt(zmq.LINGER, 0)
-    if keys is not None:
-        curve.connect(socket, keys)
-    socket.connect(endpoint)
-    return socket
+    return sockets.connect(zmq.PUSH, endpoint, hwm=1000, curve=keys, context=context)
 
 
 def received(pull: zmq.Socket) -> list[bytes]:

@@ -12,14 +12,17 @@ thread share the socket under one lock (each use is a few microseconds).
 from __future__ import annotations
 
 import threading
-from collections import deque
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 import zmq
 
+from hpcbench.common import sockets
 from hpcbench.proto import bus as contract
 
+SUBSCRIBE_HWM = 1_000     # messages a subscriber's socket holds before it loses some
+SUBSCRIPTION_MAX_BYTES = 4096   # a (un)subscription is a topic prefix; longer drops the peer
 SEND_HWM = 10_000         # messages queued per subscriber before that subscriber loses some
 _SUBSCRIPTION_POLL_S = 0.02
 _REMEMBERED = 4096       # (topic, seq) pairs a subscriber remembers to skip repeated replays
@@ -35,17 +38,10 @@ class BusPublisher:
                  curve=None):
         """`curve`: hpcbench.common.curve.CurveKeys to serve only keyed subscribers."""
         self.run = run
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.XPUB)
-        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)   # every subscription, also repeated ones
-        self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            from hpcbench.common.curve import serve
-
-            serve(self._socket, curve)
-        self._socket.bind(endpoint)
-        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        # XPUB_VERBOSE: every subscription reaches us, also repeated ones (each gets the cache)
+        self._socket, self.endpoint = sockets.bind(
+            zmq.XPUB, endpoint, hwm=SEND_HWM, max_message_bytes=SUBSCRIPTION_MAX_BYTES,
+            curve=curve, options={zmq.XPUB_VERBOSE: 1}, context=context)
         self._lock = threading.Lock()
         self._sequence = {topic: 0 for topic in contract.TOPICS}
         self._last: dict[tuple[str, str], list[bytes]] = {}
@@ -126,17 +122,10 @@ def subscribe(endpoint: str, topics: Iterable[str] = contract.TOPICS,
     each message arrives once. Ends when no message came for `idle_timeout_s` (None: never); closing the
     generator closes the socket. Messages that break the contract are skipped.
     """
-    context = context or zmq.Context.instance()
-    socket = context.socket(zmq.SUB)
-    socket.setsockopt(zmq.LINGER, 0)
+    socket = sockets.connect(zmq.SUB, endpoint, hwm=SUBSCRIBE_HWM, curve=curve, context=context)
     try:
         for topic in topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        if curve is not None:   # hpcbench.common.curve.CurveKeys of the session
-            from hpcbench.common.curve import connect
-
-            connect(socket, curve)
-        socket.connect(endpoint)
         seen: deque[tuple[str, int]] = deque(maxlen=_REMEMBERED)
         seen_set: set[tuple[str, int]] = set()
         timeout_ms = None if idle_timeout_s is None else int(idle_timeout_s * 1000)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import msgpack
 import zmq
 
+from hpcbench.common import sockets
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.proto import telemetry
@@ -40,15 +41,8 @@ class AggregatorServer:
         self.telemetry_messages = 0
         self.telemetry_malformed = 0
         self.latest_snapshot: dict | None = None
-        self._socket = (context or zmq.Context.instance()).socket(zmq.PULL)
-        self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            from hpcbench.common.curve import serve
-
-            serve(self._socket, curve)
-        self._socket.bind(endpoint)
-        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket, self.endpoint = sockets.bind(zmq.PULL, endpoint, hwm=RECEIVE_HWM,
+                                                   curve=curve, context=context)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aggregator", daemon=True)
 
