@@ -21,7 +21,8 @@ import sys
 
 from hpcbench.common.logs import configure_logging
 from hpcbench.common.errors import HpcbenchError, config_error
-from hpcbench.executor.config import APIS, DATASET_KINDS, PATTERNS
+from hpcbench.executor.config import DATASET_KINDS, PATTERNS
+from hpcbench.executor.protocol_registry import known_protocols
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--target", metavar="URL", action="append",
                         help="base URL, e.g. http://127.0.0.1:8000; repeat it to send the "
                              "requests to several servers in turn")
-    target.add_argument("--api", choices=APIS, default="openai-chat")
+    target.add_argument("--api", choices=known_protocols(), default="openai-chat",
+                        help="the wire protocol (built-ins and installed plugins)")
     target.add_argument("--model", help="model name sent in every request")
     target.add_argument("--no-stream", dest="stream", action="store_false",
                         help="ask for whole responses instead of streams")

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from hpcbench.common.errors import config_error
 from hpcbench.common.durations import parse_duration
+from hpcbench.executor.protocol_registry import get_protocol, known_protocols
 
-APIS = ("openai-chat", "openai-completions", "ollama-chat", "ollama-generate", "resp")
 PATTERNS = ("closed", "constant", "poisson", "gamma", "burst", "trace")
 DATASET_KINDS = ("synthetic", "sharegpt", "jsonl", "bundled")
 DISTRIBUTIONS = ("fixed", "uniform", "normal")
@@ -112,12 +112,13 @@ class LoadConfig:
             raise config_error(f"executor_index={executor_index!r} / executor_count="
                                f"{executor_count!r}: need 0 <= index < count")
         get = _Reader(workload, "workload")
-        api = get.choice("api", APIS, "openai-chat")
+        api = get.choice("api", known_protocols(), "openai-chat")
+        protocol = get_protocol(api)
         targets = [targets] if isinstance(targets, str) or targets is None else list(targets)
         if not targets:
             raise config_error("no target URL: give at least one http://HOST:PORT")
         for url in targets:
-            _check_url(url, "redis" if api == "resp" else "http")
+            _check_url(url, protocol.scheme)
         load = get.mapping("load")
         pattern = _Reader(load, "workload.load").choice("pattern", PATTERNS, "closed")
         duration = get.duration("duration", 10.0, allow_none=True)
@@ -142,7 +143,7 @@ class LoadConfig:
             executor_id=executor_id or f"executor-{executor_index}", node=str(node),
             executor_index=executor_index, executor_count=executor_count,
             slo=dict(get.mapping("slo")),
-            batch=_batch(get, api),
+            batch=_batch(get, protocol),
             max_tokens=get.integer("max_tokens", None, minimum=1, allow_none=True),
             request_extras=dict(_Reader({"request_extras": request_extras}, "config")
                                 .mapping("request_extras")),
@@ -177,11 +178,13 @@ def with_executor_share(workload: dict, executor_index: int,
     return {**workload, "executor_concurrency": share}
 
 
-def _batch(get: "_Reader", api: str) -> int:
+def _batch(get: "_Reader", protocol) -> int:
     batch = get.integer("batch", 1, minimum=1)
-    if batch > 1 and api != "openai-completions":
-        raise config_error(f"workload.batch={batch} needs api: openai-completions (the only API "
-                           "that takes a list of prompts in one request); use batch: 1")
+    if batch > 1 and not protocol.batches:
+        able = [name for name in known_protocols() if get_protocol(name).batches]
+        raise config_error(f"workload.batch={batch} needs api: {' or '.join(able)} (an API that "
+                           f"takes a list of prompts in one request), not {protocol.name}; use "
+                           "batch: 1")
     return batch
 
 

@@ -25,8 +25,9 @@ from hpcbench.executor.attempt import Attempt
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.datasets import load_dataset
 from hpcbench.executor.http import ConnectionPool, HttpConnection, request_rest, request_start
-from hpcbench.executor.protocols import PROTOCOLS
+from hpcbench.executor.protocol_registry import get_protocol
 from hpcbench.executor.recorder import SampleRecorder
+from hpcbench.executor.wire import FramedProtocol
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
 from hpcbench.common.stamped_socket import hold_kernel_stamps
 from hpcbench.proto.samples import ErrorClass, Phase
@@ -86,9 +87,9 @@ class Trial:
     def __init__(self, config: LoadConfig, sink) -> None:
         self.config = config
         self.sink = sink
-        self.protocol = PROTOCOLS[config.api]
-        connection = getattr(self.protocol, "connection_class", HttpConnection)
-        framed = hasattr(self.protocol, "requests")   # non-HTTP protocols (RESP) frame their own
+        self.protocol = get_protocol(config.api)
+        framed = isinstance(self.protocol, FramedProtocol)   # not HTTP: encodes its own requests
+        connection = self.protocol.connection_class if framed else HttpConnection
         # one (pool, request line + Host header) per target; request k goes to target k mod n
         self.routes = [(ConnectionPool(host, port, connection), b"" if framed else
                         request_start("POST", host, port, base_path + self.protocol.path))

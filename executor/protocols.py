@@ -1,7 +1,9 @@
-"""The four inference APIs: how to phrase a request and how to read its answer.
+"""The built-in HTTP inference APIs: OpenAI chat and completions, Ollama chat and generate.
 
-A protocol is stateless; per-request state (line buffer, chunk times, usage) lives on the
-`Attempt`. Streams are split into lines with one `bytes.split` per network read.
+Each is an `HttpProtocol` (executor/wire.py), registered by name in
+executor/protocol_registry.py. A protocol is stateless; per-request state (line buffer, chunk
+times, usage) lives on the `Attempt`. Streams are split into lines with one `bytes.split` per
+network read.
 
 Counting rules (README "executor"):
 - OpenAI SSE (`data: {...}` lines): comments (`:` lines), keep-alives, `event:`/`id:` lines are
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import orjson
 
-from hpcbench.executor.resp import RespProtocol
+from hpcbench.executor.wire import HttpProtocol
 from hpcbench.proto.samples import ErrorClass
 
 _loads = orjson.loads    # ~5x faster than json.loads per chunk: it is on the per-token path
@@ -51,13 +53,17 @@ def _plain_text(text: bytes) -> bool:
     return bool(text) and not text.lstrip(_PLAIN)
 
 
-class OpenAIProtocol:
+class OpenAIProtocol(HttpProtocol):
     """openai-chat (/v1/chat/completions) and openai-completions (/v1/completions)."""
 
-    def __init__(self, chat: bool) -> None:
-        self.chat = chat
-        self.path = "/v1/chat/completions" if chat else "/v1/completions"
-        self._text_key = b'"content":"' if chat else b'"text":"'    # where a template's text is
+    chat = True
+
+    def __init__(self, chat: bool | None = None) -> None:
+        if chat is not None:
+            self.chat = chat
+        self.batches = not self.chat    # completions take a list of prompts
+        self.path = "/v1/chat/completions" if self.chat else "/v1/completions"
+        self._text_key = b'"content":"' if self.chat else b'"text":"'  # where a template's text is
 
     def body(self, model: str, prompt: str | list[str], max_tokens: int | None, stream: bool,
              ignore_eos: bool) -> dict:
@@ -175,12 +181,15 @@ class OpenAIProtocol:
             attempt.chunk(now)
 
 
-class OllamaProtocol:
+class OllamaProtocol(HttpProtocol):
     """ollama-chat (/api/chat) and ollama-generate (/api/generate)."""
 
-    def __init__(self, chat: bool) -> None:
-        self.chat = chat
-        self.path = "/api/chat" if chat else "/api/generate"
+    chat = True
+
+    def __init__(self, chat: bool | None = None) -> None:
+        if chat is not None:
+            self.chat = chat
+        self.path = "/api/chat" if self.chat else "/api/generate"
 
     def body(self, model: str, prompt: str, max_tokens: int | None, stream: bool,
              ignore_eos: bool) -> dict:
@@ -234,10 +243,17 @@ class OllamaProtocol:
             attempt.chunk(now)
 
 
-PROTOCOLS = {
-    "openai-chat": OpenAIProtocol(chat=True),
-    "openai-completions": OpenAIProtocol(chat=False),
-    "ollama-chat": OllamaProtocol(chat=True),
-    "ollama-generate": OllamaProtocol(chat=False),
-    "resp": RespProtocol(),      # Redis (executor/resp.py): not every service speaks HTTP
-}
+class OpenAIChat(OpenAIProtocol):
+    chat = True
+
+
+class OpenAICompletions(OpenAIProtocol):
+    chat = False
+
+
+class OllamaChat(OllamaProtocol):
+    chat = True
+
+
+class OllamaGenerate(OllamaProtocol):
+    chat = False

@@ -12,6 +12,7 @@ set, so both a write and a read path are measured and value sizes follow the dat
 from __future__ import annotations
 
 from hpcbench.executor.http import HttpConnection, now_ns
+from hpcbench.executor.wire import FramedProtocol
 from hpcbench.proto.samples import ErrorClass
 
 CRLF = b"\r\n"
@@ -88,9 +89,10 @@ class RespConnection(HttpConnection):
         self._finish(now)
 
 
-class RespProtocol:
+class RespProtocol(FramedProtocol):
     """api "resp": commands built from the dataset's prompts, one chunk per reply."""
 
+    scheme = "redis"
     connection_class = RespConnection
 
     def requests(self, prompts: list, executor_index: int) -> list[bytes]:

@@ -11,7 +11,9 @@ from typing import Callable
 from hpcbench.recipes.defaults import MONITOR_PROMETHEUS_PORT, PROMETHEUS_PORT
 from hpcbench.recipes.problems import MISSING, Problem, lookup
 from hpcbench.recipes.schema import suggest
-from hpcbench.servers.registry import ENTRY_POINT_GROUP, known_services
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.executor import protocol_registry
+from hpcbench.servers import registry as service_registry
 
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
 
@@ -31,13 +33,21 @@ def _int(value: object) -> int | None:
 
 
 def _service_is_known(data: dict) -> list[Problem]:
-    service = lookup(data, "workload.service")
-    if not isinstance(service, str) or service in known_services():
+    return _installed("workload.service", lookup(data, "workload.service"),
+                      service_registry.known_services(), service_registry.ENTRY_POINT_GROUP)
+
+
+def _api_is_known(data: dict) -> list[Problem]:
+    return _installed("workload.api", lookup(data, "workload.api"),
+                      protocol_registry.known_protocols(), protocol_registry.ENTRY_POINT_GROUP)
+
+
+def _installed(path: str, name: object, names: list[str], group: str) -> list[Problem]:
+    """A service or protocol name that no built-in and no installed plugin provides."""
+    if not isinstance(name, str) or name in names:
         return []
-    names = known_services()
-    return [Problem("workload.service", service,
-                    f"one of {', '.join(names)} or a plugin registered under the entry-point "
-                    f"group '{ENTRY_POINT_GROUP}'{suggest(service, names)}")]
+    return [Problem(path, name, f"one of {', '.join(names)} or a plugin registered under the "
+                                f"entry-point group '{group}'{suggest(name, names)}")]
 
 
 def _api_fits_service(data: dict) -> list[Problem]:
@@ -49,11 +59,25 @@ def _api_fits_service(data: dict) -> list[Problem]:
                                 f"'{service}' does not speak the Ollama API"))
     batch = lookup(data, "workload.batch")
     batches = batch if isinstance(batch, list) else [batch]
-    if any(_int(size) and size > 1 for size in batches) and api != "openai-completions":
+    if not isinstance(api, str) and service in service_registry.known_services():
+        api = service_registry.get_service(service).api     # the default defaults.py applies
+    if any(_int(size) and size > 1 for size in batches) and not _batches(api):
+        able = [name for name in protocol_registry.known_protocols() if _batches(name)]
         problems.append(Problem("workload.batch", batch,
-                                "1 unless workload.api is openai-completions (only the completions "
-                                "API takes several prompts per request)"))
+                                f"1 unless workload.api is {' or '.join(able)} (only they take "
+                                "several prompts per request)"))
     return problems
+
+
+def _batches(api: object) -> bool:
+    """Whether protocol `api` sends several prompts in one request (unknown ones are reported
+    by _api_is_known)."""
+    if api not in protocol_registry.known_protocols():
+        return True
+    try:
+        return protocol_registry.get_protocol(api).batches
+    except HpcbenchError:
+        return True
 
 
 def _load_has_its_parameters(data: dict) -> list[Problem]:
@@ -247,7 +271,7 @@ def _bind_address_is_an_ip(data: dict) -> list[Problem]:
 
 
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
-    _service_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
+    _service_is_known, _api_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark,

@@ -307,7 +307,8 @@ def test_chunks_recognised_by_their_bytes_count_exactly_as_parsed_ones(api, read
     non-ASCII, control characters, another id, finish, usage, error, broken JSON) must count
     exactly as a full parse of every event does."""
     from hpcbench.executor.attempt import Attempt
-    from hpcbench.executor.protocols import PROTOCOLS, OpenAIProtocol
+    from hpcbench.executor.protocol_registry import get_protocol
+    from hpcbench.executor.protocols import OpenAIProtocol
 
     class ParseEveryEvent(OpenAIProtocol):
         def _template(self, payload, text):
@@ -315,7 +316,7 @@ def test_chunks_recognised_by_their_bytes_count_exactly_as_parsed_ones(api, read
 
     events = TEMPLATE_STREAMS[api]
     outcomes = []
-    for protocol in (PROTOCOLS[api], ParseEveryEvent(chat=api == "openai-chat")):
+    for protocol in (get_protocol(api), ParseEveryEvent(chat=api == "openai-chat")):
         attempt = Attempt(0, 0, 1, 0, protocol, True, 1, lambda _: None)
         feeds = [(event, now) for now, event in enumerate(events, 1)]
         if reads == "all events in one read":
@@ -323,7 +324,7 @@ def test_chunks_recognised_by_their_bytes_count_exactly_as_parsed_ones(api, read
         for data, now in feeds:
             protocol.feed(attempt, data, now)
         outcomes.append((list(attempt.chunk_times), attempt.tokens_out, attempt.error))
-        if protocol is PROTOCOLS[api]:
+        if protocol is get_protocol(api):
             assert attempt.template is not None          # the byte path was taken
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][2] == (ErrorClass.PROTOCOL if api == "openai-chat" else ErrorClass.OK)
