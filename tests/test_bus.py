@@ -8,7 +8,7 @@ import msgpack
 import pytest
 import zmq
 
-from hpcbench.coordinator.bus.publisher import publisher as bus_module
+from hpcbench.coordinator.bus import publisher as bus_module
 from hpcbench.coordinator.bus.publisher import BusPublisher, subscribe
 from hpcbench.proto import bus as contract
 

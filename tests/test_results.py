@@ -8,7 +8,7 @@ import yaml
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from hpcbench.coordinator.session.lifecycle import results
+from hpcbench.coordinator.session import results
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.session.results import (ResultsWriter, TrialFinishedError, finished_trials,
