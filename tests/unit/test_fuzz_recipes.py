@@ -22,7 +22,7 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.recipes import expand_trials, load_recipe, recipe_from_dict
 from tests.support.faults import record
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "recipes" / "examples").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "recipes" / "examples").glob("*.yaml"))
 EXAMPLE_TEXTS = {path.name: path.read_text() for path in EXAMPLES}
 EXAMPLE_DATA = {name: yaml.safe_load(text) for name, text in EXAMPLE_TEXTS.items()}
 PROBLEM_LINE = re.compile(r"^.*: got .+; expected .+", re.S)   # `path: got X; expected Y`

@@ -33,7 +33,7 @@ from tests.support.ports import free_port
 from tests.support.prometheus_stack import binary
 from tests.support.waiting import wait_until
 
-MONITOR_DIR = Path(__file__).resolve().parent.parent / "monitor"
+MONITOR_DIR = Path(__file__).resolve().parents[2] / "monitor"
 DASHBOARDS = sorted((MONITOR_DIR / "grafana" / "dashboards").glob("*.json"))
 
 PROMQL_WORDS = {

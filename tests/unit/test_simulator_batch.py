@@ -20,7 +20,7 @@ from tests.support.waiting import wait_until
 
 FAST = dict(mode="fixed", ttft_ms=2, itl_ms=1, record_truth=True)
 PROMPTS = ["one two", "three four five", "six"]
-SWEEP = Path(__file__).resolve().parents[1] / "recipes" / "examples" / "sweep.yaml"
+SWEEP = Path(__file__).resolve().parents[2] / "recipes" / "examples" / "sweep.yaml"
 
 
 @pytest.fixture

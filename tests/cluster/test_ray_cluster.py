@@ -21,7 +21,7 @@ from hpcbench.servers.registry import get_service, launch_contexts
 from support.slurm_cluster import build_cluster, unavailable_reason
 from support.waiting import wait_until
 
-STANDIN = Path(__file__).parent / "support" / "standin_vllm.py"
+STANDIN = Path(__file__).parent.parent / "support" / "standin_vllm.py"
 VENV_BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
