@@ -67,7 +67,6 @@ def cluster(tmp_path_factory):
         built.stop()
 
 
-@pytest.mark.root
 def test_vllm_over_ray_on_two_slurm_nodes(cluster, tmp_path, ray_temp_root):
     report = tmp_path / "standin.json"
     head_node, worker_node = cluster.nodes[0], cluster.nodes[1]
