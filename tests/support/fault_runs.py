@@ -1,7 +1,7 @@
 """`hpcbench run` as a real process under faults: start it, wait for a phase, find and hurt its
 components, and check what it left (finished trials, accounting, leftover processes).
 
-Used by the fault suites (tests/test_reliability_faults.py, tests/test_reliability_lease.py).
+Used by the fault suites (tests/integration/test_reliability_faults.py, test_reliability_lease.py).
 The recipe is two short closed-loop trials against the simulator, so a test can wait until the
 second one measures and know the first is finished on disk.
 """

@@ -21,7 +21,7 @@ from hpcbench.servers.registry import get_service, launch_contexts
 from support.slurm_cluster import build_cluster, unavailable_reason
 from support.waiting import wait_until
 
-STANDIN = Path(__file__).parent / "support" / "standin_vllm.py"
+STANDIN = Path(__file__).parent.parent / "support" / "standin_vllm.py"
 VENV_BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,6 @@ def cluster(tmp_path_factory):
         built.stop()
 
 
-@pytest.mark.root
 def test_vllm_over_ray_on_two_slurm_nodes(cluster, tmp_path, ray_temp_root):
     report = tmp_path / "standin.json"
     head_node, worker_node = cluster.nodes[0], cluster.nodes[1]

@@ -210,7 +210,7 @@ def test_sigterm_to_the_coordinator_stops_cleanly_and_keeps_finished_trials(tmp_
 
 def test_sigkill_of_the_coordinator_leaves_no_component_running(tmp_path, runs):
     """The executors lose their coordinator: they stop generating load and exit by themselves
-    (kernel parent-death signal locally, the lease on a cluster: tests/test_session_lease.py)."""
+    (kernel parent-death signal locally, the lease on a cluster: tests/integration/test_session_lease.py)."""
     recipe = write_recipe(tmp_path)
     run = runs(recipe, tmp_path / "results", "kill9", "--executors", "2")
     first = wait_second_trial_measuring(run)

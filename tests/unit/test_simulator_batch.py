@@ -3,24 +3,16 @@
 One HTTP request stays one served request (/metrics, truth record) whatever its prompt count,
 so a load generator's request rows and the simulator's served count compare; tokens add up.
 """
-import json
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import openai
 import pytest
-import yaml
 
-from hpcbench.coordinator.session.results import read_samples
 from hpcbench.servers.simulator import SimulatorConfig, start_simulator
-from tests.support.sim_process import served_requests, sim_process
 from tests.support.waiting import wait_until
 
 FAST = dict(mode="fixed", ttft_ms=2, itl_ms=1, record_truth=True)
 PROMPTS = ["one two", "three four five", "six"]
-SWEEP = Path(__file__).resolve().parents[1] / "recipes" / "examples" / "sweep.yaml"
 
 
 @pytest.fixture
@@ -90,30 +82,6 @@ def test_a_client_leaving_a_batched_stream_frees_every_slot(client, sim):
                what="the batched request cancelled, every prompt's slot freed")
     assert [record["outcome"] for record in sim.truth] == ["cancelled"]
     assert sim.served == 0
-
-
-def test_hpcbench_run_of_the_sweep_with_batch_4_has_no_errors(tmp_path):
-    """The example sweep's batched trials: every request answered, none an error."""
-    recipe = yaml.safe_load(SWEEP.read_text())
-    recipe["workload"].update(batch=4, concurrency=4, prompt_len=32, output_len=8,
-                              duration="1s", warmup="0.3s", model="sim-model")
-    results = tmp_path / "results"
-    with sim_process(tmp_path, "--mode", "fixed", "--ttft-ms", "2", "--itl-ms", "1") as url:
-        recipe["endpoints"] = [url]
-        path = tmp_path / "sweep-batch4.yaml"
-        path.write_text(yaml.safe_dump(recipe))
-        done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run",
-                               str(path), "--results-dir", str(results), "--session", "b4",
-                               "--no-live", "--no-report"],
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-        served = served_requests(url)
-    [trial_dir] = [p for p in (results / "sweep" / "b4").iterdir() if (p / "trial.done").exists()]
-    summary = json.loads((trial_dir / "summary.json").read_text())
-    assert summary["overall"]["requests"] > 0
-    assert summary["overall"]["error_total"] == 0, summary["overall"]
-    rows = sum(batch.n for batch in read_samples(trial_dir / "samples.msgpack"))
-    assert rows == served     # one row per HTTP request, one served count per HTTP request
 
 
 def test_prompts_of_one_request_queue_for_batch_slots_like_separate_sequences():

@@ -1,7 +1,5 @@
 """Node roles: coordinator first, monitors everywhere, servers and clients on their own nodes,
 and each distribution strategy's mapping of executors to server endpoints."""
-import json
-import subprocess
 from collections import Counter
 
 import pytest
@@ -123,36 +121,3 @@ def test_concurrency_splits_over_executors_and_clients_per_node_is_per_node():
     assert executor_concurrency(trial.workload, placement) == [3, 3, 3, 3]  # 6 per node
     assert executor_concurrency({**trial.workload, "concurrency": 10}, placement) == [3, 3, 2, 2]
     assert executor_shares(7.5, 3) == [2.5, 2.5, 2.5]
-
-
-def test_cli_plan_json(cli_env, repo):
-    done = subprocess.run(["hpcbench", "plan", str(repo / "recipes/examples/sweep.yaml"),
-                           "--node-names", "a", "--json"],
-                          capture_output=True, text=True, env=cli_env)
-    assert done.returncode == 0, done.stderr
-    plan = json.loads(done.stdout)
-    assert len(plan["trials"]) == 18
-    assert plan["nodes"] == {"a": ["coordinator", "server", "client x1", "monitor"]}
-
-
-def test_cli_plan_text_for_a_node_count(cli_env, repo):
-    done = subprocess.run(["hpcbench", "plan", str(repo / "recipes/examples/vllm-ray-2nodes.yaml"),
-                           "--nodes", "5"], capture_output=True, text=True, env=cli_env)
-    assert done.returncode == 0, done.stderr
-    assert "node2  ray-head, monitor" in done.stdout
-    assert "exec-1 on node5 -> http://node2:8000" in done.stdout
-
-
-def test_cli_plan_with_too_few_nodes_exits_2(cli_env, repo):
-    done = subprocess.run(["hpcbench", "plan", str(repo / "recipes/examples/vllm-ray-2nodes.yaml"),
-                           "--nodes", "1"], capture_output=True, text=True, env=cli_env)
-    assert done.returncode == 2
-    assert "error E006" in done.stderr and "Traceback" not in done.stderr
-
-
-def test_cli_plan_shows_server_commands(cli_env, repo):
-    done = subprocess.run(["hpcbench", "plan", str(repo / "recipes/examples/local-sim.yaml"),
-                           "--commands"], capture_output=True, text=True, env=cli_env)
-    assert done.returncode == 0, done.stderr
-    assert "server commands:" in done.stdout
-    assert "sim --host node1 --port 8000 --model sim-llama" in done.stdout

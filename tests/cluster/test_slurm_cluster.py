@@ -16,7 +16,7 @@ import yaml
 from support.slurm_cluster import VirtualCluster, build_cluster, unavailable_reason
 from support.waiting import wait_until
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")

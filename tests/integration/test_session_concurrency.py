@@ -4,7 +4,7 @@ import yaml
 
 from hpcbench.coordinator.session.results import read_samples
 from tests.support.sim_process import sim_process
-from tests.test_run_e2e import hpcbench_run, trial_dirs
+from tests.integration.test_run_e2e import hpcbench_run, trial_dirs
 
 
 def test_two_executors_on_a_node_split_its_clients(tmp_path):

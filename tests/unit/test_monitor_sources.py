@@ -1,12 +1,11 @@
-"""Monitor sources read the real node, a real child process, NVML (through fake_nvml) and a real
-HTTP /metrics endpoint, and turn them into contract-conforming telemetry, CSV rows and energy."""
+"""Monitor sources read the real node, NVML (through fake_nvml) and a real HTTP /metrics
+endpoint, and turn them into contract-conforming telemetry, CSV rows and energy (a real child
+process tree: tests/integration/test_monitor_service_process.py)."""
 from __future__ import annotations
 
 import csv
 import http.server
 import logging
-import subprocess
-import sys
 import threading
 
 import psutil
@@ -19,7 +18,6 @@ from hpcbench.monitor.gpu import NO_GPU_LINE, GpuSource
 from hpcbench.monitor.node import NodeSource
 from hpcbench.monitor.sampler import Sampler
 from hpcbench.monitor.server_metrics import ServerMetricsSource, map_server_metrics
-from hpcbench.monitor.service_process import ServiceProcessSource
 from hpcbench.proto import telemetry
 from tests.support import fake_nvml
 from tests.support.known_inputs import NEW_VLLM, OLD_VLLM
@@ -45,32 +43,6 @@ def test_node_source_reads_every_core_memory_load_and_network():
     assert "lo" in devices
     names = set(reading.metrics) | {name for name, _, _ in reading.series}
     assert names <= set(METRICS), names - set(METRICS)
-
-
-def test_service_source_follows_the_process_tree_and_reports_its_end():
-    parent = subprocess.Popen(
-        [sys.executable, "-c",
-         "import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', "
-         "'import sys; print(\"child\", flush=True); sys.stdin.read()'], stdin=sys.stdin); "
-         "print('parent', flush=True); sys.stdin.read(); child.wait()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert {parent.stdout.readline().strip() for _ in range(2)} == {"parent", "child"}
-        source = ServiceProcessSource(parent.pid)
-        reading = source.read()
-        assert reading.metrics["hpcbench_service_up"] == 1.0
-        assert reading.metrics["hpcbench_service_processes"] == 2
-        tree = [psutil.Process(parent.pid), *psutil.Process(parent.pid).children()]
-        rss = reading.metrics["hpcbench_service_resident_memory_bytes"]
-        assert rss > tree[0].memory_info().rss  # the child counts too
-        assert rss == pytest.approx(sum(p.memory_info().rss for p in tree), rel=0.2)
-        assert reading.metrics["hpcbench_service_cpu_seconds_total"] > 0
-    finally:
-        parent.kill()
-        parent.wait()
-        parent.stdin.close()  # EOF ends the child too
-        parent.stdout.close()
-    assert source.read().metrics == {"hpcbench_service_up": 0.0}
 
 
 def test_gpu_source_reads_fake_nvml_in_base_units_keyed_by_uuid(monkeypatch):

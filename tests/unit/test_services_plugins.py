@@ -1,4 +1,5 @@
-"""Service plugins: registry, entry points, and golden command lines/environments.
+"""Service plugins: registry and golden command lines/environments (entry points found by a
+separate interpreter: tests/integration/test_services_plugins_processes.py).
 
 Ollama and the Apptainer/GPU forms of vLLM cannot run here (no ollama binary, no apptainer, no
 GPU), so their launch commands and environments are checked exactly (golden tests).
@@ -6,12 +7,8 @@ GPU), so their launch commands and environments are checked exactly (golden test
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import socket
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -53,48 +50,6 @@ def test_unknown_service_lists_known_names():
     assert "'tgi'" in caught.value.message
     assert any("simulator, ollama, vllm, llamacpp, redis" in line
                for line in caught.value.details)
-
-
-def test_entry_point_plugin_is_found_in_a_separate_interpreter(tmp_path):
-    """A third-party distribution registering `hpcbench.services` is usable by name."""
-    (tmp_path / "echo_service.py").write_text(textwrap.dedent("""
-        from hpcbench.servers.plugin import HttpService, LaunchSpec
-
-        class EchoService(HttpService):
-            name = "echo"
-            default_port = 7777
-            api = "openai-chat"
-
-            def launch(self, ctx):
-                return LaunchSpec(argv=["echo-server", str(ctx.port)],
-                                  base_url=f"http://{ctx.address}:{ctx.port}")
-    """))
-    dist = tmp_path / "echo_service-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-service\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[hpcbench.services]\necho = echo_service:EchoService\nbroken = echo_service:Missing\n")
-    probe = textwrap.dedent("""
-        import json
-        from hpcbench.common.errors import HpcbenchError
-        from hpcbench.servers.registry import get_service, known_services, launch_commands
-        recipe = {"workload": {"service": "echo", "model": None}}
-        out = {"known": known_services(),
-               "commands": launch_commands(recipe, {"servers": ["n1"]})}
-        try:
-            get_service("broken")
-        except HpcbenchError as error:
-            out["broken"] = [error.code, error.message]
-        print(json.dumps(out))
-    """)
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
-    assert out["known"][-2:] == ["broken", "echo"]
-    assert out["commands"][1] == "echo-server 7777"
-    assert out["broken"][0] == "E006" and "failed to load" in out["broken"][1]
 
 
 def test_cli_flags_one_argv_element_per_value():
@@ -289,20 +244,6 @@ def test_launch_commands_without_deployment_when_endpoints_are_given():
               "endpoints": ["http://10.0.0.5:8000"]}
     assert launch_commands(recipe, {"server_nodes": []}) == [
         "# no server deployed: the recipe benchmarks http://10.0.0.5:8000"]
-
-
-def test_plan_commands_shows_every_server_node_of_the_ray_example(repo, cli_env):
-    shown = subprocess.run(["hpcbench", "plan", "--commands",
-                            str(repo / "recipes/examples/vllm-ray-2nodes.yaml")],
-                           env=cli_env, capture_output=True, text=True, timeout=60)
-    assert shown.returncode == 0, shown.stderr
-    commands = shown.stdout.split("server commands:", 1)[1].strip().splitlines()
-    heads = [line for line in commands if "hpcbench.servers.ray_cluster head" in line]
-    workers = [line for line in commands if "hpcbench.servers.ray_cluster worker" in line]
-    assert len(heads) == 1 and len(workers) >= 1
-    for line in heads + workers:
-        shlex.split(line)  # every line is valid shell
-    assert "--distributed-executor-backend" in heads[0]
 
 
 def test_the_ray_example_pins_no_port_so_two_jobs_on_a_node_do_not_clash(repo):

@@ -11,7 +11,7 @@ import pytest
 from hpcbench.common.measure.histogram import Histogram
 from hpcbench.common.measure.interval_log import IntervalLogWriter
 
-SOURCE = Path(__file__).parent / "support" / "java" / "HdrCheck.java"
+SOURCE = Path(__file__).parent.parent / "support" / "java" / "HdrCheck.java"
 JARS = [path for path in [Path("/usr/share/java/hdrhistogram.jar")] if path.is_file()] + sorted(
     Path.home().glob(".m2/repository/org/hdrhistogram/HdrHistogram/*/HdrHistogram-*.jar"))
 pytestmark = pytest.mark.skipif(not (shutil.which("java") and shutil.which("javac") and JARS),
