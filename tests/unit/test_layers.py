@@ -30,7 +30,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 # layer -> single modules of other layers it may import besides: recipes validates recipes
 # against the installed services and protocols, through their registries and nothing else
 MAY_IMPORT_MODULES: dict[str, set[str]] = {
-    "recipes": {"hpcbench.servers.registry", "hpcbench.executor.protocols"},
+    "recipes": {"hpcbench.servers.registry", "hpcbench.executor.protocol_registry"},
 }
 
 
@@ -130,15 +130,15 @@ def test_the_checker_reports_each_violating_import_with_file_and_line(tmp_path):
             import hpcbench.executor.engine
             """,
         "executor/__init__.py": "",
-        "executor/protocols.py": "from hpcbench.proto import samples\n",
+        "executor/protocol_registry.py": "from hpcbench.proto import samples\n",
         "monitor/__init__.py": "",
         "monitor/gpu.py": "import common.errors\nfrom hpcbench.executor import protocols\n",
         "recipes/__init__.py": "",
         "recipes/loader.py": """\
             from hpcbench.servers.registry import get_service
             from hpcbench.servers import registry
-            from hpcbench.executor import protocols
-            from hpcbench.executor.protocols import PROTOCOLS
+            from hpcbench.executor import protocol_registry
+            from hpcbench.executor.protocol_registry import get_protocol
             from hpcbench.servers import simulator
             from hpcbench.executor.engine import run_trial
             """,
