@@ -10,10 +10,10 @@ party's through the `hpcbench.services` entry-point group). The coordinator, `ru
 2. `wait_healthy(base_url, timeout_s, interval_s)` polls until the server answers (E001).
 3. `prepare(base_url, model, timeout_s, service_config)` pulls/loads/checks the model (E003).
 
-Optionally, `server_version(base_url, timeout_s) -> str | None` says which version of the server
-answers (the session records it once, after health, for the report's environment); a plugin
-without it, or a server that does not say, is recorded as "unknown".
-
+Every plugin subclasses `ServicePlugin`, which declares those three as abstract and the optional
+hooks with their defaults: `request_extras(workload)` (JSON fields added to every request, none by
+default) and `server_version(base_url, timeout_s)` (the server's own version, recorded once after
+health for the report's environment; None, the default, is recorded as "unknown").
 `HttpService` below implements 2 and 3 for HTTP servers from a list of health paths, and the
 version from `version_path`, so most plugins only write `launch`.
 """
@@ -25,8 +25,8 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from hpcbench.common.errors import HpcbenchError
 
@@ -63,23 +63,35 @@ class LaunchSpec:
     base_url: str | None = None    # None on non-head ranks (nobody sends requests there)
 
 
-@runtime_checkable
-class ServicePlugin(Protocol):
-    """The interface every service implements (see README section `services`)."""
+class ServicePlugin(ABC):
+    """The interface every service implements (docs/services.md): subclass it, set the four
+    attributes, write the three abstract steps; override a hook only to change its default."""
 
-    name: str
-    default_port: int
-    api: str                       # executor protocol: openai-chat, ollama-chat, resp, ...
-    metrics_path: str | None       # Prometheus exposition path on the server, for the monitor
+    name: str = ""
+    default_port: int = 8000
+    api: str = "openai-chat"             # executor protocol: openai-chat, ollama-chat, resp, ...
+    metrics_path: str | None = None      # Prometheus exposition path on the server, for monitors
 
-    def launch(self, ctx: LaunchContext) -> LaunchSpec: ...
+    @abstractmethod
+    def launch(self, ctx: LaunchContext) -> LaunchSpec:
+        """The argv and environment that start the server on one node."""
 
-    def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float) -> None: ...
+    @abstractmethod
+    def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float) -> None:
+        """Return once the server answers; E001 naming the last check after `timeout_s`."""
 
+    @abstractmethod
     def prepare(self, base_url: str, model: str | None, timeout_s: float,
-                service_config: dict | None = None) -> None: ...
+                service_config: dict | None = None) -> None:
+        """Make `model` ready on the healthy server (pull, load or check it); E003 if not."""
 
-    def request_extras(self, workload: dict) -> dict: ...
+    def request_extras(self, workload: dict) -> dict:
+        """Top-level JSON fields the executor adds to every request of this service."""
+        return {}
+
+    def server_version(self, base_url: str, timeout_s: float) -> str | None:
+        """The server's own version string, or None when it does not say."""
+        return None
 
 
 def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
@@ -105,12 +117,11 @@ def json_field(base_url: str, path: str, keys: tuple[str, ...], timeout_s: float
     return str(value) if value not in (None, "") else None
 
 
-def recorded_server_version(service, base_url: str, timeout_s: float) -> str:
-    """The plugin's optional `server_version` hook, "unknown" when it has none, returns None or
-    fails: the version is recorded for the report, never a reason to fail a benchmark."""
-    hook = getattr(service, "server_version", None)
+def recorded_server_version(service: ServicePlugin, base_url: str, timeout_s: float) -> str:
+    """The plugin's `server_version`, "unknown" when it returns None or fails: the version is
+    recorded for the report, never a reason to fail a benchmark."""
     try:
-        found = hook(base_url, timeout_s) if hook is not None else None
+        found = service.server_version(base_url, timeout_s)
     except Exception:  # a third-party hook's bug
         found = None
     return str(found) if found else "unknown"
@@ -140,7 +151,7 @@ def poll_until(check, timeout_s: float, interval_s: float) -> str | None:
         pause.wait(min(interval_s, max(0.0, deadline - time.monotonic())))
 
 
-class HttpService:
+class HttpService(ServicePlugin):
     """Defaults for HTTP services: health = every path in `health_paths` answers 200,
     prepare = the model is listed by `/v1/models` (OpenAI-compatible servers)."""
 
@@ -150,13 +161,6 @@ class HttpService:
     metrics_path: str | None = "/metrics"
     health_paths: tuple[str, ...] = ("/health",)
     version_path: str | None = None   # answers {"version": ...}; None: the server does not say
-
-    def launch(self, ctx: LaunchContext) -> LaunchSpec:
-        raise NotImplementedError
-
-    def request_extras(self, workload: dict) -> dict:
-        """Extra request-body fields the executor adds for this service (default none)."""
-        return {}
 
     def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float = 1.0) -> None:
         def check() -> str | None:

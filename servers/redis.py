@@ -10,7 +10,8 @@ from __future__ import annotations
 import socket
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.servers.plugin import LaunchContext, LaunchSpec, cli_flags, extra_env, poll_until
+from hpcbench.servers.plugin import (LaunchContext, LaunchSpec, ServicePlugin, cli_flags, extra_env,
+                                     poll_until)
 from hpcbench.servers.runtime import wrap
 
 PING = b"*1\r\n$4\r\nPING\r\n"
@@ -35,7 +36,7 @@ def ping(base_url: str, timeout_s: float) -> str | None:
     return None if reply.startswith(b"+PONG") else f"PING {base_url}: replied {reply[:80]!r}"
 
 
-class RedisService:
+class RedisService(ServicePlugin):
     name = "redis"
     default_port = 6379
     api = "resp"

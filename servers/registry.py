@@ -63,8 +63,8 @@ def get_service(name: str) -> ServicePlugin:
                             "fix: reinstall or repair the package providing it"]) from error
     if not isinstance(plugin, ServicePlugin):
         raise config_error(f"service plugin {name!r} does not implement the plugin interface",
-                           ["it needs name, default_port, api, metrics_path, launch, "
-                            "wait_healthy, prepare and request_extras (README `services`)"])
+                           ["fix: subclass hpcbench.servers.plugin.ServicePlugin (or HttpService)"
+                            " and write launch, wait_healthy and prepare (docs/services.md)"])
     return plugin
 
 

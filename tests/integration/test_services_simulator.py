@@ -12,7 +12,7 @@ import pytest
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers import ollama
 from hpcbench.servers.standalone import start_server, stop_server
-from hpcbench.servers.plugin import LaunchContext, recorded_server_version
+from hpcbench.servers.plugin import HttpService, LaunchContext, recorded_server_version
 from hpcbench.servers.registry import get_service
 from support.ports import free_port
 
@@ -100,10 +100,13 @@ def test_server_versions_from_the_simulators_version_endpoints(sim_url):
 
 
 def test_a_server_version_nobody_can_tell_is_unknown_not_an_error():
-    class NoHook:
+    class NoHook(HttpService):     # keeps ServicePlugin's default: the server does not say
         name = "third-party"
 
-    class BrokenHook:
+        def launch(self, ctx):
+            raise AssertionError("not launched here")
+
+    class BrokenHook(NoHook):
         def server_version(self, base_url, timeout_s):
             raise RuntimeError("a plugin bug")
 

@@ -1,0 +1,68 @@
+"""Service and protocol registries: what a plugin must be, and the errors when it is not.
+
+Plugins are loaded through real importlib EntryPoint objects pointing at tests/support/
+plugin_shapes.py (only the installation is skipped; tests/integration installs real plugin
+packages into a venv)."""
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.executor import protocol_registry
+from hpcbench.executor.wire import HttpProtocol
+from hpcbench.servers import registry
+
+SHAPES = "tests.support.plugin_shapes"
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """Pretend these entry points are installed: {group: {name: 'module:attr'}}."""
+    def install(group_module, entries: dict[str, str]):
+        points = {name: EntryPoint(name, value, group_module.ENTRY_POINT_GROUP)
+                  for name, value in entries.items()}
+        monkeypatch.setattr(group_module, "_plugin_entry_points", lambda: points)
+        protocol_registry.get_protocol.cache_clear()   # instances are cached per process
+    yield install
+    protocol_registry.get_protocol.cache_clear()
+
+
+def test_a_service_plugin_missing_a_step_is_refused_naming_it(installed):
+    installed(registry, {"forgot": f"{SHAPES}:ForgotLaunch", "duck": f"{SHAPES}:NotAPlugin"})
+    with pytest.raises(HpcbenchError) as error:
+        registry.get_service("forgot")
+    assert error.value.code == "E006" and "launch" in error.value.render()
+    with pytest.raises(HpcbenchError, match="does not implement the plugin interface") as error:
+        registry.get_service("duck")
+    assert "subclass hpcbench.servers.plugin.ServicePlugin" in error.value.render()
+
+
+def test_a_protocol_plugin_is_found_by_name_and_listed(installed):
+    installed(protocol_registry, {"echo": f"{SHAPES}:EchoProtocol"})
+    protocol = protocol_registry.get_protocol("echo")
+    assert isinstance(protocol, HttpProtocol) and protocol.name == "echo"
+    assert protocol_registry.known_protocols()[-1] == "echo"
+    assert protocol_registry.get_protocol("echo") is protocol      # one instance per process
+
+
+def test_a_protocol_that_is_not_one_and_an_unknown_name_are_e006(installed):
+    installed(protocol_registry, {"wrong": f"{SHAPES}:NotAProtocol",
+                                  "broken": "tests.support.no_such_module:Thing"})
+    for name, words in (("wrong", "not an HttpProtocol or FramedProtocol"),
+                        ("broken", "failed to load"),
+                        ("nope", "known protocols: openai-chat")):
+        with pytest.raises(HpcbenchError) as error:
+            protocol_registry.get_protocol(name)
+        assert error.value.code == "E006" and words in error.value.render(), name
+
+
+def test_validate_names_the_installed_protocols(installed):
+    from hpcbench.recipes import recipe_from_dict
+
+    installed(protocol_registry, {"echo": f"{SHAPES}:EchoProtocol"})
+    recipe = {"workload": {"service": "simulator", "model": "m", "api": "ecko"}}
+    with pytest.raises(HpcbenchError) as error:
+        recipe_from_dict(recipe)
+    assert "workload.api" in error.value.render() and "echo" in error.value.render()
