@@ -2,9 +2,9 @@
 
 `python -m hpcbench.coordinator.launch.sbatch_job recipe.yaml` (run by run.sbatch on the job's first
 node) validates the recipe, checks the allocation and places roles, then runs the coordinator
-here with a session (id = job id) whose launcher (`SrunLauncher`) starts every component as
-an `srun --overlap` step on its node:
-servers, a monitor per node, executor agents on the client nodes. The session does the rest
+here with a session (id = job id) whose launcher (`srun`, launch/srun.py) starts every
+component as an `srun --overlap` step on its node: servers, a monitor per node, executor agents
+on the client nodes. The session does the rest
 (health, prepare, every trial of the sweep and its repetitions, results). On completion,
 failure, `scancel` (SIGTERM) or the time limit (SIGUSR1 from `--signal=B:USR1@60`) every step is
 stopped and `job.json` written before exiting with the session's code.
@@ -14,13 +14,11 @@ Results land in `<submit dir>/<results_dir>/<scenario>/<job id>/`.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,8 +26,8 @@ from pathlib import Path
 from hpcbench.common.logs import configure_logging
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.session.results import DONE, write_atomic
-from hpcbench.coordinator.launch.supervisor import LocalRuntime
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
+from hpcbench.coordinator.launch.srun import component_image, ensure_image
 from hpcbench.proto import control_v1_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -58,113 +56,6 @@ def _raise_job_signal(signum, _frame) -> None:
     for handled in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(handled, signal.SIG_IGN)  # teardown must not be interrupted again
     raise JobSignal(signum)
-
-
-def srun_step(node: str, name: str, argv: list[str]) -> list[str]:
-    """argv running `argv` as one task on `node`, sharing the job's CPUs with other steps."""
-    return ["srun", "--overlap", "--nodes=1", "--ntasks=1", f"--nodelist={node}",
-            f"--job-name={name}", "--kill-on-bad-exit=1", "--export=ALL", *argv]
-
-
-def component_image(role: str, data: dict) -> tuple[str, str | None]:
-    """(image path, remote to pull from) for `role` ("service", "monitor", "executor", ...):
-    `artifacts.<role>` (path under `containers_dir`), else for hpcbench's own components the
-    image `make images` builds: containers/hpcbench-<role>.sif in the submit directory."""
-    from hpcbench.servers.runtime import service_image
-
-    artifacts = data.get("artifacts") or {}
-    entry = artifacts.get(role) or {}
-    if role != "service" and not entry.get("path"):
-        submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
-        return str(submit_dir / "containers" / f"hpcbench-{role}.sif"), None
-    image = service_image({"containers_dir": artifacts.get("containers_dir"), "service": entry})
-    return image, entry.get("remote")
-
-
-def ensure_image(image: str, remote: str | None, pull_allowed: bool = True) -> None:
-    """Pull a missing image from its `remote` when the recipe allows pulls (artifacts.pull);
-    E003 when it is missing and cannot or may not be pulled."""
-    if Path(image).exists():
-        return
-    if remote and not pull_allowed:
-        raise HpcbenchError("E003", f"container image {image} does not exist and "
-                            f"artifacts.pull is false",
-                            (f"fix: pull it beforehand (e.g. on a login node): apptainer pull "
-                             f"{image} {remote}; or set artifacts.pull: true",))
-    if not remote:
-        raise HpcbenchError("E003", f"container image {image} does not exist",
-                            ("fix: run `make images` for hpcbench's images, or set the "
-                             "artifact's `remote` (e.g. docker://ollama/ollama:latest) so it "
-                             "is pulled",))
-    pulled = subprocess.run(["apptainer", "pull", image, remote], capture_output=True,
-                            text=True)
-    if pulled.returncode != 0:
-        raise HpcbenchError("E003", f"`apptainer pull {image} {remote}` failed",
-                            tuple(pulled.stderr.strip().splitlines()[-3:]))
-
-
-def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
-                   gpus: bool = False) -> list[str]:
-    """argv of an hpcbench component (`monitor`, `executor`) in the recipe's runtime: the
-    venv's console script for `process`, `apptainer exec` of its image (the recipe's binds
-    plus the run directory) for `apptainer`."""
-    from hpcbench.servers.runtime import wrap
-
-    command = f"hpcbench-{component}"
-    if data["runtime"] == "process":
-        return [str(Path(sys.executable).with_name(command)), *args]
-    image, _ = component_image(component, data)
-    return wrap([command, *args], "apptainer", {"service": {"path": image}},
-                [*data["binds"], str(run_dir)], gpus=gpus)
-
-
-class SrunLauncher:
-    """The session's launcher under Slurm (coordinator/launch/base.py): each component an
-    `srun --overlap` step on the node the placement gives it, in the recipe's runtime."""
-
-    def __init__(self, run_dir: Path, recipe, *, placement, allocation: Allocation):
-        self.runtime = LocalRuntime(run_dir)
-        self.recipe = recipe
-        self.run_dir = Path(run_dir)
-        self.placement = placement
-        self.allocation = allocation
-
-    def service_contexts(self) -> list:
-        """A server per server node (rank 0 = head); none when the recipe gives endpoints."""
-        from hpcbench.servers.registry import launch_contexts
-
-        if not self.placement.servers:
-            return []
-        nodes = {"server_nodes": list(self.placement.server_nodes),
-                 "addresses": dict(self.allocation.addresses)}
-        return launch_contexts(self.recipe, nodes, self.run_dir, self.allocation.job_id)
-
-    def monitor_nodes(self) -> list[str]:
-        return list(self.placement.monitors)
-
-    def executor_nodes(self) -> list[str]:
-        return [slot.node for slot in self.placement.executors]
-
-    def start_service(self, node: str, spec) -> int | None:
-        self._step(f"service-{node}", node, spec.argv, spec.env)
-        return None   # srun's pid is not the server's: the monitor cannot sample it
-
-    def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
-        # a Prometheus endpoint (if any) binds to the node's cluster address, as the coordinator's
-        # sockets do, or to the recipe's security.bind_address when it sets one
-        bind = self.recipe.data["security"]["bind_address"] or self.allocation.addresses[node]
-        argv = [*args, "--prometheus-host", bind]
-        self._step(f"monitor-{node}", node,
-                   component_argv("monitor", argv, self.recipe.data, self.run_dir, gpus=True),
-                   env)
-
-    def start_executor(self, agent_id: str, node: str, args: list[str],
-                       env: dict[str, str]) -> None:
-        self._step(agent_id, node, component_argv(
-            "executor", [*args, "--executor-id", agent_id], self.recipe.data, self.run_dir), env)
-
-    def _step(self, name: str, node: str, argv: list[str], env: dict | None = None) -> None:
-        self.runtime.start(name, srun_step(node, name, argv), env)
 
 
 class SlurmJob:
@@ -196,8 +87,8 @@ class SlurmJob:
             self._save()
             self.session = coordinator.start_session(
                 recipe_path=str(self.recipe_path), session_id=allocation.job_id,
-                launcher=functools.partial(SrunLauncher, placement=placement,
-                                           allocation=allocation))
+                launcher="srun", launcher_options={"placement": placement,
+                                                   "allocation": allocation})
             while not self.session.wait(0.5):
                 pass
             return self._finish_session()

@@ -69,7 +69,7 @@ class ChildProcess:
             return []
 
 
-class LocalRuntime:
+class Supervisor:
     """Starts and supervises one session's child processes on this machine."""
 
     def __init__(self, run_dir: Path):

@@ -31,7 +31,7 @@ from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.session.disk_space import check_free_space
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.control.feed import SessionFeed
-from hpcbench.coordinator.launch.base import Launcher, ProcessLauncher
+from hpcbench.coordinator.launch.base import Launcher, make_launcher
 from hpcbench.executor.config import with_executor_share
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event
@@ -74,17 +74,18 @@ class Session:
     def __init__(self, session_id: str, *, coordinator, recipe_text: str | None = None,
                  recipe_path: str | None = None, executors: int | None = None,
                  results_root: Path | None = None, write_report: bool = True,
-                 launcher=None):
-        """`launcher(run_dir, recipe) -> Launcher` picks the backend (default: processes on
-        this machine, `executors` of them if given)."""
+                 launcher: str = "local", launcher_options: dict | None = None):
+        """`launcher` names the backend (launch/base.py LAUNCHERS) and `launcher_options` are
+        its own; the default runs processes on this machine, `executors` of them if given."""
         if (recipe_text is None) == (recipe_path is None):
             raise ValueError("give exactly one of recipe_text, recipe_path")
         self.session_id = session_id
         self.coordinator = coordinator
         self._recipe_text = recipe_text
         self._recipe_path = recipe_path
-        self._make_launcher = launcher or functools.partial(
-            ProcessLauncher, host=coordinator.host, executors=executors)
+        self._make_launcher = functools.partial(
+            make_launcher, launcher, **(launcher_options if launcher_options is not None else
+                                        {"host": coordinator.host, "executors": executors}))
         self.write_report = write_report
         self._results_root = results_root or coordinator.results_root
         self.registry = AgentRegistry(session_id, sample_endpoint="",
@@ -110,11 +111,11 @@ class Session:
         self._thread = threading.Thread(target=self._main, name=f"session-{session_id}",
                                         daemon=True)
         self.launcher: Launcher | None = None
-        self.runtime = None                   # the launcher's LocalRuntime (supervision, logs)
+        self.supervisor = None                # the launcher's Supervisor (children, logs)
         self._targets: dict[str, list[str]] = {}  # executor agent id -> the endpoint URLs it loads
         self._lost: dict[str, str] = {}       # agent id -> why it was lost (announced once)
         self.recipe = None
-        self.data_plane = None
+        self.recording = None
         self.curve_file: Path | None = None   # run_dir/curve.keys when security.curve is on
 
     # -- public -----------------------------------------------------------------------------
@@ -193,8 +194,8 @@ class Session:
                 outcome = pb.FAILED
             self.ended = time.monotonic()
             self._enter(outcome)   # the last state event, then session_end, then the bus closes
-            if self.data_plane is not None:
-                self.data_plane.close()
+            if self.recording is not None:
+                self.recording.close()
             self.feed.close()
             self._done.set()
 
@@ -223,22 +224,22 @@ class Session:
         self.run_dir = root / self.scenario / self.session_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.launcher = self._make_launcher(self.run_dir, self.recipe)
-        self.runtime = self.launcher.runtime
-        self.data_plane = self._open_data_plane()
-        self.bus_endpoint = self.data_plane.bus_endpoint
-        self.registry.sample_endpoint = self.data_plane.sample_endpoint
+        self.supervisor = self.launcher.supervisor
+        self.recording = self._open_recording()
+        self.bus_endpoint = self.recording.bus_endpoint
+        self.registry.sample_endpoint = self.recording.sample_endpoint
         self.coordinator.session_ready(self)
 
         self._enter(pb.EXPANDING)
         self.trials = expand_trials(self.recipe)
-        finished = self.data_plane.finished_trials()
+        finished = self.recording.finished_trials()
         todo = [trial for trial in self.trials if trial.id not in finished]
         self.skipped = len(self.trials) - len(todo)
-        self.earlier_results = [self.data_plane.earlier_result(trial) for trial in self.trials
+        self.earlier_results = [self.recording.earlier_result(trial) for trial in self.trials
                                 if trial.id in finished]
         self._event(Event.TRIALS, total=len(self.trials), skipped=sorted(finished))
         if finished:   # the server that measured them; replaced below if this run deploys one
-            self.server_version = self.data_plane.earlier_session().get("server_version")
+            self.server_version = self.recording.earlier_session().get("server_version")
         if not todo:
             return
         check_free_space(self.run_dir, len(todo))
@@ -275,8 +276,8 @@ class Session:
         self.feed.touch()
 
     def _event(self, event: Event, **fields) -> None:
-        if self.data_plane is not None:
-            self.data_plane.publish_event(event, pb.SessionState.Name(self.state), **fields)
+        if self.recording is not None:
+            self.recording.publish_event(event, pb.SessionState.Name(self.state), **fields)
 
     def _check(self) -> None:
         """Called while waiting: raise on a stop request or a crashed child process."""
@@ -285,7 +286,7 @@ class Session:
         self._check_children()
 
     def _check_children(self) -> None:
-        for child in self.runtime.failed_children() if self.runtime else ():
+        for child in self.supervisor.failed_children() if self.supervisor else ():
             role = child.name.split("-")[0]
             status = child.process.returncode
             reason = f"its process exited with status {status}" + (
@@ -319,15 +320,15 @@ class Session:
             return
         self._lost[agent_id] = reason
         if role == "executor" and self.current is not None:
-            self.data_plane.mark_executor_lost(self.current["trial"].id, agent_id)
+            self.recording.mark_executor_lost(self.current["trial"].id, agent_id)
         self._event(Event.EXECUTOR_LOST if role == "executor" else Event.MONITOR_LOST,
                     agent=agent_id, reason=reason, **details)
 
     def _load_recipe(self):
         return load_recipe_source(self._recipe_text, self._recipe_path)
 
-    def _open_data_plane(self):
-        from hpcbench.coordinator.session.recording import DataPlane
+    def _open_recording(self):
+        from hpcbench.coordinator.session.recording import SessionRecording
 
         curve = None
         if self.recipe.data["security"]["curve"]:
@@ -335,7 +336,7 @@ class Session:
 
             curve = create_keys(self.run_dir)
             self.curve_file = self.run_dir / KEYS_FILE
-        return DataPlane(self.recipe, self.session_id, self.run_dir, self.coordinator.host,
+        return SessionRecording(self.recipe, self.session_id, self.run_dir, self.coordinator.host,
                          on_snapshot=self.feed.publish_snapshot, curve=curve)
 
     def _deploy_service(self):
@@ -398,7 +399,7 @@ class Session:
             url, pid = deployed.get(node, (None, None))
             if not deployed and node == nodes[0] and endpoints:
                 url = endpoints[0]
-            args = ["--coordinator-telemetry", self.data_plane.sample_endpoint,
+            args = ["--coordinator-telemetry", self.recording.sample_endpoint,
                     "--coordinator", self.coordinator.address, "--agent-id", f"monitor-{node}",
                     "--run-id", self.session_id, "--node", node,
                     "--interval", f"{monitoring['interval']}s",
@@ -433,7 +434,7 @@ class Session:
         deadline = time.monotonic() + MONITOR_FIRST_REPORT_S
         while True:
             self._check()   # a monitor that died is announced lost: no use waiting for it
-            silent = {node for node in nodes if node not in self.data_plane.telemetry_nodes
+            silent = {node for node in nodes if node not in self.recording.telemetry_nodes
                       and f"monitor-{node}" not in self._lost}
             if not silent:
                 break
@@ -450,7 +451,7 @@ class Session:
         port = self._monitor_prometheus_port()
         for node in nodes if port else ():
             if f"monitor-{node}" in self._lost and not self._monitor_port_file(node).exists():
-                child = next(child for child in self.runtime.children
+                child = next(child for child in self.supervisor.children
                              if child.name == f"monitor-{node}")
                 raise HpcbenchError(
                     "E005", f"the monitor on {node} could not serve Prometheus metrics on port "
@@ -485,7 +486,7 @@ class Session:
                                                    abort=self._check)
         except TimeoutError as error:
             raise HpcbenchError("E002", f"executors did not register: {error}",
-                                (f"logs: {self.runtime.log_dir}",)) from None
+                                (f"logs: {self.supervisor.log_dir}",)) from None
         return [agent.agent_id for agent in agents]
 
     def _assign_targets(self, endpoints: list[str]) -> dict[str, list[str]]:
@@ -503,18 +504,18 @@ class Session:
         workload = trial.workload
         self.current = {"trial": trial, "index": self.trials.index(trial),
                         "started": time.monotonic()}
-        self.data_plane.begin_trial(trial, self.runtime.log_dir)
+        self.recording.begin_trial(trial, self.supervisor.log_dir)
         self._event(Event.TRIAL_START, trial=trial.id, index=trial.index, params=trial.params)
         self.feed.touch()
         executors = [agent.agent_id for agent in self.registry.agents(pb.EXECUTOR)
                      if agent.agent_id in executors and agent.state not in (pb.LOST, pb.GONE)]
         if not executors:
             raise HpcbenchError("E002", f"trial {trial.id}: no executor left",
-                                (f"logs: {self.runtime.log_dir}",))
+                                (f"logs: {self.supervisor.log_dir}",))
         absent = [agent.agent_id for agent in self.registry.agents(pb.EXECUTOR)
                   if agent.agent_id not in executors]
         for agent_id in absent:          # lost in an earlier trial: this one lacks its share
-            self.data_plane.mark_executor_lost(trial.id, agent_id)
+            self.recording.mark_executor_lost(trial.id, agent_id)
         # all registered executors, lost ones included, so shares stay stable when one is lost
         executor_nodes = {agent.executor_index: agent.node
                           for agent in self.registry.agents(pb.EXECUTOR)}
@@ -547,7 +548,7 @@ class Session:
             reports = self.registry.wait_reports(trial.id, executors, budget, abort=watch_trial)
         except TimeoutError as error:
             raise HpcbenchError("E007", f"trial {trial.id} did not finish: {error}",
-                                (f"logs: {self.runtime.log_dir}",)) from None
+                                (f"logs: {self.supervisor.log_dir}",)) from None
         failed = [f"{agent_id}: {report.error}" for agent_id, report in reports.items()
                   if not report.ok]
         lost = [agent_id for agent_id in executors if agent_id not in reports]
@@ -560,13 +561,13 @@ class Session:
         if stop_sent:
             # cut short: its raw samples stay in the .partial files, and without trial.done a
             # re-run of the session measures it again in full
-            self.data_plane.abort_trial()
+            self.recording.abort_trial()
             self._event(Event.TRIAL_STOPPED, trial=trial.id, reason=self._stop_reason)
             self.current = None
             return
         self.current["phase"] = "drain"
-        result = self.data_plane.finish_trial(trial, reports, self._losses(trial, lost, absent),
-                                              workload["error_threshold"], self.runtime.log_dir)
+        result = self.recording.finish_trial(trial, reports, self._losses(trial, lost, absent),
+                                              workload["error_threshold"], self.supervisor.log_dir)
         self.trial_results.append(result)
         self._event(Event.TRIAL_END, trial=trial.id, passed=result["passed"],
                     problems=result["problems"])
@@ -594,18 +595,18 @@ class Session:
         if self.state not in (pb.PENDING, pb.VALIDATING):
             self._enter(pb.TEARDOWN)
         self.registry.shutdown_all()
-        if self.runtime is not None:
+        if self.supervisor is not None:
             # executors quit on SHUTDOWN (their last batches flushed); the rest get SIGTERM
             # meanwhile, so the components stop side by side rather than one after another
-            executors = [child for child in self.runtime.children
+            executors = [child for child in self.supervisor.children
                          if child.name.startswith("executor-")]
-            self.runtime.terminate([child for child in self.runtime.children
+            self.supervisor.terminate([child for child in self.supervisor.children
                                     if child not in executors])
-            self.runtime.wait_exits(executors, timeout_s=2.0)
-            self.runtime.stop_all()
-        if self.data_plane is not None:
+            self.supervisor.wait_exits(executors, timeout_s=2.0)
+            self.supervisor.stop_all()
+        if self.recording is not None:
             self._enter(pb.REPORTING)
-            self.data_plane.finish(self._session_record(outcome))
+            self.recording.finish(self._session_record(outcome))
             self._write_report()
 
     def _write_report(self) -> None:

@@ -1,4 +1,4 @@
-"""One session's data side: aggregator (ZeroMQ PULL), metrics bus (PUB) and results on disk.
+"""What a session records: samples in (the ingest plane), the bus out, results on disk.
 
 The session drives it trial by trial: `begin_trial` opens the trial's results directory as the
 aggregator's sink; `finish_trial` waits until the aggregator holds every batch the executors
@@ -27,7 +27,10 @@ BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to 
 SESSION_FILE = "session.json"
 
 
-class DataPlane:
+class SessionRecording:
+    """The ingest receiver, aggregator, bus publisher, Prometheus endpoint and results writer
+    of one session, driven trial by trial."""
+
     def __init__(self, recipe, session_id: str, session_dir: Path, host: str,
                  on_snapshot=None, interval_s: float = 1.0, curve=None):
         """`host`: the address executors and monitors reach this node by; the sockets listen

@@ -85,6 +85,6 @@ def test_a_stop_request_ends_the_health_wait_of_a_local_run(tmp_path):
         session.stop("test stop")
         assert session.wait(30), "the session kept waiting for health after stop()"
         assert session.state == pb.STOPPED and session.error is None
-        assert session.runtime.failed_children() == []
+        assert session.supervisor.failed_children() == []
     finally:
         coordinator.stop()

@@ -8,8 +8,8 @@ import pytest
 
 from hpcbench.coordinator.launch import slurm
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.coordinator.launch.base import ProcessLauncher
-from hpcbench.coordinator.launch.sbatch_job import SrunLauncher
+from hpcbench.coordinator.launch.local import LocalLauncher
+from hpcbench.coordinator.launch.srun import SrunLauncher
 from hpcbench.recipes.loader import recipe_from_dict
 
 RAW = {"scenario": "prom", "workload": {"service": "simulator", "model": "sim-llama",
@@ -46,7 +46,7 @@ def test_equal_ports_are_fine_while_prometheus_is_off():
 
 
 class Recorder:
-    """Stands in for LocalRuntime: records what would be started."""
+    """Stands in for Supervisor: records what would be started."""
 
     def __init__(self):
         self.started: list[tuple[str, list[str]]] = []
@@ -56,10 +56,10 @@ class Recorder:
 
 
 def test_a_local_monitor_binds_its_endpoint_to_the_coordinators_host(tmp_path):
-    launcher = ProcessLauncher(tmp_path, recipe({"enabled": True}), host="127.0.0.1")
-    launcher.runtime = Recorder()
+    launcher = LocalLauncher(tmp_path, recipe({"enabled": True}), host="127.0.0.1")
+    launcher.supervisor = Recorder()
     launcher.start_monitor("localhost", ["--prometheus-port", "9401"], {})
-    (name, argv), = launcher.runtime.started
+    (name, argv), = launcher.supervisor.started
     assert name == "monitor-localhost"
     assert argv[-4:] == ["--prometheus-port", "9401", "--prometheus-host", "127.0.0.1"]
 
@@ -75,10 +75,10 @@ def test_each_slurm_monitor_binds_its_endpoint_to_its_nodes_address(tmp_path, bi
     loaded = recipe_from_dict(raw)
     launcher = SrunLauncher(tmp_path, loaded, allocation=allocation,
                             placement=slurm.place_on_allocation(loaded, allocation))
-    launcher.runtime = Recorder()
+    launcher.supervisor = Recorder()
     for node in launcher.monitor_nodes():
         launcher.start_monitor(node, ["--prometheus-port", "9401"], {})
-    for (name, argv), node in zip(launcher.runtime.started, ("n1", "n2", "n3")):
+    for (name, argv), node in zip(launcher.supervisor.started, ("n1", "n2", "n3")):
         assert name == f"monitor-{node}" and f"--nodelist={node}" in argv
         assert argv[-4:] == ["--prometheus-port", "9401", "--prometheus-host",
                              bind or allocation.addresses[node]]

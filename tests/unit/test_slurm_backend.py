@@ -86,7 +86,7 @@ def test_outside_a_job_the_allocation_error_says_how_to_submit():
 def test_a_missing_image_is_pulled_only_when_the_recipe_allows(tmp_path):
     """artifacts.pull: false (compute nodes without registry access, or a site rule) turns a
     missing image into an E003 saying how to get it, before any `apptainer pull` runs."""
-    from hpcbench.coordinator.launch.sbatch_job import ensure_image
+    from hpcbench.coordinator.launch.srun import ensure_image
 
     recipe = recipe_from_dict({"scenario": "p", "workload": {"service": "simulator",
                                                              "model": "m"}})

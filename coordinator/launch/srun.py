@@ -1,0 +1,122 @@
+"""The srun launcher (run.sbatch): every component an `srun --overlap` step on its Slurm node.
+
+The placement (launch/slurm.py) gives each role its nodes; each step runs the component in the
+recipe's runtime: this venv's program (`process`) or `apptainer exec` of its image. Images are
+the recipe's `artifacts.<role>`, or those `make images` builds for hpcbench's own components.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.launch.slurm import Allocation
+from hpcbench.coordinator.launch.supervisor import Supervisor
+
+
+def srun_step(node: str, name: str, argv: list[str]) -> list[str]:
+    """argv running `argv` as one task on `node`, sharing the job's CPUs with other steps."""
+    return ["srun", "--overlap", "--nodes=1", "--ntasks=1", f"--nodelist={node}",
+            f"--job-name={name}", "--kill-on-bad-exit=1", "--export=ALL", *argv]
+
+
+def component_image(role: str, data: dict) -> tuple[str, str | None]:
+    """(image path, remote to pull from) for `role` ("service", "monitor", "executor", ...):
+    `artifacts.<role>` (path under `containers_dir`), else for hpcbench's own components the
+    image `make images` builds: containers/hpcbench-<role>.sif in the submit directory."""
+    from hpcbench.servers.runtime import service_image
+
+    artifacts = data.get("artifacts") or {}
+    entry = artifacts.get(role) or {}
+    if role != "service" and not entry.get("path"):
+        submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
+        return str(submit_dir / "containers" / f"hpcbench-{role}.sif"), None
+    image = service_image({"containers_dir": artifacts.get("containers_dir"), "service": entry})
+    return image, entry.get("remote")
+
+
+def ensure_image(image: str, remote: str | None, pull_allowed: bool = True) -> None:
+    """Pull a missing image from its `remote` when the recipe allows pulls (artifacts.pull);
+    E003 when it is missing and cannot or may not be pulled."""
+    if Path(image).exists():
+        return
+    if remote and not pull_allowed:
+        raise HpcbenchError("E003", f"container image {image} does not exist and "
+                            f"artifacts.pull is false",
+                            (f"fix: pull it beforehand (e.g. on a login node): apptainer pull "
+                             f"{image} {remote}; or set artifacts.pull: true",))
+    if not remote:
+        raise HpcbenchError("E003", f"container image {image} does not exist",
+                            ("fix: run `make images` for hpcbench's images, or set the "
+                             "artifact's `remote` (e.g. docker://ollama/ollama:latest) so it "
+                             "is pulled",))
+    pulled = subprocess.run(["apptainer", "pull", image, remote], capture_output=True,
+                            text=True)
+    if pulled.returncode != 0:
+        raise HpcbenchError("E003", f"`apptainer pull {image} {remote}` failed",
+                            tuple(pulled.stderr.strip().splitlines()[-3:]))
+
+
+def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
+                   gpus: bool = False) -> list[str]:
+    """argv of an hpcbench component (`monitor`, `executor`) in the recipe's runtime: the
+    venv's console script for `process`, `apptainer exec` of its image (the recipe's binds
+    plus the run directory) for `apptainer`."""
+    from hpcbench.servers.runtime import wrap
+
+    command = f"hpcbench-{component}"
+    if data["runtime"] == "process":
+        return [str(Path(sys.executable).with_name(command)), *args]
+    image, _ = component_image(component, data)
+    return wrap([command, *args], "apptainer", {"service": {"path": image}},
+                [*data["binds"], str(run_dir)], gpus=gpus)
+
+
+class SrunLauncher:
+    """The session's launcher under Slurm (launch/base.py's interface)."""
+
+    def __init__(self, run_dir: Path, recipe, *, placement, allocation: Allocation):
+        self.supervisor = Supervisor(run_dir)
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.placement = placement
+        self.allocation = allocation
+
+    def service_contexts(self) -> list:
+        """A server per server node (rank 0 = head); none when the recipe gives endpoints."""
+        from hpcbench.servers.registry import launch_contexts
+
+        if not self.placement.servers:
+            return []
+        nodes = {"server_nodes": list(self.placement.server_nodes),
+                 "addresses": dict(self.allocation.addresses)}
+        return launch_contexts(self.recipe, nodes, self.run_dir, self.allocation.job_id)
+
+    def monitor_nodes(self) -> list[str]:
+        return list(self.placement.monitors)
+
+    def executor_nodes(self) -> list[str]:
+        return [slot.node for slot in self.placement.executors]
+
+    def start_service(self, node: str, spec) -> int | None:
+        self._step(f"service-{node}", node, spec.argv, spec.env)
+        return None   # srun's pid is not the server's: the monitor cannot sample it
+
+    def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
+        # a Prometheus endpoint (if any) binds to the node's cluster address, as the coordinator's
+        # sockets do, or to the recipe's security.bind_address when it sets one
+        bind = self.recipe.data["security"]["bind_address"] or self.allocation.addresses[node]
+        argv = [*args, "--prometheus-host", bind]
+        self._step(f"monitor-{node}", node,
+                   component_argv("monitor", argv, self.recipe.data, self.run_dir, gpus=True),
+                   env)
+
+    def start_executor(self, agent_id: str, node: str, args: list[str],
+                       env: dict[str, str]) -> None:
+        self._step(agent_id, node, component_argv(
+            "executor", [*args, "--executor-id", agent_id], self.recipe.data, self.run_dir), env)
+
+    def _step(self, name: str, node: str, argv: list[str], env: dict | None = None) -> None:
+        self.supervisor.start(name, srun_step(node, name, argv), env)
