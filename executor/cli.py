@@ -19,8 +19,8 @@ import logging
 import os
 import sys
 
-from hpcbench.common.logs import configure_logging
 from hpcbench.common.errors import HpcbenchError, config_error
+from hpcbench.common.logs import configure_logging
 from hpcbench.executor.config import DATASET_KINDS, PATTERNS
 from hpcbench.executor.protocol_registry import known_protocols
 

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from hpcbench.common.errors import config_error
 from hpcbench.common.durations import parse_duration
+from hpcbench.common.errors import config_error
 from hpcbench.executor.protocol_registry import get_protocol, known_protocols
 
 PATTERNS = ("closed", "constant", "poisson", "gamma", "burst", "trace")

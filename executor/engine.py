@@ -21,17 +21,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from hpcbench.common.alarm import make_alarm
+from hpcbench.common.stamped_socket import hold_kernel_stamps
 from hpcbench.executor.attempt import Attempt
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.datasets import load_dataset
 from hpcbench.executor.http import ConnectionPool, HttpConnection, request_rest, request_start
 from hpcbench.executor.protocol_registry import get_protocol
 from hpcbench.executor.recorder import SampleRecorder
-from hpcbench.executor.wire import FramedProtocol
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
-from hpcbench.common.stamped_socket import hold_kernel_stamps
+from hpcbench.executor.wire import FramedProtocol
 from hpcbench.proto.samples import ErrorClass, Phase
-from hpcbench.common.alarm import make_alarm
 
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
 TIMER_SLACK_NS = 1_000_000  # uvloop timers count whole milliseconds and may fire that early

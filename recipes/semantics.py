@@ -8,11 +8,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.executor import protocol_registry
 from hpcbench.recipes.defaults import MONITOR_PROMETHEUS_PORT, PROMETHEUS_PORT
 from hpcbench.recipes.problems import MISSING, Problem, lookup
 from hpcbench.recipes.schema import suggest
-from hpcbench.common.errors import HpcbenchError
-from hpcbench.executor import protocol_registry
 from hpcbench.servers import registry as service_registry
 
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")

@@ -13,8 +13,7 @@ Neither server has a version endpoint: llama-server tells its build in `GET /pro
 from __future__ import annotations
 
 from hpcbench.common.errors import config_error
-from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, as_argv,
-                                     cli_flags, extra_env, json_field)
+from hpcbench.servers.plugin import HttpService, LaunchContext, LaunchSpec, as_argv, cli_flags, extra_env, json_field
 from hpcbench.servers.runtime import wrap
 
 OWN_KEYS = ("port", "model_path", "server", "python", "env")

@@ -13,8 +13,7 @@ import sys
 import urllib.error
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, extra_env,
-                                     http_get, http_post_json)
+from hpcbench.servers.plugin import HttpService, LaunchContext, LaunchSpec, extra_env, http_get, http_post_json
 from hpcbench.servers.runtime import wrap
 
 log = logging.getLogger(__name__)

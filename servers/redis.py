@@ -10,8 +10,7 @@ from __future__ import annotations
 import socket
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.servers.plugin import (LaunchContext, LaunchSpec, ServicePlugin, cli_flags, extra_env,
-                                     poll_until)
+from hpcbench.servers.plugin import LaunchContext, LaunchSpec, ServicePlugin, cli_flags, extra_env, poll_until
 from hpcbench.servers.runtime import wrap
 
 PING = b"*1\r\n$4\r\nPING\r\n"

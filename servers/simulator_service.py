@@ -9,8 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, cli_flags,
-                                     ignore_eos_extras)
+from hpcbench.servers.plugin import HttpService, LaunchContext, LaunchSpec, cli_flags, ignore_eos_extras
 from hpcbench.servers.runtime import wrap
 
 

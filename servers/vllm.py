@@ -17,8 +17,15 @@ from __future__ import annotations
 
 from hpcbench.common.errors import config_error
 from hpcbench.servers import ray_cluster
-from hpcbench.servers.plugin import (HttpService, LaunchContext, LaunchSpec, as_argv,
-                                     cli_flags, extra_env, ignore_eos_extras)
+from hpcbench.servers.plugin import (
+    HttpService,
+    LaunchContext,
+    LaunchSpec,
+    as_argv,
+    cli_flags,
+    extra_env,
+    ignore_eos_extras,
+)
 from hpcbench.servers.runtime import wrap
 
 OWN_KEYS = ("port", "model_path", "python", "env", "distributed", "ray_command", "ray_python")

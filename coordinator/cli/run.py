@@ -37,12 +37,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from hpcbench.coordinator.control.server import Coordinator
     from hpcbench.common.errors import HpcbenchError, config_error
     from hpcbench.coordinator.cli.progress import final_line, follow, summary_table, trial_problems
+    from hpcbench.coordinator.control.server import Coordinator
     from hpcbench.coordinator.session.lifecycle import new_session_id
-    from hpcbench.recipes import load_recipe
     from hpcbench.proto import control_v1_pb2 as pb
+    from hpcbench.recipes import load_recipe
 
     if args.executors is not None and args.executors < 1:
         raise config_error(f"--executors {args.executors}: need at least 1 executor")
@@ -98,8 +98,8 @@ def _refuse_if_running(run_dir: Path, session_id: str) -> None:
     """Two coordinators must never write one session: refuse while another one serves it."""
     import json
 
-    from hpcbench.coordinator.control.client import ADDRESS_FILE
     from hpcbench.common.errors import config_error
+    from hpcbench.coordinator.control.client import ADDRESS_FILE
 
     try:
         pid = json.loads((run_dir / ADDRESS_FILE).read_text())["pid"]

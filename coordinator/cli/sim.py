@@ -71,8 +71,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcbench.servers.simulator import SimulatorConfig, serve
     from hpcbench.common.errors import config_error
+    from hpcbench.servers.simulator import SimulatorConfig, serve
     values = {spec.name: getattr(args, spec.name) for spec in fields(SimulatorConfig)}
     config = SimulatorConfig(**values)
     if args.workers < 1:

@@ -23,8 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
-    from hpcbench.coordinator.control.client import ControlClient, target_from_args
     from hpcbench.common.errors import HpcbenchError
+    from hpcbench.coordinator.control.client import ControlClient, target_from_args
 
     target = target_from_args(args)
     try:

@@ -30,8 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcbench.coordinator.bus.publisher import subscribe
     from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.coordinator.bus.publisher import subscribe
     from hpcbench.proto import bus as contract
 
     topics = [topic.strip() for topic in args.topics.split(",") if topic.strip()]

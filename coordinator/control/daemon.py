@@ -13,8 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
-from hpcbench.common.logs import configure_logging
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.logs import configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hpcbench.coordinator.control.agents import AgentServicer
 from hpcbench.common.auth import TOKEN_FILE, TokenInterceptor, create_token, write_token
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.control.agents import AgentServicer
+from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
-
-from hpcbench.coordinator.control.client import ADDRESS_FILE
 
 if TYPE_CHECKING:
     from hpcbench.coordinator.session.lifecycle import Session

@@ -30,8 +30,8 @@ import numpy as np
 from hpcbench.common.measure import definitions
 from hpcbench.common.measure.buckets import HistogramConfig
 from hpcbench.common.measure.histogram import Histogram, Recording
-from hpcbench.coordinator.ingest.sequences import SequenceTracker
 from hpcbench.common.measure.statistics import Scope, exact_stats, latency_buckets
+from hpcbench.coordinator.ingest.sequences import SequenceTracker
 from hpcbench.proto import samples
 from hpcbench.proto.samples import SampleBatch, SampleBatchError
 

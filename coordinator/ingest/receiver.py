@@ -17,8 +17,8 @@ import msgpack
 import zmq
 
 from hpcbench.common import sockets
-from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.bus.publisher import BusPublisher
+from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.proto import telemetry
 
 RECEIVE_HWM = 1_000   # batches queued in the PULL socket; beyond it executors' PUSH blocks

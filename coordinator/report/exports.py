@@ -27,7 +27,8 @@ import orjson
 from hpcbench.common.measure.definitions import MISSING
 from hpcbench.coordinator.report.requests import RequestTable
 from hpcbench.coordinator.report.rundata import RunData
-from hpcbench.coordinator.session.results import _csv as csv_text, write_atomic
+from hpcbench.coordinator.session.results import _csv as csv_text
+from hpcbench.coordinator.session.results import write_atomic
 from hpcbench.proto.samples import ErrorClass, Phase, TokenSource
 
 EXPORT_FORMATS = ("csv", "jsonl")

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import yaml
 
+from hpcbench.common.measure.statistics import PERCENTILE_KEYS, exact_stats
 from hpcbench.coordinator.report import plots
 from hpcbench.coordinator.report.exports import NOT_MEASURED, summary_rows
 from hpcbench.coordinator.report.goodput import slo_attainment
 from hpcbench.coordinator.report.markup import e, image, page, percent, table
 from hpcbench.coordinator.report.requests import LATENCIES
 from hpcbench.coordinator.report.rundata import RunData
-from hpcbench.coordinator.report.sweep import (SATURATION_GAIN, SATURATION_LATENCY_GROWTH,
-                                               sweep)
+from hpcbench.coordinator.report.sweep import SATURATION_GAIN, SATURATION_LATENCY_GROWTH, sweep
 from hpcbench.coordinator.report.timeline import timeline
-from hpcbench.common.measure.statistics import PERCENTILE_KEYS, exact_stats
 
 
 def render_report(run: RunData, environment: dict) -> str:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcbench.common.measure.percentiles import exact_percentiles
 from hpcbench.common.measure.definitions import MISSING
+from hpcbench.common.measure.percentiles import exact_percentiles
 from hpcbench.coordinator.report.requests import RequestTable
 from hpcbench.proto.samples import ErrorClass
 

@@ -27,11 +27,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hpcbench.coordinator.control.agents import AgentRegistry
-from hpcbench.coordinator.session.disk_space import check_free_space
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.control.feed import SessionFeed
 from hpcbench.coordinator.launch.base import Launcher, make_launcher
+from hpcbench.coordinator.session.disk_space import check_free_space
 from hpcbench.executor.config import with_executor_share
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event

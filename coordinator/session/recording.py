@@ -15,9 +15,9 @@ import threading
 import time
 from pathlib import Path
 
+from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.session.results import ResultsWriter, read_summary, write_atomic
 from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.proto import control_v1_pb2 as pb

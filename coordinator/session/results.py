@@ -35,10 +35,10 @@ from pathlib import Path
 import msgpack
 import yaml
 
-from hpcbench.coordinator.ingest.aggregator import TrialSummary
 from hpcbench.common.errors import config_error
 from hpcbench.common.measure.histogram import Histogram
 from hpcbench.common.measure.interval_log import IntervalLogWriter
+from hpcbench.coordinator.ingest.aggregator import TrialSummary
 from hpcbench.proto.samples import SampleBatch, SampleBatchError, from_message
 
 RECIPE = "recipe.yaml"

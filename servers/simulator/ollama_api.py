@@ -14,7 +14,8 @@ import json
 import re
 import time
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version as package_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING
 
 from hpcbench.servers.simulator.engine import Generation

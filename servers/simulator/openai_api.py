@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 from hpcbench.servers.simulator.engine import Generation
 from hpcbench.servers.simulator.http import Exchange, Request
-from hpcbench.servers.simulator.inputs import (BadInput, chat_prompt, completion_prompts,
-                                               output_length)
+from hpcbench.servers.simulator.inputs import BadInput, chat_prompt, completion_prompts, output_length
 
 if TYPE_CHECKING:
     from hpcbench.servers.simulator.app import SimulatorApp

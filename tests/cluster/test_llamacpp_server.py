@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from support.ports import free_port
+from support.tiny_models import make_tiny_gguf
 
 from hpcbench.coordinator.session.results import read_samples
 from hpcbench.executor.engine import client_request_id
 from hpcbench.executor.sinks import read_batches
 from hpcbench.executor.summary import measured_rows
 from hpcbench.proto.samples import ErrorClass, TokenSource
-from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext, http_post_json
 from hpcbench.servers.registry import get_service
-from support.ports import free_port
-from support.tiny_models import make_tiny_gguf
+from hpcbench.servers.standalone import start_server, stop_server
 
 LLAMACPP_VENV = Path(os.environ.get("HPCBENCH_LLAMACPP_VENV",
                                     "/var/cache/hpcbench/llamacpp-venv"))

@@ -11,14 +11,15 @@ import zmq
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hpcbench.coordinator.bus.prometheus import SessionCollector, SessionMetricsServer
+from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.bus.publisher import BusPublisher
-from hpcbench.coordinator.bus.prometheus import SessionCollector, SessionMetricsServer
 from tests.support.known_inputs import CHUNKS, sample_batch
 from tests.support.monitor_process import monitor_process
 from tests.support.prometheus_stack import binary, prometheus, query
 from tests.support.waiting import wait_until
+
 
 @pytest.fixture
 def session(tmp_path):

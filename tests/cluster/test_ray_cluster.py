@@ -14,12 +14,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from hpcbench.common.errors import HpcbenchError
-from hpcbench.servers.standalone import start_server, stop_server
-from hpcbench.servers.registry import get_service, launch_contexts
 from support.slurm_cluster import build_cluster, unavailable_reason
 from support.waiting import wait_until
+
+from hpcbench.common.errors import HpcbenchError
+from hpcbench.servers.registry import get_service, launch_contexts
+from hpcbench.servers.standalone import start_server, stop_server
 
 STANDIN = Path(__file__).parent.parent / "support" / "standin_vllm.py"
 VENV_BIN = Path(sys.executable).parent

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from support.slurm_cluster import VirtualCluster, build_cluster, unavailable_reason
 from support.waiting import wait_until
 

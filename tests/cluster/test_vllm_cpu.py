@@ -18,14 +18,14 @@ import psutil
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from support.ports import free_port
+from support.tiny_models import make_tiny_llama
 
 from hpcbench.executor.sinks import read_batches
 from hpcbench.proto.samples import ErrorClass, TokenSource
-from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext, http_get
 from hpcbench.servers.registry import get_service
-from support.ports import free_port
-from support.tiny_models import make_tiny_llama
+from hpcbench.servers.standalone import start_server, stop_server
 
 VLLM_VENV = Path(os.environ.get("HPCBENCH_VLLM_VENV", "/var/cache/hpcbench/vllm-venv"))
 VLLM_PYTHON = VLLM_VENV / "bin" / "python"

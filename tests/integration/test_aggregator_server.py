@@ -4,9 +4,9 @@ import subprocess
 import sys
 import threading
 
+from hpcbench.coordinator.bus.publisher import BusPublisher, subscribe
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.bus.publisher import BusPublisher, subscribe
 from hpcbench.coordinator.session.results import ResultsWriter, read_samples, read_summary
 from tests.support.waiting import wait_until
 

@@ -14,8 +14,7 @@ import pytest
 
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.recipes import recipe_from_dict
-from tests.support.fault_runs import (MONITOR, started_runs, wait_second_trial_measuring,
-                                      write_recipe)
+from tests.support.fault_runs import MONITOR, started_runs, wait_second_trial_measuring, write_recipe
 from tests.support.ports import free_port
 
 

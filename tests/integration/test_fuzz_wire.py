@@ -13,17 +13,17 @@ crash), and the server answers a good call afterwards.
 """
 from __future__ import annotations
 
+import grpc
 import msgpack
 import pytest
-import grpc
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcbench.coordinator.ingest.aggregator import Aggregator
-from hpcbench.coordinator.ingest.receiver import AggregatorServer
 from hpcbench.common.auth import call_metadata
 from hpcbench.coordinator.control.server import Coordinator
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.receiver import AggregatorServer
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 from hpcbench.proto import samples

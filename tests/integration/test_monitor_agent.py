@@ -15,11 +15,11 @@ import sys
 import pytest
 import zmq
 
-from hpcbench.coordinator.control.agents import AgentRegistry
-from hpcbench.coordinator.bus.publisher import subscribe
-from hpcbench.coordinator.control.server import Coordinator
-from hpcbench.coordinator.control.client import ControlClient, locate
 from hpcbench.common.agent_link import EXIT_LOST
+from hpcbench.coordinator.bus.publisher import subscribe
+from hpcbench.coordinator.control.agents import AgentRegistry
+from hpcbench.coordinator.control.client import ControlClient, locate
+from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import telemetry
 from tests.support.fault_runs import MONITOR, started_runs, write_recipe

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.ports import free_port
 
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.executor.attempt import Attempt
@@ -21,10 +22,9 @@ from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.resp import RespConnection, RespProtocol, encode_command, reply_end
 from hpcbench.executor.sinks import read_batches
 from hpcbench.proto.samples import ErrorClass, Phase
-from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import LaunchContext
 from hpcbench.servers.registry import get_service
-from support.ports import free_port
+from hpcbench.servers.standalone import start_server, stop_server
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server not installed (make system-deps)")

@@ -15,13 +15,22 @@ from pathlib import Path
 
 import pytest
 
+from hpcbench.common.errors import ERROR_CODES
 from hpcbench.coordinator.bus.publisher import subscribe
 from hpcbench.coordinator.control.client import ControlClient, locate
-from hpcbench.common.errors import ERROR_CODES
 from hpcbench.coordinator.session.results import read_samples
-from tests.support.fault_runs import (EXECUTOR_0, EXECUTOR_1, MONITOR, assert_accounted,
-                                      assert_no_leftovers, component_pids, digest,
-                                      started_runs, wait_second_trial_measuring, write_recipe)
+from tests.support.fault_runs import (
+    EXECUTOR_0,
+    EXECUTOR_1,
+    MONITOR,
+    assert_accounted,
+    assert_no_leftovers,
+    component_pids,
+    digest,
+    started_runs,
+    wait_second_trial_measuring,
+    write_recipe,
+)
 from tests.support.faults import descendants, record
 from tests.support.sim_process import sim_process
 

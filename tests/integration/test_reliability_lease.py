@@ -11,8 +11,14 @@ import urllib.request
 
 import pytest
 
-from tests.support.fault_runs import (EXECUTOR_0, EXECUTOR_1, component_pids, started_runs,
-                                      wait_second_trial_measuring, write_recipe)
+from tests.support.fault_runs import (
+    EXECUTOR_0,
+    EXECUTOR_1,
+    component_pids,
+    started_runs,
+    wait_second_trial_measuring,
+    write_recipe,
+)
 from tests.support.faults import alive, record
 from tests.support.sim_process import sim_process
 from tests.support.waiting import wait_until

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hpcbench.common.measure.statistics import exact_stats
 from hpcbench.coordinator.report.goodput import slo_attainment
 from hpcbench.coordinator.report.rundata import load_run
-from hpcbench.common.measure.statistics import exact_stats
 from tests.support.report_runs import SCENARIO, demo_run, hpcbench
 
 CHROMIUM = shutil.which("chromium")

@@ -19,8 +19,8 @@ import pytest
 import yaml
 import zmq
 
-from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.common.curve import KEYS_FILE
+from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.coordinator.session.results import read_samples
 from tests.support.sim_process import served_requests, sim_process
 from tests.support.waiting import wait_until

@@ -8,13 +8,13 @@ import io
 from importlib.metadata import version
 
 import pytest
+from support.ports import free_port
 
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers import ollama
-from hpcbench.servers.standalone import start_server, stop_server
 from hpcbench.servers.plugin import HttpService, LaunchContext, recorded_server_version
 from hpcbench.servers.registry import get_service
-from support.ports import free_port
+from hpcbench.servers.standalone import start_server, stop_server
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ the load a run generates is the load `hpcbench plan` shows (not executors × cli
 import yaml
 
 from hpcbench.coordinator.session.results import read_samples
-from tests.support.sim_process import sim_process
 from tests.integration.test_run_e2e import hpcbench_run, trial_dirs
+from tests.support.sim_process import sim_process
 
 
 def test_two_executors_on_a_node_split_its_clients(tmp_path):

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from hpcbench.coordinator.report.markup import cell
+from tests.integration.test_run_e2e import hpcbench_run, trial_dirs
 from tests.support import fake_nvml
 from tests.support.report_runs import hpcbench
 from tests.support.sim_process import sim_process
-from tests.integration.test_run_e2e import hpcbench_run, trial_dirs
 
 WATTS_PER_GPU = 300
 

@@ -9,9 +9,9 @@ import yaml
 from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.coordinator.launch.supervisor import free_port
 from hpcbench.proto import control_v1_pb2 as pb
+from tests.integration.test_run_e2e import hpcbench_run
 from tests.support.sim_process import sim_process
 from tests.support.waiting import wait_until
-from tests.integration.test_run_e2e import hpcbench_run
 
 RECORDING_PLUGIN = """
     import json

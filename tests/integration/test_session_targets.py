@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from hpcbench.coordinator.session.results import read_samples
-from tests.support.sim_process import served_requests, sim_process
 from tests.integration.test_run_e2e import hpcbench_run, trial_dirs
+from tests.support.sim_process import served_requests, sim_process
 
 
 def run_over_two_endpoints(tmp_path, strategy: str, executors: int) -> tuple[list[int], int]:

@@ -11,7 +11,6 @@ import yaml
 from hpcbench.coordinator.session.results import read_samples
 from tests.support.sim_process import served_requests, sim_process
 
-
 SWEEP = Path(__file__).resolve().parents[2] / "recipes" / "examples" / "sweep.yaml"
 
 

@@ -8,7 +8,6 @@ second one measures and know the first is finished on disk.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 import hashlib
 import json
 import os
@@ -16,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml

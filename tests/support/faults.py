@@ -19,7 +19,6 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
-
 FIGURES_ENV = "HPCBENCH_RELIABILITY_FIGURES"
 
 

@@ -3,10 +3,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from hpcbench.coordinator.ingest.aggregator import Aggregator
-from hpcbench.coordinator.ingest.sequences import SequenceTracker
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.measure.definitions import derive
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.ingest.sequences import SequenceTracker
 from hpcbench.coordinator.session.results import ResultsWriter
 from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch, empty_columns, encode
 from tests.support.sample_batches import make_batch

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import uvloop
 
+from hpcbench.common.stamped_socket import connect
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.engine import run_trial
 from hpcbench.executor.sinks import MemorySink
-from hpcbench.common.stamped_socket import connect
-from tests.support.executor_runs import rows, run_load
 from hpcbench.proto.samples import ErrorClass, TokenSource
 from hpcbench.servers.simulator import start_simulator
+from tests.support.executor_runs import rows, run_load
 
 
 def chunked(*pieces: bytes, extension: bytes = b"", trailer: bytes = b"") -> bytes:

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcbench.coordinator.cli.main import main
 from hpcbench.common.errors import ERROR_CODES
+from hpcbench.coordinator.cli.main import main
 from tests.support.faults import record
 
 VERBS = ("validate", "plan", "list", "status", "stop", "report", "compare")

@@ -15,9 +15,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hpcbench.coordinator.bus.prometheus import SessionCollector
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.bus.prometheus import SessionCollector
 from hpcbench.monitor.catalogue import METRICS
 from hpcbench.monitor.exposition import TelemetryCollector
 from hpcbench.monitor.gpu import GpuSource

@@ -22,6 +22,7 @@ from hpcbench.proto import telemetry
 from tests.support import fake_nvml
 from tests.support.known_inputs import NEW_VLLM, OLD_VLLM
 
+
 def series_of(reading, name):
     return {tuple(sorted(labels.items())): value for n, labels, value in reading.series
             if n == name}

@@ -5,8 +5,7 @@ from collections import Counter
 import pytest
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.coordinator.launch.plan import (assign_targets, executor_concurrency, executor_shares,
-                                       place_roles)
+from hpcbench.coordinator.launch.plan import assign_targets, executor_concurrency, executor_shares, place_roles
 from hpcbench.recipes import expand_trials, load_recipe, recipe_from_dict
 
 NODES = [f"n{index}" for index in range(1, 7)]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpcbench.coordinator.launch import slurm
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.launch import slurm
 from hpcbench.coordinator.launch.local import LocalLauncher
 from hpcbench.coordinator.launch.srun import SrunLauncher
 from hpcbench.recipes.loader import recipe_from_dict

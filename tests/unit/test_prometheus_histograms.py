@@ -7,10 +7,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hpcbench.coordinator.ingest.aggregator import Aggregator
-from hpcbench.coordinator.bus.prometheus import SessionCollector
 from hpcbench.common.measure.histogram import Histogram
 from hpcbench.common.measure.statistics import LATENCY_BUCKETS_S
+from hpcbench.coordinator.bus.prometheus import SessionCollector
+from hpcbench.coordinator.ingest.aggregator import Aggregator
 from tests.support.known_inputs import CHUNKS, sample_batch
 
 HISTOGRAM = "hpcbench_request_latency_seconds"

@@ -2,7 +2,6 @@
 read as a shorter, plausible trial (that would lose samples silently)."""
 from __future__ import annotations
 
-
 import pytest
 
 from hpcbench.coordinator.session.results import read_samples

@@ -1,8 +1,8 @@
 """The per-request table and its timeline on known batches (tests/support/sample_batches.py)."""
 import numpy as np
 
-from hpcbench.common.measure.percentiles import exact_percentiles
 from hpcbench.common.measure.definitions import MISSING
+from hpcbench.common.measure.percentiles import exact_percentiles
 from hpcbench.coordinator.report.requests import load_requests
 from hpcbench.coordinator.report.timeline import timeline
 from hpcbench.proto.samples import ErrorClass, Phase, encode

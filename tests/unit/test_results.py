@@ -8,11 +8,17 @@ import yaml
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from hpcbench.coordinator.session import results
-from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.coordinator.session.results import (ResultsWriter, TrialFinishedError, finished_trials,
-                                          read_samples, read_summary, write_atomic)
+from hpcbench.coordinator.ingest.aggregator import Aggregator
+from hpcbench.coordinator.session import results
+from hpcbench.coordinator.session.results import (
+    ResultsWriter,
+    TrialFinishedError,
+    finished_trials,
+    read_samples,
+    read_summary,
+    write_atomic,
+)
 from hpcbench.proto.samples import encode
 from tests.support.sample_batches import make_batch
 

@@ -16,8 +16,7 @@ import pytest
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers import ray_cluster
 from hpcbench.servers.plugin import LaunchContext, ServicePlugin, cli_flags
-from hpcbench.servers.registry import (get_service, known_services, launch_commands,
-                                       launch_contexts)
+from hpcbench.servers.registry import get_service, known_services, launch_commands, launch_contexts
 
 ARTIFACTS = {"containers_dir": "/images", "service": {"path": "vllm_latest.sif"}}
 BINDS = ["/scratch/hf:/root/.cache/huggingface:rw"]

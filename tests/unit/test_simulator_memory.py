@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from hpcbench.common.stamped_socket import SocketTransport
-from hpcbench.servers.simulator import engine, http as sim_http, ollama_api, openai_api
-from hpcbench.servers.simulator import start_simulator
+from hpcbench.servers.simulator import engine, ollama_api, openai_api, start_simulator
+from hpcbench.servers.simulator import http as sim_http
 from tests.support.waiting import wait_until
 
 PER_REQUEST = (engine.Generation, engine.Submission, sim_http.Exchange,

@@ -263,8 +263,8 @@ def test_a_client_that_goes_away_frees_its_batch_slot():
 
 
 def test_the_portable_alarm_also_never_writes_early(monkeypatch):
-    from hpcbench.servers.simulator import engine
     from hpcbench.common import alarm
+    from hpcbench.servers.simulator import engine
     monkeypatch.setattr(engine, "make_alarm", alarm.LoopAlarm)
     with start_simulator(mode="fixed", ttft_ms=3, itl_ms=2, record_truth=True) as sim:
         complete(sim.url, max_tokens=5)

@@ -3,13 +3,11 @@ The `hpcbench submit` command line is in tests/integration/test_slurm_submit_cli
 sbatch/srun runs are in tests/cluster/test_slurm_cluster.py."""
 from __future__ import annotations
 
-
 import pytest
 
-from hpcbench.coordinator.launch import slurm
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.launch import slurm
 from hpcbench.recipes.loader import load_recipe, recipe_from_dict
-
 
 RAW = {"scenario": "sim-slurm", "partition": "debug", "account": "p200", "qos": "short",
        "runtime": "process",
