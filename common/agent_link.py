@@ -27,6 +27,7 @@ from typing import Callable
 
 import grpc
 
+from hpcbench.common import tls
 from hpcbench.common.auth import call_metadata, read_token
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.proto import control_v1_pb2 as pb
@@ -48,6 +49,9 @@ def add_agent_arguments(parser, session_help: str) -> None:
                              "or set HPCBENCH_TOKEN)")
     parser.add_argument("--agent-id", default="",
                         help="unique id in the session (default: assigned by the coordinator)")
+    parser.add_argument("--tls-cert", default=os.environ.get("HPCBENCH_TLS_CERT", ""),
+                        help="the session's control.crt when the coordinator is not on loopback "
+                             "(default: $HPCBENCH_TLS_CERT)")
 
 
 def session_token(token_file: str) -> str:
@@ -65,7 +69,8 @@ class AgentLink:
     def __init__(self, address: str, token: str, role: int, *,
                  on_command: Callable[[pb.Command], None],
                  heartbeat: Callable[[], dict] = dict,
-                 on_lost: Callable[[], None] = lambda: None):
+                 on_lost: Callable[[], None] = lambda: None,
+                 certificate: bytes | None = None):
         self.address = address
         self.role = role
         self.metadata = call_metadata(token)
@@ -75,13 +80,17 @@ class AgentLink:
         self._heartbeat_fields = heartbeat
         self._on_lost = on_lost
         self._closed = threading.Event()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = tls.channel(address, certificate)   # TLS pinned to the session's cert
         self.stub = pb_grpc.AgentStub(self._channel)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, role: int, **callbacks) -> "AgentLink":
-        """A link for the --coordinator, --token-file flags of `add_agent_arguments`."""
-        return cls(args.coordinator, session_token(args.token_file), role, **callbacks)
+        """A link for the --coordinator, --token-file, --tls-cert flags of
+        `add_agent_arguments`."""
+        cert_file = getattr(args, "tls_cert", "") or os.environ.get("HPCBENCH_TLS_CERT", "")
+        certificate = tls.read_certificate(cert_file) if cert_file else None
+        return cls(args.coordinator, session_token(args.token_file), role,
+                   certificate=certificate, **callbacks)
 
     def register(self, session_id: str, agent_id: str, node: str) -> pb.RegisterReply:
         request = pb.RegisterRequest(role=self.role, agent_id=agent_id, node=node,

@@ -1,30 +1,33 @@
 """The per-session control token: created with `secrets`, stored 0600, checked on every call.
 
-The coordinator writes the token to `<run_dir>/control.token` (created with mode 0600 so no
-other user can read it, even for an instant) and requires it on every Control and Agent call in
-the `authorization: Bearer TOKEN` metadata. The comparison uses `hmac.compare_digest` so its
-time does not reveal how much of a guess was right. grpc.health.v1 and reflection stay open:
-they reveal nothing about sessions and cluster health probes cannot carry a token.
+The coordinator writes the token to `<run_dir>/control.token` (common/files.py
+`write_private`: mode 0600 from creation, under an unpredictable temporary name, in a directory
+only this user can write) and requires it on every call in the `authorization: Bearer TOKEN`
+metadata. The comparison uses `hmac.compare_digest` so its time does not reveal how much of a
+guess was right. Only grpc.health.v1 Check stays open (cluster health probes cannot carry a
+token, and it answers at once); reflection and health Watch, which hold a server thread for as
+long as the caller likes, need the token, so a tokenless flood cannot starve token holders.
+Off loopback the token only travels inside TLS (common/tls.py).
 """
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import threading
 from pathlib import Path
 
 import grpc
 
+from hpcbench.common.files import write_private
+
 TOKEN_FILE = "control.token"
 METADATA_KEY = "authorization"
-# Methods callable without a token (prefixes of the full method name).
-OPEN_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                "/grpc.reflection.v1.ServerReflection/")
+# Methods callable without a token: unary, answered at once.
+OPEN_METHODS = ("/grpc.health.v1.Health/Check",)
 
 
 def create_token(run_dir: Path) -> str:
-    """Make a fresh token and write it to run_dir/control.token with mode 0600."""
+    """Make a fresh token and write it to run_dir/control.token (private, see the docstring)."""
     token = secrets.token_urlsafe(32)
     write_token(Path(run_dir) / TOKEN_FILE, token)
     return token
@@ -32,12 +35,7 @@ def create_token(run_dir: Path) -> str:
 
 def write_token(path: Path, token: str) -> None:
     """Write a token file that is never readable by others, not even while being written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
-    os.replace(temp, path)
+    write_private(path, token + "\n")
 
 
 def read_token(path: Path) -> str:
@@ -73,7 +71,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
-        if method.startswith(OPEN_METHODS):
+        if method in OPEN_METHODS:
             return continuation(handler_call_details)
         presented = dict(handler_call_details.invocation_metadata or ()).get(METADATA_KEY, "")
         if hmac.compare_digest(presented.encode(), self._expected):

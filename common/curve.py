@@ -19,8 +19,8 @@ from pathlib import Path
 
 import zmq
 
-from hpcbench.common.auth import write_token
 from hpcbench.common.errors import config_error
+from hpcbench.common.files import write_private
 
 KEYS_FILE = "curve.keys"
 
@@ -45,7 +45,7 @@ def create_keys(run_dir: Path) -> CurveKeys:
     client_public, client_secret = zmq.curve_keypair()
     keys = CurveKeys(*(key.decode("ascii") for key in (server_public, server_secret,
                                                        client_public, client_secret)))
-    write_token(Path(run_dir) / KEYS_FILE, json.dumps(asdict(keys)))
+    write_private(Path(run_dir) / KEYS_FILE, json.dumps(asdict(keys)))
     return keys
 
 

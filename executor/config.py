@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from hpcbench.common.durations import parse_duration
 from hpcbench.common.errors import config_error
 from hpcbench.executor.protocol_registry import get_protocol, known_protocols
+from hpcbench.proto.samples import MAX_ROWS
 
 PATTERNS = ("closed", "constant", "poisson", "gamma", "burst", "trace")
 DATASET_KINDS = ("synthetic", "sharegpt", "jsonl", "bundled")
@@ -81,7 +82,7 @@ class LoadConfig:
     executor_index: int = 0
     executor_count: int = 1
     batch_interval: float = 1.0       # seconds between sample batches
-    batch_max_rows: int = 20_000      # cut a batch early when this many requests finished
+    batch_max_rows: int = MAX_ROWS    # cut a batch early when this many requests finished
     slo: dict = field(default_factory=dict)
     batch: int = 1                    # prompts per request (openai-completions prompt list)
     max_tokens: int | None = None     # caps every request's max_tokens / num_predict

@@ -31,7 +31,7 @@ from hpcbench.executor.protocol_registry import get_protocol
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
 from hpcbench.executor.wire import FramedProtocol
-from hpcbench.proto.samples import ErrorClass, Phase
+from hpcbench.proto.samples import MAX_GAPS, ErrorClass, Phase
 
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
 TIMER_SLACK_NS = 1_000_000  # uvloop timers count whole milliseconds and may fire that early
@@ -325,7 +325,8 @@ class Trial:
         del self.in_flight[attempt]
         self.recorder.add(attempt)
         self._count(attempt)
-        if len(self.recorder) >= self.config.batch_max_rows:
+        if len(self.recorder) >= self.config.batch_max_rows \
+                or self.recorder.pending_gaps >= MAX_GAPS:   # the contract's size bound
             self.flush_now.set()
         if attempt.slot >= 0:
             self._next_in_slot(attempt.slot)
@@ -349,7 +350,8 @@ class Trial:
                 self.errors[attempt.error] += 1
 
     async def _flush_periodically(self) -> None:
-        """Cut a batch every interval, or sooner when `batch_max_rows` requests are waiting."""
+        """Cut a batch every interval, or sooner when `batch_max_rows` requests (or MAX_GAPS
+        token gaps) are waiting."""
         period = self.config.batch_interval
         while True:
             try:

@@ -30,6 +30,11 @@ class SampleRecorder:
     def __len__(self) -> int:
         return len(self._rows) // len(_FIELDS)
 
+    @property
+    def pending_gaps(self) -> int:
+        """Chunk times recorded since the last cut (a bound on the next batch's ITL gaps)."""
+        return len(self._chunk_times)
+
     def add(self, attempt) -> None:
         times = attempt.chunk_times
         self._rows.extend((attempt.req_id, attempt.intended_ns, attempt.send_ns,

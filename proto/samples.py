@@ -33,6 +33,12 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 KIND = "samples"
+# A batch never exceeds MAX_MESSAGE_BYTES on the wire: an executor cuts a batch at MAX_ROWS
+# requests or MAX_GAPS inter-token gaps (about 1 MB + 32 MB), and the coordinator's socket
+# drops any larger message (and its sender's connection) instead of allocating for it.
+MAX_ROWS = 20_000
+MAX_GAPS = 4_000_000
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class ErrorClass(enum.IntEnum):

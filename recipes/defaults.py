@@ -97,7 +97,7 @@ def resolve(data: dict) -> dict:
     monitoring["prometheus"].setdefault("monitor_port", MONITOR_PROMETHEUS_PORT)
     monitoring.setdefault("pushgateway", None)
 
-    recipe.setdefault("security", {}).setdefault("curve", False)
+    recipe.setdefault("security", {}).setdefault("curve", None)   # automatic
     recipe["security"].setdefault("bind_address", None)
     recipe.setdefault("artifacts", {}).setdefault("pull", True)
 

@@ -19,10 +19,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from hpcbench.common.errors import config_error
+    from hpcbench.common.files import write_atomic
     from hpcbench.coordinator.report.compare import compare_runs
     from hpcbench.coordinator.report.compare_page import comparison_html, terminal_table
     from hpcbench.coordinator.report.rundata import load_run
-    from hpcbench.coordinator.session.results import write_atomic
 
     if args.html and not args.html.parent.is_dir():
         raise config_error(f"--html {args.html}: directory {args.html.parent} does not exist",

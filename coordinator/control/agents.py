@@ -25,6 +25,7 @@ from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 
 DEFAULT_LEASE_S = 5.0
 DEFAULT_HEARTBEAT_S = 0.5
+MAX_AGENTS = 10_000   # per session, whatever the plan says: a registry never grows without bound
 
 
 @dataclass
@@ -56,6 +57,7 @@ class AgentRegistry:
         self.session_id = session_id
         self.sample_endpoint = sample_endpoint
         self.executor_count = executor_count
+        self.monitor_count = 0     # monitors the session started (0: not known yet)
         self.lease_s = lease_s
         self.heartbeat_interval_s = heartbeat_interval_s
         self._agents: dict[str, AgentRecord] = {}
@@ -70,6 +72,7 @@ class AgentRegistry:
             if agent_id in self._agents and self._agents[agent_id].state != pb.GONE:
                 raise ValueError(f"agent id {agent_id!r} is already registered in session "
                                  f"{self.session_id}; give each agent a unique --agent-id")
+            self._check_room(request.role)
             record = AgentRecord(agent_id=agent_id, role=request.role, node=request.node,
                                  pid=request.pid)
             if request.role == pb.EXECUTOR:
@@ -78,6 +81,17 @@ class AgentRegistry:
             self._agents[agent_id] = record
             self._changed.notify_all()
             return record
+
+    def _check_room(self, role: int) -> None:
+        """Refuse an agent the session did not start: more executors or monitors than it
+        launched (once it knows how many), or more agents than any session has."""
+        planned = {pb.EXECUTOR: self.executor_count, pb.MONITOR: self.monitor_count}.get(role, 0)
+        live = sum(1 for agent in self._agents.values()
+                   if agent.role == role and agent.state != pb.GONE)
+        if (planned and live >= planned) or len(self._agents) >= MAX_AGENTS:
+            raise OverflowError(f"session {self.session_id} started {planned or len(self._agents)} "
+                                f"{pb.AgentRole.Name(role).lower()}(s) and all of them are "
+                                "registered; an agent it did not start cannot join")
 
     def heartbeat(self, request: pb.HeartbeatRequest) -> bool:
         with self._changed:
@@ -221,6 +235,8 @@ class AgentServicer(pb_grpc.AgentServicer):
                           f"--session that started this agent")
         try:
             record = registry.register(request)
+        except OverflowError as error:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except ValueError as error:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
         with self._lock:

@@ -1,9 +1,11 @@
 """How the CLI (and any Python tool) finds a running session and talks to its coordinator.
 
-A coordinator leaves `coordinator.json` (control address, bus endpoint, session id) and
-`control.token` in the session's run directory, results/<scenario>/<session>/. `locate()` turns
-what the user typed (--run-dir, --session, or nothing: the newest session) into a `Target`;
-`ControlClient` is the Control stub with the token attached to every call.
+A coordinator leaves `coordinator.json` (control address, bus endpoint, session id, whether the
+control port speaks TLS), `control.token` and, with TLS, `control.crt` in the session's run
+directory, results/<scenario>/<session>/. `locate()` turns what the user typed (--run-dir,
+--session, or nothing: the newest session) into a `Target`; `ControlClient` is the Control stub
+with the token attached to every call, over TLS pinned to the session's certificate when the
+coordinator is not on loopback.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from hpcbench.common import tls
 from hpcbench.common.auth import TOKEN_FILE, call_metadata, read_token
 from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.proto import control_v1_pb2 as pb
@@ -28,6 +31,7 @@ class Target:
     session_id: str = ""
     bus_endpoint: str = ""
     run_dir: Path | None = None
+    certificate: bytes | None = None   # the session's control.crt when it speaks TLS
 
 
 def add_target_arguments(parser) -> None:
@@ -38,20 +42,24 @@ def add_target_arguments(parser) -> None:
                         help="where sessions are (default: results)")
     parser.add_argument("--address", help="coordinator HOST:PORT (with --token-file)")
     parser.add_argument("--token-file", help="the session's control.token")
+    parser.add_argument("--tls-cert", help="with --address: the session's control.crt, for a "
+                                           "coordinator that is not on loopback")
 
 
 def target_from_args(args) -> Target:
     return locate(run_dir=args.run_dir, session=args.session, results_dir=args.results_dir,
-                  address=args.address, token_file=args.token_file)
+                  address=args.address, token_file=args.token_file,
+                  tls_cert=getattr(args, "tls_cert", None))
 
 
 def locate(run_dir=None, session=None, results_dir="results", address=None,
-           token_file=None) -> Target:
+           token_file=None, tls_cert=None) -> Target:
     """Resolve a Target from a run dir, a session id, an address + token, or the newest session."""
     if address:
         if not token_file:
             raise config_error("--address needs --token-file (the session's control.token)")
-        return Target(address=address, token=read_token(Path(token_file)), session_id=session or "")
+        return Target(address=address, token=read_token(Path(token_file)), session_id=session or "",
+                      certificate=tls.read_certificate(Path(tls_cert)) if tls_cert else None)
     if run_dir is None:
         run_dir = _find_run_dir(Path(results_dir), session)
     run_dir = Path(run_dir)
@@ -69,8 +77,9 @@ def locate(run_dir=None, session=None, results_dir="results", address=None,
                            ["fix: pass --run-dir of a session started by `hpcbench run`, or "
                             "--address HOST:PORT --token-file FILE"])
     token = read_token(Path(token_file) if token_file else run_dir / TOKEN_FILE)
+    certificate = tls.read_certificate(run_dir) if fields.get("tls") is True else None
     return Target(address=address, token=token, session_id=session_id, bus_endpoint=bus,
-                  run_dir=run_dir)
+                  run_dir=run_dir, certificate=certificate)
 
 
 def _find_run_dir(results_dir: Path, session: str | None) -> Path:
@@ -90,7 +99,7 @@ class ControlClient:
     def __init__(self, target: Target, timeout_s: float = 10.0):
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(target.address)
+        self._channel = tls.channel(target.address, target.certificate)
         self._stub = pb_grpc.ControlStub(self._channel)
         self._metadata = call_metadata(target.token)
 
@@ -144,7 +153,9 @@ def _as_error(error: grpc.RpcError, address: str) -> HpcbenchError:
     code = error.code()
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return HpcbenchError("E008", f"cannot reach the coordinator at {address}: {code.name}",
-                             ("the session may have ended; `hpcbench report` reads its results",))
+                             ("the session may have ended; `hpcbench report` reads its results",
+                              "a coordinator off loopback speaks TLS: give its --run-dir, or "
+                              "--tls-cert with --address"))
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return HpcbenchError("E006", f"the coordinator at {address} rejected the token",
                              (error.details() or "", "fix: use that session's control.token"))

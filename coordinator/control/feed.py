@@ -19,6 +19,19 @@ class SessionFeed:
         self._snapshot: dict | None = None
         self._snapshot_version = 0
         self._closed = False
+        self._watchers = 0
+
+    def add_watcher(self, limit: int) -> bool:
+        """Count one more watcher; False (not counted) when `limit` already watch."""
+        with self._changed:
+            if self._watchers >= limit:
+                return False
+            self._watchers += 1
+            return True
+
+    def remove_watcher(self) -> None:
+        with self._changed:
+            self._watchers -= 1
 
     def publish_snapshot(self, snapshot: dict) -> None:
         with self._changed:

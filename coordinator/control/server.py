@@ -21,8 +21,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from hpcbench.common import tls
 from hpcbench.common.auth import TOKEN_FILE, TokenInterceptor, create_token, write_token
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.files import check_private_dir, write_atomic, write_private
 from hpcbench.coordinator.control.agents import AgentServicer
 from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.proto import control_v1_pb2 as pb
@@ -34,12 +36,12 @@ SERVICE_NAMES = (pb.DESCRIPTOR.services_by_name["Control"].full_name,
                  pb.DESCRIPTOR.services_by_name["Agent"].full_name)
 
 
+MAX_WATCHERS = 64   # Watch streams per session: each holds a server thread while it lasts
+
+
 def write_address_file(run_dir: Path, info: dict) -> None:
-    """Atomically write coordinator.json (where to reach the coordinator) into run_dir."""
-    path = Path(run_dir) / ADDRESS_FILE
-    temp = path.with_name(f".{ADDRESS_FILE}.{os.getpid()}")
-    temp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(temp, path)
+    """coordinator.json (where the coordinator listens): private, like the token."""
+    write_private(Path(run_dir) / ADDRESS_FILE, json.dumps(info, indent=2) + "\n")
 
 
 class Coordinator:
@@ -49,22 +51,27 @@ class Coordinator:
                  results_root: Path | None = None, max_workers: int = 1024,
                  bind: str | None = None):
         """`host`: the address clients and agents reach the control port by; it listens
-        there, or on `bind` (e.g. 0.0.0.0, a recipe's security.bind_address) when given."""
+        there, or on `bind` (e.g. 0.0.0.0, a recipe's security.bind_address) when given.
+        Off loopback the port speaks TLS with a certificate made for this run (common/tls.py)."""
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_private_dir(self.run_dir)
         self.host = host
         self.results_root = results_root
         self.token = create_token(self.run_dir)
         self.token_file = self.run_dir / TOKEN_FILE
+        self.tls = not (tls.is_loopback(host) and tls.is_loopback(bind or host))
+        self.certificate: bytes | None = None
         self.sessions: dict[str, "Session"] = {}
         self._lock = threading.Lock()
         self.agents = AgentServicer()
         self.token_check = TokenInterceptor(self.token)
         # every agent holds its Commands stream (and every watcher its Watch) on a server thread
         # for the whole session: size the pool for hundreds of executors, threads idle cheaply
+        # calls beyond max_workers are refused at once (RESOURCE_EXHAUSTED), not queued
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                               thread_name_prefix="grpc"),
-                                   interceptors=[self.token_check])
+                                   interceptors=[self.token_check],
+                                   maximum_concurrent_rpcs=max_workers)
         pb_grpc.add_ControlServicer_to_server(ControlServicer(self), self._server)
         pb_grpc.add_AgentServicer_to_server(self.agents, self._server)
         self._health = health.HealthServicer()
@@ -72,7 +79,12 @@ class Coordinator:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
         try:
-            self.port = self._server.add_insecure_port(f"{bind or host}:{port}")
+            if self.tls:
+                self.certificate, key = tls.create_identity(self.run_dir)
+                self.port = self._server.add_secure_port(
+                    f"{bind or host}:{port}", tls.server_credentials(self.certificate, key))
+            else:
+                self.port = self._server.add_insecure_port(f"{bind or host}:{port}")
         except RuntimeError:   # grpcio >= 1.60 raises where older versions returned 0
             self.port = 0
         if self.port == 0:
@@ -84,7 +96,8 @@ class Coordinator:
         self._server.start()
         for name in ("", *SERVICE_NAMES):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        write_address_file(self.run_dir, {"control": self.address, "pid": os.getpid()})
+        write_address_file(self.run_dir, {"control": self.address, "pid": os.getpid(),
+                                          "tls": self.tls})
         return self
 
     def stop(self, grace_s: float = 2.0) -> None:
@@ -118,13 +131,15 @@ class Coordinator:
 
     def session_ready(self, session: "Session") -> None:
         """Called by a session once it knows its run directory: put the way in there too."""
-        session.run_dir.mkdir(parents=True, exist_ok=True)
+        check_private_dir(session.run_dir)
         token_copy = session.run_dir / TOKEN_FILE
         if token_copy.resolve() != self.token_file.resolve():
             write_token(token_copy, self.token)
+            if self.certificate is not None:
+                write_atomic(session.run_dir / tls.CERT_FILE, self.certificate)
         write_address_file(session.run_dir, {"control": self.address, "pid": os.getpid(),
                                              "session": session.session_id,
-                                             "bus": session.bus_endpoint})
+                                             "bus": session.bus_endpoint, "tls": self.tls})
 
     def find(self, session_id: str, context: grpc.ServicerContext) -> "Session":
         with self._lock:
@@ -173,13 +188,20 @@ class ControlServicer(pb_grpc.ControlServicer):
 
     def Watch(self, request, context):
         session = self.coordinator.find(request.session_id, context)
-        yield pb.WatchEvent(status=session.status())
-        for snapshot, closed in session.feed.follow(request.max_rate_hz, context.is_active):
-            if snapshot is not None:
-                yield pb.WatchEvent(snapshot=session.snapshot_message(snapshot))
+        if not session.feed.add_watcher(MAX_WATCHERS):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"session {session.session_id} already has {MAX_WATCHERS} watchers; "
+                          "subscribe to its metrics bus instead (docs/bus.md)")
+        try:
             yield pb.WatchEvent(status=session.status())
-            if closed:
-                return
+            for snapshot, closed in session.feed.follow(request.max_rate_hz, context.is_active):
+                if snapshot is not None:
+                    yield pb.WatchEvent(snapshot=session.snapshot_message(snapshot))
+                yield pb.WatchEvent(status=session.status())
+                if closed:
+                    return
+        finally:
+            session.feed.remove_watcher()
 
     def Results(self, request, context):
         return self.coordinator.find(request.session_id, context).results()

@@ -126,9 +126,16 @@ class Aggregator:
 
     def __init__(self, config: HistogramConfig | None = None, run_id: str = "",
                  interval_s: float = 1.0,
-                 queue_threshold_ns: int = definitions.DEFAULT_QUEUE_THRESHOLD_NS):
+                 queue_threshold_ns: int = definitions.DEFAULT_QUEUE_THRESHOLD_NS,
+                 admitted_only: bool = False):
+        """`admitted_only` (a session's aggregator): take batches only of trials opened with
+        `open_trial` and of executors admitted with `admit_executors`; anything else is
+        counted as foreign and dropped before it creates any state, so no input can grow the
+        aggregator. Without it (tools, benches) every trial and executor is taken."""
         self.config = config or HistogramConfig()
         self.run_id = run_id
+        self.admitted_only = admitted_only
+        self._admitted: set[str] = set()
         self.interval_s = interval_s
         self.queue_threshold_ns = queue_threshold_ns
         self._lock = threading.Lock()
@@ -137,6 +144,7 @@ class Aggregator:
         self._sequences: dict[str, SequenceTracker] = {}
         self.current_trial: str | None = None
         self.batches = self.samples = self.malformed = self.wrong_run = 0
+        self.foreign = self.foreign_requests = 0
         self.after_close = self.after_close_requests = 0
         self.unstored_batches = self.unstored_requests = self.unwritten_intervals = 0
         self.problems: deque[str] = deque(maxlen=_RECENT_PROBLEMS)
@@ -154,6 +162,11 @@ class Aggregator:
             self._closed.discard(trial_id)
             self._trials[trial_id] = Trial(trial_id, slos_ns, sink, Scope(self.config))
             self.current_trial = trial_id
+
+    def admit_executors(self, executors) -> None:
+        """Executors whose batches count (the session's registered ones)."""
+        with self._lock:
+            self._admitted.update(executors)
 
     def mark_executor_missing(self, trial_id: str, executor: str) -> None:
         """`executor` was lost during `trial_id`: its later intervals are partial."""
@@ -214,6 +227,14 @@ class Aggregator:
                 self.problems.append(f"batch seq {batch.seq} of executor {batch.executor!r} "
                                      f"arrived after trial {batch.trial!r} closed: not in results")
                 return False
+            if self.admitted_only and (batch.executor not in self._admitted
+                                       or batch.trial not in self._trials):
+                self.foreign += 1
+                self.foreign_requests += batch.n
+                self.problems.append(f"batch of executor {batch.executor!r} for trial "
+                                     f"{batch.trial!r} dropped: not an executor and trial of "
+                                     "this session")
+                return False
             tracker = self._sequences.setdefault(batch.executor, SequenceTracker())
             if not tracker.accept(batch.seq):
                 self.problems.append(f"duplicate batch seq {batch.seq} of executor "
@@ -254,6 +275,7 @@ class Aggregator:
         return {
             "batches": self.batches, "samples": self.samples,
             "malformed_batches": self.malformed, "wrong_run_batches": self.wrong_run,
+            "foreign_batches": self.foreign, "foreign_requests": self.foreign_requests,
             "after_close_batches": self.after_close,
             "after_close_requests": self.after_close_requests,
             "unstored_batches": self.unstored_batches,

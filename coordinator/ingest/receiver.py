@@ -19,7 +19,7 @@ import zmq
 from hpcbench.common import sockets
 from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
-from hpcbench.proto import telemetry
+from hpcbench.proto import samples, telemetry
 
 RECEIVE_HWM = 1_000   # batches queued in the PULL socket; beyond it executors' PUSH blocks
 log = logging.getLogger(__name__)
@@ -40,9 +40,13 @@ class AggregatorServer:
         self.on_telemetry = on_telemetry   # e.g. the session's EnergyMeter.observe
         self.telemetry_messages = 0
         self.telemetry_malformed = 0
+        self.telemetry_foreign = 0
+        # nodes whose telemetry counts (a session's monitor nodes); None: every node's
+        self.telemetry_nodes: set[str] | None = None
         self.latest_snapshot: dict | None = None
-        self._socket, self.endpoint = sockets.bind(zmq.PULL, endpoint, hwm=RECEIVE_HWM,
-                                                   curve=curve, context=context)
+        self._socket, self.endpoint = sockets.bind(
+            zmq.PULL, endpoint, hwm=RECEIVE_HWM, max_message_bytes=samples.MAX_MESSAGE_BYTES,
+            curve=curve, context=context)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aggregator", daemon=True)
 
@@ -99,6 +103,11 @@ class AggregatorServer:
             self.telemetry_malformed += 1
             self.aggregator.problems.append(f"malformed telemetry: {error}")
             return
+        if self.telemetry_nodes is not None and message["node"] not in self.telemetry_nodes:
+            self.telemetry_foreign += 1
+            self.aggregator.problems.append(f"telemetry of node {message['node'][:64]!r} "
+                                            "dropped: no monitor of this session runs there")
+            return
         self.telemetry_messages += 1
         if self.on_telemetry is not None:
             try:
@@ -116,6 +125,7 @@ class AggregatorServer:
             return
         snapshot["integrity"]["telemetry_messages"] = self.telemetry_messages
         snapshot["integrity"]["telemetry_malformed"] = self.telemetry_malformed
+        snapshot["integrity"]["telemetry_foreign"] = self.telemetry_foreign
         self.latest_snapshot = snapshot
         if self.bus is not None:
             try:

@@ -24,6 +24,7 @@ LOCAL_NODE = "localhost"
 
 class Launcher(Protocol):
     supervisor: Supervisor
+    single_machine: bool    # every component runs on the coordinator's machine
 
     def service_contexts(self) -> list[LaunchContext]:
         """One launch context per server node, head first (empty: the recipe's endpoints)."""

@@ -18,6 +18,8 @@ class LocalLauncher:
     """Every component as a child process of this machine; one server node (localhost) on a
     free port, `executors` agents (default: the recipe's executors_per_node)."""
 
+    single_machine = True   # every component on this machine (ipc sockets can serve)
+
     def __init__(self, run_dir: Path, recipe, *, host: str, executors: int | None = None):
         self.supervisor = Supervisor(run_dir)
         self.recipe = recipe

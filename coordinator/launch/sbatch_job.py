@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.files import write_atomic
 from hpcbench.common.logs import configure_logging
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
 from hpcbench.coordinator.launch.srun import component_image, ensure_image
-from hpcbench.coordinator.session.results import DONE, write_atomic
+from hpcbench.coordinator.session.results import DONE
 from hpcbench.proto import control_v1_pb2 as pb
 
 log = logging.getLogger(__name__)

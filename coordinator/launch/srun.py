@@ -77,6 +77,8 @@ def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
 class SrunLauncher:
     """The session's launcher under Slurm (launch/base.py's interface)."""
 
+    single_machine = False   # every component on this machine (ipc sockets can serve)
+
     def __init__(self, run_dir: Path, recipe, *, placement, allocation: Allocation):
         self.supervisor = Supervisor(run_dir)
         self.recipe = recipe

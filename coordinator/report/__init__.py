@@ -12,11 +12,11 @@ REPORT_FILE = "report.html"
 def build_report(run_dir: Path) -> Path:
     """Write <run_dir>/report.html, summary.json and summary.csv; return the report's path.
     Raises HpcbenchError (E006) when run_dir is not a run directory with a finished trial."""
+    from hpcbench.common.files import write_atomic
     from hpcbench.coordinator.report.environment import run_environment
     from hpcbench.coordinator.report.exports import write_run_summary
     from hpcbench.coordinator.report.html import render_report
     from hpcbench.coordinator.report.rundata import load_run
-    from hpcbench.coordinator.session.results import write_atomic
 
     run = load_run(Path(run_dir))
     write_run_summary(run)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from hpcbench.coordinator.session.results import write_atomic
+from hpcbench.common.files import write_atomic
 
 ENVIRONMENT_FILE = "environment.json"
 _PACKAGES = ("hpcbench", "numpy", "matplotlib", "pyzmq", "msgpack", "grpcio")

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from hpcbench.common.files import write_atomic
 from hpcbench.common.measure.definitions import MISSING
 from hpcbench.coordinator.report.requests import RequestTable
 from hpcbench.coordinator.report.rundata import RunData
 from hpcbench.coordinator.session.results import _csv as csv_text
-from hpcbench.coordinator.session.results import write_atomic
 from hpcbench.proto.samples import ErrorClass, Phase, TokenSource
 
 EXPORT_FORMATS = ("csv", "jsonl")

@@ -27,6 +27,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hpcbench.common import tls
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.control.feed import SessionFeed
@@ -116,7 +117,6 @@ class Session:
         self._lost: dict[str, str] = {}       # agent id -> why it was lost (announced once)
         self.recipe = None
         self.recording = None
-        self.curve_file: Path | None = None   # run_dir/curve.keys when security.curve is on
 
     # -- public -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -330,14 +330,10 @@ class Session:
     def _open_recording(self):
         from hpcbench.coordinator.session.recording import SessionRecording
 
-        curve = None
-        if self.recipe.data["security"]["curve"]:
-            from hpcbench.common.curve import KEYS_FILE, create_keys
-
-            curve = create_keys(self.run_dir)
-            self.curve_file = self.run_dir / KEYS_FILE
         return SessionRecording(self.recipe, self.session_id, self.run_dir, self.coordinator.host,
-                         on_snapshot=self.feed.publish_snapshot, curve=curve)
+                                single_machine=self.launcher.single_machine,
+                                control_tls=self.coordinator.tls,
+                                on_snapshot=self.feed.publish_snapshot)
 
     def _deploy_service(self):
         """Start the service on every server node the launcher names (none when the recipe
@@ -394,6 +390,8 @@ class Session:
         if not monitoring["enabled"]:
             return
         nodes = self.launcher.monitor_nodes()
+        self.recording.admit(monitor_nodes=nodes)
+        self.registry.monitor_count = len(nodes)
         prometheus_port = self._monitor_prometheus_port()
         for node in nodes:
             url, pid = deployed.get(node, (None, None))
@@ -470,12 +468,15 @@ class Session:
                 self._agent_env())
 
     def _agent_env(self) -> dict[str, str]:
-        """What an agent (executor, monitor) needs beyond --coordinator to register, and the
-        CURVE key file its sample/telemetry PUSH connects with when security.curve is on."""
+        """What an agent (executor, monitor) needs beyond --coordinator to register: the
+        session, its token file, the control certificate when the control port speaks TLS,
+        and the CURVE key file its sample/telemetry PUSH connects with when CURVE is on."""
         env = {"HPCBENCH_SESSION": self.session_id,
                "HPCBENCH_TOKEN_FILE": str(self.coordinator.token_file)}
-        if self.curve_file is not None:
-            env["HPCBENCH_CURVE_KEYS"] = str(self.curve_file)
+        if self.coordinator.tls:
+            env["HPCBENCH_TLS_CERT"] = str(self.coordinator.run_dir / tls.CERT_FILE)
+        if self.recording.curve_file is not None:
+            env["HPCBENCH_CURVE_KEYS"] = str(self.recording.curve_file)
         return env
 
     def _start_executors(self) -> list[str]:
@@ -516,6 +517,7 @@ class Session:
                   if agent.agent_id not in executors]
         for agent_id in absent:          # lost in an earlier trial: this one lacks its share
             self.recording.mark_executor_lost(trial.id, agent_id)
+        self.recording.admit(executors=executors)
         # all registered executors, lost ones included, so shares stay stable when one is lost
         executor_nodes = {agent.executor_index: agent.node
                           for agent in self.registry.agents(pb.EXECUTOR)}

@@ -11,14 +11,18 @@ output tokens per joule over its measured window) in summary.json.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+from hpcbench.common.curve import KEYS_FILE, create_keys
+from hpcbench.common.files import write_atomic
 from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.session.results import ResultsWriter, read_summary, write_atomic
+from hpcbench.coordinator.session.results import ResultsWriter, read_summary
 from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event, event_data
@@ -31,24 +35,39 @@ class SessionRecording:
     """The ingest receiver, aggregator, bus publisher, Prometheus endpoint and results writer
     of one session, driven trial by trial."""
 
-    def __init__(self, recipe, session_id: str, session_dir: Path, host: str,
-                 on_snapshot=None, interval_s: float = 1.0, curve=None):
-        """`host`: the address executors and monitors reach this node by; the sockets listen
+    def __init__(self, recipe, session_id: str, session_dir: Path, host: str, *,
+                 single_machine: bool, control_tls: bool, on_snapshot=None,
+                 interval_s: float = 1.0):
+        """`host`: the address executors and monitors reach this node by; tcp sockets listen
         there, or on the recipe's security.bind_address (e.g. 0.0.0.0) when it sets one.
-        `curve`: the session's hpcbench.common.curve.CurveKeys when security.curve is
-        on; the sample PULL and the bus PUB then serve only peers holding them."""
+        `single_machine`: every component runs here (the local launcher), so the sockets can
+        be ipc:// files only this user reaches (see `data_plane_protection`). `control_tls`:
+        whether the control port speaks TLS; both go into every summary.json."""
         self.recipe = recipe
         self.session_id = session_id
         self.session_dir = Path(session_dir)
-        bind = recipe.data["security"]["bind_address"] or host
-        self.bus = BusPublisher(f"tcp://{bind}:0", run=session_id, curve=curve)
-        self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s)
+        security = recipe.data["security"]
+        self.protection = data_plane_protection(security, single_machine)
+        bind = security["bind_address"] or host
+        self._socket_dir: Path | None = None
+        if self.protection == "ipc":
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="hpcbench-"))   # 0700, random
+            sample_bind, bus_bind = (f"ipc://{self._socket_dir}/{name}" for name in ("samples", "bus"))
+        else:
+            sample_bind = bus_bind = f"tcp://{bind}:0"
+        self.curve = create_keys(self.session_dir) if self.protection == "curve" else None
+        self.curve_file = self.session_dir / KEYS_FILE if self.curve is not None else None
+        self.protections = {"data_plane": self.protection,
+                            "control_plane": "tls" if control_tls else "loopback",
+                            "control_token": "required"}
+        self.bus = BusPublisher(bus_bind, run=session_id, curve=self.curve)
+        self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s, admitted_only=True)
         self.energy = EnergyMeter()
         self._telemetry_nodes: set[str] = set()   # nodes whose monitor has reported
         self._telemetry_lock = threading.Lock()
-        self.server = AggregatorServer(self.aggregator, f"tcp://{bind}:0", bus=self.bus,
+        self.server = AggregatorServer(self.aggregator, sample_bind, bus=self.bus,
                                        on_snapshot=on_snapshot, on_telemetry=self._telemetry,
-                                       curve=curve)
+                                       curve=self.curve)
         self.sample_endpoint = reachable(self.server.start(), host)
         self.bus_endpoint = reachable(self.bus.endpoint, host)
         try:
@@ -56,6 +75,7 @@ class SessionRecording:
         except BaseException:
             self.server.stop()
             self.bus.close()
+            self._remove_socket_dir()
             raise
         self.results = ResultsWriter(self.session_dir.parent.parent, self.session_dir.parent.name,
                                      self.session_dir.name)
@@ -105,6 +125,13 @@ class SessionRecording:
         self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
         self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
 
+    def admit(self, executors=(), monitor_nodes=()) -> None:
+        """The session's own executors and monitor nodes: only their batches and telemetry
+        count; anything else reaching the sockets is counted as foreign and dropped."""
+        self.aggregator.admit_executors(executors)
+        if monitor_nodes:
+            self.server.telemetry_nodes = set(self.server.telemetry_nodes or ()) | set(monitor_nodes)
+
     def mark_executor_lost(self, trial_id: str, agent_id: str) -> None:
         """An executor was lost while `trial_id` ran: its intervals are partial from now on."""
         self.aggregator.mark_executor_missing(trial_id, agent_id)
@@ -131,6 +158,7 @@ class SessionRecording:
                        "kernel_stamps": stats[agent_id].get("kernel_stamps")}
             for agent_id, report in reports.items()}
         summary.integrity["lost_executors"] = loss_accounts(summary, losses)
+        summary.integrity["protection"] = self.protections
         summary.energy = self._trial_energy(summary)
         self._copy_trial_logs(log_dir)
         directory = self._trial_writer.finish(summary)
@@ -235,6 +263,11 @@ class SessionRecording:
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.bus.close()
+        self._remove_socket_dir()
+
+    def _remove_socket_dir(self) -> None:
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 def threshold_problems(overall: dict, error_threshold: float) -> list[str]:
@@ -269,9 +302,26 @@ def headline(snapshot: dict | None) -> dict:
     return figures
 
 
+def data_plane_protection(security: dict, single_machine: bool) -> str:
+    """How the sample, telemetry and bus sockets keep out what the session did not produce:
+    - "ipc": socket files in a fresh 0700 directory; only this user can connect. The default
+      when every component runs on this machine and nothing asked for a network address.
+    - "curve": tcp with the session's CURVE keys; a peer without them never completes the
+      handshake. The default wherever other machines reach the sockets (Slurm, a
+      security.bind_address), and what security.curve: true asks for.
+    - "plain": tcp, unauthenticated: only when the recipe says security.curve: false and the
+      sockets must be reachable from other machines (recorded in every summary.json)."""
+    curve = security.get("curve")
+    if single_machine and not security.get("bind_address") and curve is not True:
+        return "ipc"
+    return "plain" if curve is False else "curve"
+
+
 def reachable(endpoint: str, host: str) -> str:
     """A bound ZeroMQ endpoint as peers must dial it: tcp://0.0.0.0:PORT listens everywhere
-    but is no address to connect to, so it is named by `host`."""
+    but is no address to connect to, so it is named by `host` (ipc endpoints are paths)."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint
     return f"tcp://{host}:{endpoint.rsplit(':', 1)[1]}"
 
 

@@ -36,6 +36,7 @@ import msgpack
 import yaml
 
 from hpcbench.common.errors import config_error
+from hpcbench.common.files import write_atomic
 from hpcbench.common.measure.histogram import Histogram
 from hpcbench.common.measure.interval_log import IntervalLogWriter
 from hpcbench.coordinator.ingest.aggregator import TrialSummary
@@ -54,20 +55,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
 
 class TrialFinishedError(RuntimeError):
     """A finished trial was opened for writing: finished trials are never rewritten."""
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # only still there when writing failed
 
 
 def _checked_name(kind: str, name: str) -> str:

@@ -8,6 +8,8 @@ The runs are real `hpcbench run` processes; their listening sockets are read fro
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 
 import psutil
 import pytest
@@ -43,20 +45,34 @@ def test_sockets_listen_where_the_recipe_says_and_peers_dial_loopback(tmp_path, 
                               "monitor_port": monitor_port}})
     run = runs(recipe, tmp_path / "results", "bind")
     wait_second_trial_measuring(run)
-    record = json.loads((run.results / "faults" / "bind" / "coordinator.json").read_text())
+    session_dir = run.results / "faults" / "bind"
+    record = json.loads((session_dir / "coordinator.json").read_text())
     sockets = listening(run.process.pid)
-    # control, samples, bus and Prometheus: all on the loopback by default, so nothing of the
-    # coordinator's is reachable from another machine; all on the recipe's address if set
-    assert len(sockets) == 4 and set(sockets.values()) == {listens_on}, sockets
-    assert sockets[coordinator_port] == listens_on
     # the monitor's Prometheus endpoint goes where the coordinator's sockets go
     assert listening(run.component_pid(*MONITOR)) == {monitor_port: listens_on}
-    advertised = {"control": record["control"], "bus": record["bus"]}
-    assert {int(address.rsplit(":", 1)[1]) for address in advertised.values()} < set(sockets)
+    assert sockets[coordinator_port] == listens_on
+    control_port = int(record["control"].rsplit(":", 1)[1])
     # what peers are told is an address to dial, never 0.0.0.0
-    assert advertised == {"control": f"127.0.0.1:{advertised['control'].rsplit(':', 1)[1]}",
-                          "bus": f"tcp://127.0.0.1:{advertised['bus'].rsplit(':', 1)[1]}"}
+    assert record["control"] == f"127.0.0.1:{control_port}"
+    if bind is None:
+        # one machine: control and Prometheus on the loopback; samples and bus are socket
+        # files in a directory only this user can enter, so no other user can push or listen
+        assert sockets == {control_port: "127.0.0.1", coordinator_port: "127.0.0.1"}, sockets
+        assert record["bus"].startswith("ipc://") and record["tls"] is False
+        socket_dir = Path(record["bus"].removeprefix("ipc://")).parent
+        assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+    else:
+        # reachable from other machines: samples and bus on CURVE, the control port on TLS
+        assert len(sockets) == 4 and set(sockets.values()) == {listens_on}, sockets
+        bus_port = int(record["bus"].rsplit(":", 1)[1])
+        assert record["bus"] == f"tcp://127.0.0.1:{bus_port}" and bus_port in sockets
+        assert record["tls"] is True and (session_dir / "curve.keys").exists()
     assert run.wait(120) == 0, run.output            # executors and monitor reached it
+    trial = next(path for path in session_dir.iterdir() if (path / "summary.json").exists())
+    protection = json.loads((trial / "summary.json").read_text())["integrity"]["protection"]
+    assert protection == {"data_plane": "ipc" if bind is None else "curve",
+                          "control_plane": "loopback" if bind is None else "tls",
+                          "control_token": "required"}
 
 
 @pytest.mark.parametrize("address", ["node1", "10.0.0", "::1", ""])

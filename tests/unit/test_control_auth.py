@@ -68,14 +68,24 @@ def test_the_right_token_is_accepted(coordinator, channel):
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_health_and_reflection_answer_without_a_token(channel):
+def test_health_check_answers_without_a_token_and_reflection_only_with_it(coordinator, channel):
+    """A cluster health probe cannot carry a token, and Check answers at once; reflection and
+    health Watch hold a server thread as long as the caller likes, so they need the token
+    (a tokenless flood of them starved token holders' calls)."""
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "hpcbench.control.v1.Control", "hpcbench.control.v1.Agent"):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-    replies = reflection.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    request = [reflection_pb2.ServerReflectionRequest(list_services="")]
+    with pytest.raises(grpc.RpcError) as refused:
+        list(reflection.ServerReflectionInfo(iter(request), timeout=5))
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as watch_refused:
+        next(health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5))
+    assert watch_refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    replies = reflection.ServerReflectionInfo(iter(request), timeout=5,
+                                              metadata=call_metadata(coordinator.token))
     names = {service.name for reply in replies
              for service in reply.list_services_response.service}
     assert {"hpcbench.control.v1.Control", "hpcbench.control.v1.Agent",

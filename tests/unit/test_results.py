@@ -9,6 +9,7 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.files import write_atomic
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.session import results
 from hpcbench.coordinator.session.results import (
@@ -17,7 +18,6 @@ from hpcbench.coordinator.session.results import (
     finished_trials,
     read_samples,
     read_summary,
-    write_atomic,
 )
 from hpcbench.proto.samples import encode
 from tests.support.sample_batches import make_batch
