@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages that the integration suites need (virtual Slurm cluster, Prometheus,
+# Debian packages that the cluster and integration suites need (virtual Slurm cluster, Prometheus,
 # Pushgateway, Redis, headless Chromium for report screenshots, network namespaces, and a JDK with
 # Debian's HdrHistogram jar to check our histogram encoding against the reference implementation).
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps \

@@ -100,7 +100,7 @@ class LoadConfig:
                       trial_id: str = "trial-0", executor_id: str | None = None,
                       node: str = "localhost", request_extras: dict | None = None
                       ) -> "LoadConfig":
-        """Resolve one executor's share of a trial workload (field names: README `executor`).
+        """Resolve one executor's share of a trial workload (field names: docs/executor.md).
 
         `targets`: one base URL, or several that the executor's requests take in turn
         (distribution_strategy all-to-all). `request_extras` are top-level JSON body fields a

@@ -1,6 +1,6 @@
 """A minimal HTTP/1.1 client protocol: keep-alive pool, chunked decoding, streaming.
 
-Why not aiohttp: measured against the simulator (README "design notes"), a callback-driven
+Why not aiohttp: measured against the simulator (docs/design-notes.md), a callback-driven
 protocol costs a fraction of the CPU per streamed request, and the executor's CPU is what a
 benchmark must not spend. Connections run on `stamped_socket.py`: each `data_received` call
 comes with the kernel's receive stamp of its bytes (so a busy executor does not add its own

@@ -5,7 +5,7 @@ executor/protocol_registry.py. A protocol is stateless; per-request state (line 
 times, usage) lives on the `Attempt`. Streams are split into lines with one `bytes.split` per
 network read.
 
-Counting rules (README "executor"):
+Counting rules (docs/metrics.md, "Counting rules"):
 - OpenAI SSE (`data: {...}` lines): comments (`:` lines), keep-alives, `event:`/`id:` lines are
   skipped; `[DONE]` ends the stream; a chunk whose first choice carries a delta with `content`
   (chat) or a `text` field (completions) is a content chunk even when the text is empty, except

@@ -9,7 +9,7 @@ Every message is two frames: the topic (UTF-8, the SUB filter matches on it) and
     replay   true when re-sent from the last-value cache to a subscriber that just joined
              (its `seq` is the original one, so a subscriber skips replays it has already seen)
     data     the payload, per topic:
-             snapshot   an aggregator snapshot (hpcbench.coordinator.ingest.aggregator, README "bus")
+             snapshot   an aggregator snapshot (hpcbench.coordinator.ingest.aggregator, docs/bus.md)
              telemetry  a monitor message exactly as proto/telemetry.py defines it
              event      a lifecycle event: {"event": NAME, "session": ID, "state": STATE, ...};
                         every NAME and its fields are the `Event` enumeration below

@@ -21,7 +21,7 @@ Header fields (all required):
                  owns max(chunks[i] - 1, 0) of them (so offsets are a cumulative sum)
 
 Times are `time.perf_counter_ns()` readings of the executor; a missing time is 0.
-Definitions of the metrics derived from them are in DESIGN.md section 4 and README "Metrics".
+Definitions of the metrics derived from them are in DESIGN.md section 4 and docs/metrics.md.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`hpcbench report RUN_DIR`: build report.html, summary.json/summary.csv of a run, and on
-request the per-request export (requests.csv / requests.jsonl). Details: README "Reports"."""
+request the per-request export (requests.csv / requests.jsonl). Details: docs/reports.md."""
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,6 @@
 """Node roles for a recipe on a list of nodes: who serves, who drives load, whom each executor hits.
 
-Rules (DESIGN.md section 6, the same as run.sbatch's `slurm.place_roles`): the coordinator runs
+Rules (DESIGN.md section 6, the same as run.sbatch's `slurm.place_on_allocation`): the coordinator runs
 on the first node, alone when the allocation has a node to spare beyond servers + clients; a
 monitor runs on every node; servers take the next `servers.nodes` nodes and clients the next
 `clients.nodes` (sharing server nodes only when the allocation is too small, e.g. one machine). Each client node runs

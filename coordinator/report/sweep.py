@@ -3,7 +3,7 @@
 The x axis is the swept parameter with the most distinct values; any other swept parameters
 split the trials into series (one line each). Repetitions of a point are averaged.
 
-Saturation point (README "Reports"): walking a series in ascending order of the parameter, the
+Saturation point (docs/reports.md): walking a series in ascending order of the parameter, the
 first point whose output-token throughput gained less than SATURATION_GAIN (5 %) over the previous
 point while its p99 end-to-end latency grew by more than SATURATION_LATENCY_GROWTH (20 %). From
 there on, more offered load buys latency, not throughput.

@@ -148,8 +148,8 @@ class SessionRecording:
         missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
         summary = self.aggregator.close_trial(trial.id)
         # what each executor says it produced, beside what arrived: the audit of no silent
-        # loss; and whether its token times are the kernel's receive stamps (README "What is
-        # measured")
+        # loss; and whether its token times are the kernel's receive stamps (docs/metrics.md,
+        # "Timestamps")
         stats = {agent_id: json.loads(report.stats_json) if report.stats_json else {}
                  for agent_id, report in reports.items()}
         summary.integrity["executor_reports"] = {

@@ -1,5 +1,5 @@
 """The built-in inference simulator: OpenAI and Ollama APIs with a realistic timing model,
-fault injection and ground truth of every token write (see README, section "simulator").
+fault injection and ground truth of every token write (see docs/simulator.md).
 
     from hpcbench.servers.simulator import SimulatorConfig, start_simulator
     with start_simulator(SimulatorConfig(mode="fixed", ttft_ms=5, itl_ms=1)) as sim:

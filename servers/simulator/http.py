@@ -3,7 +3,7 @@
 Why not aiohttp.web: the simulator is the yardstick for a client targeting thousands of streamed
 requests per CPU-second, so the server's own cost per token must be a few microseconds. This
 protocol parses a request with a handful of bytes operations and writes each token as one
-`transport.write` of one chunk (see README "simulator" for the measured comparison).
+`transport.write` of one chunk (see docs/simulator.md for the measured comparison).
 
 It runs on `transport.py`, which hands every read over with the time its bytes reached this
 host (the kernel's receive stamp, see common/stamped_socket.py). Requests on one connection

@@ -1,6 +1,6 @@
 """`hpcbench sim --workers N`: N simulator processes behind one port, for more than one core.
 
-One process serves roughly 3,000 16-token streams per CPU-second (README, "simulator"); a client
+One process serves roughly 3,000 16-token streams per CPU-second (docs/simulator.md); a client
 benchmark that needs more load runs several. Each worker is an independent replica (its own
 batch, queue and timing) listening on the same port with SO_REUSEPORT, so the kernel spreads
 connections over them. Their statistics are summed through shared memory (shared_stats.py), so

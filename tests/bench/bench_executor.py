@@ -96,7 +96,7 @@ def cpu_per_request(url: str) -> dict:
 
 def aiohttp_requests_per_cpu_s(url: str, seconds: float = 5.0, slots: int = 64) -> float:
     """The same load through aiohttp (streamed SSE lines, orjson per event): the comparison
-    behind the choice of HTTP client (README, design notes)."""
+    behind the choice of HTTP client (docs/design-notes.md)."""
     import aiohttp
     import orjson
 

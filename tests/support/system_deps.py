@@ -1,4 +1,4 @@
-"""Install the Debian packages the integration suites need (as root), or say why not.
+"""Install the Debian packages the cluster and integration suites need (as root), or say why not.
 
 Run by `make test`. Only missing packages are installed, so a second run costs one dpkg query.
 Without root the suites that need these packages skip with a printed reason.
