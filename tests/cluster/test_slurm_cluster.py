@@ -191,8 +191,12 @@ def test_sbatch_runs_the_sweep_with_roles_on_their_nodes(cluster, repo, tmp_path
         assert batches and {batch.node for batch in batches} == {"node3"}
         requests = sum(batch.n for batch in batches)
         assert requests > 0
-        overall = read_summary(run_dir / trial["id"])["overall"]
+        summary = read_summary(run_dir / trial["id"])
+        overall = summary["overall"]
         assert overall["requests"] + overall["warmup_requests"] + overall["drain_requests"] == requests
+        # across machines by default: samples and bus on CURVE, the control port on TLS
+        assert summary["integrity"]["protection"] == {
+            "data_plane": "curve", "control_plane": "tls", "control_token": "required"}
     for node in cluster.nodes:
         assert (run_dir / "telemetry" / f"{node.name}.csv").stat().st_size > 0
 
