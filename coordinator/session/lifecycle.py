@@ -21,7 +21,6 @@ import json
 import logging
 import secrets
 import signal
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -48,15 +47,13 @@ TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout befor
 
 
 def load_recipe_source(recipe_text: str | None, recipe_path: str | None):
-    """The validated Recipe from its text or its path (HpcbenchError E006 on any problem)."""
-    from hpcbench.recipes import load_recipe
+    """The validated Recipe from its text or its path (HpcbenchError E006 on any problem; the
+    text gets the limits of a file: size, aliases, depth)."""
+    from hpcbench.recipes import load_recipe, load_recipe_text
 
     if recipe_path is not None:
         return load_recipe(recipe_path)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "recipe.yaml"
-        path.write_text(recipe_text)
-        return load_recipe(path)
+    return load_recipe_text(recipe_text, "StartSession recipe_yaml")
 
 
 def new_session_id() -> str:
