@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.common.ids import check_id
     from hpcbench.coordinator.cli.progress import final_line, follow, summary_table, trial_problems
     from hpcbench.coordinator.control.server import Coordinator
     from hpcbench.coordinator.session.lifecycle import new_session_id
@@ -46,13 +47,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.executors is not None and args.executors < 1:
         raise config_error(f"--executors {args.executors}: need at least 1 executor")
+    if args.session is not None:   # it names the run directory: checked before anything exists
+        check_id(args.session, "--session id")
     recipe = load_recipe(args.recipe)            # bad recipes fail here, before anything starts
     if recipe.data["orchestration"]["mode"] == "slurm":
         raise config_error(f"{args.recipe}: orchestration.mode is 'slurm'; `hpcbench run` runs "
                            "on this machine only",
                            [f"fix: `hpcbench submit {args.recipe}` (or sbatch run.sbatch) on the "
                             "cluster, or set orchestration.mode: local to try it here"])
-    session_id = args.session or new_session_id()
+    session_id = args.session if args.session is not None else new_session_id()
     results_root = args.results_dir or Path(recipe.data["results_dir"])
     run_dir = results_root / recipe.scenario / session_id
     console = Console(width=None if sys.stdout.isatty() else 132)

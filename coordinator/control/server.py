@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hpcbench.common.auth import TOKEN_FILE, TokenInterceptor, create_token, write_token
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.ids import check_id
 from hpcbench.coordinator.control.agents import AgentServicer
 from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.proto import control_v1_pb2 as pb
@@ -102,6 +103,8 @@ class Coordinator:
         run.sbatch's `launcher` that starts the components as srun steps on Slurm nodes."""
         from hpcbench.coordinator.session.lifecycle import Session, load_recipe_source, new_session_id
 
+        if session_id is not None:   # it names the run directory: refused before anything
+            check_id(session_id, "session id")
         load_recipe_source(recipe_text, recipe_path)   # a bad recipe is refused here, E006
         session_id = session_id or new_session_id()
         with self._lock:

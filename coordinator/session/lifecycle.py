@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.ids import check_id
 from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.control.feed import SessionFeed
 from hpcbench.coordinator.launch.base import Launcher, make_launcher
@@ -76,7 +77,7 @@ class Session:
         its own; the default runs processes on this machine, `executors` of them if given."""
         if (recipe_text is None) == (recipe_path is None):
             raise ValueError("give exactly one of recipe_text, recipe_path")
-        self.session_id = session_id
+        self.session_id = check_id(session_id, "session id")   # it names the run directory
         self.coordinator = coordinator
         self._recipe_text = recipe_text
         self._recipe_path = recipe_path
