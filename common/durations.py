@@ -25,6 +25,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration; use {EXAMPLES}")
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and value > MAX_DURATION_S:   # 10**400 overflows float()
+            raise ValueError(f"{_shown(value)} is too long a duration: {describe_duration_limit()}")
         return _non_negative(float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a duration; use {EXAMPLES}")
