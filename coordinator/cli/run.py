@@ -39,14 +39,16 @@ def run(args: argparse.Namespace) -> int:
 
     from hpcbench.common.errors import HpcbenchError, config_error
     from hpcbench.common.ids import check_id
+    from hpcbench.common.limits import MAX_PER_NODE
     from hpcbench.coordinator.cli.progress import final_line, follow, summary_table, trial_problems
     from hpcbench.coordinator.control.server import Coordinator
     from hpcbench.coordinator.session.lifecycle import new_session_id
     from hpcbench.proto import control_v1_pb2 as pb
     from hpcbench.recipes import load_recipe
 
-    if args.executors is not None and args.executors < 1:
-        raise config_error(f"--executors {args.executors}: need at least 1 executor")
+    if args.executors is not None and not 1 <= args.executors <= MAX_PER_NODE:
+        raise config_error(f"--executors {args.executors}: need 1 to {MAX_PER_NODE} executor "
+                           "processes (they all run on this machine)")
     if args.session is not None:   # it names the run directory: checked before anything exists
         check_id(args.session, "--session id")
     recipe = load_recipe(args.recipe)            # bad recipes fail here, before anything starts

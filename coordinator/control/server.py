@@ -22,8 +22,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hpcbench.common.auth import TOKEN_FILE, TokenInterceptor, create_token, write_token
-from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.common.ids import check_id
+from hpcbench.common.limits import MAX_PORT
 from hpcbench.coordinator.control.agents import AgentServicer
 from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.proto import control_v1_pb2 as pb
@@ -51,6 +52,10 @@ class Coordinator:
                  bind: str | None = None):
         """`host`: the address clients and agents reach the control port by; it listens
         there, or on `bind` (e.g. 0.0.0.0, a recipe's security.bind_address) when given."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+            # checked before the run dir exists: gRPC took 70000 as port 4464 without a word
+            raise config_error(f"--port {port!r} is not a TCP port",
+                               [f"fix: a port from 1 to {MAX_PORT}, or 0 for a free one"])
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.host = host

@@ -155,7 +155,6 @@ def test_deep_nesting_is_refused_with_a_location(tmp_path, work, name):
 
 
 def test_64_levels_are_still_a_recipe(tmp_path):
-    record("bad_inputs")
     depth = limits.MAX_YAML_DEPTH - 2            # the document and metadata are two levels
     path = tmp_path / "deep.yaml"
     path.write_text(BASE_TEXT + "metadata: {a: " + "[" * depth + "]" * depth + "}\n")
@@ -186,7 +185,6 @@ def test_start_session_text_has_the_same_size_limit(work):
 
 
 def test_a_recipe_just_under_the_limit_loads(tmp_path):
-    record("bad_inputs")
     notes = "x" * (limits.MAX_RECIPE_BYTES - 200)
     path = tmp_path / "big.yaml"
     path.write_text(BASE_TEXT + f"metadata: {{notes: '{notes}'}}\n")
@@ -538,9 +536,20 @@ def test_scenario_names_use_the_same_form():
         assert validate({**BASE, "scenario": value}) == []
 
 
-@pytest.mark.parametrize("session", ["../x", "/tmp/hpcbench-escape", "a/b", ".."])
-def test_hpcbench_run_refuses_a_bad_session_before_writing_anything(tmp_path, capsys, monkeypatch,
-                                                                     session):
+RUN_ARGUMENTS = [
+    (["--session", "../x"], "--session id '../x' is not allowed"),
+    (["--session", "/tmp/hpcbench-escape"], "--session id '/tmp/hpcbench-escape' is not allowed"),
+    (["--session", "a/b"], "--session id 'a/b' is not allowed"),
+    (["--session", ".."], "--session id '..' is not allowed"),
+    (["--port", "70000"], "--port 70000 is not a TCP port"),      # gRPC made it 4464
+    (["--port", "-5"], "--port -5 is not a TCP port"),
+    (["--executors", "100000"], "--executors 100000: need 1 to 1024"),
+]
+
+
+@pytest.mark.parametrize("arguments, words", RUN_ARGUMENTS, ids=[" ".join(a) for a, _ in RUN_ARGUMENTS])
+def test_hpcbench_run_refuses_bad_arguments_before_writing_anything(tmp_path, capsys, monkeypatch,
+                                                                    arguments, words):
     from hpcbench.coordinator.cli.main import main
 
     record("bad_inputs")
@@ -550,10 +559,10 @@ def test_hpcbench_run_refuses_a_bad_session_before_writing_anything(tmp_path, ca
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.chdir(out)
-    status = main(["run", str(recipe), "--session", session, "--results-dir",
-                   str(out / "results"), "--no-live"])
+    status = main(["run", str(recipe), *arguments, "--results-dir", str(out / "results"),
+                   "--no-live"])
     assert status == 2
-    assert f"error E006: --session id {session!r} is not allowed" in capsys.readouterr().err
+    assert f"error E006: {words}" in capsys.readouterr().err
     assert list(out.iterdir()) == []
     assert not Path("/tmp/hpcbench-escape").exists()
 
