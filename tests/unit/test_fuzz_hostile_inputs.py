@@ -567,6 +567,26 @@ def test_hpcbench_run_refuses_bad_arguments_before_writing_anything(tmp_path, ca
     assert not Path("/tmp/hpcbench-escape").exists()
 
 
+CLI_NUMBERS = [
+    (["plan", "recipes/examples/local-sim.yaml", "--nodes", "1000000000"],
+     "--nodes 1000000000: need 1 to 100000 nodes"),       # one name was made for each
+    (["sim", "--workers", "100000"], "--workers 100000: expected an integer from 1 to 1024"),
+    (["watch", "--idle-timeout", "nan"], "--idle-timeout nan: expected seconds > 0"),
+    (["watch", "--idle-timeout", "1e308"], "--idle-timeout 1e+308: expected seconds > 0"),
+    (["watch", "--count", "-1"], "--count -1: expected 1 or more messages"),
+]
+
+
+@pytest.mark.parametrize("arguments, words", CLI_NUMBERS, ids=[" ".join(a[:3]) for a, _ in CLI_NUMBERS])
+def test_other_verbs_bound_their_numbers(repo, capsys, monkeypatch, arguments, words):
+    from hpcbench.coordinator.cli.main import main
+
+    record("bad_inputs")
+    monkeypatch.chdir(repo)
+    assert main(arguments) == 2
+    assert f"error E006: {words}" in capsys.readouterr().err
+
+
 def test_run_sbatch_refuses_a_bad_job_id_before_asking_slurm():
     from hpcbench.coordinator.launch.slurm import Allocation
 
