@@ -144,6 +144,14 @@ def _check_size(size: int, where: str) -> None:
 def parse_yaml(text: str, where: str = "recipe") -> object:
     """The one YAML document in `text`, parsed within the limits (nodes after alias expansion,
     nesting depth); every YAML problem becomes E006 with its line and column."""
+    try:
+        text.encode("utf-8")     # libyaml reads UTF-8: a lone surrogate cannot be sent to it
+    except UnicodeEncodeError as error:
+        line = text.count("\n", 0, error.start) + 1
+        column = error.start - (text.rfind("\n", 0, error.start) + 1) + 1
+        raise config_error(f"{where} is not valid YAML",
+                           [f"line {line}, column {column}: U+{ord(text[error.start]):04X} is a "
+                            "lone surrogate, not a character; remove it"]) from None
     loader = _BoundedLoader(text)
     try:
         return loader.get_single_data()

@@ -236,6 +236,12 @@ def test_non_utf8_bytes_are_e006_with_their_position(tmp_path):
     assert error.details[0].startswith("line 3, column 23: byte 0xe9"), error.details
 
 
+def test_a_lone_surrogate_in_start_session_text_is_e006():
+    error = refused(load_recipe_text, BASE_TEXT + "metadata: {notes: \"a\ud800\"}\n", "text")
+    assert error.details == ("line 3, column 21: U+D800 is a lone surrogate, not a character; "
+                             "remove it",)
+
+
 @pytest.mark.parametrize("text, shown", [
     ("- scenario: s\n- workload: {}\n", "got [{'scenario': 's'}, {'workload': {}}]"),
     ("just a sentence\n", "got 'just a sentence'"),
