@@ -14,7 +14,10 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.parser import Parser
+from yaml.reader import Reader
 from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 from hpcbench.common.errors import config_error
 from hpcbench.common.limits import MAX_RECIPE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
@@ -24,17 +27,9 @@ from hpcbench.recipes.schema import schema_problems
 from hpcbench.recipes.semantics import semantic_problems
 
 try:   # libyaml's event parser; the composer and constructor stay Python (they hold the limits)
-    from yaml.cyaml import CParser as _Parser
+    from yaml.cyaml import CParser
 except ImportError:   # pragma: no cover - PyYAML built without libyaml
-    from yaml.parser import Parser as _PyParser
-    from yaml.reader import Reader
-    from yaml.scanner import Scanner
-
-    class _Parser(Reader, Scanner, _PyParser):
-        def __init__(self, text: str):
-            Reader.__init__(self, text)
-            Scanner.__init__(self)
-            _PyParser.__init__(self)
+    CParser = None
 
 
 @dataclass(frozen=True)
@@ -152,8 +147,9 @@ def parse_yaml(text: str, where: str = "recipe") -> object:
         raise config_error(f"{where} is not valid YAML",
                            [f"line {line}, column {column}: U+{ord(text[error.start]):04X} is a "
                             "lone surrogate, not a character; remove it"]) from None
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)      # the pure-Python reader checks characters here
         return loader.get_single_data()
     except _LimitError as error:
         raise config_error(f"{where} is beyond the limits of a recipe", [_located(error)]) from None
@@ -171,7 +167,8 @@ def parse_yaml(text: str, where: str = "recipe") -> object:
     except RecursionError:   # defence in depth: the composer stops at MAX_YAML_DEPTH first
         raise _too_deep(where) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _codepoint(error: yaml.reader.ReaderError) -> str:
@@ -309,12 +306,29 @@ def _shown(node: Node) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class _BoundedLoader(_BoundedComposer, _Parser, _StrictConstructor, Resolver):
-    """SafeLoader's parts with the bounded composer and the strict constructor; libyaml's
-    event parser when PyYAML has it (about four times faster on a 1 MiB document)."""
+class _PythonLoader(_BoundedComposer, Reader, Scanner, Parser, _StrictConstructor, Resolver):
+    """SafeLoader's parts with the bounded composer and the strict constructor."""
 
     def __init__(self, text: str):
-        _Parser.__init__(self, text)
+        Reader.__init__(self, text)
+        Scanner.__init__(self)
+        Parser.__init__(self)
         _BoundedComposer.__init__(self)
         _StrictConstructor.__init__(self)
         Resolver.__init__(self)
+
+
+if CParser is not None:
+    class _LibyamlLoader(_BoundedComposer, CParser, _StrictConstructor, Resolver):
+        """The same with libyaml's event parser (about four times faster on a 1 MiB
+        document); the composer comes first, so the limits stay in Python."""
+
+        def __init__(self, text: str):
+            CParser.__init__(self, text)
+            _BoundedComposer.__init__(self)
+            _StrictConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _BoundedLoader: type = _LibyamlLoader
+else:   # pragma: no cover - PyYAML built without libyaml
+    _BoundedLoader = _PythonLoader

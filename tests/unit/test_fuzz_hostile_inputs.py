@@ -63,6 +63,19 @@ def work(monkeypatch):
         tracemalloc.stop()
 
 
+@pytest.fixture(params=["libyaml", "python"])
+def parser(request, monkeypatch):
+    """Each YAML case with libyaml's event parser (the default) and with PyYAML's own (what
+    runs where PyYAML was built without libyaml): the limits live in the composer above both."""
+    from hpcbench.recipes import loader
+
+    if request.param == "python":
+        monkeypatch.setattr(loader, "_BoundedLoader", loader._PythonLoader)
+    elif loader.CParser is None:
+        pytest.skip("PyYAML without libyaml")
+    return request.param
+
+
 def refused(load, *args) -> HpcbenchError:
     """The E006 `load(*args)` raises (anything else fails the test)."""
     record("bad_inputs")
@@ -103,7 +116,7 @@ EXPANDING = {
 
 
 @pytest.mark.parametrize("name", sorted(EXPANDING))
-def test_alias_expansion_is_refused_before_anything_expands(tmp_path, work, name):
+def test_alias_expansion_is_refused_before_anything_expands(tmp_path, parser, work, name):
     error = refused_text(tmp_path, EXPANDING[name])
     detail = "\n".join(error.details)
     assert LOCATED.match(detail), detail
@@ -119,7 +132,7 @@ def test_alias_expansion_is_refused_before_anything_expands(tmp_path, work, name
     ("scenario: hostile\nworkload: &w {service: simulator, model: m, dataset: *w}\n",
      "recursive"),
 ])
-def test_a_recursive_alias_is_refused(tmp_path, work, text, words):
+def test_a_recursive_alias_is_refused(tmp_path, parser, work, text, words):
     error = refused_text(tmp_path, text)
     assert LOCATED.match(error.details[0]) and words in error.details[0]
     assert work.nodes < 20
@@ -148,7 +161,7 @@ NESTED = {
 
 
 @pytest.mark.parametrize("name", sorted(NESTED))
-def test_deep_nesting_is_refused_with_a_location(tmp_path, work, name):
+def test_deep_nesting_is_refused_with_a_location(tmp_path, parser, work, name):
     error = refused_text(tmp_path, NESTED[name])
     assert LOCATED.match(error.details[0]) and "nest" in error.details[0], error.render()
     assert work.nodes <= 2 * limits.MAX_YAML_DEPTH + 10     # a key and a value per level
@@ -224,7 +237,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("name, text, where, words", MALFORMED, ids=[case[0] for case in MALFORMED])
-def test_malformed_yaml_is_e006_with_line_and_column(tmp_path, name, text, where, words):
+def test_malformed_yaml_is_e006_with_line_and_column(tmp_path, parser, name, text, where, words):
     error = refused_text(tmp_path, text)
     detail = "\n".join(error.details)
     assert detail.startswith(where) and words in detail, error.render()
@@ -236,7 +249,7 @@ def test_non_utf8_bytes_are_e006_with_their_position(tmp_path):
     assert error.details[0].startswith("line 3, column 23: byte 0xe9"), error.details
 
 
-def test_a_lone_surrogate_in_start_session_text_is_e006():
+def test_a_lone_surrogate_in_start_session_text_is_e006(parser):
     error = refused(load_recipe_text, BASE_TEXT + "metadata: {notes: \"a\ud800\"}\n", "text")
     assert error.details == ("line 3, column 21: U+D800 is a lone surrogate, not a character; "
                              "remove it",)
