@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from hpcbench.common.limits import MAX_DURATION_S, describe_duration_limit
+
 UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 EXAMPLES = '90, "90s", "2m", "1h30m" or "500ms"'
 
@@ -18,18 +20,23 @@ def parse_duration(value: object) -> float:
 
     A bare number (or numeric string) is seconds. A string is one or more `<number><unit>`
     parts with units h, m, s, ms, largest first and each unit at most once ("1h30m", "2m15s").
+    Every duration is finite, >= 0 and at most MAX_DURATION_S (30 days).
     """
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration; use {EXAMPLES}")
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and value > MAX_DURATION_S:   # 10**400 overflows float()
+            raise ValueError(f"{_shown(value)} is too long a duration: {describe_duration_limit()}")
         return _non_negative(float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a duration; use {EXAMPLES}")
     text = value.strip().lower()
     try:
-        return _non_negative(float(text), value)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        return _non_negative(number, value)
     position, total, seen = 0, 0.0, []
     for match in _PART.finditer(text):
         if match.start() != position:
@@ -43,11 +50,18 @@ def parse_duration(value: object) -> float:
         position = match.end()
     if not text or position != len(text):
         raise ValueError(f"{value!r} is not a duration; use {EXAMPLES}")
-    return total
+    return _non_negative(total, value)
 
 
 def _non_negative(seconds: float, original: object) -> float:
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"{original!r} is not a duration: it must be a finite number of seconds "
-                         f">= 0; use {EXAMPLES}")
+        raise ValueError(f"{_shown(original)} is not a duration: it must be a finite number of "
+                         f"seconds >= 0; use {EXAMPLES}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{_shown(original)} is too long a duration: {describe_duration_limit()}")
     return seconds
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from hpcbench.common import limits
 from hpcbench.common.durations import parse_duration
 from hpcbench.common.errors import config_error
 from hpcbench.executor.protocol_registry import get_protocol, known_protocols
@@ -123,7 +124,8 @@ class LoadConfig:
         load = get.mapping("load")
         pattern = _Reader(load, "workload.load").choice("pattern", PATTERNS, "closed")
         duration = get.duration("duration", 10.0, allow_none=True)
-        max_requests = get.integer("max_requests", None, minimum=1, allow_none=True)
+        max_requests = get.integer("max_requests", None, minimum=1, allow_none=True,
+                                   maximum=limits.MAX_REQUESTS)
         if not duration and max_requests is None:
             raise config_error("workload.duration and workload.max_requests are both unset/0: "
                                "set a duration (e.g. \"60s\") or a request count")
@@ -145,7 +147,8 @@ class LoadConfig:
             executor_index=executor_index, executor_count=executor_count,
             slo=dict(get.mapping("slo")),
             batch=_batch(get, protocol),
-            max_tokens=get.integer("max_tokens", None, minimum=1, allow_none=True),
+            max_tokens=get.integer("max_tokens", None, minimum=1, allow_none=True,
+                                   maximum=limits.MAX_TOKENS),
             request_extras=dict(_Reader({"request_extras": request_extras}, "config")
                                 .mapping("request_extras")),
         )
@@ -180,7 +183,7 @@ def with_executor_share(workload: dict, executor_index: int,
 
 
 def _batch(get: "_Reader", protocol) -> int:
-    batch = get.integer("batch", 1, minimum=1)
+    batch = get.integer("batch", 1, minimum=1, maximum=limits.MAX_BATCH)
     if batch > 1 and not protocol.batches:
         able = [name for name in known_protocols() if get_protocol(name).batches]
         raise config_error(f"workload.batch={batch} needs api: {' or '.join(able)} (an API that "
@@ -194,17 +197,18 @@ def _concurrency(get: "_Reader", index: int, count: int) -> int:
     (`executor_concurrency`, from coordinator.plan.executor_concurrency: it splits
     clients_per_node over a node's executors), else its part of the total `concurrency`,
     else `clients_per_node` (one executor per node)."""
-    share = get.integer("executor_concurrency", None, minimum=1, allow_none=True)
+    most = limits.MAX_IN_FLIGHT
+    share = get.integer("executor_concurrency", None, minimum=1, allow_none=True, maximum=most)
     if share is not None:
         return share
-    total = get.integer("concurrency", None, minimum=1, allow_none=True)
+    total = get.integer("concurrency", None, minimum=1, allow_none=True, maximum=most)
     if total is not None:
         slots = _share(total, index, count)
         if slots == 0:
             raise config_error(f"workload.concurrency={total} is smaller than the {count} "
                                "executors: raise it or use fewer client nodes")
         return slots
-    return get.integer("clients_per_node", 1, minimum=1)
+    return get.integer("clients_per_node", 1, minimum=1, maximum=most)
 
 
 def _load_spec(load: dict, pattern: str, index: int, count: int) -> LoadSpec:
@@ -214,7 +218,7 @@ def _load_spec(load: dict, pattern: str, index: int, count: int) -> LoadSpec:
         trace = get.text("trace", None) if pattern == "trace" else None
         return LoadSpec(pattern=pattern, trace=trace, ramp_up=ramp_up)
     if pattern == "burst":
-        burst_size = get.integer("burst_size", None, minimum=1)
+        burst_size = get.integer("burst_size", None, minimum=1, maximum=limits.MAX_IN_FLIGHT)
         share = _share(burst_size, index, count)
         if share == 0:
             raise config_error(f"workload.load.burst_size={burst_size} is smaller than the "
@@ -222,10 +226,11 @@ def _load_spec(load: dict, pattern: str, index: int, count: int) -> LoadSpec:
         return LoadSpec(pattern=pattern, burst_size=share,
                         burst_pause=get.duration("burst_pause", None, positive=True),
                         ramp_up=ramp_up)
-    rate = get.number("rate", None, positive=True)
+    rate = get.number("rate", None, minimum=limits.MIN_RATE, maximum=limits.MAX_RATE)
     per_executor = rate / count
     return LoadSpec(pattern=pattern, rate=per_executor,
-                    burstiness=get.number("burstiness", 1.0, positive=True),
+                    burstiness=get.number("burstiness", 1.0, minimum=limits.MIN_BURSTINESS,
+                                          maximum=limits.MAX_BURSTINESS),
                     ramp_up=ramp_up, phase_offset=index / count / per_executor)
 
 
@@ -241,7 +246,7 @@ def _dataset_spec(dataset: dict) -> DatasetSpec:
         output_tokens=None if own_lengths else
         _length_spec(output, "workload.dataset.output_tokens"),
         ignore_eos=get.boolean("ignore_eos", False),
-        seed=get.integer("seed", 0, minimum=0),
+        seed=get.integer("seed", 0, minimum=0, maximum=limits.MAX_SEED),
     )
 
 
@@ -252,13 +257,14 @@ def _length_spec(value, where: str) -> LengthSpec:
         value = {"distribution": "fixed", "mean": value}
     get = _Reader(value, where)
     distribution = get.choice("distribution", DISTRIBUTIONS, "fixed")
-    low = get.integer("min", 1, minimum=1)
-    high = get.integer("max", 1_000_000, minimum=1)
+    tokens = limits.MAX_TOKENS
+    low = get.integer("min", 1, minimum=1, maximum=tokens)
+    high = get.integer("max", tokens, minimum=1, maximum=tokens)
     if high < low:
         raise config_error(f"{where}: max={high} < min={low}; make max >= min")
     default_mean = (low + high) // 2 if distribution == "uniform" else None
-    mean = get.integer("mean", default_mean, minimum=1)
-    stddev = get.number("stddev", 0.0, minimum=0.0)
+    mean = get.integer("mean", default_mean, minimum=1, maximum=tokens)
+    stddev = get.number("stddev", 0.0, minimum=0.0, maximum=tokens)
     if distribution == "normal" and "stddev" not in value:
         raise config_error(f"{where}: a normal distribution needs stddev (e.g. stddev: 32)")
     return LengthSpec(distribution, mean, low, high, stddev)
@@ -273,6 +279,12 @@ def _check_url(url: object, scheme: str = "http") -> None:
         _ = parts.port   # urllib checks the port only when it is read
     except ValueError:
         raise config_error(f"target URL {url!r} has a bad port: use 1..65535") from None
+
+
+def _shown(value: object) -> str:
+    """A value as a message shows it: a 4000-digit integer is cut, not printed whole."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class _Reader:
@@ -319,22 +331,26 @@ class _Reader:
             raise config_error(f"{self.where}.{name}={value!r}: expected true or false")
         return value
 
-    def number(self, name, default, positive=False, minimum=None):
+    def number(self, name, default, positive=False, minimum=None, maximum=None):
         value, _ = self._value(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not math.isfinite(value) or (positive and value <= 0) or \
-                (minimum is not None and value < minimum):
+                (minimum is not None and value < minimum) or \
+                (maximum is not None and value > maximum):
             bound = "> 0" if positive else f">= {minimum}" if minimum is not None else "finite"
-            raise config_error(f"{self.where}.{name}={value!r}: expected a number {bound}")
+            bound += f" and <= {maximum}" if maximum is not None else ""
+            raise config_error(f"{self.where}.{name}={_shown(value)}: expected a number {bound}")
         return float(value)
 
-    def integer(self, name, default, minimum=None, allow_none=False):
+    def integer(self, name, default, minimum=None, allow_none=False, maximum=None):
         value, missing = self._value(name, default, allow_none)
         if missing and value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or \
-                (minimum is not None and value < minimum):
-            raise config_error(f"{self.where}.{name}={value!r}: expected an integer >= {minimum}")
+                (minimum is not None and value < minimum) or \
+                (maximum is not None and value > maximum):
+            bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+            raise config_error(f"{self.where}.{name}={_shown(value)}: expected an integer {bound}")
         return value
 
     def duration(self, name, default, allow_none=False, positive=False):

@@ -17,6 +17,7 @@ class _Missing:
 
 
 MISSING = _Missing()
+SHOWN_CHARACTERS = 120   # of a bad value in a problem line
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Problem:
 
     def __str__(self) -> str:
         shown = repr(self.value) if self.value is not MISSING else "nothing (key is missing)"
+        if len(shown) > SHOWN_CHARACTERS:   # a 1 MiB string or a 1000-value list: its start
+            shown = shown[:SHOWN_CHARACTERS - 3] + "..."
         return f"{self.path or '(recipe)'}: got {shown}; expected {self.expected}"
 
 

@@ -6,9 +6,11 @@ that separately) and returns Problems, so a user sees every problem in one pass.
 from __future__ import annotations
 
 import ipaddress
+import math
 from typing import Callable
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.limits import MAX_TRIALS
 from hpcbench.executor import protocol_registry
 from hpcbench.recipes.defaults import MONITOR_PROMETHEUS_PORT, PROMETHEUS_PORT
 from hpcbench.recipes.problems import MISSING, Problem, lookup
@@ -270,10 +272,37 @@ def _bind_address_is_an_ip(data: dict) -> list[Problem]:
     return []
 
 
+def _sweep_fits(data: dict) -> list[Problem]:
+    """A sweep is expanded into a list of trials up front: bound that list (each trial also
+    becomes a directory and a run of its own: 10,000 of them at a minute each is a week)."""
+    from hpcbench.recipes.sweep import SWEEP_AXES  # sweep imports the loader, which imports us
+
+    workload = data.get("workload")
+    repetitions = _int(data.get("repetitions"))
+    if not isinstance(workload, dict) or (repetitions is not None and repetitions < 1):
+        return []
+    sizes = {}
+    for axis in SWEEP_AXES:
+        value = lookup(workload, axis)
+        if isinstance(value, list) and value:
+            sizes[axis] = len(value)
+    trials = math.prod(sizes.values()) * (repetitions or 1)
+    if trials <= MAX_TRIALS:
+        return []
+    factors = " x ".join(f"{count} {axis}" for axis, count in sorted(sizes.items()))
+    if repetitions and repetitions > 1:
+        factors += f" x {repetitions} repetitions"
+    path = "repetitions" if not sizes else f"workload.{max(sizes, key=sizes.get)}"
+    value = repetitions if not sizes else lookup(workload, path.split(".", 1)[1])
+    return [Problem(path, value, f"a sweep of at most {MAX_TRIALS:,} trials; this one has "
+                                 f"{trials:,} ({factors}): sweep fewer values or split it into "
+                                 "several recipes")]
+
+
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark,
-    _apptainer_has_image, _prometheus_ports_differ, _bind_address_is_an_ip,
+    _apptainer_has_image, _prometheus_ports_differ, _bind_address_is_an_ip, _sweep_fits,
 )

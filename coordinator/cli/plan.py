@@ -21,6 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcbench.common.errors import config_error
+    from hpcbench.common.limits import MAX_NODES
     from hpcbench.coordinator.launch.plan import executor_concurrency, place_roles
     from hpcbench.recipes import expand_trials, load_recipe
 
@@ -29,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
         nodes = [name.strip() for name in args.node_names.split(",") if name.strip()]
     else:
         count = recipe.data["orchestration"]["total_nodes"] if args.nodes is None else args.nodes
-        if count < 1:
-            raise config_error(f"--nodes {count}: need at least 1 node", ["pass --nodes 1 or more"])
+        if not 1 <= count <= MAX_NODES:    # a name is made for each: 10^9 of them never end
+            raise config_error(f"--nodes {count}: need 1 to {MAX_NODES} nodes",
+                               ["pass --nodes N within that range"])
         nodes = [f"node{index}" for index in range(1, count + 1)]
     placement = place_roles(recipe, nodes)
     trials = expand_trials(recipe)

@@ -38,21 +38,26 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.common.ids import check_id
+    from hpcbench.common.limits import MAX_PER_NODE
     from hpcbench.coordinator.cli.progress import final_line, follow, summary_table, trial_problems
     from hpcbench.coordinator.control.server import Coordinator
     from hpcbench.coordinator.session.lifecycle import new_session_id
     from hpcbench.proto import control_v1_pb2 as pb
     from hpcbench.recipes import load_recipe
 
-    if args.executors is not None and args.executors < 1:
-        raise config_error(f"--executors {args.executors}: need at least 1 executor")
+    if args.executors is not None and not 1 <= args.executors <= MAX_PER_NODE:
+        raise config_error(f"--executors {args.executors}: need 1 to {MAX_PER_NODE} executor "
+                           "processes (they all run on this machine)")
+    if args.session is not None:   # it names the run directory: checked before anything exists
+        check_id(args.session, "--session id")
     recipe = load_recipe(args.recipe)            # bad recipes fail here, before anything starts
     if recipe.data["orchestration"]["mode"] == "slurm":
         raise config_error(f"{args.recipe}: orchestration.mode is 'slurm'; `hpcbench run` runs "
                            "on this machine only",
                            [f"fix: `hpcbench submit {args.recipe}` (or sbatch run.sbatch) on the "
                             "cluster, or set orchestration.mode: local to try it here"])
-    session_id = args.session or new_session_id()
+    session_id = args.session if args.session is not None else new_session_id()
     results_root = args.results_dir or Path(recipe.data["results_dir"])
     run_dir = results_root / recipe.scenario / session_id
     console = Console(width=None if sys.stdout.isatty() else 132)

@@ -72,10 +72,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcbench.common.errors import config_error
+    from hpcbench.common.limits import MAX_PER_NODE
     from hpcbench.servers.simulator import SimulatorConfig, serve
     values = {spec.name: getattr(args, spec.name) for spec in fields(SimulatorConfig)}
     config = SimulatorConfig(**values)
-    if args.workers < 1:
-        raise config_error(f"--workers {args.workers}: expected an integer >= 1")
+    if not 1 <= args.workers <= MAX_PER_NODE:   # each one is a process
+        raise config_error(f"--workers {args.workers}: expected an integer from 1 to "
+                           f"{MAX_PER_NODE}")
     serve(config, port_file=args.port_file, truth_file=args.truth, workers=args.workers)
     return 0

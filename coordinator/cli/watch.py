@@ -31,9 +31,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.common.limits import MAX_DURATION_S, describe_duration_limit
     from hpcbench.coordinator.bus.publisher import subscribe
     from hpcbench.proto import bus as contract
 
+    if not 0 < args.idle_timeout <= MAX_DURATION_S:      # also false for nan
+        raise config_error(f"--idle-timeout {args.idle_timeout}: expected seconds > 0, "
+                           f"{describe_duration_limit()}")
+    if args.count is not None and args.count < 1:
+        raise config_error(f"--count {args.count}: expected 1 or more messages")
     topics = [topic.strip() for topic in args.topics.split(",") if topic.strip()]
     unknown = [topic for topic in topics if topic not in contract.TOPICS]
     if unknown:

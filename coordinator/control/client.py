@@ -18,6 +18,7 @@ import grpc
 from hpcbench.common import tls
 from hpcbench.common.auth import TOKEN_FILE, call_metadata, read_token
 from hpcbench.common.errors import HpcbenchError, config_error
+from hpcbench.common.ids import check_id
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 
@@ -55,6 +56,8 @@ def target_from_args(args) -> Target:
 def locate(run_dir=None, session=None, results_dir="results", address=None,
            token_file=None, tls_cert=None) -> Target:
     """Resolve a Target from a run dir, a session id, an address + token, or the newest session."""
+    if session:   # it is looked up as a directory under results_dir
+        check_id(session, "--session id")
     if address:
         if not token_file:
             raise config_error("--address needs --token-file (the session's control.token)")

@@ -23,8 +23,10 @@ from grpc_reflection.v1alpha import reflection
 
 from hpcbench.common import tls
 from hpcbench.common.auth import TOKEN_FILE, TokenInterceptor, create_token, write_token
-from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.common.files import check_private_dir, write_atomic, write_private
+from hpcbench.common.ids import check_id
+from hpcbench.common.limits import MAX_PORT
 from hpcbench.coordinator.control.agents import AgentServicer
 from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.proto import control_v1_pb2 as pb
@@ -53,6 +55,10 @@ class Coordinator:
         """`host`: the address clients and agents reach the control port by; it listens
         there, or on `bind` (e.g. 0.0.0.0, a recipe's security.bind_address) when given.
         Off loopback the port speaks TLS with a certificate made for this run (common/tls.py)."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+            # checked before the run dir exists: gRPC took 70000 as port 4464 without a word
+            raise config_error(f"--port {port!r} is not a TCP port",
+                               [f"fix: a port from 1 to {MAX_PORT}, or 0 for a free one"])
         self.run_dir = Path(run_dir)
         check_private_dir(self.run_dir)
         self.host = host
@@ -115,6 +121,8 @@ class Coordinator:
         run.sbatch's `launcher` that starts the components as srun steps on Slurm nodes."""
         from hpcbench.coordinator.session.lifecycle import Session, load_recipe_source, new_session_id
 
+        if session_id is not None:   # it names the run directory: refused before anything
+            check_id(session_id, "session id")
         load_recipe_source(recipe_text, recipe_path)   # a bad recipe is refused here, E006
         session_id = session_id or new_session_id()
         with self._lock:

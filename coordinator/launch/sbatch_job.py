@@ -76,7 +76,7 @@ class SlurmJob:
         coordinator = None
         try:
             recipe = load_recipe(self.recipe_path)
-            allocation = Allocation.from_environment()
+            allocation = Allocation.from_environment()   # checks the job id: the session id
             placement = place_on_allocation(recipe, allocation)
             self._open_run_dir(recipe, allocation, placement)
             if recipe.data["runtime"] == "apptainer":

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from hpcbench.common.errors import HpcbenchError, config_error
+from hpcbench.common.ids import check_id
 
 ROLES = ("servers", "clients", "monitors")
 
@@ -114,6 +115,10 @@ class Allocation:
                                ["fix: submit with `sbatch -N <n> run.sbatch recipe.yaml` or "
                                 "`hpcbench submit recipe.yaml`; on one machine use "
                                 "`hpcbench run recipe.yaml`"])
+        # run.sbatch's session id, so it names the run directory: checked before anything
+        check_id(job_id, "Slurm job id (SLURM_JOB_ID, run.sbatch's session id)",
+                 "fix: run.sbatch takes the session id from Slurm's job id; submit it with "
+                 "sbatch rather than setting SLURM_JOB_ID by hand")
         nodes = tuple(expand_nodelist(nodelist, env))
         return cls(job_id, nodes, {name: node_address(name, env) for name in nodes})
 

@@ -21,7 +21,6 @@ import json
 import logging
 import secrets
 import signal
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from hpcbench.common import tls
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.ids import check_id
 from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.control.feed import SessionFeed
 from hpcbench.coordinator.launch.base import Launcher, make_launcher
@@ -49,15 +49,13 @@ TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout befor
 
 
 def load_recipe_source(recipe_text: str | None, recipe_path: str | None):
-    """The validated Recipe from its text or its path (HpcbenchError E006 on any problem)."""
-    from hpcbench.recipes import load_recipe
+    """The validated Recipe from its text or its path (HpcbenchError E006 on any problem; the
+    text gets the limits of a file: size, aliases, depth)."""
+    from hpcbench.recipes import load_recipe, load_recipe_text
 
     if recipe_path is not None:
         return load_recipe(recipe_path)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "recipe.yaml"
-        path.write_text(recipe_text)
-        return load_recipe(path)
+    return load_recipe_text(recipe_text, "StartSession recipe_yaml")
 
 
 def new_session_id() -> str:
@@ -80,7 +78,7 @@ class Session:
         its own; the default runs processes on this machine, `executors` of them if given."""
         if (recipe_text is None) == (recipe_path is None):
             raise ValueError("give exactly one of recipe_text, recipe_path")
-        self.session_id = session_id
+        self.session_id = check_id(session_id, "session id")   # it names the run directory
         self.coordinator = coordinator
         self._recipe_text = recipe_text
         self._recipe_path = recipe_path
