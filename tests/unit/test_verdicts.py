@@ -120,3 +120,28 @@ def test_while_a_run_measures_its_trial_is_running_and_no_totals_are_counted(tmp
         server_version=None, ended=False, running="a")
     assert record["state"] == "RUNNING" and record["totals"] is None
     assert [a["verdict"] for a in record["trials"][0]["attempts"]] == ["failed", "running"]
+
+
+def test_a_slurm_job_reports_and_exits_by_the_final_attempts(tmp_path):
+    """run.sbatch's body: job.json gives each trial's newest attempt (state, verdict, attempts)
+    and the job exits E004 only when a final attempt failed."""
+    from hpcbench.coordinator.launch.sbatch_job import SlurmJob
+    from hpcbench.proto import control_v1_pb2 as pb
+
+    writer = ResultsWriter(tmp_path, "scenario", "42")
+    run_trial(writer, "a", problems=("executor-1 lost",))
+    run_trial(writer, "a", session_run=2)                       # re-measured: passed
+    run_trial(writer, "b", problems=("error rate 9%",))
+    writer.open_trial("c", {"trial": "c"}).abort("E002: executors lost")
+    job = SlurmJob(tmp_path / "recipe.yaml")
+    job.run_dir = writer.session_dir
+    results = [{"trial_id": "a", "passed": True, "problems": []},
+               {"trial_id": "b", "passed": False, "problems": ["error rate 9%"]}]
+    job.session = SimpleNamespace(trials=trials("a", "b", "c", "d"), state=pb.COMPLETED,
+                                  error=None, all_results=lambda: results)
+    assert [(t["id"], t["state"], t["verdict"], t["attempts"]) for t in job._trial_states()] == [
+        ("a", "finished", "passed", 2), ("b", "finished", "failed", 1),
+        ("c", "partial", "cut", 1), ("d", "not-run", "not-run", 0)]
+    assert job._finish_session() == 14 and "b: error rate 9%" in job.record["error"]
+    results.pop()
+    assert job._finish_session() == 0 and job.record["state"] == "completed"
