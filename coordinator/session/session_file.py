@@ -93,8 +93,9 @@ def trial_entries(session_dir: Path, trials, current_run: int,
             attempts[-1].update(verdict="running", reason=None)
         final = attempts[-1] if attempts else None
         verdict = final["verdict"] if final else verdicts.NOT_RUN
-        problems = (final["problems"] or ([final["reason"]] if final.get("reason") else [])
-                    if final else [])
+        problems = []
+        if final:      # a failed attempt's problems, or why a cut one stopped
+            problems = final["problems"] or ([final["reason"]] if final.get("reason") else [])
         entries.append({"trial_id": trial.id, "index": trial.index, "params": trial.params,
                         "verdict": verdict, "passed": verdict == verdicts.PASSED,
                         "problems": problems, "attempts": attempts,
