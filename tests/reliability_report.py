@@ -1,11 +1,14 @@
 """`make reliability`: run the reliability, fuzzing and security suites and print their figures.
 
 Figures (JSON on stdout): faults injected, bad inputs tried, samples produced vs accounted
-(stored or counted with a reason), sample-endpoint messages sent vs accounted, and leftover
-processes. The tests add to the figures through tests.support.faults.record; every process
-the suites start inherits a marker in its environment, so after the run any process still
-carrying it is a leftover, whoever its parent became. Exit status: pytest's, or 1 when a figure
-is wrong (leftovers, or samples/messages that were not accounted for).
+(stored or counted with a reason), sample-endpoint messages sent vs accounted, re-run verdicts
+(session re-runs, failed trials measured again, earlier attempts kept, failed trials that came
+back passed without a new attempt), and leftover processes. The tests add to the figures
+through tests.support.faults.record; every process the suites start inherits a marker in its
+environment, so after the run any process still carrying it is a leftover, whoever its parent
+became. Exit status: pytest's, or 1 when a figure
+is wrong (leftovers, samples/messages that were not accounted for, or a failed trial relabelled
+passed).
 """
 from __future__ import annotations
 
@@ -72,13 +75,20 @@ def main(argv: list[str]) -> int:
         "samples_accounted": totals["samples_accounted"],
         "messages_sent": totals["messages_sent"],
         "messages_accounted": totals["messages_accounted"],
+        "rerun_verdicts": {
+            "reruns": totals["reruns"],
+            "trials_remeasured": totals["trials_remeasured"],
+            "earlier_attempts_kept": totals["earlier_attempts_kept"],
+            "failed_relabelled_passed": totals["failed_relabelled_passed"],
+        },
         "leftover_processes": len(leftovers),
     }
     print(json.dumps(report, indent=2))
     if status != 0:
         return int(status)
     balanced = (report["samples_produced"] == report["samples_accounted"]
-                and report["messages_sent"] == report["messages_accounted"])
+                and report["messages_sent"] == report["messages_accounted"]
+                and report["rerun_verdicts"]["failed_relabelled_passed"] == 0)
     return 0 if balanced and not leftovers else 1
 
 

@@ -95,7 +95,9 @@ def summary_table(session) -> Table:
     results = session.all_results()
     caption = "latencies in ms; tok/s = output tokens per second"
     if any(result.get("earlier") for result in results):
-        caption += "; * finished in an earlier run of this session (skipped now)"
+        caption += "; * passed in an earlier run of this session (skipped now)"
+    if any((result.get("attempt") or 1) > 1 for result in results):
+        caption += "; (attempt N): earlier attempts kept in <trial>/attempts/"
     table = Table(title=f"{session.scenario} / {session.session_id}", title_justify="left",
                   caption=caption,
                   caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0),
@@ -112,6 +114,7 @@ def summary_table(session) -> Table:
             _ms(latency["ttft"]["p99"]), _ms(latency["itl"]["p50"]), _ms(latency["itl"]["p99"]),
             _ms(latency["e2e"]["p99"]), str(overall["error_total"]),
             ("[green]ok[/]" if result["passed"] else "[red]FAILED[/]")
+            + (f" (attempt {result['attempt']})" if (result.get("attempt") or 1) > 1 else "")
             + (" *" if result.get("earlier") else ""))
     return table
 

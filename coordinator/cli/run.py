@@ -2,8 +2,10 @@
 
 The command is the coordinator: it serves the Control API (so `hpcbench status/stop/watch` and
 other tools can follow the session), runs the session's lifecycle and starts the service,
-monitors and executors as child processes. Exit status 0 only when every trial completed within
-its error threshold; otherwise the error code of what went wrong (E001..E008).
+monitors and executors as child processes. Exit status 0 only when the final attempt of every
+trial passed (verdicts stored with the trials, earlier runs' included: a re-run of a session
+measures failed and cut trials again and skips only passed ones); otherwise the error code of
+what went wrong (E001..E008; E004 for a trial that broke the recipe's limits).
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ HELP = "Run a recipe on this machine with live progress and a final report"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/examples/local-sim.yaml")
     parser.add_argument("--session", metavar="ID",
-                        help="session id; the id of an earlier run resumes its sweep, "
-                             "skipping finished trials")
+                        help="session id; the id of an earlier run resumes its sweep: "
+                             "passed trials are skipped, failed or cut ones measured again")
     parser.add_argument("--results-dir", type=Path, metavar="DIR",
                         help="results root (default: the recipe's results_dir, 'results')")
     parser.add_argument("--executors", type=int, metavar="N",

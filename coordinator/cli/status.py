@@ -104,11 +104,18 @@ def _show_ended(run_dir, as_json: bool, error) -> int:
     if as_json:
         print(json.dumps(record, indent=2))
         return 0
-    passed = sum(1 for trial in record["trials"] if trial["passed"])
-    print(f"session   {record['session']} ({record['scenario']}): ended, "
-          f"{record['state'].lower()}")
-    print(f"trials    {len(record['trials'])} run ({passed} passed), "
-          f"{record['skipped']} skipped")
+    from hpcbench.coordinator.session.session_file import ENDED
+
+    trials = record.get("trials") or []
+    passed = sum(1 for trial in trials if trial.get("passed"))
+    state = record["state"].lower() if record["state"] in ENDED else \
+        "interrupted (its coordinator is gone)"
+    print(f"session   {record['session']} ({record['scenario']}): ended, {state}")
+    if "runs" in record:      # session.json of every run, with final attempts' verdicts
+        print(f"trials    {len(trials)} in the sweep, {passed} passed (final attempts), "
+              f"{record['skipped']} skipped by the last of {len(record['runs'])} run(s)")
+    else:
+        print(f"trials    {len(trials)} run ({passed} passed), {record['skipped']} skipped")
     print(f"results   {run_dir}")
     if record.get("error"):
         print(record["error"])

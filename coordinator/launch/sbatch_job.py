@@ -28,7 +28,7 @@ from hpcbench.common.files import write_atomic
 from hpcbench.common.logs import configure_logging
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
 from hpcbench.coordinator.launch.srun import component_image, ensure_image
-from hpcbench.coordinator.session.results import DONE
+from hpcbench.coordinator.session.results import trial_attempts
 from hpcbench.proto import control_v1_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ class SlurmJob:
             self._save()
 
     def _finish_session(self) -> int:
-        """The session's own outcome: its error, or E004 when a trial broke its limits."""
+        """The session's own outcome: its error, or E004 when the final attempt of a trial (a
+        re-run of the job keeps the earlier ones' verdicts) broke its limits."""
         session = self.session
         if session.state == pb.STOPPED:  # `hpcbench stop` through the Control API
             return self._finish("stopped", 130, session.stop_reason)
@@ -118,7 +119,7 @@ class SlurmJob:
             log.error(session.error.render())
             return self._finish("failed", session.error.exit_status, session.error.render())
         failed = [f"{r['trial_id']}: {'; '.join(r['problems'])}"
-                  for r in session.trial_results if not r["passed"]]
+                  for r in session.all_results() if not r["passed"]]
         if failed:
             error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
                                           "recipe's limits", failed)
@@ -132,15 +133,19 @@ class SlurmJob:
         return code
 
     def _trial_states(self) -> list[dict]:
-        """Each trial `finished` (trial.done), `partial` (started, cut short) or `not-run`."""
+        """Each trial `finished` (trial.done), `partial` (started, cut short) or `not-run`, by
+        its newest attempt, with that attempt's `verdict` and how many `attempts` it has."""
         if self.session is None or self.run_dir is None:
             return []
         states = []
         for trial in self.session.trials:
-            trial_dir = self.run_dir / trial.id
-            state = ("finished" if (trial_dir / DONE).exists() else
-                     "partial" if trial_dir.exists() else "not-run")
-            states.append({"id": trial.id, "params": trial.params, "state": state})
+            attempts = trial_attempts(self.run_dir / trial.id)
+            final = attempts[-1] if attempts else {}
+            verdict = final.get("verdict", "not-run")
+            state = ("not-run" if not attempts else
+                     "partial" if verdict == "cut" else "finished")
+            states.append({"id": trial.id, "params": trial.params, "state": state,
+                           "verdict": verdict, "attempts": len(attempts)})
         return states
 
     def _save(self) -> None:

@@ -57,9 +57,16 @@ def _unmatched(comparison: Comparison) -> list[str]:
     return notes
 
 
+def _attempts(comparison: Comparison) -> list[str]:
+    """Trials measured more than once: only their final attempts are compared."""
+    return [f"{name}: {note}" for name, run in (("A", comparison.run_a), ("B", comparison.run_b))
+            for note in run.attempt_notes()]
+
+
 def terminal_table(comparison: Comparison) -> Table:
     body = rows(comparison)
-    view = Table(title=_title(comparison), caption="\n".join([*_unmatched(comparison), METHOD]))
+    view = Table(title=_title(comparison),
+                 caption="\n".join([*_unmatched(comparison), *_attempts(comparison), METHOD]))
     for header in HEADERS:
         view.add_column(header, justify="left" if header in ("point", "metric", "unit",
                                                              "verdict for B") else "right")
@@ -70,6 +77,7 @@ def terminal_table(comparison: Comparison) -> Table:
 
 def comparison_html(comparison: Comparison) -> str:
     notes = "".join(f"<p class=\"bad\">{e(note)}</p>\n" for note in _unmatched(comparison))
+    notes += "".join(f"<p>{e(note)}</p>\n" for note in _attempts(comparison))
     body = (f"<p>{e(_title(comparison))}</p>\n{notes}<p class=\"note\">{e(METHOD)}</p>\n"
             + table(HEADERS, rows(comparison), text_columns=3))
     return page("hpcbench compare", [body])

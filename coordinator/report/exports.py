@@ -62,7 +62,10 @@ def run_summary(run: RunData) -> dict:
         "trials": [{"trial": trial.trial_id, "repetition": trial.repetition,
                     "params": trial.params, "slos_s": trial.slos_s,
                     "overall": trial.summary["overall"], "exact": trial.summary.get("exact"),
-                    "energy": trial.summary.get("energy")}
+                    "energy": trial.summary.get("energy"),
+                    "verdict": trial.outcome.get("verdict"),
+                    "problems": trial.outcome.get("problems", []),
+                    "attempt": trial.attempt, "earlier_attempts": trial.earlier}
                    for trial in run.trials],
         "unfinished": run.unfinished,
     }

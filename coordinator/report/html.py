@@ -34,14 +34,27 @@ def render_report(run: RunData, environment: dict) -> str:
 def _overview(run: RunData) -> str:
     session = run.session or {}
     state = session.get("state", "unknown (no session.json)")
-    passed = {item["trial_id"]: item["passed"] for item in session.get("trials") or ()}
-    failed = [trial.trial_id for trial in run.trials if passed.get(trial.trial_id) is False]
-    lines = [f"<p>Session state: <b>{e(state)}</b>; {len(run.trials)} finished trial(s)"
+    # each trial's verdict as stored with it (trial.done), never judged again here
+    passed = {trial.trial_id: trial.passed for trial in run.trials}
+    failed = [trial for trial in run.trials if not trial.passed]
+    runs = len(session.get("runs") or ()) or (1 if session else 0)
+    lines = [f"<p>Session state: <b>{e(state)}</b>"
+             + (f" after {runs} runs" if runs > 1 else "")
+             + f"; {len(run.trials)} finished trial(s)"
              + (f", elapsed {session['elapsed_s']:.1f} s" if session.get("elapsed_s") else "")
              + ".</p>"]
     if failed:
-        lines.append(f"<p class=\"bad\">{len(failed)} trial(s) above the recipe's error "
-                     "threshold (workload.error_threshold): see the errors by class below.</p>")
+        lines.append(f"<p class=\"bad\">{len(failed)} trial(s) failed (the recipe's "
+                     "error_threshold, lost executors or samples; see below):</p>")
+        lines.append("<ul>" + "".join(
+            f"<li>{e(trial.trial_id)}: {e('; '.join(trial.outcome.get('problems') or ()))}"
+            "</li>" for trial in failed) + "</ul>")
+    notes = run.attempt_notes()
+    if notes:
+        lines.append("<p>Measured more than once (a re-run of the session measures failed and "
+                     "cut trials again): every figure is the final attempt's; earlier ones are "
+                     "kept in &lt;trial&gt;/attempts/ and in no figure.</p>")
+        lines.append("<ul>" + "".join(f"<li>{e(note)}</li>" for note in notes) + "</ul>")
     if session.get("error"):
         lines.append(f"<pre class=\"bad\">{e(session['error'])}</pre>")
     if run.unfinished:

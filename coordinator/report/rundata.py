@@ -4,6 +4,10 @@ A run directory is results/<scenario>/<session>/ (coordinator/session/results.py
 trial, session.json written at the end of the session, and telemetry/<node>.csv written by the
 monitors (monitor/csv_log.py). Only finished trials (with trial.done) are reported; unfinished
 ones are listed by name so a user sees they exist.
+
+A trial directory holds the trial's final (newest) attempt, the one every figure is made of;
+earlier attempts of a re-run session are kept in <trial>/attempts/N and only listed (their
+verdicts, in `TrialData.earlier`), never mixed into figures.
 """
 from __future__ import annotations
 
@@ -19,7 +23,14 @@ import yaml
 
 from hpcbench.common.errors import config_error
 from hpcbench.coordinator.report.requests import RequestTable, load_requests
-from hpcbench.coordinator.session.results import DONE, RECIPE, SAMPLES, SUMMARY_JSON
+from hpcbench.coordinator.session.results import (
+    DONE,
+    RECIPE,
+    SAMPLES,
+    SUMMARY_JSON,
+    read_outcome,
+    trial_attempts,
+)
 
 SESSION_FILE = "session.json"
 TELEMETRY_DIR = "telemetry"
@@ -31,6 +42,16 @@ class TrialData:
     directory: Path
     recipe: dict
     summary: dict          # summary.json without the encoded histograms
+    outcome: dict = field(default_factory=dict)   # trial.done: verdict, problems, attempt
+    earlier: list[dict] = field(default_factory=list)  # earlier attempts: attempt, verdict, why
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome.get("verdict") == "passed"
+
+    @property
+    def attempt(self) -> int:
+        return int(self.outcome.get("attempt") or len(self.earlier) + 1)
 
     @property
     def index(self) -> int:
@@ -76,6 +97,19 @@ class RunData:
     trials: list[TrialData]
     unfinished: list[str]
     telemetry: list[NodeTelemetry]
+    earlier_unfinished: dict[str, list[dict]] = field(default_factory=dict)  # cut: earlier
+
+    def attempt_notes(self) -> list[str]:
+        """One line per trial measured more than once: which attempt the figures are, and the
+        earlier attempts' verdicts (kept in <trial>/attempts/, in no figure)."""
+        notes = [f"{trial.trial_id}: figures of attempt {trial.attempt} "
+                 f"({trial.outcome.get('verdict', 'unknown')}); earlier: "
+                 + "; ".join(_attempt_text(item) for item in trial.earlier)
+                 for trial in self.trials if trial.earlier]
+        notes += [f"{trial_id}: newest attempt cut, not reported; earlier: "
+                  + "; ".join(_attempt_text(item) for item in earlier)
+                  for trial_id, earlier in self.earlier_unfinished.items()]
+        return notes
 
     @property
     def scenario(self) -> str:
@@ -107,12 +141,15 @@ def load_run(run_dir: Path) -> RunData:
     if (run_dir / DONE).exists():
         raise config_error(f"{run_dir} is one trial's directory, not a run directory",
                            (f"pass its parent: {run_dir.parent}",))
-    trials, unfinished = [], []
+    trials, unfinished, earlier_unfinished = [], [], {}
     for entry in sorted(path for path in run_dir.iterdir() if path.is_dir()):
         if (entry / DONE).is_file():
             trials.append(_load_trial(entry))
         elif (entry / RECIPE).is_file():
             unfinished.append(entry.name)
+            earlier = _earlier_attempts(entry)
+            if earlier:
+                earlier_unfinished[entry.name] = earlier
     if not trials:
         raise config_error(f"no finished trial (a directory with {DONE}) in {run_dir}",
                            ("pass results/<scenario>/<session> of a run that finished at least "
@@ -123,7 +160,7 @@ def load_run(run_dir: Path) -> RunData:
     telemetry = [_load_telemetry(path)
                  for path in sorted((run_dir / TELEMETRY_DIR).glob("*.csv"))]
     return RunData(run_dir, session, trials, unfinished,
-                   [item for item in telemetry if len(item.times_ns)])
+                   [item for item in telemetry if len(item.times_ns)], earlier_unfinished)
 
 
 def _load_trial(directory: Path) -> TrialData:
@@ -135,7 +172,21 @@ def _load_trial(directory: Path) -> TrialData:
                            ("its results are damaged; rerun that trial under a new session "
                             "id",)) from None
     summary.pop("histograms", None)
-    return TrialData(directory.name, directory, recipe, summary)
+    return TrialData(directory.name, directory, recipe, summary,
+                     read_outcome(directory) or {}, _earlier_attempts(directory))
+
+
+def _earlier_attempts(directory: Path) -> list[dict]:
+    """The trial's attempts before the one in its directory: number, verdict, why."""
+    return [{"attempt": item["attempt"], "verdict": item["verdict"],
+             "problems": item.get("problems") or ([item["reason"]] if item.get("reason")
+                                                  else [])}
+            for item in trial_attempts(directory) if item["directory"] != directory]
+
+
+def _attempt_text(attempt: dict) -> str:
+    why = "; ".join(attempt["problems"])
+    return f"attempt {attempt['attempt']} {attempt['verdict']}" + (f" ({why})" if why else "")
 
 
 def _load_telemetry(path: Path) -> NodeTelemetry:

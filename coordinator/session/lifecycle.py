@@ -5,10 +5,12 @@ per trial (warmup, measured, drain) -> teardown -> results/report.
 
 Each phase is a `SessionState` in `status()` and a lifecycle event on the metrics bus. A failure
 in any phase stops the session with its error code (E001..E008) while everything measured so far
-stays in the results; teardown always runs. Trials already finished in an earlier run of the
-same session id are skipped (resume). The session runs in its own thread, started by
-`Coordinator.start_session`; a `Launcher` (coordinator/launch/base.py) starts its processes on
-this machine or, under Slurm, as srun steps: the session never knows which.
+stays in the results; teardown always runs. A re-run of the same session id skips the trials
+whose newest attempt passed and measures the others again (failed or cut ones: results.py keeps
+their earlier attempts); session.json records every run (session_file.py). The session runs in
+its own thread, started by `Coordinator.start_session`; a `Launcher`
+(coordinator/launch/base.py) starts its processes on this machine or, under Slurm, as srun
+steps: the session never knows which.
 
 Each executor sends its requests to the server endpoints the recipe's
 `distribution_strategy` maps it to (`plan.assign_targets`; under all-to-all every endpoint, its
@@ -96,8 +98,13 @@ class Session:
         self.bus_endpoint = ""
         self.trials: list = []
         self.trial_results: list[dict] = []   # one per trial run now: id, directory, passed, summary
-        self.earlier_results: list[dict] = []  # the same for trials skipped as finished before
+        self.earlier_results: list[dict] = []  # the same for trials skipped as passed before
         self.skipped = 0
+        self.run_number = 0                   # which run of the session this is, once it records
+        self._earlier_runs: list[dict] = []   # the runs session.json listed before this one
+        self._run_started = datetime.now(timezone.utc).isoformat()
+        self._trials_begun: list[str] = []    # trials this run started an attempt of
+        self._skipped_ids: list[str] = []
         self.current: dict | None = None      # running trial: trial, index, started
         self.error: HpcbenchError | None = None
         self.started = time.monotonic()
@@ -161,7 +168,9 @@ class Session:
         return snapshot_message(self.session_id, snapshot)
 
     def all_results(self) -> list[dict]:
-        """Every finished trial of the sweep, earlier runs' included, in sweep order."""
+        """The final attempt of every trial of the sweep that has a verdict, in sweep order:
+        those measured now and those that passed in an earlier run (failed ones are always
+        measured again, so none is taken from before)."""
         return sorted(self.earlier_results + self.trial_results, key=lambda r: r["index"])
 
     def results(self) -> pb.ResultsReply:
@@ -230,16 +239,19 @@ class Session:
 
         self._enter(pb.EXPANDING)
         self.trials = expand_trials(self.recipe)
-        finished = self.recording.finished_trials()
-        todo = [trial for trial in self.trials if trial.id not in finished]
-        self.skipped = len(self.trials) - len(todo)
+        # only a passed trial is skipped: failed and cut ones are measured again
+        passed = self.recording.passed_trials()
+        todo = [trial for trial in self.trials if trial.id not in passed]
+        self._skipped_ids = [trial.id for trial in self.trials if trial.id in passed]
+        self.skipped = len(self._skipped_ids)
         self.earlier_results = [self.recording.earlier_result(trial) for trial in self.trials
-                                if trial.id in finished]
-        self._event(Event.TRIALS, total=len(self.trials), skipped=sorted(finished))
-        if finished:   # the server that measured them; replaced below if this run deploys one
+                                if trial.id in passed]
+        self._event(Event.TRIALS, total=len(self.trials), skipped=sorted(passed))
+        if passed:   # the server that measured them; replaced below if this run deploys one
             self.server_version = self.recording.earlier_session().get("server_version")
         if not todo:
-            return
+            return    # nothing to measure: nothing is written (see _teardown)
+        self._record_run()
         check_free_space(self.run_dir, len(todo))
 
         self._enter(pb.DEPLOYING)
@@ -503,7 +515,9 @@ class Session:
         workload = trial.workload
         self.current = {"trial": trial, "index": self.trials.index(trial),
                         "started": time.monotonic()}
-        self.recording.begin_trial(trial, self.supervisor.log_dir)
+        self.recording.begin_trial(trial, self.supervisor.log_dir, session_run=self.run_number)
+        self._trials_begun.append(trial.id)
+        self._record_run(running=trial.id)
         self._event(Event.TRIAL_START, trial=trial.id, index=trial.index, params=trial.params)
         self.feed.touch()
         executors = [agent.agent_id for agent in self.registry.agents(pb.EXECUTOR)
@@ -559,9 +573,9 @@ class Session:
             raise HpcbenchError("E002", f"trial {trial.id}: executors lost: {', '.join(lost)}",
                                 ("on_executor_loss is 'stop'; set it to 'continue' to go on",))
         if stop_sent:
-            # cut short: its raw samples stay in the .partial files, and without trial.done a
-            # re-run of the session measures it again in full
-            self.recording.abort_trial()
+            # cut short: its raw samples stay in the .partial files, trial.stopped says why,
+            # and a re-run of the session measures it again in full (keeping this attempt)
+            self.recording.abort_trial(f"stopped: {self._stop_reason}")
             self._event(Event.TRIAL_STOPPED, trial=trial.id, reason=self._stop_reason)
             self.current = None
             return
@@ -606,8 +620,21 @@ class Session:
             self.supervisor.stop_all()
         if self.recording is not None:
             self._enter(pb.REPORTING)
-            self.recording.finish(self._session_record(outcome))
-            self._write_report()
+            self.recording.abort_trial(self._cut_reason())   # a trial an error cut short
+            # a run that measured nothing and completed changes no file
+            write = self.run_number > 0 or outcome != pb.COMPLETED
+            self.recording.finish(self._session_record(outcome) if write else
+                                  {"state": pb.SessionState.Name(outcome), "error": None},
+                                  write=write)
+            if write:
+                self._write_report()
+
+    def _cut_reason(self) -> str:
+        if self.error is not None:
+            return f"{self.error.code}: {self.error.message}"
+        if self._stop.is_set():
+            return f"stopped: {self._stop_reason}"
+        return "the session ended before the trial did"
 
     def _write_report(self) -> None:
         """report.html of the finished trials; a failure is logged and never costs results
@@ -628,16 +655,33 @@ class Session:
                         "report %s` (traceback in %s)", type(error).__name__, error, self.run_dir,
                         self.run_dir / "logs" / "coordinator.log")
 
-    def _session_record(self, final_state: int) -> dict:
-        return {"session": self.session_id, "scenario": self.scenario,
-                "state": pb.SessionState.Name(final_state),
-                "error": self.error.render() if self.error else None,
-                "trials": [{"trial_id": r["trial_id"], "passed": r["passed"],
-                            "problems": r["problems"], "earlier_run": r.get("earlier", False)}
-                           for r in self.all_results()],
-                "server_version": self.server_version,
-                "skipped": self.skipped, "elapsed_s": time.monotonic() - self.started,
-                "phases": self.phases}
+    def _record_run(self, running: str | None = None) -> None:
+        """session.json while this run measures: the run RUNNING (so that a run whose
+        coordinator is killed is still listed, INTERRUPTED, by the next one)."""
+        from hpcbench.coordinator.session import session_file
+
+        session_file.write(self.run_dir, self._session_record(None, running))
+
+    def _session_record(self, final_state: int | None, running: str | None = None) -> dict:
+        """session.json (session_file.py): the earlier runs, this one (RUNNING until
+        `final_state`), every trial's attempts and verdicts read back from disk."""
+        from hpcbench.coordinator.session import session_file
+
+        if not self.run_number:
+            self._earlier_runs = session_file.earlier_runs(self.recording.earlier_session())
+            self.run_number = session_file.next_run_number(self._earlier_runs)
+        ended = final_state is not None
+        run = {"run": self.run_number, "started": self._run_started,
+               "ended": datetime.now(timezone.utc).isoformat() if ended else None,
+               "state": pb.SessionState.Name(final_state) if ended else session_file.RUNNING,
+               "error": self.error.render() if self.error else None,
+               "trials_run": list(self._trials_begun), "trials_skipped": self._skipped_ids,
+               "server_version": self.server_version,
+               "elapsed_s": time.monotonic() - self.started, "phases": list(self.phases)}
+        return session_file.build(
+            session_id=self.session_id, scenario=self.scenario, session_dir=self.run_dir,
+            trials=self.trials, runs=[*self._earlier_runs, run],
+            server_version=self.server_version, ended=ended, running=running)
 
 
 def _trial_progress(current: dict, total: int) -> pb.TrialProgress:

@@ -3,8 +3,9 @@
 The session drives it trial by trial: `begin_trial` opens the trial's results directory as the
 aggregator's sink; `finish_trial` waits until the aggregator holds every batch the executors
 reported sending (nothing silently lost), closes the trial (exact percentiles beside HDR ones),
-writes summary.json/summary.csv/trial.done and decides whether the trial passed its error
-threshold. Lifecycle events and snapshots go out on the bus; snapshots also feed gRPC Watch.
+decides the trial's verdict once (verdicts.py: error threshold, batches that never arrived,
+integrity counters, lost executors) and writes summary.json/summary.csv and trial.done with
+it. Lifecycle events and snapshots go out on the bus; snapshots also feed gRPC Watch.
 The monitors' telemetry feeds an `EnergyMeter`, so a trial on GPUs gets its energy (joules and
 output tokens per joule over its measured window) in summary.json.
 """
@@ -22,13 +23,19 @@ from hpcbench.common.files import write_atomic
 from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.session.results import ResultsWriter, read_summary
+from hpcbench.coordinator.session import verdicts
+from hpcbench.coordinator.session.results import (
+    ResultsWriter,
+    passed_trials,
+    read_outcome,
+    read_summary,
+)
+from hpcbench.coordinator.session.session_file import SESSION_FILE
 from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event, event_data
 
 BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
-SESSION_FILE = "session.json"
 
 
 class SessionRecording:
@@ -82,6 +89,8 @@ class SessionRecording:
         self._trial_writer = None
         self._trial_id = ""
         self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
+        self._missing_before: dict[str, int] = {}     # executor -> never arrived, earlier trials
+        self._integrity_at_begin: dict = {}
         self._log_offsets: dict[Path, int] = {}
         self._ended: dict | None = None
 
@@ -115,13 +124,19 @@ class SessionRecording:
     def finished_trials(self) -> set[str]:
         return self.results.finished_trials()
 
-    def begin_trial(self, trial, log_dir: Path) -> None:
+    def passed_trials(self) -> set[str]:
+        """Trials whose newest attempt passed: a re-run skips them, and only them."""
+        return passed_trials(self.session_dir)
+
+    def begin_trial(self, trial, log_dir: Path, session_run: int | None = None) -> None:
+        """Open a new attempt of `trial` (results.py keeps an earlier one in attempts/N)."""
         recipe = {**self.recipe.data, "workload": trial.workload,
                   "trial": {"id": trial.id, "index": trial.index,
                             "repetition": trial.repetition, "params": trial.params},
                   "session": self.session_id}
-        self._trial_writer = self.results.open_trial(trial.id, recipe)
+        self._trial_writer = self.results.open_trial(trial.id, recipe, session_run=session_run)
         self._trial_id = trial.id
+        self._integrity_at_begin = self.aggregator.integrity()
         self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
         self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
 
@@ -161,17 +176,27 @@ class SessionRecording:
         summary.integrity["protection"] = self.protections
         summary.energy = self._trial_energy(summary)
         self._copy_trial_logs(log_dir)
-        directory = self._trial_writer.finish(summary)
-        self._trial_writer = None
         document = summary.to_dict()
-        problems = threshold_problems(document["overall"], error_threshold)
-        if missing:
-            problems.append(f"batches never arrived: {missing}")
-        problems.extend(loss_problems(summary.integrity["lost_executors"]))
+        # decided once, from everything known now, and stored in trial.done with the trial;
+        # what never arrived is counted against the trial it went missing in
+        new_missing = {agent: count - self._missing_before.get(agent, 0)
+                       for agent, count in missing.items()
+                       if count > self._missing_before.get(agent, 0)}
+        self._missing_before = dict(missing)
+        verdict = verdicts.decide(
+            document["overall"], error_threshold, missing=new_missing,
+            integrity_growth={key: summary.integrity.get(key, 0)
+                              - self._integrity_at_begin.get(key, 0)
+                              for key in ("missing_batches", "unstored_batches",
+                                          "unwritten_intervals")},
+            lost_executors=summary.integrity["lost_executors"])
+        directory = self._trial_writer.finish(summary, verdict)
+        attempt = self._trial_writer.attempt
+        self._trial_writer = None
         self.bus.summary(document)
         return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
-                "directory": directory, "passed": not problems, "problems": problems,
-                "summary": document}
+                "directory": directory, "passed": verdict["passed"],
+                "problems": verdict["problems"], "attempt": attempt, "summary": document}
 
     def _trial_energy(self, summary) -> dict | None:
         """The trial's GPU energy over its measured window (None without GPU telemetry).
@@ -200,13 +225,13 @@ class SessionRecording:
 
     def earlier_result(self, trial) -> dict:
         """The result record of a trial finished by an earlier run of this session (resume),
-        judged from its summary.json by the same error-threshold rule."""
+        with the verdict stored in its trial.done (never decided again)."""
         directory = self.session_dir / trial.id
-        document = read_summary(directory)
-        problems = threshold_problems(document["overall"], trial.workload["error_threshold"])
+        outcome = read_outcome(directory) or {}
         return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
-                "directory": directory, "passed": not problems, "problems": problems,
-                "summary": document, "earlier": True}
+                "directory": directory, "passed": outcome.get("verdict") == verdicts.PASSED,
+                "problems": outcome.get("problems", []), "attempt": outcome.get("attempt"),
+                "summary": read_summary(directory), "earlier": True}
 
     def earlier_session(self) -> dict:
         """The session record an earlier run of this session wrote ({} if none or unreadable):
@@ -217,15 +242,15 @@ class SessionRecording:
             return {}
         return record if isinstance(record, dict) else {}
 
-    def abort_trial(self) -> None:
+    def abort_trial(self, reason: str = "") -> None:
         """The running trial will not finish: close it in the aggregator (later batches are
-        counted as after-close, not written), close its files, leave it unfinished (a re-run
-        of the session measures it again)."""
+        counted as after-close, not written), close its files and mark it stopped with
+        `reason`, without a verdict (a re-run of the session measures it again)."""
         if self._trial_writer is not None:
             try:
                 self.aggregator.close_trial(self._trial_id)
             finally:
-                self._trial_writer.abort()
+                self._trial_writer.abort(reason)
                 self._trial_writer = None
 
     def _wait_for_batches(self, timeout_s: float) -> dict[str, int]:
@@ -247,13 +272,16 @@ class SessionRecording:
                 source.seek(self._log_offsets.get(path, 0))
                 write_atomic(target / path.name, source.read())
 
-    def finish(self, session_record: dict) -> None:
-        """Stop ingesting (what is queued still counts) and record the session."""
+    def finish(self, session_record: dict, write: bool = True) -> None:
+        """Stop ingesting (what is queued still counts) and record the session: session.json
+        (session_file.py) with this run's integrity counters in its last run; with `write`
+        False (a run that measured nothing) it stays as it is."""
         self.abort_trial()
         self.server.stop()
-        session_record["integrity"] = self.aggregator.integrity()
-        write_atomic(self.session_dir / SESSION_FILE,
-                     json.dumps(session_record, indent=2, default=str) + "\n")
+        if write:
+            session_record["runs"][-1]["integrity"] = self.aggregator.integrity()
+            write_atomic(self.session_dir / SESSION_FILE,
+                         json.dumps(session_record, indent=2, default=str) + "\n")
         self._ended = {key: session_record[key] for key in ("state", "error")}   # session_end
 
     def close(self) -> None:
@@ -268,17 +296,6 @@ class SessionRecording:
     def _remove_socket_dir(self) -> None:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-
-
-def threshold_problems(overall: dict, error_threshold: float) -> list[str]:
-    """Why a trial's measured window fails the recipe's limits (empty: it passes)."""
-    requests, errors = overall["requests"], overall["error_total"]
-    if not requests:
-        return ["no measured request finished"]
-    if errors / requests > error_threshold:
-        return [f"error rate {errors / requests:.2%} above error_threshold "
-                f"{error_threshold:.2%}"]
-    return []
 
 
 def headline(snapshot: dict | None) -> dict:
@@ -342,14 +359,6 @@ def loss_accounts(summary, losses: dict[str, dict]) -> dict[str, dict]:
             "in_flight_at_last_heartbeat": loss.get("in_flight", 0),
             "lost_at_ns": summary.integrity.get("missing_executors_since_ns", {}).get(agent_id)}
     return accounts
-
-
-def loss_problems(accounts: dict[str, dict]) -> list[str]:
-    """One line per lost executor for the trial's problems (the report shows them)."""
-    return [f"{agent_id} lost ({account['reason']}): {account['stored']} samples stored, at "
-            f"least {account['unsent_at_least']} recorded but never sent, "
-            f"{account['in_flight_at_last_heartbeat']} requests in flight; intervals from its "
-            f"loss on are partial" for agent_id, account in sorted(accounts.items())]
 
 
 def snapshot_message(session_id: str, snapshot: dict) -> pb.Snapshot:

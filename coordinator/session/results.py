@@ -13,12 +13,21 @@ Layout: <results>/<scenario>/<session>/<trial>/
     summary.csv        one row per metric and source (hdr, exact): count, mean, min, p50, p90,
                        p95, p99, p99.9, max in ms, with the trial's throughput columns
     logs/              component logs of the trial
-    trial.done         written last; a trial with it is finished and never rewritten
+    trial.done         written last: the trial is finished, with its verdict (verdicts.py),
+                       attempt number and session run; it is never rewritten
+    trial.stopped      instead of trial.done when the trial was cut short (stop, scancel, an
+                       error mid-trial): why; no verdict, its raw files stay `*.partial`
+    attempts/N/        earlier attempts of the trial, each the whole directory it left
 
 While a trial runs, samples and intervals go to `*.partial` files that `finish` renames; every
 other file is written to a temporary name and renamed, so a crash never leaves a half-written
-file under a final name. A trial without trial.done is unfinished: opening it again starts it
-afresh, which is how a re-run of a session resumes its sweep (`finished_trials`).
+file under a final name.
+
+The trial directory holds its newest attempt. Opening a trial again (a re-run of the session
+measures every trial whose newest attempt did not pass: failed, cut, or interrupted without
+any marker) first moves what the earlier attempt left into attempts/N/ (N = 1, 2, ...; moved
+entry by entry into attempts/.N.moving, then renamed, so an interrupted move is finished by
+the next one), then starts afresh. A passed trial is never opened again (`passed_trials`).
 """
 from __future__ import annotations
 
@@ -27,7 +36,6 @@ import io
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +48,7 @@ from hpcbench.common.files import write_atomic
 from hpcbench.common.measure.histogram import Histogram
 from hpcbench.common.measure.interval_log import IntervalLogWriter
 from hpcbench.coordinator.ingest.aggregator import TrialSummary
+from hpcbench.coordinator.session import verdicts
 from hpcbench.proto.samples import SampleBatch, SampleBatchError, from_message
 
 RECIPE = "recipe.yaml"
@@ -49,6 +58,8 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 LOGS = "logs"
 DONE = "trial.done"
+STOPPED = "trial.stopped"
+ATTEMPTS = "attempts"
 PARTIAL = ".partial"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
 
@@ -65,11 +76,107 @@ def _checked_name(kind: str, name: str) -> str:
 
 
 def finished_trials(session_dir: Path) -> set[str]:
-    """Ids of the trials of a session that are finished (have trial.done): skip them on re-run."""
+    """Ids of the trials of a session whose newest attempt finished (has trial.done), passed
+    or failed."""
     session_dir = Path(session_dir)
     if not session_dir.is_dir():
         return set()
     return {entry.name for entry in session_dir.iterdir() if (entry / DONE).is_file()}
+
+
+def passed_trials(session_dir: Path) -> set[str]:
+    """Ids of the trials whose newest attempt passed: the only ones a re-run skips."""
+    session_dir = Path(session_dir)
+    if not session_dir.is_dir():
+        return set()
+    return {entry.name for entry in session_dir.iterdir()
+            if entry.is_dir() and (entry / DONE).is_file()
+            and (read_outcome(entry) or {}).get("verdict") == verdicts.PASSED}
+
+
+def read_outcome(attempt_dir: Path) -> dict | None:
+    """How an attempt (a trial directory or one of its attempts/N) ended: its trial.done
+    record with the verdict, or {"verdict": "cut", "reason": ...} when it was stopped mid-way
+    (trial.stopped) or left without any marker (its coordinator was killed); None when the
+    directory holds no attempt."""
+    attempt_dir = Path(attempt_dir)
+    try:
+        if (attempt_dir / DONE).is_file():
+            record = json.loads((attempt_dir / DONE).read_text())
+            if "verdict" not in record:   # written before verdicts were stored
+                record.update(_legacy_verdict(attempt_dir))
+            return record
+        if (attempt_dir / STOPPED).is_file():
+            return {**json.loads((attempt_dir / STOPPED).read_text()), "verdict": verdicts.CUT}
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+        return verdicts.verdict_record([f"its outcome cannot be read: {error}"], None)
+    if not attempt_dir.is_dir() or not any(entry.name != ATTEMPTS
+                                           for entry in attempt_dir.iterdir()):
+        return None
+    return {"verdict": verdicts.CUT,
+            "reason": f"interrupted: neither {DONE} nor {STOPPED} (its coordinator ended "
+                      "without closing the trial)"}
+
+
+def _legacy_verdict(attempt_dir: Path) -> dict:
+    recipe = yaml.safe_load((attempt_dir / RECIPE).read_text()) or {}
+    threshold = (recipe.get("workload") or {}).get("error_threshold")
+    return verdicts.judge_legacy(read_summary(attempt_dir), threshold)
+
+
+def trial_attempts(trial_dir: Path) -> list[dict]:
+    """Every attempt of a trial, oldest first: its outcome (read_outcome), `attempt` (its
+    number) and `directory` (attempts/N, or the trial directory for the newest)."""
+    trial_dir = Path(trial_dir)
+    attempts = []
+    for number, directory in _numbered_attempts(trial_dir):
+        outcome = read_outcome(directory) or {"verdict": verdicts.CUT, "reason": "empty"}
+        attempts.append({**outcome, "attempt": number, "directory": directory})
+    current = read_outcome(trial_dir)
+    if current is not None:
+        number = attempts[-1]["attempt"] + 1 if attempts else 1
+        attempts.append({**current, "attempt": current.get("attempt") or number,
+                         "directory": trial_dir})
+    return attempts
+
+
+def _numbered_attempts(trial_dir: Path) -> list[tuple[int, Path]]:
+    folder = trial_dir / ATTEMPTS
+    if not folder.is_dir():
+        return []
+    return sorted((int(entry.name), entry) for entry in folder.iterdir()
+                  if entry.is_dir() and entry.name.isdigit())
+
+
+def archive_attempt(trial_dir: Path) -> int:
+    """Move what an earlier attempt left in `trial_dir` into attempts/N/; return the number
+    of the trial's latest earlier attempt now (0: none). Its markers go first, so a half-moved attempt never
+    looks finished; an interrupted move (attempts/.N.moving) is completed under the same N."""
+    trial_dir = Path(trial_dir)
+    folder = trial_dir / ATTEMPTS
+    numbered = [number for number, _ in _numbered_attempts(trial_dir)]
+    moving = sorted(folder.glob(".*.moving")) if folder.is_dir() else []
+    left = [entry for entry in trial_dir.iterdir() if entry.name != ATTEMPTS] \
+        if trial_dir.is_dir() else []
+    if not left and not moving:
+        return max(numbered, default=0)
+    number = int(moving[0].name.split(".")[1]) if moving else max(numbered, default=0) + 1
+    staging = folder / f".{number}.moving"
+    staging.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(left, key=lambda entry: entry.name not in (DONE, STOPPED)):
+        os.replace(entry, staging / entry.name)
+    os.replace(staging, folder / str(number))
+    _fsync_directory(folder)
+    _fsync_directory(trial_dir)
+    return number
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def read_samples(path: Path) -> Iterator[SampleBatch]:
@@ -95,27 +202,30 @@ class ResultsWriter:
     def finished_trials(self) -> set[str]:
         return finished_trials(self.session_dir)
 
-    def open_trial(self, trial_id: str, recipe: dict) -> TrialWriter:
-        """Start writing a trial; TrialFinishedError if it is already finished."""
-        return TrialWriter(self.session_dir / _checked_name("trial", trial_id), recipe)
+    def open_trial(self, trial_id: str, recipe: dict,
+                   session_run: int | None = None) -> TrialWriter:
+        """Start a new attempt of a trial (an earlier failed or cut one moves to attempts/N);
+        TrialFinishedError if the trial passed. `session_run`: which run of the session
+        measures it, recorded in its outcome."""
+        return TrialWriter(self.session_dir / _checked_name("trial", trial_id), recipe,
+                           session_run=session_run)
 
 
 class TrialWriter:
-    """Writes one trial directory; it is the aggregator's sink for that trial."""
+    """Writes one attempt of a trial into its directory; it is the aggregator's sink for it."""
 
-    def __init__(self, trial_dir: Path, recipe: dict):
+    def __init__(self, trial_dir: Path, recipe: dict, session_run: int | None = None):
         self.trial_dir = Path(trial_dir)
-        if (self.trial_dir / DONE).exists():
-            raise TrialFinishedError(f"trial {self.trial_dir} is finished (trial.done exists) "
-                                     "and is never rewritten; use a new session id to rerun it")
+        if (self.trial_dir / DONE).exists() and \
+                (read_outcome(self.trial_dir) or {}).get("verdict") == verdicts.PASSED:
+            raise TrialFinishedError(f"trial {self.trial_dir} passed (trial.done exists) and is "
+                                     "never rewritten; use a new session id to rerun it")
         self.trial_dir.mkdir(parents=True, exist_ok=True)
+        # a failed or cut earlier attempt is kept whole in attempts/N; this one starts afresh
+        self.attempt = archive_attempt(self.trial_dir) + 1
+        self.session_run = session_run
         self.logs_dir = self.trial_dir / LOGS
-        # an interrupted earlier attempt may have left files: this attempt starts afresh
-        shutil.rmtree(self.logs_dir, ignore_errors=True)
         self.logs_dir.mkdir()
-        for stale in (SAMPLES, HISTOGRAMS, SUMMARY_JSON, SUMMARY_CSV):
-            for path in (self.trial_dir / stale, self.trial_dir / (stale + PARTIAL)):
-                path.unlink(missing_ok=True)
         write_atomic(self.trial_dir / RECIPE, yaml.safe_dump(recipe, sort_keys=False))
         self._samples = open(self.trial_dir / (SAMPLES + PARTIAL), "ab")
         self._hlog = open(self.trial_dir / (HISTOGRAMS + PARTIAL), "w", encoding="ascii")
@@ -140,9 +250,10 @@ class TrialWriter:
         return read_samples(self.trial_dir / SAMPLES)
 
     # -- completion -----------------------------------------------------------------------------
-    def finish(self, summary: TrialSummary) -> Path:
-        """Move the raw files into place, write the summaries, then trial.done. Returns the
-        trial directory."""
+    def finish(self, summary: TrialSummary, verdict: dict | None = None) -> Path:
+        """Move the raw files into place, write the summaries, then trial.done with the
+        trial's `verdict` (verdicts.decide; none given is recorded as a failed one: only a
+        decided verdict passes). Returns the trial directory."""
         if self.finished:
             raise TrialFinishedError(f"trial {self.trial_dir} is already finished")
         for handle, name in ((self._samples, SAMPLES), (self._hlog, HISTOGRAMS)):
@@ -155,18 +266,28 @@ class TrialWriter:
                                   for metric, histogram in summary.histograms.items()}
         write_atomic(self.trial_dir / SUMMARY_JSON, json.dumps(document, indent=2) + "\n")
         write_atomic(self.trial_dir / SUMMARY_CSV, _csv(summary.csv_rows()))
+        if verdict is None:
+            verdict = verdicts.verdict_record(["no verdict was decided for it"], None)
         write_atomic(self.trial_dir / DONE, json.dumps({
-            "trial": summary.trial, "run": summary.run, "finished_ns": time.time_ns(),
-            "requests": summary.requests}) + "\n")
+            "trial": summary.trial, "run": summary.run, "attempt": self.attempt,
+            "session_run": self.session_run, "finished_ns": time.time_ns(),
+            "requests": summary.requests, **verdict}) + "\n")
         self.finished = True
         return self.trial_dir
 
-    def abort(self) -> None:
-        """Close the files of a trial that will not finish; it stays unfinished (no trial.done),
-        its partial files remain for inspection until the trial is opened again."""
+    def abort(self, reason: str = "") -> None:
+        """Close the files of an attempt that will not finish and write trial.stopped with
+        `reason`: it has no verdict, its partial files stay as they are, and a re-run of the
+        session moves them to attempts/N before measuring the trial again."""
         for handle in (self._samples, self._hlog):
             if not handle.closed:
                 handle.close()
+        if not self.finished and not any((self.trial_dir / marker).exists()
+                                         for marker in (DONE, STOPPED)):
+            write_atomic(self.trial_dir / STOPPED, json.dumps({
+                "trial": self.trial_dir.name, "attempt": self.attempt,
+                "session_run": self.session_run, "stopped_ns": time.time_ns(),
+                "reason": reason or "stopped before it finished"}) + "\n")
 
 
 def _csv(rows: list[dict]) -> str:

@@ -16,6 +16,7 @@ from hpcbench.coordinator.report import build_report  # noqa: E402
 from hpcbench.coordinator.report.exports import export_requests  # noqa: E402
 from hpcbench.coordinator.report.rundata import load_run  # noqa: E402
 from hpcbench.coordinator.session.results import ResultsWriter  # noqa: E402
+from hpcbench.coordinator.session.verdicts import decide  # noqa: E402
 from hpcbench.proto.samples import ErrorClass  # noqa: E402
 from tests.support.sample_batches import make_batch  # noqa: E402
 
@@ -37,7 +38,8 @@ def make_run(root: Path) -> Path:
         for seq in range(BATCHES):
             aggregator.ingest(make_batch(seq, ROWS, trial=trial_id, chunks=TOKENS,
                                          errors={7: ErrorClass.TIMEOUT}))
-        sink.finish(aggregator.close_trial(trial_id))
+        summary = aggregator.close_trial(trial_id)
+        sink.finish(summary, decide(summary.overall, error_threshold=0.01))
     return writer.session_dir
 
 

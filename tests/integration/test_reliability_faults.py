@@ -204,17 +204,26 @@ def test_sigterm_to_the_coordinator_stops_cleanly_and_keeps_finished_trials(tmp_
     # the interrupted trial's samples received before the stop were flushed to its partial
     # file: every batch the aggregator accepted is on disk (or counted as not stored)
     interrupted = list(read_samples(session_dir / "concurrency-4" / "samples.msgpack.partial"))
-    integrity = session["integrity"]
+    integrity = session["runs"][-1]["integrity"]
     on_disk = len(list(read_samples(first / "samples.msgpack"))) + len(interrupted)
     assert interrupted and on_disk + integrity["unstored_batches"] == integrity["batches"]
 
+    cut = digest(session_dir / "concurrency-4")
+    assert "trial.stopped" in cut and "samples.msgpack.partial" in cut
+
     # a re-run of the session skips the finished trial (not one byte rewritten) and measures
-    # the interrupted one again, in full
+    # the interrupted one again, in full, keeping the cut attempt whole under attempts/1
     resumed = runs(recipe, tmp_path / "results", "term", "--executors", "2")
     assert resumed.wait(120) == 0, resumed.output
     assert digest(first) == before
     assert_accounted(session_dir / "concurrency-4")
-    assert json.loads((session_dir / "session.json").read_text())["skipped"] == 1
+    assert digest(session_dir / "concurrency-4" / "attempts" / "1") == cut
+    session = json.loads((session_dir / "session.json").read_text())
+    assert session["skipped"] == 1 and session["passed"] is True
+    assert [run["state"] for run in session["runs"]] == ["STOPPED", "COMPLETED"]
+    [_, second] = session["trials"]
+    assert [attempt["verdict"] for attempt in second["attempts"]] == ["cut", "passed"]
+    assert second["attempts"][0]["reason"] == "stopped: SIGTERM received"
 
 
 def test_sigkill_of_the_coordinator_leaves_no_component_running(tmp_path, runs):

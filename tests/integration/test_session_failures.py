@@ -64,7 +64,7 @@ def test_killing_an_executor_mid_trial(tmp_path, policy, status):
     else:
         assert record["state"] == "FAILED" and "E002" in record["error"]
         assert "executor-1" in err
-    assert record["integrity"]["batches"] > 0     # what executor-0 measured is kept
+    assert record["runs"][-1]["integrity"]["batches"] > 0   # what executor-0 measured is kept
 
 
 def test_a_server_dying_mid_sweep_fails_the_session_keeping_finished_trials(tmp_path):
@@ -93,5 +93,9 @@ def test_a_server_dying_mid_sweep_fails_the_session_keeping_finished_trials(tmp_
     assert run.returncode == 11, out + err
     assert "error E001: service exited with status" in err
     record = json.loads((session_dir / "session.json").read_text())
-    assert record["state"] == "FAILED" and len(record["trials"]) == 1
-    assert len(list(session_dir.glob("*/trial.done"))) == 1   # the finished trial is kept
+    assert record["state"] == "FAILED" and record["passed"] is False
+    # the finished trial is kept with its verdict; the one the crash cut says why, no verdict
+    assert [trial["verdict"] for trial in record["trials"]] == ["passed", "cut"]
+    assert record["trials"][1]["problems"][0].startswith("E001: service exited with status")
+    assert len(list(session_dir.glob("*/trial.done"))) == 1
+    assert len(list(session_dir.glob("*/trial.stopped"))) == 1
