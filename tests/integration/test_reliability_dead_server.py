@@ -1,0 +1,97 @@
+"""A server that dies under a closed loop is not hammered (issue #12).
+
+The simulator runs as its own process; the executor's engine runs in this one. Once requests
+are being answered, the simulator is SIGKILLed. From then on every slot's attempt is refused (or
+reset, for the requests in flight at the kill): each still counts as one error, but a slot backs
+off exponentially before its next attempt, so the number of attempts over the rest of the
+window is bounded by the backoff schedule instead of by how fast a CPU can be refused (27,579
+refusals in 0.3 s before the backoff).
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import time
+
+import numpy as np
+import uvloop
+
+from hpcbench.executor.config import LoadConfig
+from hpcbench.executor.engine import BACKOFF_FIRST_S, BACKOFF_MAX_S, CONNECT_FAILURES, Trial
+from hpcbench.executor.sinks import MemorySink
+from hpcbench.proto.samples import ErrorClass, Phase
+from tests.support.executor_runs import rows
+from tests.support.faults import descendants, record
+from tests.support.sim_process import sim_process
+
+SLOTS = 8
+
+
+def _simulator_pid(port: str) -> int:
+    """This test's simulator process (a child of pytest), found by its port file argument."""
+    for pid in descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if b"sim" in command and port.encode() in b" ".join(command):
+            return pid
+    raise AssertionError(f"no simulator process with {port} in its command line")
+
+
+async def _poll(condition, timeout: float, what: str) -> None:
+    """Await `condition()` without blocking the loop the engine runs on (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def test_a_server_killed_under_a_closed_loop_is_backed_off_from_not_hammered(tmp_path):
+    with sim_process(tmp_path, "--mode", "fixed", "--ttft-ms", "2", "--itl-ms", "1") as url:
+        simulator = _simulator_pid(str(tmp_path / "sim.port"))
+        config = LoadConfig.from_workload(
+            {"api": "openai-chat", "model": "sim-model", "duration": 3, "concurrency": SLOTS,
+             "request_timeout": 5, "load": {"pattern": "closed"},
+             "dataset": {"input_tokens": 8, "output_tokens": 4, "ignore_eos": True}}, url)
+        sink = MemorySink()
+
+        async def scenario() -> int:
+            trial = Trial(config, sink)
+            running = asyncio.get_running_loop().create_task(trial.run(asyncio.Event()))
+            await _poll(lambda: trial.stats.ok >= 50 or running.done(), 30,
+                        "the simulator to answer")
+            assert not running.done()
+            os.kill(simulator, signal.SIGKILL)
+            record("faults_injected")
+            killed = time.perf_counter_ns()
+            stats = await running
+            assert stats.ok >= 50 and not stats.stopped
+            return killed, stats
+
+        killed_ns, stats = uvloop.run(scenario())
+    table = rows(sink.batches)
+    after = table["intended_ns"] >= killed_ns
+    errors = table["error"][after]
+    failed = np.isin(errors, [int(error) for error in CONNECT_FAILURES])
+    assert failed.all(), np.unique(errors)          # nothing after the kill was answered
+    refused = int((errors == ErrorClass.CONNECTION_REFUSED).sum())
+    assert refused > SLOTS, refused                  # the slots kept trying: the server may return
+    # every attempt is one row and one error in the executor's own counts: none hidden
+    measured = table["phase"] == Phase.MEASURED
+    assert stats.errors.get("CONNECTION_REFUSED", 0) == int(
+        (table["error"][measured] == ErrorClass.CONNECTION_REFUSED).sum())
+    # the bound: per slot, attempts come after 1/2, 1, 2, ... x BACKOFF_FIRST_S (equal jitter:
+    # at least half the nominal delay), doubling up to BACKOFF_MAX_S, then one every
+    # BACKOFF_MAX_S / 2 at most; +2 for the request in flight at the kill and the one cut by
+    # the end of the window
+    window_s = (table["intended_ns"].max() - killed_ns) / 1e9
+    doubling = math.ceil(math.log2(BACKOFF_MAX_S / BACKOFF_FIRST_S)) + 1
+    per_slot = 2 + doubling + math.ceil(window_s / (BACKOFF_MAX_S / 2))
+    assert len(errors) <= SLOTS * per_slot, (len(errors), SLOTS * per_slot)
+    slots = table["slot"][after]
+    assert set(slots.tolist()) == set(range(SLOTS))   # every slot went on trying
