@@ -13,6 +13,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import urllib.request
 
 import psutil
@@ -106,3 +108,43 @@ def test_sigkill_of_the_run_and_the_simulator_leaves_no_process_of_the_tree(tmp_
                 pass
         raise AssertionError(f"left running after SIGKILL: {survivors}") from None
 
+
+def test_what_the_ray_head_supervisor_started_dies_with_it_under_sigkill(tmp_path):
+    """servers/ray_cluster.py's head supervisor runs `ray start --head --block`, a cluster-size
+    wait and then the server. Killed with SIGKILL it can stop none of them: they go with it by
+    their parent-death signal. (Stand-ins for Ray's commands: this is about the supervisor.)"""
+    blocker = ["sleep", "600"]              # a child that runs until something ends it
+    argv = [sys.executable, "-m", "hpcbench.servers.ray_cluster", "head",
+            "--ray-start", json.dumps(blocker), "--wait", json.dumps(blocker),
+            "--serve", json.dumps(["true"])]
+    with open(tmp_path / "head.log", "wb") as log:
+        head = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        supervisor = psutil.Process(head.pid)
+
+        def started() -> list[psutil.Process]:
+            try:   # the launcher has exec'd the command once its name is `sleep`
+                children = [child for child in supervisor.children()
+                            if child.cmdline()[:1] == ["sleep"]]
+            except psutil.Error:
+                return []
+            return children if len(children) == 2 else []
+
+        children = wait_until(started, timeout=30, what="ray start and the wait to run")
+        pids = [child.pid for child in children]
+        head.kill()
+        record("faults_injected")
+        head.wait()
+        try:
+            wait_until(lambda: not any(alive(pid) for pid in pids), timeout=20,
+                       what="the head supervisor's children to exit")
+        except WaitTimeout:
+            survivors = [pid for pid in pids if alive(pid)]
+            record("leftover_processes", len(survivors))
+            for pid in survivors:
+                os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"left running after SIGKILL: {survivors}") from None
+    finally:
+        if head.poll() is None:
+            head.kill()
+            head.wait()
