@@ -86,9 +86,6 @@ def test_sigkill_of_the_run_and_the_simulator_leaves_no_process_of_the_tree(tmp_
     tree = [coordinator, *coordinator.children(recursive=True)]
     names = {process.pid: " ".join(process.cmdline())[:120] for process in tree
              if process.is_running()}
-    # nothing but hpcbench's own components: no multiprocessing resource tracker, which
-    # the simulator's shared memory used to start and which outlived it
-    assert not [name for name in names.values() if "resource_tracker" in name], names
     assert len(names) >= 1 + 3 + WORKERS, names     # coordinator, executor, monitor, sim
 
     # the simulator's parent first, so it cannot stop its workers politely; then the run
@@ -107,6 +104,9 @@ def test_sigkill_of_the_run_and_the_simulator_leaves_no_process_of_the_tree(tmp_
             except ProcessLookupError:
                 pass
         raise AssertionError(f"left running after SIGKILL: {survivors}") from None
+    # and the tree was hpcbench's own components only: no multiprocessing resource tracker,
+    # which the simulator's shared memory used to start and which outlived it
+    assert not [name for name in names.values() if "resource_tracker" in name], names
 
 
 def test_what_the_ray_head_supervisor_started_dies_with_it_under_sigkill(tmp_path):
