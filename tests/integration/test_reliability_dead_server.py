@@ -12,21 +12,27 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import signal
 import time
 
 import numpy as np
 import uvloop
 
+from hpcbench.common.errors import ERROR_CODES
+from hpcbench.coordinator.session.results import read_samples
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.engine import BACKOFF_FIRST_S, BACKOFF_MAX_S, CONNECT_FAILURES, Trial
 from hpcbench.executor.sinks import MemorySink
 from hpcbench.proto.samples import ErrorClass, Phase
 from tests.support.executor_runs import rows
+from tests.support.fault_runs import started_runs, write_recipe
 from tests.support.faults import descendants, record
 from tests.support.sim_process import sim_process
+from tests.support.waiting import wait_until
 
 SLOTS = 8
+TRIAL_MEASURED = re.compile(r"trial 1/\d+ .* measured")
 
 
 def _simulator_pid(port: str) -> int:
@@ -95,3 +101,33 @@ def test_a_server_killed_under_a_closed_loop_is_backed_off_from_not_hammered(tmp
     assert len(errors) <= SLOTS * per_slot, (len(errors), SLOTS * per_slot)
     slots = table["slot"][after]
     assert set(slots.tolist()) == set(range(SLOTS))   # every slot went on trying
+
+
+def test_a_session_whose_simulator_dies_ends_with_E001_without_flooding_it(tmp_path):
+    """The same in a session, as the issue saw it (27,579 refusals in 0.3 s before E001): the
+    simulator (two workers) is SIGKILLed mid-trial; its workers go with it, the session notices
+    the service's exit and fails with E001, and what the executor tried in between is bounded
+    by the backoff. Every request it recorded is on disk (in the trial's partial samples)."""
+    recipe = write_recipe(tmp_path, duration="60s", concurrency=(SLOTS,),
+                          servers={"service_config": {"workers": 2}})
+    with started_runs() as runs:
+        run = runs(recipe, tmp_path / "results", "dead", "--executors", "1")
+        wait_until(lambda: TRIAL_MEASURED.search(run.output) or run.process.poll() is not None,
+                   timeout=90, what="the trial's measured window")
+        assert run.process.poll() is None, run.output
+        simulator = run.component_pid("--workers 2")
+        assert simulator, run.output
+        os.kill(simulator, signal.SIGKILL)
+        record("faults_injected")
+        assert run.wait(90) == ERROR_CODES["E001"][1], run.output
+    assert "error E001: service exited with status" in run.output
+    trial = run.results / "faults" / "dead" / f"concurrency-{SLOTS}"
+    batches = list(read_samples(trial / "samples.msgpack.partial"))
+    table = rows(batches)
+    failed = np.isin(table["error"], [int(error) for error in CONNECT_FAILURES])
+    assert failed.any() and (~failed).any()         # answered, then refused or reset
+    first_failure = table["intended_ns"][failed].min()
+    window_s = (table["intended_ns"].max() - first_failure) / 1e9
+    doubling = math.ceil(math.log2(BACKOFF_MAX_S / BACKOFF_FIRST_S)) + 1
+    per_slot = 2 + doubling + math.ceil(window_s / (BACKOFF_MAX_S / 2))
+    assert int(failed.sum()) <= SLOTS * per_slot, (int(failed.sum()), window_s)
