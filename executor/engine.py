@@ -361,6 +361,11 @@ class Trial:
                                                    self._retry_slot, slot, ends)
 
     def _retry_slot(self, slot: int, end: bool) -> None:
+        if end and now_ns() < self.measure_end:       # loop timers may fire a little early
+            self.backing_off[slot] = self.loop.call_at(
+                (self.measure_end + TIMER_SLACK_NS) / 1e9 + self.loop_offset,
+                self._retry_slot, slot, True)
+            return
         del self.backing_off[slot]
         if end:
             self._end_slot()

@@ -77,7 +77,7 @@ def test_a_closed_loop_backs_off_from_a_refusing_port_and_counts_every_attempt(d
     slots, window = 4, 0.4
     _, stats, table = _run(dead_url, concurrency=slots, duration=window,
                            load={"pattern": "closed"})
-    assert set(table["error"].tolist()) == {ErrorClass.CONNECTION_REFUSED}
+    assert set(table["error"].tolist()) == {ErrorClass.CONNECTION_REFUSED}, stats.errors
     assert stats.errors == {"CONNECTION_REFUSED": len(table["error"])}   # one error each
     # per slot: the first attempt, then one after each wait of at least half the nominal one
     # (5, 10, 20, ... ms); without the backoff this was thousands
@@ -85,7 +85,7 @@ def test_a_closed_loop_backs_off_from_a_refusing_port_and_counts_every_attempt(d
     assert slots < len(table["error"]) <= slots * per_slot, len(table["error"])
     assert set(table["slot"].tolist()) == set(range(slots))
     # a slot waiting past the window's end ends at the end, not before: the window is whole
-    assert stats.measured_seconds == pytest.approx(window)
+    assert stats.measured_seconds == pytest.approx(window), stats.measured_seconds
 
 
 def test_an_open_loop_is_not_delayed_one_error_per_scheduled_request(dead_url):
