@@ -9,7 +9,10 @@ Open loop: intended times are t0 + schedule offsets; the dispatcher waits for ea
 timerfd alarm (the simulator's `alarm` module: never early, microseconds late, no busy-waiting;
 uvloop's own timers count whole milliseconds), so dispatch lag stays in the tens of
 microseconds when a core is free; it is recorded per request either way. Closed loop: each slot
-sends its next request as soon as its previous one ended (intended = send decision time).
+sends its next request as soon as its previous one ended (intended = send decision time), except
+after a connection failure (refused, reset, unreachable): then the slot backs off, exponentially
+with jitter, before its next attempt (`SlotBackoff`), so a dead server is not hammered while the
+session notices that its process died. Each attempt is still recorded as one error.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import asyncio
 import gc
 import hashlib
 import json
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +39,11 @@ from hpcbench.proto.samples import MAX_GAPS, ErrorClass, Phase
 
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
 TIMER_SLACK_NS = 1_000_000  # uvloop timers count whole milliseconds and may fire that early
+# closed loop: a slot whose request could not reach its server waits before the next attempt
+BACKOFF_FIRST_S = 0.01      # after the first failure (nominal; jitter takes it to 1/2 .. 1 x)
+BACKOFF_MAX_S = 1.0         # the nominal wait doubles up to this
+CONNECT_FAILURES = frozenset({ErrorClass.CONNECTION_REFUSED, ErrorClass.CONNECTION_RESET,
+                              ErrorClass.OTHER})      # OTHER: unreachable network, unknown host
 now_ns = time.perf_counter_ns
 # the members read on every request, as globals: Enum attribute access costs ~70 ns in 3.11
 _WARMUP, _MEASURED, _DRAIN, _OK = Phase.WARMUP, Phase.MEASURED, Phase.DRAIN, ErrorClass.OK
@@ -59,6 +68,35 @@ class TrialStats:
     @property
     def request_rate(self) -> float:
         return self.measured / self.measured_seconds if self.measured_seconds else 0.0
+
+
+class SlotBackoff:
+    """Exponential backoff with jitter for the closed loop's slots after connection failures.
+
+    After a slot's n-th consecutive failure it waits `failed(slot)` seconds: nominally
+    BACKOFF_FIRST_S doubling with n up to BACKOFF_MAX_S, times a random factor in [1/2, 1)
+    ("equal jitter": slots that failed together do not retry together, and a wait is never
+    under half its nominal length, so the attempts per slot stay bounded). A slot's first request that is not
+    a connection failure resets its count: the next failure waits BACKOFF_FIRST_S again.
+    """
+
+    def __init__(self, slots: int, seed: int = 0, first_s: float = BACKOFF_FIRST_S,
+                 max_s: float = BACKOFF_MAX_S) -> None:
+        self.first_s, self.max_s = first_s, max_s
+        self.failures = [0] * slots
+        self._random = random.Random(seed)
+
+    def nominal_s(self, failures: int) -> float:
+        """The wait before jitter after `failures` consecutive failures (>= 1)."""
+        return min(self.first_s * 2.0 ** min(failures - 1, 64), self.max_s)
+
+    def failed(self, slot: int) -> float:
+        """Count a failure of `slot`; the seconds it waits before its next attempt."""
+        self.failures[slot] += 1
+        return self.nominal_s(self.failures[slot]) * (0.5 + 0.5 * self._random.random())
+
+    def succeeded(self, slot: int) -> None:
+        self.failures[slot] = 0
 
 
 def client_request_id(executor_id: str, request_id: int) -> str:
@@ -109,6 +147,8 @@ class Trial:
         self.expiry: asyncio.TimerHandle | None = None    # fires at the oldest one's deadline
         self.slots_running = 0            # closed loop: slots not yet ended
         self.slots_ended: asyncio.Future | None = None
+        self.backoff = SlotBackoff(config.concurrency, config.dataset.seed)
+        self.backing_off: dict[int, asyncio.TimerHandle] = {}   # slot -> its next attempt
         self.next_id = 0
         self.measured_sent = 0
         self.stats = TrialStats()
@@ -196,6 +236,8 @@ class Trial:
             self.dispatching = False
             if self.expiry is not None:
                 self.expiry.cancel()
+            for timer in self.backing_off.values():
+                timer.cancel()
             for task in (dispatcher, flusher, stopper, drained):
                 task.cancel()
             for attempt in list(self.in_flight):     # stop_event (or an error): cancel the rest
@@ -295,9 +337,40 @@ class Trial:
             except Exception as error:    # a dispatcher bug: end the trial with it
                 if not self.slots_ended.done():
                     self.slots_ended.set_exception(error)
+        self._end_slot()
+
+    def _end_slot(self) -> None:
         self.slots_running -= 1
         if self.slots_running == 0 and not self.slots_ended.done():
             self.slots_ended.set_result(None)
+
+    def _back_off(self, slot: int) -> None:
+        """The slot's request could not reach its server: try again after the slot's backoff
+        (see SlotBackoff), or end the slot at the end of the measured window if that comes
+        first (not sooner: the trial's window is measured to its end). The wait is no request's
+        latency: the next attempt's intended time is when it is sent, as for every closed-loop
+        request."""
+        if not self.dispatching:
+            self._next_in_slot(slot)      # ends it
+            return
+        wake_ns = now_ns() + int(self.backoff.failed(slot) * 1e9)
+        ends = self.measure_end is not None and wake_ns >= self.measure_end
+        if ends:
+            wake_ns = self.measure_end
+        self.backing_off[slot] = self.loop.call_at(wake_ns / 1e9 + self.loop_offset,
+                                                   self._retry_slot, slot, ends)
+
+    def _retry_slot(self, slot: int, end: bool) -> None:
+        if end and now_ns() < self.measure_end:       # loop timers may fire a little early
+            self.backing_off[slot] = self.loop.call_at(
+                (self.measure_end + TIMER_SLACK_NS) / 1e9 + self.loop_offset,
+                self._retry_slot, slot, True)
+            return
+        del self.backing_off[slot]
+        if end:
+            self._end_slot()
+        else:
+            self._next_in_slot(slot)
 
     def _expiry_at(self, deadline_ns: int) -> asyncio.TimerHandle:
         return self.loop.call_at(deadline_ns / 1e9 + self.loop_offset, self._expire)
@@ -328,8 +401,13 @@ class Trial:
         if len(self.recorder) >= self.config.batch_max_rows \
                 or self.recorder.pending_gaps >= MAX_GAPS:   # the contract's size bound
             self.flush_now.set()
-        if attempt.slot >= 0:
-            self._next_in_slot(attempt.slot)
+        slot = attempt.slot
+        if slot >= 0:
+            if attempt.error in CONNECT_FAILURES:
+                self._back_off(slot)
+            else:
+                self.backoff.succeeded(slot)
+                self._next_in_slot(slot)
         if not self.in_flight and not self.dispatching:
             self.all_done.set()
 

@@ -8,7 +8,9 @@ become `ray start --address HEAD --block`. Each node gives Ray and vLLM the same
 sharing a node do not collide.
 
 `python -m hpcbench.servers.ray_cluster head|worker ...` is the supervisor (it runs with the
-hpcbench Python; the commands it starts are already wrapped for the runtime).
+hpcbench Python; the commands it starts are already wrapped for the runtime). What the head
+supervisor starts dies with it, even when it is SIGKILLed (parent-death signal,
+`common/process_group.py`); a worker becomes its `ray start` and keeps its own.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hpcbench.common.logs import configure_logging
+from hpcbench.common.process_group import guarded
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +163,8 @@ def run_head(ray_start: list[str], wait: list[str], serve: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        ray = children["ray"] = subprocess.Popen(ray_start)
-        waiter = children["wait"] = subprocess.Popen(wait)
+        ray = children["ray"] = subprocess.Popen(guarded(ray_start))
+        waiter = children["wait"] = subprocess.Popen(guarded(wait))
         pause = threading.Event()
         while waiter.poll() is None and ray.poll() is None and not stopping.is_set():
             pause.wait(0.2)
@@ -173,7 +176,7 @@ def run_head(ray_start: list[str], wait: list[str], serve: list[str]) -> int:
             return 128 + signal.SIGTERM
         if waiter.wait() != 0:
             return 11
-        children["serve"] = subprocess.Popen(serve)
+        children["serve"] = subprocess.Popen(guarded(serve))
         return children["serve"].wait()
     finally:
         for name in ("serve", "wait", "ray"):

@@ -2,28 +2,21 @@
 
 Each child runs in its own process group with its stdout and stderr captured in
 `<run_dir>/logs/<name>.log`, and is told by the kernel to die with the coordinator
-(PR_SET_PDEATHSIG), so not even a SIGKILL of `hpcbench run` leaves load generators behind.
-The death signal is armed by this module run as a tiny launcher (`python -m
-hpcbench.coordinator.launch.supervisor PARENT_PID -- argv...`, which then execs argv): no Python code
-runs between fork and exec in the coordinator, whose gRPC threads make that unsafe.
+(PR_SET_PDEATHSIG, armed by `common/process_group.py`'s launcher before it execs the child),
+so not even a SIGKILL of `hpcbench run` leaves load generators behind.
 `failed_children()` lets the session notice a crash while it waits; `stop_all()` terminates the
 group politely, then kills what is left. The runtime never interprets what it starts.
 """
 from __future__ import annotations
 
-import ctypes
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpcbench.common.process_group import signal_group, spawn
-
-PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,23 +24,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
-
-
-def guarded(argv: list[str]) -> list[str]:
-    """argv wrapped in the launcher that ties the child's life to this process."""
-    return [sys.executable, "-m", "hpcbench.coordinator.launch.supervisor", str(os.getpid()), "--",
-            *argv]
-
-
-def _launch(parent_pid: int, argv: list[str]) -> None:
-    """The launcher: arm PR_SET_PDEATHSIG, make sure the parent is still there, exec argv."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: stop_all and the executors' lease still clean up
-    if os.getppid() != parent_pid:
-        sys.exit(f"hpcbench: parent {parent_pid} is gone; not starting {argv[0]}")
-    os.execvp(argv[0], argv)
 
 
 @dataclass
@@ -79,7 +55,7 @@ class Supervisor:
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
         log_path = self.log_dir / f"{name}.log"
-        process = spawn(guarded(argv), env, log_path)
+        process = spawn(argv, env, log_path)
         child = ChildProcess(name=name, argv=list(argv), process=process, log_path=log_path)
         self.children.append(child)
         return child
@@ -118,8 +94,3 @@ class Supervisor:
             if child.process.poll() is None:
                 signal_group(child.process, signal.SIGKILL)
                 child.process.wait()
-
-
-if __name__ == "__main__":
-    _parent, _separator, *_argv = sys.argv[1:]
-    _launch(int(_parent), _argv)

@@ -7,12 +7,20 @@ connections over them. Their statistics are summed through shared memory (shared
 /metrics and /sim/stats on any connection report all workers; ground truth goes to one JSONL
 file written in whole lines. The parent holds the port until every worker listens, then writes
 the port file, and on SIGTERM/SIGINT stops the workers (they flush their truth first).
+
+Workers die with the parent even when it is SIGKILLed: each asks the kernel for SIGTERM at its
+parent's death first thing, and exits at once if the parent died before that was armed
+(`common.process_group.die_with_parent`). Nothing else is started: the events are fork-context
+semaphores without names and the statistics table an anonymous mapping, so no multiprocessing
+resource tracker runs to outlive the workers.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -21,6 +29,7 @@ from pathlib import Path
 import uvloop
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.process_group import die_with_parent
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.server import announce, listen_error, run_until_signalled
 from hpcbench.servers.simulator.shared_stats import SharedStatsTable
@@ -46,7 +55,8 @@ def serve_workers(config: SimulatorConfig, port_file: str | None, truth_file: st
                 Path(truth_file).write_text("")   # truncated once; workers append whole lines
             listening = [context.Event() for _ in range(workers)]
             processes = [context.Process(target=_worker, name=f"hpcbench-sim-{index}",
-                                         args=(config, truth_file, table, index, listening[index]))
+                                         args=(config, truth_file, table, index, listening[index],
+                                               os.getpid()))
                          for index in range(workers)]
             for process in processes:
                 process.start()
@@ -62,7 +72,7 @@ def serve_workers(config: SimulatorConfig, port_file: str | None, truth_file: st
             if process.is_alive():
                 process.kill()
                 process.join()
-        table.close(unlink=True)
+        table.close()
     failed = [p for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
     if failed:
         raise HpcbenchError("E001", f"simulator worker {failed[0].name} exited with code "
@@ -70,7 +80,9 @@ def serve_workers(config: SimulatorConfig, port_file: str | None, truth_file: st
 
 
 def _worker(config: SimulatorConfig, truth_file: str | None, table: SharedStatsTable,
-            index: int, listening) -> None:
+            index: int, listening, parent_pid: int) -> None:
+    if not die_with_parent(parent_pid):     # SIGTERM: the worker flushes its truth, then exits
+        sys.exit(f"hpcbench sim worker {index}: parent {parent_pid} is gone; not serving")
     truth = TruthLog(keep=False, path=truth_file, truncate=False) if truth_file else None
     uvloop.run(run_until_signalled(config, truth, lambda port: listening.set(),
                                    shared=table, worker=index))

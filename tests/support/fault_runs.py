@@ -54,7 +54,7 @@ class HpcbenchRun:
                 environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"hpcbench.coordinator.launch.supervisor" in command:
+            if b"hpcbench.common.process_group" in command:
                 continue                     # the launcher, before it execs the component
             if any(marker in command or marker in environment for marker in wanted):
                 return pid
