@@ -3,7 +3,9 @@
 Figures (JSON on stdout): faults injected, bad inputs tried, samples produced vs accounted
 (stored or counted with a reason), sample-endpoint messages sent vs accounted, re-run verdicts
 (session re-runs, failed trials measured again, earlier attempts kept, failed trials that came
-back passed without a new attempt), and leftover processes. The tests add to the figures
+back passed without a new attempt), forged and foreign input (batches sent and accepted, the
+coordinator's memory growth under a flood, tokenless streams refused while the session's own
+calls are answered), and leftover processes. The tests add to the figures
 through tests.support.faults.record; every process the suites start inherits a marker in its
 environment, so after the run any process still carrying it is a leftover, whoever its parent
 became. A test that kills a parent and finds its children still running after a bounded wait
@@ -82,6 +84,13 @@ def main(argv: list[str]) -> int:
             "earlier_attempts_kept": totals["earlier_attempts_kept"],
             "failed_relabelled_passed": totals["failed_relabelled_passed"],
         },
+        "forged_and_foreign": {
+            "forged_batches_sent": totals["forged_batches_sent"],
+            "forged_batches_accepted": totals["forged_batches_accepted"],
+            "flood_rss_growth_mb": totals["flood_rss_growth_mb"],
+            "tokenless_streams_refused": totals["tokenless_streams_refused"],
+            "status_calls_answered_during_flood": totals["status_calls_during_flood"],
+        },
         "leftover_processes": len(leftovers) + totals["leftover_processes"],
     }
     print(json.dumps(report, indent=2))
@@ -89,7 +98,8 @@ def main(argv: list[str]) -> int:
         return int(status)
     balanced = (report["samples_produced"] == report["samples_accounted"]
                 and report["messages_sent"] == report["messages_accounted"]
-                and report["rerun_verdicts"]["failed_relabelled_passed"] == 0)
+                and report["rerun_verdicts"]["failed_relabelled_passed"] == 0
+                and report["forged_and_foreign"]["forged_batches_accepted"] == 0)
     return 0 if balanced and not report["leftover_processes"] else 1
 
 
