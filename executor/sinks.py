@@ -80,8 +80,11 @@ class ZmqSink(_BackgroundSink):
 
         from hpcbench.common import sockets
 
+        # its own context: terminating it on close is what waits (up to linger_ms) until every
+        # queued batch has left; a process exiting with a shared one drops what is queued
+        self._context = zmq.Context()
         self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=sndhwm, linger_ms=linger_ms,
-                                       curve=curve)
+                                       curve=curve, context=self._context)
         super().__init__(f"zmq-sink {endpoint}")
 
     def _write(self, payload: bytes) -> None:
@@ -89,6 +92,7 @@ class ZmqSink(_BackgroundSink):
 
     def _release(self) -> None:
         self._socket.close()
+        self._context.term()
 
 
 class FileSink(_BackgroundSink):

@@ -17,10 +17,13 @@ class TelemetrySender:
     def __init__(self, endpoint: str, high_water_mark: int = 10_000, linger_ms: int = 2_000,
                  curve=None) -> None:
         """`curve`: hpcbench.common.curve.CurveKeys of the session, when it uses CURVE."""
+        self._context = zmq.Context()   # its own: terminating it on close flushes the queue
         try:
             self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=high_water_mark,
-                                           linger_ms=linger_ms, curve=curve)
+                                           linger_ms=linger_ms, curve=curve,
+                                           context=self._context)
         except zmq.ZMQError as error:
+            self._context.term()
             raise config_error(
                 f"--coordinator-telemetry {endpoint!r} is not a ZeroMQ endpoint ({error})",
                 ["give the coordinator's telemetry address, e.g. tcp://10.0.0.1:5556"]) from None
@@ -37,3 +40,4 @@ class TelemetrySender:
     def close(self) -> None:
         """Close, giving queued messages up to the linger time to reach the coordinator."""
         self._socket.close()
+        self._context.term()

@@ -60,6 +60,40 @@ def snapshot_cost(executors: int, repeats: int = 50) -> tuple[float, float]:
     return round(cpu / repeats * 1000, 3), round(wall / repeats * 1000, 3)
 
 
+def receive_cost(batches: int = 400) -> dict:
+    """CPU of the coordinator's side of the sample socket per MB received, over an ipc:// file
+    (one machine) and over tcp with CURVE (across machines: authenticated and decrypted by
+    libzmq/libsodium), the sender being another process."""
+    import subprocess
+    import tempfile
+
+    import zmq
+
+    from hpcbench.common import sockets
+    from hpcbench.common.curve import create_keys
+
+    keys_dir = tempfile.mkdtemp(prefix="bench-keys-")
+    keys = create_keys(Path(keys_dir))
+    figures = {}
+    for mode in ("ipc", "curve"):
+        endpoint = (f"ipc://{tempfile.mkdtemp(prefix='bench-')}/samples" if mode == "ipc"
+                    else "tcp://127.0.0.1:0")
+        pull, bound = sockets.bind(zmq.PULL, endpoint, hwm=1000,
+                                   curve=keys if mode == "curve" else None)
+        sender = subprocess.Popen([sys.executable, str(Path(__file__).with_name(
+            "sample_sender.py")), bound, str(batches), *([keys_dir] if mode == "curve" else [])])
+        received = size = 0
+        cpu = time.process_time()
+        while received < batches:
+            size += len(pull.recv())
+            received += 1
+        cpu = time.process_time() - cpu
+        sender.wait(timeout=60)
+        pull.close(0)
+        figures[f"receive_cpu_ms_per_mb_{mode}"] = round(cpu * 1000 / (size / 2**20), 3)
+    return figures
+
+
 def memory_over_ten_million() -> dict:
     batch = make_batch(0, ROWS, chunks=TOKENS)
     aggregator = Aggregator(run_id="run-1")
@@ -87,6 +121,7 @@ def run() -> dict:
     figures["snapshot_cpu_ms"], figures["snapshot_wall_ms"] = snapshot_cost(executors=1)
     figures["snapshot_cpu_ms_8_executors"], figures["snapshot_wall_ms_8_executors"] = \
         snapshot_cost(executors=8)
+    figures.update(receive_cost())
     figures.update(memory_over_ten_million())
     return figures
 

@@ -32,6 +32,8 @@ TOKENS = 16
 
 TARGETS = {
     "requests_per_cpu_s": (">=", 5000),
+    "requests_per_cpu_s_ipc_sink": (">=", 5000),
+    "requests_per_cpu_s_curve_sink": (">=", 5000),
     "client_added_ttft_p99_ms": ("<=", 0.5),
     "client_added_itl_p99_ms": ("<=", 0.5),
     "constant_2000_rate_error_pct": ("<=", 1.0),
@@ -92,6 +94,33 @@ def cpu_per_request(url: str) -> dict:
     return {"requests_per_cpu_s": round(stats.requests / cpu),
             "closed_loop_64_req_per_s": round(stats.request_rate, 1),
             "closed_loop_errors": sum(stats.errors.values())}
+
+
+def sample_stream_cost(url: str) -> dict:
+    """The same load with its samples pushed to a coordinator's socket in another process, as
+    a session does: over an ipc:// file (one machine, the default there) and over tcp with
+    CURVE (across machines, the default there). The difference is what authenticating and
+    encrypting the sample stream costs the executor."""
+    from hpcbench.common.curve import create_keys
+    from hpcbench.executor.sinks import ZmqSink
+
+    figures = {}
+    keys_dir = Path(tempfile.mkdtemp(prefix="bench-keys-"))
+    keys = create_keys(keys_dir)
+    for mode in ("ipc", "curve"):
+        receiver = subprocess.Popen([sys.executable, str(Path(__file__).with_name(
+            "sample_receiver.py")), mode, str(keys_dir)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        endpoint = receiver.stdout.readline().strip()
+        sink = ZmqSink(endpoint, curve=keys if mode == "curve" else None)
+        stats, _, cpu = _run(_config(url, warmup=1), sink)
+        sink.close()
+        receiver.stdin.close()
+        received = int(receiver.stdout.readline())
+        receiver.wait(timeout=30)
+        figures[f"requests_per_cpu_s_{mode}_sink"] = round(stats.requests / cpu)
+        figures[f"{mode}_sink_batches_received"] = received
+    return figures
 
 
 def aiohttp_requests_per_cpu_s(url: str, seconds: float = 5.0, slots: int = 64) -> float:
@@ -231,6 +260,7 @@ def run() -> dict:
     sim = Simulator("--ttft-ms", "1", "--itl-ms", "1")
     try:
         figures.update(cpu_per_request(sim.url))
+        figures.update(sample_stream_cost(sim.url))
         figures["aiohttp_requests_per_cpu_s"] = aiohttp_requests_per_cpu_s(sim.url)
         figures.update(rate_accuracy(sim.url))
         figures.update(rss_growth(sim.url))

@@ -72,7 +72,7 @@ def test_truncated_sample_file_is_reported(tmp_path):
         list(read_batches(path))
 
 
-def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping():
+def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping(tmp_path):
     """A coordinator that stops reading: the sink's queue fills and its sender blocks; once
     the reader resumes, every batch arrives, in order."""
     import threading
@@ -82,7 +82,7 @@ def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping():
     context = zmq.Context.instance()
     pull = context.socket(zmq.PULL)
     pull.setsockopt(zmq.RCVHWM, 1)
-    endpoint = "inproc://executor-hwm-test"
+    endpoint = f"ipc://{tmp_path}/samples"     # the sink has a context of its own
     pull.bind(endpoint)
     sink = ZmqSink(endpoint, sndhwm=1)
     total = 100
