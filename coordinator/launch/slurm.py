@@ -178,17 +178,14 @@ def job_state(job_id: str, env: Mapping[str, str] | None = None) -> str:
 
 # ---- role placement --------------------------------------------------------------------------
 def place_on_allocation(recipe, allocation: Allocation):
-    """`plan.place_roles` on the job's nodes (checked first), with endpoints as node addresses.
-
-    When the job has a node to spare beyond servers + clients, the first node runs only the
-    coordinator (and its monitor), so the coordinator never competes with the load.
-    """
+    """`plan.place_roles` on the job's nodes (checked first), with endpoints as node addresses:
+    the same placement `hpcbench plan` shows (with a node to spare, the first runs only the
+    coordinator and its monitor, so the coordinator never competes with the load)."""
     from hpcbench.coordinator.launch.plan import place_roles
 
     check_allocation(recipe.data, allocation)
-    counts, nodes = role_nodes(recipe.data), list(allocation.nodes)
-    spare = len(nodes) > counts["servers"] + counts["clients"]
-    placement = place_roles(recipe, nodes[1:] if spare else nodes)
+    nodes = list(allocation.nodes)
+    placement = place_roles(recipe, nodes)
     url_of = {f"http://{name}:": f"http://{address}:" for name, address in allocation.addresses.items()}
 
     def by_address(url: str) -> str:

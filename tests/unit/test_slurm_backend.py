@@ -66,6 +66,20 @@ def test_spare_first_node_is_the_coordinators_alone_and_targets_are_addresses():
     assert placement.executors[0].targets == ("http://10.0.0.2:8000",)
 
 
+@pytest.mark.parametrize("nodes", [2, 3, 5, 8])
+def test_run_sbatch_places_roles_as_hpcbench_plan_shows_them(nodes):
+    """run.sbatch used to drop the spare first node twice: with two or more spare nodes its
+    placement left nodes idle that `hpcbench plan` used."""
+    from hpcbench.coordinator.launch.plan import place_roles
+
+    recipe = recipe_from_dict({**RAW, "orchestration": {"mode": "slurm", "total_nodes": nodes}})
+    job = slurm.place_on_allocation(recipe, allocation(nodes))
+    plan = place_roles(recipe, [f"n{k}" for k in range(1, nodes + 1)])
+    assert [server.node for server in job.servers] == [server.node for server in plan.servers]
+    assert [slot.node for slot in job.executors] == [slot.node for slot in plan.executors]
+    assert job.coordinator == plan.coordinator == "n1"
+
+
 def test_without_a_spare_node_the_coordinator_shares_the_first_server_node():
     recipe = recipe_from_dict({**RAW, "orchestration": {"mode": "slurm", "total_nodes": 2}})
     placement = slurm.place_on_allocation(recipe, allocation(2))
