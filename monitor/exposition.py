@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from hpcbench.common.files import write_atomic
 from hpcbench.monitor.catalogue import METRICS, is_counter
 
 
@@ -59,8 +60,6 @@ def serve(collector: Collector, host: str, port: int, port_file: Path | None = N
     registry.register(collector)
     server, _thread = start_http_server(port, addr=host, registry=registry)
     bound = server.server_port
-    if port_file is not None:
-        temporary = port_file.with_name(port_file.name + ".tmp")
-        temporary.write_text(f"{bound}\n")
-        temporary.replace(port_file)
+    if port_file is not None:   # where this user's tools find the endpoint: private
+        write_atomic(port_file, f"{bound}\n", mode=0o600)
     return server, bound

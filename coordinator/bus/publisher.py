@@ -23,6 +23,7 @@ from hpcbench.proto import bus as contract
 
 SUBSCRIBE_HWM = 1_000     # messages a subscriber's socket holds before it loses some
 SUBSCRIPTION_MAX_BYTES = 4096   # a (un)subscription is a topic prefix; longer drops the peer
+MAX_BUS_MESSAGE_BYTES = 64 * 1024 * 1024   # a snapshot of a thousand executors is a few MB
 SEND_HWM = 10_000         # messages queued per subscriber before that subscriber loses some
 _SUBSCRIPTION_POLL_S = 0.02
 _REMEMBERED = 4096       # (topic, seq) pairs a subscriber remembers to skip repeated replays
@@ -122,7 +123,8 @@ def subscribe(endpoint: str, topics: Iterable[str] = contract.TOPICS,
     each message arrives once. Ends when no message came for `idle_timeout_s` (None: never); closing the
     generator closes the socket. Messages that break the contract are skipped.
     """
-    socket = sockets.connect(zmq.SUB, endpoint, hwm=SUBSCRIBE_HWM, curve=curve, context=context)
+    socket = sockets.connect(zmq.SUB, endpoint, hwm=SUBSCRIBE_HWM, curve=curve, context=context,
+                             max_message_bytes=MAX_BUS_MESSAGE_BYTES)
     try:
         for topic in topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic.encode())

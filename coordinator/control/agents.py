@@ -218,6 +218,14 @@ class AgentServicer(pb_grpc.AgentServicer):
         with self._lock:
             self._registries[registry.session_id] = registry
 
+    def remove_registry(self, registry: AgentRegistry) -> None:
+        """Forget a finished session's agents (a daemon must not grow with every session)."""
+        with self._lock:
+            if self._registries.get(registry.session_id) is registry:
+                del self._registries[registry.session_id]
+            self._owner = {agent_id: owner for agent_id, owner in self._owner.items()
+                           if owner is not registry}
+
     def _registry_of(self, agent_id: str, context) -> AgentRegistry:
         with self._lock:
             registry = self._owner.get(agent_id)

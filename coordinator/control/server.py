@@ -39,6 +39,8 @@ SERVICE_NAMES = (pb.DESCRIPTOR.services_by_name["Control"].full_name,
 
 
 MAX_WATCHERS = 64   # Watch streams per session: each holds a server thread while it lasts
+MAX_RUNNING_SESSIONS = 8    # at once on one coordinator; each runs servers and executors
+MAX_KEPT_SESSIONS = 100     # finished ones answered by Status/Results; older ones are forgotten
 
 
 def write_address_file(run_dir: Path, info: dict) -> None:
@@ -130,12 +132,23 @@ class Coordinator:
             if running is not None and not running.finished:
                 raise HpcbenchError("E006", f"session {session_id!r} is still running",
                                     ("fix: stop it first, or pick another --session id",))
+            if sum(not known.finished for known in self.sessions.values()) >= MAX_RUNNING_SESSIONS:
+                raise HpcbenchError("E005", f"this coordinator already runs {MAX_RUNNING_SESSIONS} "
+                                    "sessions", ("fix: wait for one to end or stop one",))
+            self._forget_old_sessions()
             session = Session(session_id, recipe_text=recipe_text, recipe_path=recipe_path,
                               coordinator=self, **options)
             self.sessions[session_id] = session
         self.agents.add_registry(session.registry)
         session.start()
         return session
+
+    def _forget_old_sessions(self) -> None:
+        """Keep at most MAX_KEPT_SESSIONS finished sessions (their results stay on disk)."""
+        finished = [known for known in self.sessions.values() if known.finished]
+        for old in finished[:max(len(finished) - MAX_KEPT_SESSIONS + 1, 0)]:
+            del self.sessions[old.session_id]
+            self.agents.remove_registry(old.registry)
 
     def session_ready(self, session: "Session") -> None:
         """Called by a session once it knows its run directory: put the way in there too."""

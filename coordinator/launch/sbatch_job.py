@@ -150,7 +150,9 @@ class SlurmJob:
 
     def _save(self) -> None:
         if self.run_dir is not None:
-            write_atomic(self.run_dir / "job.json", json.dumps(self.record, indent=2, default=str))
+            # names the control address, like coordinator.json: private
+            write_atomic(self.run_dir / "job.json", json.dumps(self.record, indent=2, default=str),
+                         mode=0o600)
 
     def _open_run_dir(self, recipe, allocation: Allocation, placement) -> None:
         submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import signal
 import threading
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import Callable, TypeVar
 import uvloop
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.files import write_atomic
 from hpcbench.common.stamped_socket import hold_kernel_stamps
 from hpcbench.servers.simulator.app import SimulatorApp
 from hpcbench.servers.simulator.config import SimulatorConfig
@@ -191,10 +191,8 @@ def serve(config: SimulatorConfig, port_file: str | None = None,
 
 def announce(config: SimulatorConfig, port: int, port_file: str | None, workers: int) -> None:
     """Tell scripts (port file, atomically) and people (stderr) where the simulator listens."""
-    if port_file:
-        temporary = Path(port_file).with_name(Path(port_file).name + f".{os.getpid()}.tmp")
-        temporary.write_text(f"{port}\n")
-        temporary.replace(port_file)
+    if port_file:   # where this user's scripts find the simulator: private
+        write_atomic(Path(port_file), f"{port}\n", mode=0o600)
     log.info("serving %s on http://%s:%s (OpenAI /v1, Ollama /api, metrics /metrics), mode %s, "
              "%d worker process(es)", config.model, config.host, port, config.mode, workers)
 

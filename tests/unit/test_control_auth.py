@@ -7,6 +7,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hpcbench.common.auth import TOKEN_FILE, call_metadata
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
@@ -126,3 +127,36 @@ def test_tokens_are_compared_in_constant_time_and_refusals_counted(coordinator, 
     assert coordinator.token_check.rejected == 1
     expected = f"Bearer {coordinator.token}".encode()
     assert compared == [(b"Bearer guess", expected), (expected, expected)]
+
+
+def test_a_daemon_runs_a_bounded_number_of_sessions_and_forgets_old_ones(coordinator):
+    """A long-lived hpcbench-coordinator must not grow with every session it ran."""
+    from hpcbench.coordinator.control import server
+
+    class Known:
+        """What the coordinator reads of a session: finished or not, its id and registry."""
+
+        def __init__(self, name, finished):
+            self.session_id, self.finished = name, finished
+            self.registry = type("Registry", (), {"session_id": name})()
+
+        def stop(self, reason=""):
+            pass
+
+        def wait(self, timeout_s=None):
+            return True
+
+    for number in range(server.MAX_KEPT_SESSIONS + 20):
+        old = Known(f"old-{number}", finished=True)
+        coordinator.sessions[old.session_id] = old
+        coordinator.agents.add_registry(old.registry)
+    coordinator._forget_old_sessions()
+    assert len(coordinator.sessions) == server.MAX_KEPT_SESSIONS - 1
+    assert "old-0" not in coordinator.sessions and f"old-{server.MAX_KEPT_SESSIONS + 19}" in \
+        coordinator.sessions
+    for number in range(server.MAX_RUNNING_SESSIONS):
+        coordinator.sessions[f"running-{number}"] = Known(f"running-{number}", finished=False)
+    with pytest.raises(HpcbenchError) as refused:
+        coordinator.start_session(recipe_text="scenario: x\nworkload: {service: simulator, "
+                                              "model: m}\n")
+    assert refused.value.code == "E005" and "already runs" in refused.value.render()
