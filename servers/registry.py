@@ -11,61 +11,34 @@ turns a recipe and a node placement into per-node launch contexts and rendered s
 """
 from __future__ import annotations
 
-import importlib
 import shlex
-from importlib.metadata import entry_points
 from pathlib import Path
 
-from hpcbench.common.errors import config_error
+from hpcbench.common.plugins import PluginRegistry
 from hpcbench.servers.plugin import LaunchContext, LaunchSpec, ServicePlugin
 
-ENTRY_POINT_GROUP = "hpcbench.services"
-
-BUILTINS: dict[str, str] = {
-    "simulator": "hpcbench.servers.simulator_service:SimulatorService",
-    "ollama": "hpcbench.servers.ollama:OllamaService",
-    "vllm": "hpcbench.servers.vllm:VllmService",
-    "llamacpp": "hpcbench.servers.llamacpp:LlamaCppService",
-    "redis": "hpcbench.servers.redis:RedisService",
-}
-
-
-def _plugin_entry_points() -> dict[str, object]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+REGISTRY = PluginRegistry(
+    group="hpcbench.services", kind="service", field="workload.service", bases=(ServicePlugin,),
+    how_to="subclass hpcbench.servers.plugin.ServicePlugin (or HttpService) and write launch, "
+           "wait_healthy and prepare (docs/services.md)",
+    builtins={
+        "simulator": "hpcbench.servers.simulator_service:SimulatorService",
+        "ollama": "hpcbench.servers.ollama:OllamaService",
+        "vllm": "hpcbench.servers.vllm:VllmService",
+        "llamacpp": "hpcbench.servers.llamacpp:LlamaCppService",
+        "redis": "hpcbench.servers.redis:RedisService",
+    })
+ENTRY_POINT_GROUP = REGISTRY.group
 
 
 def known_services() -> list[str]:
     """Every service name get_service accepts, built-ins first."""
-    extra = sorted(set(_plugin_entry_points()) - set(BUILTINS))
-    return [*BUILTINS, *extra]
-
-
-def _instantiate(obj: object) -> ServicePlugin:
-    return obj() if isinstance(obj, type) else obj  # type: ignore[return-value]
+    return REGISTRY.names()
 
 
 def get_service(name: str) -> ServicePlugin:
     """The plugin for `name` (built-in first, then entry points); E006 listing known names."""
-    if name in BUILTINS:
-        module_name, _, attr = BUILTINS[name].partition(":")
-        return _instantiate(getattr(importlib.import_module(module_name), attr))
-    entry = _plugin_entry_points().get(name)
-    if entry is None:
-        raise config_error(f"workload.service {name!r} is not a known service",
-                           [f"known services: {', '.join(known_services())}",
-                            f"fix: use one of them, or install a plugin that registers "
-                            f"{name!r} in the {ENTRY_POINT_GROUP!r} entry-point group"])
-    try:
-        plugin = _instantiate(entry.load())  # type: ignore[attr-defined]
-    except Exception as error:  # a broken third-party plugin must not crash hpcbench
-        raise config_error(f"service plugin {name!r} failed to load: {error}",
-                           [f"entry point: {entry.value}",  # type: ignore[attr-defined]
-                            "fix: reinstall or repair the package providing it"]) from error
-    if not isinstance(plugin, ServicePlugin):
-        raise config_error(f"service plugin {name!r} does not implement the plugin interface",
-                           ["fix: subclass hpcbench.servers.plugin.ServicePlugin (or HttpService)"
-                            " and write launch, wait_healthy and prepare (docs/services.md)"])
-    return plugin
+    return REGISTRY.load(name)
 
 
 def _recipe_data(recipe) -> dict:

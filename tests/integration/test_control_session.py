@@ -28,33 +28,6 @@ def long_recipe(url: str, results: str) -> str:
     })
 
 
-@pytest.fixture
-def daemon_process(tmp_path):
-    """(process, run dir) of an `hpcbench-coordinator` daemon."""
-    run_dir = tmp_path / "daemon"
-    process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.control.daemon",
-                                "--run-dir", str(run_dir), "--results-dir",
-                                str(tmp_path / "results")], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until(lambda: (run_dir / "coordinator.json").exists() or process.poll() is not None,
-                   timeout=30, what="coordinator.json")
-        assert process.poll() is None, process.stdout.read()
-        yield process, run_dir
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def daemon(daemon_process):
-    return daemon_process[1]
-
-
 def hpcbench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", *args],
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))

@@ -13,7 +13,6 @@ import pytest
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.control.client import ControlClient, locate
 from tests.support.faults import record
-from tests.support.waiting import wait_until
 
 RECIPE = "scenario: ids\nworkload: {service: simulator, model: sim-model, duration: 1s}\n"
 BAD_IDS = ["../x", "../../x", "a/b", "..", "ABSOLUTE"]
@@ -47,26 +46,11 @@ def test_hpcbench_run_refuses_a_bad_session_id_and_writes_nothing(tmp_path, sess
 
 
 @pytest.fixture
-def daemon(tmp_path):
-    """The run dir of an `hpcbench-coordinator` daemon whose sessions go to tmp/results."""
-    run_dir = tmp_path / "daemon"
-    process = subprocess.Popen([sys.executable, "-m", "hpcbench.coordinator.control.daemon",
-                                "--run-dir", str(run_dir), "--results-dir",
-                                str(tmp_path / "results")], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until(lambda: (run_dir / "coordinator.json").exists() or process.poll() is not None,
-                   timeout=30, what="coordinator.json")
-        assert process.poll() is None, process.stdout.read()
-        yield run_dir
-        assert process.poll() is None    # still serving after every refusal
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def serving_daemon(daemon_process):
+    """The daemon's run dir; after the test, the daemon must still be serving."""
+    process, run_dir = daemon_process
+    yield run_dir
+    assert process.poll() is None    # still serving after every refusal
 
 
 def start_refused(client: ControlClient, **request) -> str:
@@ -79,9 +63,9 @@ def start_refused(client: ControlClient, **request) -> str:
     return message
 
 
-def test_start_session_over_grpc_refuses_bad_ids_and_hostile_recipes(tmp_path, daemon):
-    before = tree(daemon)
-    with ControlClient(locate(run_dir=daemon)) as client:
+def test_start_session_over_grpc_refuses_bad_ids_and_hostile_recipes(tmp_path, serving_daemon):
+    before = tree(serving_daemon)
+    with ControlClient(locate(run_dir=serving_daemon)) as client:
         for session in [*BAD_IDS[:-1], str(tmp_path / "elsewhere"), "x" * 65, "a\nb"]:
             message = start_refused(client, recipe_yaml=RECIPE, session_id=session)
             assert f"session id {session!r} is not allowed" in message
@@ -99,5 +83,5 @@ def test_start_session_over_grpc_refuses_bad_ids_and_hostile_recipes(tmp_path, d
             client, recipe_yaml=RECIPE.replace("duration: 1s", "concurrency: 1000000000"))
     assert not (tmp_path / "results").exists() and not (tmp_path / "elsewhere").exists()
     assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
-    assert tree(daemon) == before
+    assert tree(serving_daemon) == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["daemon"]

@@ -23,7 +23,8 @@ def installed(monkeypatch):
     def install(group_module, entries: dict[str, str]):
         points = {name: EntryPoint(name, value, group_module.ENTRY_POINT_GROUP)
                   for name, value in entries.items()}
-        monkeypatch.setattr(group_module, "_plugin_entry_points", lambda: points)
+        monkeypatch.setattr(type(group_module.REGISTRY), "_entry_points",
+                            lambda registry: points if registry is group_module.REGISTRY else {})
         protocol_registry.get_protocol.cache_clear()   # instances are cached per process
     yield install
     protocol_registry.get_protocol.cache_clear()
@@ -34,7 +35,7 @@ def test_a_service_plugin_missing_a_step_is_refused_naming_it(installed):
     with pytest.raises(HpcbenchError) as error:
         registry.get_service("forgot")
     assert error.value.code == "E006" and "launch" in error.value.render()
-    with pytest.raises(HpcbenchError, match="does not implement the plugin interface") as error:
+    with pytest.raises(HpcbenchError, match="is not a ServicePlugin") as error:
         registry.get_service("duck")
     assert "subclass hpcbench.servers.plugin.ServicePlugin" in error.value.render()
 
@@ -50,7 +51,7 @@ def test_a_protocol_plugin_is_found_by_name_and_listed(installed):
 def test_a_protocol_that_is_not_one_and_an_unknown_name_are_e006(installed):
     installed(protocol_registry, {"wrong": f"{SHAPES}:NotAProtocol",
                                   "broken": "tests.support.no_such_module:Thing"})
-    for name, words in (("wrong", "not an HttpProtocol or FramedProtocol"),
+    for name, words in (("wrong", "is not a HttpProtocol or FramedProtocol"),
                         ("broken", "failed to load"),
                         ("nope", "known protocols: openai-chat")):
         with pytest.raises(HpcbenchError) as error:
