@@ -121,6 +121,7 @@ class AgentLink:
     def report(self, request: pb.AgentReport) -> None:
         """Send a trial report; a coordinator that does not take it within the lease is logged
         (its lease check will tell the session what happened)."""
+        request.session_id = self.reply.session_id
         try:
             self.stub.Report(request, metadata=self.metadata, timeout=self.reply.lease_s)
         except grpc.RpcError as error:
@@ -133,7 +134,8 @@ class AgentLink:
 
     def _follow_commands(self) -> None:
         try:
-            for command in self.stub.Commands(pb.AgentRef(agent_id=self.reply.agent_id),
+            for command in self.stub.Commands(pb.AgentRef(agent_id=self.reply.agent_id,
+                                                          session_id=self.reply.session_id),
                                               metadata=self.metadata):
                 self._on_command(command)
                 if command.kind == pb.SHUTDOWN:
@@ -150,7 +152,9 @@ class AgentLink:
         while not self._closed.is_set():
             try:
                 reply = self.stub.Heartbeat(
-                    pb.HeartbeatRequest(agent_id=self.reply.agent_id, **self._heartbeat_fields()),
+                    pb.HeartbeatRequest(agent_id=self.reply.agent_id,
+                                        session_id=self.reply.session_id,
+                                        **self._heartbeat_fields()),
                     metadata=self.metadata, timeout=every_s * 2)
                 if reply.known:
                     last_ok = time.monotonic()

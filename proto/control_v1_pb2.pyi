@@ -256,10 +256,12 @@ class RegisterReply(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., lease_s: _Optional[float] = ..., heartbeat_interval_s: _Optional[float] = ..., sample_endpoint: _Optional[str] = ..., executor_index: _Optional[int] = ..., executor_count: _Optional[int] = ...) -> None: ...
 
 class AgentRef(_message.Message):
-    __slots__ = ("agent_id",)
+    __slots__ = ("agent_id", "session_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
-    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+    session_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
     __slots__ = ("kind", "trial_id", "config_json")
@@ -272,20 +274,22 @@ class Command(_message.Message):
     def __init__(self, kind: _Optional[_Union[CommandKind, str]] = ..., trial_id: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("agent_id", "state", "trial_id", "requests_done", "trial_recorded", "trial_in_flight")
+    __slots__ = ("agent_id", "state", "trial_id", "requests_done", "trial_recorded", "trial_in_flight", "session_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_DONE_FIELD_NUMBER: _ClassVar[int]
     TRIAL_RECORDED_FIELD_NUMBER: _ClassVar[int]
     TRIAL_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     state: AgentState
     trial_id: str
     requests_done: int
     trial_recorded: int
     trial_in_flight: int
-    def __init__(self, agent_id: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., trial_id: _Optional[str] = ..., requests_done: _Optional[int] = ..., trial_recorded: _Optional[int] = ..., trial_in_flight: _Optional[int] = ...) -> None: ...
+    session_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., trial_id: _Optional[str] = ..., requests_done: _Optional[int] = ..., trial_recorded: _Optional[int] = ..., trial_in_flight: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("lease_s", "known")
@@ -296,20 +300,22 @@ class HeartbeatReply(_message.Message):
     def __init__(self, lease_s: _Optional[float] = ..., known: _Optional[bool] = ...) -> None: ...
 
 class AgentReport(_message.Message):
-    __slots__ = ("agent_id", "trial_id", "ok", "error", "stats_json", "batches_sent")
+    __slots__ = ("agent_id", "trial_id", "ok", "error", "stats_json", "batches_sent", "session_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATS_JSON_FIELD_NUMBER: _ClassVar[int]
     BATCHES_SENT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     trial_id: str
     ok: bool
     error: str
     stats_json: str
     batches_sent: int
-    def __init__(self, agent_id: _Optional[str] = ..., trial_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., stats_json: _Optional[str] = ..., batches_sent: _Optional[int] = ...) -> None: ...
+    session_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., trial_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., stats_json: _Optional[str] = ..., batches_sent: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class ReportReply(_message.Message):
     __slots__ = ()

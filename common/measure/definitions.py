@@ -61,34 +61,56 @@ class BatchMetrics:
 MISSING = -1   # a per-request latency the request does not define (failed, no token, ...)
 
 
+@dataclass
+class _Rows:
+    """Which rows define which latency (any phase), and where each row's TTFT starts."""
+
+    ok: np.ndarray
+    has_first: np.ndarray      # ttft
+    has_tpot: np.ndarray
+    has_e2e: np.ndarray
+    start: np.ndarray          # intended (open loop) or send (closed loop)
+
+
+def _rows(columns: dict[str, np.ndarray]) -> _Rows:
+    error = columns["error"]
+    ok = error == _OK
+    has_first = ok & (columns["first_ns"] > 0)
+    return _Rows(ok=ok, has_first=has_first, has_tpot=has_first & (columns["tokens_out"] > 1),
+                 has_e2e=ok | (error == _TIMEOUT),
+                 start=np.where(columns["slot"] < 0, columns["intended_ns"], columns["send_ns"]))
+
+
+def _tpot(columns: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    first, end, tokens_out = (columns[name][rows] for name in ("first_ns", "end_ns", "tokens_out"))
+    return (end - first) // np.maximum(tokens_out - 1, 1)
+
+
 def request_latencies(columns: dict[str, np.ndarray], itl_ns: np.ndarray | None = None,
                       gaps_per_row: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per row (any phase): ttft, tpot and e2e in ns, MISSING where the row does not define
     it (see the module docstring); with `itl_ns` also `max_itl`, the row's largest gap (ITL
-    SLOs judge a request by it). The report's request table and goodput use these rows;
-    `derive` takes the metric values from them."""
-    error = columns["error"]
-    ok = error == _OK
-    intended, send, first, end = (columns[name] for name in ("intended_ns", "send_ns",
-                                                             "first_ns", "end_ns"))
-    tokens_out = columns["tokens_out"]
-    start = np.where(columns["slot"] < 0, intended, send)
-    has_first = ok & (first > 0)
-    has_tpot = has_first & (tokens_out > 1)
-    latencies = {
-        "ttft": np.where(has_first, first - start, MISSING),
-        "tpot": np.where(has_tpot, (end - first) // np.maximum(tokens_out - 1, 1), MISSING),
-        "e2e": np.where(ok | (error == _TIMEOUT), end - intended, MISSING),
-    }
+    SLOs judge a request by it). The report's request table, goodput and SLO judgement use
+    these rows; `derive` applies the same row rules to a batch directly."""
+    rows = _rows(columns)
+    ttft = np.full(len(rows.ok), MISSING, dtype=np.int64)
+    ttft[rows.has_first] = (columns["first_ns"] - rows.start)[rows.has_first]
+    tpot = np.full(len(rows.ok), MISSING, dtype=np.int64)
+    tpot[rows.has_tpot] = _tpot(columns, rows.has_tpot)
+    e2e = np.full(len(rows.ok), MISSING, dtype=np.int64)
+    e2e[rows.has_e2e] = (columns["end_ns"] - columns["intended_ns"])[rows.has_e2e]
+    latencies = {"ttft": ttft, "tpot": tpot, "e2e": e2e}
     if itl_ns is not None:
         if gaps_per_row is None:
             gaps_per_row = np.maximum(columns["chunks"].astype(np.int64) - 1, 0)
-        largest = np.full(len(ok), MISSING, dtype=np.int64)
-        has_gaps = gaps_per_row > 0
+        largest = np.full(len(rows.ok), MISSING, dtype=np.int64)
+        has_gaps = (gaps_per_row > 0) & rows.ok
         if has_gaps.any():
-            offsets = np.concatenate(([0], np.cumsum(gaps_per_row)))
-            largest[has_gaps] = np.maximum.reduceat(itl_ns, offsets[:-1][has_gaps])
-        latencies["max_itl"] = np.where(ok, largest, MISSING)
+            offsets = np.concatenate(([0], np.cumsum(gaps_per_row)))[:-1]
+            with_gaps = gaps_per_row > 0
+            maxima = np.maximum.reduceat(itl_ns, offsets[with_gaps])
+            largest[has_gaps] = maxima[has_gaps[with_gaps]]
+        latencies["max_itl"] = largest
     return latencies
 
 
@@ -103,31 +125,39 @@ def meets_slo(name: str, latencies: dict[str, np.ndarray], limit_ns: int) -> np.
 
 def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
            queue_threshold_ns: int = DEFAULT_QUEUE_THRESHOLD_NS) -> BatchMetrics:
-    """Metric values and counts of one batch (see the module docstring for the definitions)."""
+    """Metric values and counts of one batch (see the module docstring for the definitions).
+    It runs for every batch the aggregator takes: rows are selected with masks, per-row
+    latency arrays are only built when the trial has SLOs to judge."""
     cols = batch.columns
     phase = cols["phase"]
     measured = phase == _MEASURED
-    error = cols["error"]
-    ok = measured & (error == _OK)
+    rows = _rows(cols)
+    ok = measured & rows.ok
     intended, send, end = cols["intended_ns"], cols["send_ns"], cols["end_ns"]
     gaps_per_row = np.maximum(cols["chunks"].astype(np.int64) - 1, 0)
     itl = batch.itl_ns if ok.all() else batch.itl_ns[np.repeat(ok, gaps_per_row)]
-    wants_itl_slo = bool(slos_ns) and "itl" in slos_ns
-    latencies = request_latencies(cols, batch.itl_ns if wants_itl_slo else None, gaps_per_row)
+    ttft_rows, tpot_rows, e2e_rows = (measured & rows.has_first, measured & rows.has_tpot,
+                                      measured & rows.has_e2e)
     sent = measured & (send > 0)
     lag = send - intended
-    values = {name: latencies[name][measured & (latencies[name] != MISSING)]
-              for name in ("ttft", "tpot", "e2e")}
-    values.update(itl=itl, dispatch_lag=lag[sent],
-                  queue_time=lag[sent & (lag > queue_threshold_ns)])
+    values = {
+        "ttft": (cols["first_ns"] - rows.start)[ttft_rows],
+        "itl": itl,
+        "tpot": _tpot(cols, tpot_rows),
+        "e2e": (end - intended)[e2e_rows],
+        "dispatch_lag": lag[sent],
+        "queue_time": lag[sent & (lag > queue_threshold_ns)],
+    }
     good = ok
-    for name, limit_ns in (slos_ns or {}).items():
-        good = good & meets_slo(name, latencies, limit_ns)
+    if slos_ns:
+        latencies = request_latencies(cols, batch.itl_ns if "itl" in slos_ns else None,
+                                      gaps_per_row)
+        for name, limit_ns in slos_ns.items():
+            good = good & meets_slo(name, latencies, limit_ns)
     measured_intended = intended[measured]
     return BatchMetrics(
-        values={name: values[name] for name in METRICS}, requests=int(measured.sum()),
-        ok=int(ok.sum()), good=int(good.sum()),
-        errors=np.bincount(error[measured], minlength=_ERROR_CLASSES)[:_ERROR_CLASSES],
+        values=values, requests=int(measured.sum()), ok=int(ok.sum()), good=int(good.sum()),
+        errors=np.bincount(cols["error"][measured], minlength=_ERROR_CLASSES)[:_ERROR_CLASSES],
         token_sources=np.bincount(cols["token_source"][ok],
                                   minlength=_TOKEN_SOURCES)[:_TOKEN_SOURCES],
         input_tokens=int(cols["tokens_in"][ok].sum(dtype=np.int64)),

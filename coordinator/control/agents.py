@@ -93,6 +93,10 @@ class AgentRegistry:
                                 f"{pb.AgentRole.Name(role).lower()}(s) and all of them are "
                                 "registered; an agent it did not start cannot join")
 
+    def knows(self, agent_id: str) -> bool:
+        with self._changed:
+            return agent_id in self._agents
+
     def heartbeat(self, request: pb.HeartbeatRequest) -> bool:
         with self._changed:
             record = self._agents.get(request.agent_id)
@@ -207,11 +211,11 @@ class AgentRegistry:
 
 
 class AgentServicer(pb_grpc.AgentServicer):
-    """Routes Agent calls to the registry of the session the agent belongs to."""
+    """Routes Agent calls to the registry of the session the agent belongs to. Agent ids are
+    unique within a session (every session has its executor-0), so every call names both."""
 
     def __init__(self):
         self._registries: dict[str, AgentRegistry] = {}
-        self._owner: dict[str, AgentRegistry] = {}  # agent id -> registry
         self._lock = threading.Lock()
 
     def add_registry(self, registry: AgentRegistry) -> None:
@@ -223,20 +227,21 @@ class AgentServicer(pb_grpc.AgentServicer):
         with self._lock:
             if self._registries.get(registry.session_id) is registry:
                 del self._registries[registry.session_id]
-            self._owner = {agent_id: owner for agent_id, owner in self._owner.items()
-                           if owner is not registry}
 
-    def _registry_of(self, agent_id: str, context) -> AgentRegistry:
+    def _registry(self, session_id: str) -> AgentRegistry | None:
         with self._lock:
-            registry = self._owner.get(agent_id)
-        if registry is None:
+            return self._registries.get(session_id)
+
+    def _registry_of(self, session_id: str, agent_id: str, context) -> AgentRegistry:
+        registry = self._registry(session_id)
+        if registry is None or not registry.knows(agent_id):
             context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"agent {agent_id!r} is not registered: call Register first")
+                          f"agent {agent_id!r} of session {session_id!r} is not registered: "
+                          "call Register first")
         return registry
 
     def Register(self, request, context):
-        with self._lock:
-            registry = self._registries.get(request.session_id)
+        registry = self._registry(request.session_id)
         if registry is None:
             context.abort(grpc.StatusCode.NOT_FOUND,
                           f"no session {request.session_id!r} on this coordinator: pass the "
@@ -247,8 +252,6 @@ class AgentServicer(pb_grpc.AgentServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except ValueError as error:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
-        with self._lock:
-            self._owner[record.agent_id] = registry
         return pb.RegisterReply(agent_id=record.agent_id, session_id=registry.session_id,
                                 lease_s=registry.lease_s,
                                 heartbeat_interval_s=registry.heartbeat_interval_s,
@@ -257,16 +260,15 @@ class AgentServicer(pb_grpc.AgentServicer):
                                 executor_count=registry.executor_count)
 
     def Commands(self, request, context):
-        registry = self._registry_of(request.agent_id, context)
+        registry = self._registry_of(request.session_id, request.agent_id, context)
         yield from registry.command_stream(request.agent_id, context)
 
     def Heartbeat(self, request, context):
-        with self._lock:
-            registry = self._owner.get(request.agent_id)
+        registry = self._registry(request.session_id)
         known = registry is not None and registry.heartbeat(request)
         lease = registry.lease_s if registry else DEFAULT_LEASE_S
         return pb.HeartbeatReply(lease_s=lease, known=known)
 
     def Report(self, request, context):
-        self._registry_of(request.agent_id, context).report(request)
+        self._registry_of(request.session_id, request.agent_id, context).report(request)
         return pb.ReportReply()

@@ -118,6 +118,30 @@ def test_each_session_state_is_a_bus_event_in_order_up_to_the_end(tmp_path, daem
     assert events[-1]["event"] == "session_end" and events[-1]["state"] == "COMPLETED"
 
 
+def test_two_sessions_on_one_daemon_keep_their_agents_apart(tmp_path, daemon):
+    """Both sessions have an executor-0 and a monitor-localhost: calls name their session, so
+    one session's heartbeats, reports and commands never reach the other's."""
+    recipe = yaml.safe_load(long_recipe("{url}", str(tmp_path / "results")))
+    recipe["workload"].update(duration="3s", concurrency=[2])
+    recipe["monitoring"] = {"enabled": True, "interval": "500ms"}
+    with sim_process(tmp_path) as url, ControlClient(locate(run_dir=daemon)) as client:
+        recipe["endpoints"] = [url]
+        for session in ("a", "b"):
+            client.start(recipe_yaml=yaml.safe_dump(recipe), session_id=session)
+        for session in ("a", "b"):
+            final = wait_until(lambda session=session: client.status(session).state in (
+                pb.COMPLETED, pb.FAILED, pb.STOPPED) and client.status(session), timeout=120,
+                what=f"session {session} to end")
+            assert final.state == pb.COMPLETED, final.error_message
+            agents = {agent.agent_id: agent for agent in final.agents}
+            assert set(agents) == {"executor-0", "monitor-localhost"}
+            assert all(agent.state != pb.LOST for agent in agents.values()), agents
+    for session in ("a", "b"):
+        record = json.loads((tmp_path / "results" / "grpc-control" / session / "session.json")
+                            .read_text())
+        assert record["passed"] is True, record
+
+
 def test_watch_of_an_unknown_session_is_not_found(daemon):
     from hpcbench.common.errors import HpcbenchError
 
