@@ -74,17 +74,19 @@ class ZmqSink(_BackgroundSink):
     """PUSH batches to the coordinator's PULL endpoint (e.g. tcp://10.0.0.1:5557)."""
 
     def __init__(self, endpoint: str, sndhwm: int = 1000, linger_ms: int = 30_000,
-                 curve=None) -> None:
-        """`curve`: the session's hpcbench.common.curve.CurveKeys when CURVE is on."""
+                 curve=None, context=None) -> None:
+        """`curve`: the session's hpcbench.common.curve.CurveKeys when CURVE is on.
+        `context`: a ZeroMQ context to share (e.g. for inproc:// endpoints; its owner
+        terminates it); by default the sink makes its own and terminates it on close, which
+        is what waits (up to linger_ms) until every queued batch has left: a process exiting
+        with a shared context drops what is queued."""
         import zmq
 
         from hpcbench.common import sockets
 
-        # its own context: terminating it on close is what waits (up to linger_ms) until every
-        # queued batch has left; a process exiting with a shared one drops what is queued
-        self._context = zmq.Context()
+        self._own_context = zmq.Context() if context is None else None
         self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=sndhwm, linger_ms=linger_ms,
-                                       curve=curve, context=self._context)
+                                       curve=curve, context=context or self._own_context)
         super().__init__(f"zmq-sink {endpoint}")
 
     def _write(self, payload: bytes) -> None:
@@ -92,7 +94,8 @@ class ZmqSink(_BackgroundSink):
 
     def _release(self) -> None:
         self._socket.close()
-        self._context.term()
+        if self._own_context is not None:
+            self._own_context.term()
 
 
 class FileSink(_BackgroundSink):

@@ -72,7 +72,7 @@ def test_truncated_sample_file_is_reported(tmp_path):
         list(read_batches(path))
 
 
-def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping(tmp_path):
+def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping():
     """A coordinator that stops reading: the sink's queue fills and its sender blocks; once
     the reader resumes, every batch arrives, in order."""
     import threading
@@ -82,9 +82,10 @@ def test_zmq_sink_blocks_at_its_high_water_mark_instead_of_dropping(tmp_path):
     context = zmq.Context.instance()
     pull = context.socket(zmq.PULL)
     pull.setsockopt(zmq.RCVHWM, 1)
-    endpoint = f"ipc://{tmp_path}/samples"     # the sink has a context of its own
+    # inproc: no kernel buffer between the sockets, so the high-water marks alone decide
+    endpoint = "inproc://executor-hwm-test"
     pull.bind(endpoint)
-    sink = ZmqSink(endpoint, sndhwm=1)
+    sink = ZmqSink(endpoint, sndhwm=1, context=context)
     total = 100
     template = samples.SampleBatch(run="r", trial="t", executor="e", node="n", seq=0,
                                    interval=0, epoch_ns=0, columns=samples.empty_columns(1),
