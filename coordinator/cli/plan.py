@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         nodes = [f"node{index}" for index in range(1, count + 1)]
     placement = place_roles(recipe, nodes)
     trials = expand_trials(recipe)
+    slurm = _slurm_options(recipe.data)
     if args.json:
         print(json.dumps({
             "scenario": recipe.scenario,
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
                         "params": trial.params} for trial in trials],
             "placement": placement.to_dict(),
             "nodes": {node: placement.roles_of(node) for node in nodes},
+            **slurm,
         }, indent=2))
         return 0
     print(f"scenario {recipe.scenario}: {len(trials)} trial(s), {len(nodes)} node(s)")
@@ -61,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     print("\nexecutors -> endpoints:")
     for slot in placement.executors:
         print(f"  {slot.id} on {slot.node} -> {', '.join(slot.targets)}")
+    if slurm:
+        print("\nslurm:")
+        print(f"  sbatch {' '.join(slurm['sbatch'])}")
+        for role, options in slurm["steps"].items():
+            print(f"  {role} steps: srun {' '.join(options) or '(no resource options)'}")
     for note in placement.notes:
         print(f"note: {note}")
     if args.commands:
@@ -69,3 +76,13 @@ def run(args: argparse.Namespace) -> int:
         for line in launch_commands(recipe, placement):
             print(f"  {line}")
     return 0
+
+
+def _slurm_options(data: dict) -> dict:
+    """A Slurm recipe's sbatch options and each role's step resources (empty when local)."""
+    from hpcbench.coordinator.launch.slurm import ROLES, role_resources, sbatch_options
+
+    if data["orchestration"]["mode"] != "slurm":
+        return {}
+    return {"sbatch": sbatch_options(data),
+            "steps": {role: role_resources(data, role) for role in ROLES}}

@@ -27,7 +27,7 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.files import write_atomic
 from hpcbench.common.logs import configure_logging
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
-from hpcbench.coordinator.launch.srun import component_image, ensure_image
+from hpcbench.coordinator.launch.srun import check_hpcbench_image, component_image, ensure_image
 from hpcbench.coordinator.session.results import trial_attempts
 from hpcbench.proto import control_v1_pb2 as pb
 
@@ -165,11 +165,19 @@ class SlurmJob:
                            placement=placement.to_dict(), started_at=time.time())
 
     def _ensure_images(self, recipe, placement) -> None:
-        roles = ["executor"] + (["service"] if placement.servers else [])
-        roles += ["monitor"] if recipe.data["monitoring"]["enabled"] else []
+        """Every image the job runs exists (pulled when allowed); those that run hpcbench's
+        own programs have hpcbench in them (E003 before any step starts, not a step that
+        cannot find `hpcbench-executor`). A service without `artifacts.service` is the
+        simulator, which runs in the executor's image."""
+        artifacts = recipe.data["artifacts"]
+        roles = ["executor"] + (["monitor"] if recipe.data["monitoring"]["enabled"] else [])
+        own = {component_image(role, recipe.data)[0] for role in roles}
+        if placement.servers and (artifacts.get("service") or {}).get("path"):
+            roles.append("service")
         for role in roles:
-            ensure_image(*component_image(role, recipe.data),
-                         pull_allowed=recipe.data["artifacts"]["pull"])
+            ensure_image(*component_image(role, recipe.data), pull_allowed=artifacts["pull"])
+        for image in sorted(own):
+            check_hpcbench_image(image)
 
 
 def print_modules(recipe_path: Path) -> int:
