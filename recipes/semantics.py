@@ -18,6 +18,8 @@ from hpcbench.recipes.schema import suggest
 from hpcbench.servers import registry as service_registry
 
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
+SIMULATORS = ("simulator", "dummy")          # hpcbench's own server, run from its own image
+SPEAK_OLLAMA = ("ollama", *SIMULATORS)
 
 
 def semantic_problems(data: object) -> list[Problem]:
@@ -55,7 +57,7 @@ def _installed(path: str, name: object, names: list[str], group: str) -> list[Pr
 def _api_fits_service(data: dict) -> list[Problem]:
     api, service = lookup(data, "workload.api"), lookup(data, "workload.service")
     problems = []
-    if isinstance(api, str) and api.startswith("ollama-") and service not in ("ollama", "simulator"):
+    if isinstance(api, str) and api.startswith("ollama-") and service not in SPEAK_OLLAMA:
         problems.append(Problem("workload.api", api,
                                 f"an OpenAI API (openai-chat or openai-completions): service "
                                 f"'{service}' does not speak the Ollama API"))
@@ -186,7 +188,7 @@ def _distributed_is_vllm_on_servers(data: dict) -> list[Problem]:
         return []
     problems = []
     service = lookup(data, "workload.service")
-    if service != "vllm":
+    if isinstance(service, str) and service != "vllm":
         problems.append(Problem("servers.service_config.distributed.enabled", True,
                                 f"false: distributed serving with Ray is built for vllm, not "
                                 f"'{service}'"))
@@ -195,6 +197,18 @@ def _distributed_is_vllm_on_servers(data: dict) -> list[Problem]:
                                 "no endpoints when servers.service_config.distributed is "
                                 "enabled (hpcbench deploys that service itself)"))
     return problems
+
+
+def _ray_settings_need_ray(data: dict) -> list[Problem]:
+    """distributed.backend and distributed.ray configure the Ray cluster, which only
+    `distributed.enabled: true` starts (the parallel sizes apply either way)."""
+    distributed = lookup(data, "servers.service_config.distributed")
+    if not isinstance(distributed, dict) or distributed.get("enabled") is True:
+        return []
+    return [Problem(f"servers.service_config.distributed.{key}", distributed[key],
+                    "no Ray setting unless distributed.enabled is true (set enabled: true to "
+                    "serve over a Ray cluster, or remove it)")
+            for key in ("backend", "ray") if key in distributed]
 
 
 def _node_counts_fit(data: dict) -> list[Problem]:
@@ -214,6 +228,58 @@ def _node_counts_fit(data: dict) -> list[Problem]:
                                 f"at least servers + clients + monitors nodes = {used}, or fewer "
                                 f"nodes per role"))
     return problems
+
+
+def _plugin(data: dict):
+    """The recipe's service plugin, or None when it is unknown (reported by _service_is_known)
+    or cannot be loaded."""
+    service = lookup(data, "workload.service")
+    if not isinstance(service, str) or service not in service_registry.known_services():
+        return None
+    try:
+        return service_registry.get_service(service)
+    except HpcbenchError:
+        return None
+
+
+def _service_config_keys_known(data: dict) -> list[Problem]:
+    """A service that declares its service_config keys (the simulator: every other key would
+    be a flag `hpcbench sim` exits on) refuses the others here, not when the server starts;
+    every service refuses the documented keys it has no use for (`refused_keys`)."""
+    config, plugin = lookup(data, "servers.service_config"), _plugin(data)
+    if not isinstance(config, dict) or plugin is None:
+        return []
+    refused = [Problem(f"servers.service_config.{key}", config[key], fix)
+               for key, fix in plugin.refused_keys.items() if key in config]
+    if plugin.config_keys is None:
+        return refused
+    allowed = sorted(plugin.config_keys)
+    return [Problem(f"servers.service_config.{key}", value,
+                    f"a key the {plugin.name} service takes{suggest(str(key), allowed)}: "
+                    f"{', '.join(allowed)}")
+            for key, value in config.items() if key not in plugin.config_keys] + refused
+
+
+def _service_config_model_is_the_workloads(data: dict) -> list[Problem]:
+    """service_config.model (the reference's recipes repeat the model there) must be the
+    model the clients request: hpcbench loads and asks for workload.model."""
+    model = lookup(data, "servers.service_config.model", MISSING)
+    wanted = lookup(data, "workload.model")
+    if model is MISSING or model == wanted:
+        return []
+    return [Problem("servers.service_config.model", model,
+                    f"workload.model ({wanted!r}) or no key: the server loads and the clients "
+                    f"request workload.model; put weights to load under another name in "
+                    f"servers.service_config.model_path")]
+
+
+def _health_endpoint_is_http(data: dict) -> list[Problem]:
+    endpoint, plugin = lookup(data, "servers.health_check.endpoint", MISSING), _plugin(data)
+    if endpoint is MISSING or plugin is None or plugin.health_paths is not None:
+        return []
+    return [Problem("servers.health_check.endpoint", endpoint,
+                    f"no endpoint: the {plugin.name} service's health check is not an HTTP "
+                    f"GET (it checks its health its own way)")]
 
 
 def _llamacpp_has_model_file(data: dict) -> list[Problem]:
@@ -238,7 +304,7 @@ def _apptainer_has_image(data: dict) -> list[Problem]:
     default = "apptainer" if lookup(data, "orchestration.mode") == "slurm" else "process"
     if data.get("runtime", default) != "apptainer" or data.get("endpoints"):
         return []
-    if lookup(data, "workload.service") == "simulator" or lookup(data, "artifacts.service.path"):
+    if lookup(data, "workload.service") in SIMULATORS or lookup(data, "artifacts.service.path"):
         return []
     return [Problem("artifacts.service.path", MISSING,
                     "the service's .sif image: runtime apptainer deploys the service from it "
@@ -302,7 +368,8 @@ def _sweep_fits(data: dict) -> list[Problem]:
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
-    _distributed_is_vllm_on_servers, _node_counts_fit, _llamacpp_has_model_file,
-    _something_to_benchmark,
+    _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
+    _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,
+    _health_endpoint_is_http,
     _apptainer_has_image, _prometheus_ports_differ, _bind_address_is_an_ip, _sweep_fits,
 )
