@@ -18,6 +18,10 @@ from hpcbench.recipes.schema import suggest
 from hpcbench.servers import registry as service_registry
 
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
+RATE_PATTERNS = ("constant", "poisson", "gamma")     # burst is paced by burst_size/burst_pause
+# load keys and the patterns that read them (the executor's schedules; executor/config.py)
+PATTERN_KEYS = {"rate": RATE_PATTERNS, "burstiness": ("gamma",),
+                "burst_size": ("burst",), "burst_pause": ("burst",), "trace": ("trace",)}
 SIMULATORS = ("simulator", "dummy")          # hpcbench's own server, run from its own image
 SPEAK_OLLAMA = ("ollama", *SIMULATORS)
 
@@ -90,7 +94,7 @@ def _load_has_its_parameters(data: dict) -> list[Problem]:
         return []
     pattern = load.get("pattern", "closed")
     problems = []
-    if pattern in OPEN_LOOP_PATTERNS and load.get("rate") is None:
+    if pattern in RATE_PATTERNS and load.get("rate") is None:
         problems.append(Problem("workload.load.rate", load.get("rate", MISSING),
                                 f"a request rate in requests/s: load pattern '{pattern}' is open "
                                 f"loop and needs one"))
@@ -107,6 +111,16 @@ def _load_has_its_parameters(data: dict) -> list[Problem]:
         problems.append(Problem("workload.load.rate", load.get("rate"),
                                 "no rate with pattern 'closed' (closed loop is paced by "
                                 "concurrency); set pattern: constant or poisson to use a rate"))
+    if isinstance(pattern, str) and pattern in ("closed", *RATE_PATTERNS, "burst", "trace"):
+        # burstiness 1 is Poisson: the value every pattern but gamma stands for
+        unused = [key for key, patterns in PATTERN_KEYS.items()
+                  if pattern not in patterns and load.get(key) is not None
+                  and not (key == "burstiness" and load[key] == 1)
+                  and not (key == "rate" and pattern == "closed")]   # said above
+        problems += [Problem(f"workload.load.{key}", load[key],
+                             f"no {key} with pattern '{pattern}' (only "
+                             f"{' and '.join(PATTERN_KEYS[key])} use{'s' if len(PATTERN_KEYS[key]) == 1 else ''} it)")
+                     for key in unused]
     return problems
 
 
@@ -311,6 +325,18 @@ def _apptainer_has_image(data: dict) -> list[Problem]:
                     "(or use runtime: process, or endpoints: [...] for a running service)")]
 
 
+def _remote_has_a_path(data: dict) -> list[Problem]:
+    """An image `remote` is pulled into the artifact's `path`: without one it would do nothing."""
+    artifacts = data.get("artifacts")
+    if not isinstance(artifacts, dict):
+        return []
+    return [Problem(f"artifacts.{role}.path", MISSING,
+                    f"the .sif file that {entry['remote']} is pulled into (a remote alone "
+                    f"names no image file)")
+            for role, entry in artifacts.items()
+            if isinstance(entry, dict) and entry.get("remote") and not entry.get("path")]
+
+
 def _prometheus_ports_differ(data: dict) -> list[Problem]:
     """The coordinator shares a node with a monitor (locally, and often on a cluster): one port
     cannot serve both endpoints."""
@@ -371,5 +397,5 @@ RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,
     _health_endpoint_is_http,
-    _apptainer_has_image, _prometheus_ports_differ, _bind_address_is_an_ip, _sweep_fits,
+    _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _bind_address_is_an_ip, _sweep_fits,
 )

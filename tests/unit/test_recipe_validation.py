@@ -166,6 +166,14 @@ BAD_RECIPES = [
      "container_image", "write instead: artifacts.service.path"),
     ("reference resources", edited(SLURM, ("resources.memory", "16GB")), "resources.memory",
      "mem_gb"),
+    ("rate of a burst", edited(LOCAL, ("workload.load", {"pattern": "burst", "burst_size": 4,
+                                                          "burst_pause": "1s", "rate": 5})),
+     "workload.load.rate", "no rate with pattern 'burst'"),
+    ("burstiness of poisson", edited(LOCAL, ("workload.load", {"pattern": "poisson", "rate": 5,
+                                                                "burstiness": 0.5})),
+     "workload.load.burstiness", "only gamma uses it"),
+    ("image remote without a path", edited(SLURM, ("artifacts.executor", {"remote": "docker://x/y"})),
+     "artifacts.executor.path", "pulled into"),
 ]
 
 

@@ -181,6 +181,7 @@ def test_ray_ports_differ_between_jobs_and_accept_overrides():
         values = [v for k, v in vars(ports).items() if k not in ("min_worker", "max_worker")]
         assert len(set(values)) == len(values) and all(1024 < v < 65536 for v in values)
     assert ray_cluster.ray_ports("1001", {"object_manager_port": 8076}).object_manager == 8076
+    assert ray_cluster.ray_ports("1001", {"port": 6390}).gcs == 6390   # as `ray start --port`
 
 
 def test_vllm_rejects_an_unknown_distributed_backend():
