@@ -31,7 +31,8 @@ from hpcbench.servers.simulator.config import SimulatorConfig
 
 OWN_KEYS = ("port", "env")            # the listening port and the environment, not flags
 # `host` is the node's address; `record_truth`/`extra_models` are for tests and tools
-SIMULATOR_KEYS = tuple(spec.name for spec in fields(SimulatorConfig) if spec.name != "host")
+SIMULATOR_KEYS = tuple(spec.name for spec in fields(SimulatorConfig)
+                       if spec.name not in ("host", *OWN_KEYS))
 
 
 def hpcbench_command(runtime: str) -> list[str]:
