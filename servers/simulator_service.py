@@ -30,9 +30,11 @@ from hpcbench.servers.runtime import hpcbench_image, service_image, wrap
 from hpcbench.servers.simulator.config import SimulatorConfig
 
 OWN_KEYS = ("port", "env")            # the listening port and the environment, not flags
-# `host` is the node's address; `record_truth`/`extra_models` are for tests and tools
-SIMULATOR_KEYS = tuple(spec.name for spec in fields(SimulatorConfig)
-                       if spec.name not in ("host", *OWN_KEYS))
+# every flag of `hpcbench sim` but --host (the node's address), --port and --port-file (the
+# session's): the SimulatorConfig fields, --extra-model (as --extra-models) and the command's
+# own --workers and --truth
+SIMULATOR_KEYS = (*(spec.name for spec in fields(SimulatorConfig)
+                    if spec.name not in ("host", *OWN_KEYS)), "extra_model", "workers", "truth")
 
 
 def hpcbench_command(runtime: str) -> list[str]:

@@ -337,3 +337,18 @@ def test_service_config_model_does_not_reach_the_command():
               "servers": {"service_config": {"model": "m", "max_model_len": 64}}}
     [ctx] = launch_contexts(recipe, {"servers": ["node1"]})
     assert ctx.service_config == {"max_model_len": 64}
+
+
+def test_the_simulators_keys_are_the_flags_of_hpcbench_sim():
+    """Every key the simulator service takes is a flag `hpcbench sim` has (else the server
+    would exit on it), and every flag but those the session sets is a key."""
+    import argparse
+
+    from hpcbench.coordinator.cli import sim
+
+    parser = argparse.ArgumentParser()
+    sim.configure(parser)
+    flags = {action.dest for action in parser._actions if action.dest != "help"}
+    keys = set(get_service("simulator").config_keys)
+    assert keys - {"env", "extra_model"} == flags - {"host", "port_file"}
+    assert "--extra-model" in parser._option_string_actions

@@ -160,23 +160,30 @@ def test_hpcbench_images_come_from_the_role_then_artifacts_python_then_make_imag
         str(tmp_path / "containers" / "hpcbench-executor.sif"), None)
 
 
-def test_an_image_without_hpcbench_is_refused_before_any_step(monkeypatch, tmp_path):
+def test_standin_apptainer_an_image_without_hpcbench_is_refused_before_any_step(
+        monkeypatch, tmp_path, repo):
     """artifacts.python as the reference wrote it (a plain Python image) cannot run executors:
-    E003 with the fix. Here `apptainer` is a shell script that runs the command on the host
-    (a TEST DOUBLE: Apptainer cannot be installed here) and the image's `hpcbench` fails."""
+    E003 with the fix. `apptainer` is the stand-in (a TEST DOUBLE: Apptainer cannot be installed
+    here) that runs the command on the host, where the image's missing `hpcbench` is a script
+    that fails as a shell would."""
     import os
+    import sys
+    from pathlib import Path
 
     from hpcbench.coordinator.launch.srun import check_hpcbench_image
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "apptainer").write_text("#!/bin/sh\nshift 2\nexec \"$@\"\n")
-    (bin_dir / "apptainer").chmod(0o755)
+    (bin_dir / "apptainer").symlink_to(repo / "tests" / "support" / "standin_apptainer")
     (bin_dir / "hpcbench").write_text("#!/bin/sh\necho 'hpcbench: not found' >&2\nexit 127\n")
     (bin_dir / "hpcbench").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    image = tmp_path / "python_3_12_3_v2.sif"
+    image.write_bytes(b"standin image")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}")
     with pytest.raises(HpcbenchError) as caught:
-        check_hpcbench_image(str(tmp_path / "python_3_12_3_v2.sif"))
+        check_hpcbench_image(str(image))
     assert caught.value.code == "E003" and "python_3_12_3_v2.sif" in caught.value.message
     assert "artifacts.python.path" in caught.value.render()
     assert "hpcbench: not found" in caught.value.render()
+    (bin_dir / "hpcbench").unlink()          # the host's hpcbench, as in an image that has it
+    check_hpcbench_image(str(image))
