@@ -409,6 +409,12 @@ PROBES: dict[str, Probe] = {
     "servers.service_config.distributed.ray.object_manager_port": Probe(launch, 8079, RAY,
                                                                         "8079"),
     "servers.service_config.distributed.ray.node_manager_port": Probe(launch, 8078, RAY, "8078"),
+    **{f"servers.service_config.distributed.ray.{name}_port": Probe(launch, port, RAY, str(port))
+       for port, name in enumerate(("ray_client_server", "dashboard_agent_grpc",
+                                    "dashboard_agent_listen", "metrics_export",
+                                    "runtime_env_agent", "min_worker", "max_worker"), 9101)},
+    "servers.service_config.distributed.ray.temp_root": Probe(launch, "/scratch/r", RAY,
+                                                              "/scratch/r/hbray-"),
     "servers.service_config.distributed.ray.num_cpus_per_node": Probe(launch, 3, RAY),
     "servers.service_config.distributed.ray.num_gpus_per_node": Probe(launch, 1, RAY),
     "monitoring.enabled": Probe(images, False, SLURM),
