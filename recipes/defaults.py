@@ -86,7 +86,8 @@ def resolve(data: dict) -> dict:
     health = servers.setdefault("health_check", {})
     health.setdefault("enabled", True)
     health.setdefault("timeout", 300)
-    health.setdefault("interval", 2)
+    health.setdefault("interval", 0.1)      # a run starts as soon as the server answers
+    health.setdefault("retries", None)      # None: check until the timeout
     servers.setdefault("service_config", {})
 
     monitoring = recipe.setdefault("monitoring", {})

@@ -154,7 +154,12 @@ def parse_yaml(text: str, where: str = "recipe") -> object:
     except _LimitError as error:
         raise config_error(f"{where} is beyond the limits of a recipe", [_located(error)]) from None
     except yaml.MarkedYAMLError as error:
-        raise config_error(f"{where} is not valid YAML", [_located(error)]) from None
+        fixes = [_located(error)]
+        if "single document" in str(error.context):
+            fixes.append("fix: a recipe is one YAML document: remove the `---` lines and merge "
+                         "the parts (one recipe holds the service, under workload.service and "
+                         "servers, and the load, under workload)")
+        raise config_error(f"{where} is not valid YAML", fixes) from None
     except yaml.reader.ReaderError as error:    # a control character: a position, no mark
         position = error.position if isinstance(error.position, int) else 0
         line = text.count("\n", 0, position) + 1

@@ -2,7 +2,9 @@
 
 jsonschema's own messages ("'2x' is not valid under any of the given schemas") do not tell a
 user what to write; the schema carries an `x-expected` phrase per field instead, and unknown keys
-get a "did you mean" suggestion from the keys allowed at that place.
+get a "did you mean" suggestion from the keys allowed at that place. Keys the reference's recipe
+formats used and hpcbench has no place for are listed per object in `x-refused`, each with what
+to write instead.
 """
 from __future__ import annotations
 
@@ -52,9 +54,11 @@ def _translate(error: ValidationError) -> list[Problem]:
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
         known = sorted(schema.get("properties", {}))
+        refused = schema.get("x-refused", {})
         unknown = [key for key in error.instance if key not in known]
         return [Problem(dotted(path + [key]), error.instance[key],
-                        _unknown_key(str(key), known, dotted(path)))
+                        f"no key '{key}' here; write instead: {refused[key]}" if key in refused
+                        else _unknown_key(str(key), known, dotted(path)))
                 for key in unknown]
     if error.validator == "required":
         properties = schema.get("properties", {})

@@ -18,6 +18,12 @@ from hpcbench.recipes.schema import suggest
 from hpcbench.servers import registry as service_registry
 
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
+RATE_PATTERNS = ("constant", "poisson", "gamma")     # burst is paced by burst_size/burst_pause
+# load keys and the patterns that read them (the executor's schedules; executor/config.py)
+PATTERN_KEYS = {"rate": RATE_PATTERNS, "burstiness": ("gamma",),
+                "burst_size": ("burst",), "burst_pause": ("burst",), "trace": ("trace",)}
+SIMULATORS = ("simulator", "dummy")          # hpcbench's own server, run from its own image
+SPEAK_OLLAMA = ("ollama", *SIMULATORS)
 
 
 def semantic_problems(data: object) -> list[Problem]:
@@ -55,7 +61,7 @@ def _installed(path: str, name: object, names: list[str], group: str) -> list[Pr
 def _api_fits_service(data: dict) -> list[Problem]:
     api, service = lookup(data, "workload.api"), lookup(data, "workload.service")
     problems = []
-    if isinstance(api, str) and api.startswith("ollama-") and service not in ("ollama", "simulator"):
+    if isinstance(api, str) and api.startswith("ollama-") and service not in SPEAK_OLLAMA:
         problems.append(Problem("workload.api", api,
                                 f"an OpenAI API (openai-chat or openai-completions): service "
                                 f"'{service}' does not speak the Ollama API"))
@@ -88,7 +94,7 @@ def _load_has_its_parameters(data: dict) -> list[Problem]:
         return []
     pattern = load.get("pattern", "closed")
     problems = []
-    if pattern in OPEN_LOOP_PATTERNS and load.get("rate") is None:
+    if pattern in RATE_PATTERNS and load.get("rate") is None:
         problems.append(Problem("workload.load.rate", load.get("rate", MISSING),
                                 f"a request rate in requests/s: load pattern '{pattern}' is open "
                                 f"loop and needs one"))
@@ -105,6 +111,16 @@ def _load_has_its_parameters(data: dict) -> list[Problem]:
         problems.append(Problem("workload.load.rate", load.get("rate"),
                                 "no rate with pattern 'closed' (closed loop is paced by "
                                 "concurrency); set pattern: constant or poisson to use a rate"))
+    if isinstance(pattern, str) and pattern in ("closed", *RATE_PATTERNS, "burst", "trace"):
+        # burstiness 1 is Poisson: the value every pattern but gamma stands for
+        unused = [key for key, patterns in PATTERN_KEYS.items()
+                  if pattern not in patterns and load.get(key) is not None
+                  and not (key == "burstiness" and load[key] == 1)
+                  and not (key == "rate" and pattern == "closed")]   # said above
+        problems += [Problem(f"workload.load.{key}", load[key],
+                             f"no {key} with pattern '{pattern}' (only "
+                             f"{' and '.join(PATTERN_KEYS[key])} use{'s' if len(PATTERN_KEYS[key]) == 1 else ''} it)")
+                     for key in unused]
     return problems
 
 
@@ -186,7 +202,7 @@ def _distributed_is_vllm_on_servers(data: dict) -> list[Problem]:
         return []
     problems = []
     service = lookup(data, "workload.service")
-    if service != "vllm":
+    if isinstance(service, str) and service != "vllm":
         problems.append(Problem("servers.service_config.distributed.enabled", True,
                                 f"false: distributed serving with Ray is built for vllm, not "
                                 f"'{service}'"))
@@ -195,6 +211,18 @@ def _distributed_is_vllm_on_servers(data: dict) -> list[Problem]:
                                 "no endpoints when servers.service_config.distributed is "
                                 "enabled (hpcbench deploys that service itself)"))
     return problems
+
+
+def _ray_settings_need_ray(data: dict) -> list[Problem]:
+    """distributed.backend and distributed.ray configure the Ray cluster, which only
+    `distributed.enabled: true` starts (the parallel sizes apply either way)."""
+    distributed = lookup(data, "servers.service_config.distributed")
+    if not isinstance(distributed, dict) or distributed.get("enabled") is True:
+        return []
+    return [Problem(f"servers.service_config.distributed.{key}", distributed[key],
+                    "no Ray setting unless distributed.enabled is true (set enabled: true to "
+                    "serve over a Ray cluster, or remove it)")
+            for key in ("backend", "ray") if key in distributed]
 
 
 def _node_counts_fit(data: dict) -> list[Problem]:
@@ -214,6 +242,59 @@ def _node_counts_fit(data: dict) -> list[Problem]:
                                 f"at least servers + clients + monitors nodes = {used}, or fewer "
                                 f"nodes per role"))
     return problems
+
+
+def _plugin(data: dict):
+    """The recipe's service plugin, or None when it is unknown (reported by _service_is_known)
+    or cannot be loaded."""
+    service = lookup(data, "workload.service")
+    if not isinstance(service, str) or service not in service_registry.known_services():
+        return None
+    try:
+        return service_registry.get_service(service)
+    except HpcbenchError:
+        return None
+
+
+def _service_config_keys_known(data: dict) -> list[Problem]:
+    """A service that declares its service_config keys (the simulator: every other key would
+    be a flag `hpcbench sim` exits on) refuses the others here when hpcbench launches it, not
+    when the server starts; every service refuses the documented keys it has no use for
+    (`refused_keys`)."""
+    config, plugin = lookup(data, "servers.service_config"), _plugin(data)
+    if not isinstance(config, dict) or plugin is None:
+        return []
+    refused = [Problem(f"servers.service_config.{key}", config[key], fix)
+               for key, fix in plugin.refused_keys.items() if key in config]
+    if plugin.config_keys is None or data.get("endpoints"):
+        return refused        # endpoints: nothing is launched; prepare() gets every key
+    allowed = sorted(plugin.config_keys)
+    return [Problem(f"servers.service_config.{key}", value,
+                    f"a key the {plugin.name} service takes{suggest(str(key), allowed)}: "
+                    f"{', '.join(allowed)}")
+            for key, value in config.items() if key not in plugin.config_keys] + refused
+
+
+def _service_config_model_is_the_workloads(data: dict) -> list[Problem]:
+    """service_config.model (the reference's recipes repeat the model there) must be the
+    model the clients request: hpcbench loads and asks for workload.model."""
+    model = lookup(data, "servers.service_config.model", MISSING)
+    wanted = lookup(data, "workload.model")
+    if model is MISSING or model == wanted:
+        return []
+    return [Problem("servers.service_config.model", model,
+                    f"workload.model ({wanted!r}) or no key: the server loads and the clients "
+                    f"request workload.model; put weights to load under another name in "
+                    f"servers.service_config.model_path")]
+
+
+def _health_endpoint_is_http(data: dict) -> list[Problem]:
+    endpoint, plugin = lookup(data, "servers.health_check.endpoint", MISSING), _plugin(data)
+    if endpoint is MISSING or plugin is None or plugin.health_paths is not None:
+        return []
+    return [Problem("servers.health_check.endpoint", endpoint,
+                    f"no endpoint: the {plugin.name} service's health check is not an HTTP "
+                    f"GET (it checks its health its own way)")]
 
 
 def _llamacpp_has_model_file(data: dict) -> list[Problem]:
@@ -238,11 +319,23 @@ def _apptainer_has_image(data: dict) -> list[Problem]:
     default = "apptainer" if lookup(data, "orchestration.mode") == "slurm" else "process"
     if data.get("runtime", default) != "apptainer" or data.get("endpoints"):
         return []
-    if lookup(data, "workload.service") == "simulator" or lookup(data, "artifacts.service.path"):
+    if lookup(data, "workload.service") in SIMULATORS or lookup(data, "artifacts.service.path"):
         return []
     return [Problem("artifacts.service.path", MISSING,
                     "the service's .sif image: runtime apptainer deploys the service from it "
                     "(or use runtime: process, or endpoints: [...] for a running service)")]
+
+
+def _remote_has_a_path(data: dict) -> list[Problem]:
+    """An image `remote` is pulled into the artifact's `path`: without one it would do nothing."""
+    artifacts = data.get("artifacts")
+    if not isinstance(artifacts, dict):
+        return []
+    return [Problem(f"artifacts.{role}.path", MISSING,
+                    f"the .sif file that {entry['remote']} is pulled into (a remote alone "
+                    f"names no image file)")
+            for role, entry in artifacts.items()
+            if isinstance(entry, dict) and entry.get("remote") and not entry.get("path")]
 
 
 def _prometheus_ports_differ(data: dict) -> list[Problem]:
@@ -302,7 +395,8 @@ def _sweep_fits(data: dict) -> list[Problem]:
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
-    _distributed_is_vllm_on_servers, _node_counts_fit, _llamacpp_has_model_file,
-    _something_to_benchmark,
-    _apptainer_has_image, _prometheus_ports_differ, _bind_address_is_an_ip, _sweep_fits,
+    _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
+    _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,
+    _health_endpoint_is_http,
+    _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _bind_address_is_an_ip, _sweep_fits,
 )

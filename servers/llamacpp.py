@@ -3,7 +3,8 @@
 service_config: `model_path` (the GGUF file, required), `server: python|llama-server`
 (default python), `python` (interpreter with llama_cpp installed; default python3),
 `interrupt_requests` (Python server; default false, so concurrent requests do not cancel each
-other), `env`, and any server flag (`n_ctx: 512` -> `--n_ctx 512` for the Python server, whose flags
+other), `gpu_layers` (layers to offload, as `--n_gpu_layers` / `--n-gpu-layers`), `env`, and
+any server flag (`n_ctx: 512` -> `--n_ctx 512` for the Python server, whose flags
 keep underscores; `ctx_size: 512` -> `--ctx-size 512` for llama-server). `workload.model` is the
 name clients send (--model_alias / --alias).
 
@@ -16,8 +17,16 @@ from hpcbench.common.errors import config_error
 from hpcbench.servers.plugin import HttpService, LaunchContext, LaunchSpec, as_argv, cli_flags, extra_env, json_field
 from hpcbench.servers.runtime import wrap
 
-OWN_KEYS = ("port", "model_path", "server", "python", "env")
+OWN_KEYS = ("port", "model_path", "server", "python", "env", "gpu_layers")
 SERVERS = ("python", "llama-server")
+
+
+def gpu_layers(config: dict, flag: str) -> list[str]:
+    """The recipe's `gpu_layers` (as Ollama spells it) as the server's own flag, unless the
+    recipe also gives that flag's key."""
+    if config.get("gpu_layers") is None or flag.lstrip("-").replace("-", "_") in config:
+        return []
+    return [flag, str(config["gpu_layers"])]
 
 
 class LlamaCppService(HttpService):
@@ -53,12 +62,14 @@ class LlamaCppService(HttpService):
             # measure each other's resets, so it is off unless the recipe turns it on.
             interrupt = bool(config.get("interrupt_requests", False))
             argv += ["--interrupt_requests", str(interrupt)]
+            argv += gpu_layers(config, "--n_gpu_layers")
             argv += cli_flags(config, skip=(*OWN_KEYS, "interrupt_requests"), dashes=False)
         elif server == "llama-server":
             argv = ["llama-server", "--model", str(model_path), "--host", ctx.address,
                     "--port", str(ctx.port)]
             if ctx.model:
                 argv += ["--alias", ctx.model]
+            argv += gpu_layers(config, "--n-gpu-layers")
             argv += cli_flags(config, skip=OWN_KEYS)
         else:
             raise config_error(f"servers.service_config.server {server!r} is not known",

@@ -19,6 +19,7 @@ version from `version_path`, so most plugins only write `launch`.
 """
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -28,7 +29,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.errors import HpcbenchError, config_error
 
 
 @dataclass
@@ -71,6 +72,15 @@ class ServicePlugin(ABC):
     default_port: int = 8000
     api: str = "openai-chat"             # executor protocol: openai-chat, ollama-chat, resp, ...
     metrics_path: str | None = None      # Prometheus exposition path on the server, for monitors
+    # servers.service_config keys the service takes; None: any (they become its flags or
+    # variables). With a tuple, `hpcbench validate` refuses other keys naming these.
+    config_keys: tuple[str, ...] | None = None
+    # service_config keys the recipe schema documents but this service has no use for, each
+    # with what to write instead (`hpcbench validate` refuses them)
+    refused_keys: dict[str, str] = {}
+    # HTTP paths its health check GETs (each must answer 200); None: its health check is not
+    # an HTTP GET, so servers.health_check.endpoint is refused for it
+    health_paths: tuple[str, ...] | None = None
 
     @abstractmethod
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
@@ -78,7 +88,9 @@ class ServicePlugin(ABC):
 
     @abstractmethod
     def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float) -> None:
-        """Return once the server answers; E001 naming the last check after `timeout_s`."""
+        """Return once the server answers; E001 naming the last check after `timeout_s`.
+        It checks at least once, even when `timeout_s` is 0: a session calls it once per
+        check with 0 and paces the checks itself (servers.health_check.interval, retries)."""
 
     @abstractmethod
     def prepare(self, base_url: str, model: str | None, timeout_s: float,
@@ -88,6 +100,18 @@ class ServicePlugin(ABC):
     def request_extras(self, workload: dict) -> dict:
         """Top-level JSON fields the executor adds to every request of this service."""
         return {}
+
+    def with_health_endpoint(self, path: str) -> "ServicePlugin":
+        """This service with its health check at `path` (servers.health_check.endpoint)
+        instead of its own `health_paths`; E006 for a service whose check is not an HTTP GET."""
+        if self.health_paths is None:
+            raise config_error(f"servers.health_check.endpoint {path!r}: the {self.name} "
+                               "service's health check is not an HTTP path",
+                               ["fix: remove servers.health_check.endpoint (the service checks "
+                                "its health its own way)"])
+        checked = copy.copy(self)
+        checked.health_paths = (path,)
+        return checked
 
     def server_version(self, base_url: str, timeout_s: float) -> str | None:
         """The server's own version string, or None when it does not say."""
@@ -159,12 +183,12 @@ class HttpService(ServicePlugin):
     default_port = 8000
     api = "openai-chat"
     metrics_path: str | None = "/metrics"
-    health_paths: tuple[str, ...] = ("/health",)
+    health_paths: tuple[str, ...] | None = ("/health",)
     version_path: str | None = None   # answers {"version": ...}; None: the server does not say
 
     def wait_healthy(self, base_url: str, timeout_s: float, interval_s: float = 1.0) -> None:
         def check() -> str | None:
-            for path in self.health_paths:
+            for path in self.health_paths or ():
                 url = base_url.rstrip("/") + path
                 try:
                     status, _ = http_get(url, timeout_s=max(1.0, interval_s))
@@ -180,7 +204,8 @@ class HttpService(ServicePlugin):
                 "E001", f"{self.name} server at {base_url} not healthy after {timeout_s:g}s",
                 (f"last check: {reason}",
                  "fix: look at the server log in the run directory; raise "
-                 "servers.health_check.timeout if the model loads slowly"))
+                 "servers.health_check.timeout if the model loads slowly, and check "
+                 "servers.health_check.endpoint if the recipe sets one"))
 
     def server_version(self, base_url: str, timeout_s: float) -> str | None:
         """`version` of the JSON at `version_path` (None without one)."""

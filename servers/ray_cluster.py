@@ -56,7 +56,8 @@ def ray_ports(job_id: str | None, overrides: dict | None = None) -> RayPorts:
     """Ports for a job: a block chosen by a hash of the job id (local runs: "local").
 
     `overrides` takes the recipe's `servers.service_config.distributed.ray` keys
-    (e.g. `object_manager_port: 8076`), which win over the derived values.
+    (`port: 6379` for the GCS, `object_manager_port: 8076`, ...), which win over the derived
+    values.
     """
     slot = int(hashlib.sha256(str(job_id or "local").encode()).hexdigest()[:8], 16) % PORT_SLOTS
     base, workers = 20000 + slot * 10, 30000 + slot * 100
@@ -64,8 +65,11 @@ def ray_ports(job_id: str | None, overrides: dict | None = None) -> RayPorts:
                      ray_client_server=base + 3, dashboard_agent_grpc=base + 4,
                      dashboard_agent_listen=base + 5, metrics_export=base + 6,
                      runtime_env_agent=base + 7, min_worker=workers, max_worker=workers + 99)
-    given = {key.removesuffix("_port"): int(value) for key, value in (overrides or {}).items()
-             if key.endswith("_port") and key.removesuffix("_port") in asdict(ports)}
+    # `port` is the GCS port, as `ray start --port` calls it; `<name>_port` the others
+    names = {key: "gcs" if key == "port" else key.removesuffix("_port")
+             for key in (overrides or {}) if key == "port" or key.endswith("_port")}
+    given = {names[key]: int(value) for key, value in (overrides or {}).items()
+             if names.get(key) in asdict(ports)}
     return RayPorts(**{**asdict(ports), **given})
 
 

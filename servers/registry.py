@@ -27,6 +27,7 @@ REGISTRY = PluginRegistry(
         "vllm": "hpcbench.servers.vllm:VllmService",
         "llamacpp": "hpcbench.servers.llamacpp:LlamaCppService",
         "redis": "hpcbench.servers.redis:RedisService",
+        "dummy": "hpcbench.servers.simulator_service:DummyService",
     })
 ENTRY_POINT_GROUP = REGISTRY.group
 
@@ -66,6 +67,8 @@ def launch_contexts(recipe, placement, run_dir: str | Path = ".",
     workload = data.get("workload") or {}
     servers = data.get("servers") or {}
     service_config = dict(servers.get("service_config") or {})
+    # `model` may only repeat workload.model (recipes/semantics.py), which is ctx.model
+    service_config.pop("model", None)
     health_timeout = float((servers.get("health_check") or {}).get("timeout") or 600.0)
     plugin = get_service(workload.get("service", "simulator"))
     port = int(service_config.get("port") or plugin.default_port)

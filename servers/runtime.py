@@ -6,11 +6,17 @@ same in both runtimes.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hpcbench.common.errors import config_error
 
 RUNTIMES = ("process", "apptainer")
+
+
+def _under_containers_dir(artifacts: dict, path: str) -> str:
+    base = artifacts.get("containers_dir")
+    return str(Path(base) / path) if base and not Path(path).is_absolute() else str(path)
 
 
 def service_image(artifacts: dict) -> str:
@@ -21,13 +27,28 @@ def service_image(artifacts: dict) -> str:
         raise config_error("runtime apptainer needs artifacts.service.path (a .sif image)",
                            ["fix: set artifacts.service.path, e.g. vllm_latest.sif, and "
                             "artifacts.containers_dir, or use runtime: process"])
-    base = artifacts.get("containers_dir")
-    return str(Path(base) / path) if base and not Path(path).is_absolute() else str(path)
+    return _under_containers_dir(artifacts, path)
+
+
+def hpcbench_image(component: str, artifacts: dict) -> tuple[str, str | None, str]:
+    """(image, remote, where from) of the image that runs one of hpcbench's own programs
+    (`executor`, `monitor`; the simulator runs in the executor's): `artifacts.<component>`,
+    else `artifacts.python` (one image with Python and hpcbench for all of them), else the
+    image `make images` builds, containers/hpcbench-<component>.sif in the submit directory.
+    Paths are under `artifacts.containers_dir`; "where from" names the recipe key."""
+    for key in (component, "python"):
+        entry = artifacts.get(key) or {}
+        if isinstance(entry, dict) and entry.get("path"):
+            return (_under_containers_dir(artifacts, entry["path"]), entry.get("remote"),
+                    f"artifacts.{key}")
+    submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
+    return str(submit_dir / "containers" / f"hpcbench-{component}.sif"), None, "make images"
 
 
 def wrap(argv: list[str], runtime: str, artifacts: dict, binds: list[str],
-         gpus: bool = True) -> list[str]:
-    """Return argv for `runtime`; `gpus` adds --nv (NVIDIA libraries) under Apptainer."""
+         gpus: bool = True, image: str | None = None) -> list[str]:
+    """Return argv for `runtime`; `gpus` adds --nv (NVIDIA libraries) under Apptainer, whose
+    image is `image`, by default the service's (`service_image`)."""
     if runtime == "process":
         return list(argv)
     if runtime != "apptainer":
@@ -38,4 +59,4 @@ def wrap(argv: list[str], runtime: str, artifacts: dict, binds: list[str],
         wrapped.append("--nv")
     for bind in binds:
         wrapped += ["--bind", bind]
-    return wrapped + [service_image(artifacts), *argv]
+    return wrapped + [image or service_image(artifacts), *argv]

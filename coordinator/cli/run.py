@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from hpcbench.common.limits import MAX_PER_NODE
     from hpcbench.coordinator.cli.progress import final_line, follow, summary_table, trial_problems
     from hpcbench.coordinator.control.server import Coordinator
+    from hpcbench.coordinator.launch.plan import local_notes
     from hpcbench.coordinator.session.lifecycle import new_session_id
     from hpcbench.proto import control_v1_pb2 as pb
     from hpcbench.recipes import load_recipe
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                                             write_report=not args.no_report)
         console.print(f"session {session_id}: control {coordinator.address}, "
                       f"results {run_dir}", highlight=False)
+        for note in local_notes(recipe.data):
+            console.print(f"note: {note}", highlight=False)
         _stop_on_signals(session)
         follow(session, console, live=not args.no_live)
     finally:

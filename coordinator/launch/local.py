@@ -1,7 +1,8 @@
 """The local launcher (`hpcbench run`): every component a child process of this machine.
 
-One server node (localhost) on a free port, and `executors` executor agents (default: the
-recipe's executors_per_node); monitors and executors are this venv's programs.
+One server node (localhost) on the recipe's `service_config.port` or a free port, and
+`executors` executor agents (default: the recipe's executors_per_node); monitors and executors
+are this venv's programs.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from hpcbench.servers.plugin import LaunchContext, LaunchSpec
 
 
 class LocalLauncher:
-    """Every component as a child process of this machine; one server node (localhost) on a
-    free port, `executors` agents (default: the recipe's executors_per_node)."""
+    """Every component as a child process of this machine; one server node (localhost) on
+    `service_config.port` or a free port, `executors` agents (default: the recipe's
+    executors_per_node)."""
 
     single_machine = True   # every component on this machine (ipc sockets can serve)
 
@@ -34,7 +36,10 @@ class LocalLauncher:
         if self.recipe.data["endpoints"]:
             return []
         nodes = {"server_nodes": [LOCAL_NODE], "addresses": {LOCAL_NODE: self.host}}
-        return [dataclasses.replace(context, port=free_port(self.host))
+        # the recipe's port when it gives one, else a free one (not the service's default:
+        # two local runs, or a server already running on it, must not collide)
+        port = self.recipe.data["servers"]["service_config"].get("port") or free_port(self.host)
+        return [dataclasses.replace(context, port=port)
                 for context in launch_contexts(self.recipe, nodes, self.run_dir)]
 
     def monitor_nodes(self) -> list[str]:
@@ -46,12 +51,15 @@ class LocalLauncher:
     def start_service(self, node: str, spec: LaunchSpec) -> int | None:
         return self.supervisor.start("service", spec.argv, spec.env).pid
 
+    def prometheus_host(self, node: str) -> str:
+        """Where a monitor's Prometheus endpoint (if any) listens: where the coordinator's
+        sockets do (security.bind_address, else this machine's address)."""
+        return self.recipe.data["security"]["bind_address"] or self.host
+
     def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
-        # a Prometheus endpoint (if any) binds where the coordinator's sockets do
-        bind = self.recipe.data["security"]["bind_address"] or self.host
         self.supervisor.start(f"monitor-{node}",
                            [*entry_point("hpcbench-monitor", "hpcbench.monitor.cli"), *args,
-                            "--prometheus-host", bind], env)
+                            "--prometheus-host", self.prometheus_host(node)], env)
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:

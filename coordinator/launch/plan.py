@@ -1,8 +1,9 @@
 """Node roles for a recipe on a list of nodes: who serves, who drives load, whom each executor hits.
 
 Rules (DESIGN.md section 6, the same as run.sbatch's `slurm.place_on_allocation`): the coordinator runs
-on the first node, alone when the allocation has a node to spare beyond servers + clients; a
-monitor runs on every node; servers take the next `servers.nodes` nodes and clients the next
+on the first node, alone when the allocation has a node to spare beyond servers + clients (the
+first `monitors.nodes` nodes, when the recipe asks for observer nodes, run only the coordinator
+and monitors); a monitor runs on every node; servers take the next `servers.nodes` nodes and clients the next
 `clients.nodes` (sharing server nodes only when the allocation is too small, e.g. one machine). Each client node runs
 `executors_per_node` executors; `distribution_strategy` maps executors to server endpoints:
 
@@ -85,15 +86,17 @@ def place_roles(recipe: Recipe, nodes: list[str]) -> Placement:
             f"orchestration.node_allocation.servers.nodes is {server_count} but only "
             f"{len(nodes)} node(s) are available",
             ["allocate more nodes or lower servers.nodes"])
-    notes: list[str] = []
+    slurm = data["orchestration"]["mode"] == "slurm"
+    notes: list[str] = [] if slurm else local_notes(data)
     client_count = allocation["clients"]["nodes"]
-    first = 1 if len(nodes) > server_count + client_count else 0  # a spare node: coordinator's
+    first = _observer_nodes(allocation["monitors"]["nodes"], len(nodes), server_count,
+                            client_count, notes if slurm else [])
     servers, endpoints = _servers(data, nodes[first:first + server_count])
     if not endpoints:
         raise config_error("nothing to benchmark: no server nodes and no endpoints",
                            ["set orchestration.node_allocation.servers.nodes >= 1 or endpoints: [url]"])
     client_nodes = _client_nodes(nodes[first:], server_count, client_count,
-                                 notes if data["orchestration"]["mode"] == "slurm" else [])
+                                 notes if slurm else [])
     per_node = allocation["clients"]["executors_per_node"]
     slots = [(node, index) for node in client_nodes for index in range(per_node)]
     strategy = allocation["clients"]["distribution_strategy"]
@@ -107,6 +110,42 @@ def place_roles(recipe: Recipe, nodes: list[str]) -> Placement:
                      f"executor(s)); raise executors_per_node or use all-to-all")
     return Placement(coordinator=nodes[0], servers=servers, endpoints=tuple(endpoints),
                      executors=executors, monitors=tuple(nodes), notes=tuple(notes))
+
+
+def _observer_nodes(wanted: int, nodes: int, servers: int, clients: int,
+                    notes: list[str]) -> int:
+    """How many nodes at the start run only the coordinator and monitors, no server and no
+    load: `monitors.nodes` when the recipe asks for some, else 1 when there is a node beyond
+    servers + clients (so the coordinator never competes with the load), never so many that
+    the servers lose their nodes."""
+    if not wanted:
+        return 1 if nodes > servers + clients else 0
+    if wanted + servers > nodes:
+        notes.append(f"monitors.nodes is {wanted} but only {max(0, nodes - servers)} node(s) "
+                     f"are left beside {servers} server node(s); using that many")
+        return max(0, nodes - servers)
+    return wanted
+
+
+# Keys only a Slurm job reads: on one machine there is nothing to request them from.
+SLURM_ONLY = ("partition", "account", "qos", "modules", "orchestration.job_config",
+              "resources")
+
+
+def local_notes(data: dict) -> list[str]:
+    """For a local recipe, the Slurm-only settings it gives (they take effect with
+    orchestration.mode: slurm; `hpcbench plan` and `hpcbench run` say so)."""
+    given = []
+    for key in SLURM_ONLY:
+        node: object = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node:
+            given.append(key)
+    if not given:
+        return []
+    return [f"{', '.join(given)} apply to Slurm jobs (orchestration.mode: slurm): a local run "
+            f"requests no CPUs, memory, GPUs or modules"]
 
 
 def assign_targets(strategy: str, executors: int, endpoints: list[str], seed: int) -> list[list[str]]:

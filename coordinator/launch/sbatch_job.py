@@ -27,7 +27,7 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.files import write_atomic
 from hpcbench.common.logs import configure_logging
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
-from hpcbench.coordinator.launch.srun import component_image, ensure_image
+from hpcbench.coordinator.launch.srun import check_hpcbench_image, component_image, ensure_image
 from hpcbench.coordinator.session.results import trial_attempts
 from hpcbench.proto import control_v1_pb2 as pb
 
@@ -165,11 +165,26 @@ class SlurmJob:
                            placement=placement.to_dict(), started_at=time.time())
 
     def _ensure_images(self, recipe, placement) -> None:
-        roles = ["executor"] + (["service"] if placement.servers else [])
-        roles += ["monitor"] if recipe.data["monitoring"]["enabled"] else []
-        for role in roles:
-            ensure_image(*component_image(role, recipe.data),
-                         pull_allowed=recipe.data["artifacts"]["pull"])
+        """Every image the job runs exists (pulled when allowed); those that run hpcbench's
+        own programs have hpcbench in them (E003 before any step starts, not a step that
+        cannot find `hpcbench-executor`)."""
+        images = job_images(recipe.data, placement)
+        for image in images:
+            ensure_image(image["image"], image["remote"], pull_allowed=image["pull"])
+        for path in sorted({image["image"] for image in images if image["role"] != "service"}):
+            check_hpcbench_image(path)
+
+
+def job_images(data: dict, placement) -> list[dict]:
+    """The images an Apptainer job runs, per role (`executor`, `monitor` when monitoring is
+    on, `service` when servers are deployed from `artifacts.service`; a service without one
+    is the simulator, which runs in the executor's image): path, remote to pull from, and
+    whether a missing one may be pulled (artifacts.pull)."""
+    roles = ["executor"] + (["monitor"] if data["monitoring"]["enabled"] else [])
+    if placement.servers and (data["artifacts"].get("service") or {}).get("path"):
+        roles.append("service")
+    return [{"role": role, "image": image, "remote": remote, "pull": data["artifacts"]["pull"]}
+            for role in roles for image, remote in [component_image(role, data)]]
 
 
 def print_modules(recipe_path: Path) -> int:

@@ -8,6 +8,7 @@ address other nodes can reach.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -53,11 +54,11 @@ def role_nodes(recipe: Mapping) -> dict[str, int]:
 
 
 def required_nodes(recipe: Mapping) -> int:
-    """Nodes the job needs: `orchestration.total_nodes`, and at least servers + clients
-    (each role on its own nodes)."""
+    """Nodes the job needs: `orchestration.total_nodes`, and at least servers + clients +
+    monitors (each role on its own nodes)."""
     counts = role_nodes(recipe)
     total = int(_section(recipe, "orchestration").get("total_nodes") or 0)
-    return max(1, total, counts["servers"] + counts["clients"])
+    return max(1, total, sum(counts.values()))
 
 
 def gpus_per_node(recipe: Mapping) -> int:
@@ -65,9 +66,40 @@ def gpus_per_node(recipe: Mapping) -> int:
     return max([int(_section(recipe, "resources", role).get("gpus") or 0) for role in ROLES])
 
 
+def memory_option(gb: float) -> str:
+    """`--mem` for `gb` GB: whole gigabytes as `32G`, fractions rounded up to MB (`512M`)."""
+    if float(gb).is_integer():
+        return f"--mem={int(gb)}G"
+    return f"--mem={math.ceil(float(gb) * 1024)}M"
+
+
+def role_resources(recipe: Mapping, role: str) -> list[str]:
+    """srun options of one role's steps (`servers`, `clients`, `monitors`) from
+    `resources.<role>.cpus_per_task` and `.mem_gb`: `--cpus-per-task=N`, `--mem=...`."""
+    resources = _section(recipe, "resources", role)
+    options = []
+    if resources.get("cpus_per_task"):
+        options.append(f"--cpus-per-task={int(resources['cpus_per_task'])}")
+    if resources.get("mem_gb"):
+        options.append(memory_option(resources["mem_gb"]))
+    return options
+
+
+def job_resources(recipe: Mapping) -> list[str]:
+    """The job's share of every node: one task per node with the CPUs and memory of the
+    largest role request, so each role's steps (which overlap on a node) fit in it."""
+    cpus = max([int(_section(recipe, "resources", role).get("cpus_per_task") or 0)
+                for role in ROLES])
+    memory = max([float(_section(recipe, "resources", role).get("mem_gb") or 0)
+                  for role in ROLES])
+    options = ["--ntasks-per-node=1", f"--cpus-per-task={cpus}"] if cpus else []
+    return options + ([memory_option(memory)] if memory else [])
+
+
 def sbatch_options(recipe: Mapping) -> list[str]:
     """sbatch options for the recipe: partition, account, qos, time, nodes, exclusive, GPUs,
-    job name, plus `job_config` constraint/reservation/sbatch_options verbatim."""
+    CPUs and memory per node, job name, plus `job_config` constraint/reservation/
+    sbatch_options verbatim."""
     job = _section(recipe, "orchestration", "job_config")
     options = [f"--job-name=hpcbench-{recipe.get('scenario', 'run')}",
                f"--nodes={required_nodes(recipe)}"]
@@ -84,6 +116,7 @@ def sbatch_options(recipe: Mapping) -> list[str]:
     gpus = gpus_per_node(recipe)
     if gpus:
         options.append(f"--gpus-per-node={gpus}")
+    options.extend(job_resources(recipe))
     options.extend(str(option) for option in job.get("sbatch_options") or ())
     return options
 
@@ -144,7 +177,8 @@ def check_allocation(recipe: Mapping, allocation: Allocation) -> None:
         counts = role_nodes(recipe)
         raise config_error(
             f"the job has {have} node(s) but the recipe needs {needed} "
-            f"({counts['servers']} server, {counts['clients']} client node(s))",
+            f"({counts['servers']} server, {counts['clients']} client, {counts['monitors']} "
+            f"monitor node(s))",
             [f"fix: submit with `sbatch -N {needed} run.sbatch RECIPE` or let "
              "`hpcbench submit RECIPE` build the options from the recipe"])
 

@@ -6,35 +6,34 @@ the recipe's `artifacts.<role>`, or those `make images` builds for hpcbench's ow
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.coordinator.launch.slurm import Allocation
+from hpcbench.coordinator.launch.slurm import Allocation, role_resources
 from hpcbench.coordinator.launch.supervisor import Supervisor
 
 
-def srun_step(node: str, name: str, argv: list[str]) -> list[str]:
-    """argv running `argv` as one task on `node`, sharing the job's CPUs with other steps."""
-    return ["srun", "--overlap", "--nodes=1", "--ntasks=1", f"--nodelist={node}",
+def srun_step(node: str, name: str, argv: list[str],
+              resources: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """argv running `argv` as one task on `node`, sharing the job's CPUs with other steps;
+    `resources` are the role's `--cpus-per-task`/`--mem` (slurm.role_resources)."""
+    return ["srun", "--overlap", "--nodes=1", "--ntasks=1", *resources, f"--nodelist={node}",
             f"--job-name={name}", "--kill-on-bad-exit=1", "--export=ALL", *argv]
 
 
 def component_image(role: str, data: dict) -> tuple[str, str | None]:
-    """(image path, remote to pull from) for `role` ("service", "monitor", "executor", ...):
-    `artifacts.<role>` (path under `containers_dir`), else for hpcbench's own components the
-    image `make images` builds: containers/hpcbench-<role>.sif in the submit directory."""
-    from hpcbench.servers.runtime import service_image
+    """(image path, remote to pull from) for `role` ("service", "monitor", "executor"):
+    `artifacts.service` for the service; for hpcbench's own components `artifacts.<role>`,
+    else `artifacts.python`, else the image `make images` builds (runtime.hpcbench_image)."""
+    from hpcbench.servers.runtime import hpcbench_image, service_image
 
     artifacts = data.get("artifacts") or {}
-    entry = artifacts.get(role) or {}
-    if role != "service" and not entry.get("path"):
-        submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
-        return str(submit_dir / "containers" / f"hpcbench-{role}.sif"), None
-    image = service_image({"containers_dir": artifacts.get("containers_dir"), "service": entry})
-    return image, entry.get("remote")
+    if role != "service":
+        image, remote, _ = hpcbench_image(role, artifacts)
+        return image, remote
+    return service_image(artifacts), (artifacts.get("service") or {}).get("remote")
 
 
 def ensure_image(image: str, remote: str | None, pull_allowed: bool = True) -> None:
@@ -52,11 +51,39 @@ def ensure_image(image: str, remote: str | None, pull_allowed: bool = True) -> N
                             ("fix: run `make images` for hpcbench's images, or set the "
                              "artifact's `remote` (e.g. docker://ollama/ollama:latest) so it "
                              "is pulled",))
-    pulled = subprocess.run(["apptainer", "pull", image, remote], capture_output=True,
-                            text=True)
+    try:
+        pulled = subprocess.run(["apptainer", "pull", image, remote], capture_output=True,
+                                text=True)
+    except OSError as error:
+        raise HpcbenchError("E003", f"cannot run `apptainer pull {image} {remote}`: {error}",
+                            ("fix: install Apptainer or `module load Apptainer` (the recipe's "
+                             "modules), or pull the image beforehand",)) from error
     if pulled.returncode != 0:
         raise HpcbenchError("E003", f"`apptainer pull {image} {remote}` failed",
                             tuple(pulled.stderr.strip().splitlines()[-3:]))
+
+
+def check_hpcbench_image(image: str) -> None:
+    """E003 unless `apptainer exec IMAGE hpcbench --version` works: an image that runs
+    executors and monitors must have hpcbench installed (a plain Python image, as the
+    reference's `artifacts.python`, has not)."""
+    try:
+        checked = subprocess.run(["apptainer", "exec", image, "hpcbench", "--version"],
+                                 capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise HpcbenchError("E003", f"cannot run `apptainer exec {image} hpcbench --version`: "
+                            f"{error}", ("fix: install Apptainer or `module load Apptainer` "
+                                         "(the recipe's modules), or use runtime: process",)
+                            ) from error
+    if checked.returncode != 0:
+        raise HpcbenchError(
+            "E003", f"image {image} cannot run hpcbench's executors and monitors: "
+                    f"`hpcbench --version` failed in it",
+            (*checked.stderr.strip().splitlines()[-2:],
+             "fix: `make images` builds containers/hpcbench-{executor,monitor,base}.sif (Python "
+             "with hpcbench); point artifacts.python.path (or artifacts.executor / "
+             "artifacts.monitor) at one of them, or leave them out to use "
+             "containers/hpcbench-<component>.sif"))
 
 
 def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
@@ -103,22 +130,27 @@ class SrunLauncher:
         return [slot.node for slot in self.placement.executors]
 
     def start_service(self, node: str, spec) -> int | None:
-        self._step(f"service-{node}", node, spec.argv, spec.env)
+        self._step(f"service-{node}", node, spec.argv, spec.env, role="servers")
         return None   # srun's pid is not the server's: the monitor cannot sample it
 
+    def prometheus_host(self, node: str) -> str:
+        """Where a monitor's Prometheus endpoint (if any) listens: the node's cluster address,
+        as the coordinator's sockets do, or the recipe's security.bind_address."""
+        return self.recipe.data["security"]["bind_address"] or self.allocation.addresses[node]
+
     def start_monitor(self, node: str, args: list[str], env: dict[str, str]) -> None:
-        # a Prometheus endpoint (if any) binds to the node's cluster address, as the coordinator's
-        # sockets do, or to the recipe's security.bind_address when it sets one
-        bind = self.recipe.data["security"]["bind_address"] or self.allocation.addresses[node]
-        argv = [*args, "--prometheus-host", bind]
+        argv = [*args, "--prometheus-host", self.prometheus_host(node)]
         self._step(f"monitor-{node}", node,
                    component_argv("monitor", argv, self.recipe.data, self.run_dir, gpus=True),
-                   env)
+                   env, role="monitors")
 
     def start_executor(self, agent_id: str, node: str, args: list[str],
                        env: dict[str, str]) -> None:
         self._step(agent_id, node, component_argv(
-            "executor", [*args, "--executor-id", agent_id], self.recipe.data, self.run_dir), env)
+            "executor", [*args, "--executor-id", agent_id], self.recipe.data, self.run_dir), env,
+            role="clients")
 
-    def _step(self, name: str, node: str, argv: list[str], env: dict | None = None) -> None:
-        self.supervisor.start(name, srun_step(node, name, argv), env)
+    def _step(self, name: str, node: str, argv: list[str], env: dict | None = None, *,
+              role: str) -> None:
+        resources = role_resources(self.recipe.data, role)
+        self.supervisor.start(name, srun_step(node, name, argv, resources), env)

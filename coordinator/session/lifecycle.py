@@ -43,8 +43,7 @@ from hpcbench.proto.trial import TrialConfig
 log = logging.getLogger(__name__)
 
 REGISTRATION_TIMEOUT_S = 60.0
-HEALTH_ROUND_S = 1.0          # health is re-checked in rounds this long (see _wait_healthy)
-HEALTH_POLL_S = 0.1           # at most this long between probes: the run starts once it can
+HEALTH_ROUND_S = 1.0          # between health checks, a crash or stop is noticed this fast
 SERVER_VERSION_TIMEOUT_S = 5.0  # asking the server its version; no answer is "unknown"
 MONITOR_FIRST_REPORT_S = 30.0  # monitors get this long to send their first telemetry
 TRIAL_GRACE_S = 30.0          # beyond warmup + duration + request timeout before E007
@@ -63,6 +62,66 @@ def load_recipe_source(recipe_text: str | None, recipe_path: str | None):
 def new_session_id() -> str:
     """Sortable and unique: UTC time plus a random suffix."""
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def wait_for_health(service, url: str, health: dict, *, check=lambda: None,
+                    pause=None) -> None:
+    """The recipe's health check (`servers.health_check`, resolved) of one endpoint: one check
+    every `interval` until the server answers, `timeout` has passed or `retries` checks have
+    failed (E001 with the last answer). `check()` is called between checks and raises to end
+    the wait (the session's: a crashed server, a stop request, scancel, the time limit), and
+    `pause(seconds)` waits (the session's stop event), in slices of at most HEALTH_ROUND_S,
+    so that ending the wait never takes the whole timeout (a model may load for minutes)."""
+    timeout_s, interval_s, retries = health["timeout"], health["interval"], health["retries"]
+    pause = pause or threading.Event().wait
+    deadline = time.monotonic() + timeout_s
+    failed = 0
+    while True:
+        check()
+        try:
+            service.wait_healthy(url, 0.0, interval_s)   # one check
+            return
+        except HpcbenchError as error:
+            failed += 1
+            last = error
+        now = time.monotonic()
+        if retries is not None and failed >= retries:
+            raise HpcbenchError(last.code, f"{service.name} at {url} not healthy after "
+                                f"{failed} check(s) {interval_s:g}s apart "
+                                f"(servers.health_check.retries: {retries})",
+                                (*last.details[:1], "fix: look at the server log in the run "
+                                 "directory; raise servers.health_check.retries or interval "
+                                 "if the model loads slowly"))
+        if now >= deadline:
+            raise HpcbenchError(last.code, f"{service.name} at {url} not healthy after "
+                                f"{timeout_s:g}s", last.details)
+        next_check = min(now + interval_s, deadline)
+        while (remaining := next_check - time.monotonic()) > 0:
+            pause(min(remaining, HEALTH_ROUND_S))
+            check()
+
+
+def monitor_prometheus_port(monitoring: dict) -> int:
+    """The port every monitor serves /metrics on (monitoring.prometheus.monitor_port when
+    monitoring.prometheus is enabled); 0 for none."""
+    prometheus = monitoring["prometheus"]
+    return prometheus["monitor_port"] if prometheus["enabled"] else 0
+
+
+def monitor_options(monitoring: dict) -> list[str]:
+    """What the recipe's `monitoring` block tells every monitor: its sampling interval, the
+    Pushgateway to push to and the port of its own Prometheus endpoint."""
+    options = ["--interval", f"{monitoring['interval']}s"]
+    if monitoring["pushgateway"]:
+        options += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
+    port = monitor_prometheus_port(monitoring)
+    return options + (["--prometheus-port", str(port)] if port else [])
+
+
+def loss_tolerated(data: dict, role: str) -> bool:
+    """Whether the session goes on without a lost agent: always without a monitor (telemetry is
+    not what the benchmark measures), without an executor when on_executor_loss is continue."""
+    return role == "monitor" or (role == "executor" and data["on_executor_loss"] == "continue")
 
 
 class StopRequested(Exception):
@@ -306,8 +365,7 @@ class Session:
                 self._announce_lost(child.name, role, reason, status=status)
             # telemetry is not what the benchmark measures: the session goes on without a
             # monitor; an executor's trial gets no report from it and is flagged
-            if role == "monitor" or (role == "executor"
-                                     and self.recipe.data["on_executor_loss"] == "continue"):
+            if loss_tolerated(self.recipe.data, role):
                 child.expected_exit = True
                 self.registry.mark_lost(child.name)
                 continue
@@ -366,10 +424,11 @@ class Session:
 
         servers = self.recipe.data["servers"]
         health = servers["health_check"]
+        if health.get("endpoint"):
+            service = service.with_health_endpoint(health["endpoint"])
         for url in endpoints:
             if health["enabled"]:
-                self._wait_healthy(service, url, health["timeout"],
-                                   min(health["interval"], HEALTH_POLL_S))
+                self._wait_healthy(service, url, health)
             self._check()
             service.prepare(url, self.recipe.workload["model"], health["timeout"],
                             service_config=servers["service_config"])
@@ -377,21 +436,8 @@ class Session:
             self.server_version = recorded_server_version(service, endpoints[0],
                                                           SERVER_VERSION_TIMEOUT_S)
 
-    def _wait_healthy(self, service, url: str, timeout_s: float, poll_s: float) -> None:
-        """Health checks in short rounds, so that a crashed server (E001 with its log), a
-        stop request, scancel or the time limit ends the wait at once instead of after the
-        whole timeout (a model may take many minutes to load)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._check()
-            remaining = deadline - time.monotonic()
-            try:
-                service.wait_healthy(url, max(min(HEALTH_ROUND_S, remaining), 0.05), poll_s)
-                return
-            except HpcbenchError as error:
-                if remaining <= HEALTH_ROUND_S:
-                    raise HpcbenchError(error.code, f"{service.name} at {url} not healthy "
-                                        f"after {timeout_s:g}s", error.details) from None
+    def _wait_healthy(self, service, url: str, health: dict) -> None:
+        wait_for_health(service, url, health, check=self._check, pause=self._stop.wait)
 
     def _spawn_monitors(self, service, deployed: dict, endpoints: list[str]) -> None:
         """A monitor per node; one on a server node scrapes its server's /metrics and samples
@@ -410,24 +456,18 @@ class Session:
             args = ["--coordinator-telemetry", self.recording.sample_endpoint,
                     "--coordinator", self.coordinator.address, "--agent-id", f"monitor-{node}",
                     "--run-id", self.session_id, "--node", node,
-                    "--interval", f"{monitoring['interval']}s",
-                    "--csv", str(self.run_dir / "telemetry" / f"{node}.csv")]
+                    "--csv", str(self.run_dir / "telemetry" / f"{node}.csv"),
+                    *monitor_options(monitoring)]
             if url and service.metrics_path:
                 args += ["--server-metrics", url.rstrip("/") + service.metrics_path]
             if pid:
                 args += ["--service-pid", str(pid)]
-            if monitoring["pushgateway"]:
-                args += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
             if prometheus_port:
-                args += ["--prometheus-port", str(prometheus_port),
-                         "--prometheus-port-file", str(self._monitor_port_file(node))]
+                args += ["--prometheus-port-file", str(self._monitor_port_file(node))]
             self.launcher.start_monitor(node, args, self._agent_env())
 
     def _monitor_prometheus_port(self) -> int:
-        """The port every monitor serves /metrics on (monitoring.prometheus.monitor_port when
-        monitoring.prometheus is enabled); 0 for none."""
-        prometheus = self.recipe.data["monitoring"]["prometheus"]
-        return prometheus["monitor_port"] if prometheus["enabled"] else 0
+        return monitor_prometheus_port(self.recipe.data["monitoring"])
 
     def _monitor_port_file(self, node: str) -> Path:
         return self.run_dir / "telemetry" / f"{node}.prometheus.port"
@@ -569,7 +609,7 @@ class Session:
         self._check_children()           # announces executors lost by their lease alone
         if failed:
             raise HpcbenchError("E004", f"trial {trial.id}: executors failed", failed)
-        if lost and self.recipe.data["on_executor_loss"] == "stop":
+        if lost and not loss_tolerated(self.recipe.data, "executor"):
             raise HpcbenchError("E002", f"trial {trial.id}: executors lost: {', '.join(lost)}",
                                 ("on_executor_loss is 'stop'; set it to 'continue' to go on",))
         if stop_sent:

@@ -125,6 +125,61 @@ def test_scancel_stops_every_step_on_every_node_and_records_the_job(cluster, rep
     assert [s["node"] for s in record["placement"]["servers"]] == ["node2"]
 
 
+def step_environment(cluster, node: str, program: str) -> dict[str, str]:
+    """The environment of the first process on `node` whose command line has `program`."""
+    for line in cluster.job_processes(cluster.node(node)):
+        pid, _, command = line.partition(": ")
+        if program in command:
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    return {}
+
+
+def test_resources_reach_the_job_and_each_roles_steps(cluster, repo, tmp_path):
+    """resources.<role>.cpus_per_task / mem_gb: `hpcbench submit` asks every node for the
+    largest (one task per node), and each role's step asks for its own: Slurm's accounting
+    of the job and the steps, the environment it gives the simulator and the steps' srun
+    command lines show it."""
+    recipe = tmp_path / "recipe.yaml"
+    # the simulator stays unready, so every step is running when Slurm is asked
+    write_recipe(recipe, servers={"service_config": {"not_ready_s": 300},
+                                  "health_check": {"timeout": "10m"}},
+                 resources={"servers": {"cpus_per_task": 2, "mem_gb": 1},
+                            "clients": {"cpus_per_task": 1, "mem_gb": 0.5},
+                            "monitors": {"mem_gb": 0.25}})
+    submitted = subprocess.run(["hpcbench", "submit", "--script", str(repo / "run.sbatch"),
+                                str(recipe)], cwd=tmp_path, env=cli_cluster_env(cluster),
+                               capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    try:
+        def steps() -> dict[str, str] | None:
+            """Step name -> `scontrol show step` line, once the three steps run."""
+            shown = cluster.slurm(["scontrol", "-o", "show", "step", job_id], check=False)
+            found = {field.split("=", 1)[1]: line for line in shown.stdout.splitlines()
+                     for field in line.split() if field.startswith("Name=")}
+            wanted = {"service-node2", "executor-0", "monitor-node3"}
+            return found if wanted <= set(found) else None
+
+        running = wait_until(steps, timeout=90, what="the service, executor and monitor steps")
+        job = cluster.slurm(["scontrol", "show", "job", "-o", job_id]).stdout
+        assert "MinCPUsNode=2 " in job and "MinMemoryNode=1G " in job, job
+        assert "TRES=cpu=2," in running["service-node2"], running["service-node2"]
+        assert "TRES=cpu=1," in running["executor-0"], running["executor-0"]
+        # this cluster does not count memory (SelectTypeParameters=CR_CPU): the memory each
+        # step asked for is on the command line of its srun, which Slurm accepted
+        sruns = {name: line for line in cluster.job_processes(cluster.node("node1"))
+                 for name in ("service-node2", "executor-0", "monitor-node3")
+                 if " srun " in f" {line.partition(': ')[2]}" and f"--job-name={name} " in line}
+        assert "--cpus-per-task=2 --mem=1G " in sruns["service-node2"], sruns
+        assert "--cpus-per-task=1 --mem=512M " in sruns["executor-0"], sruns
+        assert "--mem=256M " in sruns["monitor-node3"], sruns
+        assert step_environment(cluster, "node2", " sim ")["SLURM_CPUS_PER_TASK"] == "2"
+    finally:
+        cluster.slurm(["scancel", job_id])
+        cluster.wait_finished(job_id)
+
+
 def test_apptainer_runtime_runs_each_step_in_its_image_on_its_node(cluster, repo, tmp_path):
     """With a stand-in `apptainer` on PATH (a test double: Apptainer cannot be installed here)."""
     bin_dir, images, data = tmp_path / "bin", tmp_path / "images", tmp_path / "data"
@@ -150,9 +205,14 @@ def test_apptainer_runtime_runs_each_step_in_its_image_on_its_node(cluster, repo
     pulls = [c for c in calls if c["verb"] == "pull"]
     assert pulls == [{"verb": "pull", "image": str(images / "sim.sif"),
                       "remote": "docker://example/sim:1", "node": "node1"}]
+    # before any step, the images of hpcbench's programs are checked on the batch host
+    checks = [c for c in calls if c["verb"] == "exec" and c["command"] == ["hpcbench",
+                                                                          "--version"]]
+    assert sorted((Path(c["image"]).name, c["node"]) for c in checks) == [
+        ("hpcbench-executor.sif", "node1"), ("hpcbench-monitor.sif", "node1")]
     by_image = {}
     for call in calls:
-        if call["verb"] == "exec":
+        if call["verb"] == "exec" and call not in checks:
             by_image.setdefault(Path(call["image"]).name, []).append(call)
     (service,) = by_image["sim.sif"]
     assert service["node"] == "node2" and not service["nv"]

@@ -120,3 +120,29 @@ def test_concurrency_splits_over_executors_and_clients_per_node_is_per_node():
     assert executor_concurrency(trial.workload, placement) == [3, 3, 3, 3]  # 6 per node
     assert executor_concurrency({**trial.workload, "concurrency": 10}, placement) == [3, 3, 2, 2]
     assert executor_shares(7.5, 3) == [2.5, 2.5, 2.5]
+
+
+def test_monitor_nodes_are_kept_for_the_coordinator_and_monitors():
+    """monitors.nodes: N reserves the first N nodes: coordinator and monitors, no load."""
+    recipe = recipe_from_dict({
+        "scenario": "p", "partition": "gpu", "account": "a", "runtime": "process",
+        "orchestration": {"mode": "slurm", "node_allocation": {
+            "servers": {"nodes": 1}, "clients": {"nodes": 1}, "monitors": {"nodes": 2}}},
+        "workload": {"service": "simulator", "model": "m"}})
+    assert recipe.data["orchestration"]["total_nodes"] == 4
+    placement = place_roles(recipe, NODES[:4])
+    assert [placement.roles_of(node) for node in NODES[:4]] == [
+        ["coordinator", "monitor"], ["monitor"], ["server", "monitor"],
+        ["client x1", "monitor"]]
+    squeezed = place_roles(recipe, NODES[:2])        # `plan --nodes 2`: servers keep a node
+    assert squeezed.server_nodes == ("n2",)
+    assert any("monitors.nodes is 2" in note for note in squeezed.notes)
+
+
+def test_a_local_recipe_says_its_slurm_settings_do_nothing_here():
+    recipe = recipe_from_dict({"scenario": "p", "workload": {"service": "simulator", "model": "m"},
+                               "partition": "gpu", "resources": {"servers": {"cpus_per_task": 4}}})
+    [note] = place_roles(recipe, ["localhost"]).notes
+    assert note.startswith("partition, resources apply to Slurm jobs")
+    plain = recipe_from_dict({"scenario": "p", "workload": {"service": "simulator", "model": "m"}})
+    assert place_roles(plain, ["localhost"]).notes == ()

@@ -143,6 +143,37 @@ BAD_RECIPES = [
     ("stream not boolean", edited(LOCAL, ("workload.stream", "yes")), "workload.stream", "boolean"),
     ("port out of range", edited(LOCAL, ("servers", {"service_config": {"port": 70000}})),
      "servers.service_config.port", "TCP port"),
+    # keys the schema documents, where they would change nothing, and the reference's keys
+    ("simulator flag it does not have", edited(LOCAL, ("servers", {"service_config": {
+        "gpu_layers": 0, "ttft_mss": 5}})),
+     "servers.service_config.ttft_mss", 'did you mean "ttft_ms"'),
+    ("service_config model other than the workload's", edited(SLURM, ("servers", {
+        "service_config": {"model": "/weights/llama"}})),
+     "servers.service_config.model", "model_path"),
+    ("health endpoint of a non-HTTP service", edited(LOCAL, ("workload.service", "redis"),
+                                                     ("servers", {"health_check": {"endpoint": "/h"}})),
+     "servers.health_check.endpoint", "not an HTTP GET"),
+    ("zero health retries", edited(LOCAL, ("servers", {"health_check": {"retries": 0}})),
+     "servers.health_check.retries", "failed checks"),
+    ("ray settings without ray", edited(SLURM, ("servers", {"service_config": {"distributed": {
+        "tensor_parallel_size": 2, "ray": {"num_cpus_per_node": 4}}}})),
+     "servers.service_config.distributed.ray", "distributed.enabled is true"),
+    ("gpu layers for vllm", edited(SLURM, ("servers", {"service_config": {"gpu_layers": 10}})),
+     "servers.service_config.gpu_layers", "vLLM keeps every layer"),
+    ("coordinator image", edited(SLURM, ("artifacts.coordinator", {"path": "c.sif"})),
+     "artifacts.coordinator", "batch host's Python"),
+    ("reference service recipe", edited(LOCAL, ("container_image", "ollama_latest.sif")),
+     "container_image", "write instead: artifacts.service.path"),
+    ("reference resources", edited(SLURM, ("resources.memory", "16GB")), "resources.memory",
+     "mem_gb"),
+    ("rate of a burst", edited(LOCAL, ("workload.load", {"pattern": "burst", "burst_size": 4,
+                                                          "burst_pause": "1s", "rate": 5})),
+     "workload.load.rate", "no rate with pattern 'burst'"),
+    ("burstiness of poisson", edited(LOCAL, ("workload.load", {"pattern": "poisson", "rate": 5,
+                                                                "burstiness": 0.5})),
+     "workload.load.burstiness", "only gamma uses it"),
+    ("image remote without a path", edited(SLURM, ("artifacts.executor", {"remote": "docker://x/y"})),
+     "artifacts.executor.path", "pulled into"),
 ]
 
 

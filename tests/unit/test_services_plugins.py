@@ -160,8 +160,8 @@ def test_vllm_ray_head_and_worker_share_node_ip_and_job_ports():
     assert wait[-3:] == [gcs, "2", "600.0"]
     assert options["--serve"] == prefix + [
         "vllm", "serve", "meta-llama/Llama-3.1-8B", "--host", "10.1.0.11", "--port", "8000",
-        "--max-model-len", "2048", "--distributed-executor-backend", "ray",
-        "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2"]
+        "--max-model-len", "2048", "--tensor-parallel-size", "4",
+        "--pipeline-parallel-size", "2", "--distributed-executor-backend", "ray"]
     assert head.env["VLLM_HOST_IP"] == "10.1.0.11" and head.env["RAY_ADDRESS"] == gcs
 
     assert worker.argv[3] == "worker" and worker.base_url is None
@@ -181,6 +181,7 @@ def test_ray_ports_differ_between_jobs_and_accept_overrides():
         values = [v for k, v in vars(ports).items() if k not in ("min_worker", "max_worker")]
         assert len(set(values)) == len(values) and all(1024 < v < 65536 for v in values)
     assert ray_cluster.ray_ports("1001", {"object_manager_port": 8076}).object_manager == 8076
+    assert ray_cluster.ray_ports("1001", {"port": 6390}).gcs == 6390   # as `ray start --port`
 
 
 def test_vllm_rejects_an_unknown_distributed_backend():
@@ -254,3 +255,100 @@ def test_the_ray_example_pins_no_port_so_two_jobs_on_a_node_do_not_clash(repo):
     ray = recipe.data["servers"]["service_config"]["distributed"]["ray"]
     first, second = ray_cluster.ray_ports("1001", ray), ray_cluster.ray_ports("1002", ray)
     assert not set(asdict(first).values()) & set(asdict(second).values())
+
+
+# --- what service_config keys do (issue 14) ---------------------------------------------------
+
+def test_simulator_listens_on_the_port_and_gets_env_without_passing_them_as_flags():
+    spec = get_service("simulator").launch(context(
+        {"port": 9123, "env": {"SIM_MARK": 7}, "mode": "fixed"}, model="m", port=9123))
+    assert spec.argv[1:] == ["sim", "--host", "10.1.0.11", "--port", "9123", "--mode", "fixed",
+                             "--model", "m"]
+    assert spec.env == {"SIM_MARK": "7"} and spec.base_url == "http://10.1.0.11:9123"
+
+
+def test_dummy_is_the_simulator_with_fixed_timing_on_the_references_port():
+    dummy = get_service("dummy")
+    assert dummy.default_port == 5000 and dummy.api == "openai-chat"
+    argv = dummy.launch(context({}, model="m", port=5000)).argv
+    assert argv[1:] == ["sim", "--host", "10.1.0.11", "--port", "5000", "--mode", "fixed",
+                        "--model", "m"]
+    # the recipe's own settings win over the dummy's
+    own = dummy.launch(context({"mode": "model"}, model="m")).argv
+    assert own.count("--mode") == 1 and own[own.index("--mode") + 1] == "model"
+
+
+def test_simulator_under_apptainer_runs_in_an_hpcbench_image(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLURM_SUBMIT_DIR", str(tmp_path))
+    sim = get_service("simulator")
+    image = lambda artifacts: sim.launch(context({}, runtime="apptainer",  # noqa: E731
+                                                 artifacts=artifacts)).argv[2]
+    assert image({}) == str(tmp_path / "containers" / "hpcbench-executor.sif")
+    assert image({"containers_dir": "/c", "python": {"path": "py.sif"}}) == "/c/py.sif"
+    assert image({"containers_dir": "/c", "python": {"path": "py.sif"},
+                  "executor": {"path": "ex.sif"}}) == "/c/ex.sif"
+    assert image({"containers_dir": "/c", "service": {"path": "sim.sif"}}) == "/c/sim.sif"
+
+
+def test_vllm_parallel_sizes_of_distributed_reach_a_one_node_command():
+    config = {"distributed": {"tensor_parallel_size": 4, "pipeline_parallel_size": 2}}
+    argv = get_service("vllm").launch(context(config)).argv
+    assert argv[-4:] == ["--tensor-parallel-size", "4", "--pipeline-parallel-size", "2"]
+    assert "--distributed-executor-backend" not in argv
+    top = get_service("vllm").launch(context({**config, "tensor_parallel_size": 2})).argv
+    assert top.count("--tensor-parallel-size") == 1 and "2" == top[top.index(
+        "--tensor-parallel-size") + 1]
+
+
+def test_vllm_distributed_on_one_node_runs_ray_there_as_plan_shows():
+    config = {"distributed": {"enabled": True, "tensor_parallel_size": 2,
+                              "ray": {"num_gpus_per_node": 2}}}
+    head = get_service("vllm").launch(context(config))
+    assert head.argv[3] == "head"
+    options = supervisor_options(head.argv)
+    assert options["--wait"][-2] == "1"         # waits for this one node's raylet
+    assert options["--serve"][-4:] == ["--tensor-parallel-size", "2",
+                                       "--distributed-executor-backend", "ray"]
+
+
+def test_llamacpp_takes_gpu_layers_as_its_offload_flag():
+    plugin = get_service("llamacpp")
+    python_form = plugin.launch(context({"model_path": "/m.gguf", "gpu_layers": 99}))
+    assert python_form.argv[-2:] == ["--n_gpu_layers", "99"]
+    native = plugin.launch(context({"model_path": "/m.gguf", "server": "llama-server",
+                                    "gpu_layers": 20}))
+    assert native.argv[-2:] == ["--n-gpu-layers", "20"]
+    own = plugin.launch(context({"model_path": "/m.gguf", "gpu_layers": 5, "n_gpu_layers": 7}))
+    assert own.argv[-2:] == ["--n_gpu_layers", "7"] and "5" not in own.argv
+
+
+def test_a_health_endpoint_replaces_the_health_paths_of_http_services_only():
+    checked = get_service("vllm").with_health_endpoint("/ready")
+    assert checked.health_paths == ("/ready",)
+    assert get_service("vllm").health_paths == ("/health", "/v1/models")   # a copy changed
+    with pytest.raises(HpcbenchError) as caught:
+        get_service("redis").with_health_endpoint("/ready")
+    assert caught.value.code == "E006" and "remove servers.health_check.endpoint" in \
+        caught.value.render()
+
+
+def test_service_config_model_does_not_reach_the_command():
+    recipe = {"workload": {"service": "vllm", "model": "m"},
+              "servers": {"service_config": {"model": "m", "max_model_len": 64}}}
+    [ctx] = launch_contexts(recipe, {"servers": ["node1"]})
+    assert ctx.service_config == {"max_model_len": 64}
+
+
+def test_the_simulators_keys_are_the_flags_of_hpcbench_sim():
+    """Every key the simulator service takes is a flag `hpcbench sim` has (else the server
+    would exit on it), and every flag but those the session sets is a key."""
+    import argparse
+
+    from hpcbench.coordinator.cli import sim
+
+    parser = argparse.ArgumentParser()
+    sim.configure(parser)
+    flags = {action.dest for action in parser._actions if action.dest != "help"}
+    keys = set(get_service("simulator").config_keys)
+    assert keys - {"env", "extra_model"} == flags - {"host", "port_file"}
+    assert "--extra-model" in parser._option_string_actions

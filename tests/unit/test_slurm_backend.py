@@ -110,3 +110,80 @@ def test_a_missing_image_is_pulled_only_when_the_recipe_allows(tmp_path):
     assert f"apptainer pull {image} docker://vllm/vllm-openai:latest" in caught.value.details[0]
     image.write_bytes(b"present")                                # present: nothing to pull
     ensure_image(str(image), "docker://vllm/vllm-openai:latest", pull_allowed=False)
+
+
+def test_cpus_and_memory_go_on_the_job_and_on_each_roles_steps():
+    """resources.<role>.cpus_per_task / mem_gb: the job asks every node for the largest
+    request (one task per node), and each role's srun steps ask for their own."""
+    from hpcbench.coordinator.launch.srun import srun_step
+
+    recipe = slurm_recipe(node_allocation={"monitors": {"nodes": 1}})
+    recipe["resources"] = {"servers": {"cpus_per_task": 16, "mem_gb": 64},
+                           "clients": {"cpus_per_task": 4, "mem_gb": 0.5},
+                           "monitors": {"mem_gb": 8}}
+    options = slurm.sbatch_options(recipe)
+    assert options[-3:] == ["--ntasks-per-node=1", "--cpus-per-task=16", "--mem=64G"]
+    assert slurm.role_resources(recipe, "servers") == ["--cpus-per-task=16", "--mem=64G"]
+    assert slurm.role_resources(recipe, "clients") == ["--cpus-per-task=4", "--mem=512M"]
+    assert slurm.role_resources(recipe, "monitors") == ["--mem=8G"]
+    step = srun_step("n2", "service-n2", ["vllm", "serve"],
+                     slurm.role_resources(recipe, "servers"))
+    assert step[:step.index("vllm")] == [
+        "srun", "--overlap", "--nodes=1", "--ntasks=1", "--cpus-per-task=16", "--mem=64G",
+        "--nodelist=n2", "--job-name=service-n2", "--kill-on-bad-exit=1", "--export=ALL"]
+    recipe["resources"] = {}
+    assert not any(o.startswith(("--cpus", "--mem", "--ntasks")) for o in
+                   slurm.sbatch_options(recipe))
+
+
+def test_monitor_nodes_count_in_the_nodes_the_job_needs():
+    recipe = slurm_recipe(node_allocation={"monitors": {"nodes": 2}})
+    assert slurm.required_nodes(recipe) == 4          # 1 server + 1 client + 2 monitors
+    with pytest.raises(HpcbenchError) as caught:
+        slurm.check_allocation(recipe, allocation(3))
+    assert "2 monitor node(s)" in caught.value.message
+
+
+def test_hpcbench_images_come_from_the_role_then_artifacts_python_then_make_images(
+        monkeypatch, tmp_path):
+    from hpcbench.coordinator.launch.srun import component_image
+
+    monkeypatch.setenv("SLURM_SUBMIT_DIR", str(tmp_path))
+    data = {"artifacts": {"containers_dir": "/c",
+                          "python": {"path": "py.sif", "remote": "docker://hpc/py:1"},
+                          "monitor": {"path": "/abs/mon.sif"},
+                          "service": {"path": "vllm.sif", "remote": "docker://vllm/x:1"}}}
+    assert component_image("executor", data) == ("/c/py.sif", "docker://hpc/py:1")
+    assert component_image("monitor", data) == ("/abs/mon.sif", None)
+    assert component_image("service", data) == ("/c/vllm.sif", "docker://vllm/x:1")
+    assert component_image("executor", {"artifacts": {}}) == (
+        str(tmp_path / "containers" / "hpcbench-executor.sif"), None)
+
+
+def test_standin_apptainer_an_image_without_hpcbench_is_refused_before_any_step(
+        monkeypatch, tmp_path, repo):
+    """artifacts.python as the reference wrote it (a plain Python image) cannot run executors:
+    E003 with the fix. `apptainer` is the stand-in (a TEST DOUBLE: Apptainer cannot be installed
+    here) that runs the command on the host, where the image's missing `hpcbench` is a script
+    that fails as a shell would."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from hpcbench.coordinator.launch.srun import check_hpcbench_image
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apptainer").symlink_to(repo / "tests" / "support" / "standin_apptainer")
+    (bin_dir / "hpcbench").write_text("#!/bin/sh\necho 'hpcbench: not found' >&2\nexit 127\n")
+    (bin_dir / "hpcbench").chmod(0o755)
+    image = tmp_path / "python_3_12_3_v2.sif"
+    image.write_bytes(b"standin image")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}")
+    with pytest.raises(HpcbenchError) as caught:
+        check_hpcbench_image(str(image))
+    assert caught.value.code == "E003" and "python_3_12_3_v2.sif" in caught.value.message
+    assert "artifacts.python.path" in caught.value.render()
+    assert "hpcbench: not found" in caught.value.render()
+    (bin_dir / "hpcbench").unlink()          # the host's hpcbench, as in an image that has it
+    check_hpcbench_image(str(image))
