@@ -7,15 +7,17 @@ session: the recipe's `monitoring.prometheus.compat_names: reference`) the telem
 too, next to hpcbench's own, which never change.
 
 Each name is one hpcbench reading in the unit the reference's name states (percent, not a
-ratio; megabytes, not bytes), with the reference's labels and no others: `instance` (the node),
-`job` (`hpcbench-monitor`, the job the monitor's Pushgateway pushes use) and, per GPU, `gpu_id`
-(the NVML index, as in the CSV's gpuN columns). "Megabytes" are MiB (2**20 bytes), the unit of the
-reference's CSV column `ram_used_MB` and of nvidia-smi, so a dashboard shows the CSV's numbers.
+ratio; megabytes, not bytes), with the reference's labels and no others: `instance` (the node)
+and, per GPU, `gpu_id` (the NVML index, as in the CSV's gpuN columns); `job` is the scrape job's
+or, for pushes, the gateway's grouping key's (`hpcbench-monitor`). "Megabytes" are MiB (2**20
+bytes), the unit of the reference's CSV column `ram_used_MB` and of nvidia-smi, so a dashboard
+shows the CSV's numbers.
 
-A scrape target that carries `instance` and `job` needs `honor_labels: true` in Prometheus (as a
-Pushgateway does), or Prometheus renames them `exported_instance` and `exported_job`. A push
-leaves them out: the gateway's grouping key (job, instance = node) supplies the same values,
-and the gateway refuses pushed series that carry them.
+A scrape target whose series carry `instance` needs `honor_labels: true` in Prometheus (as a
+Pushgateway does), or Prometheus renames it `exported_instance`. The exposition leaves `job` to
+Prometheus, so the coordinator's endpoint and a monitor's, scraped by two jobs, never yield the
+same series twice. A push leaves `instance` out too: the gateway refuses pushed series that
+carry a grouping label, and its grouping key (job, instance = node) gives the same values.
 """
 from __future__ import annotations
 
@@ -23,8 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client.core import Metric
-
-from hpcbench.monitor.pushgateway import JOB
 
 CHOICES = ("none", "reference")   # --compat-names and monitoring.prometheus.compat_names
 MIB = 1024 * 1024
@@ -66,14 +66,14 @@ NAMES = (
 _BY_SOURCE = {name.source: name for name in NAMES}
 
 
-def reference_families(messages: Iterable[dict], identity: bool = True) -> list[Metric]:
+def reference_families(messages: Iterable[dict], instance: bool = True) -> list[Metric]:
     """The reference's families for the latest telemetry message of each node.
 
-    `identity`: label each series with `instance` (the node) and `job`; False for a push, where
-    the gateway's grouping key gives them."""
+    `instance`: label each series with the node as `instance`; False for a push, where the
+    gateway's grouping key gives it."""
     families: dict[str, Metric] = {}
     for message in messages:
-        base = {"instance": message["node"], "job": JOB} if identity else {}
+        base = {"instance": message["node"]} if instance else {}
         for source, value in message["metrics"].items():
             name = _BY_SOURCE.get(source)
             if name is not None and name.label is None:

@@ -33,10 +33,10 @@ class TelemetryCollector(Collector):
         with self._lock:
             self._latest[message["node"]] = message
 
-    def collect(self, identity: bool = True) -> Iterator[Metric]:
-        """hpcbench's families, then the reference's when asked for; `identity` is False for
-        a Pushgateway push (PushView): the reference's `instance` and `job` labels then come
-        from the push's grouping key."""
+    def collect(self, instance: bool = True) -> Iterator[Metric]:
+        """hpcbench's families, then the reference's when asked for; `instance` is False for
+        a Pushgateway push (PushView): the reference's `instance` label then comes from the
+        push's grouping key."""
         with self._lock:
             messages = list(self._latest.values())
         families: dict[str, Metric] = {}
@@ -47,7 +47,7 @@ class TelemetryCollector(Collector):
             for name, labels, value in message["series"]:
                 _add(families, name, {**labels, **base}, value)
         if self.compat == "reference":
-            return iter([*families.values(), *reference_families(messages, identity)])
+            return iter([*families.values(), *reference_families(messages, instance)])
         return iter(families.values())
 
     def push_view(self) -> "PushView":
@@ -60,7 +60,7 @@ class PushView(Collector):
         self._collector = collector
 
     def collect(self) -> Iterator[Metric]:
-        return self._collector.collect(identity=False)
+        return self._collector.collect(instance=False)
 
 
 def _add(families: dict[str, Metric], name: str, labels: dict[str, str], value: float) -> None:

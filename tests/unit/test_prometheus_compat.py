@@ -48,7 +48,7 @@ def test_node_names_are_hpcbench_readings_in_the_reference_units_and_labels():
     collector = TelemetryCollector("reference")
     collector.update(NODE_MESSAGE)
     found = scrape(collector)
-    node = {"instance": "node07", "job": "hpcbench-monitor"}
+    node = {"instance": "node07"}      # job: the scrape job's, or the push's grouping key's
     assert found["cpu_usage_percent"] == [("cpu_usage_percent", node, 37.5)]
     assert found["ram_used_megabytes"] == [("ram_used_megabytes", node, 12_288.0)]
     gpu = {**node, "gpu_id": "1"}      # the NVML index, as the CSV's gpuN columns
@@ -70,7 +70,7 @@ def test_the_names_are_off_by_default():
     assert "hpcbench_node_memory_used_bytes" in found
 
 
-def test_a_push_leaves_instance_and_job_to_the_gateways_grouping_key():
+def test_a_push_leaves_instance_to_the_gateways_grouping_key():
     collector = TelemetryCollector("reference")
     collector.update(NODE_MESSAGE)
     found = scrape(collector.push_view())
