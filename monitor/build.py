@@ -58,7 +58,7 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
                                    ["give a path in a writable directory"]) from None
             cleanup.callback(outputs.csv.close)
         if args.prometheus_port is not None or args.enable_monitoring:
-            outputs.collector = TelemetryCollector()
+            outputs.collector = TelemetryCollector(args.compat_names)
         if args.prometheus_port is not None:
             try:
                 server, port = serve(outputs.collector, args.prometheus_host, args.prometheus_port,
@@ -74,8 +74,8 @@ def build_sampler(args: argparse.Namespace, interval_s: float,
             cleanup.callback(server.shutdown)
             log.info("Prometheus metrics on http://%s:%s/metrics", args.prometheus_host, port)
         if args.enable_monitoring:
-            outputs.pusher = Pusher(args.pushgateway_node, args.node, outputs.collector,
-                                    push_every_s)
+            outputs.pusher = Pusher(args.pushgateway_node, args.node,
+                                    outputs.collector.push_view(), push_every_s)
             log.info("pushing to Pushgateway %s every %gs", outputs.pusher.gateway, push_every_s)
         log.info("node %s, run %s: sampling every %gs", args.node, args.run_id, interval_s)
         yield Sampler(args.run_id, args.node, interval_s, sources, outputs)

@@ -22,6 +22,7 @@ from hpcbench.common.agent_link import add_agent_arguments
 from hpcbench.common.durations import parse_duration
 from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.common.logs import configure_logging
+from hpcbench.monitor.compat import CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address the Prometheus endpoint binds to (default 127.0.0.1)")
     parser.add_argument("--prometheus-port-file", type=Path, metavar="PATH",
                         help="write the Prometheus port here once it is serving")
+    parser.add_argument("--compat-names", default="none", metavar="NAMES",
+                        help="'reference': also expose the reference toolkit's names "
+                             "(cpu_usage_percent, ram_used_megabytes, gpu_utilization_percent, "
+                             "gpu_memory_used_megabytes, ...) on the Prometheus endpoint and in "
+                             "pushes, next to hpcbench's own (default 'none')")
     parser.add_argument("--enable-monitoring", action="store_true",
                         help="push metrics to the Pushgateway given by --pushgateway-node")
     parser.add_argument("--pushgateway-node", metavar="HOST[:PORT]",
@@ -156,5 +162,15 @@ def _check(args: argparse.Namespace) -> None:
     if args.enable_monitoring and not args.pushgateway_node:
         raise config_error("--enable-monitoring needs --pushgateway-node HOST[:PORT] "
                            "(where the Prometheus Pushgateway runs)")
+    if args.compat_names not in CHOICES:
+        raise config_error(f"--compat-names {args.compat_names!r} is not one of "
+                           f"{', '.join(CHOICES)}",
+                           ["use --compat-names reference for the reference toolkit's metric "
+                            "names, or leave the option out"])
+    if args.compat_names != "none" and args.prometheus_port is None and not args.enable_monitoring:
+        raise config_error(f"--compat-names {args.compat_names} names Prometheus series, but "
+                           "this monitor exposes none",
+                           ["add --prometheus-port N (an endpoint) or --enable-monitoring "
+                            "--pushgateway-node HOST (pushes), or leave the option out"])
     if args.samples is not None and args.samples < 1:
         raise config_error(f"--samples {args.samples} must be at least 1")

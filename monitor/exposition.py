@@ -2,7 +2,8 @@
 
 `TelemetryCollector` keeps the latest message per node and renders it at scrape time, labelled
 with `node` and `run`. The monitor feeds it its own messages; the coordinator can feed it every
-node's messages from the telemetry topic and expose the whole allocation on one endpoint.
+node's messages from the telemetry topic and expose the whole allocation on one endpoint. With
+`compat="reference"` it also renders the reference toolkit's names (monitor/compat.py).
 """
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from prometheus_client.registry import Collector
 
 from hpcbench.common.files import write_atomic
 from hpcbench.monitor.catalogue import METRICS, is_counter
+from hpcbench.monitor.compat import CHOICES, reference_families
 
 
 class TelemetryCollector(Collector):
-    def __init__(self) -> None:
+    def __init__(self, compat: str = "none") -> None:
+        if compat not in CHOICES:
+            raise ValueError(f"compat {compat!r} is not one of {CHOICES}")
+        self.compat = compat
         self._latest: dict[str, dict] = {}
         self._lock = threading.Lock()
 
@@ -28,7 +33,10 @@ class TelemetryCollector(Collector):
         with self._lock:
             self._latest[message["node"]] = message
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self, instance: bool = True) -> Iterator[Metric]:
+        """hpcbench's families, then the reference's when asked for; `instance` is False for
+        a Pushgateway push (PushView): the reference's `instance` label then comes from the
+        push's grouping key."""
         with self._lock:
             messages = list(self._latest.values())
         families: dict[str, Metric] = {}
@@ -38,7 +46,21 @@ class TelemetryCollector(Collector):
                 _add(families, name, base, value)
             for name, labels, value in message["series"]:
                 _add(families, name, {**labels, **base}, value)
+        if self.compat == "reference":
+            return iter([*families.values(), *reference_families(messages, instance)])
         return iter(families.values())
+
+    def push_view(self) -> "PushView":
+        """This collector as a Pushgateway push renders it."""
+        return PushView(self)
+
+
+class PushView(Collector):
+    def __init__(self, collector: TelemetryCollector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterator[Metric]:
+        return self._collector.collect(instance=False)
 
 
 def _add(families: dict[str, Metric], name: str, labels: dict[str, str], value: float) -> None:

@@ -96,6 +96,7 @@ def resolve(data: dict) -> dict:
     monitoring.setdefault("prometheus", {}).setdefault("enabled", False)
     monitoring["prometheus"].setdefault("port", PROMETHEUS_PORT)
     monitoring["prometheus"].setdefault("monitor_port", MONITOR_PROMETHEUS_PORT)
+    monitoring["prometheus"].setdefault("compat_names", "none")   # hpcbench's names only
     monitoring.setdefault("pushgateway", None)
 
     recipe.setdefault("security", {}).setdefault("curve", None)   # automatic

@@ -352,6 +352,22 @@ def _prometheus_ports_differ(data: dict) -> list[Problem]:
                     f"monitor endpoint: the coordinator serves its metrics there")]
 
 
+def _compat_names_are_exposed(data: dict) -> list[Problem]:
+    """The reference's names are extra Prometheus series: something must expose them, the
+    session's endpoints or the monitors' Pushgateway pushes."""
+    compat = lookup(data, "monitoring.prometheus.compat_names")
+    if compat in (None, "none") or not isinstance(compat, str):
+        return []
+    if lookup(data, "monitoring.prometheus.enabled") is True:
+        return []
+    if lookup(data, "monitoring.pushgateway") and lookup(data, "monitoring.enabled") is not False:
+        return []
+    return [Problem("monitoring.prometheus.compat_names", compat,
+                    "none while nothing is exposed to Prometheus: set monitoring.prometheus."
+                    "enabled: true (the session's endpoints) or monitoring.pushgateway (the "
+                    "monitors' pushes) for the reference's names to appear")]
+
+
 def _bind_address_is_an_ip(data: dict) -> list[Problem]:
     address = lookup(data, "security.bind_address")
     if not isinstance(address, str):
@@ -398,5 +414,6 @@ RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,
     _health_endpoint_is_http,
-    _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _bind_address_is_an_ip, _sweep_fits,
+    _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _compat_names_are_exposed,
+    _bind_address_is_an_ip, _sweep_fits,
 )

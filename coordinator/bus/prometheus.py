@@ -22,6 +22,10 @@ messages (topic `telemetry`), it renders at scrape time:
 Every series carries `run` and `trial`; a finished trial keeps its final cumulative values, the
 interval gauges follow the current trial only. `metric` is ttft, itl, tpot, e2e, dispatch_lag or
 queue_time (hpcbench.common.measure.definitions).
+
+With `compat="reference"` (the recipe's monitoring.prometheus.compat_names) the endpoint also
+carries the reference toolkit's names: the workload's (`ollama_requests_total`, ...,
+coordinator/bus/compat.py) and the nodes' (`cpu_usage_percent`, ..., monitor/compat.py).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.coordinator.bus.compat import WorkloadNames
 from hpcbench.monitor.exposition import TelemetryCollector, serve
 from hpcbench.proto import bus as bus_contract
 
@@ -77,24 +82,34 @@ INTEGRITY = (
 class SessionCollector(Collector):
     """Holds the newest snapshot, each trial's last cumulative stats and every node's telemetry."""
 
-    def __init__(self) -> None:
-        self.telemetry = TelemetryCollector()
+    def __init__(self, compat: str = "none", service: str = "simulator") -> None:
+        self.telemetry = TelemetryCollector(compat)
+        # the reference's workload names, named after the service (coordinator/bus/compat.py)
+        self.workload = WorkloadNames(service) if compat == "reference" else None
         self._lock = threading.Lock()
         self._latest: dict | None = None
         self._trials: dict[str, tuple[str, dict]] = {}   # trial -> (run, cumulative stats)
 
     def update_snapshot(self, snapshot: dict) -> None:
+        self._record_snapshot(snapshot)
+        if self.workload is not None:
+            self.workload.snapshot(snapshot)
+
+    def _record_snapshot(self, snapshot: dict) -> None:
         with self._lock:
             self._latest = snapshot
             if snapshot.get("trial") is not None and snapshot.get("cumulative"):
                 self._trials[snapshot["trial"]] = (snapshot["run"], snapshot["cumulative"])
 
     def update_bus_message(self, message: dict) -> None:
-        """Take one message from bus.subscribe(); topics other than snapshot/telemetry are ignored."""
+        """Take one message from bus.subscribe(); events and summaries matter to the reference's
+        workload names only, other topics are ignored."""
         if message["topic"] == bus_contract.SNAPSHOT:
-            self.update_snapshot(message["data"])
+            self._record_snapshot(message["data"])
         elif message["topic"] == bus_contract.TELEMETRY:
             self.telemetry.update(message["data"])
+        if self.workload is not None:
+            self.workload.update(message)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -141,6 +156,8 @@ class SessionCollector(Collector):
                 if value is not None:
                     family(name, "counter", doc).add_sample(name, {"run": latest["run"]}, value)
         yield from families.values()
+        if self.workload is not None:
+            yield from self.workload.families()
         yield from self.telemetry.collect()
 
 
@@ -172,13 +189,17 @@ class SessionMetricsServer:
     """Serve a SessionCollector on http://host:port/metrics, fed by a bus subscriber thread."""
 
     def __init__(self, bus_endpoint: str, host: str = "127.0.0.1", port: int = 0,
-                 port_file: Path | None = None) -> None:
+                 port_file: Path | None = None, compat: str = "none",
+                 service: str = "simulator") -> None:
         from hpcbench.coordinator.bus.publisher import subscribe
 
-        self.collector = SessionCollector()
+        self.collector = SessionCollector(compat, service)
         self._subscribe = subscribe
         self._bus_endpoint = bus_endpoint
         self._stop = threading.Event()
+        self._topics = (bus_contract.SNAPSHOT, bus_contract.TELEMETRY)
+        if self.collector.workload is not None:
+            self._topics += (bus_contract.EVENT, bus_contract.SUMMARY)
         try:
             self._server, self.port = serve(self.collector, host, port, port_file)
         except OSError as error:
@@ -192,9 +213,7 @@ class SessionMetricsServer:
         # subscribe() ends after an idle spell so the stop flag is checked; re-subscribing is
         # harmless (the bus replays its last values, and updates are idempotent).
         while not self._stop.is_set():
-            for message in self._subscribe(self._bus_endpoint,
-                                           (bus_contract.SNAPSHOT, bus_contract.TELEMETRY),
-                                           idle_timeout_s=0.2):
+            for message in self._subscribe(self._bus_endpoint, self._topics, idle_timeout_s=0.2):
                 self.collector.update_bus_message(message)
                 if self._stop.is_set():
                     break

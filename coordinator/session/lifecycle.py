@@ -35,7 +35,7 @@ from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.control.feed import SessionFeed
 from hpcbench.coordinator.launch.base import Launcher, make_launcher
 from hpcbench.coordinator.session.disk_space import check_free_space
-from hpcbench.executor.config import with_executor_share
+from hpcbench.executor.config import LoadConfig, with_executor_share
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event
 from hpcbench.proto.trial import TrialConfig
@@ -110,12 +110,18 @@ def monitor_prometheus_port(monitoring: dict) -> int:
 
 def monitor_options(monitoring: dict) -> list[str]:
     """What the recipe's `monitoring` block tells every monitor: its sampling interval, the
-    Pushgateway to push to and the port of its own Prometheus endpoint."""
+    Pushgateway to push to, the port of its own Prometheus endpoint and which names it
+    exposes there."""
     options = ["--interval", f"{monitoring['interval']}s"]
     if monitoring["pushgateway"]:
         options += ["--enable-monitoring", "--pushgateway-node", monitoring["pushgateway"]]
     port = monitor_prometheus_port(monitoring)
-    return options + (["--prometheus-port", str(port)] if port else [])
+    if port:
+        options += ["--prometheus-port", str(port)]
+    compat = monitoring["prometheus"]["compat_names"]
+    if compat != "none" and (port or monitoring["pushgateway"]):
+        options += ["--compat-names", compat]   # the reference's names too
+    return options
 
 
 def loss_tolerated(data: dict, role: str) -> bool:
@@ -573,6 +579,7 @@ class Session:
         # all registered executors, lost ones included, so shares stay stable when one is lost
         executor_nodes = {agent.executor_index: agent.node
                           for agent in self.registry.agents(pb.EXECUTOR)}
+        configs = []
         for agent in self.registry.agents(pb.EXECUTOR):
             if agent.agent_id not in executors:
                 continue
@@ -584,8 +591,10 @@ class Session:
                                  executor_count=self.registry.executor_count, node=agent.node,
                                  targets=self._targets[agent.agent_id], workload=share,
                                  request_extras=extras)
+            configs.append(config)
             self.registry.send(agent.agent_id, pb.CONFIGURE, trial.id, config.encode())
             self.registry.send(agent.agent_id, pb.START, trial.id)
+        self.recording.trial_streams(trial.id, closed_loop_streams(configs))
         budget = (workload["warmup"] + workload["duration"] + workload["request_timeout"]
                   + TRIAL_GRACE_S)
         stop_sent = False
@@ -733,3 +742,20 @@ def _trial_progress(current: dict, total: int) -> pb.TrialProgress:
     return pb.TrialProgress(trial_id=trial.id, index=current["index"], total=total, phase=phase,
                             elapsed_s=elapsed, duration_s=warmup + duration)
 
+
+
+def closed_loop_streams(configs: list[TrialConfig]) -> int | None:
+    """The closed-loop streams a trial's executors run, each share resolved as its executor
+    resolves it; None under an open-loop schedule (no fixed number of clients) or when a share
+    does not resolve (the executor reports that itself)."""
+    streams = 0
+    for config in configs:
+        try:
+            load = LoadConfig.from_workload(config.workload, config.targets,
+                                            config.executor_index, config.executor_count)
+        except HpcbenchError:
+            return None
+        if load.load.pattern != "closed":
+            return None
+        streams += load.concurrency
+    return streams if configs else None

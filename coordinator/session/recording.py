@@ -104,7 +104,9 @@ class SessionRecording:
         from hpcbench.coordinator.bus.prometheus import SessionMetricsServer
 
         return SessionMetricsServer(self.bus_endpoint, host, settings["port"],
-                                    self.session_dir / "prometheus.port")
+                                    self.session_dir / "prometheus.port",
+                                    compat=settings.get("compat_names", "none"),
+                                    service=self.recipe.data["workload"]["service"])
 
     def _telemetry(self, message: dict) -> None:
         """A checked telemetry message (ingest thread): note its node, meter its GPUs."""
@@ -139,6 +141,13 @@ class SessionRecording:
         self._integrity_at_begin = self.aggregator.integrity()
         self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
         self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
+
+    def trial_streams(self, trial_id: str, streams: int | None) -> None:
+        """The closed-loop streams `trial_id` runs (None: open loop), for the Prometheus
+        endpoint's reference names (the reference's `<service>_threads`)."""
+        workload = self.metrics_server.collector.workload if self.metrics_server else None
+        if workload is not None:
+            workload.streams(trial_id, streams)
 
     def admit(self, executors=(), monitor_nodes=()) -> None:
         """The session's own executors and monitor nodes: only their batches and telemetry

@@ -120,6 +120,8 @@ def test_telemetry_waits_for_a_coordinator_that_comes_up_later(tmp_path, cli_env
     (["--coordinator-telemetry", "10.0.0.1:5556"], "is not a ZeroMQ endpoint"),
     (["--service-pid", "999999999"], "--service-pid 999999999: no such process"),
     (["--prometheus-port", "70000"], "is not a TCP port"),
+    (["--compat-names", "grafana"], "--compat-names 'grafana' is not one of none, reference"),
+    (["--compat-names", "reference"], "but this monitor exposes none"),   # no endpoint, no push
 ])
 def test_bad_options_fail_with_e006_naming_the_option(args, message, cli_env):
     done = subprocess.run([MONITOR, "--samples", "1", *args], capture_output=True, text=True,

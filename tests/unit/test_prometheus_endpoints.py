@@ -22,7 +22,7 @@ def recipe(prometheus: dict, **top):
 
 def test_monitor_port_defaults_next_to_the_coordinators_and_0_turns_it_off():
     assert recipe({"enabled": True}).data["monitoring"]["prometheus"] == \
-        {"enabled": True, "port": 9400, "monitor_port": 9401}
+        {"enabled": True, "port": 9400, "monitor_port": 9401, "compat_names": "none"}
     assert recipe({"enabled": True, "monitor_port": 0}).data["monitoring"]["prometheus"][
         "monitor_port"] == 0
 
