@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.common.files import write_atomic
+from hpcbench.common.files import check_private_dir, write_private
 from hpcbench.common.logs import configure_logging
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
 from hpcbench.coordinator.launch.srun import check_hpcbench_image, component_image, ensure_image
@@ -151,15 +151,16 @@ class SlurmJob:
     def _save(self) -> None:
         if self.run_dir is not None:
             # names the control address, like coordinator.json: private
-            write_atomic(self.run_dir / "job.json", json.dumps(self.record, indent=2, default=str),
-                         mode=0o600)
+            write_private(self.run_dir / "job.json", json.dumps(self.record, indent=2,
+                                                                default=str))
 
     def _open_run_dir(self, recipe, allocation: Allocation, placement) -> None:
         submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", "."))
         root = Path(recipe.data["results_dir"])
-        self.run_dir = (root if root.is_absolute() else submit_dir / root) / \
+        run_dir = (root if root.is_absolute() else submit_dir / root) / \
             recipe.scenario / allocation.job_id
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_private_dir(run_dir)   # it will hold the token: only we may write there
+        self.run_dir = run_dir       # job.json is written from now on
         self.record.update(job_id=allocation.job_id, scenario=recipe.scenario,
                            nodes=list(allocation.nodes), addresses=dict(allocation.addresses),
                            placement=placement.to_dict(), started_at=time.time())

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from hpcbench.common import tls
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.files import check_private_dir
 from hpcbench.common.ids import check_id
 from hpcbench.coordinator.control.agents import AgentRegistry
 from hpcbench.coordinator.control.feed import SessionFeed
@@ -294,7 +295,7 @@ class Session:
         self.scenario = self.recipe.scenario
         root = Path(self._results_root or self.recipe.data["results_dir"])
         self.run_dir = root / self.scenario / self.session_id
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_private_dir(self.run_dir)   # it will hold the token: only we may write there
         self.launcher = self._make_launcher(self.run_dir, self.recipe)
         self.supervisor = self.launcher.supervisor
         self.recording = self._open_recording()

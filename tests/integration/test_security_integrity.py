@@ -15,6 +15,7 @@ import json
 import os
 import pwd
 import socket
+import stat
 import threading
 from pathlib import Path
 
@@ -215,3 +216,20 @@ def test_a_tokenless_flood_of_streams_cannot_starve_the_sessions_own_calls(tmp_p
     assert "lost" not in run.output
     record("tokenless_streams_refused", len(outcomes))
     record("status_calls_during_flood", len(statuses))
+
+
+def test_a_group_writable_umask_still_gets_a_private_session_directory(tmp_path):
+    """HPC project spaces often run with umask 002: the session directory hpcbench creates must
+    still be writable by its user only, or its own check would refuse it."""
+    import subprocess
+    import sys
+
+    recipe = write_recipe(tmp_path, duration="1s", concurrency=(2,))
+    done = subprocess.run([sys.executable, "-m", "hpcbench.coordinator.cli.main", "run",
+                           str(recipe), "--results-dir", str(tmp_path / "results"),
+                           "--session", "umask", "--no-live", "--no-report"],
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.umask(0o002))
+    assert done.returncode == 0, done.stdout + done.stderr
+    session_dir = tmp_path / "results" / "faults" / "umask"
+    assert stat.S_IMODE(session_dir.stat().st_mode) & 0o022 == 0
