@@ -190,12 +190,15 @@ class SessionMetricsServer:
 
     def __init__(self, bus_endpoint: str, host: str = "127.0.0.1", port: int = 0,
                  port_file: Path | None = None, compat: str = "none",
-                 service: str = "simulator") -> None:
+                 service: str = "simulator", curve=None) -> None:
+        """`curve`: the session's keys when its bus is on CURVE (unkeyed, it would hear
+        nothing)."""
         from hpcbench.coordinator.bus.publisher import subscribe
 
         self.collector = SessionCollector(compat, service)
         self._subscribe = subscribe
         self._bus_endpoint = bus_endpoint
+        self._curve = curve
         self._stop = threading.Event()
         self._topics = (bus_contract.SNAPSHOT, bus_contract.TELEMETRY)
         if self.collector.workload is not None:
@@ -210,13 +213,10 @@ class SessionMetricsServer:
         self._thread.start()
 
     def _follow(self) -> None:
-        # subscribe() ends after an idle spell so the stop flag is checked; re-subscribing is
-        # harmless (the bus replays its last values, and updates are idempotent).
-        while not self._stop.is_set():
-            for message in self._subscribe(self._bus_endpoint, self._topics, idle_timeout_s=0.2):
-                self.collector.update_bus_message(message)
-                if self._stop.is_set():
-                    break
+        """One subscription for the session's whole life."""
+        for message in self._subscribe(self._bus_endpoint, self._topics, curve=self._curve,
+                                       stop=self._stop):
+            self.collector.update_bus_message(message)
 
     def close(self) -> None:
         self._stop.set()

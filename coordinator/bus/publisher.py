@@ -116,12 +116,15 @@ class BusPublisher:
 
 def subscribe(endpoint: str, topics: Iterable[str] = contract.TOPICS,
               idle_timeout_s: float | None = None,
-              context: zmq.Context | None = None, curve=None) -> Iterator[dict]:
+              context: zmq.Context | None = None, curve=None,
+              stop: threading.Event | None = None) -> Iterator[dict]:
     """Yield bus messages (maps, see proto/bus.py) from `endpoint`, current state first.
 
     Replays of messages this subscriber already received (same topic and seq) are skipped, so
-    each message arrives once. Ends when no message came for `idle_timeout_s` (None: never); closing the
-    generator closes the socket. Messages that break the contract are skipped.
+    each message arrives once. Ends when no message came for `idle_timeout_s` (None: never) or
+    once `stop` is set (checked at least every 0.2 s); closing the generator closes the socket.
+    Messages that break the contract are skipped. `curve`: the session's keys when its bus is
+    on CURVE (a subscriber without them hears nothing).
     """
     socket = sockets.connect(zmq.SUB, endpoint, hwm=SUBSCRIBE_HWM, curve=curve, context=context,
                              max_message_bytes=MAX_BUS_MESSAGE_BYTES)
@@ -130,8 +133,13 @@ def subscribe(endpoint: str, topics: Iterable[str] = contract.TOPICS,
             socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         seen: deque[tuple[str, int]] = deque(maxlen=_REMEMBERED)
         seen_set: set[tuple[str, int]] = set()
-        timeout_ms = None if idle_timeout_s is None else int(idle_timeout_s * 1000)
-        while socket.poll(timeout_ms, zmq.POLLIN):
+        idle_since = time.monotonic()
+        while not (stop is not None and stop.is_set()):
+            if not socket.poll(200, zmq.POLLIN):
+                if idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
+                    return
+                continue
+            idle_since = time.monotonic()
             try:
                 message = contract.unpack(socket.recv_multipart())
             except contract.BusMessageError:

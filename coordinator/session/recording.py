@@ -106,7 +106,8 @@ class SessionRecording:
         return SessionMetricsServer(self.bus_endpoint, host, settings["port"],
                                     self.session_dir / "prometheus.port",
                                     compat=settings.get("compat_names", "none"),
-                                    service=self.recipe.data["workload"]["service"])
+                                    service=self.recipe.data["workload"]["service"],
+                                    curve=self.curve)
 
     def _telemetry(self, message: dict) -> None:
         """A checked telemetry message (ingest thread): note its node, meter its GPUs."""

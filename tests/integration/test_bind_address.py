@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import stat
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -18,12 +19,20 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.recipes import recipe_from_dict
 from tests.support.fault_runs import MONITOR, started_runs, wait_second_trial_measuring, write_recipe
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
 def runs():
     with started_runs() as start:
         yield start
+
+
+def served_requests(port: int) -> float:
+    """hpcbench_requests_total summed over the session endpoint's series (0 before any)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("hpcbench_requests_total"))
 
 
 def listening(pid: int) -> dict[int, str]:
@@ -48,6 +57,9 @@ def test_sockets_listen_where_the_recipe_says_and_peers_dial_loopback(tmp_path, 
     session_dir = run.results / "faults" / "bind"
     record = json.loads((session_dir / "coordinator.json").read_text())
     sockets = listening(run.process.pid)
+    # the session's endpoint follows its bus, whether that is ipc or CURVE
+    wait_until(lambda: served_requests(coordinator_port) > 0, timeout=30,
+               what="requests on the session's Prometheus endpoint")
     # the monitor's Prometheus endpoint goes where the coordinator's sockets go
     assert listening(run.component_pid(*MONITOR)) == {monitor_port: listens_on}
     assert sockets[coordinator_port] == listens_on
