@@ -84,9 +84,16 @@ def read_certificate(path: Path) -> bytes:
 
 
 def channel(address: str, cert_pem: bytes | None) -> grpc.Channel:
-    """A channel to the coordinator: TLS trusting exactly `cert_pem` when given, else plain
-    (a loopback coordinator)."""
+    """A channel to the coordinator: TLS trusting exactly `cert_pem` when given; plain only to
+    a loopback address (anywhere else the token would cross the network in clear text, to
+    whatever answers: E006 naming the fix)."""
     if cert_pem is None:
+        host = address.rsplit(":", 1)[0]
+        if not is_loopback(host):
+            raise config_error(f"the coordinator at {address} is not on this machine: its "
+                               "control calls need the session's certificate (TLS)",
+                               ["fix: give the session's --run-dir (it holds control.crt), or "
+                                "--tls-cert PATH with --address (agents: $HPCBENCH_TLS_CERT)"])
         return grpc.insecure_channel(address)
     credentials = grpc.ssl_channel_credentials(root_certificates=cert_pem)
     return grpc.secure_channel(address, credentials,
