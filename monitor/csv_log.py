@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
+import re
 from pathlib import Path
 
 MIB = 1024 * 1024
+_GPU_UTIL = re.compile(r"gpu(\d+)_util")
 
 
 class CsvLog:
+    """Appends: a re-run of a session (or a restarted monitor) adds its rows under the header
+    already there, so the telemetry of trials measured by an earlier run is kept."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file = path.open("w", newline="", encoding="utf-8")
+        self._gpu_indices: list[str] | None = _gpu_columns(path)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+        self._file = os.fdopen(descriptor, "a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
-        self._gpu_indices: list[str] | None = None
 
     def write(self, ts_ns: int, metrics: dict[str, float],
               series: list[tuple[str, dict[str, str], float]]) -> None:
@@ -49,6 +56,19 @@ class CsvLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _gpu_columns(path: Path) -> list[str] | None:
+    """The GPU indices of the header an earlier writer left in `path` (None: no header yet).
+    A GPU that was not there then gets no column; one that is gone leaves its cells empty."""
+    try:
+        with path.open(encoding="utf-8", newline="") as existing:
+            header = next(csv.reader(existing), None)
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    if not header:
+        return None
+    return [match.group(1) for match in map(_GPU_UTIL.fullmatch, header) if match]
 
 
 def _number(value: float | None, scale: float) -> str:

@@ -166,6 +166,12 @@ def test_sampler_messages_follow_the_telemetry_contract_and_csv_the_reference(tm
     assert 0.0 <= float(cpu) <= 100.0
     assert float(ram) == pytest.approx(messages[0]["metrics"]["hpcbench_node_memory_used_bytes"]
                                        / 2**20, rel=0.01)
+    # a re-run of the session appends under the same header: earlier runs' rows are kept
+    again = CsvLog(tmp_path / "metrics.csv")
+    again.write(messages[0]["ts_ns"], messages[0]["metrics"], messages[0]["series"])
+    again.close()
+    after = list(csv.reader((tmp_path / "metrics.csv").open()))
+    assert after[:4] == rows and len(after) == 5 and after[4][1:4] == rows[1][1:4]
 
 
 @pytest.mark.parametrize("broken, field", [
