@@ -440,7 +440,6 @@ class Trial:
             self._flush()
 
     def _flush(self) -> None:
-        interval = int((now_ns() - self.t0) / (self.config.batch_interval * 1e9))
-        batch = self.recorder.cut(max(interval, 0))
-        if batch is not None:
+        interval = max(int((now_ns() - self.t0) / (self.config.batch_interval * 1e9)), 0)
+        while (batch := self.recorder.cut(interval)) is not None:   # several if over bounds
             self.sink.send(batch)

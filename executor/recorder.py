@@ -12,11 +12,12 @@ from array import array
 
 import numpy as np
 
-from hpcbench.proto.samples import SampleBatch
+from hpcbench.proto.samples import MAX_GAPS, MAX_ROWS, SampleBatch
 
 # Row fields in the order `add` appends them (req_id .. slot, as in REQUEST_COLUMNS).
 _FIELDS = ("req_id", "intended_ns", "send_ns", "first_ns", "end_ns", "chunks", "tokens_in",
            "tokens_out", "token_source", "status", "error", "phase", "slot")
+_CHUNKS = _FIELDS.index("chunks")
 
 
 class SampleRecorder:
@@ -45,12 +46,25 @@ class SampleRecorder:
         self.recorded += 1
 
     def cut(self, interval: int) -> SampleBatch | None:
-        """The rows recorded since the last cut as one batch (None when there are none)."""
+        """The oldest rows recorded since the last cut as one batch (None when there are none):
+        all of them, or as many as fit the sample contract's bounds (MAX_ROWS requests,
+        MAX_GAPS chunk times), the rest left for the next cut. A caller cuts until None."""
         if not self._rows:
             return None
-        rows, self._rows = self._rows, array("q")
-        times, self._chunk_times = self._chunk_times, array("q")
-        table = np.frombuffer(rows, dtype=np.int64).reshape(-1, len(_FIELDS))
+        table = np.frombuffer(self._rows, dtype=np.int64).reshape(-1, len(_FIELDS))
+        chunk_ends = np.cumsum(table[:, _CHUNKS])          # chunk times through each row
+        rows = min(len(table), MAX_ROWS,
+                   max(int(np.searchsorted(chunk_ends, MAX_GAPS, side="right")), 1))
+        times_used = int(chunk_ends[rows - 1])
+        if rows == len(table):
+            taken, times = self._rows, self._chunk_times
+            self._rows, self._chunk_times = array("q"), array("q")
+        else:    # rare: a flood of requests finished at once; split at the bounds
+            split = rows * len(_FIELDS)
+            taken, self._rows = self._rows[:split], self._rows[split:]
+            times, self._chunk_times = (self._chunk_times[:times_used],
+                                        self._chunk_times[times_used:])
+        table = np.frombuffer(taken, dtype=np.int64).reshape(-1, len(_FIELDS))
         columns = {name: table[:, index] for index, name in enumerate(_FIELDS)}
         batch = SampleBatch(seq=self.seq, interval=interval, columns=columns,
                             itl_ns=_gaps(np.frombuffer(times, dtype=np.int64), columns["chunks"]),

@@ -153,3 +153,34 @@ def test_recorder_rows_and_gaps_keep_row_boundaries():
     assert list(batch.itl_ns) == [3, 6, 4, 1]
     assert (batch.seq, batch.interval, batch.epoch_ns) == (0, 3, 7)
     assert recorder.cut(interval=4) is None and len(recorder) == 0
+
+
+def test_a_flood_of_finished_requests_is_cut_into_batches_within_the_contracts_bounds(
+        monkeypatch):
+    """The coordinator drops a message over MAX_MESSAGE_BYTES: whatever finishes at once (a
+    trial's end cancels every request in flight), no batch may exceed MAX_ROWS rows or
+    MAX_GAPS chunk times, and cutting until None loses and reorders nothing."""
+    from types import SimpleNamespace
+
+    from hpcbench.executor import recorder as module
+
+    monkeypatch.setattr(module, "MAX_ROWS", 4)
+    monkeypatch.setattr(module, "MAX_GAPS", 10)
+    recorder = module.SampleRecorder("r", "t", "e", "n", epoch_ns=0)
+    chunk_sets = [list(range(100 * row, 100 * row + count))
+                  for row, count in enumerate([3, 0, 5, 9, 1, 12, 2, 2, 0, 4])]
+    for request_id, times in enumerate(chunk_sets):
+        recorder.add(SimpleNamespace(
+            req_id=request_id, intended_ns=1, send_ns=2, end_ns=5000, chunk_times=times,
+            tokens_in=5, tokens_out=len(times), token_source=2, status=200, error=0,
+            phase=1, slot=-1))
+    batches = []
+    while (batch := recorder.cut(interval=0)) is not None:
+        batches.append(samples.decode(samples.encode(batch)))
+    for batch in batches:
+        assert batch.n <= 4
+        assert batch.columns["chunks"].sum() <= 10 or batch.n == 1   # one long answer alone
+    assert [seq for batch in batches for seq in [batch.seq]] == list(range(len(batches)))
+    assert [int(r) for batch in batches for r in batch.columns["req_id"]] == list(range(10))
+    expected_gaps = [b - a for times in chunk_sets for a, b in zip(times, times[1:])]
+    assert [int(g) for batch in batches for g in batch.itl_ns] == expected_gaps
