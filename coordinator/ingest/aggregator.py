@@ -221,19 +221,19 @@ class Aggregator:
                 self.problems.append(f"batch of run {batch.run!r} ignored (this run is "
                                      f"{self.run_id!r}), executor {batch.executor!r}")
                 return False
+            if self.admitted_only and (batch.executor not in self._admitted or (
+                    batch.trial not in self._trials and batch.trial not in self._closed)):
+                self.foreign += 1
+                self.foreign_requests += batch.n
+                self.problems.append(f"batch of executor {batch.executor[:64]!r} for trial "
+                                     f"{batch.trial[:64]!r} dropped: not an executor and trial "
+                                     "of this session")
+                return False
             if batch.trial in self._closed:
                 self.after_close += 1
                 self.after_close_requests += batch.n
                 self.problems.append(f"batch seq {batch.seq} of executor {batch.executor!r} "
                                      f"arrived after trial {batch.trial!r} closed: not in results")
-                return False
-            if self.admitted_only and (batch.executor not in self._admitted
-                                       or batch.trial not in self._trials):
-                self.foreign += 1
-                self.foreign_requests += batch.n
-                self.problems.append(f"batch of executor {batch.executor!r} for trial "
-                                     f"{batch.trial!r} dropped: not an executor and trial of "
-                                     "this session")
                 return False
             tracker = self._sequences.setdefault(batch.executor, SequenceTracker())
             if not tracker.accept(batch.seq):

@@ -41,8 +41,9 @@ class AggregatorServer:
         self.telemetry_messages = 0
         self.telemetry_malformed = 0
         self.telemetry_foreign = 0
-        # nodes whose telemetry counts (a session's monitor nodes); None: every node's
-        self.telemetry_nodes: set[str] | None = None
+        # nodes whose telemetry counts: a session's monitor nodes (none until it starts
+        # monitors) when its aggregator admits only its own; None (tools): every node's
+        self.telemetry_nodes: set[str] | None = set() if aggregator.admitted_only else None
         self.latest_snapshot: dict | None = None
         self._socket, self.endpoint = sockets.bind(
             zmq.PULL, endpoint, hwm=RECEIVE_HWM, max_message_bytes=samples.MAX_MESSAGE_BYTES,

@@ -295,3 +295,34 @@ def test_the_standalone_executor_summary_and_the_coordinator_agree_on_the_same_s
     assert coordinator.exact["itl"]["count"] == sum(
         int(np.maximum(b.columns["chunks"][b.columns["error"] == 0].astype(int) - 1, 0).sum())
         for b in batches)
+
+
+def test_a_sessions_aggregator_counts_what_is_not_its_own_as_foreign():
+    """Only the session's opened trials, admitted executors and monitor nodes count; a batch
+    naming a trial the session already closed is foreign too when its executor is not one of
+    the session's (not a late batch of its own)."""
+    from hpcbench.coordinator.ingest.receiver import AggregatorServer
+    from hpcbench.proto import telemetry
+
+    aggregator = Aggregator(run_id=RUN, admitted_only=True)
+    aggregator.open_trial("t1")
+    aggregator.admit_executors(["exec-0"])
+    assert aggregator.ingest(encode(make_batch(0, 5, executor="exec-0", trial="t1")))
+    assert not aggregator.ingest(encode(make_batch(0, 5, executor="forger", trial="t1")))
+    assert not aggregator.ingest(encode(make_batch(1, 5, executor="exec-0", trial="t-next")))
+    aggregator.close_trial("t1")
+    assert not aggregator.ingest(encode(make_batch(0, 5, executor="forger", trial="t1")))
+    assert not aggregator.ingest(encode(make_batch(1, 5, executor="exec-0", trial="t1")))
+    integrity = aggregator.integrity()
+    assert (integrity["foreign_batches"], integrity["foreign_requests"]) == (3, 15)
+    assert (integrity["after_close_batches"], integrity["batches"]) == (1, 1)
+    seen = []
+    server = AggregatorServer(aggregator, on_telemetry=seen.append)
+    try:
+        server.handle(telemetry.encode(RUN, "someone", 0, 1, {"hpcbench_node_load1": 9.0}))
+        assert (server.telemetry_foreign, seen) == (1, [])   # before any monitor: none count
+        server.telemetry_nodes.add("node-1")
+        server.handle(telemetry.encode(RUN, "node-1", 0, 1, {"hpcbench_node_load1": 0.5}))
+        assert len(seen) == 1 and server.telemetry_messages == 1
+    finally:
+        server.stop()
