@@ -9,12 +9,14 @@ connected (ZeroMQ ignores most options set later):
   (a larger message drops its connection);
 - CURVE (common/curve.py) when the session has keys: the binding side serves the server key, the
   connecting side needs it, so a peer without the session's keys never completes a handshake.
+A bind that fails is E008 and a malformed endpoint E006, each naming the endpoint.
 """
 from __future__ import annotations
 
 import zmq
 
 from hpcbench.common.curve import CurveKeys
+from hpcbench.common.errors import HpcbenchError, config_error
 
 _SENDS = {zmq.PUSH, zmq.PUB, zmq.XPUB}
 
@@ -35,7 +37,8 @@ def bind(kind: int, endpoint: str, *, hwm: int, linger_ms: int = 0,
          max_message_bytes: int | None = None, curve: CurveKeys | None = None,
          options: dict[int, int | bytes] | None = None,
          context: zmq.Context | None = None) -> tuple[zmq.Socket, str]:
-    """A socket of `kind` bound to `endpoint` (port 0 picks one) and the endpoint it got."""
+    """A socket of `kind` bound to `endpoint` (port 0 picks one) and the endpoint it got;
+    E008 naming the endpoint when it cannot be bound."""
     socket = _prepare(kind, hwm=hwm, linger_ms=linger_ms, max_message_bytes=max_message_bytes,
                       options=options, context=context)
     try:
@@ -44,6 +47,11 @@ def bind(kind: int, endpoint: str, *, hwm: int, linger_ms: int = 0,
             socket.curve_publickey = curve.server_public.encode("ascii")
             socket.curve_secretkey = curve.server_secret.encode("ascii")
         socket.bind(endpoint)
+    except zmq.ZMQError as error:   # an address that is not this node's, a port taken
+        socket.close(0)
+        raise HpcbenchError("E008", f"cannot listen on {endpoint}: {error}",
+                            ("fix: a recipe's security.bind_address must be an address of this "
+                             "node (or null); a taken port must be freed",)) from None
     except BaseException:
         socket.close(0)
         raise
@@ -54,7 +62,7 @@ def connect(kind: int, endpoint: str, *, hwm: int, linger_ms: int = 0,
             max_message_bytes: int | None = None, curve: CurveKeys | None = None,
             options: dict[int, int | bytes] | None = None,
             context: zmq.Context | None = None) -> zmq.Socket:
-    """A socket of `kind` connecting to `endpoint` (ZMQError when the endpoint is malformed)."""
+    """A socket of `kind` connecting to `endpoint` (E006 when the endpoint is malformed)."""
     socket = _prepare(kind, hwm=hwm, linger_ms=linger_ms, max_message_bytes=max_message_bytes,
                       options=options, context=context)
     try:
@@ -63,6 +71,11 @@ def connect(kind: int, endpoint: str, *, hwm: int, linger_ms: int = 0,
             socket.curve_publickey = curve.client_public.encode("ascii")
             socket.curve_secretkey = curve.client_secret.encode("ascii")
         socket.connect(endpoint)
+    except zmq.ZMQError as error:   # not an endpoint at all (what a user typed, mostly)
+        socket.close(0)
+        raise config_error(f"{endpoint!r} is not a ZeroMQ endpoint ({error})",
+                           ["give one such as tcp://10.0.0.1:5556 or ipc:///path/to/socket, as "
+                            "the session's coordinator.json names it"]) from None
     except BaseException:
         socket.close(0)
         raise

@@ -85,8 +85,13 @@ class ZmqSink(_BackgroundSink):
         from hpcbench.common import sockets
 
         self._own_context = zmq.Context() if context is None else None
-        self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=sndhwm, linger_ms=linger_ms,
-                                       curve=curve, context=context or self._own_context)
+        try:
+            self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=sndhwm, linger_ms=linger_ms,
+                                           curve=curve, context=context or self._own_context)
+        except BaseException:   # e.g. E006 for a malformed endpoint: leave no context behind
+            if self._own_context is not None:
+                self._own_context.term()
+            raise
         super().__init__(f"zmq-sink {endpoint}")
 
     def _write(self, payload: bytes) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zmq
 
 from hpcbench.common import sockets
-from hpcbench.common.errors import config_error
+from hpcbench.common.errors import HpcbenchError, config_error
 
 
 class TelemetrySender:
@@ -22,11 +22,11 @@ class TelemetrySender:
             self._socket = sockets.connect(zmq.PUSH, endpoint, hwm=high_water_mark,
                                            linger_ms=linger_ms, curve=curve,
                                            context=self._context)
-        except zmq.ZMQError as error:
+        except HpcbenchError as error:   # a malformed endpoint: name the option it came from
             self._context.term()
-            raise config_error(
-                f"--coordinator-telemetry {endpoint!r} is not a ZeroMQ endpoint ({error})",
-                ["give the coordinator's telemetry address, e.g. tcp://10.0.0.1:5556"]) from None
+            raise config_error(f"--coordinator-telemetry: {error.message}",
+                               ["give the coordinator's telemetry address, e.g. "
+                                "tcp://10.0.0.1:5556"]) from None
         self.dropped = 0
 
     def send(self, payload: bytes) -> bool:

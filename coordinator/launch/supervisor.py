@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.process_group import signal_group, spawn
 
 
@@ -54,8 +55,19 @@ class Supervisor:
         self.children: list[ChildProcess] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
+        """Start `argv` as the child `name`; a program that cannot be started is E001 for the
+        service and E002 for hpcbench's own components, naming the program and the fix."""
         log_path = self.log_dir / f"{name}.log"
-        process = spawn(argv, env, log_path)
+        try:
+            process = spawn(argv, env, log_path)
+        except OSError as error:
+            service = name.startswith("service")
+            raise HpcbenchError(
+                "E001" if service else "E002",
+                f"cannot start {name}: {argv[0]!r}: {error.strerror or error}",
+                (f"command: {' '.join(argv)}",
+                 "fix: install the server program or set its path in servers.service_config"
+                 if service else "fix: reinstall hpcbench on this node (make setup)")) from None
         child = ChildProcess(name=name, argv=list(argv), process=process, log_path=log_path)
         self.children.append(child)
         return child

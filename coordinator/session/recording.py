@@ -67,21 +67,24 @@ class SessionRecording:
         self.protections = {"data_plane": self.protection,
                             "control_plane": "tls" if control_tls else "loopback",
                             "control_token": "required"}
-        self.bus = BusPublisher(bus_bind, run=session_id, curve=self.curve)
         self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s, admitted_only=True)
         self.energy = EnergyMeter()
         self._telemetry_nodes: set[str] = set()   # nodes whose monitor has reported
         self._telemetry_lock = threading.Lock()
-        self.server = AggregatorServer(self.aggregator, sample_bind, bus=self.bus,
-                                       on_snapshot=on_snapshot, on_telemetry=self._telemetry,
-                                       curve=self.curve)
-        self.sample_endpoint = reachable(self.server.start(), host)
-        self.bus_endpoint = reachable(self.bus.endpoint, host)
-        try:
+        self.bus = self.server = None
+        try:   # whatever fails half way leaves no socket, thread or directory behind
+            self.bus = BusPublisher(bus_bind, run=session_id, curve=self.curve)
+            self.server = AggregatorServer(self.aggregator, sample_bind, bus=self.bus,
+                                           on_snapshot=on_snapshot, on_telemetry=self._telemetry,
+                                           curve=self.curve)
+            self.sample_endpoint = reachable(self.server.start(), host)
+            self.bus_endpoint = reachable(self.bus.endpoint, host)
             self.metrics_server = self._serve_prometheus(bind)
         except BaseException:
-            self.server.stop()
-            self.bus.close()
+            if self.server is not None:
+                self.server.stop()
+            if self.bus is not None:
+                self.bus.close()
             self._remove_socket_dir()
             raise
         self.results = ResultsWriter(self.session_dir.parent.parent, self.session_dir.parent.name,

@@ -179,3 +179,21 @@ def test_a_session_being_run_cannot_be_run_twice(tmp_path):
         holder.kill()
         holder.wait()
     assert done.returncode == 2 and f"being run by process {holder.pid}" in done.stderr
+
+
+def test_a_server_program_that_is_not_installed_is_e001_naming_it(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "scenario": "missing", "monitoring": {"enabled": False},
+        "servers": {"service_config": {"python": str(tmp_path / "no-such-python"),
+                                       "model_path": str(tmp_path / "tiny.gguf")}},
+        "workload": {"service": "llamacpp", "model": "m", "duration": "1s",
+                     "dataset": {"input_tokens": {"distribution": "fixed", "mean": 8},
+                                 "output_tokens": {"distribution": "fixed", "mean": 4}}},
+    }))
+    (tmp_path / "tiny.gguf").write_bytes(b"")
+    done = hpcbench_run(str(recipe), "--results-dir", str(tmp_path / "results"))
+    output = done.stdout + done.stderr
+    assert done.returncode == 11, output                      # E001's exit status
+    assert "error E001: cannot start service" in output and "no-such-python" in output
+    assert "Traceback" not in output and "internal error" not in output
