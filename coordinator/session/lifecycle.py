@@ -403,6 +403,7 @@ class Session:
         self.recording.admit(monitor_nodes=nodes)
         self.registry.monitor_count = len(nodes)
         prometheus_port = self._monitor_prometheus_port()
+        metrics_path = service.metrics_path_for(self.recipe.data["servers"]["service_config"])
         for node in nodes:
             url, pid = deployed.get(node, (None, None))
             if not deployed and node == nodes[0] and endpoints:
@@ -412,8 +413,8 @@ class Session:
                     "--run-id", self.session_id, "--node", node,
                     "--interval", f"{monitoring['interval']}s",
                     "--csv", str(self.run_dir / "telemetry" / f"{node}.csv")]
-            if url and service.metrics_path:
-                args += ["--server-metrics", url.rstrip("/") + service.metrics_path]
+            if url and metrics_path:
+                args += ["--server-metrics", url.rstrip("/") + metrics_path]
             if pid:
                 args += ["--service-pid", str(pid)]
             if monitoring["pushgateway"]:
