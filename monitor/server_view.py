@@ -101,16 +101,14 @@ class ServerMetricsLog:
         metrics = message["metrics"]
         if UP not in metrics:
             return
+        # the server's plain values and its histograms' _sum and _count; a NaN or infinite
+        # value (Prometheus allows them) is left out, so summary.json stays plain JSON
         values = {name: float(value) for name, value in metrics.items()
-                  if name.startswith(PREFIX) and histogram_of(name) is None}
+                  if name.startswith(PREFIX) and math.isfinite(value)}
         buckets: dict[str, dict[float, float]] = {}
-        for name, value in metrics.items():
-            histogram = histogram_of(name)
-            if histogram is not None:
-                values[name] = float(value)          # <histogram>_sum, <histogram>_count
         for name, labels, value in message["series"]:
             histogram = histogram_of(name)
-            if histogram is not None and name.endswith("_bucket"):
+            if histogram is not None and name.endswith("_bucket") and math.isfinite(value):
                 bound = _bound(labels.get("le"))
                 if bound is not None:
                     buckets.setdefault(histogram, {})[bound] = float(value)

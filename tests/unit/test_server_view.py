@@ -103,6 +103,14 @@ def test_failed_scrapes_count_but_add_nothing_and_a_restart_is_not_negative():
     assert summary["counters"]["requests_finished"] == 10 + 5 + 15
 
 
+def test_a_nan_gauge_is_left_out_and_summary_json_stays_plain():
+    messages = [scrape(t, running=float("nan") if t == 1 else 3) for t in range(4)]
+    summary = log_of(*messages).trial(int(0.5 * S), 3 * S).summary
+    assert summary["gauges"]["requests_running"] == {"mean": 3, "min": 3, "max": 3,
+                                                     "scrapes": 2}
+    json.dumps(summary, allow_nan=False)
+
+
 def test_nodes_add_up_and_keep_their_own_figures():
     messages = []
     for t in range(4):
