@@ -45,6 +45,10 @@ GPU = {
 
 SERVER = {
     "hpcbench_server_up": "1 when the inference server's /metrics answered the last scrape, else 0.",
+    "hpcbench_server_scrape_sent_time_seconds":
+        "When the last answered scrape of the server's /metrics was sent (Unix seconds).",
+    "hpcbench_server_scrape_read_time_seconds":
+        "When the answer of the last answered scrape was read (Unix seconds).",
     "hpcbench_server_kv_cache_usage_ratio":
         "KV-cache blocks in use (0..1); vllm:kv_cache_usage_perc or vllm:gpu_cache_usage_perc.",
     "hpcbench_server_requests_running": "Requests the server is running now; vllm:num_requests_running.",

@@ -20,6 +20,7 @@ unlabelled `<name>_sum` and `<name>_count` (proto/telemetry.py).
 from __future__ import annotations
 
 import logging
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -58,6 +59,10 @@ SERVER_NAMES: dict[str, tuple[str, str]] = {
     "llamacpp:n_busy_slots_per_decode_total": ("hpcbench_server_busy_slots_per_decode", "mean"),
     "llamacpp:n_busy_slots_per_decode": ("hpcbench_server_busy_slots_per_decode", "mean"),
 }
+
+# when the last answered scrape was sent and its answer read (Unix seconds)
+SCRAPE_SENT = "hpcbench_server_scrape_sent_time_seconds"
+SCRAPE_READ = "hpcbench_server_scrape_read_time_seconds"
 
 # server histogram -> hpcbench histogram (seconds); earlier rows win on conflicts.
 HISTOGRAM_NAMES: dict[str, str] = {
@@ -146,10 +151,15 @@ class ServerMetricsSource:
         self._was_up: bool | None = None
 
     def read(self) -> Reading:
+        """The server's values, with when the scrape was sent and when its answer was read:
+        the server rendered its values between the two, which may be well after the tick's
+        own time on a busy node (a window bracketed by scrapes needs the real instants)."""
         reading = Reading()
+        sent = time.time()
         try:
             with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:
                 text = response.read().decode("utf-8", errors="replace")
+            read = time.time()
             mapped, histograms = parse_server_metrics(text)
         except (urllib.error.URLError, OSError, ValueError) as error:
             self._note_state(False, f"{type(error).__name__}: {error}")
@@ -157,6 +167,8 @@ class ServerMetricsSource:
             return reading
         self._note_state(True, "")
         reading.add("hpcbench_server_up", 1.0)
+        reading.add(SCRAPE_SENT, sent)
+        reading.add(SCRAPE_READ, read)
         for name, value in mapped.items():
             reading.add(name, value)
         for name, histogram in histograms.items():

@@ -4,16 +4,20 @@
 point per scrape of the server; server_metrics.py maps them), as the coordinator receives them.
 `trial(start_ns, end_ns)` answers for a measured window:
 
-- `rows`: every scrape from the last one at or before the window's start to the first one at
-  or after its end, as (ts_ns, node, metric, le, value); `le` is the bucket bound of a
-  histogram's `_bucket` rows, "" otherwise. Bracketing the window lets counters and histograms
-  be differenced over all of it; the span may reach up to one monitoring interval beyond each
-  edge, and `span` says exactly where it lies.
+- `rows`: every scrape from the last one read at or before the window's start to the first
+  one sent at or after its end, as (ts_ns, node, metric, le, value); `ts_ns` is when the
+  scrape's answer was read (the server rendered it after the scrape was sent, which may be
+  well after the monitor's tick on a busy node: both instants travel in telemetry), `le` the
+  bucket bound of a histogram's `_bucket` rows, "" otherwise. Bracketing the window lets
+  counters and histograms be differenced over all of it; the span may reach up to one
+  monitoring interval beyond each edge, and `span` says exactly where it lies.
 - `summary`: what the window adds up to, in summary.json's units (ms, counts, ratios):
   gauges (KV-cache usage, requests running and waiting) as mean / min / max over the scrapes
   inside the window; counters (requests finished, prompt and generated tokens, preemptions,
   prefix-cache hits, ...) as their increase over the span; the server's latency histograms as
-  count, mean and p50 / p90 / p99 of their increase. The mean is exact (sum / count); the
+  count, mean and p50 / p90 / p99 of their increase; by Little's law, the mean number of
+  requests in the server and in its queue (the time finished requests spent there per second
+  of the span), which gauges read at scrape instants can miss. The mean is exact (sum / count); the
   percentiles are estimated from the buckets by linear interpolation, as PromQL's
   histogram_quantile does, so they are only as fine as the server's buckets.
 
@@ -29,6 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from hpcbench.monitor.catalogue import SERVER_HISTOGRAMS, histogram_of
+from hpcbench.monitor.server_metrics import SCRAPE_READ, SCRAPE_SENT
 
 PREFIX = "hpcbench_server_"
 UP = "hpcbench_server_up"
@@ -69,11 +74,15 @@ assert set(HISTOGRAMS.values()) == set(SERVER_HISTOGRAMS)
 
 @dataclass(frozen=True)
 class Scrape:
-    """One node's server values at one tick: plain values and histograms (le -> count)."""
+    """One node's server values at one tick: plain values and histograms (le -> count).
+    `ts_ns`: when the answer was read, `sent_ns`: when the scrape was sent (the server
+    rendered its values in between); both the tick's time for a failed scrape, or from a
+    monitor that does not say."""
 
     ts_ns: int
     values: dict[str, float]
     buckets: dict[str, dict[float, float]]
+    sent_ns: int
 
     @property
     def up(self) -> bool:
@@ -116,17 +125,24 @@ class ServerMetricsLog:
             points = self._nodes.get(message["node"])
             if points is None:
                 points = self._nodes[message["node"]] = deque(maxlen=self._max_points)
-            points.append(Scrape(message["ts_ns"], values, buckets))
+            points.append(Scrape(_stamp(values, SCRAPE_READ, message["ts_ns"]), values, buckets,
+                                 _stamp(values, SCRAPE_SENT, message["ts_ns"])))
 
     @property
     def nodes(self) -> list[str]:
         with self._lock:
             return sorted(self._nodes)
 
+    def unanswered_nodes(self) -> set[str]:
+        """Nodes whose monitor scrapes a server that has not answered any scrape yet."""
+        with self._lock:
+            return {node for node, points in self._nodes.items()
+                    if not any(point.up for point in points)}
+
     def covered(self, end_ns: int) -> bool:
         """Whether every node has a scrape at or after `end_ns` (the window is bracketed)."""
         with self._lock:
-            return all(points and max(p.ts_ns for p in points) >= end_ns
+            return all(points and max(p.sent_ns for p in points) >= end_ns
                        for points in self._nodes.values())
 
     def forget_before(self, ts_ns: int) -> None:
@@ -163,14 +179,26 @@ def _bound(text: str | None) -> float | None:
         return None
 
 
+def _stamp(values: dict[str, float], name: str, default_ns: int) -> int:
+    return int(round(values[name] * 1e9)) if name in values else default_ns
+
+
 def _bracket(points: list[Scrape], start_ns: int, end_ns: int) -> list[Scrape]:
-    """The scrapes from the last at or before `start_ns` (else the first) to the first at or
-    after `end_ns` (else the last)."""
-    first = max((index for index, point in enumerate(points) if point.ts_ns <= start_ns),
-                default=0)
-    last = min((index for index, point in enumerate(points) if point.ts_ns >= end_ns),
-               default=len(points) - 1)
-    return points[first:last + 1] if last >= first else []
+    """The scrapes from the last answered one read at or before `start_ns` (else the first
+    answered one) to the first answered one sent at or after `end_ns` (else the last
+    answered one): the server rendered the first before the window and the last after it.
+    Failed scrapes in between stay (they are part of the record); without any answered
+    scrape, every scrape in the window's neighbourhood is kept, to show the server was down."""
+    answered = [index for index, point in enumerate(points) if point.up]
+    if not answered:
+        inside = [index for index, point in enumerate(points)
+                  if start_ns <= point.ts_ns and point.sent_ns <= end_ns]
+        return [points[index] for index in inside] or points[-1:]
+    first = max((index for index in answered if points[index].ts_ns <= start_ns),
+                default=answered[0])
+    last = min((index for index in answered
+                if points[index].sent_ns >= end_ns and index >= first), default=answered[-1])
+    return points[first:last + 1] if last >= first else [points[first]]
 
 
 def _rows(node: str, points: list[Scrape]) -> list[tuple[int, str, str, str, float]]:
@@ -207,7 +235,7 @@ def _node_summary(points: list[Scrape], start_ns: int, end_ns: int) -> dict:
     inside = [point for point in points if start_ns <= point.ts_ns <= end_ns] or points
     summary: dict = {
         "span": {"start_ns": points[0].ts_ns, "end_ns": points[-1].ts_ns},
-        "covers_window": points[0].ts_ns <= start_ns and points[-1].ts_ns >= end_ns,
+        "covers_window": points[0].ts_ns <= start_ns and points[-1].sent_ns >= end_ns,
         "scrapes": len(points), "scrapes_answered": sum(point.up for point in points),
         "gauges": {}, "counters": {}, "histograms": {}}
     for short, (name, _) in GAUGES.items():
@@ -330,6 +358,14 @@ def _finish(summary: dict) -> dict:
     if counters.get("generation_tokens") and "generation_seconds" in counters:
         derived["generation_ms_per_token_per_slot"] = (counters["generation_seconds"] * 1e3
                                                        / counters["generation_tokens"])
+    # Little's law: the time finished requests spent in the server (or in its queue) per
+    # second of the span is how many were there on average, whatever the gauges happened to
+    # read at the instants of the scrapes (a server idle between short batches reads 0 often)
+    span_s = (summary["span"]["end_ns"] - summary["span"]["start_ns"]) / 1e9
+    for key, short in (("requests_in_server_mean", "e2e"), ("requests_queued_mean", "queue_time")):
+        histogram = summary["histograms"].get(short)
+        if histogram is not None and span_s > 0:
+            derived[key] = histogram["sum"] / span_s
     done["derived"] = derived
     return done
 

@@ -185,6 +185,9 @@ _STATE_COLUMNS = (
      lambda s: _mean_max(s["gauges"].get("kv_cache_usage_ratio"), 100)),
     ("running", "running mean / max", lambda s: _mean_max(s["gauges"].get("requests_running"))),
     ("waiting", "waiting mean / max", lambda s: _mean_max(s["gauges"].get("requests_waiting"))),
+    ("in_server", "in server / queued (Little)",
+     lambda s: _little(s["derived"].get("requests_in_server_mean"),
+                       s["derived"].get("requests_queued_mean"))),
     ("preemptions", "preemptions", lambda s: _opt_count(s["counters"].get("preemptions"))),
     ("prefix", "prefix cache hits %",
      lambda s: _percent(s["derived"].get("prefix_cache_hit_ratio"))),
@@ -200,6 +203,12 @@ def _mean_max(gauge: dict | None, scale: float = 1.0) -> str | None:
     if not gauge:
         return None
     return f"{cell(gauge['mean'] * scale)} / {cell(gauge['max'] * scale)}"
+
+
+def _little(in_server: float | None, queued: float | None) -> str | None:
+    if in_server is None:
+        return None
+    return f"{cell(in_server)} / {cell(queued) if queued is not None else '-'}"
 
 
 def _percent(ratio: float | None) -> str | None:
@@ -234,7 +243,10 @@ def _state(trials: list[TrialData]) -> str:
             "measured window (s); requests, prompt (input) and generated (output) tokens as "
             "the client counted them (measured requests; tokens of successful ones) / as the "
             "server counted them over the span. Gauges: mean / max over the scrapes inside "
-            "the window.</p>\n"
+            "the window; a gauge read once per scrape can miss a server busy in short bursts. "
+            "In server / queued (Little): the mean number of requests in the server and in "
+            "its queue, from the time its finished requests spent there per second of the "
+            "span (Little's law), which sees every request.</p>\n"
             + table(["trial", "scrapes", "span / window s", "requests client / server",
                      "input tokens client / server", "output tokens client / server",
                      *(header for _, header, _ in columns)], rows))

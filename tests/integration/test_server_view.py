@@ -102,6 +102,13 @@ def test_gauges_respect_the_servers_batch_slots(monitored):
     for server in (two, four):
         usage = server["gauges"]["kv_cache_usage_ratio"]
         assert 0 <= usage["min"] <= usage["mean"] <= usage["max"] <= 1
+    # Little's law over the span: a closed-loop client has one request at a time, and every
+    # request of the trial lies inside the span
+    for concurrency, server in ((2, two), (4, four)):
+        derived = server["derived"]
+        assert 0 < derived["requests_queued_mean"] < derived["requests_in_server_mean"] \
+            <= concurrency
+    assert four["derived"]["requests_queued_mean"] > two["derived"]["requests_queued_mean"]
 
 
 def test_the_client_ttft_split_adds_up(monitored):

@@ -88,11 +88,48 @@ def test_a_window_is_bracketed_by_scrapes_and_differenced_over_them():
     assert ttft["p50_ms"] == pytest.approx(100 * 12.5 / 15)
     assert ttft["p50_bucket_ms"] == [0.0, 100.0]
     assert ttft["p99_ms"] == pytest.approx(500.0) and ttft["p99_bucket_ms"] == [500.0, None]
+    assert "requests_in_server_mean" not in summary["derived"]   # no E2E histogram here
     assert {row[0] for row in view.rows} == {t * S for t in range(2, 8)}
     assert ("hpcbench_node_load1" not in {row[2] for row in view.rows})   # the server's only
     buckets = [row for row in view.rows if row[0] == 7 * S and row[2] == f"{TTFT}_bucket"]
     assert [(row[3], row[4]) for row in buckets] == [("0.1", 21), ("0.5", 28), ("+Inf", 35)]
     json.dumps(summary, allow_nan=False)   # summary.json stays plain JSON
+
+
+def test_littles_law_gives_the_mean_requests_in_the_server_and_its_queue():
+    """Over 10 s, finished requests spent 30 s in the server and 5 s queued: 3 in the server
+    and 0.5 queued on average."""
+    def histogram(name: str, total: float, count: float) -> dict:
+        return {f"hpcbench_server_{name}_seconds_sum": total,
+                f"hpcbench_server_{name}_seconds_count": count}
+
+    first = scrape(0, **histogram("e2e_request_latency", 0, 0),
+                   **histogram("request_queue_time", 0, 0))
+    last = scrape(10, **histogram("e2e_request_latency", 30, 12),
+                  **histogram("request_queue_time", 5, 12))
+    for message in (first, last):   # histograms need buckets too
+        for name in ("e2e_request_latency", "request_queue_time"):
+            count = message["metrics"][f"hpcbench_server_{name}_seconds_count"]
+            message["series"].append([f"hpcbench_server_{name}_seconds_bucket", {"le": "+Inf"},
+                                      count])
+    derived = log_of(first, last).trial(1 * S, 9 * S).summary["derived"]
+    assert derived["requests_in_server_mean"] == pytest.approx(3.0)
+    assert derived["requests_queued_mean"] == pytest.approx(0.5)
+
+
+def test_the_bracket_goes_by_when_the_server_answered_not_by_the_tick():
+    """On a busy node a scrape is sent 0.3 s after the monitor's tick and read 0.1 s later:
+    the scrape ticked at 2 s but read at 2.4 s may hold requests of a window starting at
+    2.35 s, so the window starts from the one read at 1.4 s; it ends with the first scrape
+    sent after its end."""
+    messages = [scrape(t, finished=t, hpcbench_server_scrape_sent_time_seconds=t + 0.3,
+                       hpcbench_server_scrape_read_time_seconds=t + 0.4) for t in range(10)]
+    log = log_of(*messages)
+    view = log.trial(int(2.35 * S), int(6.5 * S))
+    assert view.summary["span"]["start_ns"] == int(1.4 * S)
+    assert view.summary["span"]["end_ns"] == int(7.4 * S)
+    assert view.summary["counters"]["requests_finished"] == 6
+    assert log.covered(int(9.3 * S)) and not log.covered(int(9.31 * S))
 
 
 def test_failed_scrapes_count_but_add_nothing_and_a_restart_is_not_negative():
@@ -101,6 +138,21 @@ def test_failed_scrapes_count_but_add_nothing_and_a_restart_is_not_negative():
     summary = log_of(*messages).trial(int(0.5 * S), int(3.5 * S)).summary
     assert summary["scrapes"] == 5 and summary["scrapes_answered"] == 4
     assert summary["counters"]["requests_finished"] == 10 + 5 + 15
+
+
+def test_a_failed_scrape_at_an_edge_is_not_the_bracket():
+    """The scrape just before the window failed (a busy server missed the timeout): the
+    window starts from the last answered one, or the requests between would be lost."""
+    messages = [scrape(0, finished=0), scrape(1, up=False), scrape(2, finished=6),
+                scrape(3, finished=12), scrape(4, up=False), scrape(5, finished=20)]
+    summary = log_of(*messages).trial(int(1.5 * S), int(3.5 * S)).summary
+    assert summary["span"]["start_ns"] == 0 and summary["span"]["end_ns"] == 5 * S
+    assert summary["counters"]["requests_finished"] == 20 and summary["covers_window"]
+    assert log_of(*messages).unanswered_nodes() == set()
+    assert log_of(scrape(0, up=False), scrape(1, "n2")).unanswered_nodes() == {"n1"}
+    down = log_of(*(scrape(t, up=False) for t in range(4))).trial(int(0.5 * S), int(2.5 * S))
+    assert down.summary["scrapes_answered"] == 0 and down.summary["scrapes"] == 2
+    assert down.summary["counters"] == {} and not down.summary["covers_window"]
 
 
 def test_a_nan_gauge_is_left_out_and_summary_json_stays_plain():
