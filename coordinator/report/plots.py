@@ -268,6 +268,8 @@ def ttft_split_plot(rows: list[tuple[str, float, float, float]]) -> bytes:
     """rows: (trial id, dispatch lag, server TTFT, rest), mean ms: one stacked bar per trial
     (a negative rest is drawn back over the server's part)."""
     figure, axes = _figure(1, 1, max(2.6, 1.6 + 0.35 * len(rows)), legend_entries=3)
+    longest = max((len(row[0]) for row in rows), default=0)   # room for the trial names
+    figure.subplots_adjust(left=min(0.45, max(0.075, (0.2 + 0.075 * longest) / WIDTH_IN)))
     axis = axes[0, 0]
     positions = np.arange(len(rows))[::-1]
     dispatch = np.array([row[1] for row in rows])
@@ -315,7 +317,8 @@ def server_over_time(trial_id: str, series: list, window: tuple[float, float],
         for item, x, y, label in lines:
             if len(y) and np.isfinite(y).any():
                 name = " ".join(filter(None, (item.node if several else "", label)))
-                axis.plot(x, y, marker="o", markersize=3, linewidth=1.2, label=name or None)
+                axis.plot(x, y, marker="o", markersize=3, linewidth=1.2, label=name or None,
+                          linestyle="--" if label == "waiting" else "-")
                 drawn = True
         axis.set_title(title)
         axis.set_xlabel("time since measured start (s)")
