@@ -45,6 +45,10 @@ GPU = {
 
 SERVER = {
     "hpcbench_server_up": "1 when the inference server's /metrics answered the last scrape, else 0.",
+    "hpcbench_server_scrape_sent_time_seconds":
+        "When the last answered scrape of the server's /metrics was sent (Unix seconds).",
+    "hpcbench_server_scrape_read_time_seconds":
+        "When the answer of the last answered scrape was read (Unix seconds).",
     "hpcbench_server_kv_cache_usage_ratio":
         "KV-cache blocks in use (0..1); vllm:kv_cache_usage_perc or vllm:gpu_cache_usage_perc.",
     "hpcbench_server_requests_running": "Requests the server is running now; vllm:num_requests_running.",
@@ -53,7 +57,42 @@ SERVER = {
     "hpcbench_server_generation_tokens_total": "Tokens the server generated; vllm:generation_tokens_total.",
     "hpcbench_server_request_success_total": "Requests the server finished; vllm:request_success_total.",
     "hpcbench_server_preemptions_total": "Sequences the server preempted; vllm:num_preemptions_total.",
+    "hpcbench_server_prefix_cache_queries_total":
+        "Prompt tokens looked up in the prefix cache; vllm:prefix_cache_queries_total.",
+    "hpcbench_server_prefix_cache_hits_total":
+        "Prompt tokens found in the prefix cache; vllm:prefix_cache_hits_total.",
+    "hpcbench_server_prompt_seconds_total":
+        "Time the server spent processing prompts; llamacpp:prompt_seconds_total.",
+    "hpcbench_server_generation_seconds_total":
+        "Time the server's slots spent generating, summed over slots; "
+        "llamacpp:tokens_predicted_seconds_total.",
+    "hpcbench_server_decode_calls_total": "Decode steps (llama_decode calls); llamacpp:n_decode_total.",
+    "hpcbench_server_busy_slots_per_decode":
+        "Busy slots per decode step since the server started; llamacpp:n_busy_slots_per_decode.",
 }
+
+# The server's own latency histograms (seconds), exported as Prometheus histograms:
+# <name>_bucket{le}, <name>_sum, <name>_count.
+SERVER_HISTOGRAMS = {
+    "hpcbench_server_time_to_first_token_seconds":
+        "The server's time to first token, from the request's arrival in its engine; "
+        "vllm:time_to_first_token_seconds.",
+    "hpcbench_server_inter_token_latency_seconds":
+        "The server's gaps between output tokens; vllm:inter_token_latency_seconds "
+        "(older vLLM: vllm:time_per_output_token_seconds, the same gaps).",
+    "hpcbench_server_request_time_per_output_token_seconds":
+        "The server's time per output token after the first, per request; "
+        "vllm:request_time_per_output_token_seconds.",
+    "hpcbench_server_e2e_request_latency_seconds":
+        "The server's end-to-end request latency; vllm:e2e_request_latency_seconds.",
+    "hpcbench_server_request_queue_time_seconds":
+        "Time requests waited in the server's queue; vllm:request_queue_time_seconds.",
+    "hpcbench_server_request_prefill_time_seconds":
+        "Time requests spent in prefill; vllm:request_prefill_time_seconds.",
+    "hpcbench_server_request_decode_time_seconds":
+        "Time requests spent in decode; vllm:request_decode_time_seconds.",
+}
+HISTOGRAM_PARTS = ("_bucket", "_sum", "_count")
 
 MONITOR = {
     "hpcbench_monitor_samples_total": "Samples this monitor has taken.",
@@ -64,6 +103,15 @@ MONITOR = {
 }
 
 METRICS: dict[str, str] = {**NODE, **SERVICE, **GPU, **SERVER, **MONITOR}
+
+
+def histogram_of(name: str) -> str | None:
+    """The server histogram `name` is a part of (`<histogram>_bucket`, `_sum`, `_count`), or
+    None for a plain metric."""
+    for part in HISTOGRAM_PARTS:
+        if name.endswith(part) and name[: -len(part)] in SERVER_HISTOGRAMS:
+            return name[: -len(part)]
+    return None
 
 
 def is_counter(name: str) -> bool:

@@ -2,8 +2,11 @@
 
 `TelemetryCollector` keeps the latest message per node and renders it at scrape time, labelled
 with `node` and `run`. The monitor feeds it its own messages; the coordinator can feed it every
-node's messages from the telemetry topic and expose the whole allocation on one endpoint. With
-`compat="reference"` it also renders the reference toolkit's names (monitor/compat.py).
+node's messages from the telemetry topic and expose the whole allocation on one endpoint.
+Names ending in `_total` are counters, other plain names gauges; the parts of a server
+histogram (`<name>_bucket{le}`, `_sum`, `_count`; catalogue.SERVER_HISTOGRAMS) are put
+together into one Prometheus histogram. With `compat="reference"` it also renders the
+reference toolkit's names (monitor/compat.py).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from hpcbench.common.files import write_atomic
-from hpcbench.monitor.catalogue import METRICS, is_counter
+from hpcbench.monitor.catalogue import METRICS, SERVER_HISTOGRAMS, histogram_of, is_counter
 from hpcbench.monitor.compat import CHOICES, reference_families
 
 
@@ -46,6 +49,9 @@ class TelemetryCollector(Collector):
                 _add(families, name, base, value)
             for name, labels, value in message["series"]:
                 _add(families, name, {**labels, **base}, value)
+        for family in families.values():
+            if family.type == "histogram":
+                family.samples.sort(key=_histogram_order)
         if self.compat == "reference":
             return iter([*families.values(), *reference_families(messages, instance)])
         return iter(families.values())
@@ -64,12 +70,32 @@ class PushView(Collector):
 
 
 def _add(families: dict[str, Metric], name: str, labels: dict[str, str], value: float) -> None:
+    histogram = histogram_of(name)
+    if histogram is not None:   # the server's histograms: one Prometheus histogram each
+        family = families.get(histogram)
+        if family is None:
+            family = families[histogram] = Metric(histogram, SERVER_HISTOGRAMS[histogram],
+                                                  "histogram")
+        family.add_sample(name, labels, value)
+        return
     family = families.get(name)
     if family is None:
         kind = "counter" if is_counter(name) else "gauge"
         family_name = name[: -len("_total")] if kind == "counter" else name
         family = families[name] = Metric(family_name, METRICS.get(name, name), kind)
     family.add_sample(name, labels, value)
+
+
+def _histogram_order(sample) -> tuple:
+    """Per label set (node, run): buckets by bound, then _sum and _count, as the text format
+    lays a histogram out."""
+    labels = {key: value for key, value in sample.labels.items() if key != "le"}
+    try:
+        bound = float(sample.labels.get("le", "+Inf"))
+    except ValueError:   # a bound no server writes: last, rather than no exposition at all
+        bound = float("inf")
+    part = 0 if sample.name.endswith("_bucket") else 1 if sample.name.endswith("_sum") else 2
+    return (sorted(labels.items()), part, bound)
 
 
 def serve(collector: Collector, host: str, port: int, port_file: Path | None = None) -> tuple:

@@ -13,6 +13,12 @@ One msgpack map per sample tick of one node:
     series   list of [metric name, {label: text}, float]: labelled values, e.g. per CPU core
              (label "cpu") or per GPU (label "gpu" = GPU UUID, "index", "model")
 
+The inference server's own latency histograms (catalogue.SERVER_HISTOGRAMS) travel the
+Prometheus way, within these fields: "<name>_bucket" series labelled "le" (the bucket's upper
+bound as Prometheus writes it, "+Inf" last; cumulative counts) beside unlabelled "<name>_sum"
+and "<name>_count" metrics. A receiver that does not know a name may ignore it, so new names
+need no new version.
+
 The coordinator republishes each message unchanged on the metrics bus under the telemetry topic.
 """
 from __future__ import annotations

@@ -1,12 +1,18 @@
 """llama.cpp: the OpenAI-compatible server of llama-cpp-python or llama.cpp's `llama-server`.
 
 service_config: `model_path` (the GGUF file, required), `server: python|llama-server`
-(default python), `python` (interpreter with llama_cpp installed; default python3),
+(default python), `metrics` (llama-server: serve /metrics, default true; monitors scrape it),
+`python` (interpreter with llama_cpp installed; default python3),
 `interrupt_requests` (Python server; default false, so concurrent requests do not cancel each
 other), `gpu_layers` (layers to offload, as `--n_gpu_layers` / `--n-gpu-layers`), `env`, and
 any server flag (`n_ctx: 512` -> `--n_ctx 512` for the Python server, whose flags
 keep underscores; `ctx_size: 512` -> `--ctx-size 512` for llama-server). `workload.model` is the
 name clients send (--model_alias / --alias).
+
+Only llama-server has Prometheus metrics (`--metrics`, added unless `metrics: false`):
+requests processing and deferred, prompt and generated tokens and the time spent on each,
+decode calls, busy slots per decode (monitor/server_metrics.py maps them); llama-cpp-python's
+server has no /metrics, so nothing is scraped from it.
 
 Neither server has a version endpoint: llama-server tells its build in `GET /props`
 (`build_info`), llama-cpp-python only as its FastAPI app's version in `GET /openapi.json`.
@@ -17,7 +23,7 @@ from hpcbench.common.errors import config_error
 from hpcbench.servers.plugin import HttpService, LaunchContext, LaunchSpec, as_argv, cli_flags, extra_env, json_field
 from hpcbench.servers.runtime import wrap
 
-OWN_KEYS = ("port", "model_path", "server", "python", "env", "gpu_layers")
+OWN_KEYS = ("port", "model_path", "server", "python", "env", "gpu_layers", "metrics")
 SERVERS = ("python", "llama-server")
 
 
@@ -33,8 +39,16 @@ class LlamaCppService(HttpService):
     name = "llamacpp"
     default_port = 8080
     api = "openai-chat"
-    metrics_path = None  # llama-cpp-python has no /metrics
+    metrics_path = None  # llama-cpp-python has no /metrics; llama-server: metrics_path_for
     health_paths = ("/v1/models",)
+
+    def metrics_path_for(self, service_config: dict) -> str | None:
+        """/metrics for llama-server (started with --metrics unless `metrics: false`);
+        None for llama-cpp-python's server, which has none."""
+        if service_config.get("server", "python") == "llama-server" \
+                and service_config.get("metrics", True) is not False:
+            return "/metrics"
+        return None
 
     def server_version(self, base_url: str, timeout_s: float) -> str | None:
         """Which server answers, with its version: "llama-server BUILD" or
@@ -53,6 +67,13 @@ class LlamaCppService(HttpService):
                                ["fix: set model_path to a .gguf file readable on the server "
                                 "node"])
         server = config.get("server", "python")
+        if "metrics" in config and (server != "llama-server"
+                                    or not isinstance(config["metrics"], bool)):
+            raise config_error(
+                f"servers.service_config.metrics {config['metrics']!r} does nothing here: only "
+                "llama-server serves /metrics, and it takes true or false",
+                ["fix: remove `metrics`, or set server: llama-server and metrics: true "
+                 "(the default) or false (llama-cpp-python's server has no /metrics)"])
         if server == "python":
             argv = [*as_argv(config.get("python", "python3")), "-m", "llama_cpp.server",
                     "--model", str(model_path), "--host", ctx.address, "--port", str(ctx.port)]
@@ -70,6 +91,8 @@ class LlamaCppService(HttpService):
             if ctx.model:
                 argv += ["--alias", ctx.model]
             argv += gpu_layers(config, "--n-gpu-layers")
+            if self.metrics_path_for(config):
+                argv += ["--metrics"]
             argv += cli_flags(config, skip=OWN_KEYS)
         else:
             raise config_error(f"servers.service_config.server {server!r} is not known",

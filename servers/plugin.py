@@ -117,6 +117,11 @@ class ServicePlugin(ABC):
         """The server's own version string, or None when it does not say."""
         return None
 
+    def metrics_path_for(self, service_config: dict) -> str | None:
+        """Where the server, configured with `service_config`, serves Prometheus metrics
+        (None: nowhere, nobody scrapes it). Default: `metrics_path`."""
+        return self.metrics_path
+
 
 def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
     """GET `url`; return (status, body). Network failures raise OSError (URLError is one)."""

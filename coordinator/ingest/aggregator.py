@@ -80,6 +80,7 @@ class TrialSummary:
     window_start_ns: int | None = None
     window_end_ns: int | None = None
     energy: dict | None = None           # joules, output_tokens_per_joule, ... (GPU runs)
+    server: dict | None = None           # the server's own /metrics over the window, if scraped
 
     @property
     def requests(self) -> int:
@@ -102,6 +103,8 @@ class TrialSummary:
                     "window": {"start_ns": self.window_start_ns, "end_ns": self.window_end_ns}}
         if self.energy is not None:
             document["energy"] = self.energy
+        if self.server is not None:
+            document["server"] = self.server
         return document
 
     def csv_rows(self) -> list[dict]:

@@ -262,3 +262,70 @@ def telemetry_plot(node: str, seconds: np.ndarray, columns: dict[str, np.ndarray
         else:
             _empty(axis, "not measured on this node")
     return _png(figure)
+
+
+def ttft_split_plot(rows: list[tuple[str, float, float, float]]) -> bytes:
+    """rows: (trial id, dispatch lag, server TTFT, rest), mean ms: one stacked bar per trial
+    (a negative rest is drawn back over the server's part)."""
+    figure, axes = _figure(1, 1, max(2.6, 1.6 + 0.35 * len(rows)), legend_entries=3)
+    longest = max((len(row[0]) for row in rows), default=0)   # room for the trial names
+    figure.subplots_adjust(left=min(0.45, max(0.075, (0.2 + 0.075 * longest) / WIDTH_IN)))
+    axis = axes[0, 0]
+    positions = np.arange(len(rows))[::-1]
+    dispatch = np.array([row[1] for row in rows])
+    server = np.array([row[2] for row in rows])
+    rest = np.array([row[3] for row in rows])
+    parts = ((dispatch, np.zeros(len(rows)), "dispatch lag (client)", "#ff7f0e"),
+             (server, dispatch, "server's own TTFT", "#1f77b4"),
+             (rest, dispatch + server, "rest: network, front end, way back", "#7f7f7f"))
+    for widths, left, label, colour in parts:
+        axis.barh(positions, widths, left=left, height=0.6, label=label, color=colour)
+    axis.set_yticks(positions, [row[0] for row in rows], fontsize="small")
+    axis.set_xlabel("mean TTFT (ms)")
+    axis.grid(alpha=0.3, axis="x")
+    figure.suptitle("Where the client's TTFT goes (means)")
+    _figure_legend(figure, [Line2D([], [], color=colour, linewidth=6)
+                            for _, _, _, colour in parts],
+                   [label for _, _, label, _ in parts], "part")
+    return _png(figure)
+
+
+def server_over_time(trial_id: str, series: list, window: tuple[float, float],
+                     gauges: dict[str, str], ttft: str, generated: str) -> bytes:
+    """The server's state per scrape (one line per node, `series`: report/server.py
+    ServerSeries): KV-cache usage, requests running and waiting, its mean TTFT between
+    scrapes and generated tokens per second; the measured window shaded."""
+    figure, axes = _figure(2, 2, 6.0)
+    figure.suptitle(f"{trial_id}: the server's own view per scrape (measured window shaded)")
+    several = len(series) > 1
+    panels = (
+        ("KV-cache usage", "percent",
+         [(item, item.seconds, item.get(gauges["kv_cache_usage_ratio"]) * 100, "")
+          for item in series]),
+        ("Requests in the server", "requests",
+         [(item, item.seconds, item.get(gauges[name]), label) for item in series
+          for name, label in (("requests_running", "running"), ("requests_waiting", "waiting"))]),
+        ("Server's mean TTFT between scrapes", "ms",
+         [(item, item.seconds[1:], item.per_interval(f"{ttft}_sum", f"{ttft}_count") * 1e3, "")
+          for item in series]),
+        ("Generated tokens", "tokens per second",
+         [(item, item.seconds[1:], item.per_interval(generated), "") for item in series]),
+    )
+    for axis, (title, unit, lines) in zip(axes.flat, panels):
+        axis.axvspan(*window, color="#1f77b4", alpha=0.08)
+        drawn = False
+        for item, x, y, label in lines:
+            if len(y) and np.isfinite(y).any():
+                name = " ".join(filter(None, (item.node if several else "", label)))
+                axis.plot(x, y, marker="o", markersize=3, linewidth=1.2, label=name or None,
+                          linestyle="--" if label == "waiting" else "-")
+                drawn = True
+        axis.set_title(title)
+        axis.set_xlabel("time since measured start (s)")
+        axis.set_ylabel(unit)
+        axis.grid(alpha=0.3)
+        if not drawn:
+            _empty(axis, "not exported by this server")
+        elif any(label for _, _, _, label in lines) or several:
+            axis.legend(fontsize="small")
+    return _png(figure)

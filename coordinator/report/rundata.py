@@ -31,6 +31,7 @@ from hpcbench.coordinator.session.results import (
     read_outcome,
     trial_attempts,
 )
+from hpcbench.coordinator.session.server_view import SERVER_METRICS, read_rows
 
 SESSION_FILE = "session.json"
 TELEMETRY_DIR = "telemetry"
@@ -68,6 +69,17 @@ class TrialData:
     @property
     def slos_s(self) -> dict[str, float]:
         return dict(self.summary.get("slos_s") or {})
+
+    @cached_property
+    def server_rows(self) -> list[tuple[int, str, str, str, float]]:
+        """server_metrics.csv: the server's scrapes over the window ([] without the file)."""
+        path = self.directory / SERVER_METRICS
+        if not path.is_file():
+            return []
+        try:
+            return read_rows(path)
+        except OSError:
+            return []
 
     @cached_property
     def requests(self) -> RequestTable:

@@ -456,6 +456,7 @@ class Session:
         self.recording.admit(monitor_nodes=nodes)
         self.registry.monitor_count = len(nodes)
         prometheus_port = self._monitor_prometheus_port()
+        metrics_path = service.metrics_path_for(self.recipe.data["servers"]["service_config"])
         for node in nodes:
             url, pid = deployed.get(node, (None, None))
             if not deployed and node == nodes[0] and endpoints:
@@ -465,8 +466,8 @@ class Session:
                     "--run-id", self.session_id, "--node", node,
                     "--csv", str(self.run_dir / "telemetry" / f"{node}.csv"),
                     *monitor_options(monitoring)]
-            if url and service.metrics_path:
-                args += ["--server-metrics", url.rstrip("/") + service.metrics_path]
+            if url and metrics_path:
+                args += ["--server-metrics", url.rstrip("/") + metrics_path]
             if pid:
                 args += ["--service-pid", str(pid)]
             if prometheus_port:
@@ -480,16 +481,20 @@ class Session:
         return self.run_dir / "telemetry" / f"{node}.prometheus.port"
 
     def _wait_for_telemetry(self) -> None:
-        """Load starts once every monitor reported, so telemetry (GPU energy above all)
-        covers the first trial from its start. A monitor that stays silent is announced on
-        the bus and the session goes on: telemetry is not what the benchmark measures."""
+        """Load starts once every monitor reported, and every monitor that scrapes the
+        server's /metrics got an answer (monitors start with the server and find it not yet
+        listening), so telemetry (GPU energy, the server's own view) covers the first trial
+        from its start. A monitor that stays silent is announced on the bus and the session
+        goes on: telemetry is not what the benchmark measures."""
         if not self.recipe.data["monitoring"]["enabled"]:
             return
         nodes = self.launcher.monitor_nodes()
         deadline = time.monotonic() + MONITOR_FIRST_REPORT_S
         while True:
             self._check()   # a monitor that died is announced lost: no use waiting for it
-            silent = {node for node in nodes if node not in self.recording.telemetry_nodes
+            unanswered = self.recording.server_metrics.unanswered_nodes()
+            silent = {node for node in nodes
+                      if (node not in self.recording.telemetry_nodes or node in unanswered)
                       and f"monitor-{node}" not in self._lost}
             if not silent:
                 break

@@ -7,7 +7,9 @@ decides the trial's verdict once (verdicts.py: error threshold, batches that nev
 integrity counters, lost executors) and writes summary.json/summary.csv and trial.done with
 it. Lifecycle events and snapshots go out on the bus; snapshots also feed gRPC Watch.
 The monitors' telemetry feeds an `EnergyMeter`, so a trial on GPUs gets its energy (joules and
-output tokens per joule over its measured window) in summary.json.
+output tokens per joule over its measured window) in summary.json, and a `ServerMetricsLog`, so
+a trial whose server was scraped gets the server's own view (server_view.py):
+server_metrics.csv beside its samples and `server` in summary.json.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from hpcbench.common.files import write_atomic
 from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.session import verdicts
+from hpcbench.coordinator.session import server_view, verdicts
 from hpcbench.coordinator.session.results import (
     ResultsWriter,
     passed_trials,
@@ -32,6 +34,7 @@ from hpcbench.coordinator.session.results import (
 )
 from hpcbench.coordinator.session.session_file import SESSION_FILE
 from hpcbench.monitor.energy import EnergyMeter
+from hpcbench.monitor.server_view import ServerMetricsLog
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event, event_data
 
@@ -69,6 +72,7 @@ class SessionRecording:
                             "control_token": "required"}
         self.aggregator = Aggregator(run_id=session_id, interval_s=interval_s, admitted_only=True)
         self.energy = EnergyMeter()
+        self.server_metrics = ServerMetricsLog()
         self._telemetry_nodes: set[str] = set()   # nodes whose monitor has reported
         self._telemetry_lock = threading.Lock()
         self.bus = self.server = None
@@ -117,6 +121,7 @@ class SessionRecording:
         with self._telemetry_lock:
             self._telemetry_nodes.add(message["node"])
         self.energy.observe(message)
+        self.server_metrics.observe(message)
 
     @property
     def telemetry_nodes(self) -> frozenset[str]:
@@ -188,6 +193,7 @@ class SessionRecording:
         summary.integrity["lost_executors"] = loss_accounts(summary, losses)
         summary.integrity["protection"] = self.protections
         summary.energy = self._trial_energy(summary)
+        summary.server = self._trial_server(summary)
         self._copy_trial_logs(log_dir)
         document = summary.to_dict()
         # decided once, from everything known now, and stored in trial.done with the trial;
@@ -235,6 +241,21 @@ class SessionRecording:
                 "source": ", ".join(sorted(set(energy.methods.values()))),
                 "gpus": len(energy.per_gpu_joules), "covered_s": energy.covered_s,
                 "window_s": (end - start) / 1e9}
+
+    def _trial_server(self, summary) -> dict | None:
+        """The server's own view of the trial (None when no monitor scraped a server): like
+        the energy, wait up to two monitoring intervals for a scrape after the window's end."""
+        start, end = summary.window_start_ns, summary.window_end_ns
+        if start is None or end is None or end <= start or not self.server_metrics.nodes:
+            return None
+        give_up = time.monotonic() + 2 * self.recipe.data["monitoring"]["interval"]
+        while not self.server_metrics.covered(end) and time.monotonic() < give_up:
+            time.sleep(0.05)  # polling the log the ingest thread feeds
+        try:
+            return server_view.record(self.server_metrics, self._trial_writer.trial_dir,
+                                      start, end, self._trial_writer.read_batches())
+        finally:
+            self.server_metrics.forget_before(end)
 
     def earlier_result(self, trial) -> dict:
         """The result record of a trial finished by an earlier run of this session (resume),

@@ -288,6 +288,9 @@ class Engine:
             self._end(generation, "disconnect")
         elif generation.emitted >= generation.n_tokens:
             stats.e2e.observe(now - generation.arrival)
+            stats.queue.observe(max(generation.admitted - generation.arrival, 0.0))
+            stats.prefill.observe(generation.first - generation.admitted)
+            stats.decode.observe(now - generation.first)
             if generation.emitted > 1:
                 stats.tpot.observe((now - generation.first) / (generation.emitted - 1))
             stats.finished[generation.finish_reason] += 1

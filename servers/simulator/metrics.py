@@ -61,13 +61,17 @@ class ServerStats:
         self.itl = Histogram(ITL_BUCKETS)
         self.tpot = Histogram(ITL_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
+        # per finished prompt, as vLLM: waiting for a batch slot, prefill, decode (seconds)
+        self.queue = Histogram(E2E_BUCKETS)
+        self.prefill = Histogram(E2E_BUCKETS)
+        self.decode = Histogram(E2E_BUCKETS)
 
     # --- flat form, for summing the stats of several worker processes ---------------------
     SCALARS = ("running", "waiting", "kv_tokens", "prompt_tokens", "generation_tokens", "served",
                "cancelled")
     REASONS = ("length", "stop")
     FAULTS = ("error", "disconnect", "no_token")
-    HISTOGRAMS = ("ttft", "itl", "tpot", "e2e")
+    HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "queue", "prefill", "decode")
 
     def vector(self) -> list[float]:
         """All counters as one flat list (layout fixed by the class constants above)."""
@@ -132,11 +136,19 @@ class ServerStats:
                self.ttft.lines("vllm:time_to_first_token_seconds", labels))
         metric("vllm:inter_token_latency_seconds", "histogram", "Inter-token latency.",
                self.itl.lines("vllm:inter_token_latency_seconds", labels))
-        metric("vllm:time_per_output_token_seconds", "histogram",
+        metric("vllm:request_time_per_output_token_seconds", "histogram",
                "Mean time per output token after the first, per request.",
-               self.tpot.lines("vllm:time_per_output_token_seconds", labels))
+               self.tpot.lines("vllm:request_time_per_output_token_seconds", labels))
         metric("vllm:e2e_request_latency_seconds", "histogram", "End-to-end request latency.",
                self.e2e.lines("vllm:e2e_request_latency_seconds", labels))
+        for name, histogram, help_text in (
+                ("vllm:request_queue_time_seconds", self.queue,
+                 "Time requests waited for a batch slot."),
+                ("vllm:request_prefill_time_seconds", self.prefill,
+                 "Time from admission to the first token."),
+                ("vllm:request_decode_time_seconds", self.decode,
+                 "Time from the first token to the last.")):
+            metric(name, "histogram", help_text, histogram.lines(name, labels))
         metric("hpcbench_sim_requests_served_total", "counter",
                "Generation requests the simulator answered completely (ground truth count).",
                [f"hpcbench_sim_requests_served_total{{{labels}}} {self.served}"])

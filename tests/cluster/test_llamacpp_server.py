@@ -25,7 +25,7 @@ from hpcbench.executor.engine import client_request_id
 from hpcbench.executor.sinks import read_batches
 from hpcbench.executor.summary import measured_rows
 from hpcbench.proto.samples import ErrorClass, TokenSource
-from hpcbench.servers.plugin import LaunchContext, http_post_json
+from hpcbench.servers.plugin import LaunchContext, http_get, http_post_json
 from hpcbench.servers.registry import get_service
 from hpcbench.servers.standalone import start_server, stop_server
 
@@ -131,6 +131,15 @@ def test_server_version_is_the_installed_llama_cpp_python(llama_server):
         f"llama-cpp-python {installed}"
 
 
+def test_llama_cpp_python_serves_no_prometheus_metrics(llama_server):
+    """What the installed llama.cpp exposes: llama-cpp-python's server has no /metrics (only
+    llama.cpp's own llama-server has one, with --metrics), so the plugin gives monitors
+    nothing to scrape for it."""
+    status, _ = http_get(llama_server + "/metrics", timeout_s=10)
+    assert status == 404
+    assert get_service("llamacpp").metrics_path_for(service_config(Path("m.gguf"))) is None
+
+
 def test_request_ids_are_uuids_llama_cpp_accepts():
     """llama-cpp-python answers 400 to a non-UUID X-Request-Id (found here, fixed in the
     executor): ids stay UUID-shaped and distinct per executor and request."""
@@ -173,3 +182,9 @@ def test_hpcbench_run_end_to_end(gguf, tmp_path, cli_env):
     assert set(rows["token_source"].tolist()) == {int(TokenSource.COUNTED)}
     assert (rows["tokens_out"] == rows["chunks"]).all() and rows["tokens_out"].min() > 0
     assert overall["output_tokens"] == int(rows["tokens_out"].sum())
+    # no /metrics to scrape: no server view is kept, and the report says why
+    summary = json.loads(summaries[0].read_text())
+    assert "server" not in summary
+    assert not (summaries[0].parent / "server_metrics.csv").exists()
+    report = (summaries[0].parent.parent / "report.html").read_text()
+    assert "Not measured: no monitor scraped the server" in report and "llamacpp" in report

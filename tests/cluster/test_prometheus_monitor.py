@@ -66,6 +66,9 @@ def test_promtool_accepts_the_monitor_exposition(tmp_path, cli_env, simulator):
     for family in ("hpcbench_gpu_energy_joules_total", "hpcbench_service_cpu_seconds_total",
                    "hpcbench_server_kv_cache_usage_ratio", "hpcbench_node_cpu_core_utilisation_ratio"):
         assert f"\n{family}{{" in text, family
+    # the server's own histograms, as one Prometheus histogram each
+    assert "# TYPE hpcbench_server_time_to_first_token_seconds histogram" in text
+    assert 'hpcbench_server_time_to_first_token_seconds_bucket{le="+Inf",' in text
     lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                           text=True, timeout=60)
     assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), (
@@ -88,6 +91,9 @@ def test_prometheus_scrapes_a_monitor_watching_the_simulator(tmp_path, cli_env, 
             assert all(float(item["value"][1]) == 300.0 for item in gpus)
             assert float(series("hpcbench_server_up")[0]["value"][1]) == 1.0
             assert float(series("hpcbench_server_kv_cache_usage_ratio")[0]["value"][1]) == 0.0
+            # histograms arrive as histograms: their buckets carry `le`
+            buckets = series('hpcbench_server_time_to_first_token_seconds_bucket{le="+Inf"}')
+            assert buckets[0]["metric"]["node"] == "nodeP"
             assert float(series("hpcbench_service_up")[0]["value"][1]) == 1.0
             assert float(series("hpcbench_service_resident_memory_bytes")[0]["value"][1]) > 1e6
             # counters really count: the sample counter grows between scrapes

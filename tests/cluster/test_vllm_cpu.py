@@ -2,7 +2,8 @@
 
 The server is launched by the `vllm` plugin in `process` runtime, checked and prepared by it,
 then benchmarked by hpcbench's executor; our client-side counts must equal what vLLM itself
-counts in its /metrics, and our TTFT must be consistent with vLLM's TTFT histogram.
+counts in its /metrics, and our TTFT must be consistent with vLLM's TTFT histogram. A whole
+`hpcbench run` keeps vLLM's own view of the trial (its scraped /metrics) beside the client's.
 """
 from __future__ import annotations
 
@@ -164,6 +165,40 @@ def test_hpcbench_run_against_vllm_matches_its_metrics(vllm_server, tmp_path, cl
     assert overall["output_tokens"] == (after["vllm:generation_tokens_total"]
                                         - before["vllm:generation_tokens_total"])
     assert overall["output_tokens"] == served * OUTPUT_TOKENS
+    check_server_view(summaries[0].parent, overall, concurrency=4)
+
+
+def check_server_view(trial_dir: Path, overall: dict, concurrency: int) -> None:
+    """The trial's server view (summary.json `server`, server_metrics.csv, report.html) from
+    the monitor's scrapes of vLLM's /metrics: with no warmup and nothing else sent to vLLM,
+    its counters over the span are exactly the trial's; its gauges stay within the load; its
+    histograms counted every request, and the client's TTFT splits around vLLM's own."""
+    summary = json.loads((trial_dir / "summary.json").read_text())
+    server = summary["server"]
+    assert server["covers_window"] and server["scrapes_answered"] == server["scrapes"] >= 2
+    counters = server["counters"]
+    assert counters["requests_finished"] == overall["requests"]
+    assert counters["generation_tokens"] == overall["output_tokens"]
+    assert counters["prompt_tokens"] == overall["input_tokens"]
+    for short in ("ttft", "e2e", "queue_time", "prefill_time", "decode_time"):
+        assert server["histograms"][short]["count"] == overall["requests"], short
+    gauges = server["gauges"]
+    assert gauges["requests_running"]["max"] <= concurrency
+    assert gauges["requests_waiting"]["max"] <= concurrency
+    assert 0 <= gauges["kv_cache_usage_ratio"]["max"] <= 1
+    split = server["ttft_split"]
+    assert split["client_requests"] == split["server_requests"] == overall["requests"]
+    assert split["client_dispatch_mean_ms"] == 0   # closed loop
+    # vLLM's TTFT starts at its arrival (time.time()), the client's at the send: the client's
+    # part after the send is not below vLLM's by more than clock noise (as above)
+    assert split["rest_mean_ms"] >= -0.1 * split["server_ttft_mean_ms"] - 2
+    with open(trial_dir / "server_metrics.csv") as source:
+        metrics = {line.split(",")[2] for line in source.readlines()[1:]}
+    assert {"hpcbench_server_request_queue_time_seconds_bucket",
+            "hpcbench_server_kv_cache_usage_ratio"} <= metrics
+    report = (trial_dir.parent / "report.html").read_text()
+    assert "Latency: client and server side by side" in report
+    assert "Where the client's TTFT goes" in report
 
 
 def test_hpcbench_deploys_vllm_itself_in_process_runtime(tiny_model, tmp_path, cli_env):

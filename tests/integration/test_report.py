@@ -60,8 +60,8 @@ def test_the_report_refers_to_nothing_outside_itself(faulty_run):
 
 def test_the_report_has_every_section_and_all_plots_with_readable_sizes(faulty_run):
     text = report_text(faulty_run)
-    for heading in ("Configuration and environment", "Latency", "Sweep", "Goodput against the SLOs",
-                    "Each trial over time", "Telemetry per node"):
+    for heading in ("Configuration and environment", "Latency", "The server's own view", "Sweep",
+                    "Goodput against the SLOs", "Each trial over time", "Telemetry per node"):
         assert f">{heading}</h2>" in text, heading
     for table in ("TTFT (time to first token), ms", "ITL (inter-token latency), ms",
                   "TPOT (time per output token), ms", "E2E (end-to-end latency), ms"):
@@ -74,8 +74,9 @@ def test_the_report_has_every_section_and_all_plots_with_readable_sizes(faulty_r
     assert "http_status" in text and "connection_reset" in text   # errors by class
     assert text.count(">ok</td></tr>") == 4 and "above the recipe's error threshold" not in text
     images = IMAGE.findall(text)
-    # CDFs, sweep, goodput, one per trial over time (4), one telemetry node
-    assert len(images) == 1 + 1 + 1 + 4 + 1
+    # CDFs, the TTFT split and the server per trial (4), sweep, goodput, one per trial over
+    # time (4), one telemetry node
+    assert len(images) == 1 + 1 + 4 + 1 + 1 + 4 + 1
     for payload, width, height in images:
         picture = Image.open(io.BytesIO(base64.b64decode(payload)))
         assert picture.size == (int(width), int(height)) and picture.width == 1100
@@ -204,7 +205,7 @@ def test_a_damaged_or_interrupted_run_still_gets_a_report(faulty_run, tmp_path):
     text = report_text(run_dir)
     assert "Unfinished trials (no trial.done, not reported): concurrency-8_rep-2" in text
     assert "unknown (no session.json)" in text
-    assert len(IMAGE.findall(text)) == 1 + 1 + 1 + 3 + 1
+    assert len(IMAGE.findall(text)) == 1 + 1 + 3 + 1 + 1 + 3 + 1
     with open(run_dir / "summary.csv") as source:
         assert len(list(csv.DictReader(source))) == 3
 

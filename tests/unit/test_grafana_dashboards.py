@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hpcbench.coordinator.bus.prometheus import SessionCollector
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.monitor.catalogue import METRICS
+from hpcbench.monitor.catalogue import HISTOGRAM_PARTS, METRICS, SERVER_HISTOGRAMS
 from hpcbench.monitor.exposition import TelemetryCollector
 from hpcbench.monitor.gpu import GpuSource
 from hpcbench.monitor.node import NodeSource
@@ -28,7 +28,7 @@ from hpcbench.monitor.server_metrics import ServerMetricsSource
 from hpcbench.monitor.service_process import ServiceProcessSource
 from hpcbench.monitor.telemetry_sender import TelemetrySender
 from tests.support import fake_nvml
-from tests.support.known_inputs import NEW_VLLM, sample_batch
+from tests.support.known_inputs import LLAMA_SERVER, NEW_VLLM, VLLM_HISTOGRAMS, sample_batch
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
@@ -67,7 +67,8 @@ class _Vllm(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)
         self.end_headers()
-        self.wfile.write(NEW_VLLM.encode())
+        # every server name hpcbench maps, vLLM's and llama-server's (no server has both)
+        self.wfile.write((NEW_VLLM + VLLM_HISTOGRAMS + LLAMA_SERVER).encode())
 
     def log_message(self, *args):
         pass
@@ -119,6 +120,8 @@ def exported() -> set[str]:
 
 def test_the_monitor_exports_every_catalogued_metric(exported):
     assert set(METRICS) - exported == set()
+    parts = {histogram + part for histogram in SERVER_HISTOGRAMS for part in HISTOGRAM_PARTS}
+    assert parts - exported == set()
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)

@@ -11,16 +11,21 @@ import threading
 import psutil
 import pytest
 
-from hpcbench.monitor.catalogue import METRICS
+from hpcbench.monitor.catalogue import METRICS, SERVER_HISTOGRAMS
 from hpcbench.monitor.csv_log import CsvLog
 from hpcbench.monitor.energy import EnergyMeter, trial_energy
+from hpcbench.monitor.exposition import TelemetryCollector
 from hpcbench.monitor.gpu import NO_GPU_LINE, GpuSource
 from hpcbench.monitor.node import NodeSource
 from hpcbench.monitor.sampler import Sampler
-from hpcbench.monitor.server_metrics import ServerMetricsSource, map_server_metrics
+from hpcbench.monitor.server_metrics import (
+    ServerMetricsSource,
+    map_server_metrics,
+    parse_server_metrics,
+)
 from hpcbench.proto import telemetry
 from tests.support import fake_nvml
-from tests.support.known_inputs import NEW_VLLM, OLD_VLLM
+from tests.support.known_inputs import LLAMA_SERVER, NEW_VLLM, OLD_VLLM, VLLM_HISTOGRAMS
 
 
 def series_of(reading, name):
@@ -94,6 +99,57 @@ def test_vllm_names_new_wins_over_old_and_label_sets_combine():
     }
     assert map_server_metrics(OLD_VLLM) == {"hpcbench_server_kv_cache_usage_ratio": 0.5,
                                             "hpcbench_server_preemptions_total": 2}
+
+
+def test_llama_server_names_map_to_the_same_hpcbench_names():
+    """llama-server's requests processing / deferred are vLLM's running / waiting; its token
+    and time counters and busy slots per decode keep their own names; what hpcbench does not
+    use (n_tokens_max, lifetime throughput gauges) is left out."""
+    assert map_server_metrics(LLAMA_SERVER) == {
+        "hpcbench_server_requests_running": 2, "hpcbench_server_requests_waiting": 1,
+        "hpcbench_server_prompt_tokens_total": 640,
+        "hpcbench_server_generation_tokens_total": 160,
+        "hpcbench_server_prompt_seconds_total": 0.8,
+        "hpcbench_server_generation_seconds_total": 3.2,
+        "hpcbench_server_decode_calls_total": 80,
+        "hpcbench_server_busy_slots_per_decode": 2,
+    }
+
+
+def test_server_histograms_travel_as_buckets_and_expose_as_prometheus_histograms(metrics_http):
+    """vLLM's histograms, summed over engines, reach the telemetry message as `_bucket`
+    series (label le) beside `_sum` and `_count`; the message passes the contract, and the
+    monitor's exposition turns them back into one Prometheus histogram per name."""
+    metrics_http.body = (NEW_VLLM + VLLM_HISTOGRAMS).encode()
+    source = ServerMetricsSource(f"http://127.0.0.1:{metrics_http.server_port}/metrics", 2.0)
+    reading = source.read()
+    ttft = "hpcbench_server_time_to_first_token_seconds"
+    assert series_of(reading, f"{ttft}_bucket") == {
+        (("le", "0.1"),): 3.0, (("le", "0.5"),): 4.0, (("le", "+Inf"),): 5.0}
+    assert reading.metrics[f"{ttft}_sum"] == pytest.approx(1.55)
+    assert reading.metrics[f"{ttft}_count"] == 5
+    # the newer inter-token name wins over the older one
+    assert reading.metrics["hpcbench_server_inter_token_latency_seconds_count"] == 6
+    assert reading.metrics["hpcbench_server_prefix_cache_hits_total"] == 50
+    message = telemetry.decode(telemetry.encode("r", "n1", 0, 1, reading.metrics,
+                                                reading.series))
+    collector = TelemetryCollector()
+    collector.update(message)
+    families = {family.name: family for family in collector.collect()}
+    assert set(SERVER_HISTOGRAMS) <= set(families)
+    family = families[ttft]
+    assert family.type == "histogram"
+    assert [(sample.name, sample.labels.get("le"), sample.value) for sample in family.samples] == [
+        (f"{ttft}_bucket", "0.1", 3.0), (f"{ttft}_bucket", "0.5", 4.0),
+        (f"{ttft}_bucket", "+Inf", 5.0), (f"{ttft}_sum", None, 1.55),
+        (f"{ttft}_count", None, 5.0)]
+
+
+def test_a_histogram_bucket_without_a_bound_is_skipped_not_the_scrape():
+    text = VLLM_HISTOGRAMS.replace('le="0.1"', 'le="soon"')
+    _, histograms = parse_server_metrics(text)
+    assert set(histograms["hpcbench_server_time_to_first_token_seconds"].buckets) == {
+        0.5, float("inf")}
 
 
 class _TextHandler(http.server.BaseHTTPRequestHandler):

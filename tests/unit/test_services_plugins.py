@@ -209,6 +209,28 @@ def test_llamacpp_python_server_and_llama_server_forms():
     assert "model_path" in caught.value.message
 
 
+def test_only_llama_server_serves_metrics_and_monitors_scrape_only_it():
+    """llama-server starts with --metrics (unless metrics: false) and is scraped at /metrics;
+    llama-cpp-python's server has no /metrics: nothing is scraped, and `metrics` set for it
+    (or not a boolean) is E006 rather than a key without effect."""
+    plugin = get_service("llamacpp")
+    native = {"model_path": "/m/tiny.gguf", "server": "llama-server"}
+    assert "--metrics" in plugin.launch(context(native)).argv
+    assert plugin.metrics_path_for(native) == "/metrics"
+    quiet = dict(native, metrics=False)
+    assert "--metrics" not in plugin.launch(context(quiet)).argv
+    assert plugin.metrics_path_for(quiet) is None
+    python_form = {"model_path": "/m/tiny.gguf"}
+    assert plugin.metrics_path_for(python_form) is None
+    assert "--metrics" not in plugin.launch(context(python_form)).argv
+    for config in (dict(python_form, metrics=True), dict(native, metrics="yes")):
+        with pytest.raises(HpcbenchError) as caught:
+            plugin.launch(context(config))
+        assert caught.value.code == "E006" and "service_config.metrics" in caught.value.message
+    assert get_service("vllm").metrics_path_for({}) == "/metrics"
+    assert get_service("ollama").metrics_path_for({}) is None
+
+
 def test_launch_commands_render_every_server_node_shell_safe():
     recipe = {"workload": {"service": "vllm", "model": "my model"}, "runtime": "process",
               "servers": {"service_config": dict(RAY_CONFIG, env={"HF_TOKEN": "x y"})}}

@@ -161,7 +161,34 @@ def test_metrics_count_exactly_what_was_served():
     assert m[f'vllm:time_to_first_token_seconds_count{{{label}}}'] == 4
     assert m[f'vllm:inter_token_latency_seconds_count{{{label}}}'] == 3 * 3 + 1
     assert m[f'vllm:e2e_request_latency_seconds_bucket{{{label},le="+Inf"}}'] == 4
-    assert m[f'vllm:time_per_output_token_seconds_count{{{label}}}'] == 4
+    # per finished prompt, under vLLM's current names
+    for name in ("request_time_per_output_token", "request_queue_time", "request_prefill_time",
+                 "request_decode_time"):
+        assert m[f'vllm:{name}_seconds_count{{{label}}}'] == 4, name
+
+
+def test_queue_and_prefill_add_up_to_the_servers_ttft():
+    """One batch slot, four concurrent prompts: three wait for it. Every prompt's TTFT is its
+    queue time plus its prefill time, so the histograms' sums agree, and some waited."""
+    with start_simulator(mode="model", max_num_seqs=1, prefill_base_ms=100,
+                         prefill_ms_per_token=0, decode_base_ms=1, decode_ms_per_seq=0) as sim:
+        threads = [threading.Thread(target=complete, args=(sim.url,),
+                                    kwargs={"prompt": f"q{i}", "max_tokens": 3})
+                   for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        m = metrics(sim.url)
+    label = 'model_name="sim-model"'
+
+    def total(name: str) -> float:
+        return m[f"vllm:{name}_seconds_sum{{{label}}}"]
+
+    assert m[f"vllm:request_queue_time_seconds_count{{{label}}}"] == 4
+    assert total("time_to_first_token") == pytest.approx(
+        total("request_queue_time") + total("request_prefill_time"), rel=1e-9)
+    assert total("request_queue_time") > 0
 
 
 def test_metrics_are_valid_prometheus_text():
