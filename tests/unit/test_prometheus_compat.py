@@ -2,7 +2,7 @@
 `hpcbench-monitor --compat-names`): each one is an hpcbench reading in the unit the reference's
 name states, with the reference's labels; off by default; a recipe that asks for them with
 nothing exposed is E006. promtool and a real Prometheus scrape are in
-tests/cluster/test_prometheus_compat.py."""
+tests/cluster/test_prometheus_compat_scrape.py."""
 from __future__ import annotations
 
 import pytest
