@@ -339,7 +339,7 @@ def test_llamacpp_takes_gpu_layers_as_its_offload_flag():
     assert python_form.argv[-2:] == ["--n_gpu_layers", "99"]
     native = plugin.launch(context({"model_path": "/m.gguf", "server": "llama-server",
                                     "gpu_layers": 20}))
-    assert native.argv[-2:] == ["--n-gpu-layers", "20"]
+    assert native.argv[-3:] == ["--n-gpu-layers", "20", "--metrics"]   # llama-server: /metrics too
     own = plugin.launch(context({"model_path": "/m.gguf", "gpu_layers": 5, "n_gpu_layers": 7}))
     assert own.argv[-2:] == ["--n_gpu_layers", "7"] and "5" not in own.argv
 
