@@ -37,6 +37,8 @@ MAX_SWEEP_VALUES = 1_000            # values in one sweep list
 MAX_TRIALS = 10_000                 # sweep combinations x repetitions
 MAX_NODES = 100_000                 # nodes of a job (the largest machines have ~10,000)
 MAX_PER_NODE = 1_024                # executors, GPUs, parallel sizes per node
+MAX_AGENTS = 3_072                  # executors + monitors on one coordinator: each holds a
+                                    # control stream (and a server thread) for the session
 MAX_CPUS = 65_536                   # CPUs per task / Ray CPUs per node
 MAX_MEM_GB = 1_048_576              # 1 PiB per task
 MAX_GPU_LAYERS = 100_000            # llama.cpp offload count (999 means "all")

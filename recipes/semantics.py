@@ -10,7 +10,7 @@ import math
 from typing import Callable
 
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.common.limits import MAX_TRIALS
+from hpcbench.common.limits import MAX_AGENTS, MAX_TRIALS
 from hpcbench.executor import protocol_registry
 from hpcbench.recipes.defaults import MONITOR_PROMETHEUS_PORT, PROMETHEUS_PORT
 from hpcbench.recipes.problems import MISSING, Problem, lookup
@@ -244,6 +244,22 @@ def _node_counts_fit(data: dict) -> list[Problem]:
     return problems
 
 
+def _agents_fit(data: dict) -> list[Problem]:
+    """Executors (client nodes x executors per node) and monitors (one per node) a coordinator
+    can serve: each holds a control stream for the whole session."""
+    allocation = "orchestration.node_allocation"
+    per_node = _int(lookup(data, f"{allocation}.clients.executors_per_node")) or 1
+    clients = _int(lookup(data, f"{allocation}.clients.nodes")) or 1
+    nodes = _int(lookup(data, "orchestration.total_nodes")) or clients
+    agents = clients * per_node + nodes
+    if agents <= MAX_AGENTS:
+        return []
+    return [Problem(f"{allocation}.clients.executors_per_node", per_node,
+                    f"at most {MAX_AGENTS} executors and monitors on one coordinator (this plan "
+                    f"has {clients * per_node} executors and {nodes} monitors): fewer executors "
+                    "per node, or split the benchmark into several jobs")]
+
+
 def _plugin(data: dict):
     """The recipe's service plugin, or None when it is unknown (reported by _service_is_known)
     or cannot be loaded."""
@@ -409,7 +425,7 @@ def _sweep_fits(data: dict) -> list[Problem]:
 
 
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
-    _service_is_known, _api_is_known, _api_fits_service, _load_has_its_parameters, _dataset_is_complete,
+    _service_is_known, _api_is_known, _api_fits_service, _agents_fit, _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,

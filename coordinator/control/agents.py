@@ -20,12 +20,15 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from hpcbench.common.limits import MAX_AGENTS
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 
 DEFAULT_LEASE_S = 5.0
 DEFAULT_HEARTBEAT_S = 0.5
-MAX_AGENTS = 10_000   # per session, whatever the plan says: a registry never grows without bound
+# MAX_AGENTS (common/limits.py): agents on one coordinator, all sessions together. Each holds
+# its Commands stream on a server thread for the session's whole life, so the gRPC pool is
+# sized from it (server.py) with room left for every other call.
 
 
 @dataclass
@@ -88,10 +91,14 @@ class AgentRegistry:
         planned = {pb.EXECUTOR: self.executor_count, pb.MONITOR: self.monitor_count}.get(role, 0)
         live = sum(1 for agent in self._agents.values()
                    if agent.role == role and agent.state != pb.GONE)
-        if (planned and live >= planned) or len(self._agents) >= MAX_AGENTS:
+        if (planned and live >= planned) or len(self._agents) >= MAX_AGENTS:   # MAX: any session
             raise OverflowError(f"session {self.session_id} started {planned or len(self._agents)} "
                                 f"{pb.AgentRole.Name(role).lower()}(s) and all of them are "
                                 "registered; an agent it did not start cannot join")
+
+    def live_agents(self) -> int:
+        with self._changed:
+            return sum(1 for agent in self._agents.values() if agent.state != pb.GONE)
 
     def knows(self, agent_id: str) -> bool:
         with self._changed:
@@ -246,6 +253,12 @@ class AgentServicer(pb_grpc.AgentServicer):
             context.abort(grpc.StatusCode.NOT_FOUND,
                           f"no session {request.session_id!r} on this coordinator: pass the "
                           f"--session that started this agent")
+        with self._lock:
+            live = sum(registry.live_agents() for registry in self._registries.values())
+        if live >= MAX_AGENTS:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"this coordinator already serves {MAX_AGENTS} agents, its limit; run "
+                          "fewer executors per session or fewer sessions at once")
         try:
             record = registry.register(request)
         except OverflowError as error:

@@ -26,7 +26,7 @@ from hpcbench.common.auth import TOKEN_FILE, TokenInterceptor, create_token, wri
 from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.common.files import check_private_dir, write_atomic, write_private
 from hpcbench.common.ids import check_id
-from hpcbench.common.limits import MAX_PORT
+from hpcbench.common.limits import MAX_AGENTS, MAX_PORT
 from hpcbench.coordinator.control.agents import AgentServicer
 from hpcbench.coordinator.control.client import ADDRESS_FILE
 from hpcbench.proto import control_v1_pb2 as pb
@@ -39,6 +39,7 @@ SERVICE_NAMES = (pb.DESCRIPTOR.services_by_name["Control"].full_name,
 
 
 MAX_WATCHERS = 64   # Watch streams per session: each holds a server thread while it lasts
+CALL_THREADS = 1024  # server threads beyond the agents' streams: watchers, status, reports
 MAX_RUNNING_SESSIONS = 8    # at once on one coordinator; each runs servers and executors
 MAX_KEPT_SESSIONS = 100     # finished ones answered by Status/Results; older ones are forgotten
 
@@ -52,7 +53,8 @@ class Coordinator:
     """gRPC server plus the sessions it runs. `start()`, then `start_session(...)`, `stop()`."""
 
     def __init__(self, run_dir: Path, host: str = "127.0.0.1", port: int = 0,
-                 results_root: Path | None = None, max_workers: int = 1024,
+                 results_root: Path | None = None,
+                 max_workers: int = MAX_AGENTS + CALL_THREADS,
                  bind: str | None = None):
         """`host`: the address clients and agents reach the control port by; it listens
         there, or on `bind` (e.g. 0.0.0.0, a recipe's security.bind_address) when given.

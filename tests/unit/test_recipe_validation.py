@@ -324,3 +324,20 @@ PATHS = ["workload", "workload.load", "workload.load.rate", "workload.dataset",
 def test_any_malformed_part_gives_problems_not_exceptions(path, value, base):
     problems = validate(edited(base, (path, value)))
     assert all(problem.path is not None and problem.expected for problem in problems)
+
+
+def test_a_plan_with_more_agents_than_a_coordinator_serves_is_e006():
+    """Each executor and monitor holds a control stream for the whole session; beyond what
+    the coordinator's server threads hold, agents would be refused mid-start."""
+    from hpcbench.common.limits import MAX_AGENTS
+
+    recipe = {"scenario": "big", "orchestration": {
+        "mode": "slurm", "total_nodes": 600,
+        "node_allocation": {"servers": {"nodes": 1},
+                            "clients": {"nodes": 599, "executors_per_node": 8}}},
+        "workload": {"service": "simulator", "model": "m"}}
+    problems = [problem for problem in validate(recipe)
+                if problem.path.endswith("executors_per_node")]
+    assert problems and f"at most {MAX_AGENTS}" in str(problems[0])
+    recipe["orchestration"]["node_allocation"]["clients"]["executors_per_node"] = 4
+    assert not [problem for problem in validate(recipe) if "executors_per_node" in problem.path]
