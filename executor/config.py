@@ -88,6 +88,8 @@ class LoadConfig:
     batch: int = 1                    # prompts per request (openai-completions prompt list)
     max_tokens: int | None = None     # caps every request's max_tokens / num_predict
     request_extras: dict = field(default_factory=dict)   # service plugin's extra body fields
+    api_config: dict = field(default_factory=dict)      # workload.api_config, as checked by
+                                                         # the protocol's check_config
 
     @property
     def endpoints(self) -> list[tuple[str, int, str]]:
@@ -132,7 +134,7 @@ class LoadConfig:
         return cls(
             targets=tuple(url.rstrip("/") for url in targets), api=api,
             model=get.text("model", None),
-            stream=get.boolean("stream", True),
+            stream=_stream(get, protocol),
             duration=duration or None,
             warmup=get.duration("warmup", 0.0),
             max_requests=None if max_requests is None else
@@ -151,6 +153,7 @@ class LoadConfig:
                                    maximum=limits.MAX_TOKENS),
             request_extras=dict(_Reader({"request_extras": request_extras}, "config")
                                 .mapping("request_extras")),
+            api_config=protocol.check_config(dict(get.mapping("api_config"))),
         )
 
 
@@ -180,6 +183,15 @@ def with_executor_share(workload: dict, executor_index: int,
                            f"{len(peers)} executors on node {node}: raise clients_per_node or "
                            "lower orchestration.node_allocation.clients.executors_per_node")
     return {**workload, "executor_concurrency": share}
+
+
+def _stream(get: "_Reader", protocol) -> bool:
+    """Streamed answers: the recipe's choice, by default whether the protocol streams."""
+    stream = get.boolean("stream", protocol.streams)
+    if stream and not protocol.streams:
+        raise config_error(f"workload.stream=true: api {protocol.name!r} answers every request "
+                           "whole, it does not stream", ["fix: set stream: false or leave it out"])
+    return stream
 
 
 def _batch(get: "_Reader", protocol) -> int:
