@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -276,3 +278,43 @@ def test_validate_knows_the_protocols_installed_where_it_runs(kserve_venv, tmp_p
     plain = subprocess.run([str(Path(sys.executable).with_name("hpcbench")), "validate",
                             str(good)], capture_output=True, text=True, timeout=60)
     assert plain.returncode == 2 and "got 'kserve-v2'" in plain.stderr
+
+
+def definition_sections(path: Path) -> dict[str, str]:
+    parts = re.split(r"^%(\w+)\s*$", path.read_text(), flags=re.M)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_the_image_definitions_install_plugin_wheels_that_the_executor_loads(wheel, repo,
+                                                                             tmp_path):
+    """What `make images` does with containers/plugins/*.whl, without Apptainer (it cannot be
+    installed here): base.def's %post, its /opt folders replaced by local ones and `python`
+    being a fresh venv's, installs hpcbench with the plugin wheels; executor.def's %test then
+    loads the plugin's protocol. (--no-cache-dir is dropped: pip's cache stands in for the
+    image build's network.)"""
+    opt = tmp_path / "opt"
+    (opt / "hpcbench").mkdir(parents=True)
+    shutil.copy(wheel, opt / "hpcbench")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(opt / "hpcbench-plugins"), str(repo / "servers/examples/kserve")],
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "image")], check=True,
+                   timeout=120)
+    env = {**os.environ, "PATH": f"{tmp_path / 'image' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    post = definition_sections(repo / "containers" / "base.def")["post"]
+    post = post.replace("/opt/", f"{opt}/").replace("--no-cache-dir", "")
+    built = subprocess.run(["sh", "-ec", post], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert not opt.joinpath("hpcbench-plugins").exists()          # cleaned up, as in the image
+    test = definition_sections(repo / "containers" / "executor.def")["test"]
+    tested = subprocess.run(["sh", "-ec", test], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert tested.stdout.split() == ["openai-chat", "openai-completions", "ollama-chat",
+                                     "ollama-generate", "resp", "kserve-v2"]
+    # with no plugin wheels, the one pip call names hpcbench's wheel alone
+    (opt / "hpcbench-plugins").mkdir()
+    dry = post.replace("python -m pip install", "echo pip install")
+    shown = subprocess.run(["sh", "-ec", dry], capture_output=True, text=True, timeout=60)
+    assert shown.stdout.split() == ["pip", "install", str(opt / "hpcbench" / "*.whl")]
