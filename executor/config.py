@@ -8,6 +8,7 @@ E006 error naming the field and the fix instead of misbehaving mid-trial.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -116,8 +117,8 @@ class LoadConfig:
             raise config_error(f"executor_index={executor_index!r} / executor_count="
                                f"{executor_count!r}: need 0 <= index < count")
         get = _Reader(workload, "workload")
-        api = get.choice("api", known_protocols(), "openai-chat")
-        protocol = get_protocol(api)
+        api = get.text("api", "openai-chat")
+        protocol = _installed_protocol(api, node)
         targets = [targets] if isinstance(targets, str) or targets is None else list(targets)
         if not targets:
             raise config_error("no target URL: give at least one http://HOST:PORT")
@@ -155,6 +156,21 @@ class LoadConfig:
                                 .mapping("request_extras")),
             api_config=protocol.check_config(dict(get.mapping("api_config"))),
         )
+
+
+def _installed_protocol(api: str, node: str):
+    """The protocol `api` as this process finds it; an unknown one is E006 saying where the
+    executor runs, since that is where its plugin must be installed."""
+    if api not in known_protocols():
+        raise config_error(
+            f"workload.api {api!r} is not a protocol installed where this executor runs "
+            f"(node {node}, {sys.executable})",
+            [f"installed: {', '.join(known_protocols())}",
+             f"fix: install the package that registers {api!r} (entry-point group "
+             "'hpcbench.protocols') into the Python the executors run: the submit directory's "
+             ".venv for runtime: process, the executor image for runtime: apptainer "
+             "(containers/plugins/, make images); see docs/services.md"])
+    return get_protocol(api)
 
 
 def _share(total: int, index: int, count: int) -> int:

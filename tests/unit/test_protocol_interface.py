@@ -158,3 +158,13 @@ def test_built_in_requests_are_the_bytes_they_were(server):
     body = scripted.bodies[0]
     assert body == {"model": "m", "stream": False, "max_tokens": 3, "ignore_eos": True,
                     "messages": [{"role": "user", "content": body["messages"][0]["content"]}]}
+
+
+def test_an_api_not_installed_where_the_executor_runs_says_where_to_install_it():
+    with pytest.raises(HpcbenchError) as error:
+        LoadConfig.from_workload({"api": "kserve-v2", "model": "m", "duration": 1},
+                                 "http://127.0.0.1:9", node="node3")
+    shown = error.value.render()
+    assert error.value.code == "E006" and "'kserve-v2' is not a protocol installed where this " \
+        "executor runs (node node3, " in shown
+    assert "installed: openai-chat" in shown and "the executor image" in shown
