@@ -4,8 +4,8 @@ on a real socket. Imported from the source folder; installing it as a package (e
 a fresh venv) is tests/integration/test_plugin_examples.py's."""
 from __future__ import annotations
 
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,20 @@ from hpcbench.proto.samples import ErrorClass
 from tests.support.executor_runs import rows, run_load
 from tests.support.scripted_http import ScriptedServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "servers" / "examples" / "kserve"))
-from hpcbench_kserve.protocol import KServeV2Protocol, tensor_data  # noqa: E402
+SOURCE = Path(__file__).resolve().parents[2] / "servers" / "examples" / "kserve"
 
 
 @pytest.fixture
-def kserve(installed):
+def client(monkeypatch):
+    """The plugin's protocol module, importable for this test only: a pip build leaves
+    hpcbench_kserve_example.egg-info in SOURCE, whose entry points would otherwise stay
+    visible to every later test of the process."""
+    monkeypatch.syspath_prepend(str(SOURCE))
+    return importlib.import_module("hpcbench_kserve.protocol")
+
+
+@pytest.fixture
+def kserve(client, installed):
     from hpcbench.executor import protocol_registry
 
     installed(protocol_registry, {"kserve-v2": "hpcbench_kserve.protocol:KServeV2Protocol"})
@@ -37,8 +45,8 @@ GOOD = {"model_name": "m", "outputs": [
     {"name": "OUTPUT1", "datatype": "INT64", "shape": [1, 1], "data": [[7]]}]}
 
 
-def test_requests_carry_the_prompt_in_every_input_tensor():
-    protocol = KServeV2Protocol()
+def test_requests_carry_the_prompt_in_every_input_tensor(client):
+    protocol = client.KServeV2Protocol()
     config = protocol.check_config({"inputs": [
         {"name": "text", "datatype": "BYTES", "shape": [2]},
         {"name": "ids", "datatype": "INT8", "shape": [1, 5]},
@@ -54,7 +62,7 @@ def test_requests_carry_the_prompt_in_every_input_tensor():
     assert tensors["ids"]["data"] == [104, 67, 41, 104, 67]      # bytes of "hé" mod 128, again
     assert tensors["x"]["data"] == [26.0, 48.75, 42.25]         # byte / 4
     assert tensors["mask"]["data"] == [False, True]
-    assert tensor_data("UINT8", 0, "") == []
+    assert client.tensor_data("UINT8", 0, "") == []
 
 
 @pytest.mark.parametrize("config, words", [
@@ -68,9 +76,9 @@ def test_requests_carry_the_prompt_in_every_input_tensor():
     ({"outputs": "OUTPUT0"}, "outputs: expected a list"),
     ({"version": "latest"}, "version='latest'"),
 ])
-def test_a_bad_configuration_is_e006_naming_the_key(config, words):
+def test_a_bad_configuration_is_e006_naming_the_key(client, config, words):
     with pytest.raises(HpcbenchError) as error:
-        KServeV2Protocol().check_config(config)
+        client.KServeV2Protocol().check_config(config)
     assert error.value.code == "E006" and words in error.value.render()
 
 
