@@ -73,11 +73,13 @@ def test_kserve_example_runs_end_to_end_and_its_protocol_loads_in_the_executor(k
                                                 "shape": [1, 8]}],
                                     "outputs": ["OUTPUT0", "OUTPUT1"]}},
         "servers": {"service_config": {"delay": 0.002, "instances": 2}}})
-    run = hpcbench(kserve_venv, "run", "--no-report", recipe, cwd=tmp_path)
+    run = hpcbench(kserve_venv, "run", recipe, cwd=tmp_path)
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
     run_dir = one_run_dir(tmp_path / "results")
+    assert (run_dir / "report.html").stat().st_size > 0       # ITL and TPOT have no samples
     overall = json.loads((run_dir / "default" / "summary.json").read_text())["overall"]
     assert overall["requests"] > 50 and overall["error_total"] == 0
+    assert overall["latency"]["itl"]["count"] == 0
     # one "token" per answer: TTFT is the response time, counted once per request
     assert overall["latency"]["ttft"]["count"] == overall["requests"]
     assert overall["output_tokens"] == overall["requests"]
