@@ -21,7 +21,7 @@ help:
 	@echo "make reliability  faults, fuzzing and security suites with their figures"
 	@echo "make proto   regenerate the gRPC/protobuf code from proto/*.proto"
 	@echo "make wheel   build dist/hpcbench-*.whl (used by the container images)"
-	@echo "make images  build the Apptainer images (needs apptainer)"
+	@echo "make images  build the Apptainer images (needs apptainer; PLUGINS=DIR adds plugin wheels)"
 
 setup: $(STAMP)
 
@@ -90,10 +90,11 @@ proto: setup
 wheel: setup
 	$(BIN)/python -m build --wheel --outdir dist .
 
+# PLUGINS=DIR: plugin wheels to install into the images too (default: containers/plugins/)
 images:
-	@$(MAKE) --no-print-directory -C containers check-tools WHEEL=none
+	@$(MAKE) --no-print-directory -C containers check-tools WHEEL=none $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
 	$(MAKE) wheel
-	$(MAKE) -C containers images
+	$(MAKE) -C containers images $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

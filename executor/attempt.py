@@ -90,8 +90,7 @@ class Attempt:
             return
         if not self.discard:
             if self.stream:
-                if self.buffer:                       # last line without a newline
-                    self.protocol.feed(self, b"\n", now)
+                self.protocol.end(self, now)
             else:
                 self.protocol.finish(self, b"".join(self.body_parts), now)
         self._end(now)

@@ -40,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--api", choices=known_protocols(), default="openai-chat",
                         help="the wire protocol (built-ins and installed plugins)")
     target.add_argument("--model", help="model name sent in every request")
-    target.add_argument("--no-stream", dest="stream", action="store_false",
-                        help="ask for whole responses instead of streams")
+    target.add_argument("--no-stream", dest="stream", action="store_false", default=None,
+                        help="ask for whole responses instead of streams (the default of an "
+                             "api that does not stream)")
+    target.add_argument("--api-config", metavar="JSON",
+                        help="the api's configuration as a JSON object (workload.api_config)")
     load = parser.add_argument_group("load")
     load.add_argument("--pattern", choices=PATTERNS, default=None,
                       help="default: closed, or poisson when --rate is given")
@@ -82,6 +85,7 @@ def workload_from_args(args: argparse.Namespace) -> dict:
     output = args.output_tokens
     return {
         "api": args.api, "model": args.model, "stream": args.stream,
+        "api_config": _json_object(args.api_config, "--api-config"),
         "duration": args.duration, "warmup": args.warmup, "max_requests": args.max_requests,
         "request_timeout": args.timeout, "concurrency": args.concurrency, "batch": args.batch,
         "load": {"pattern": pattern, "rate": args.rate, "burstiness": args.burstiness,
@@ -93,6 +97,20 @@ def workload_from_args(args: argparse.Namespace) -> dict:
                     {"distribution": "fixed", "mean": output},
                     "ignore_eos": args.ignore_eos, "seed": args.seed},
     }
+
+
+def _json_object(text: str | None, flag: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise config_error(f"{flag} {text!r} is not JSON: {error}",
+                           [f"fix: give a JSON object, e.g. {flag} '{{\"key\": 1}}'"]) from None
+    if not isinstance(value, dict):
+        raise config_error(f"{flag} {text!r} is not a JSON object",
+                           [f"fix: give a JSON object, e.g. {flag} '{{\"key\": 1}}'"])
+    return value
 
 
 def run_standalone(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ E006 error naming the field and the fix instead of misbehaving mid-trial.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -88,6 +89,8 @@ class LoadConfig:
     batch: int = 1                    # prompts per request (openai-completions prompt list)
     max_tokens: int | None = None     # caps every request's max_tokens / num_predict
     request_extras: dict = field(default_factory=dict)   # service plugin's extra body fields
+    api_config: dict = field(default_factory=dict)      # workload.api_config, as checked by
+                                                         # the protocol's check_config
 
     @property
     def endpoints(self) -> list[tuple[str, int, str]]:
@@ -114,8 +117,8 @@ class LoadConfig:
             raise config_error(f"executor_index={executor_index!r} / executor_count="
                                f"{executor_count!r}: need 0 <= index < count")
         get = _Reader(workload, "workload")
-        api = get.choice("api", known_protocols(), "openai-chat")
-        protocol = get_protocol(api)
+        api = get.text("api", "openai-chat")
+        protocol = _installed_protocol(api, node)
         targets = [targets] if isinstance(targets, str) or targets is None else list(targets)
         if not targets:
             raise config_error("no target URL: give at least one http://HOST:PORT")
@@ -132,7 +135,7 @@ class LoadConfig:
         return cls(
             targets=tuple(url.rstrip("/") for url in targets), api=api,
             model=get.text("model", None),
-            stream=get.boolean("stream", True),
+            stream=_stream(get, protocol),
             duration=duration or None,
             warmup=get.duration("warmup", 0.0),
             max_requests=None if max_requests is None else
@@ -151,7 +154,23 @@ class LoadConfig:
                                    maximum=limits.MAX_TOKENS),
             request_extras=dict(_Reader({"request_extras": request_extras}, "config")
                                 .mapping("request_extras")),
+            api_config=protocol.check_config(dict(get.mapping("api_config"))),
         )
+
+
+def _installed_protocol(api: str, node: str):
+    """The protocol `api` as this process finds it; an unknown one is E006 saying where the
+    executor runs, since that is where its plugin must be installed."""
+    if api not in known_protocols():
+        raise config_error(
+            f"workload.api {api!r} is not a protocol installed where this executor runs "
+            f"(node {node}, {sys.executable})",
+            [f"installed: {', '.join(known_protocols())}",
+             f"fix: install the package that registers {api!r} (entry-point group "
+             "'hpcbench.protocols') into the Python the executors run: the submit directory's "
+             ".venv for runtime: process, the executor image for runtime: apptainer "
+             "(containers/plugins/, make images); see docs/services.md"])
+    return get_protocol(api)
 
 
 def _share(total: int, index: int, count: int) -> int:
@@ -180,6 +199,15 @@ def with_executor_share(workload: dict, executor_index: int,
                            f"{len(peers)} executors on node {node}: raise clients_per_node or "
                            "lower orchestration.node_allocation.clients.executors_per_node")
     return {**workload, "executor_concurrency": share}
+
+
+def _stream(get: "_Reader", protocol) -> bool:
+    """Streamed answers: the recipe's choice, by default whether the protocol streams."""
+    stream = get.boolean("stream", protocol.streams)
+    if stream and not protocol.streams:
+        raise config_error(f"workload.stream=true: api {protocol.name!r} answers every request "
+                           "whole, it does not stream", ["fix: set stream: false or leave it out"])
+    return stream
 
 
 def _batch(get: "_Reader", protocol) -> int:

@@ -26,15 +26,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from hpcbench.common.alarm import make_alarm
+from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.common.stamped_socket import hold_kernel_stamps
 from hpcbench.executor.attempt import Attempt
 from hpcbench.executor.config import LoadConfig
 from hpcbench.executor.datasets import load_dataset
-from hpcbench.executor.http import ConnectionPool, HttpConnection, request_rest, request_start
+from hpcbench.executor.http import (
+    ConnectionPool,
+    HttpConnection,
+    check_headers,
+    check_request_line,
+    request_rest,
+    request_start,
+)
 from hpcbench.executor.protocol_registry import get_protocol
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
-from hpcbench.executor.wire import FramedProtocol
+from hpcbench.executor.wire import FramedProtocol, HttpRequest, RequestInput
 from hpcbench.proto.samples import MAX_GAPS, ErrorClass, Phase
 
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
@@ -125,20 +133,17 @@ class Trial:
     def __init__(self, config: LoadConfig, sink) -> None:
         self.config = config
         self.sink = sink
-        self.protocol = get_protocol(config.api)
+        self.protocol = get_protocol(config.api).configured(config.api_config)
         framed = isinstance(self.protocol, FramedProtocol)   # not HTTP: encodes its own requests
         connection = self.protocol.connection_class if framed else HttpConnection
-        # one (pool, request line + Host header) per target; request k goes to target k mod n
-        self.routes = [(ConnectionPool(host, port, connection), b"" if framed else
-                        request_start("POST", host, port, base_path + self.protocol.path))
-                       for host, port, base_path in config.endpoints]
         self.prompts = load_dataset(config.dataset, config.executor_index)
-        if framed:
-            self.requests = [(command, None) for command in
-                             self.protocol.requests(self.prompts, config.executor_index)]
-            self.tokens_in = [prompt.input_tokens for prompt in self.prompts]
-        else:
-            self._prebuild_http()
+        self._prebuild(framed)
+        # one (pool, request line + Host header of each distinct method and path) per target;
+        # request k goes to target k mod n
+        self.routes = [(ConnectionPool(host, port, connection),
+                        [request_start(method, host, port, base_path + path)
+                         for method, path in self.lines])
+                       for host, port, base_path in config.endpoints]
         self.request_id_header = b"X-Request-Id: " + client_request_id(
             config.executor_id, 0)[:19].encode()
         self.timeout_ns = int(config.request_timeout * 1e9)
@@ -157,13 +162,16 @@ class Trial:
         self.all_done = asyncio.Event()
         self.flush_now = asyncio.Event()
 
-    def _prebuild_http(self) -> None:
-        """One request per prompt (per `batch` consecutive prompts) without its request line
-        and Host header (the target's, added when sent), as bytes split before the blank line
-        so each request gets its own X-Request-Id (see client_request_id): servers log it, the
-        simulator's truth keeps it."""
-        config = self.config
+    def _prebuild(self, framed: bool) -> None:
+        """One request per prompt (per `batch` consecutive prompts), built by the protocol
+        before the trial. An HTTP request is kept without its request line and Host header
+        (the target's, added when sent; `self.lines` lists the distinct (method, path) pairs,
+        each request names its own by index) and split before the blank line, so each request
+        gets its own X-Request-Id (see client_request_id): servers log it, the simulator's
+        truth keeps it. A framed protocol's request is sent as it is."""
+        config, protocol = self.config, self.protocol
         count = len(self.prompts)
+        lines: dict[tuple[str, str], int] = {}
         self.requests, self.tokens_in = [], []
         for first in range(count):
             group = [self.prompts[(first * config.batch + k) % count]
@@ -172,12 +180,71 @@ class Trial:
             max_tokens = max(lengths) if lengths else None
             if config.max_tokens is not None:
                 max_tokens = min(max_tokens or config.max_tokens, config.max_tokens)
-            prompt = group[0].text if config.batch == 1 else [p.text for p in group]
-            body = {**self.protocol.body(config.model, prompt, max_tokens, config.stream,
-                                         config.dataset.ignore_eos), **config.request_extras}
-            request = request_rest("POST", json.dumps(body).encode())
-            self.requests.append(request.split(b"\r\n\r\n", 1))
-            self.tokens_in.append(sum(p.input_tokens for p in group))
+            tokens_in = sum(p.input_tokens for p in group)
+            ask = RequestInput(model=config.model, prompt=group[0].text if config.batch == 1
+                               else [p.text for p in group], max_tokens=max_tokens,
+                               stream=config.stream, ignore_eos=config.dataset.ignore_eos,
+                               index=first,
+                               executor_index=config.executor_index, input_tokens=tokens_in)
+            try:
+                built = protocol.request(ask)
+            except HpcbenchError:
+                raise
+            except Exception as error:   # a third-party protocol's bug: say whose
+                raise config_error(f"api {protocol.name!r} failed to build a request: "
+                                   f"{type(error).__name__}: {error}",
+                                   ["fix: repair the protocol plugin, or check "
+                                    "workload.api_config"]) from error
+            if framed:
+                if not isinstance(built, bytes) or not built:
+                    raise config_error(f"api {protocol.name!r} built {type(built).__name__} "
+                                       "instead of the bytes of a request",
+                                       ["fix: a FramedProtocol's request() returns bytes"])
+                self.requests.append((built, None, 0))
+            else:
+                self.requests.append(self._http_request(built, lines))
+            self.tokens_in.append(tokens_in)
+        self.lines = list(lines)
+
+    def _http_request(self, built, lines: dict) -> tuple[bytes, bytes, int]:
+        """(headers, body, index of its request line) of one protocol's HttpRequest; E006
+        naming the protocol for anything that would not be a well-formed request."""
+        name = self.protocol.name
+        if not isinstance(built, HttpRequest):
+            raise config_error(f"api {name!r} built {type(built).__name__} instead of an "
+                               "HttpRequest", ["fix: an HttpProtocol's request() returns "
+                                               "hpcbench.executor.wire.HttpRequest"])
+        check_request_line(name, built.method, built.path)
+        check_headers(name, built.headers)
+        extras = self.config.request_extras
+        body = built.body
+        if isinstance(body, dict):
+            body = {**body, **extras}
+        elif extras:
+            raise config_error(f"the service's request_extras ({', '.join(extras)}) need a "
+                               f"JSON object body, but api {name!r} sends "
+                               f"{type(body).__name__}",
+                               ["fix: use an api whose requests are JSON objects, or a service "
+                                "plugin without request_extras"])
+        if isinstance(body, (dict, list)):
+            try:
+                body = json.dumps(body, allow_nan=False).encode()
+            except (TypeError, ValueError) as error:
+                raise config_error(f"api {name!r} built a body that is not JSON: {error}",
+                                   ["fix: repair the protocol plugin"]) from error
+            content_type = "application/json"
+        elif body is None:
+            body, content_type = b"", "application/json"
+        elif isinstance(body, bytes):
+            content_type = "application/octet-stream"
+        else:
+            raise config_error(f"api {name!r} built a {type(body).__name__} body",
+                               ["fix: an HttpRequest body is a dict or list (JSON), bytes "
+                                "or None"])
+        line = lines.setdefault((built.method, built.path), len(lines))
+        head, body = request_rest(built.method, body, built.headers,
+                                  content_type).split(b"\r\n\r\n", 1)
+        return head, body, line
 
     def progress(self) -> tuple[int, int]:
         """(requests recorded so far, requests in flight): what a heartbeat tells the
@@ -278,13 +345,13 @@ class Trial:
         self.in_flight[attempt] = None
         if self.expiry is None:              # no other request in flight: it is the oldest
             self.expiry = self._expiry_at(attempt.deadline_ns)
-        head, body = self.requests[index]
-        pool, start = self.routes[request_id % len(self.routes)]
+        head, body, line = self.requests[index]
+        pool, starts = self.routes[request_id % len(self.routes)]
         if body is None:
             pool.send(head, attempt)
         else:
             pool.send(b"%s%s\r\n%s%04x-%012x\r\n\r\n%s" % (
-                start, head, self.request_id_header, request_id >> 48 & 0xFFFF,
+                starts[line], head, self.request_id_header, request_id >> 48 & 0xFFFF,
                 request_id & 0xFFFFFFFFFFFF, body), attempt)
 
     async def _wait_until(self, intended: int) -> None:

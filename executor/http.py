@@ -15,8 +15,10 @@ connection first (timeout, cancel) with `HttpConnection.abandon()`.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
+from hpcbench.common.errors import config_error
 from hpcbench.common.stamped_socket import SocketTransport, connect
 from hpcbench.proto.samples import ErrorClass
 
@@ -29,20 +31,66 @@ _SIZE, _DATA, _CRLF, _TRAILER = range(4)                 # chunked decoder state
 now_ns = time.perf_counter_ns
 
 
+# methods a protocol may use: HEAD is not one (its answer's length has no body to read)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# headers the executor writes itself (the request's framing and identity)
+OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
+                         "user-agent", "x-request-id"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")      # RFC 9110 field name
+_PATH = re.compile(r"/[!-~]*")                          # visible ASCII, no space
+_VALUE = re.compile(r"[\t -~\x80-\xff]*")               # no control characters
+
+
+def check_request_line(api: str, method: object, path: object) -> None:
+    """E006 naming `api` unless `method` and `path` make a valid request line."""
+    if method not in METHODS:
+        raise config_error(f"api {api!r} asks for method {method!r}",
+                           [f"fix: use one of {', '.join(METHODS)}"])
+    if not isinstance(path, str) or not _PATH.fullmatch(path) or "#" in path:
+        raise config_error(f"api {api!r} asks for path {path!r}: not a request path",
+                           ["fix: a path starts with / and has no spaces, controls or "
+                            "fragment; percent-encode names in it (urllib.parse.quote), "
+                            "e.g. a workload.model with spaces"])
+
+
+def check_headers(api: str, headers: object) -> None:
+    """E006 naming `api` and the header unless every header is a valid, non-reserved one."""
+    if not isinstance(headers, dict):
+        raise config_error(f"api {api!r} gives headers as {type(headers).__name__}",
+                           ["fix: give headers as a dict of name -> value strings"])
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise config_error(f"api {api!r} gives header name {name!r}",
+                               ["fix: a header name is letters, digits and -!#$%&'*+.^_`|~"])
+        if name.lower() in OWN_HEADERS:
+            raise config_error(f"api {api!r} sets header {name}, which the executor writes "
+                               "itself", [f"fix: leave out {', '.join(sorted(OWN_HEADERS))}"])
+        if not isinstance(value, str) or not _VALUE.fullmatch(value):
+            raise config_error(f"api {api!r} gives header {name} the value {value!r}",
+                               ["fix: a header value is a string without line breaks or "
+                                "other control characters, in Latin-1"])
+
+
 def request_start(method: str, host: str, port: int, path: str) -> bytes:
     """Request line and Host header: the part of a request that names its endpoint."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"   # IPv6 in brackets
     return f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
 
 
-def request_rest(method: str, body: bytes = b"") -> bytes:
-    """The other headers, the blank line and the body (JSON, or empty for GET): the part of a
-    request that is the same for every endpoint."""
-    head = "User-Agent: hpcbench-executor\r\nAccept: */*\r\n"
-    if body or method == "POST":
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+def request_rest(method: str, body: bytes = b"", headers: dict[str, str] | None = None,
+                 content_type: str = "application/json") -> bytes:
+    """The other headers, the blank line and the body: the part of a request that is the same
+    for every endpoint. `headers` are the protocol's own (checked by the engine); a body, or
+    any POST or PUT, gets Content-Length and, unless `headers` name one, `content_type`."""
+    own = {name.lower() for name in headers} if headers else set()
+    head = "User-Agent: hpcbench-executor\r\n" + ("" if "accept" in own else "Accept: */*\r\n")
+    if body or method in ("POST", "PUT"):
+        if "content-type" not in own:
+            head += f"Content-Type: {content_type}\r\n"
+        head += f"Content-Length: {len(body)}\r\n"
+    for name, value in (headers or {}).items():
+        head += f"{name}: {value}\r\n"
     return (head + "\r\n").encode("latin-1") + body
-
 
 
 class HttpConnection:

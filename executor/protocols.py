@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import orjson
 
-from hpcbench.executor.wire import HttpProtocol
+from hpcbench.executor.wire import HttpProtocol, HttpRequest, RequestInput
 from hpcbench.proto.samples import ErrorClass
 
 _loads = orjson.loads    # ~5x faster than json.loads per chunk: it is on the per-token path
@@ -53,7 +53,17 @@ def _plain_text(text: bytes) -> bool:
     return bool(text) and not text.lstrip(_PLAIN)
 
 
-class OpenAIProtocol(HttpProtocol):
+class LineProtocol(HttpProtocol):
+    """A stream of lines (SSE, NDJSON): `end` reads a last line that came without a newline."""
+
+    path = "/"
+
+    def end(self, attempt, now: int) -> None:
+        if attempt.buffer:
+            self.feed(attempt, b"\n", now)
+
+
+class OpenAIProtocol(LineProtocol):
     """openai-chat (/v1/chat/completions) and openai-completions (/v1/completions)."""
 
     chat = True
@@ -65,21 +75,20 @@ class OpenAIProtocol(HttpProtocol):
         self.path = "/v1/chat/completions" if self.chat else "/v1/completions"
         self._text_key = b'"content":"' if self.chat else b'"text":"'  # where a template's text is
 
-    def body(self, model: str, prompt: str | list[str], max_tokens: int | None, stream: bool,
-             ignore_eos: bool) -> dict:
+    def request(self, ask: RequestInput) -> HttpRequest:
         """A list of prompts (completions only) asks for one completion per prompt."""
-        body = {"model": model, "stream": stream}
+        body = {"model": ask.model, "stream": ask.stream}
         if self.chat:
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body["messages"] = [{"role": "user", "content": ask.prompt}]
         else:
-            body["prompt"] = prompt
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        if stream:
+            body["prompt"] = ask.prompt
+        if ask.max_tokens is not None:
+            body["max_tokens"] = ask.max_tokens
+        if ask.stream:
             body["stream_options"] = {"include_usage": True}
-        if ignore_eos:
+        if ask.ignore_eos:
             body["ignore_eos"] = True      # vLLM / simulator extension
-        return body
+        return HttpRequest(self.path, body)
 
     def feed(self, attempt, data: bytes, now: int) -> None:
         if not attempt.buffer:                  # one whole event per read, typically
@@ -181,7 +190,7 @@ class OpenAIProtocol(HttpProtocol):
             attempt.chunk(now)
 
 
-class OllamaProtocol(HttpProtocol):
+class OllamaProtocol(LineProtocol):
     """ollama-chat (/api/chat) and ollama-generate (/api/generate)."""
 
     chat = True
@@ -191,21 +200,20 @@ class OllamaProtocol(HttpProtocol):
             self.chat = chat
         self.path = "/api/chat" if self.chat else "/api/generate"
 
-    def body(self, model: str, prompt: str, max_tokens: int | None, stream: bool,
-             ignore_eos: bool) -> dict:
-        body = {"model": model, "stream": stream}
+    def request(self, ask: RequestInput) -> HttpRequest:
+        body = {"model": ask.model, "stream": ask.stream}
         if self.chat:
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body["messages"] = [{"role": "user", "content": ask.prompt}]
         else:
-            body["prompt"] = prompt
+            body["prompt"] = ask.prompt
         options = {}
-        if max_tokens is not None:
-            options["num_predict"] = max_tokens
-        if ignore_eos:
+        if ask.max_tokens is not None:
+            options["num_predict"] = ask.max_tokens
+        if ask.ignore_eos:
             options["ignore_eos"] = True
         if options:
             body["options"] = options
-        return body
+        return HttpRequest(self.path, body)
 
     def feed(self, attempt, data: bytes, now: int) -> None:
         for line in _complete_lines(attempt, data, now):

@@ -12,7 +12,7 @@ set, so both a write and a read path are measured and value sizes follow the dat
 from __future__ import annotations
 
 from hpcbench.executor.http import HttpConnection, now_ns
-from hpcbench.executor.wire import FramedProtocol
+from hpcbench.executor.wire import FramedProtocol, RequestInput
 from hpcbench.proto.samples import ErrorClass
 
 CRLF = b"\r\n"
@@ -95,16 +95,12 @@ class RespProtocol(FramedProtocol):
     scheme = "redis"
     connection_class = RespConnection
 
-    def requests(self, prompts: list, executor_index: int) -> list[bytes]:
-        """One command per prompt: even prompts SET a key, odd ones GET the key set before."""
-        commands = []
-        for index, prompt in enumerate(prompts):
-            key = f"hpcbench:{executor_index}:{index // 2}"
-            if index % 2 == 0:
-                commands.append(encode_command("SET", key, prompt.text))
-            else:
-                commands.append(encode_command("GET", key))
-        return commands
+    def request(self, ask: RequestInput) -> bytes:
+        """Even prompts SET a key to the prompt's text, odd ones GET the key set before."""
+        key = f"hpcbench:{ask.executor_index}:{ask.index // 2}"
+        if ask.index % 2 == 0:
+            return encode_command("SET", key, ask.prompt)
+        return encode_command("GET", key)
 
     def feed(self, attempt, data: bytes, now: int) -> None:
         """`data` is one whole reply (RespConnection frames it)."""

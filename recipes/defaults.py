@@ -52,7 +52,10 @@ def resolve(data: dict) -> dict:
     if "api" not in workload:
         from hpcbench.servers.registry import get_service  # plugins load only when needed
         workload["api"] = get_service(workload["service"]).api
-    workload.setdefault("stream", True)
+    if "stream" not in workload:     # streamed answers wherever the protocol streams
+        from hpcbench.executor.protocol_registry import get_protocol
+        workload["stream"] = get_protocol(workload["api"]).streams
+    workload.setdefault("api_config", {})
     workload.setdefault("duration", 60)
     workload.setdefault("warmup", 0)
     workload.setdefault("max_requests", None)

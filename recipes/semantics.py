@@ -67,13 +67,56 @@ def _api_fits_service(data: dict) -> list[Problem]:
                                 f"'{service}' does not speak the Ollama API"))
     batch = lookup(data, "workload.batch")
     batches = batch if isinstance(batch, list) else [batch]
-    if not isinstance(api, str) and service in service_registry.known_services():
-        api = service_registry.get_service(service).api     # the default defaults.py applies
+    api = _resolved_api(data)
     if any(_int(size) and size > 1 for size in batches) and not _batches(api):
         able = [name for name in protocol_registry.known_protocols() if _batches(name)]
         problems.append(Problem("workload.batch", batch,
                                 f"1 unless workload.api is {' or '.join(able)} (only they take "
                                 "several prompts per request)"))
+    return problems
+
+
+def _resolved_api(data: dict) -> object:
+    """workload.api, else the service's own api (the default defaults.py applies); whatever
+    it is when neither is known (reported by _api_is_known and _service_is_known)."""
+    api, service = lookup(data, "workload.api"), lookup(data, "workload.service")
+    if not isinstance(api, str) and service in service_registry.known_services():
+        try:
+            return service_registry.get_service(service).api
+        except HpcbenchError:
+            return api
+    return api
+
+
+def _protocol(api: object):
+    """The installed protocol called `api`, or None (unknown ones are _api_is_known's)."""
+    if api not in protocol_registry.known_protocols():
+        return None
+    try:
+        return protocol_registry.get_protocol(api)
+    except HpcbenchError:
+        return None
+
+
+def _api_takes_its_config(data: dict) -> list[Problem]:
+    """workload.api_config and workload.stream as the protocol itself accepts them."""
+    api = _resolved_api(data)
+    protocol = _protocol(api)
+    if protocol is None:
+        return []
+    problems = []
+    if lookup(data, "workload.stream") is True and not protocol.streams:
+        problems.append(Problem("workload.stream", True,
+                                f"false or nothing: api '{api}' answers every request whole "
+                                "(it does not stream)"))
+    config = lookup(data, "workload.api_config", {})
+    if isinstance(config, dict):    # anything else is the schema's to report
+        try:
+            protocol.check_config(dict(config))
+        except HpcbenchError as error:
+            problems.append(Problem("workload.api_config", config,
+                                    f"a configuration api '{api}' accepts: " +
+                                    "; ".join((error.message, *error.details))))
     return problems
 
 
@@ -425,7 +468,8 @@ def _sweep_fits(data: dict) -> list[Problem]:
 
 
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
-    _service_is_known, _api_is_known, _api_fits_service, _agents_fit, _load_has_its_parameters, _dataset_is_complete,
+    _service_is_known, _api_is_known, _api_fits_service, _api_takes_its_config, _agents_fit,
+    _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,

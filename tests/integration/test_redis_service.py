@@ -21,6 +21,7 @@ from hpcbench.executor.http import ConnectionPool
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.resp import RespConnection, RespProtocol, encode_command, reply_end
 from hpcbench.executor.sinks import read_batches
+from hpcbench.executor.wire import RequestInput
 from hpcbench.proto.samples import ErrorClass, Phase
 from hpcbench.servers.plugin import LaunchContext
 from hpcbench.servers.registry import get_service
@@ -87,7 +88,10 @@ def run_commands(url: str, commands: list[bytes]) -> list[Attempt]:
 def test_redis_launched_by_plugin_answers_resp_through_the_executor_pipeline(redis_url):
     prompts = [Prompt("hello redis", 3, None), Prompt("", 1, None), Prompt("x" * 5000, 1250, None),
                Prompt("", 1, None)]
-    commands = RespProtocol().requests(prompts, executor_index=3)
+    protocol = RespProtocol()
+    commands = [protocol.request(RequestInput("unused", prompt.text, None, True, False,
+                                              index=index, executor_index=3))
+                for index, prompt in enumerate(prompts)]
     assert commands[1] == encode_command("GET", "hpcbench:3:0")
     attempts = run_commands(redis_url, commands + [encode_command("NOSUCHCOMMAND")])
 

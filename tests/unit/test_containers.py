@@ -32,3 +32,22 @@ def test_component_images_share_the_base_and_start_and_test_their_program(repo, 
     assert f"hpcbench-{component}" in found["test"]
     assert f"org.hpcbench.component {component}" in found["labels"]
     assert "{{ VERSION }}" in found["labels"] and "{{ GIT_COMMIT }}" in found["labels"]
+
+
+def test_plugin_wheels_go_into_the_base_image_with_hpcbench(repo):
+    """`make images` installs containers/plugins/*.whl (or PLUGINS=DIR) into the base image in
+    the same pip call as hpcbench; the executor image's %test loads every protocol. Running
+    these sections is tests/integration/test_plugin_examples.py's."""
+    found = sections((repo / "containers" / "base.def").read_text())
+    assert "PLUGINS=plugins" in found["arguments"]
+    assert "{{ PLUGINS }} /opt/hpcbench-plugins" in found["files"]
+    assert 'pip install --no-cache-dir /opt/hpcbench/*.whl "$@"' in found["post"]
+    assert "set -- /opt/hpcbench-plugins/*.whl" in found["post"]
+    executor = sections((repo / "containers" / "executor.def").read_text())
+    assert "get_protocol(name)" in executor["test"] and "known_protocols()" in executor["test"]
+    makefile = (repo / "containers" / "Makefile").read_text()
+    assert re.search(r"^hpcbench-base\.sif: base\.def \$\(WHEEL\) \$\(PLUGIN_WHEELS\)$",
+                     makefile, re.M)
+    assert "--build-arg PLUGINS=$(abspath $(PLUGINS))" in makefile
+    assert (repo / "containers" / "plugins" / "README.md").exists()
+    assert "containers/plugins/*.whl" in (repo / ".gitignore").read_text().splitlines()

@@ -76,7 +76,7 @@ def test_the_session_splits_clients_per_node_over_the_executors_of_each_node():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"api": "grpc"}, "workload.api='grpc' is not one of"),
+    ({"api": "grpc"}, "workload.api 'grpc' is not a protocol installed where"),
     ({"model": None}, "workload.model is required"),
     ({"duration": "ten seconds"}, "workload.duration"),
     ({"duration": 0}, "set a duration"),

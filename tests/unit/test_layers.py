@@ -76,13 +76,20 @@ def _refusal(layer: str, target: str, layers: set[str]) -> str | None:
     return f"the {layer} layer may not import the {other} layer"
 
 
+def own_distribution(path: Path, folder: Path) -> bool:
+    """Whether `path` is in a package of its own below `folder` (a folder with its own
+    pyproject.toml, such as servers/examples/*): a plugin on top of hpcbench, in no layer."""
+    return any((parent / "pyproject.toml").exists()
+               for parent in path.parents if parent != folder and folder in parent.parents)
+
+
 def layer_violations(repo: Path, dirs: dict[str, str]) -> list[str]:
     """`file:line: statement (why)` for every import that runs up or across the layers."""
     found = []
     for layer, folder_name in sorted(dirs.items()):
         folder = repo / folder_name
         for path in sorted(folder.rglob("*.py")):
-            if "__pycache__" in path.parts:
+            if "__pycache__" in path.parts or own_distribution(path, folder):
                 continue
             module, is_package = _module_name(layer, folder, path)
             tree = ast.parse(path.read_text(), filename=str(path))

@@ -5,8 +5,6 @@ plugin_shapes.py (only the installation is skipped; tests/integration installs r
 packages into a venv)."""
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint
-
 import pytest
 
 from hpcbench.common.errors import HpcbenchError
@@ -15,19 +13,6 @@ from hpcbench.executor.wire import HttpProtocol
 from hpcbench.servers import registry
 
 SHAPES = "tests.support.plugin_shapes"
-
-
-@pytest.fixture
-def installed(monkeypatch):
-    """Pretend these entry points are installed: {group: {name: 'module:attr'}}."""
-    def install(group_module, entries: dict[str, str]):
-        points = {name: EntryPoint(name, value, group_module.ENTRY_POINT_GROUP)
-                  for name, value in entries.items()}
-        monkeypatch.setattr(type(group_module.REGISTRY), "_entry_points",
-                            lambda registry: points if registry is group_module.REGISTRY else {})
-        protocol_registry.get_protocol.cache_clear()   # instances are cached per process
-    yield install
-    protocol_registry.get_protocol.cache_clear()
 
 
 def test_a_service_plugin_missing_a_step_is_refused_naming_it(installed):
