@@ -449,6 +449,9 @@ CHECKED = {
     "workload.component": ("benchmark", "one of inference"),
     "servers.service_config.distributed.backend": ("mpi", "one of ray"),
     "servers.service_config.model": ("other-model", "model_path"),
+    # read by a plugin protocol's check_config and request(); the built-ins take none (the
+    # example plugins' own tests show it reaching a request: test_plugin_examples.py)
+    "workload.api_config": ({"x": 1}, "takes no configuration"),
 }
 
 
