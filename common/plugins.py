@@ -16,9 +16,18 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import entry_points
 
 from hpcbench.common.errors import config_error
+
+
+@cache
+def _installed(group: str) -> dict[str, object]:
+    """The group's entry points, read once per process: scanning every installed distribution
+    costs ~10 ms, and executors check their protocol on every trial (a plugin installed while a
+    process runs is seen by the next process)."""
+    return {entry.name: entry for entry in entry_points(group=group)}
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class PluginRegistry:
     how_to: str                     # the fix when a plugin is not a `base`
 
     def _entry_points(self) -> dict[str, object]:
-        return {entry.name: entry for entry in entry_points(group=self.group)}
+        return _installed(self.group)
 
     def names(self) -> list[str]:
         """Every name `load` accepts, built-ins first."""

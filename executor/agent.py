@@ -75,7 +75,6 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         return error.exit_status
     try:
         agent.link.register(session, agent_id, node)
-        agent.node = node
         return agent.serve()
     except HpcbenchError as error:
         log.error(error.render())
@@ -91,7 +90,6 @@ class ExecutorAgent:
         """`curve`: the session's CurveKeys when it runs with security.curve."""
         self.curve = curve
         self.link: AgentLink | None = None
-        self.node = "localhost"
         self.commands: queue.Queue = queue.Queue()
         self.state = pb.IDLE
         self.trial_id = ""
@@ -161,9 +159,9 @@ class ExecutorAgent:
         try:
             spec = TrialConfig.decode(command.config_json)
             config = LoadConfig.from_workload(
-                spec.workload, spec.targets, executor_index=self.reply.executor_index,
+                spec.workload, spec.targets, executor_index=spec.executor_index,
                 executor_count=spec.executor_count, run_id=spec.run_id,
-                trial_id=spec.trial_id, executor_id=self.reply.agent_id, node=self.node,
+                trial_id=spec.trial_id, executor_id=self.reply.agent_id, node=spec.node,
                 request_extras=spec.request_extras)
         except Exception as error:  # HpcbenchError, a bad message or a bug: report, keep serving
             self._report(command.trial_id, ok=False, error=_describe(error))

@@ -152,7 +152,9 @@ class Trial:
         self.expiry: asyncio.TimerHandle | None = None    # fires at the oldest one's deadline
         self.slots_running = 0            # closed loop: slots not yet ended
         self.slots_ended: asyncio.Future | None = None
-        self.backoff = SlotBackoff(config.concurrency, config.dataset.seed)
+        # jitter differs between executors (each its own stream), repeatable per executor
+        self.backoff = SlotBackoff(config.concurrency,
+                                   config.dataset.seed * 100_003 + config.executor_index)
         self.backing_off: dict[int, asyncio.TimerHandle] = {}   # slot -> its next attempt
         self.next_id = 0
         self.measured_sent = 0

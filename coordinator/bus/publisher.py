@@ -24,7 +24,7 @@ from hpcbench.proto import bus as contract
 SUBSCRIBE_HWM = 1_000     # messages a subscriber's socket holds before it loses some
 SUBSCRIPTION_MAX_BYTES = 4096   # a (un)subscription is a topic prefix; longer drops the peer
 MAX_BUS_MESSAGE_BYTES = 64 * 1024 * 1024   # a snapshot of a thousand executors is a few MB
-SEND_HWM = 10_000         # messages queued per subscriber before that subscriber loses some
+SEND_HWM = 1_000          # messages queued per subscriber before that subscriber loses some
 _SUBSCRIPTION_POLL_S = 0.02
 _REMEMBERED = 4096       # (topic, seq) pairs a subscriber remembers to skip repeated replays
 # on close, queued messages (the session's last state and session_end) get this long to reach
@@ -45,7 +45,7 @@ class BusPublisher:
             curve=curve, options={zmq.XPUB_VERBOSE: 1}, context=context)
         self._lock = threading.Lock()
         self._sequence = {topic: 0 for topic in contract.TOPICS}
-        self._last: dict[tuple[str, str], list[bytes]] = {}
+        self._last: dict[tuple[str, str], tuple[list[bytes], list[bytes]]] = {}
         self._stop = threading.Event()
         self.replays = 0
         self._thread = threading.Thread(target=self._serve_subscriptions, name="bus-lvc",
@@ -61,7 +61,7 @@ class BusPublisher:
             seq = self._sequence[topic]
             frames = contract.pack(topic, seq, self.run, time.time_ns(), data)
             self._sequence[topic] = seq + 1
-            self._last[(topic, key)] = frames
+            self._last[(topic, key)] = (frames, [])   # its replay form, made on first replay
             self._send(frames)
         return seq
 
@@ -96,9 +96,11 @@ class BusPublisher:
                     if request[:1] != b"\x01":
                         continue  # an unsubscription
                     prefix = request[1:]
-                    for (_topic, _key), frames in list(self._last.items()):
+                    for frames, replay in self._last.values():
                         if frames[0].startswith(prefix):
-                            self._send(contract.as_replay(frames))
+                            if not replay:   # re-packed once per cached message, not per join
+                                replay.extend(contract.as_replay(frames))
+                            self._send(replay)
                             self.replays += 1
 
     def close(self) -> None:

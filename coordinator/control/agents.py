@@ -65,6 +65,7 @@ class AgentRegistry:
         self.heartbeat_interval_s = heartbeat_interval_s
         self._agents: dict[str, AgentRecord] = {}
         self._reports: dict[tuple[str, str], pb.AgentReport] = {}
+        self._reported_trial = ""      # the trial whose reports are kept
         self._changed = threading.Condition()
         self._serial = itertools.count()
 
@@ -119,8 +120,12 @@ class AgentRegistry:
             return True
 
     def report(self, request: pb.AgentReport) -> None:
+        """Keep a report on the trial the session configured last (one per agent); a report on
+        any other trial, or from an agent the session does not know, is not kept, so reports
+        never pile up over a session."""
         with self._changed:
-            self._reports[(request.agent_id, request.trial_id)] = request
+            if request.trial_id == self._reported_trial and request.agent_id in self._agents:
+                self._reports[(request.agent_id, request.trial_id)] = request
             record = self._agents.get(request.agent_id)
             if record is not None:
                 record.last_heartbeat = time.monotonic()
@@ -144,6 +149,10 @@ class AgentRegistry:
             return [agent for agent in self._agents.values() if role in (None, agent.role)]
 
     def send(self, agent_id: str, kind: int, trial_id: str = "", config_json: str = "") -> None:
+        if kind == pb.CONFIGURE and trial_id != self._reported_trial:
+            with self._changed:   # a new trial: only its reports are kept from now on
+                self._reported_trial = trial_id
+                self._reports.clear()
         self._agents[agent_id].commands.put(pb.Command(kind=kind, trial_id=trial_id,
                                                        config_json=config_json))
 

@@ -21,7 +21,8 @@ from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.proto import samples, telemetry
 
-RECEIVE_HWM = 1_000   # batches queued in the PULL socket; beyond it executors' PUSH blocks
+RECEIVE_HWM = 16   # batches queued per executor in the PULL socket (up to 64 MiB each); beyond
+#                    it the executor's own PUSH queue fills and then blocks: nothing is dropped
 log = logging.getLogger(__name__)
 
 
