@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hpcbench.common.auth import call_metadata
 from hpcbench.common.sockets import connect
 from hpcbench.coordinator.control.client import ADDRESS_FILE
+from hpcbench.coordinator.session.results import read_samples
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto import control_v1_pb2_grpc as pb_grpc
 from hpcbench.proto.samples import encode
@@ -53,6 +54,13 @@ def runs():
 def session_info(run) -> tuple[Path, dict]:
     session_dir = run.results / "faults" / run.session
     return session_dir, json.loads((session_dir / ADDRESS_FILE).read_text())
+
+
+def forged_rows_stored(session_dir: Path, forged: set[str]) -> int:
+    """Rows on disk, over every finished trial, from executors the session never started."""
+    return sum(batch.n for trial_dir in finished_trials(session_dir).values()
+               for batch in read_samples(trial_dir / "samples.msgpack")
+               if batch.executor in forged)
 
 
 def sample_endpoint(info: dict) -> str:
@@ -123,11 +131,18 @@ def test_another_user_cannot_reach_the_sample_socket_and_nothing_forged_counts(t
     # where they stay: below, not one of them counts
     assert outcome.startswith("refused"), outcome
     assert run.wait(120) == 0, run.output
+    stored_beyond_reports = 0
     for trial_dir in finished_trials(session_dir).values():
-        summary = assert_accounted(trial_dir)           # rows = what executors produced
+        summary = json.loads((trial_dir / "summary.json").read_text())
+        reported = sum(report["requests"] for report in
+                       summary["integrity"]["executor_reports"].values())
+        stored = sum(batch.n for batch in read_samples(trial_dir / "samples.msgpack"))
+        stored_beyond_reports += stored - reported    # the forger posed as executor-0
         assert summary["integrity"]["foreign_batches"] == 0
         assert summary["integrity"]["protection"]["data_plane"] == "ipc"
-    record("forged_batches_accepted", 0)
+    record("forged_batches_accepted", stored_beyond_reports)
+    for trial_dir in finished_trials(session_dir).values():
+        assert_accounted(trial_dir)                     # rows = what executors produced
 
 
 def test_a_flood_of_foreign_batches_is_dropped_and_memory_stays_flat(tmp_path, runs):
@@ -151,10 +166,11 @@ def test_a_flood_of_foreign_batches_is_dropped_and_memory_stays_flat(tmp_path, r
     trials = finished_trials(session_dir)
     last = json.loads((trials["concurrency-4"] / "summary.json").read_text())
     assert last["integrity"]["foreign_batches"] == flood, run.output
+    record("forged_batches_sent", flood)
+    record("forged_batches_accepted",
+           forged_rows_stored(session_dir, {f"forger-{index}" for index in range(flood)}))
     for trial_dir in trials.values():
         assert_accounted(trial_dir)                     # the session's own rows, all of them
-    record("forged_batches_sent", flood)
-    record("forged_batches_accepted", 0)
     record("flood_rss_growth_mb", max(round(growth_mb), 0))
     # before the fix the same flood grew it by ~790 MB: per-trial and per-executor state
     assert growth_mb < 100, growth_mb
