@@ -55,7 +55,7 @@ def add_agent_arguments(parser, session_help: str) -> None:
 
 
 def session_token(token_file: str) -> str:
-    """$HPCBENCH_TOKEN, else the token in `token_file` (E003 naming the file when unreadable)."""
+    """$HPCBENCH_TOKEN, else the token in `token_file` (E006 naming the file when unreadable)."""
     return os.environ.get("HPCBENCH_TOKEN") or read_token(token_file or ".")
 
 

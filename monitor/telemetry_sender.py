@@ -3,7 +3,8 @@
 A PUSH socket queues up to `high_water_mark` messages while the coordinator is slow or not there
 yet; beyond that a message is dropped and counted (the count itself travels in later messages
 as `hpcbench_monitor_telemetry_dropped_total`), so no loss is silent. With the session's CURVE
-keys (recipe security.curve) the socket talks CURVE, as the coordinator's PULL then demands.
+keys (a session whose sockets other machines reach) the socket talks CURVE, as the
+coordinator's PULL then demands.
 """
 from __future__ import annotations
 

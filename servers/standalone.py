@@ -1,6 +1,6 @@
 """Run a LaunchSpec as a local process (a server started outside a session, e.g. by tests).
 
-The server gets its own process group (`coordinator.process_group`), so stopping it also stops
+The server gets its own process group (`common.process_group`), so stopping it also stops
 what it started; output goes to a log file, which is what error messages point at.
 """
 from __future__ import annotations

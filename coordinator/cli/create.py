@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from hpcbench.common.errors import config_error
+    from hpcbench.common.files import write_atomic
     from hpcbench.recipes import recipe_from_dict
     from hpcbench.recipes.wizard import QUESTIONS, answer_all, build_recipe
 
@@ -48,10 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if output.exists() and not args.force:
         raise config_error(f"{output} exists", ["pass --force to overwrite, or -o OTHER.yaml"])
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.tmp")
-    temporary.write_text("# Created by `hpcbench create`; check it with `hpcbench validate`.\n"
-                         + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    temporary.replace(output)
+    write_atomic(output, "# Created by `hpcbench create`; check it with `hpcbench validate`.\n"
+                 + yaml.safe_dump(data, sort_keys=False))
     print(f"wrote {output}; next: hpcbench plan {output}  or  hpcbench run {output}")
     return 0
 

@@ -2,7 +2,8 @@
 
 `Coordinator` owns one gRPC server bound to a loopback or cluster address, serving
 hpcbench.control.v1.Control and .Agent behind the token check of `auth.TokenInterceptor`, plus
-the standard grpc.health.v1 and reflection services (open, for probes and grpcurl). It holds
+the standard grpc.health.v1 (Check open, for probes) and reflection (with the token, e.g.
+for grpcurl) services. It holds
 the sessions it started; each runs in its own thread (coordinator/session/lifecycle.py).
 
 Next to the token it writes `coordinator.json` (address, pid) into its run directory so the

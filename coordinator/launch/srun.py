@@ -104,7 +104,7 @@ def component_argv(component: str, args: list[str], data: dict, run_dir: Path,
 class SrunLauncher:
     """The session's launcher under Slurm (launch/base.py's interface)."""
 
-    single_machine = False   # every component on this machine (ipc sockets can serve)
+    single_machine = False   # components run on several nodes: the sockets must be tcp
 
     def __init__(self, run_dir: Path, recipe, *, placement, allocation: Allocation):
         self.supervisor = Supervisor(run_dir)

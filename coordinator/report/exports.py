@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from hpcbench.common.files import write_atomic
+from hpcbench.common.files import atomic_output, write_atomic
 from hpcbench.common.measure.definitions import MISSING
 from hpcbench.coordinator.report.requests import RequestTable
 from hpcbench.coordinator.report.rundata import RunData
@@ -102,25 +102,20 @@ def export_requests(run: RunData, fmt: str) -> Path:
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format {fmt!r} is not one of {EXPORT_FORMATS}")
     path = run.run_dir / f"requests.{fmt}"
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as out:
-            if fmt == "csv":
-                text = io.TextIOWrapper(out, encoding="utf-8", newline="")
-                writer = csv.writer(text, lineterminator="\n")
-                writer.writerow(REQUEST_FIELDS)
-                for trial in run.trials:
-                    for row in request_rows(trial.trial_id, trial.requests):
-                        writer.writerow(["" if value is None else value for value in row])
-                text.flush()
-                text.detach()
-            else:
-                for trial in run.trials:
-                    for row in request_rows(trial.trial_id, trial.requests):
-                        out.write(orjson.dumps(dict(zip(REQUEST_FIELDS, row))) + b"\n")
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_output(path) as out:
+        if fmt == "csv":
+            text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(REQUEST_FIELDS)
+            for trial in run.trials:
+                for row in request_rows(trial.trial_id, trial.requests):
+                    writer.writerow(["" if value is None else value for value in row])
+            text.flush()
+            text.detach()
+        else:
+            for trial in run.trials:
+                for row in request_rows(trial.trial_id, trial.requests):
+                    out.write(orjson.dumps(dict(zip(REQUEST_FIELDS, row))) + b"\n")
     return path
 
 

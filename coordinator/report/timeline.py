@@ -2,7 +2,7 @@
 
 Each measured request falls in the bin of its end (when its latency became known), counted from
 the trial's time zero (the earliest intended send of a measured request). Percentiles use the
-nearest-rank rule of coordinator/hdr.exact_percentiles, like every exact figure in hpcbench.
+nearest-rank rule of common/measure/percentiles.exact_percentiles, like every exact figure in hpcbench.
 """
 from __future__ import annotations
 
