@@ -2,9 +2,10 @@
 
 Without it anyone who can reach the coordinator's node may push sample batches into a run or
 read its metrics bus. Wherever other machines reach those sockets (Slurm, a bind_address; or
-recipe `security: {curve: true}`) the coordinator makes one key set per session and writes it to `<run_dir>/curve.keys` (mode 0600, like control.token): the
-server key pair the sample PULL and bus PUB sockets serve with, and a client key pair that
-executors, monitors and bus subscribers connect with. A peer that does not hold the file cannot
+recipe `security: {curve: true}`) the coordinator makes one key set per session and writes
+it to `<run_dir>/curve.keys` (mode 0600, like control.token): the server key pair the sample
+PULL and bus PUB sockets serve with, and a client key pair that executors, monitors and bus
+subscribers connect with. A peer that does not hold the file cannot
 complete the CURVE handshake (it needs the server's public key), so a plain-text or wrongly
 keyed PUSH never delivers a message, and everything on the wire is encrypted.
 

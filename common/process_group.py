@@ -2,7 +2,7 @@
 die with their parent.
 
 The one place where hpcbench spawns and stops processes (the session's children in
-`coordinator/launch/supervisor.py`, servers started directly by `servers/standalone.py`): a
+`coordinator/launch/supervisor.py`, servers the tests start directly (tests/support/standalone_server.py)): a
 process group lets a stop reach everything the program started (Ray's raylets, vLLM's engine
 core, srun's tasks).
 

@@ -4,7 +4,7 @@ The figures come from the measurement core (common/measure): the same rows feed 
 metrics as in the coordinator's results (only requests scheduled in the measured window; ITL
 of successful requests; E2E of successful and timed-out ones) and percentiles are exact
 nearest-rank ones, so a standalone run and a session over the same samples report the same
-numbers. `measured_rows` reads batches back as columns, for tests and benches.
+numbers.
 """
 from __future__ import annotations
 
@@ -14,24 +14,9 @@ import numpy as np
 
 from hpcbench.common.measure.definitions import derive
 from hpcbench.common.measure.percentiles import exact_percentiles
-from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch
+from hpcbench.proto.samples import ErrorClass, SampleBatch
 
 SHOWN = {"ttft_ms": "ttft", "itl_ms": "itl", "e2e_ms": "e2e", "dispatch_lag_ms": "dispatch_lag"}
-
-
-def measured_rows(batches: Iterable[SampleBatch]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Concatenated MEASURED rows and their ITL gaps."""
-    columns: dict[str, list] = {}
-    gaps = []
-    for batch in batches:
-        keep = batch.columns["phase"] == Phase.MEASURED
-        offsets = batch.itl_offsets()
-        for index in np.flatnonzero(keep):
-            gaps.append(batch.itl_ns[offsets[index]:offsets[index + 1]])
-        for name, column in batch.columns.items():
-            columns.setdefault(name, []).append(column[keep])
-    merged = {name: np.concatenate(parts) for name, parts in columns.items()}
-    return merged, (np.concatenate(gaps) if gaps else np.zeros(0, dtype=np.int64))
 
 
 def summarize(batches: Iterable[SampleBatch], window_s: float | None = None) -> dict:

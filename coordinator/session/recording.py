@@ -132,9 +132,6 @@ class SessionRecording:
     def publish_event(self, event: Event, state: str, **fields) -> None:
         self.bus.event(event_data(event, self.session_id, state, **fields))
 
-    def finished_trials(self) -> set[str]:
-        return self.results.finished_trials()
-
     def passed_trials(self) -> set[str]:
         """Trials whose newest attempt passed: a re-run skips them, and only them."""
         return passed_trials(self.session_dir)

@@ -199,9 +199,6 @@ class ResultsWriter:
         self.session_dir = Path(results_dir) / _checked_name("scenario", scenario) \
             / _checked_name("session", session)
 
-    def finished_trials(self) -> set[str]:
-        return finished_trials(self.session_dir)
-
     def open_trial(self, trial_id: str, recipe: dict,
                    session_run: int | None = None) -> TrialWriter:
         """Start a new attempt of a trial (an earlier failed or cut one moves to attempts/N);

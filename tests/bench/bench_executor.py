@@ -21,11 +21,13 @@ import numpy as np
 import psutil
 import uvloop
 
-from hpcbench.executor.config import LoadConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support on a plain run
+
+from hpcbench.executor.config import LoadConfig  # noqa: E402
 from hpcbench.executor.engine import client_request_id, run_trial
 from hpcbench.executor.sinks import FileSink, MemorySink
-from hpcbench.executor.summary import measured_rows
 from hpcbench.proto.samples import ErrorClass
+from tests.support.sample_rows import measured_rows
 
 VENV_BIN = Path(sys.executable).parent
 TOKENS = 16

@@ -23,11 +23,11 @@ from support.tiny_models import make_tiny_gguf
 from hpcbench.coordinator.session.results import read_samples
 from hpcbench.executor.engine import client_request_id
 from hpcbench.executor.sinks import read_batches
-from hpcbench.executor.summary import measured_rows
 from hpcbench.proto.samples import ErrorClass, TokenSource
 from hpcbench.servers.plugin import LaunchContext, http_get, http_post_json
 from hpcbench.servers.registry import get_service
-from hpcbench.servers.standalone import start_server, stop_server
+from tests.support.sample_rows import measured_rows
+from tests.support.standalone_server import start_server, stop_server
 
 LLAMACPP_VENV = Path(os.environ.get("HPCBENCH_LLAMACPP_VENV",
                                     "/var/cache/hpcbench/llamacpp-venv"))

@@ -19,7 +19,7 @@ from support.waiting import wait_until
 
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers.registry import get_service, launch_contexts
-from hpcbench.servers.standalone import start_server, stop_server
+from tests.support.standalone_server import start_server, stop_server
 
 STANDIN = Path(__file__).parent.parent / "support" / "standin_vllm.py"
 VENV_BIN = Path(sys.executable).parent

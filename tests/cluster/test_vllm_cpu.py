@@ -26,7 +26,7 @@ from hpcbench.executor.sinks import read_batches
 from hpcbench.proto.samples import ErrorClass, TokenSource
 from hpcbench.servers.plugin import LaunchContext, http_get
 from hpcbench.servers.registry import get_service
-from hpcbench.servers.standalone import start_server, stop_server
+from tests.support.standalone_server import start_server, stop_server
 
 VLLM_VENV = Path(os.environ.get("HPCBENCH_VLLM_VENV", "/var/cache/hpcbench/vllm-venv"))
 VLLM_PYTHON = VLLM_VENV / "bin" / "python"

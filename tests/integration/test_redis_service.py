@@ -25,7 +25,7 @@ from hpcbench.executor.wire import RequestInput
 from hpcbench.proto.samples import ErrorClass, Phase
 from hpcbench.servers.plugin import LaunchContext
 from hpcbench.servers.registry import get_service
-from hpcbench.servers.standalone import start_server, stop_server
+from tests.support.standalone_server import start_server, stop_server
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server not installed (make system-deps)")

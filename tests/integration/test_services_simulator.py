@@ -14,7 +14,7 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers import ollama
 from hpcbench.servers.plugin import HttpService, LaunchContext, recorded_server_version
 from hpcbench.servers.registry import get_service
-from hpcbench.servers.standalone import start_server, stop_server
+from tests.support.standalone_server import start_server, stop_server
 
 
 @pytest.fixture(scope="module")

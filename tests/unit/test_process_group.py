@@ -10,7 +10,7 @@ import pytest
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.process_group import guarded, spawn
 from hpcbench.servers.plugin import LaunchSpec
-from hpcbench.servers.standalone import start_server
+from tests.support.standalone_server import start_server
 
 
 def test_guarded_names_this_process_as_the_parent_to_die_with():

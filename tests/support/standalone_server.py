@@ -1,4 +1,4 @@
-"""Run a LaunchSpec as a local process (a server started outside a session, e.g. by tests).
+"""Run a LaunchSpec as a local process: a server the tests start outside a session.
 
 The server gets its own process group (`common.process_group`), so stopping it also stops
 what it started; output goes to a log file, which is what error messages point at.
