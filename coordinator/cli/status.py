@@ -95,12 +95,11 @@ def _agent_role(role: int) -> str:
 
 def _show_ended(run_dir, as_json: bool, error) -> int:
     """The coordinator is gone: show what the session recorded when it ended."""
-    from hpcbench.coordinator.session.recording import SESSION_FILE
+    from hpcbench.coordinator.session.session_file import read_record
 
-    try:
-        record = json.loads((run_dir / SESSION_FILE).read_text())
-    except (OSError, ValueError):
-        raise error from None
+    record = read_record(run_dir)
+    if not record or not isinstance(record.get("state"), str):
+        raise error
     if as_json:
         print(json.dumps(record, indent=2))
         return 0

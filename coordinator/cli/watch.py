@@ -83,17 +83,14 @@ def _bus_endpoint(args) -> tuple[str | None, object]:
     """The session's bus endpoint and run directory; endpoint None (after saying so) when the
     session has ended."""
     from hpcbench.coordinator.control.client import ControlClient, target_from_args
-    from hpcbench.coordinator.session.recording import SESSION_FILE
+    from hpcbench.coordinator.session.session_file import ENDED, read_record
 
     target = target_from_args(args)
-    from hpcbench.coordinator.session.session_file import ENDED
-
-    if target.run_dir is not None and (target.run_dir / SESSION_FILE).exists():
-        record = json.loads((target.run_dir / SESSION_FILE).read_text())
-        if record["state"] in ENDED:     # RUNNING: a run of the session is measuring now
-            print(f"session {record['session']} has ended ({record['state'].lower()}); "
-                  f"its results are in {target.run_dir}")
-            return None, target.run_dir
+    record = read_record(target.run_dir) if target.run_dir is not None else {}
+    if record.get("state") in ENDED:     # RUNNING: a run of the session is measuring now
+        print(f"session {record.get('session', '')} has ended ({record['state'].lower()}); "
+              f"its results are in {target.run_dir}")
+        return None, target.run_dir
     if target.bus_endpoint:
         return target.bus_endpoint, target.run_dir
     with ControlClient(target) as client:

@@ -32,8 +32,8 @@ from hpcbench.coordinator.session.results import (
     trial_attempts,
 )
 from hpcbench.coordinator.session.server_view import SERVER_METRICS, read_rows
+from hpcbench.coordinator.session.session_file import read_record
 
-SESSION_FILE = "session.json"
 TELEMETRY_DIR = "telemetry"
 
 
@@ -167,8 +167,7 @@ def load_run(run_dir: Path) -> RunData:
                            ("pass results/<scenario>/<session> of a run that finished at least "
                             "one trial",))
     trials.sort(key=lambda trial: (trial.index, trial.trial_id))
-    session_path = run_dir / SESSION_FILE
-    session = json.loads(session_path.read_text()) if session_path.is_file() else None
+    session = read_record(run_dir) or None
     telemetry = [_load_telemetry(path)
                  for path in sorted((run_dir / TELEMETRY_DIR).glob("*.csv"))]
     return RunData(run_dir, session, trials, unfinished,

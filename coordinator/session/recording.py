@@ -25,7 +25,7 @@ from hpcbench.common.files import write_atomic
 from hpcbench.coordinator.bus.publisher import BusPublisher
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
-from hpcbench.coordinator.session import server_view, verdicts
+from hpcbench.coordinator.session import server_view, session_file, verdicts
 from hpcbench.coordinator.session.results import (
     ResultsWriter,
     passed_trials,
@@ -267,11 +267,7 @@ class SessionRecording:
     def earlier_session(self) -> dict:
         """The session record an earlier run of this session wrote ({} if none or unreadable):
         what a resumed run keeps when it has nothing left to measure itself."""
-        try:
-            record = json.loads((self.session_dir / SESSION_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
-        return record if isinstance(record, dict) else {}
+        return session_file.read_record(self.session_dir)
 
     def abort_trial(self, reason: str = "") -> None:
         """The running trial will not finish: close it in the aggregator (later batches are
