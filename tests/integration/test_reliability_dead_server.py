@@ -48,13 +48,18 @@ def _simulator_pid(port: str) -> int:
     raise AssertionError(f"no simulator process with {port} in its command line")
 
 
+POLL_S = 0.01   # how often _poll looks at the engine's counters
+
+
 async def _poll(condition, timeout: float, what: str) -> None:
-    """Await `condition()` without blocking the loop the engine runs on (bounded)."""
+    """Await `condition()` on the loop the engine runs on: the asyncio form of wait_until
+    (the engine's counters have no event to await, so the state is looked at every POLL_S,
+    up to a deadline)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(POLL_S)
 
 
 def test_a_server_killed_under_a_closed_loop_is_backed_off_from_not_hammered(tmp_path):
