@@ -135,8 +135,10 @@ def test_triton_plugin_in_the_container_runtime(cluster, repo, submit_dir, tmp_p
     assert service["command"][:3] == ["python", "-m", "hpcbench_kserve.server"]
     assert service["command"][3:9] == ["--model-repository", str(models), "--model-control-mode",
                                        "explicit", "--load-model", "resnet-mini"]
-    (executor,) = [c for c in calls if c["verb"] == "exec" and "executor" in c["image"]]
-    assert executor["node"] == "node3" and executor["command"][0] == "hpcbench-executor"
+    # run.sbatch first checks each hpcbench image answers `hpcbench --version`; then the agent
+    (executor,) = [c for c in calls if c["verb"] == "exec" and "executor" in c["image"]
+                   and c["command"][0] == "hpcbench-executor"]
+    assert executor["node"] == "node3"
 
 
 def test_an_executor_without_the_plugin_fails_the_job_saying_where(cluster, repo, submit_dir,
@@ -154,8 +156,8 @@ def test_an_executor_without_the_plugin_fails_the_job_saying_where(cluster, repo
     image_bin = tmp_path / "image-bin"       # an executor image built without the plugin
     image_bin.mkdir()
     (image_bin / "apptainer").symlink_to(repo / "tests" / "support" / "standin_apptainer")
-    for program in ("hpcbench-executor", "hpcbench-monitor"):
-        (image_bin / program).symlink_to(Path(sys.executable).with_name(program))
+    for program in ("hpcbench", "hpcbench-executor", "hpcbench-monitor"):   # hpcbench: the
+        (image_bin / program).symlink_to(Path(sys.executable).with_name(program))   # image check
     # the service image's python has the example server (scripts, not symlinks: a venv's
     # python reached through a symlink in another folder does not know its venv)
     for name in ("python", "python3"):
