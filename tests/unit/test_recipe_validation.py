@@ -48,6 +48,9 @@ BAD_RECIPES = [
     ("negative warmup", edited(LOCAL, ("workload.warmup", "-5s")), "workload.warmup", "duration"),
     ("bool duration", edited(LOCAL, ("workload.duration", True)), "workload.duration", "duration"),
     ("bad slo", edited(LOCAL, ("workload.slo", {"ttft": "fast"})), "workload.slo.ttft", "500ms"),
+    ("fractional token mean", edited(LOCAL, ("workload.dataset", {
+        "kind": "synthetic", "input_tokens": {"distribution": "normal", "mean": 12.5}})),
+     "workload.dataset.input_tokens.mean", "positive integer"),
     ("typo in workload key", edited(LOCAL, ("workload.concurency", [1, 2])),
      "workload.concurency", 'did you mean "concurrency"'),
     ("typo in top-level key", edited(LOCAL, ("scenaro", "x")), "scenaro", 'did you mean "scenario"'),
