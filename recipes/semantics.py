@@ -334,6 +334,26 @@ def _service_config_keys_known(data: dict) -> list[Problem]:
             for key, value in config.items() if key not in plugin.config_keys] + refused
 
 
+def _service_takes_its_config(data: dict) -> list[Problem]:
+    """servers.service_config as the service plugin itself accepts it (its check_config); a
+    plugin whose check fails in any other way is named, never a traceback."""
+    config, plugin = lookup(data, "servers.service_config"), _plugin(data)
+    if not isinstance(config, dict) or plugin is None:
+        return []
+    try:
+        plugin.check_config(dict(config))
+    except HpcbenchError as error:
+        return [Problem("servers.service_config", config,
+                        f"a configuration the {plugin.name} service accepts: " +
+                        "; ".join((error.message, *error.details)))]
+    except Exception as error:      # noqa: BLE001 - a third party's bug, reported as such
+        return [Problem("servers.service_config", config,
+                        f"the {plugin.name} plugin's check_config failed "
+                        f"({type(error).__name__}: {error}); report it to the plugin's authors "
+                        "or remove the keys it trips on")]
+    return []
+
+
 def _service_config_model_is_the_workloads(data: dict) -> list[Problem]:
     """service_config.model (the reference's recipes repeat the model there) must be the
     model the clients request: hpcbench loads and asks for workload.model."""
@@ -472,7 +492,8 @@ RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
-    _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,
+    _something_to_benchmark, _service_config_keys_known, _service_takes_its_config,
+    _service_config_model_is_the_workloads,
     _health_endpoint_is_http,
     _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _compat_names_are_exposed,
     _bind_address_is_an_ip, _sweep_fits,

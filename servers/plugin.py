@@ -101,6 +101,13 @@ class ServicePlugin(ABC):
         """Top-level JSON fields the executor adds to every request of this service."""
         return {}
 
+    def check_config(self, service_config: dict) -> None:
+        """Check the values of `servers.service_config` (its key names are checked through
+        `config_keys` and `refused_keys`): raise E006 naming `servers.service_config.KEY`
+        and the fix (hpcbench.common.errors.config_error). `hpcbench validate` calls it.
+        Default: every value is the server's to judge."""
+        return None
+
     def with_health_endpoint(self, path: str) -> "ServicePlugin":
         """This service with its health check at `path` (servers.health_check.endpoint)
         instead of its own `health_paths`; E006 for a service whose check is not an HTTP GET."""

@@ -112,3 +112,31 @@ class BadRequests(HttpProtocol):
         if kind == "bytes-with-extras":
             return HttpRequest("/x", b"raw")
         raise RuntimeError("a bug in the plugin")
+
+
+class PickyService(HttpService):
+    """A service that checks the values of its service_config (`check_config`)."""
+
+    name = "picky"
+
+    def launch(self, ctx):
+        from hpcbench.servers.plugin import LaunchSpec
+
+        return LaunchSpec(["picky-server"])
+
+    def check_config(self, service_config):
+        from hpcbench.common.errors import config_error
+
+        dtype = service_config.get("dtype", "float16")
+        if dtype not in ("float16", "bfloat16"):
+            raise config_error(f"servers.service_config.dtype: {dtype!r} is not a type the "
+                               "picky server loads", ["fix: float16 or bfloat16"])
+
+
+class BuggyCheckService(PickyService):
+    """A plugin whose check_config itself fails (a bug in someone else's plugin)."""
+
+    name = "buggy-check"
+
+    def check_config(self, service_config):
+        return service_config["missing"]
