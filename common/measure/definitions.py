@@ -7,6 +7,10 @@ Only rows of Phase.MEASURED enter the metrics; warmup and drain rows are only co
 Which rows feed which metric:
     ttft          successful rows with a first token: first - intended (open loop, slot < 0)
                   or first - send (closed loop, slot >= 0: the request is made when a slot frees)
+                  (the first token of any kind: reasoning or answer, as AIPerf's TTFT)
+    ttfr          successful rows with a reasoning token: first reasoning token - the same start
+    ttfa          successful rows with an answer token: first answer token - the same start
+                  (AIPerf's TTFO; equals ttft for a stream without reasoning)
     itl           every inter-chunk gap of successful rows (one sample per gap)
     tpot          successful rows with >= 2 output tokens: (end - first) / (tokens_out - 1)
     e2e           successful and timed-out rows: end - intended (a timeout ends at the timeout,
@@ -31,7 +35,7 @@ import numpy as np
 from hpcbench.common.errors import config_error
 from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch, TokenSource
 
-METRICS = ("ttft", "itl", "tpot", "e2e", "dispatch_lag", "queue_time")
+METRICS = ("ttft", "itl", "tpot", "e2e", "dispatch_lag", "queue_time", "ttfr", "ttfa")
 SLO_METRICS = ("ttft", "itl", "tpot", "e2e")
 DEFAULT_QUEUE_THRESHOLD_NS = 1_000_000
 # plain ints: comparing numpy columns with them skips IntEnum attribute lookups per batch
@@ -52,6 +56,7 @@ class BatchMetrics:
     token_sources: np.ndarray     # count per TokenSource value, ok rows
     input_tokens: int             # ok rows
     output_tokens: int            # ok rows
+    reasoning_tokens: int         # ok rows: the part of output_tokens that was reasoning
     warmup: int
     drain: int
     first_ns: int | None          # wall clock: earliest intended time of a measured row
@@ -84,6 +89,14 @@ def _rows(columns: dict[str, np.ndarray]) -> _Rows:
 def _tpot(columns: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     first, end, tokens_out = (columns[name][rows] for name in ("first_ns", "end_ns", "tokens_out"))
     return (end - first) // np.maximum(tokens_out - 1, 1)
+
+
+def _first_of_kind(cols: dict[str, np.ndarray], column: str, ok: np.ndarray,
+                   start: np.ndarray) -> np.ndarray:
+    """Time to the first token of one kind (reasoning or answer) of the `ok` rows with one."""
+    first = cols[column]
+    rows = ok & (first > 0)
+    return (first - start)[rows]
 
 
 def request_latencies(columns: dict[str, np.ndarray], itl_ns: np.ndarray | None = None,
@@ -147,6 +160,8 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
         "e2e": (end - intended)[e2e_rows],
         "dispatch_lag": lag[sent],
         "queue_time": lag[sent & (lag > queue_threshold_ns)],
+        "ttfr": _first_of_kind(cols, "first_reasoning_ns", ok, rows.start),
+        "ttfa": _first_of_kind(cols, "first_answer_ns", ok, rows.start),
     }
     good = ok
     if slos_ns:
@@ -162,6 +177,7 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
                                   minlength=_TOKEN_SOURCES)[:_TOKEN_SOURCES],
         input_tokens=int(cols["tokens_in"][ok].sum(dtype=np.int64)),
         output_tokens=int(cols["tokens_out"][ok].sum(dtype=np.int64)),
+        reasoning_tokens=int(cols["reasoning_tokens"][ok].sum(dtype=np.int64)),
         warmup=int((phase == _WARMUP).sum()), drain=int((phase == _DRAIN).sum()),
         first_ns=batch.epoch_ns + int(measured_intended.min()) if len(measured_intended) else None,
         last_ns=batch.epoch_ns + int(end[measured].max()) if len(measured_intended) else None,

@@ -16,6 +16,7 @@ from hpcbench.common.errors import config_error
 
 ERROR_STATUSES = (500, 429, 503)
 MODES = ("model", "fixed")
+REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 
 @dataclass
@@ -39,10 +40,19 @@ class SimulatorConfig:
     decode_ms_per_seq: float = 0.1
     max_num_seqs: int = 256
     kv_cache_tokens: int = 262_144
+    # prefix cache (prefix_cache.py): prefill cost only for prompt blocks not cached
+    prefix_caching: bool = False
+    prefix_cache_tokens: int = 65_536
+    prefix_block_tokens: int = 16
 
     # output length
     default_max_tokens: int = 128
     stop_probability: float = 0.0   # per token, without ignore_eos: early deterministic stop
+
+    # reasoning: the first floor(reasoning_fraction * output tokens) tokens of a chat answer are
+    # reasoning content (OpenAI chat: delta.<reasoning_field>; Ollama: thinking)
+    reasoning_fraction: float = 0.0
+    reasoning_field: str = "reasoning"
 
     # fault injection
     error_rate: float = 0.0
@@ -78,6 +88,8 @@ class SimulatorConfig:
                 problems.append(f"{name}={getattr(self, name)!r}: expected {expected}")
 
         check("mode", self.mode in MODES, f"one of {', '.join(MODES)}")
+        check("reasoning_field", self.reasoning_field in REASONING_FIELDS,
+              f"one of {', '.join(REASONING_FIELDS)}")
         check("port", isinstance(self.port, int) and 0 <= self.port <= 65535, "0..65535")
         check("model", isinstance(self.model, str) and bool(self.model.strip()), "a model name")
         check("error_status", self.error_status in ERROR_STATUSES,
@@ -86,12 +98,13 @@ class SimulatorConfig:
             value = getattr(self, spec.name)
             if spec.name.endswith(("_ms", "_s", "_ms_per_token", "_ms_per_seq")):
                 check(spec.name, _number(value) and value >= 0, "a number >= 0")
-            if spec.name.endswith(("_rate", "_probability")):
+            if spec.name.endswith(("_rate", "_probability", "_fraction")):
                 check(spec.name, _number(value) and 0 <= value <= 1, "a fraction 0..1")
         for name in ("max_num_seqs", "kv_cache_tokens", "default_max_tokens", "stall_at_token",
-                     "disconnect_at_token"):
+                     "disconnect_at_token", "prefix_cache_tokens", "prefix_block_tokens"):
             check(name, isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                   "an integer >= 1")
+        check("prefix_caching", isinstance(self.prefix_caching, bool), "true or false")
         exclusive = self.error_rate + self.disconnect_rate + self.no_token_rate
         if _number(exclusive) and exclusive > 1:
             problems.append(f"error_rate + disconnect_rate + no_token_rate = {exclusive:g}: "
