@@ -101,7 +101,7 @@ def _first_of_kind(cols: dict[str, np.ndarray], column: str, ok: np.ndarray,
 
 def request_latencies(columns: dict[str, np.ndarray], itl_ns: np.ndarray | None = None,
                       gaps_per_row: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per row (any phase): ttft, tpot and e2e in ns, MISSING where the row does not define
+    """Per row (any phase): ttft, tpot, e2e, ttfr and ttfa in ns, MISSING where the row does not define
     it (see the module docstring); with `itl_ns` also `max_itl`, the row's largest gap (ITL
     SLOs judge a request by it). The report's request table, goodput and SLO judgement use
     these rows; `derive` applies the same row rules to a batch directly."""
@@ -113,6 +113,10 @@ def request_latencies(columns: dict[str, np.ndarray], itl_ns: np.ndarray | None 
     e2e = np.full(len(rows.ok), MISSING, dtype=np.int64)
     e2e[rows.has_e2e] = (columns["end_ns"] - columns["intended_ns"])[rows.has_e2e]
     latencies = {"ttft": ttft, "tpot": tpot, "e2e": e2e}
+    for name, column in (("ttfr", "first_reasoning_ns"), ("ttfa", "first_answer_ns")):
+        has = rows.ok & (columns[column] > 0)
+        latencies[name] = np.full(len(rows.ok), MISSING, dtype=np.int64)
+        latencies[name][has] = (columns[column] - rows.start)[has]
     if itl_ns is not None:
         if gaps_per_row is None:
             gaps_per_row = np.maximum(columns["chunks"].astype(np.int64) - 1, 0)
