@@ -359,7 +359,9 @@ def _service_config_keys_known(data: dict) -> list[Problem]:
     return [Problem(f"servers.service_config.{key}", value,
                     f"a key the {plugin.name} service takes{suggest(str(key), allowed)}: "
                     f"{', '.join(allowed)}")
-            for key, value in config.items() if key not in plugin.config_keys] + refused
+            for key, value in config.items() if key not in plugin.config_keys] + refused + [
+        Problem(f"servers.service_config.{key}", value, expected)
+        for key, value, expected in plugin.config_problems(config)]
 
 
 def _service_config_model_is_the_workloads(data: dict) -> list[Problem]:

@@ -81,11 +81,19 @@ class SimulatorConfig:
 
     def validate(self) -> None:
         """Raise E006 naming the first bad field, its value and the accepted range."""
+        problems = [f"{name}={value!r}: expected {expected}"
+                    for name, value, expected in self.problems()]
+        if problems:
+            raise config_error("invalid simulator configuration: " + problems[0],
+                               problems[1:] + ["fix the field(s) named above"])
+
+    def problems(self) -> list[tuple[str, object, str]]:
+        """(field, value, what is expected) of every bad field ("" field: a combination)."""
         problems = []
 
         def check(name: str, ok: bool, expected: str) -> None:
             if not ok:
-                problems.append(f"{name}={getattr(self, name)!r}: expected {expected}")
+                problems.append((name, getattr(self, name), expected))
 
         check("mode", self.mode in MODES, f"one of {', '.join(MODES)}")
         check("reasoning_field", self.reasoning_field in REASONING_FIELDS,
@@ -105,13 +113,24 @@ class SimulatorConfig:
             check(name, isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                   "an integer >= 1")
         check("prefix_caching", isinstance(self.prefix_caching, bool), "true or false")
-        exclusive = self.error_rate + self.disconnect_rate + self.no_token_rate
-        if _number(exclusive) and exclusive > 1:
-            problems.append(f"error_rate + disconnect_rate + no_token_rate = {exclusive:g}: "
-                            "these faults exclude each other, so their sum must be <= 1")
-        if problems:
-            raise config_error("invalid simulator configuration: " + problems[0],
-                               problems[1:] + ["fix the field(s) named above"])
+        rates = (self.error_rate, self.disconnect_rate, self.no_token_rate)
+        exclusive = sum(rates) if all(map(_number, rates)) else 0
+        if exclusive > 1:
+            problems.append(("error_rate", self.error_rate,
+                             f"a sum error_rate + disconnect_rate + no_token_rate <= 1 (it is "
+                             f"{exclusive:g}: these faults exclude each other)"))
+        return problems
+
+
+def settings_problems(settings: dict) -> list[tuple[str, object, str]]:
+    """`problems()` of a configuration with these field values (other keys are ignored), for
+    checking a recipe's service_config before anything starts."""
+    config = SimulatorConfig()
+    names = {spec.name for spec in fields(SimulatorConfig)}
+    for name, value in settings.items():
+        if name in names:
+            setattr(config, name, value)      # unchecked: problems() checks them all
+    return config.problems()
 
 
 def _number(value) -> bool:

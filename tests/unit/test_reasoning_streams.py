@@ -61,3 +61,58 @@ def test_summary_counts_reasoning_and_answer_tokens():
     stats = metric_set.stats(1.0, False)
     assert stats["output_tokens"] == 24
     assert stats["reasoning_tokens"] == 12 and stats["answer_tokens"] == 12
+
+
+def test_ttfr_and_ttfa_on_hand_made_rows_start_where_ttft_starts():
+    """Open loop from the intended time, closed loop from the send; failed rows and rows
+    without a token of that kind have none."""
+    from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch, empty_columns
+    cols = empty_columns(4)
+    cols["intended_ns"][:] = [1_000, 2_000, 3_000, 4_000]
+    cols["send_ns"][:] = [1_100, 2_500, 3_100, 4_100]
+    cols["first_ns"][:] = [5_000, 6_000, 7_000, 8_000]
+    cols["first_reasoning_ns"][:] = [5_000, 6_000, 0, 8_000]
+    cols["first_answer_ns"][:] = [9_000, 0, 7_000, 9_000]
+    cols["chunks"][:] = cols["tokens_out"][:] = [3, 1, 1, 2]
+    cols["reasoning_tokens"][:] = [2, 1, 0, 1]
+    cols["slot"][:] = [-1, 0, -1, -1]
+    cols["error"][:] = [ErrorClass.OK, ErrorClass.OK, ErrorClass.OK, ErrorClass.TIMEOUT]
+    cols["phase"][:] = Phase.MEASURED
+    batch = SampleBatch("r", "t", "e", "n", 0, 0, 0, cols, np.array([1, 1, 1]))
+    derived = definitions.derive(batch)
+    assert derived.values["ttfr"].tolist() == [4_000, 3_500]          # closed: from the send
+    assert derived.values["ttfa"].tolist() == [8_000, 4_000]
+    assert derived.reasoning_tokens == 3 and derived.output_tokens == 5
+    latencies = definitions.request_latencies(cols)
+    assert latencies["ttfr"].tolist() == [4_000, 3_500, definitions.MISSING, definitions.MISSING]
+    assert latencies["ttfa"].tolist() == [8_000, definitions.MISSING, 4_000, definitions.MISSING]
+
+
+def test_live_figures_show_reasoning_only_where_there_is_some():
+    from hpcbench.coordinator.session.recording import headline
+    plain = {"cumulative": {"latency": {"ttft": {"p50": 5.0}, "ttfr": {"count": 0},
+                                        "ttfa": {"count": 3, "p50": 5.0}}}}
+    assert headline(plain)["ttfr_p50"] is None
+    reasoning = {"cumulative": {"latency": {"ttft": {"p50": 5.0},
+                                            "ttfr": {"count": 3, "p50": 5.0},
+                                            "ttfa": {"count": 3, "p50": 9.0}}}}
+    assert (headline(reasoning)["ttfr_p50"], headline(reasoning)["ttfa_p50"]) == (5.0, 9.0)
+
+
+def test_the_servers_reasoning_count_wins_over_counted_chunks():
+    """OpenAI's usage.completion_tokens_details.reasoning_tokens, where a server sends it."""
+    from hpcbench.executor.attempt import Attempt
+    from hpcbench.executor.protocols import OpenAIChat
+    done = []
+    attempt = Attempt(0, 0, 1, -1, OpenAIChat(), True, 1, done.append)
+    attempt.on_head(200, 1)
+    events = [b'{"choices":[{"delta":{"reasoning_content":"hm"}}]}',
+              b'{"choices":[{"delta":{"content":"yes"}}]}',
+              b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":40,'
+              b'"completion_tokens_details":{"reasoning_tokens":30}}}']
+    for now, event in enumerate(events, 10):
+        attempt.on_body(b"data: " + event + b"\n\n", now)
+    attempt.on_complete(20)
+    assert done == [attempt]
+    assert (attempt.first_reasoning_ns, attempt.first_answer_ns) == (10, 11)
+    assert (attempt.tokens_out, attempt.reasoning_tokens) == (40, 30)

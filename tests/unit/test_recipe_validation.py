@@ -184,6 +184,12 @@ BAD_RECIPES = [
     ("shared prefix fraction per prefix", edited(LOCAL, ("workload.dataset.shared_prefix", {
         "tokens": 64, "count": 3, "fractions": [0.5, 0.2]})),
      "workload.dataset.shared_prefix.fractions", "one fraction per prefix: 3"),
+    ("simulator reasoning fraction", edited(LOCAL, ("servers", {"service_config": {
+        "reasoning_fraction": 1.5}})),
+     "servers.service_config.reasoning_fraction", "a fraction 0..1"),
+    ("simulator prefix cache size", edited(LOCAL, ("servers", {"service_config": {
+        "prefix_caching": True, "prefix_cache_tokens": 0}})),
+     "servers.service_config.prefix_cache_tokens", "an integer >= 1"),
     ("shared prefix without a length", edited(LOCAL, ("workload.dataset.shared_prefix", {
         "count": 2})), "workload.dataset.shared_prefix.tokens", "positive integer"),
 ]
