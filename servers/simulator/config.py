@@ -113,6 +113,8 @@ class SimulatorConfig:
             check(name, isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                   "an integer >= 1")
         check("prefix_caching", isinstance(self.prefix_caching, bool), "true or false")
+        check("prefix_caching", not (self.prefix_caching is True and self.mode == "fixed"),
+              "false with mode fixed (fixed mode has no prefill to spare; use mode model)")
         rates = (self.error_rate, self.disconnect_rate, self.no_token_rate)
         exclusive = sum(rates) if all(map(_number, rates)) else 0
         if exclusive > 1:

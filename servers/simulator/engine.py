@@ -139,7 +139,7 @@ class Engine:
         self.alarm = make_alarm(self.loop, self._wake)
         self.alarm_at = math.inf
         self.prefix_cache = (PrefixCache(config.prefix_cache_tokens, config.prefix_block_tokens)
-                             if config.prefix_caching and config.mode == "model" else None)
+                             if config.prefix_caching else None)
 
     # --- faults -------------------------------------------------------------------------
     def draw_fault(self) -> str | None:
