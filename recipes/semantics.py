@@ -191,6 +191,34 @@ def _dataset_is_complete(data: dict) -> list[Problem]:
         if low is not None and high is not None and low > high:
             problems.append(Problem(f"workload.dataset.{side}.max", high,
                                     f"a value >= min ({low})"))
+    return problems + _shared_prefix_fits(dataset)
+
+
+def _shared_prefix_fits(dataset: dict) -> list[Problem]:
+    """shared_prefix: synthetic prompts only; one fraction per prefix, adding up to <= 1."""
+    shared = dataset.get("shared_prefix")
+    if not isinstance(shared, dict):
+        return []
+    kind = dataset.get("kind", "synthetic")
+    if kind != "synthetic":
+        return [Problem("workload.dataset.shared_prefix", shared,
+                        f"no shared_prefix with kind '{kind}': shared prefixes are generated "
+                        "for synthetic prompts (set kind: synthetic, or remove shared_prefix)")]
+    fractions, count = shared.get("fractions"), shared.get("count")
+    if not isinstance(fractions, list):
+        if count is None:
+            return [Problem("workload.dataset.shared_prefix.count", MISSING,
+                            "how many shared prefixes (or a fractions list, one per prefix)")]
+        return []
+    problems = []
+    if isinstance(count, int) and count != len(fractions):
+        problems.append(Problem("workload.dataset.shared_prefix.fractions", fractions,
+                                f"one fraction per prefix: {count} (count), or drop count"))
+    numbers = [f for f in fractions if isinstance(f, (int, float)) and not isinstance(f, bool)]
+    if len(numbers) == len(fractions) and sum(numbers) > 1 + 1e-9:
+        problems.append(Problem("workload.dataset.shared_prefix.fractions", fractions,
+                                f"fractions adding up to at most 1 (they add up to "
+                                f"{sum(numbers):g}; the rest of the prompts get no prefix)"))
     return problems
 
 
@@ -331,7 +359,9 @@ def _service_config_keys_known(data: dict) -> list[Problem]:
     return [Problem(f"servers.service_config.{key}", value,
                     f"a key the {plugin.name} service takes{suggest(str(key), allowed)}: "
                     f"{', '.join(allowed)}")
-            for key, value in config.items() if key not in plugin.config_keys] + refused
+            for key, value in config.items() if key not in plugin.config_keys] + refused + [
+        Problem(f"servers.service_config.{key}", value, expected)
+        for key, value, expected in plugin.config_problems(config)]
 
 
 def _service_takes_its_config(data: dict) -> list[Problem]:
