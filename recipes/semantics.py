@@ -359,29 +359,23 @@ def _service_config_keys_known(data: dict) -> list[Problem]:
     return [Problem(f"servers.service_config.{key}", value,
                     f"a key the {plugin.name} service takes{suggest(str(key), allowed)}: "
                     f"{', '.join(allowed)}")
-            for key, value in config.items() if key not in plugin.config_keys] + refused + [
-        Problem(f"servers.service_config.{key}", value, expected)
-        for key, value, expected in plugin.config_problems(config)]
+            for key, value in config.items() if key not in plugin.config_keys] + refused
 
 
 def _service_takes_its_config(data: dict) -> list[Problem]:
-    """servers.service_config as the service plugin itself accepts it (its check_config); a
-    plugin whose check fails in any other way is named, never a traceback."""
+    """servers.service_config's values as the service plugin itself judges them
+    (`config_problems`); a plugin whose check crashes is named, never a traceback."""
     config, plugin = lookup(data, "servers.service_config"), _plugin(data)
     if not isinstance(config, dict) or plugin is None:
         return []
     try:
-        plugin.check_config(dict(config))
-    except HpcbenchError as error:
-        return [Problem("servers.service_config", config,
-                        f"a configuration the {plugin.name} service accepts: " +
-                        "; ".join((error.message, *error.details)))]
+        return [Problem(f"servers.service_config.{key}", value, expected)
+                for key, value, expected in plugin.config_problems(dict(config))]
     except Exception as error:      # noqa: BLE001 - a third party's bug, reported as such
         return [Problem("servers.service_config", config,
-                        f"the {plugin.name} plugin's check_config failed "
+                        f"the {plugin.name} plugin's config_problems failed "
                         f"({type(error).__name__}: {error}); report it to the plugin's authors "
                         "or remove the keys it trips on")]
-    return []
 
 
 def _service_config_model_is_the_workloads(data: dict) -> list[Problem]:

@@ -83,8 +83,9 @@ class ServicePlugin(ABC):
     health_paths: tuple[str, ...] | None = None
 
     def config_problems(self, config: dict) -> list[tuple[str, object, str]]:
-        """(key, value, what is expected) for each service_config value this service would
-        refuse at start, so `hpcbench validate` says so first. None by default."""
+        """(key, value, what is expected) for each `servers.service_config` value this service
+        would refuse at start, so `hpcbench validate` says so first (key names are checked
+        through `config_keys` and `refused_keys`). None by default."""
         return []
 
     @abstractmethod
@@ -105,13 +106,6 @@ class ServicePlugin(ABC):
     def request_extras(self, workload: dict) -> dict:
         """Top-level JSON fields the executor adds to every request of this service."""
         return {}
-
-    def check_config(self, service_config: dict) -> None:
-        """Check the values of `servers.service_config` (its key names are checked through
-        `config_keys` and `refused_keys`): raise E006 naming `servers.service_config.KEY`
-        and the fix (hpcbench.common.errors.config_error). `hpcbench validate` calls it.
-        Default: every value is the server's to judge."""
-        return None
 
     def with_health_endpoint(self, path: str) -> "ServicePlugin":
         """This service with its health check at `path` (servers.health_check.endpoint)

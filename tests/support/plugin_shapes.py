@@ -115,7 +115,7 @@ class BadRequests(HttpProtocol):
 
 
 class PickyService(HttpService):
-    """A service that checks the values of its service_config (`check_config`)."""
+    """A service that judges the values of its service_config (`config_problems`)."""
 
     name = "picky"
 
@@ -124,19 +124,17 @@ class PickyService(HttpService):
 
         return LaunchSpec(["picky-server"])
 
-    def check_config(self, service_config):
-        from hpcbench.common.errors import config_error
-
-        dtype = service_config.get("dtype", "float16")
+    def config_problems(self, config):
+        dtype = config.get("dtype", "float16")
         if dtype not in ("float16", "bfloat16"):
-            raise config_error(f"servers.service_config.dtype: {dtype!r} is not a type the "
-                               "picky server loads", ["fix: float16 or bfloat16"])
+            return [("dtype", dtype, "a type the picky server loads: float16 or bfloat16")]
+        return []
 
 
 class BuggyCheckService(PickyService):
-    """A plugin whose check_config itself fails (a bug in someone else's plugin)."""
+    """A plugin whose config_problems itself fails (a bug in someone else's plugin)."""
 
     name = "buggy-check"
 
-    def check_config(self, service_config):
-        return service_config["missing"]
+    def config_problems(self, config):
+        return config["missing"]

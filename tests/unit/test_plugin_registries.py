@@ -54,7 +54,7 @@ def test_validate_names_the_installed_protocols(installed):
     assert "workload.api" in error.value.render() and "echo" in error.value.render()
 
 
-def test_validate_asks_the_service_plugin_to_check_its_config(installed):
+def test_validate_asks_the_service_plugin_to_judge_its_config(installed):
     from hpcbench.recipes import recipe_from_dict
 
     installed(registry, {"picky": f"{SHAPES}:PickyService",
@@ -68,8 +68,8 @@ def test_validate_asks_the_service_plugin_to_check_its_config(installed):
     with pytest.raises(HpcbenchError) as error:
         recipe_from_dict(recipe("picky", "int3"))
     text = error.value.render()
-    assert error.value.code == "E006" and "servers.service_config" in text
-    assert "'int3' is not a type the picky server loads" in text and "float16 or bfloat16" in text
+    assert error.value.code == "E006" and "servers.service_config.dtype" in text
+    assert "int3" in text and "a type the picky server loads: float16 or bfloat16" in text
     with pytest.raises(HpcbenchError) as error:     # the plugin's own bug: named, no traceback
         recipe_from_dict(recipe("buggy-check", "float16"))
-    assert "buggy-check plugin's check_config failed (KeyError" in error.value.render()
+    assert "buggy-check plugin's config_problems failed (KeyError" in error.value.render()
