@@ -39,6 +39,8 @@ KIND = "samples"
 MAX_ROWS = 20_000
 MAX_GAPS = 4_000_000
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_TURNS = 1_000                   # = hpcbench.common.limits.MAX_TURNS (proto is below common)
+MAX_CONVERSATION_ID = 2**31 - 1
 
 
 class ErrorClass(enum.IntEnum):
@@ -87,6 +89,10 @@ REQUEST_COLUMNS: dict[str, str] = {
     "error": "<u1",         # ErrorClass
     "phase": "<u1",         # Phase
     "slot": "<i4",          # closed loop: concurrency slot; open loop: -1
+    # multi-turn (workload.conversation); a request outside any conversation: -1, -1, 0
+    "conversation": "<i4",  # per-executor conversation number, 0 .. MAX_CONVERSATION_ID
+    "turn": "<i2",          # 0-based turn index within it, < turns
+    "turns": "<i2",         # the turns it was to have, 1 .. MAX_TURNS
 }
 HEADER_FIELDS = ("v", "kind", "run", "trial", "executor", "node", "seq", "interval", "epoch_ns",
                  "n", "cols", "itl_ns")
@@ -182,6 +188,7 @@ def from_message(message: object) -> SampleBatch:
     raw_itl = message["itl_ns"]
     if not isinstance(raw_itl, bytes) or len(raw_itl) % 8:
         raise SampleBatchError("itl_ns must be bytes of int64 values")
+    _check_conversations(columns)
     itl = np.frombuffer(raw_itl, dtype="<i8")
     expected_gaps = int(np.maximum(columns["chunks"].astype(np.int64) - 1, 0).sum())
     if len(itl) != expected_gaps:
@@ -191,6 +198,22 @@ def from_message(message: object) -> SampleBatch:
                        epoch_ns=message["epoch_ns"], columns=columns, itl_ns=itl)
 
 
+def _check_conversations(columns: dict[str, np.ndarray]) -> None:
+    """Conversation columns within their bounds: a row is in no conversation (-1, -1, 0) or
+    is turn 0 <= turn < turns <= MAX_TURNS of conversation >= 0."""
+    conversation, turn, turns = columns["conversation"], columns["turn"], columns["turns"]
+    single = (conversation == -1) & (turn == -1) & (turns == 0)
+    in_one = (conversation >= 0) & (turn >= 0) & (turn < turns) & (turns <= MAX_TURNS)
+    if not (single | in_one).all():
+        raise SampleBatchError("conversation/turn/turns columns out of bounds: each row needs "
+                               "-1/-1/0 or 0 <= turn < turns <= "
+                               f"{MAX_TURNS} with conversation >= 0")
+
+
 def empty_columns(n: int = 0) -> dict[str, np.ndarray]:
-    """Zero-filled columns of the right dtypes, for building batches."""
-    return {name: np.zeros(n, dtype=dtype) for name, dtype in REQUEST_COLUMNS.items()}
+    """Columns of the right dtypes for building batches: zeros, except the conversation
+    columns, which say "no conversation" (-1, -1, 0)."""
+    columns = {name: np.zeros(n, dtype=dtype) for name, dtype in REQUEST_COLUMNS.items()}
+    columns["conversation"][:] = -1
+    columns["turn"][:] = -1
+    return columns
