@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from hpcbench.common import limits
+from hpcbench.common.conversation_rules import conversation_problems
 from hpcbench.common.durations import parse_duration
 from hpcbench.common.errors import config_error
 from hpcbench.executor.protocol_registry import get_protocol, known_protocols
@@ -158,10 +159,6 @@ class LoadConfig:
         dataset = _dataset_spec(get.mapping("dataset"))
         conversation = _conversation_spec(workload, dataset, protocol)
         batch = _batch(get, protocol)
-        if conversation is not None and batch > 1:
-            raise config_error(f"workload.batch={batch}: a conversation turn is one request "
-                               "with its own history", ["fix: use batch: 1 with "
-                                                        "workload.conversation"])
         return cls(
             targets=tuple(url.rstrip("/") for url in targets), api=api,
             model=get.text("model", None),
@@ -318,24 +315,12 @@ def _conversation_spec(workload: dict, dataset: DatasetSpec, protocol
         return None
     where = "workload.conversation"
     conversation = _Reader(workload, "workload").mapping("conversation")
+    for path, value, expected in conversation_problems(conversation, dataset.kind, protocol,
+                                                       workload.get("batch")):
+        raise config_error(f"{path}={_shown(value)}: expected {expected}")
     get = _Reader(conversation, where)
-    if dataset.kind == "bundled":
-        raise config_error(f"{where} with workload.dataset.kind=bundled: the bundled set holds "
-                           "single prompts, not conversations",
-                           ["fix: use kind synthetic, sharegpt or jsonl (lines with \"turns\")"])
-    if conversation.get("turns") is not None and dataset.kind != "synthetic":
-        raise config_error(f"{where}.turns={_shown(conversation['turns'])}: a {dataset.kind} "
-                           "file brings its own turns",
-                           [f"fix: remove {where}.turns, or cap them with {where}.max_turns"])
-    if not protocol.reads_answers:
-        raise config_error(f"{where}: api {protocol.name!r} cannot read an answer's text, which "
-                           "every later turn sends back as history",
-                           ["fix: use openai-chat, openai-completions, ollama-chat or "
-                            "ollama-generate (or a protocol plugin that implements "
-                            "answer_text)"])
-    turns = _length_spec(conversation.get("turns", 2), f"{where}.turns", limits.MAX_TURNS)
     return ConversationSpec(
-        turns=turns,
+        turns=_length_spec(conversation.get("turns", 2), f"{where}.turns", limits.MAX_TURNS),
         max_turns=get.integer("max_turns", limits.MAX_TURNS, minimum=1,
                               maximum=limits.MAX_TURNS),
         think_time=_think_time_spec(conversation.get("think_time"), f"{where}.think_time"))
@@ -343,7 +328,7 @@ def _conversation_spec(workload: dict, dataset: DatasetSpec, protocol
 
 def _think_time_spec(value, where: str) -> ThinkTimeSpec:
     """A duration (fixed), or {distribution: fixed|uniform|exponential, mean, min, max} with
-    durations as values."""
+    durations as values (completeness checked by conversation_problems)."""
     if value is None:
         return ThinkTimeSpec()
     if not isinstance(value, dict):
@@ -352,17 +337,7 @@ def _think_time_spec(value, where: str) -> ThinkTimeSpec:
         return ThinkTimeSpec("fixed", seconds, seconds, seconds)
     get = _Reader(value, where)
     distribution = get.choice("distribution", THINK_DISTRIBUTIONS, "fixed")
-    needs = {"fixed": ("mean",), "uniform": ("min", "max"), "exponential": ("mean",)}
-    for key in needs[distribution]:
-        if value.get(key) is None:
-            raise config_error(f"{where}.{key} is required: a {distribution} think time needs "
-                               f"{' and '.join(needs[distribution])}",
-                               [f"fix: e.g. {where}: {{distribution: {distribution}, "
-                                + ", ".join(f"{k}: 2s" for k in needs[distribution]) + "}"])
     low, high = get.duration("min", 0.0), get.duration("max", 0.0)
-    if distribution == "uniform" and high < low:
-        raise config_error(f"{where}: max={value.get('max')!r} < min={value.get('min')!r}",
-                           ["fix: make max >= min"])
     mean = get.duration("mean", (low + high) / 2)
     return ThinkTimeSpec(distribution, mean, low, high)
 

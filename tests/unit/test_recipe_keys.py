@@ -376,6 +376,12 @@ PROBES: dict[str, Probe] = {
                           ("min", 20), ("max", 400))},
     "workload.dataset.ignore_eos": Probe(executors, False),
     "workload.dataset.seed": Probe(executors, 777, shows="777"),
+    "workload.conversation.turns": Probe(executors, 7, with_(LOCAL, ("workload.conversation",
+                                                                     {"turns": 3}))),
+    "workload.conversation.max_turns": Probe(executors, 5, with_(LOCAL, (
+        "workload.conversation", {}))),
+    "workload.conversation.think_time": Probe(executors, "3s", with_(LOCAL, (
+        "workload.conversation", {}))),
     "workload.slo.ttft": Probe(goodput, "40ms"),
     "workload.slo.itl": Probe(goodput, "3ms"),
     "workload.slo.tpot": Probe(goodput, "3ms"),
