@@ -214,8 +214,10 @@ def with_executor_share(workload: dict, executor_index: int,
     executor_concurrency` shows), instead of every executor running all of them.
 
     `executor_nodes` maps every executor index of the session to its node."""
-    if workload.get("concurrency") is not None or workload.get("clients_per_node") is None:
-        return workload
+    load = workload.get("load")
+    if workload.get("concurrency") is not None or workload.get("clients_per_node") is None \
+            or (isinstance(load, dict) and load.get("pattern", "closed") != "closed"):
+        return workload                   # open loop: no slots to split
     node = executor_nodes[executor_index]
     peers = sorted(index for index, peer_node in executor_nodes.items() if peer_node == node)
     clients = workload["clients_per_node"]
