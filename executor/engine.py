@@ -374,17 +374,19 @@ class Trial:
         index = request_id % len(self.requests)
         attempt = Attempt(request_id, intended, phase, slot, self.protocol, self.config.stream,
                           self.tokens_in[index], self._done)
-        self._launch(attempt, self.requests[index])
+        self._launch(attempt, self.requests[index], request_id)
 
-    def _launch(self, attempt: Attempt, request: tuple[bytes, bytes | None, int]) -> None:
-        """Put `attempt` in flight (under its deadline) and send its request."""
+    def _launch(self, attempt: Attempt, request: tuple[bytes, bytes | None, int],
+                route: int) -> None:
+        """Put `attempt` in flight (under its deadline) and send its request to target
+        `route` mod the number of targets."""
         attempt.deadline_ns = attempt.intended_ns + self.timeout_ns
         self.in_flight[attempt] = None
         if self.expiry is None:              # no other request in flight: it is the oldest
             self.expiry = self._expiry_at(attempt.deadline_ns)
         head, body, line = request
         request_id = attempt.req_id
-        pool, starts = self.routes[request_id % len(self.routes)]
+        pool, starts = self.routes[route % len(self.routes)]
         if body is None:
             pool.send(head, attempt)
         else:
@@ -517,7 +519,7 @@ class Trial:
             self.measured_sent += 1
         attempt = TurnAttempt(request_id, intended, phase, talk.slot, self.protocol,
                               self.config.stream, tokens_in, self._turn_done, talk)
-        self._launch(attempt, request)
+        self._launch(attempt, request, talk.number)    # a conversation stays on one target
 
     def _next_turn(self, talk: Talk, intended: int) -> None:
         """Send the conversation's next turn: the history so far and the next user message."""

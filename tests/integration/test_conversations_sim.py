@@ -149,3 +149,23 @@ def test_a_failed_turn_ends_its_conversation():
     summary = summarize(batches)["conversations"]
     assert summary["failed"] >= 1
     assert summary["started"] == summary["completed"] + summary["failed"] + summary["cut"]
+
+
+def test_a_conversation_stays_on_one_target():
+    """With several targets, requests take them in turn, but every turn of a conversation
+    goes where its first went (the server holding its context, and its prefix cache)."""
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1, record_truth=True) as first, \
+            start_simulator(mode="fixed", ttft_ms=2, itl_ms=1, record_truth=True) as second:
+        _, batches = run_load(
+            [first.url, second.url], api="openai-chat", max_requests=24, concurrency=3,
+            dataset={"input_tokens": 4, "output_tokens": 3, "ignore_eos": True},
+            conversation={"turns": 3})
+        served = [{record["client_request_id"] for record in sim.truth}
+                  for sim in (first, second)]
+    table = rows(batches)
+    talks = by_conversation(table)
+    assert len(talks) >= 4
+    for turns in talks.values():
+        ids = {client_request_id("executor-0", int(table["req_id"][row])) for row in turns}
+        assert ids <= served[0] or ids <= served[1]
+    assert served[0] and served[1]
