@@ -4,6 +4,7 @@ turn sends (a scripted server records every body), the simulator's view of each 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import defaultdict
 
 import numpy as np
@@ -169,3 +170,26 @@ def test_a_conversation_stays_on_one_target():
         ids = {client_request_id("executor-0", int(table["req_id"][row])) for row in turns}
         assert ids <= served[0] or ids <= served[1]
     assert served[0] and served[1]
+
+
+def test_the_standalone_executor_holds_conversations_and_summarises_them(tmp_path, cli_env):
+    out = tmp_path / "run.bin"
+    with start_simulator(mode="fixed", ttft_ms=2, itl_ms=1) as sim:
+        result = subprocess.run(
+            ["hpcbench-executor", "--target", sim.url, "--model", "sim-model",
+             "--concurrency", "2", "--duration", "0", "--max-requests", "12",
+             "--output-tokens", "3", "--input-tokens", "5", "--ignore-eos", "--out", str(out),
+             "--conversation", '{"turns": 3, "think_time": "5ms"}'],
+            env=cli_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    talks = json.loads(result.stdout)["conversations"]
+    # 12 turns of 3-turn conversations on 2 slots: 4 complete unless one slot ran ahead and
+    # started a fifth, which the request count then cut (and one of the other slot's)
+    assert talks["failed"] == 0 and talks["completed"] >= 3
+    assert talks["started"] == talks["completed"] + talks["cut"]
+    assert [turn["input_tokens_mean"] for turn in talks["turns"]] == [5, 13, 21]
+    bad = subprocess.run(["hpcbench-executor", "--target", sim.url, "--model", "m",
+                          "--conversation", '{"turns": 3, "think_time": "soon"}'],
+                         env=cli_env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "error E006" in bad.stderr
+    assert "workload.conversation.think_time" in bad.stderr
