@@ -13,6 +13,11 @@ sends its next request as soon as its previous one ended (intended = send decisi
 after a connection failure (refused, reset, unreachable): then the slot backs off, exponentially
 with jitter, before its next attempt (`SlotBackoff`), so a dead server is not hammered while the
 session notices that its process died. Each attempt is still recorded as one error.
+
+Conversations (`workload.conversation`): the schedule (open loop) or a free slot (closed loop)
+starts a conversation instead of sending a request; each later turn is sent from a loop timer
+at the previous answer's end plus a think time, with the history so far (see "conversations"
+below).
 """
 from __future__ import annotations
 
@@ -150,7 +155,7 @@ class Trial:
             self._begin = self._start_conversation       # ... or starts a conversation
         self._prebuild()
         # one (pool, request line + Host header of each distinct method and path) per target;
-        # request k goes to target k mod n
+        # request k goes to target k mod n, every turn of conversation c to target c mod n
         self.routes = [(ConnectionPool(host, port, connection),
                         [request_start(method, host, port, base_path + path)
                          for method, path in self.lines])
