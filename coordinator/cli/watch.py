@@ -15,9 +15,14 @@ HELP = "Follow a running session's live metrics"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from hpcbench.coordinator.cli.remote_options import add_remote_arguments
     from hpcbench.coordinator.control.client import add_target_arguments
 
     add_target_arguments(parser)
+    add_remote_arguments(parser)
+    parser.add_argument("--wait-start", type=float, default=600.0, metavar="S",
+                        help="with --remote --job: wait up to S seconds for a pending job's "
+                             "session to start (default 600)")
     parser.add_argument("--bus", metavar="ENDPOINT", help="metrics bus endpoint (tcp://HOST:PORT)")
     parser.add_argument("--curve-keys", metavar="PATH",
                         help="the session's curve.keys (default: the one in its run directory)")
@@ -30,14 +35,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcbench.common.errors import HpcbenchError, config_error
+    topics = _checked_topics(args)
+    if args.remote:
+        return _run_remote(args, topics)
+    endpoint, run_dir = (args.bus, args.run_dir) if args.bus else _bus_endpoint(args)
+    if endpoint is None:
+        return 0
+    return follow(endpoint, topics, _curve_keys(args.curve_keys, run_dir), args)
+
+
+def _checked_topics(args: argparse.Namespace) -> list[str]:
+    from hpcbench.common.errors import config_error
     from hpcbench.common.limits import MAX_DURATION_S, describe_duration_limit
-    from hpcbench.coordinator.bus.publisher import subscribe
     from hpcbench.proto import bus as contract
 
-    if not 0 < args.idle_timeout <= MAX_DURATION_S:      # also false for nan
-        raise config_error(f"--idle-timeout {args.idle_timeout}: expected seconds > 0, "
-                           f"{describe_duration_limit()}")
+    for flag, value in (("--idle-timeout", args.idle_timeout), ("--wait-start", args.wait_start)):
+        if not 0 < value <= MAX_DURATION_S:      # also false for nan
+            raise config_error(f"{flag} {value}: expected seconds > 0, "
+                               f"{describe_duration_limit()}")
     if args.count is not None and args.count < 1:
         raise config_error(f"--count {args.count}: expected 1 or more messages")
     topics = [topic.strip() for topic in args.topics.split(",") if topic.strip()]
@@ -45,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise config_error(f"--topics: unknown topic(s) {unknown}",
                            [f"choose from {', '.join(contract.TOPICS)}"])
-    endpoint, run_dir = (args.bus, args.run_dir) if args.bus else _bus_endpoint(args)
-    if endpoint is None:
-        return 0
-    curve = _curve_keys(args.curve_keys, run_dir)
+    return topics
+
+
+def follow(endpoint: str, topics: list[str], curve, args: argparse.Namespace) -> int:
+    """Print the bus messages until the session ends, --count, or --idle-timeout."""
+    from hpcbench.common.errors import HpcbenchError
+    from hpcbench.coordinator.bus.publisher import subscribe
+    from hpcbench.proto import bus as contract
+
     received = 0
     for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout, curve=curve):
         print(json.dumps(message, default=str) if args.json else describe(message), flush=True)
@@ -64,6 +84,60 @@ def run(args: argparse.Namespace) -> int:
                             f"{args.idle_timeout:g}s", ("the session may have ended: "
                                                         "`hpcbench status` tells",))
     return 0
+
+
+def _run_remote(args: argparse.Namespace, topics: list[str]) -> int:
+    """The bus through the SSH tunnel, with the keys read over SSH."""
+    from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.coordinator.cli.remote_options import connection, refuse_local_flags
+
+    refuse_local_flags(args, "run_dir", "address", "token_file", "tls_cert", "bus", "curve_keys")
+    with connection(args) as ssh:
+        session = _wait_for_start(args, ssh)
+        if not session.ended():
+            target = session.target()
+            if not target.bus_endpoint:
+                raise config_error(f"the metrics bus of {session} is not on TCP, so no tunnel "
+                                   "reaches it", ["fix: `hpcbench watch` on the login node"])
+            try:
+                return follow(target.bus_endpoint, topics, session.curve_keys(), args)
+            except HpcbenchError as error:
+                if error.code != "E008" or not session.ended():
+                    raise
+        print(f"session {session.session_id} ended before watch attached; its final state:",
+              flush=True)
+        print(session.final_state(args.remote_hpcbench, args.json))
+    return 0
+
+
+def _wait_for_start(args: argparse.Namespace, ssh):
+    """The session, once its coordinator is up or it has ended: a pending job is waited for
+    up to --wait-start seconds."""
+    import sys
+    import threading
+    import time
+
+    from hpcbench.common.errors import HpcbenchError
+    from hpcbench.coordinator.cli.remote_options import find
+
+    deadline, told = time.monotonic() + args.wait_start, False
+    while True:
+        try:
+            session = find(args, ssh)
+            if session.coordinator() or session.ended():
+                return session
+            why = f"session {session.session_id} is starting"
+        except HpcbenchError as error:
+            if error.code != "E008":     # E008: the job is still pending
+                raise
+            why = error.message
+        if time.monotonic() >= deadline:
+            raise HpcbenchError("E007", f"{why}; gave up after --wait-start {args.wait_start:g}s",
+                                ("fix: watch again later, or raise --wait-start",))
+        if not told:
+            print(f"waiting: {why}", file=sys.stderr, flush=True)
+            told = True
+        threading.Event().wait(2.0)
 
 
 def _curve_keys(curve_file: str | None, run_dir):
