@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages that the cluster and integration suites need (virtual Slurm cluster and its SSH
 # login node, rsync for `hpcbench fetch`, Prometheus, Pushgateway, Redis, headless Chromium for
-# report screenshots, network namespaces, and a JDK with Debian's HdrHistogram jar to check our histogram encoding against the reference implementation).
+# report screenshots, network namespaces, and a JDK with Debian's HdrHistogram jar to check our
+# histogram encoding against the reference implementation).
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps \
 	openssh-server openssh-client rsync \
 	default-jdk-headless libhdrhistogram-java
