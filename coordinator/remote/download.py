@@ -64,7 +64,7 @@ def _tar(session: RemoteSession, destination: Path) -> None:
     try:
         with tarfile.open(fileobj=stream.stdout, mode="r|") as archive:
             for member in archive:
-                _extract(archive, member, destination)
+                extract_member(archive, member, destination)
     except tarfile.TarError as error:
         broken = f"{error}; "
     stream.stdout.close()
@@ -94,7 +94,7 @@ def _differs(local: Path, size: int, mtime: int) -> bool:
     return found.st_size != size or int(found.st_mtime) != mtime
 
 
-def _extract(archive: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
+def extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
     """One regular file, to NAME.part then NAME, keeping its time; anything else (links,
     devices, names leaving the directory) is skipped."""
     parts = PurePosixPath(member.name).parts
