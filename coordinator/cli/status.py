@@ -52,10 +52,15 @@ def _run_remote(args: argparse.Namespace) -> int:
     from hpcbench.common.errors import HpcbenchError
     from hpcbench.coordinator.cli.remote_options import connection, find, refuse_local_flags
     from hpcbench.coordinator.control.client import ControlClient
+    from hpcbench.coordinator.remote.sessions import JobNotStarted
 
     refuse_local_flags(args, "run_dir", "address", "token_file", "tls_cert")
     with connection(args) as ssh:
-        session = find(args, ssh)
+        try:
+            session = find(args, ssh)
+        except JobNotStarted as pending:
+            print(pending.message)
+            return 0
         if not session.ended() and session.coordinator():
             try:
                 with ControlClient(session.target(), timeout_s=10.0) as client:

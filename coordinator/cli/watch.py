@@ -119,6 +119,7 @@ def _wait_for_start(args: argparse.Namespace, ssh):
 
     from hpcbench.common.errors import HpcbenchError
     from hpcbench.coordinator.cli.remote_options import find
+    from hpcbench.coordinator.remote.sessions import JobNotStarted
 
     deadline, told = time.monotonic() + args.wait_start, False
     while True:
@@ -127,10 +128,8 @@ def _wait_for_start(args: argparse.Namespace, ssh):
             if session.coordinator() or session.ended():
                 return session
             why = f"session {session.session_id} is starting"
-        except HpcbenchError as error:
-            if error.code != "E008":     # E008: the job is still pending
-                raise
-            why = error.message
+        except JobNotStarted as pending:
+            why = pending.message
         if time.monotonic() >= deadline:
             raise HpcbenchError("E007", f"{why}; gave up after --wait-start {args.wait_start:g}s",
                                 ("fix: watch again later, or raise --wait-start",))

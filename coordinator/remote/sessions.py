@@ -27,6 +27,16 @@ JOB_FILE = "job.json"
 PROMETHEUS_PORT_FILE = "prometheus.port"
 
 
+class JobNotStarted(HpcbenchError):
+    """The Slurm job is known but has no session directory yet (pending, or just starting)."""
+
+    def __init__(self, host: str, job_id: str, state: str):
+        super().__init__("E008", f"Slurm job {job_id} on {host} is {state.lower()} and has no "
+                         "session directory yet", ("wait until it runs (`hpcbench watch` waits "
+                                                   "for it, up to --wait-start S)",))
+        self.state = state
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """A port on the cluster and the local port that reaches it through the tunnel."""
@@ -164,10 +174,7 @@ def find_session(ssh: SshConnection, remote_dir: str, results_dir: str = "result
     if wanted:
         state = job_state(ssh, wanted)
         if state:
-            raise HpcbenchError("E008", f"Slurm job {wanted} on {ssh.host} is {state.lower()} "
-                                "and has no session directory yet",
-                                ("wait until it runs (`hpcbench watch` waits with "
-                                 "--wait-start S), or check its output file",))
+            raise JobNotStarted(ssh.host, wanted, state)
     raise config_error(f"no session {wanted or ''} under {ssh.host}:{results}/".replace("  ", " "),
                        [f"fix: give --session/--job of a session submitted to {ssh.host}, and "
                         "--remote-dir/--results-dir if it was submitted elsewhere "

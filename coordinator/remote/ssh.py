@@ -50,7 +50,17 @@ class SshConnection:
     def open(self) -> "SshConnection":
         """Authenticate once and leave the master in the background (`ssh -f -N -M`); a prompt
         for a passphrase or password works on a terminal, elsewhere BatchMode fails fast."""
-        self._dir = tempfile.mkdtemp(prefix="hpcbench-ssh-")
+        # a short path: the socket's (plus ssh's temporary suffix) must fit in 104 bytes
+        self._dir = tempfile.mkdtemp(prefix="hpcbench-ssh-",
+                                     dir="/tmp" if os.path.isdir("/tmp") else None)
+        try:
+            self._start_master()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_master(self) -> None:
         options = ["-f", "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no",
                    "-o", "ExitOnForwardFailure=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
                    "-o", "ServerAliveInterval=15"]
@@ -64,9 +74,7 @@ class SshConnection:
             errors.seek(0)
             text = errors.read().decode(errors="replace")
         if finished.returncode != 0:
-            self._remove_dir()
             raise connection_error(self.host, text)
-        return self
 
     def close(self) -> None:
         """End the master, and with it every forward and command on it."""
@@ -91,9 +99,16 @@ class SshConnection:
             timeout: float | None = 300) -> subprocess.CompletedProcess:
         """Run a shell command line on the login node; stdout and stderr as bytes. A broken
         connection is E008; the command's own failures are the caller's to judge."""
-        finished = subprocess.run([*self.command(), self.host, remote_command], input=input_bytes,
-                                  stdin=None if input_bytes is not None else subprocess.DEVNULL,
-                                  capture_output=True, timeout=timeout)
+        try:
+            finished = subprocess.run([*self.command(), self.host, remote_command],
+                                      input=input_bytes, capture_output=True, timeout=timeout,
+                                      stdin=None if input_bytes is not None else
+                                      subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise HpcbenchError("E007", f"no answer from {self.host} within {timeout:g}s to "
+                                f"`{remote_command[:200]}`",
+                                ("fix: check the login node's load and the connection, then "
+                                 "run the command again",)) from None
         if finished.returncode == SSH_FAILED:
             raise connection_error(self.host, finished.stderr.decode(errors="replace"))
         return finished
