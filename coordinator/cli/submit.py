@@ -78,9 +78,10 @@ def _submit_remote(args: argparse.Namespace, recipe) -> int:
     from hpcbench.coordinator.remote.ssh import check_remote_program, remote_path
 
     refuse_local_flags(args, "script", "dry_run")
-    prepared = upload.prepare(Path(args.recipe), args.wheel)
     with connection(args) as ssh:
         check_remote_program(ssh, args.remote_hpcbench)
+        base = upload.make_remote_dir(ssh, args.remote_dir)
+        prepared = upload.prepare(Path(args.recipe), args.wheel, base)
         upload.send(ssh, prepared, args.remote_dir)
         upload.install_wheels(ssh, prepared, args.remote_dir, args.remote_hpcbench)
         hpcbench = shlex.quote(args.remote_hpcbench)

@@ -4,8 +4,9 @@ What a job needs beyond hpcbench: the recipe, the local files it names (workload
 workload.load.trace) and plugin wheels. One tar stream over the SSH connection carries them
 into <remote dir> (the submit directory, so results land under <remote dir>/results): the
 recipe as recipes/<stamp>-<name>, its files as inputs/<stamp>/<name> (the copied recipe names
-them there), wheels as plugins/<name>, installed into the Python that runs the remote
-hpcbench. A named path that does not exist here is left as it is: a path on the cluster.
+them by absolute path, since the executors read them from wherever their step runs), wheels as
+plugins/<name>, installed into the Python that runs the remote hpcbench. A named path that does
+not exist here is left as it is: a path on the cluster.
 """
 from __future__ import annotations
 
@@ -44,8 +45,10 @@ class Upload:
         return buffer.getvalue()
 
 
-def prepare(recipe_path: Path, wheels: list[str], stamp: str | None = None) -> Upload:
-    """The recipe (rewritten only when it names local files) and the files it names."""
+def prepare(recipe_path: Path, wheels: list[str], remote_base: str,
+            stamp: str | None = None) -> Upload:
+    """The recipe (rewritten only when it names local files) and the files it names, which the
+    copied recipe finds under `remote_base` (the remote directory's absolute path)."""
     from hpcbench.recipes.loader import read_yaml
 
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
@@ -58,7 +61,7 @@ def prepare(recipe_path: Path, wheels: list[str], stamp: str | None = None) -> U
             continue
         remote_name = f"inputs/{stamp}/{Path(value).name}"
         files[remote_name] = Path(value).expanduser().resolve()
-        parent[keys[-1]] = remote_name
+        parent[keys[-1]] = f"{remote_base.rstrip('/')}/{remote_name}"
     text = yaml.safe_dump(raw, sort_keys=False).encode() if files else recipe_path.read_bytes()
     upload = Upload(f"recipes/{stamp}-{recipe_path.name}", text, files)
     for wheel in wheels:
@@ -72,10 +75,23 @@ def prepare(recipe_path: Path, wheels: list[str], stamp: str | None = None) -> U
     return upload
 
 
+def make_remote_dir(ssh: SshConnection, remote_dir: str) -> str:
+    """Create the remote directory when missing; its absolute path on the login node."""
+    made = ssh.run(f"mkdir -p -- {remote_path(remote_dir)} && cd -- {remote_path(remote_dir)} "
+                   "&& pwd -P")
+    where = made.stdout.decode(errors="replace").strip()
+    if made.returncode != 0 or not where.startswith("/"):
+        raise config_error(f"cannot create {ssh.host}:{remote_dir}: "
+                           f"{made.stderr.decode(errors='replace').strip()}",
+                           ["fix: choose a --remote-dir you can write on the login node, on a "
+                            "filesystem the compute nodes share"])
+    return where
+
+
 def send(ssh: SshConnection, upload: Upload, remote_dir: str) -> None:
     """Unpack the upload into remote_dir on the login node (created when missing)."""
     where = remote_path(remote_dir)
-    copied = ssh.run(f"mkdir -p -- {where} && tar -x -f - -C {where}", input_bytes=upload.tar())
+    copied = ssh.run(f"tar -x -f - -C {where}", input_bytes=upload.tar())
     if copied.returncode != 0:
         raise config_error(f"cannot copy the recipe to {ssh.host}:{remote_dir}: "
                            f"{copied.stderr.decode(errors='replace').strip()}",

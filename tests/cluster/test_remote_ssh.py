@@ -57,9 +57,12 @@ def hpcbench(login, *args: str, host: str = "login", timeout: float = 180,
                           text=True, env=laptop_env(), cwd=cwd, timeout=timeout)
 
 
-def write_recipe(path: Path) -> None:
+def write_recipe(path: Path, prompts: Path) -> None:
     """A simulator sweep on the 3 nodes, long enough to be watched and stopped after its first
-    trial, with the coordinator's and the monitors' Prometheus endpoints on."""
+    trial, its prompts in a local file, with the coordinator's and the monitors' Prometheus
+    endpoints on."""
+    prompts.write_text("".join(json.dumps({"prompt": f"question {n}", "output_tokens": 8}) + "\n"
+                               for n in range(20)))
     path.write_text(yaml.safe_dump({
         "scenario": "remote-sim", "partition": "debug", "account": "bench", "runtime": "process",
         "orchestration": {"mode": "slurm", "total_nodes": 3,
@@ -67,13 +70,13 @@ def write_recipe(path: Path) -> None:
                           "job_config": {"time_limit": "00:10:00"}},
         "workload": {"service": "simulator", "model": "sim-llama", "duration": "15s",
                      "warmup": 0, "concurrency": [1, 2, 4],
-                     "dataset": {"output_tokens": {"distribution": "fixed", "mean": 8}}},
+                     "dataset": {"kind": "jsonl", "path": str(prompts)}},
         "monitoring": {"prometheus": {"enabled": True}}}))
 
 
 def test_submit_watch_tunnel_stop_fetch_and_report_from_outside_the_cluster(login, tmp_path):
     recipe, remote_dir, laptop = tmp_path / "recipe.yaml", tmp_path / "remote", tmp_path / "laptop"
-    write_recipe(recipe)
+    write_recipe(recipe, tmp_path / "prompts.jsonl")
     laptop.mkdir()
     where = ("--remote-dir", str(remote_dir))
     idle_connections = login.sshd_sessions()
@@ -82,7 +85,12 @@ def test_submit_watch_tunnel_stop_fetch_and_report_from_outside_the_cluster(logi
     assert submitted.returncode == 0, submitted.stderr
     job = re.search(r"^job\s+(\d+)$", submitted.stdout, re.M).group(1)
     assert re.search(rf"^session\s+{job}$", submitted.stdout, re.M)
-    assert (remote_dir / "recipes").is_dir()        # the recipe was copied there over SSH
+    # the recipe and its prompts were copied over SSH: the job reads the copy
+    (copied_recipe,) = (remote_dir / "recipes").iterdir()
+    copied_prompts = Path(yaml.safe_load(copied_recipe.read_text())["workload"]["dataset"]["path"])
+    assert copied_prompts.read_bytes() == (tmp_path / "prompts.jsonl").read_bytes()
+    assert copied_prompts.is_relative_to(remote_dir / "inputs")
+    (tmp_path / "prompts.jsonl").unlink()
 
     # live snapshots through the tunnel: the first is the current state, then new ones
     watched = hpcbench(login, "watch", "--job", job, *where, "--topics", "snapshot",
@@ -179,7 +187,7 @@ def test_connection_failures_name_the_host_and_the_fix(login, host, code, said):
 
 def test_no_hpcbench_on_the_login_node_says_how_to_install_it(login, tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    write_recipe(recipe)
+    write_recipe(recipe, tmp_path / "prompts.jsonl")
     failed = hpcbench(login, "submit", str(recipe), "--remote-dir", str(tmp_path / "remote"),
                       "--remote-hpcbench", "/opt/nowhere/bin/hpcbench", timeout=60)
     assert failed.returncode == 2, failed.stderr

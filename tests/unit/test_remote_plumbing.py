@@ -30,12 +30,12 @@ def test_named_local_files_travel_and_the_copied_recipe_names_their_copies(tmp_p
     (tmp_path / "trace.csv").write_text("0,1\n")
     recipe = tmp_path / "bench.yaml"
     write_recipe(recipe, str(tmp_path / "prompts.jsonl"), str(tmp_path / "trace.csv"))
-    prepared = upload.prepare(recipe, [], stamp="T")
+    prepared = upload.prepare(recipe, [], "/home/u/runs", stamp="T")
     assert prepared.recipe_name == "recipes/T-bench.yaml"
     assert set(prepared.files) == {"inputs/T/prompts.jsonl", "inputs/T/trace.csv"}
     copied = yaml.safe_load(prepared.recipe_bytes)
-    assert copied["workload"]["dataset"]["path"] == "inputs/T/prompts.jsonl"
-    assert copied["workload"]["load"]["trace"] == "inputs/T/trace.csv"
+    assert copied["workload"]["dataset"]["path"] == "/home/u/runs/inputs/T/prompts.jsonl"
+    assert copied["workload"]["load"]["trace"] == "/home/u/runs/inputs/T/trace.csv"
     with tarfile.open(fileobj=io.BytesIO(prepared.tar())) as archive:
         assert sorted(archive.getnames()) == ["inputs/T/prompts.jsonl", "inputs/T/trace.csv",
                                               "recipes/T-bench.yaml"]
@@ -45,7 +45,7 @@ def test_named_local_files_travel_and_the_copied_recipe_names_their_copies(tmp_p
 def test_a_recipe_naming_cluster_paths_travels_unchanged(tmp_path):
     recipe = tmp_path / "bench.yaml"
     write_recipe(recipe, "/scratch/on/the/cluster.jsonl", None)
-    prepared = upload.prepare(recipe, [], stamp="T")
+    prepared = upload.prepare(recipe, [], "/home/u/runs", stamp="T")
     assert prepared.files == {} and prepared.recipe_bytes == recipe.read_bytes()
 
 
@@ -53,10 +53,10 @@ def test_wheels_go_to_plugins_and_other_files_are_refused(tmp_path):
     recipe, wheel = tmp_path / "bench.yaml", tmp_path / "plug-1.0-py3-none-any.whl"
     write_recipe(recipe, None, None)
     wheel.write_bytes(b"PK")
-    prepared = upload.prepare(recipe, [str(wheel)], stamp="T")
+    prepared = upload.prepare(recipe, [str(wheel)], "/home/u/runs", stamp="T")
     assert prepared.wheels == ["plugins/plug-1.0-py3-none-any.whl"]
     with pytest.raises(HpcbenchError) as refused:
-        upload.prepare(recipe, [str(recipe)])
+        upload.prepare(recipe, [str(recipe)], "/home/u/runs")
     assert refused.value.code == "E006" and "--wheel" in refused.value.message
 
 
