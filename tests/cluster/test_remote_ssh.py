@@ -194,3 +194,61 @@ def test_no_hpcbench_on_the_login_node_says_how_to_install_it(login, tmp_path):
     assert "error E006: no hpcbench on login" in failed.stderr
     assert "make setup" in failed.stderr and "--remote-hpcbench" in failed.stderr
     assert not (tmp_path / "remote").exists()       # nothing copied, nothing submitted
+
+
+def write_wheel(folder: Path) -> Path:
+    """A minimal pure-Python wheel (a plugin stand-in with no entry points: only its arrival
+    and installation on the login node are under test)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {"hpcbench_remote_probe/__init__.py": b'MARK = "installed from the laptop"\n',
+             "hpcbench_remote_probe-0.1.dist-info/METADATA":
+                 b"Metadata-Version: 2.1\nName: hpcbench-remote-probe\nVersion: 0.1\n",
+             "hpcbench_remote_probe-0.1.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+        f"{len(data)}\n" for name, data in files.items())
+    files["hpcbench_remote_probe-0.1.dist-info/RECORD"] = (
+        record + "hpcbench_remote_probe-0.1.dist-info/RECORD,,\n").encode()
+    wheel = folder / "hpcbench_remote_probe-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return wheel
+
+
+def test_plugin_wheels_are_installed_into_the_login_nodes_hpcbench(login, tmp_path):
+    """The login node's hpcbench lives in its own venv here (so the wheel lands there, not in
+    the suite's): a fresh venv that sees this checkout's packages through a .pth file."""
+    venv = tmp_path / "login-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import site; "
+                           "print(site.getsitepackages()[0])"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    suite_site = subprocess.run([sys.executable, "-c", "import site; "
+                                 "print(site.getsitepackages()[0])"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    # addsitedir, so the suite's own .pth files (the editable hpcbench) are read too
+    Path(site, "suite.pth").write_text(f"import site; site.addsitedir({suite_site!r})\n")
+    remote_hpcbench = venv / "bin" / "hpcbench"
+    remote_hpcbench.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\n"
+                               "from hpcbench.coordinator.cli.main import main\n"
+                               "sys.exit(main())\n")
+    remote_hpcbench.chmod(0o755)
+    recipe, wheel = tmp_path / "recipe.yaml", write_wheel(tmp_path)
+    write_recipe(recipe, tmp_path / "prompts.jsonl")
+    submitted = hpcbench(login, "submit", str(recipe), "--wheel", str(wheel),
+                         "--remote-dir", str(tmp_path / "remote"),
+                         "--remote-hpcbench", str(remote_hpcbench))
+    assert submitted.returncode == 0, submitted.stderr
+    job = re.search(r"^job\s+(\d+)$", submitted.stdout, re.M).group(1)
+    login.cluster.slurm(["scancel", job])
+    assert (tmp_path / "remote" / "plugins" / wheel.name).read_bytes() == wheel.read_bytes()
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import hpcbench_remote_probe as p; print(p.MARK)"],
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "installed from the laptop", probe.stderr
+    login.cluster.wait_finished(job)
