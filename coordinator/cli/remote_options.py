@@ -61,6 +61,18 @@ def find(args, ssh, session: str | None = None):
                         job=getattr(args, "job", None))
 
 
+def job_as_session(args) -> None:
+    """Without --remote, `--job ID` names the session too (a Slurm job's session id is its job
+    id), so the same command line works on the login node."""
+    from hpcbench.common.errors import config_error
+
+    if getattr(args, "job", None) and not args.remote:
+        if args.session and args.session != args.job:
+            raise config_error(f"--job {args.job} and --session {args.session} name different "
+                               "sessions", ["fix: give one of them"])
+        args.session = args.job
+
+
 def refuse_local_flags(args, *names: str) -> None:
     """Flags that name local files make no sense with --remote: E006 instead of ignoring them."""
     from hpcbench.common.errors import config_error

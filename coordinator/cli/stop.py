@@ -23,8 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hpcbench.coordinator.cli.remote_options import job_as_session
     from hpcbench.coordinator.control.client import ControlClient, target_from_args
 
+    job_as_session(args)
     if args.remote:
         return _run_remote(args)
     with ControlClient(target_from_args(args)) as client:

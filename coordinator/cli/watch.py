@@ -35,7 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hpcbench.coordinator.cli.remote_options import job_as_session
+
     topics = _checked_topics(args)
+    job_as_session(args)
     if args.remote:
         return _run_remote(args, topics)
     endpoint, run_dir = (args.bus, args.run_dir) if args.bus else _bus_endpoint(args)

@@ -103,3 +103,16 @@ def test_a_fetched_stream_writes_only_regular_files_inside_the_session(tmp_path)
     assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == \
         ["session", "session/ok", "session/ok/summary.json"]
     assert (target / "ok" / "summary.json").stat().st_mtime == 1_000_000
+
+
+def test_without_remote_a_job_id_names_the_session_on_the_login_node_too():
+    from hpcbench.coordinator.cli.main import build_parser
+    from hpcbench.coordinator.cli.remote_options import job_as_session
+
+    args = build_parser().parse_args(["status", "--job", "4242"])
+    job_as_session(args)
+    assert args.session == "4242"
+    clash = build_parser().parse_args(["stop", "--job", "4242", "--session", "17"])
+    with pytest.raises(HpcbenchError) as refused:
+        job_as_session(clash)
+    assert refused.value.code == "E006" and "--job 4242 and --session 17" in refused.value.message
