@@ -97,10 +97,10 @@ class SshConnection:
 
     def run(self, remote_command: str, input_bytes: bytes | None = None,
             timeout: float | None = 300) -> subprocess.CompletedProcess:
-        """Run a shell command line on the login node; stdout and stderr as bytes. A broken
+        """Run a POSIX shell command line on the login node; stdout and stderr as bytes. A broken
         connection is E008; the command's own failures are the caller's to judge."""
         try:
-            finished = subprocess.run([*self.command(), self.host, remote_command],
+            finished = subprocess.run([*self.command(), self.host, _in_sh(remote_command)],
                                       input=input_bytes, capture_output=True, timeout=timeout,
                                       stdin=None if input_bytes is not None else
                                       subprocess.DEVNULL)
@@ -115,7 +115,7 @@ class SshConnection:
 
     def popen(self, remote_command: str) -> subprocess.Popen:
         """A remote command whose stdout the caller reads as a stream."""
-        return subprocess.Popen([*self.command(), self.host, remote_command],
+        return subprocess.Popen([*self.command(), self.host, _in_sh(remote_command)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
@@ -157,6 +157,11 @@ class SshConnection:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _in_sh(command: str) -> str:
+    """Commands are POSIX sh, whatever the user's login shell (tcsh is common on clusters)."""
+    return f"sh -c {shlex.quote(command)}"
 
 
 def _free_local_port() -> int:
