@@ -2,7 +2,9 @@
 
 Subscribes to the session's metrics bus (ZeroMQ; endpoint from coordinator.json or
 Control.Status): first the current state (last-value cache), then every snapshot and lifecycle
-event as it happens. Ends when the session ends, after --count messages, or on Ctrl-C.
+event as it happens. On a terminal it shows the live panel of `hpcbench run` (watch_panel.py);
+elsewhere, or with --plain, --json, --count, one line per message. Ends when the session ends,
+after --count messages, or on Ctrl-C.
 A session with security.curve serves its bus over CURVE only: watch then connects with the
 curve.keys of its run directory (or --curve-keys).
 """
@@ -29,6 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topics", default="snapshot,event,summary",
                         help="comma-separated: snapshot, event, telemetry, summary")
     parser.add_argument("--json", action="store_true", help="one JSON message per line")
+    parser.add_argument("--plain", action="store_true",
+                        help="one line per message even on a terminal (no live panel)")
     parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
                         help="give up after S seconds without a message (default 30)")
@@ -41,10 +45,16 @@ def run(args: argparse.Namespace) -> int:
     job_as_session(args)
     if args.remote:
         return _run_remote(args, topics)
-    endpoint, run_dir = (args.bus, args.run_dir) if args.bus else _bus_endpoint(args)
+    if args.bus:
+        return follow(args.bus, topics, _curve_keys(args.curve_keys, args.run_dir), args)
+    from hpcbench.coordinator.control.client import ControlClient
+
+    endpoint, target = _bus_endpoint(args)
     if endpoint is None:
         return 0
-    return follow(endpoint, topics, _curve_keys(args.curve_keys, run_dir), args)
+    with ControlClient(target) as client:
+        return follow(endpoint, topics, _curve_keys(args.curve_keys, target.run_dir), args,
+                      client)
 
 
 def _checked_topics(args: argparse.Namespace) -> list[str]:
@@ -66,14 +76,36 @@ def _checked_topics(args: argparse.Namespace) -> list[str]:
     return topics
 
 
-def follow(endpoint: str, topics: list[str], curve, args: argparse.Namespace) -> int:
-    """Print the bus messages until the session ends, --count, or --idle-timeout."""
+def follow(endpoint: str, topics: list[str], curve, args: argparse.Namespace,
+           client=None) -> int:
+    """Show the bus messages until the session ends, --count, or --idle-timeout: the live
+    panel on a terminal when the coordinator (`client`) can be asked for the state, else one
+    line per message."""
+    from rich.console import Console
+
     from hpcbench.common.errors import HpcbenchError
     from hpcbench.coordinator.bus.publisher import subscribe
+    from hpcbench.coordinator.cli.watch_panel import show_live
+
+    messages = subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout, curve=curve)
+    console = Console()
+    if (client is not None and console.is_terminal and not (args.json or args.plain)
+            and args.count is None):
+        received = show_live(messages, client, console)
+    else:
+        received = _print_lines(messages, args)
+    if not received:
+        raise HpcbenchError("E008", f"no message from the metrics bus {endpoint} within "
+                            f"{args.idle_timeout:g}s", ("the session may have ended: "
+                                                        "`hpcbench status` tells",))
+    return 0
+
+
+def _print_lines(messages, args: argparse.Namespace) -> int:
     from hpcbench.proto import bus as contract
 
     received = 0
-    for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout, curve=curve):
+    for message in messages:
         print(json.dumps(message, default=str) if args.json else describe(message), flush=True)
         received += 1
         data = message["data"]
@@ -82,17 +114,14 @@ def follow(endpoint: str, topics: list[str], curve, args: argparse.Namespace) ->
         if (message["topic"] == contract.EVENT and data.get("event") == "session_end"
                 and not message["replay"]):
             break
-    if not received:
-        raise HpcbenchError("E008", f"no message from the metrics bus {endpoint} within "
-                            f"{args.idle_timeout:g}s", ("the session may have ended: "
-                                                        "`hpcbench status` tells",))
-    return 0
+    return received
 
 
 def _run_remote(args: argparse.Namespace, topics: list[str]) -> int:
     """The bus through the SSH tunnel, with the keys read over SSH."""
     from hpcbench.common.errors import HpcbenchError, config_error
     from hpcbench.coordinator.cli.remote_options import connection, refuse_local_flags
+    from hpcbench.coordinator.control.client import ControlClient
 
     refuse_local_flags(args, "run_dir", "address", "token_file", "tls_cert", "bus", "curve_keys")
     with connection(args) as ssh:
@@ -103,7 +132,9 @@ def _run_remote(args: argparse.Namespace, topics: list[str]) -> int:
                 raise config_error(f"the metrics bus of {session} is not on TCP, so no tunnel "
                                    "reaches it", ["fix: `hpcbench watch` on the login node"])
             try:
-                return follow(target.bus_endpoint, topics, session.curve_keys(), args)
+                with ControlClient(target) as client:
+                    return follow(target.bus_endpoint, topics, session.curve_keys(), args,
+                                  client)
             except HpcbenchError as error:
                 if error.code != "E008" or not session.ended():
                     raise
@@ -156,7 +187,7 @@ def _curve_keys(curve_file: str | None, run_dir):
 
 
 def _bus_endpoint(args) -> tuple[str | None, object]:
-    """The session's bus endpoint and run directory; endpoint None (after saying so) when the
+    """The session's bus endpoint and its Target; endpoint None (after saying so) when the
     session has ended."""
     from hpcbench.coordinator.control.client import ControlClient, target_from_args
     from hpcbench.coordinator.session.session_file import ENDED, read_record
@@ -166,11 +197,11 @@ def _bus_endpoint(args) -> tuple[str | None, object]:
     if record.get("state") in ENDED:     # RUNNING: a run of the session is measuring now
         print(f"session {record.get('session', '')} has ended ({record['state'].lower()}); "
               f"its results are in {target.run_dir}")
-        return None, target.run_dir
+        return None, target
     if target.bus_endpoint:
-        return target.bus_endpoint, target.run_dir
+        return target.bus_endpoint, target
     with ControlClient(target) as client:
-        return client.status().bus_endpoint, target.run_dir
+        return client.status().bus_endpoint, target
 
 
 def describe(message: dict) -> str:

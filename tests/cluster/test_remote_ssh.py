@@ -57,6 +57,44 @@ def hpcbench(login, *args: str, host: str = "login", timeout: float = 180,
                           text=True, env=laptop_env(), cwd=cwd, timeout=timeout)
 
 
+def watch_on_a_terminal(login, *args: str) -> tuple[str, int]:
+    """`hpcbench watch --remote login` on a pseudo-terminal until its live panel shows a trial's
+    figures, then Ctrl-C: what it drew and its exit status."""
+    import pty
+    import select
+    import signal
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([str(VENV_BIN / "hpcbench"), "watch", *args, "--remote", "login",
+                                "--ssh-config", str(login.ssh_config)], stdin=follower,
+                               stdout=follower, stderr=follower,
+                               env={**laptop_env(), "TERM": "xterm", "COLUMNS": "100"})
+    os.close(follower)
+    drawn = bytearray()
+
+    def read() -> str:
+        while select.select([leader], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:       # the terminal's other side has closed
+                break
+            if not chunk:
+                break
+            drawn.extend(chunk)
+        return drawn.decode(errors="replace")
+
+    try:
+        wait_until(lambda: all(word in read() for word in ("trial", "req/s", "TTFT", "p99")),
+                   timeout=60, what="the live panel with a trial's figures")
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=30)
+        return read(), status
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(leader)
+
+
 def write_recipe(path: Path, prompts: Path) -> None:
     """A simulator sweep on the 3 nodes, long enough to be watched and stopped after its first
     trial, its prompts in a local file, with the coordinator's and the monitors' Prometheus
@@ -99,6 +137,12 @@ def test_submit_watch_tunnel_stop_fetch_and_report_from_outside_the_cluster(logi
     snapshots = [line for line in watched.stdout.splitlines() if line.startswith("snapshot ")]
     assert len(snapshots) == 4 and sum("(current)" not in line for line in snapshots) >= 3
     assert all(" req/s" in line for line in snapshots), snapshots
+
+    # on a terminal: the live panel of a local run, until Ctrl-C, which closes the connection
+    drawn, status = watch_on_a_terminal(login, "--job", job, *where)
+    assert status == 130 and f"{job}  (remote-sim)" in drawn, drawn
+    wait_until(lambda: login.sshd_sessions() == idle_connections, timeout=10,
+               what="watch's SSH connection to close")
 
     # ports for a laptop's Prometheus: the coordinator's and every monitor's endpoint
     tunnel = subprocess.Popen([str(VENV_BIN / "hpcbench"), "tunnel", "--job", job, *where,
