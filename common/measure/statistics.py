@@ -14,7 +14,7 @@ from hpcbench.common.measure import definitions
 from hpcbench.common.measure.buckets import HistogramConfig
 from hpcbench.common.measure.histogram import Histogram, Recording
 from hpcbench.common.measure.percentiles import PERCENTILES, exact_percentiles
-from hpcbench.proto.samples import ErrorClass, TokenSource
+from hpcbench.proto.samples import ErrorClass, SampleSummary, TokenSource
 
 PERCENTILE_KEYS = tuple(f"p{p:g}" for p in PERCENTILES)   # p50 p90 p95 p99 p99.9
 NS_PER_MS = 1e6
@@ -56,6 +56,16 @@ class MetricSet:
         for name, recording in recordings.items():
             self.histograms[name].add(recording)
         self._add_counters(batch)
+
+    def add_summary(self, summary: SampleSummary, counters: definitions.BatchMetrics) -> None:
+        """Add a histogram-mode summary (checked with summaries.check_summary) and its
+        counters (summaries.batch_metrics): the same as adding the batch it summarises."""
+        for name, buckets in summary.metrics.items():
+            self.histograms[name].add_buckets(
+                buckets.indices, buckets.counts, count=buckets.count, total=buckets.total,
+                low=buckets.min, high=buckets.max, clamped=buckets.clamped,
+                rejected=buckets.rejected)
+        self._add_counters(counters)
 
     def merge(self, other: MetricSet) -> None:
         for name, histogram in other.histograms.items():

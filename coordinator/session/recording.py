@@ -37,6 +37,7 @@ from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.monitor.server_view import ServerMetricsLog
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event, event_data
+from hpcbench.proto.trial import HISTOGRAMS, RAW
 
 BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
 
@@ -95,6 +96,8 @@ class SessionRecording:
                                      self.session_dir.name)
         self._trial_writer = None
         self._trial_id = ""
+        self._aggregation: dict | None = None         # the running trial's sample mode
+        self._node_sample_executors: list[str] = []   # its executors keeping raw rows
         self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
         self._missing_before: dict[str, int] = {}     # executor -> never arrived, earlier trials
         self._integrity_at_begin: dict = {}
@@ -148,6 +151,19 @@ class SessionRecording:
         self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
         self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
 
+    def choose_sample_mode(self, executors) -> dict:
+        """Decide how the running trial's samples travel (`aggregation_mode`) for these
+        executors; returns each executor's TrialConfig.samples."""
+        executors = list(executors)
+        self._aggregation = aggregation_mode(self.recipe.data["aggregation"], len(executors))
+        self._node_sample_executors = executors if self._aggregation["mode"] == HISTOGRAMS \
+            else []
+        if self._node_sample_executors:
+            return {executor: {"mode": HISTOGRAMS, "raw_file": str(
+                        self._trial_writer.raw_file_for(executor).resolve())}
+                    for executor in executors}
+        return {executor: {"mode": RAW} for executor in executors}
+
     def trial_streams(self, trial_id: str, streams: int | None) -> None:
         """The closed-loop streams `trial_id` runs (None: open loop), for the Prometheus
         endpoint's reference names (the reference's `<service>_threads`)."""
@@ -176,7 +192,14 @@ class SessionRecording:
             self._expected_batches[agent_id] = (self._expected_batches.get(agent_id, 0)
                                                 + report.batches_sent)
         missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
+        if self._node_sample_executors:
+            # the raw rows each executor kept on its node join samples.msgpack, so exact
+            # statistics, exports and reports read them as in raw mode
+            self.aggregator.raw_files_lost(trial.id, self._trial_writer.gather_executor_samples(
+                self._node_sample_executors))
+        aggregation, self._aggregation, self._node_sample_executors = self._aggregation, None, []
         summary = self.aggregator.close_trial(trial.id)
+        summary.aggregation = aggregation
         # what each executor says it produced, beside what arrived: the audit of no silent
         # loss; and whether its token times are the kernel's receive stamps (docs/metrics.md,
         # "Timestamps")
@@ -323,6 +346,19 @@ class SessionRecording:
     def _remove_socket_dir(self) -> None:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+def aggregation_mode(settings: dict, executors: int) -> dict:
+    """The recipe's `aggregation` applied to a trial's executor count: {"mode", "reason"},
+    recorded in summary.json. auto sends raw batches below `histograms_from` executors and
+    histograms from there on (docs/scale.md has the figures behind the default)."""
+    if settings["mode"] != "auto":
+        return {"mode": settings["mode"], "reason": "set by the recipe"}
+    threshold = settings["histograms_from"]
+    if executors >= threshold:
+        return {"mode": HISTOGRAMS,
+                "reason": f"auto: {executors} executors >= histograms_from {threshold}"}
+    return {"mode": RAW, "reason": f"auto: {executors} executors < histograms_from {threshold}"}
 
 
 def headline(snapshot: dict | None) -> dict:
