@@ -6,7 +6,7 @@ header plus columns, one row per finished request. Columns travel as raw little-
 
 Header fields (all required):
     v            schema version (SCHEMA_VERSION)
-    kind         "samples"
+    kind         "samples" ("histograms": a summary instead, see the end of this module)
     run          run id (session id) the batch belongs to
     trial        trial id (recipe.sweep trial id)
     executor     executor id, unique within the run
@@ -26,6 +26,7 @@ Definitions of the metrics derived from them are in DESIGN.md section 4 and docs
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import msgpack
@@ -224,6 +225,7 @@ COUNT_FIELDS = ("requests", "ok", "good", "input_tokens", "output_tokens", "warm
 BUCKET_FIELDS = ("count", "total", "min", "max", "clamped", "rejected", "idx", "cnt")
 MAX_SUMMARY_METRICS = 16
 MAX_SUMMARY_BUCKETS = 1 << 20     # filled buckets of one metric (a configuration has fewer)
+MAX_SUMMARY_COUNT = 1 << 48       # values of one metric in one summary (sums stay exact)
 
 
 @dataclass
@@ -312,9 +314,11 @@ def _metric_buckets(name: str, raw: object) -> MetricBuckets:
     indices, counts = np.frombuffer(idx, dtype="<u4"), np.frombuffer(cnt, dtype="<i8")
     if len(indices) > 1 and (np.diff(indices.astype(np.int64)) <= 0).any():
         raise SampleBatchError(f"metric {name!r}: bucket indices must be strictly increasing")
-    if (counts <= 0).any():
-        raise SampleBatchError(f"metric {name!r}: bucket counts must be positive")
+    if (counts <= 0).any() or (counts > MAX_SUMMARY_COUNT).any():
+        raise SampleBatchError(f"metric {name!r}: bucket counts must be 1..{MAX_SUMMARY_COUNT}")
     count = _integer(raw["count"], f"{name}.count")
+    if count > MAX_SUMMARY_COUNT:
+        raise SampleBatchError(f"metric {name!r}: count {count} exceeds {MAX_SUMMARY_COUNT}")
     if int(counts.sum()) != count:
         raise SampleBatchError(f"metric {name!r}: buckets hold {int(counts.sum())} values, "
                                f"count says {count}")
@@ -325,8 +329,9 @@ def _metric_buckets(name: str, raw: object) -> MetricBuckets:
         raise SampleBatchError(f"metric {name!r}: min/max must be set, min <= max, exactly "
                                "when it has values")
     total = raw["total"]
-    if not isinstance(total, (int, float)) or isinstance(total, bool) or total < 0:
-        raise SampleBatchError(f"metric {name!r}: total must be a number >= 0")
+    if not isinstance(total, (int, float)) or isinstance(total, bool) or \
+            not 0 <= total < math.inf:
+        raise SampleBatchError(f"metric {name!r}: total must be a finite number >= 0")
     return MetricBuckets(count=count, total=float(total), min=low, max=high,
                          clamped=_integer(raw["clamped"], f"{name}.clamped"),
                          rejected=_integer(raw["rejected"], f"{name}.rejected"),
@@ -359,6 +364,9 @@ def summary_from_message(message: object) -> SampleSummary:
     if not isinstance(counts, dict) or set(counts) != set(COUNT_FIELDS):
         raise SampleBatchError(f"summary field 'counts' must map exactly {COUNT_FIELDS}")
     counts = {name: _integer(counts[name], f"counts.{name}") for name in COUNT_FIELDS}
+    if (message["first_ns"] is None) != (message["last_ns"] is None):
+        raise SampleBatchError("summary fields 'first_ns' and 'last_ns' must both be set or "
+                               "both be nil")
     metrics = message["metrics"]
     if not isinstance(metrics, dict) or len(metrics) > MAX_SUMMARY_METRICS or \
             not all(isinstance(name, str) and len(name) <= 32 for name in metrics):

@@ -211,3 +211,22 @@ def test_snapshots_show_a_bounded_number_of_executors_in_turns():
     assert len(seen) == executors
     summary = aggregator.close_trial("t1")
     assert all(stats["requests"] == 10 for stats in summary.executors.values())
+
+
+def test_rows_a_node_cannot_write_are_counted_once_as_unstored(tmp_path):
+    writer = ResultsWriter(tmp_path, "scale", "s1").open_trial("t1", {"workload": {}})
+    aggregator = Aggregator(CONFIG, run_id=RUN)
+    aggregator.open_trial("t1", SLOS_S, sink=writer)
+    nowhere = tmp_path / "missing-directory" / "exec-0.msgpack"   # the node cannot open it
+    node = NodeSamples(nowhere, SLOS_S)
+    for seq in range(2):
+        assert aggregator.ingest(node.encode(make_batch(seq, 25, run=RUN)))
+    node.close()
+    aggregator.raw_files_lost("t1", writer.gather_executor_samples(["exec-0"]))
+    summary = aggregator.close_trial("t1")
+
+    assert summary.integrity["unstored_batches"] == 2          # per summary, not again
+    assert summary.integrity["unstored_requests"] == 50
+    assert "missing-directory" in summary.integrity["recent_problems"][0]
+    assert summary.overall["requests"] == 50                    # live statistics still count
+    assert summary.exact["ttft"]["count"] == 0
