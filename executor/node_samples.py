@@ -11,6 +11,7 @@ is left as `.partial`: the coordinator counts every row it lacks as unstored, no
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hpcbench.proto import samples
 from hpcbench.proto.samples import SampleBatch
 
 PARTIAL = ".partial"
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
 
 
 class NodeSamples:
@@ -29,14 +31,16 @@ class NodeSamples:
     def __init__(self, raw_file: str | Path, slos_s: dict[str, float] | None,
                  config: HistogramConfig | None = None) -> None:
         self.raw_file = Path(raw_file)
+        self._partial = self.raw_file.with_name(self.raw_file.name + PARTIAL)
         self.config = config or HistogramConfig()
         self.slos_ns = definitions.slos_to_ns(slos_s)
         self.failure = ""        # why the raw file stopped taking rows ("" while it is whole)
         self._file = None
-        try:
-            self._file = open(self.raw_file.with_name(self.raw_file.name + PARTIAL), "ab")
+        try:   # never through a planted symlink (common/files.py's rule)
+            descriptor = os.open(self._partial, _APPEND, 0o644)
+            self._file = os.fdopen(descriptor, "ab")
         except OSError as error:
-            self.failure = f"cannot open {self.raw_file}{PARTIAL}: {error}"
+            self.failure = f"cannot open {self._partial}: {error}"
 
     def encode(self, batch: SampleBatch) -> bytes:
         """Keep the batch's rows in the raw file; the wire bytes of its summary."""
@@ -45,21 +49,26 @@ class NodeSamples:
             try:
                 self._file.write(payload)
             except OSError as error:
-                self.failure = f"writing {self.raw_file}{PARTIAL}: {error}"
+                self.failure = f"writing {self._partial}: {error}"
         return samples.encode_summary(summarise(batch, self.config, self.slos_ns,
                                                 unstored=self.failure))
 
     def close(self) -> None:
-        """Finish the raw file: fsynced and renamed to `raw_file` unless a write failed."""
+        """Finish the raw file: fsynced and renamed to `raw_file` unless a write failed (the
+        coordinator then finds no whole file and counts every row it lacks as unstored)."""
         if self._file is None:
             return
+        file, self._file = self._file, None
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            if not self.failure:
-                os.replace(self._file.name, self.raw_file)
-        except OSError as error:   # the coordinator finds no whole file and counts the loss
-            self.failure = f"finishing {self.raw_file}: {error}"
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError as error:
+            self.failure = self.failure or f"finishing {self._partial}: {error}"
         finally:
-            self._file = None
+            with contextlib.suppress(OSError):
+                file.close()
+        if not self.failure:
+            try:
+                os.replace(self._partial, self.raw_file)
+            except OSError as error:
+                self.failure = f"renaming {self._partial}: {error}"

@@ -14,6 +14,7 @@ server_metrics.csv beside its samples and `server` in summary.json.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -159,8 +160,10 @@ class SessionRecording:
         self._node_sample_executors = executors if self._aggregation["mode"] == HISTOGRAMS \
             else []
         if self._node_sample_executors:
-            return {executor: {"mode": HISTOGRAMS, "raw_file": str(
-                        self._trial_writer.raw_file_for(executor).resolve())}
+            # absolute, symlinks kept: the path the run directory is bound at in an executor's
+            # container (launch/srun.py) is the one the coordinator uses, not its target
+            return {executor: {"mode": HISTOGRAMS, "raw_file": os.path.abspath(
+                        self._trial_writer.raw_file_for(executor))}
                     for executor in executors}
         return {executor: {"mode": RAW} for executor in executors}
 
