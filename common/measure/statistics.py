@@ -36,10 +36,13 @@ def _ms(value_ns: float | None) -> float | None:
 
 
 class MetricSet:
-    """Histograms per metric and counters over one span of time (an interval or cumulative)."""
+    """Histograms per metric and counters over one span of time (an interval or cumulative).
 
-    def __init__(self, config: HistogramConfig):
-        self.histograms = {name: Histogram(config) for name in definitions.METRICS}
+    `histogram_type`: `Histogram` (dense, the default) or `SparseHistogram` (filled buckets
+    only: same statistics, far less memory; for the per-executor sets of a large fleet)."""
+
+    def __init__(self, config: HistogramConfig, histogram_type: type = Histogram):
+        self.histograms = {name: histogram_type(config) for name in definitions.METRICS}
         self.reset()
 
     def reset(self) -> None:
@@ -156,9 +159,9 @@ def exact_stats(values: np.ndarray) -> dict:
 class Scope:
     """An interval set and a cumulative set for one executor, or for all of them."""
 
-    def __init__(self, config: HistogramConfig):
-        self.interval = MetricSet(config)
-        self.cumulative = MetricSet(config)
+    def __init__(self, config: HistogramConfig, histogram_type: type = Histogram):
+        self.interval = MetricSet(config, histogram_type)
+        self.cumulative = MetricSet(config, histogram_type)
 
     def fold(self) -> None:
         """Add the finished interval to the cumulative set and start a new interval."""

@@ -30,6 +30,7 @@ import numpy as np
 from hpcbench.common.measure import definitions
 from hpcbench.common.measure.buckets import HistogramConfig
 from hpcbench.common.measure.histogram import Histogram, Recording
+from hpcbench.common.measure.sparse_histogram import SparseHistogram
 from hpcbench.common.measure.statistics import Scope, exact_stats, latency_buckets
 from hpcbench.common.measure.summaries import batch_metrics, check_summary
 from hpcbench.coordinator.ingest.sequences import SequenceTracker
@@ -269,7 +270,8 @@ class Aggregator:
             trial = self._admit(summary)
             if trial is None:
                 return False
-            self._executor_scope(trial, summary.executor).interval.add_summary(summary, counters)
+            self._executor_scope(trial, summary.executor, SparseHistogram).interval.add_summary(
+                summary, counters)
             trial.whole.interval.add_summary(summary, counters)
             self.batches += 1
             self.summaries += 1
@@ -326,10 +328,14 @@ class Aggregator:
         self.current_trial = batch.trial
         return self._trial(batch.trial)
 
-    def _executor_scope(self, trial: Trial, executor: str) -> Scope:
+    def _executor_scope(self, trial: Trial, executor: str,
+                        histogram_type: type = Histogram) -> Scope:
+        """The executor's scope in the trial, made on its first batch: with dense histograms
+        for raw batches (the fastest to add rows to), sparse ones for summaries (a fleet's
+        executors would otherwise hold 1.6 MB each; sparse_histogram.py)."""
         scope = trial.executors.get(executor)
         if scope is None:
-            scope = trial.executors[executor] = Scope(self.config)
+            scope = trial.executors[executor] = Scope(self.config, histogram_type)
             trial.detail_order.append(executor)
         return scope
 

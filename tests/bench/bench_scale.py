@@ -17,6 +17,9 @@ Figures, per mode (raw: every row and token gap travels; histograms: summaries):
   (extrapolated linearly from the live run; the flood figure gives the same within noise);
 - `snapshot_*_ms_<N>_executors`: wall and CPU time of the snapshots taken during the live run,
   mean and max (measured, with N executors present);
+- `*_executor_histograms_mb_<N>_executors`: memory the coordinator's per-executor histograms
+  hold after the live run (dense in raw mode, sparse in histogram mode);
+- `*_message_kb_per_executor_s`: bytes on the wire per executor-second;
 - `executor_histogram_mode_cpu_ms_per_s`: what an executor spends per second of its stream to
   summarise it and keep its rows in the node file, beside `executor_raw_encode_cpu_ms_per_s`.
 """
@@ -27,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support on a plain run
 
@@ -78,8 +83,20 @@ def _drive(mode: str, executors: int, seconds: int, paced: bool) -> dict:
     cpu = time.process_time() - cpu
     server.stop()
     assert aggregator.batches == expected, (aggregator.batches, expected)
-    return {"cpu_s": cpu, "messages": expected,
+    return {"cpu_s": cpu, "messages": expected, "histogram_mb": _executor_histogram_mb(aggregator),
             "backlog_ms": (done - sent_at) * 1000, "snapshots": snapshots}
+
+
+def _executor_histogram_mb(aggregator: Aggregator) -> float:
+    """Bytes of bucket counts the aggregator holds for its executors' scopes (MB)."""
+    held = 0
+    for trial in aggregator._trials.values():
+        for scope in trial.executors.values():
+            for metric_set in (scope.interval, scope.cumulative):
+                for histogram in metric_set.histograms.values():
+                    held += (histogram.counts.nbytes if hasattr(histogram, "counts")
+                             else sum(array.nbytes for array in histogram.filled()))
+    return held / 2**20
 
 
 def _edge_costs() -> dict:
@@ -111,8 +128,12 @@ def _edge_costs() -> dict:
 
 def run() -> dict:
     sys.path.insert(0, str(HERE))
+    from scale_executors import one_second
+
     figures = {}
     for mode, flood in (("raw", 16), ("histograms", 1_000)):
+        figures[f"{mode}_message_kb_per_executor_s"] = round(
+            len(msgpack.packb(one_second(mode), use_bin_type=True)) / 1024, 1)
         burst = _drive(mode, flood, 4, paced=False)
         figures[f"{mode}_cpu_us_per_executor_s"] = round(burst["cpu_s"] / burst["messages"]
                                                          * 1e6, 1)
@@ -127,6 +148,7 @@ def run() -> dict:
         walls = [wall * 1000 for wall, _ in live["snapshots"]] or [0.0]
         cpus = [cpu * 1000 for _, cpu in live["snapshots"]] or [0.0]
         suffix = f"{LIVE[mode]}_executors"
+        figures[f"{mode}_executor_histograms_mb_{suffix}"] = round(live["histogram_mb"], 1)
         figures[f"snapshot_wall_ms_{suffix}"] = round(sum(walls) / len(walls), 2)
         figures[f"snapshot_wall_ms_max_{suffix}"] = round(max(walls), 2)
         figures[f"snapshot_cpu_ms_{suffix}"] = round(sum(cpus) / len(cpus), 2)

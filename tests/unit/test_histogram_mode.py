@@ -12,6 +12,9 @@ import pytest
 
 from hpcbench.common.measure.buckets import HistogramConfig
 from hpcbench.common.measure.definitions import derive
+from hpcbench.common.measure.histogram import Histogram, Recording
+from hpcbench.common.measure.percentiles import PERCENTILES
+from hpcbench.common.measure.sparse_histogram import SparseHistogram
 from hpcbench.common.measure.statistics import PERCENTILE_KEYS, exact_stats
 from hpcbench.common.measure.summaries import summarise
 from hpcbench.coordinator.ingest.aggregator import EXECUTOR_DETAIL_PER_SNAPSHOT, Aggregator
@@ -230,3 +233,25 @@ def test_rows_a_node_cannot_write_are_counted_once_as_unstored(tmp_path):
     assert "missing-directory" in summary.integrity["recent_problems"][0]
     assert summary.overall["requests"] == 50                    # live statistics still count
     assert summary.exact["ttft"]["count"] == 0
+
+
+def test_a_sparse_histogram_answers_what_the_dense_one_does():
+    rng = np.random.default_rng(7)
+    dense, sparse = Histogram(CONFIG), SparseHistogram(CONFIG)
+    other_dense, other_sparse = Histogram(CONFIG), SparseHistogram(CONFIG)
+    for piece in range(30):     # pieces with new buckets, then ones inside the filled span
+        values = rng.lognormal(15 + (piece % 3), 0.5 + piece / 30, 400 + 50 * piece)
+        recording = Recording.of(CONFIG, values.astype(np.int64))
+        for histogram in ((dense, sparse) if piece % 2 else (other_dense, other_sparse)):
+            histogram.add(recording)
+    dense.merge(other_dense)
+    sparse.merge(other_sparse)
+    everyone = (*PERCENTILES, 0.001, 25.0, 99.99, 100.0)
+    assert sparse.percentiles(everyone) == dense.percentiles(everyone)
+    for name in ("count", "total", "min", "max", "mean", "clamped", "rejected"):
+        assert getattr(sparse, name) == getattr(dense, name), name
+    indices, counts = sparse.filled()
+    assert (np.diff(indices) > 0).all() and counts.sum() == dense.count
+    assert np.array_equal(dense.counts[indices], counts)
+    sparse.reset()
+    assert sparse.count == 0 and sparse.percentiles() == [None] * len(PERCENTILES)
