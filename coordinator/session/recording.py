@@ -13,6 +13,7 @@ server_metrics.csv beside its samples and `server` in summary.json.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -298,9 +299,16 @@ class SessionRecording:
     def abort_trial(self, reason: str = "") -> None:
         """The running trial will not finish: close it in the aggregator (later batches are
         counted as after-close, not written), close its files and mark it stopped with
-        `reason`, without a verdict (a re-run of the session measures it again)."""
+        `reason`, without a verdict (a re-run of the session measures it again). In
+        histogram mode the executors' complete raw files join samples.msgpack.partial as for
+        a finished trial; incomplete ones stay in node_samples/."""
         if self._trial_writer is not None:
+            executors, self._node_sample_executors = self._node_sample_executors, []
+            self._aggregation = None
             try:
+                if executors:
+                    with contextlib.suppress(OSError):   # what is not gathered stays on disk
+                        self._trial_writer.gather_executor_samples(executors)
                 self.aggregator.close_trial(self._trial_id)
             finally:
                 self._trial_writer.abort(reason)

@@ -6,6 +6,8 @@ and histograms must agree exactly, live percentiles must match the exact ones fr
 within the configuration's precision, accounting (duplicates, gaps, foreign senders, unstored
 rows) must mean the same, and bad summaries are counted, never raised.
 """
+from pathlib import Path
+
 import msgpack
 import numpy as np
 import pytest
@@ -18,10 +20,12 @@ from hpcbench.common.measure.sparse_histogram import SparseHistogram
 from hpcbench.common.measure.statistics import PERCENTILE_KEYS, exact_stats
 from hpcbench.common.measure.summaries import summarise
 from hpcbench.coordinator.ingest.aggregator import EXECUTOR_DETAIL_PER_SNAPSHOT, Aggregator
-from hpcbench.coordinator.session.results import ResultsWriter
+from hpcbench.coordinator.session.recording import SessionRecording, aggregation_mode
+from hpcbench.coordinator.session.results import ResultsWriter, read_samples
 from hpcbench.executor.node_samples import NodeSamples
 from hpcbench.proto import samples
 from hpcbench.proto.samples import ErrorClass, Phase
+from hpcbench.recipes import expand_trials, recipe_from_dict
 from tests.support.sample_batches import make_batch
 
 RUN = "run-1"
@@ -255,3 +259,33 @@ def test_a_sparse_histogram_answers_what_the_dense_one_does():
     assert np.array_equal(dense.counts[indices], counts)
     sparse.reset()
     assert sparse.count == 0 and sparse.percentiles() == [None] * len(PERCENTILES)
+
+
+def test_a_stopped_histogram_mode_trial_keeps_its_gathered_rows(tmp_path):
+    """A trial cut short in histogram mode: the executors' complete node files join the
+    attempt's samples.msgpack.partial, as a raw-mode attempt's rows would be there."""
+    recipe = recipe_from_dict({"scenario": "scale", "aggregation": {"mode": "auto",
+                                                                     "histograms_from": 2},
+                               "workload": {"service": "simulator", "model": "sim-llama"}})
+    session_dir = tmp_path / "results" / "scale" / "s1"
+    session_dir.mkdir(parents=True)
+    record = SessionRecording(recipe, "s1", session_dir, "127.0.0.1", single_machine=True,
+                              control_tls=False)
+    try:
+        trial = expand_trials(recipe)[0]
+        record.begin_trial(trial, tmp_path)
+        modes = record.choose_sample_mode(["executor-0", "executor-1"])
+        assert {spec["mode"] for spec in modes.values()} == {"histograms"}   # auto, 2 >= 2
+        raw_file = Path(modes["executor-0"]["raw_file"])
+        assert raw_file.is_absolute() and raw_file.parent.parent == session_dir / trial.id
+        node = NodeSamples(raw_file, {})
+        node.encode(make_batch(0, 30, run="s1", executor="executor-0", trial=trial.id))
+        node.close()
+        record.abort_trial("stopped by the test")
+    finally:
+        record.finish({"state": "STOPPED", "error": None}, write=False)
+        record.close()
+    rows = read_samples(session_dir / trial.id / "samples.msgpack.partial")
+    assert [batch.n for batch in rows] == [30]
+    assert (session_dir / trial.id / "trial.stopped").exists()
+    assert aggregation_mode({"mode": "auto", "histograms_from": 32}, 31)["mode"] == "raw"
