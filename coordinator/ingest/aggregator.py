@@ -5,7 +5,10 @@ metric plus request, token, error and goodput counters) per scope: global and pe
 each as an interval set (since the last snapshot) and a cumulative set. A batch's metric values
 (hpcbench.common.measure.definitions) are turned into bucket counts once and added to its
 executor's and the global interval set; `snapshot()` reports the interval, folds it into the
-cumulative set and starts the next interval.
+cumulative set and starts the next interval. A histogram-mode summary (docs/scale.md) carries
+those bucket counts and counters already and is merged the same way; its executor's scope keeps
+sparse histograms. A snapshot renders the global view and at most EXECUTOR_DETAIL_PER_SNAPSHOT
+executors, in turns, so its cost does not grow with the fleet.
 
 Integrity (DESIGN.md section 8, no silent loss): per (run, executor) sequence numbers are
 tracked; a duplicate batch is counted and ignored, a gap is counted until the missing batch
@@ -14,7 +17,9 @@ counted with the reason. `integrity` in every snapshot and summary reports them 
 
 Thread-safe: the ingest thread, the snapshot timer and the session (open/close trial) share one
 lock. Accepted batches go, unchanged, to the trial's sink (the results writer) for lossless
-storage, so `close_trial` can recompute exact percentiles from the raw samples.
+storage, so `close_trial` can recompute exact percentiles from the raw samples; in histogram
+mode the rows reach the sink from the executors' node files before the trial closes, and a
+file that never arrives is counted with `raw_files_lost`.
 """
 from __future__ import annotations
 
