@@ -14,6 +14,7 @@ from hpcbench.common.measure import definitions
 from hpcbench.common.measure.buckets import HistogramConfig
 from hpcbench.common.measure.histogram import Recording
 from hpcbench.proto.samples import (
+    COUNT_FIELDS,
     MetricBuckets,
     SampleBatch,
     SampleBatchError,
@@ -32,9 +33,7 @@ def summarise(batch: SampleBatch, config: HistogramConfig, slos_ns: dict[str, in
         seq=batch.seq, interval=batch.interval, epoch_ns=batch.epoch_ns, n=batch.n,
         samples=batch.n + len(batch.itl_ns),
         hdr=(config.lowest, config.highest, config.significant_digits),
-        counts={"requests": derived.requests, "ok": derived.ok, "good": derived.good,
-                "input_tokens": derived.input_tokens, "output_tokens": derived.output_tokens,
-                "warmup": derived.warmup, "drain": derived.drain},
+        counts={name: getattr(derived, name) for name in COUNT_FIELDS},
         errors=derived.errors, token_sources=derived.token_sources,
         first_ns=derived.first_ns, last_ns=derived.last_ns, unstored=unstored,
         metrics={name: _buckets(Recording.of(config, values))
@@ -73,10 +72,6 @@ def check_summary(summary: SampleSummary, config: HistogramConfig) -> None:
 
 def batch_metrics(summary: SampleSummary) -> definitions.BatchMetrics:
     """The summary's counters in the form a MetricSet adds (no raw values)."""
-    counts = summary.counts
     return definitions.BatchMetrics(
-        values={}, requests=counts["requests"], ok=counts["ok"], good=counts["good"],
-        errors=summary.errors, token_sources=summary.token_sources,
-        input_tokens=counts["input_tokens"], output_tokens=counts["output_tokens"],
-        warmup=counts["warmup"], drain=counts["drain"], first_ns=summary.first_ns,
-        last_ns=summary.last_ns)
+        values={}, errors=summary.errors, token_sources=summary.token_sources,
+        first_ns=summary.first_ns, last_ns=summary.last_ns, **summary.counts)

@@ -46,9 +46,15 @@ def _batches():
         for seq in range(4):
             errors = {5: ErrorClass.TIMEOUT, 7: ErrorClass.HTTP_STATUS} if seq == 1 else None
             phase = Phase.WARMUP if seq == 0 else Phase.MEASURED
-            batches.append(make_batch(seq, 150, run=RUN, executor=f"exec-{executor}",
-                                      phase=phase, errors=errors,
-                                      seed=executor * 100 + seq, chunks=5 + executor))
+            batch = make_batch(seq, 150, run=RUN, executor=f"exec-{executor}", phase=phase,
+                               errors=errors, seed=executor * 100 + seq, chunks=5 + executor)
+            cols = batch.columns     # every other answered row reasons for two tokens first
+            thinking = (np.arange(batch.n) % 2 == 0) & (cols["first_ns"] > 0)
+            cols["first_reasoning_ns"][thinking] = cols["first_ns"][thinking]
+            cols["first_answer_ns"][:] = np.where(thinking, cols["first_ns"] + 2_000_000,
+                                                  cols["first_ns"])
+            cols["reasoning_tokens"][thinking] = 2
+            batches.append(batch)
     return batches
 
 
@@ -78,6 +84,7 @@ def test_summaries_merge_into_the_statistics_raw_batches_give():
         assert np.array_equal(merged.histograms[name].counts, histogram.counts)
     assert merged.overall["errors"] == {"http_status": 3, "timeout": 3}
     assert merged.overall["warmup_requests"] == 450
+    assert merged.overall["reasoning_tokens"] > 0 and merged.overall["latency"]["ttfr"]["count"]
     assert merged.integrity["batches"] == raw.integrity["batches"] == 12
     assert merged.integrity["samples"] == raw.integrity["samples"]
     assert merged.integrity["summary_batches"] == 12
@@ -91,7 +98,7 @@ def test_live_percentiles_equal_the_exact_ones_within_the_histogram_precision():
         aggregator.ingest(_summary_bytes(batch))
     live = aggregator.snapshot()["cumulative"]["latency"]
     slos_ns = {name: round(value * 1e9) for name, value in SLOS_S.items()}
-    for name in ("ttft", "itl", "tpot", "e2e", "dispatch_lag"):
+    for name in ("ttft", "itl", "tpot", "e2e", "dispatch_lag", "ttfr", "ttfa"):
         values = np.concatenate([derive(batch, slos_ns).values[name] for batch in batches])
         exact = exact_stats(values)
         assert live[name]["count"] == exact["count"] > 0
