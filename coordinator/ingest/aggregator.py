@@ -337,7 +337,7 @@ class Aggregator:
                         histogram_type: type = Histogram) -> Scope:
         """The executor's scope in the trial, made on its first batch: with dense histograms
         for raw batches (the fastest to add rows to), sparse ones for summaries (a fleet's
-        executors would otherwise hold 1.6 MB each; sparse_histogram.py)."""
+        executors would otherwise hold 3 MB each; sparse_histogram.py)."""
         scope = trial.executors.get(executor)
         if scope is None:
             scope = trial.executors[executor] = Scope(self.config, histogram_type)
