@@ -34,6 +34,7 @@ from hpcbench.coordinator.session.results import (
     read_outcome,
     read_summary,
 )
+from hpcbench.coordinator.session.sample_mode import aggregation_mode
 from hpcbench.coordinator.session.session_file import SESSION_FILE
 from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.monitor.server_view import ServerMetricsLog
@@ -357,19 +358,6 @@ class SessionRecording:
     def _remove_socket_dir(self) -> None:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-
-
-def aggregation_mode(settings: dict, executors: int) -> dict:
-    """The recipe's `aggregation` applied to a trial's executor count: {"mode", "reason"},
-    recorded in summary.json. auto sends raw batches below `histograms_from` executors and
-    histograms from there on (docs/scale.md has the figures behind the default)."""
-    if settings["mode"] != "auto":
-        return {"mode": settings["mode"], "reason": "set by the recipe"}
-    threshold = settings["histograms_from"]
-    if executors >= threshold:
-        return {"mode": HISTOGRAMS,
-                "reason": f"auto: {executors} executors >= histograms_from {threshold}"}
-    return {"mode": RAW, "reason": f"auto: {executors} executors < histograms_from {threshold}"}
 
 
 def headline(snapshot: dict | None) -> dict:

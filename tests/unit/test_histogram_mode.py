@@ -20,8 +20,9 @@ from hpcbench.common.measure.sparse_histogram import SparseHistogram
 from hpcbench.common.measure.statistics import PERCENTILE_KEYS, exact_stats
 from hpcbench.common.measure.summaries import summarise
 from hpcbench.coordinator.ingest.aggregator import EXECUTOR_DETAIL_PER_SNAPSHOT, Aggregator
-from hpcbench.coordinator.session.recording import SessionRecording, aggregation_mode
+from hpcbench.coordinator.session.recording import SessionRecording
 from hpcbench.coordinator.session.results import ResultsWriter, read_samples
+from hpcbench.coordinator.session.sample_mode import aggregation_mode
 from hpcbench.executor.node_samples import NodeSamples
 from hpcbench.proto import samples
 from hpcbench.proto.samples import ErrorClass, Phase

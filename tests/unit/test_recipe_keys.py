@@ -38,7 +38,8 @@ from hpcbench.coordinator.launch.local import LocalLauncher
 from hpcbench.coordinator.launch.plan import place_roles
 from hpcbench.coordinator.launch.sbatch_job import SlurmJob, job_images, print_modules
 from hpcbench.coordinator.session import lifecycle, verdicts
-from hpcbench.coordinator.session.recording import SessionRecording, aggregation_mode
+from hpcbench.coordinator.session.recording import SessionRecording
+from hpcbench.coordinator.session.sample_mode import aggregation_mode
 from hpcbench.executor.config import LoadConfig, with_executor_share
 from hpcbench.recipes import expand_trials, recipe_from_dict, validate
 from hpcbench.recipes.schema import recipe_schema
