@@ -28,6 +28,7 @@ from hpcbench.common.curve import load_keys
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.logs import configure_logging
 from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.proto.trial import HISTOGRAMS
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class ExecutorAgent:
         self._stopped: set[str] = set()     # trials told to STOP (it may overtake their START)
         self._stops_lock = threading.Lock()
         self._sink = None
+        self._samples_spec: dict = {}   # the configured trial's TrialConfig.samples
         self._trial = None          # the running engine.Trial (its progress goes in heartbeats)
 
     @property
@@ -163,6 +165,7 @@ class ExecutorAgent:
                 executor_count=spec.executor_count, run_id=spec.run_id,
                 trial_id=spec.trial_id, executor_id=self.reply.agent_id, node=spec.node,
                 request_extras=spec.request_extras)
+            self._samples_spec = spec.samples
         except Exception as error:  # HpcbenchError, a bad message or a bug: report, keep serving
             self._report(command.trial_id, ok=False, error=_describe(error))
             return None
@@ -195,11 +198,21 @@ class ExecutorAgent:
                 self._stop_trial.set()
         sink = self._sample_sink()
         before = sink.sent
+        node_samples = None
+        if self._samples_spec.get("mode") == HISTOGRAMS:   # rows stay here, summaries go out
+            from hpcbench.executor.node_samples import NodeSamples
+
+            node_samples = NodeSamples(self._samples_spec["raw_file"], config.slo)
+            sink.encode = node_samples.encode
         self._trial = Trial(config, sink)
         try:
             stats = await self._trial.run(self._stop_trial)
         finally:
             self._trial = None
+            if node_samples is not None:    # the raw file complete before the report
+                sink.wait_written()
+                node_samples.close()
+                sink.encode = None
         return stats, sink.sent - before
 
     def _sample_sink(self) -> "SessionSink":
@@ -240,16 +253,24 @@ class SessionSink:
 
     The sample contract's sequence is per (run, executor): the engine starts each trial's
     recorder at 0, so without this the aggregator would take trial 2's batches for duplicates.
+    `encode`: how the running trial's batches become wire bytes (None: raw batches).
     """
 
     def __init__(self, sink):
         self._sink = sink
         self.sent = 0
+        self.encode = None
 
     def send(self, batch) -> None:
         batch.seq = self.sent
-        self._sink.send(batch)
+        if self.encode is None:
+            self._sink.send(batch)
+        else:
+            self._sink.send(batch, self.encode)
         self.sent += 1
+
+    def wait_written(self) -> None:
+        self._sink.wait_written()
 
     def close(self) -> None:
         self._sink.close()

@@ -1,6 +1,9 @@
 """Where sample batches go: ZeroMQ PUSH to the coordinator, or a file (standalone mode).
 
-Encoding and I/O run on one background thread per sink so the event loop keeps its timing.
+Encoding and I/O run on one background thread per sink so the event loop keeps its timing;
+`send(batch, encode)` names how a batch becomes wire bytes (raw by default; histogram mode's
+`NodeSamples.encode` keeps the rows on the node and sends a summary), and `wait_written` waits
+until everything handed over has been written (a trial's raw file is then complete).
 Nothing is dropped: the hand-off queue is bounded, and when it is full `send` blocks the caller
 (back-pressure), exactly like a PUSH socket at its high-water mark; the socket itself sends
 blocking and lingers on close until everything queued has left.
@@ -14,7 +17,7 @@ import queue
 import struct
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from hpcbench.proto import samples
 from hpcbench.proto.samples import SampleBatch
@@ -39,11 +42,18 @@ class _BackgroundSink:
         """Batches handed over but not yet written (QUEUE_BATCHES: `send` now blocks)."""
         return self._queue.qsize()
 
-    def send(self, batch: SampleBatch) -> None:
+    def send(self, batch: SampleBatch, encode: Callable[[SampleBatch], bytes] = samples.encode
+             ) -> None:
         if self.error is not None:
             raise RuntimeError(f"sample sink failed: {self.error}") from self.error
-        self._queue.put(batch)
+        self._queue.put((batch, encode))
         self.batches += 1
+
+    def wait_written(self) -> None:
+        """Return once every batch sent so far is encoded and written (or the sink failed)."""
+        self._queue.join()
+        if self.error is not None:
+            raise RuntimeError(f"sample sink failed: {self.error}") from self.error
 
     def close(self) -> None:
         """Write everything queued, then release the resource."""
@@ -54,13 +64,18 @@ class _BackgroundSink:
 
     def _drain(self) -> None:
         try:
-            while (batch := self._queue.get()) is not _STOP:
-                self._write(samples.encode(batch))
+            while (item := self._queue.get()) is not _STOP:
+                try:
+                    batch, encode = item
+                    self._write(encode(batch))
+                finally:
+                    self._queue.task_done()
         except BaseException as error:   # reported by the next send/close
             self.error = error
             while self._queue.get() is not _STOP:
-                pass
+                self._queue.task_done()
         finally:
+            self._queue.task_done()
             self._release()
 
     def _write(self, payload: bytes) -> None:

@@ -6,7 +6,7 @@ header plus columns, one row per finished request. Columns travel as raw little-
 
 Header fields (all required):
     v            schema version (SCHEMA_VERSION)
-    kind         "samples"
+    kind         "samples" ("histograms": a summary instead, see the end of this module)
     run          run id (session id) the batch belongs to
     trial        trial id (recipe.sweep trial id)
     executor     executor id, unique within the run
@@ -26,6 +26,7 @@ Definitions of the metrics derived from them are in DESIGN.md section 4 and docs
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import msgpack
@@ -230,3 +231,193 @@ def empty_columns(n: int = 0) -> dict[str, np.ndarray]:
     which hold their "absent" value (no conversation: -1, -1, 0)."""
     return {name: np.full(n, OPTIONAL_COLUMNS.get(name, 0), dtype=dtype)
             for name, dtype in REQUEST_COLUMNS.items()}
+
+
+# -- histogram mode: one interval's merged statistics instead of its rows ------------------------
+#
+# At scale (docs/scale.md) an executor keeps its raw batches in a file on its node and sends,
+# for each batch it would have sent, one *summary* with the same header and sequence number:
+# the batch's metric values as bucket counts of the run's one HDR configuration, plus every
+# counter the aggregator keeps. Summaries merge exactly (bucket counts add), so the coordinator's
+# histograms are the ones raw batches would have given.
+#
+# Fields beyond the shared header (v, kind, run, trial, executor, node, seq, interval, epoch_ns):
+#     n            request rows of the batch it summarises (any phase), for accounting
+#     samples      rows plus inter-token gaps of that batch (the aggregator's `samples` unit)
+#     hdr          [lowest, highest, significant_digits]: the histogram configuration
+#     counts       {name: int} for every COUNT_FIELDS name
+#     errors       bytes, <i8 per ErrorClass; token_sources: bytes, <i8 per TokenSource
+#     first_ns     wall-clock earliest intended time of a measured row (nil: none)
+#     last_ns      wall-clock latest end of a measured row (nil: none)
+#     unstored     "" or why the node could not store the batch's raw rows (counted as loss)
+#     metrics      {metric: {count, total, min, max, clamped, rejected, idx, cnt}}: idx the
+#                  filled bucket indices (bytes, <u4, strictly increasing), cnt their counts
+#                  (bytes, <i8, each > 0, summing to count)
+SUMMARY_KIND = "histograms"
+SUMMARY_FIELDS = ("v", "kind", "run", "trial", "executor", "node", "seq", "interval", "epoch_ns",
+                  "n", "samples", "hdr", "counts", "errors", "token_sources", "first_ns",
+                  "last_ns", "unstored", "metrics")
+# the counters of common/measure/definitions.BatchMetrics a summary carries, by their names there
+COUNT_FIELDS = ("requests", "ok", "good", "input_tokens", "output_tokens", "reasoning_tokens",
+                "warmup", "drain")
+BUCKET_FIELDS = ("count", "total", "min", "max", "clamped", "rejected", "idx", "cnt")
+MAX_SUMMARY_METRICS = 16
+MAX_SUMMARY_BUCKETS = 1 << 20     # filled buckets of one metric (a configuration has fewer)
+MAX_SUMMARY_COUNT = 1 << 48       # values of one metric in one summary (sums stay exact)
+
+
+@dataclass
+class MetricBuckets:
+    """One metric's histogram of one summary: its filled buckets and exact totals."""
+
+    count: int
+    total: float
+    min: int | None
+    max: int | None
+    clamped: int
+    rejected: int
+    indices: np.ndarray     # filled bucket indices, increasing
+    counts: np.ndarray      # count per filled bucket
+
+
+@dataclass
+class SampleSummary:
+    """A decoded histogram-mode message: the batch header plus merged statistics."""
+
+    run: str
+    trial: str
+    executor: str
+    node: str
+    seq: int
+    interval: int
+    epoch_ns: int
+    n: int
+    samples: int
+    hdr: tuple[int, int, int]
+    counts: dict[str, int]
+    errors: np.ndarray
+    token_sources: np.ndarray
+    first_ns: int | None
+    last_ns: int | None
+    unstored: str
+    metrics: dict[str, MetricBuckets]
+
+
+def encode_summary(summary: SampleSummary) -> bytes:
+    """Pack a summary for the wire (arrays as little-endian bytes)."""
+    return msgpack.packb({
+        "v": SCHEMA_VERSION, "kind": SUMMARY_KIND, "run": summary.run, "trial": summary.trial,
+        "executor": summary.executor, "node": summary.node, "seq": summary.seq,
+        "interval": summary.interval, "epoch_ns": summary.epoch_ns, "n": summary.n,
+        "samples": summary.samples, "hdr": list(summary.hdr), "counts": summary.counts,
+        "errors": np.ascontiguousarray(summary.errors, dtype="<i8").tobytes(),
+        "token_sources": np.ascontiguousarray(summary.token_sources, dtype="<i8").tobytes(),
+        "first_ns": summary.first_ns, "last_ns": summary.last_ns, "unstored": summary.unstored,
+        "metrics": {name: {"count": buckets.count, "total": float(buckets.total),
+                           "min": buckets.min, "max": buckets.max,
+                           "clamped": buckets.clamped, "rejected": buckets.rejected,
+                           "idx": np.ascontiguousarray(buckets.indices, dtype="<u4").tobytes(),
+                           "cnt": np.ascontiguousarray(buckets.counts, dtype="<i8").tobytes()}
+                    for name, buckets in summary.metrics.items()},
+    }, use_bin_type=True)
+
+
+def _integer(value: object, field: str, minimum: int | None = 0, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SampleBatchError(f"summary field {field!r} must be an integer")
+    if minimum is not None and value < minimum:
+        raise SampleBatchError(f"summary field {field!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def _counter_array(raw: object, field: str, length: int) -> np.ndarray:
+    if not isinstance(raw, bytes) or len(raw) != 8 * length:
+        raise SampleBatchError(f"summary field {field!r} must be {length} int64 values")
+    values = np.frombuffer(raw, dtype="<i8")
+    if (values < 0).any():
+        raise SampleBatchError(f"summary field {field!r} holds a negative count")
+    return values
+
+
+def _metric_buckets(name: str, raw: object) -> MetricBuckets:
+    if not isinstance(raw, dict) or set(raw) != set(BUCKET_FIELDS):
+        raise SampleBatchError(f"metric {name!r} must be a map of exactly {BUCKET_FIELDS}")
+    idx, cnt = raw["idx"], raw["cnt"]
+    if not isinstance(idx, bytes) or not isinstance(cnt, bytes) or len(idx) % 4 \
+            or len(cnt) != 2 * len(idx) or len(idx) // 4 > MAX_SUMMARY_BUCKETS:
+        raise SampleBatchError(f"metric {name!r}: idx (u4) and cnt (i8) must be bytes of the "
+                               f"same length, at most {MAX_SUMMARY_BUCKETS} buckets")
+    indices, counts = np.frombuffer(idx, dtype="<u4"), np.frombuffer(cnt, dtype="<i8")
+    if len(indices) > 1 and (np.diff(indices.astype(np.int64)) <= 0).any():
+        raise SampleBatchError(f"metric {name!r}: bucket indices must be strictly increasing")
+    if (counts <= 0).any() or (counts > MAX_SUMMARY_COUNT).any():
+        raise SampleBatchError(f"metric {name!r}: bucket counts must be 1..{MAX_SUMMARY_COUNT}")
+    count = _integer(raw["count"], f"{name}.count")
+    if count > MAX_SUMMARY_COUNT:
+        raise SampleBatchError(f"metric {name!r}: count {count} exceeds {MAX_SUMMARY_COUNT}")
+    if int(counts.sum()) != count:
+        raise SampleBatchError(f"metric {name!r}: buckets hold {int(counts.sum())} values, "
+                               f"count says {count}")
+    low = _integer(raw["min"], f"{name}.min", allow_none=True)
+    high = _integer(raw["max"], f"{name}.max", allow_none=True)
+    if (low is None) != (count == 0) or (high is None) != (count == 0) or \
+            (count and low > high):
+        raise SampleBatchError(f"metric {name!r}: min/max must be set, min <= max, exactly "
+                               "when it has values")
+    total = raw["total"]
+    if not isinstance(total, (int, float)) or isinstance(total, bool) or \
+            not 0 <= total < math.inf:
+        raise SampleBatchError(f"metric {name!r}: total must be a finite number >= 0")
+    return MetricBuckets(count=count, total=float(total), min=low, max=high,
+                         clamped=_integer(raw["clamped"], f"{name}.clamped"),
+                         rejected=_integer(raw["rejected"], f"{name}.rejected"),
+                         indices=indices, counts=counts)
+
+
+def summary_from_message(message: object) -> SampleSummary:
+    """Check an unpacked histogram-mode message; SampleBatchError names what is wrong. What
+    needs the histogram configuration (bucket indices within it, metric names) is checked
+    where it is merged (hpcbench.common.measure.summaries)."""
+    if not isinstance(message, dict):
+        raise SampleBatchError(f"summary must be a map, got {type(message).__name__}")
+    missing = [field for field in SUMMARY_FIELDS if field not in message]
+    if missing:
+        raise SampleBatchError(f"summary lacks fields {missing}")
+    if message["v"] != SCHEMA_VERSION or message["kind"] != SUMMARY_KIND:
+        raise SampleBatchError(f"summary version/kind {message['v']!r}/{message['kind']!r} is "
+                               f"not {SCHEMA_VERSION}/{SUMMARY_KIND!r}")
+    for field in ("run", "trial", "executor", "node", "unstored"):
+        if not isinstance(message[field], str):
+            raise SampleBatchError(f"summary field {field!r} must be a string")
+    for field in ("seq", "interval", "n", "samples"):
+        _integer(message[field], field)
+    _integer(message["epoch_ns"], "epoch_ns", minimum=None)
+    hdr = message["hdr"]
+    if not isinstance(hdr, list) or len(hdr) != 3:
+        raise SampleBatchError("summary field 'hdr' must be [lowest, highest, digits]")
+    hdr = tuple(_integer(value, "hdr", minimum=1) for value in hdr)
+    counts = message["counts"]
+    if not isinstance(counts, dict) or set(counts) != set(COUNT_FIELDS):
+        raise SampleBatchError(f"summary field 'counts' must map exactly {COUNT_FIELDS}")
+    counts = {name: _integer(counts[name], f"counts.{name}") for name in COUNT_FIELDS}
+    if (message["first_ns"] is None) != (message["last_ns"] is None):
+        raise SampleBatchError("summary fields 'first_ns' and 'last_ns' must both be set or "
+                               "both be nil")
+    metrics = message["metrics"]
+    if not isinstance(metrics, dict) or len(metrics) > MAX_SUMMARY_METRICS or \
+            not all(isinstance(name, str) and len(name) <= 32 for name in metrics):
+        raise SampleBatchError(f"summary field 'metrics' must map at most "
+                               f"{MAX_SUMMARY_METRICS} metric names to buckets")
+    return SampleSummary(
+        run=message["run"], trial=message["trial"], executor=message["executor"],
+        node=message["node"], seq=message["seq"], interval=message["interval"],
+        epoch_ns=message["epoch_ns"], n=message["n"], samples=message["samples"], hdr=hdr,
+        counts=counts, errors=_counter_array(message["errors"], "errors", len(ErrorClass)),
+        token_sources=_counter_array(message["token_sources"], "token_sources",
+                                     len(TokenSource)),
+        first_ns=_integer(message["first_ns"], "first_ns", None, allow_none=True),
+        last_ns=_integer(message["last_ns"], "last_ns", None, allow_none=True),
+        unstored=message["unstored"],
+        metrics={name: _metric_buckets(name, raw) for name, raw in metrics.items()})

@@ -12,6 +12,10 @@ one JSON object:
     workload        this executor's share of the trial's resolved `workload` block (the recipe
                     schema's `workload`, with rate and concurrency already divided)
     request_extras  top-level JSON body fields the service plugin adds to every request
+    samples         how samples travel (docs/scale.md): {"mode": "raw"} sends every batch;
+                    {"mode": "histograms", "raw_file": PATH} keeps the batches in PATH (on
+                    the node, in the trial's results; PATH.partial until the trial ends) and
+                    sends one summary per batch (proto/samples.py). Absent: raw.
 
 `decode` checks every field's presence and type and names the one that is wrong, so a
 mismatched coordinator and executor fail with a clear message instead of a KeyError; what the
@@ -23,6 +27,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 SCHEMA_VERSION = 1
+RAW, HISTOGRAMS = "raw", "histograms"      # the sample modes (`samples`)
+MAX_PATH = 4096
 MAX_BYTES = 4 * 1024 * 1024   # a configuration larger than this is no configuration
 
 
@@ -40,6 +46,7 @@ class TrialConfig:
     targets: list[str]
     workload: dict
     request_extras: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=lambda: {"mode": RAW})
 
     def encode(self) -> str:
         _check(asdict(self))
@@ -66,7 +73,9 @@ class TrialConfig:
 
 
 _FIELD_TYPES = {"run_id": str, "trial_id": str, "executor_index": int, "executor_count": int,
-                "node": str, "targets": list, "workload": dict, "request_extras": dict}
+                "node": str, "targets": list, "workload": dict, "request_extras": dict,
+                "samples": dict}
+_OPTIONAL = {"samples"}
 
 
 def _check(message: dict) -> None:
@@ -75,6 +84,8 @@ def _check(message: dict) -> None:
         raise TrialConfigError(f"trial configuration has unknown fields {unknown}")
     for name, kind in _FIELD_TYPES.items():
         if name not in message:
+            if name in _OPTIONAL:
+                continue
             raise TrialConfigError(f"trial configuration lacks {name!r}")
         value = message[name]
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -85,3 +96,17 @@ def _check(message: dict) -> None:
                                f"{message['executor_count'] - 1}")
     if not message["targets"] or not all(isinstance(url, str) for url in message["targets"]):
         raise TrialConfigError("trial configuration 'targets' must be a non-empty list of URLs")
+    if "samples" in message:
+        _check_samples(message["samples"])
+
+
+def _check_samples(spec: dict) -> None:
+    mode = spec.get("mode")
+    if mode == RAW and set(spec) == {"mode"}:
+        return
+    raw_file = spec.get("raw_file")
+    if mode != HISTOGRAMS or set(spec) != {"mode", "raw_file"} or not isinstance(raw_file, str) \
+            or not raw_file.startswith("/") or len(raw_file) > MAX_PATH or "\0" in raw_file:
+        raise TrialConfigError(f"trial configuration 'samples' {str(spec)[:200]} must be "
+                               f'{{"mode": "{RAW}"}} or {{"mode": "{HISTOGRAMS}", "raw_file": '
+                               f"an absolute path}}")

@@ -81,12 +81,14 @@ def _translate(error: ValidationError) -> list[Problem]:
 
 
 def _unknown_key(key: str, known: list[str], where: str) -> str:
-    hint = suggest(key, known)
-    if hint:
-        return f"no key '{key}' here{hint}"
+    """Where the key really is beats a look-alike here (`duration` at the top level is
+    workload's, not a typo of `aggregation`)."""
     elsewhere = [place for place in key_places(key) if place != where]
     if elsewhere:
         return f"no key '{key}' here; it belongs under {' or '.join(elsewhere)}"
+    hint = suggest(key, known)
+    if hint:
+        return f"no key '{key}' here{hint}"
     return f"no key '{key}' here; allowed keys: {', '.join(known)}"
 
 

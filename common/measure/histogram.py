@@ -110,6 +110,24 @@ class Histogram:
         self.max_value = recording.max if self.max_value is None else max(self.max_value,
                                                                           recording.max)
 
+    def add_buckets(self, indices: np.ndarray, counts: np.ndarray, *, count: int, total: float,
+                    low: int | None, high: int | None, clamped: int, rejected: int) -> None:
+        """Add another histogram's filled buckets (`indices` increasing, within this
+        configuration) with its exact count, sum, min, max and out-of-range tallies: the
+        histogram-mode wire form (proto/samples.py), merged without a dense copy."""
+        if len(indices) and int(indices[-1]) >= self.config.counts_len:
+            raise HistogramError(f"bucket index {int(indices[-1])} is outside the "
+                                 f"configuration's {self.config.counts_len} buckets")
+        self.rejected += rejected
+        if count == 0:
+            return
+        self.counts[indices.astype(np.intp)] += counts
+        self.count += count
+        self.total += total
+        self.clamped += clamped
+        self.min_value = low if self.min_value is None else min(self.min_value, low)
+        self.max_value = high if self.max_value is None else max(self.max_value, high)
+
     def merge(self, other: Histogram) -> None:
         """Add another histogram of the same configuration into this one."""
         if other.config != self.config:

@@ -14,7 +14,7 @@ from hpcbench.common.measure import definitions
 from hpcbench.common.measure.buckets import HistogramConfig
 from hpcbench.common.measure.histogram import Histogram, Recording
 from hpcbench.common.measure.percentiles import PERCENTILES, exact_percentiles
-from hpcbench.proto.samples import ErrorClass, TokenSource
+from hpcbench.proto.samples import ErrorClass, SampleSummary, TokenSource
 
 PERCENTILE_KEYS = tuple(f"p{p:g}" for p in PERCENTILES)   # p50 p90 p95 p99 p99.9
 NS_PER_MS = 1e6
@@ -36,10 +36,13 @@ def _ms(value_ns: float | None) -> float | None:
 
 
 class MetricSet:
-    """Histograms per metric and counters over one span of time (an interval or cumulative)."""
+    """Histograms per metric and counters over one span of time (an interval or cumulative).
 
-    def __init__(self, config: HistogramConfig):
-        self.histograms = {name: Histogram(config) for name in definitions.METRICS}
+    `histogram_type`: `Histogram` (dense, the default) or `SparseHistogram` (filled buckets
+    only: same statistics, far less memory; for the per-executor sets of a large fleet)."""
+
+    def __init__(self, config: HistogramConfig, histogram_type: type = Histogram):
+        self.histograms = {name: histogram_type(config) for name in definitions.METRICS}
         self.reset()
 
     def reset(self) -> None:
@@ -57,6 +60,16 @@ class MetricSet:
         for name, recording in recordings.items():
             self.histograms[name].add(recording)
         self._add_counters(batch)
+
+    def add_summary(self, summary: SampleSummary, counters: definitions.BatchMetrics) -> None:
+        """Add a histogram-mode summary (checked with summaries.check_summary) and its
+        counters (summaries.batch_metrics): the same as adding the batch it summarises."""
+        for name, buckets in summary.metrics.items():
+            self.histograms[name].add_buckets(
+                buckets.indices, buckets.counts, count=buckets.count, total=buckets.total,
+                low=buckets.min, high=buckets.max, clamped=buckets.clamped,
+                rejected=buckets.rejected)
+        self._add_counters(counters)
 
     def merge(self, other: MetricSet) -> None:
         for name, histogram in other.histograms.items():
@@ -151,9 +164,9 @@ def exact_stats(values: np.ndarray) -> dict:
 class Scope:
     """An interval set and a cumulative set for one executor, or for all of them."""
 
-    def __init__(self, config: HistogramConfig):
-        self.interval = MetricSet(config)
-        self.cumulative = MetricSet(config)
+    def __init__(self, config: HistogramConfig, histogram_type: type = Histogram):
+        self.interval = MetricSet(config, histogram_type)
+        self.cumulative = MetricSet(config, histogram_type)
 
     def fold(self) -> None:
         """Add the finished interval to the cumulative set and start a new interval."""

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from hpcbench.common.errors import config_error
     from hpcbench.common.limits import MAX_NODES
     from hpcbench.coordinator.launch.plan import executor_concurrency, place_roles
+    from hpcbench.coordinator.session.sample_mode import aggregation_mode
     from hpcbench.recipes import expand_trials, load_recipe
 
     recipe = load_recipe(args.recipe)
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     placement = place_roles(recipe, nodes)
     trials = expand_trials(recipe)
     slurm = _slurm_options(recipe.data)
+    samples = aggregation_mode(recipe.data["aggregation"], len(placement.executors))
     if args.json:
         print(json.dumps({
             "scenario": recipe.scenario,
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                         "params": trial.params} for trial in trials],
             "placement": placement.to_dict(),
             "nodes": {node: placement.roles_of(node) for node in nodes},
+            "aggregation": samples,
             **slurm,
         }, indent=2))
         return 0
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     print("\nexecutors -> endpoints:")
     for slot in placement.executors:
         print(f"  {slot.id} on {slot.node} -> {', '.join(slot.targets)}")
+    print(f"\nsamples: {samples['mode']} ({samples['reason']}; docs/scale.md)")
     print()
     for line in _how_it_runs(recipe.data):
         print(line)

@@ -5,7 +5,10 @@ metric plus request, token, error and goodput counters) per scope: global and pe
 each as an interval set (since the last snapshot) and a cumulative set. A batch's metric values
 (hpcbench.common.measure.definitions) are turned into bucket counts once and added to its
 executor's and the global interval set; `snapshot()` reports the interval, folds it into the
-cumulative set and starts the next interval.
+cumulative set and starts the next interval. A histogram-mode summary (docs/scale.md) carries
+those bucket counts and counters already and is merged the same way; its executor's scope keeps
+sparse histograms. A snapshot renders the global view and at most EXECUTOR_DETAIL_PER_SNAPSHOT
+executors, in turns, so its cost does not grow with the fleet.
 
 Integrity (DESIGN.md section 8, no silent loss): per (run, executor) sequence numbers are
 tracked; a duplicate batch is counted and ignored, a gap is counted until the missing batch
@@ -14,7 +17,9 @@ counted with the reason. `integrity` in every snapshot and summary reports them 
 
 Thread-safe: the ingest thread, the snapshot timer and the session (open/close trial) share one
 lock. Accepted batches go, unchanged, to the trial's sink (the results writer) for lossless
-storage, so `close_trial` can recompute exact percentiles from the raw samples.
+storage, so `close_trial` can recompute exact percentiles from the raw samples; in histogram
+mode the rows reach the sink from the executors' node files before the trial closes, and a
+file that never arrives is counted with `raw_files_lost`.
 """
 from __future__ import annotations
 
@@ -31,12 +36,17 @@ from hpcbench.common.measure import definitions
 from hpcbench.common.measure.buckets import HistogramConfig
 from hpcbench.common.measure.conversations import ConversationRows
 from hpcbench.common.measure.histogram import Histogram, Recording
+from hpcbench.common.measure.sparse_histogram import SparseHistogram
 from hpcbench.common.measure.statistics import Scope, exact_stats, latency_buckets
+from hpcbench.common.measure.summaries import batch_metrics, check_summary
 from hpcbench.coordinator.ingest.sequences import SequenceTracker
 from hpcbench.proto import samples
 from hpcbench.proto.samples import SampleBatch, SampleBatchError
 
 _RECENT_PROBLEMS = 20
+# A snapshot renders the global view plus at most this many executors' statistics (in turns),
+# so its cost stays bounded however many executors there are (docs/scale.md).
+EXECUTOR_DETAIL_PER_SNAPSHOT = 16
 
 
 class TrialSink(Protocol):
@@ -62,6 +72,13 @@ class Trial:
     # executors lost during the trial -> when (wall ns): from then on its intervals lack their
     # share of the load, so they are reported partial
     missing_executors: dict[str, int] = field(default_factory=dict)
+    # per-executor detail in snapshots: executors in order of first arrival, taken in turns
+    # of EXECUTOR_DETAIL_PER_SNAPSHOT; each one's interval runs from when it was last shown
+    detail_order: list[str] = field(default_factory=list)
+    detail_next: int = 0
+    detail_since: dict[str, float] = field(default_factory=dict)
+    # histogram mode: per executor, [batches, request rows] its node says it stored
+    stored_on_nodes: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +101,7 @@ class TrialSummary:
     server: dict | None = None           # the server's own /metrics over the window, if scraped
     # multi-turn trials: per turn index and per conversation (common/measure/conversations.py)
     conversations: dict | None = None
+    aggregation: dict | None = None      # how samples travelled: mode and why (docs/scale.md)
 
     @property
     def requests(self) -> int:
@@ -110,6 +128,8 @@ class TrialSummary:
             document["server"] = self.server
         if self.conversations is not None:
             document["conversations"] = self.conversations
+        if self.aggregation is not None:
+            document["aggregation"] = self.aggregation
         return document
 
     def csv_rows(self) -> list[dict]:
@@ -152,6 +172,7 @@ class Aggregator:
         self._sequences: dict[str, SequenceTracker] = {}
         self.current_trial: str | None = None
         self.batches = self.samples = self.malformed = self.wrong_run = 0
+        self.summaries = 0     # of `batches`: histogram-mode summaries (rows kept on nodes)
         self.foreign = self.foreign_requests = 0
         self.after_close = self.after_close_requests = 0
         self.unstored_batches = self.unstored_requests = self.unwritten_intervals = 0
@@ -209,7 +230,10 @@ class Aggregator:
         return self.ingest_message(message, item)
 
     def ingest_message(self, message: object, payload: bytes) -> bool:
-        """Take an already unpacked batch (the server peeks at `kind` first) and its bytes."""
+        """Take an already unpacked batch or histogram-mode summary (the server peeks at
+        `kind` first) and its bytes."""
+        if isinstance(message, dict) and message.get("kind") == samples.SUMMARY_KIND:
+            return self.ingest_summary(message)
         try:
             batch = samples.from_message(message)
         except SampleBatchError as error:
@@ -224,39 +248,13 @@ class Aggregator:
 
     def _ingest_batch(self, batch: SampleBatch, payload: bytes) -> bool:
         with self._lock:
-            if self.run_id and batch.run != self.run_id:
-                self.wrong_run += 1
-                self.problems.append(f"batch of run {batch.run!r} ignored (this run is "
-                                     f"{self.run_id!r}), executor {batch.executor!r}")
+            trial = self._admit(batch)
+            if trial is None:
                 return False
-            if self.admitted_only and (batch.executor not in self._admitted or (
-                    batch.trial not in self._trials and batch.trial not in self._closed)):
-                self.foreign += 1
-                self.foreign_requests += batch.n
-                self.problems.append(f"batch of executor {batch.executor[:64]!r} for trial "
-                                     f"{batch.trial[:64]!r} dropped: not an executor and trial "
-                                     "of this session")
-                return False
-            if batch.trial in self._closed:
-                self.after_close += 1
-                self.after_close_requests += batch.n
-                self.problems.append(f"batch seq {batch.seq} of executor {batch.executor!r} "
-                                     f"arrived after trial {batch.trial!r} closed: not in results")
-                return False
-            tracker = self._sequences.setdefault(batch.executor, SequenceTracker())
-            if not tracker.accept(batch.seq):
-                self.problems.append(f"duplicate batch seq {batch.seq} of executor "
-                                     f"{batch.executor!r} ignored")
-                return False
-            trial = self._trial(batch.trial)
-            self.current_trial = batch.trial
             derived = definitions.derive(batch, trial.slos_ns, self.queue_threshold_ns)
             recordings = {name: Recording.of(self.config, values)
                           for name, values in derived.values.items() if len(values)}
-            executor = trial.executors.get(batch.executor)
-            if executor is None:
-                executor = trial.executors[batch.executor] = Scope(self.config)
-            executor.interval.add(derived, recordings)
+            self._executor_scope(trial, batch.executor).interval.add(derived, recordings)
             trial.whole.interval.add(derived, recordings)
             self.batches += 1
             self.samples += batch.n + len(batch.itl_ns)
@@ -264,11 +262,98 @@ class Aggregator:
                 try:
                     trial.sink.append_batch(payload)
                 except OSError as error:  # e.g. disk full: live statistics go on, loss is told
-                    self.unstored_batches += 1
-                    self.unstored_requests += batch.n
-                    self.problems.append(f"raw samples of batch seq {batch.seq} of executor "
-                                         f"{batch.executor!r} not stored: {error}")
+                    self._count_unstored(batch, str(error))
             return True
+
+    def ingest_summary(self, message: object) -> bool:
+        """Take a histogram-mode summary (proto/samples.py): merged like the batch it stands
+        for, with the same run, admission, trial and sequence checks; its raw rows stay in its
+        executor's file (gathered when the trial ends). Never raises on bad input."""
+        try:
+            summary = samples.summary_from_message(message)
+            check_summary(summary, self.config)
+        except SampleBatchError as error:
+            self.reject_malformed(str(error))
+            return False
+        counters = batch_metrics(summary)
+        with self._lock:
+            trial = self._admit(summary)
+            if trial is None:
+                return False
+            self._executor_scope(trial, summary.executor, SparseHistogram).interval.add_summary(
+                summary, counters)
+            trial.whole.interval.add_summary(summary, counters)
+            self.batches += 1
+            self.summaries += 1
+            self.samples += summary.samples
+            if summary.unstored:
+                self._count_unstored(summary, f"on its node: {summary.unstored}")
+            else:
+                stored = trial.stored_on_nodes.setdefault(summary.executor, [0, 0])
+                stored[0] += 1
+                stored[1] += summary.n
+            return True
+
+    def raw_files_lost(self, trial_id: str, lost: dict[str, str]) -> None:
+        """Histogram mode: the raw files of these executors (-> what was found) could not be
+        gathered, so every batch they said they stored is counted as unstored."""
+        with self._lock:
+            trial = self._trial(trial_id)
+            for executor, reason in lost.items():
+                batches, rows = trial.stored_on_nodes.pop(executor, (0, 0))
+                if batches:
+                    self.unstored_batches += batches
+                    self.unstored_requests += rows
+                    self.problems.append(f"raw samples of {batches} batches of executor "
+                                         f"{executor!r} not stored: {reason}")
+
+    def _admit(self, batch: SampleBatch | samples.SampleSummary) -> Trial | None:
+        """The trial a batch or summary counts in, or None when it must not count (another
+        run, not this session's, after its trial closed, a duplicate): counted with the
+        reason. Holds the lock."""
+        if self.run_id and batch.run != self.run_id:
+            self.wrong_run += 1
+            self.problems.append(f"batch of run {batch.run!r} ignored (this run is "
+                                 f"{self.run_id!r}), executor {batch.executor!r}")
+            return None
+        if self.admitted_only and (batch.executor not in self._admitted or (
+                batch.trial not in self._trials and batch.trial not in self._closed)):
+            self.foreign += 1
+            self.foreign_requests += batch.n
+            self.problems.append(f"batch of executor {batch.executor[:64]!r} for trial "
+                                 f"{batch.trial[:64]!r} dropped: not an executor and trial "
+                                 "of this session")
+            return None
+        if batch.trial in self._closed:
+            self.after_close += 1
+            self.after_close_requests += batch.n
+            self.problems.append(f"batch seq {batch.seq} of executor {batch.executor!r} "
+                                 f"arrived after trial {batch.trial!r} closed: not in results")
+            return None
+        tracker = self._sequences.setdefault(batch.executor, SequenceTracker())
+        if not tracker.accept(batch.seq):
+            self.problems.append(f"duplicate batch seq {batch.seq} of executor "
+                                 f"{batch.executor!r} ignored")
+            return None
+        self.current_trial = batch.trial
+        return self._trial(batch.trial)
+
+    def _executor_scope(self, trial: Trial, executor: str,
+                        histogram_type: type = Histogram) -> Scope:
+        """The executor's scope in the trial, made on its first batch: with dense histograms
+        for raw batches (the fastest to add rows to), sparse ones for summaries (a fleet's
+        executors would otherwise hold 3 MB each; sparse_histogram.py)."""
+        scope = trial.executors.get(executor)
+        if scope is None:
+            scope = trial.executors[executor] = Scope(self.config, histogram_type)
+            trial.detail_order.append(executor)
+        return scope
+
+    def _count_unstored(self, batch: SampleBatch | samples.SampleSummary, reason: str) -> None:
+        self.unstored_batches += 1
+        self.unstored_requests += batch.n
+        self.problems.append(f"raw samples of batch seq {batch.seq} of executor "
+                             f"{batch.executor!r} not stored: {reason}")
 
     def batches_received(self, executor: str) -> int:
         """Distinct batches received from `executor` (a session waits for an executor's count
@@ -286,6 +371,7 @@ class Aggregator:
             "foreign_batches": self.foreign, "foreign_requests": self.foreign_requests,
             "after_close_batches": self.after_close,
             "after_close_requests": self.after_close_requests,
+            "summary_batches": self.summaries,
             "unstored_batches": self.unstored_batches,
             "unstored_requests": self.unstored_requests,
             "unwritten_intervals": self.unwritten_intervals,
@@ -312,7 +398,7 @@ class Aggregator:
             for trial in self._trials.values():
                 self._write_interval(trial, started, seconds)
                 if trial.trial_id == self.current_trial:
-                    report.update(self._report_and_fold(trial, seconds))
+                    report.update(self._report_and_fold(trial, seconds, now))
                 else:
                     for scope in (trial.whole, *trial.executors.values()):
                         scope.fold()
@@ -320,26 +406,39 @@ class Aggregator:
             return report
 
     @staticmethod
-    def _report_and_fold(trial: Trial, seconds: float) -> dict:
-        """Interval and cumulative statistics of a trial, globally and per executor (the global
-        cumulative ones with fixed latency buckets for Prometheus). With a single executor its
-        statistics are the global ones: computed once."""
+    def _report_and_fold(trial: Trial, seconds: float, now: float) -> dict:
+        """Interval and cumulative statistics of a trial, globally and for the executors whose
+        turn it is (all of them up to EXECUTOR_DETAIL_PER_SNAPSHOT; beyond, the next ones in
+        turn, each executor's interval then covering the time since it was last shown); the
+        global cumulative ones with fixed latency buckets for Prometheus. With a single
+        executor its statistics are the global ones: computed once."""
         goodput = bool(trial.slos_ns)
         single = len(trial.executors) == 1
-        scopes = {None: trial.whole, **({} if single else trial.executors)}
-        interval = {name: scope.interval.stats(seconds, goodput) for name, scope in scopes.items()}
-        for scope in (trial.whole, *trial.executors.values()):
+        shown = _detail_turn(trial)
+        whole_interval = trial.whole.interval.stats(seconds, goodput)
+        trial.whole.fold()
+        whole_cumulative = trial.whole.cumulative.stats(trial.whole.cumulative.window_s, goodput)
+        executors = {}
+        for name in shown:
+            scope = trial.executors[name]
+            if single:
+                interval, cumulative = whole_interval, whole_cumulative
+            else:
+                since = trial.detail_since.get(name)
+                interval = scope.interval.stats(seconds if since is None else now - since,
+                                                goodput)
             scope.fold()
-        cumulative = {name: scope.cumulative.stats(scope.cumulative.window_s, goodput)
-                      for name, scope in scopes.items()}
+            trial.detail_since[name] = now
+            if not single:
+                cumulative = scope.cumulative.stats(scope.cumulative.window_s, goodput)
+            executors[name] = {"interval": interval, "cumulative": cumulative}
         return {"partial": bool(trial.missing_executors),
                 "missing_executors": sorted(trial.missing_executors),
-                "interval": interval[None],
-                "cumulative": {**cumulative[None],
+                "interval": whole_interval,
+                "cumulative": {**whole_cumulative,
                                "latency_buckets": latency_buckets(trial.whole.cumulative)},
-                "executors": {name: {"interval": interval[None if single else name],
-                                     "cumulative": cumulative[None if single else name]}
-                              for name in trial.executors}}
+                "executors": executors,
+                "executors_shown": {"shown": len(shown), "total": len(trial.executors)}}
 
     def close_trial(self, trial_id: str) -> TrialSummary:
         """Finish a trial: fold its last interval, recompute exact percentiles from its sink's
@@ -397,3 +496,14 @@ class Aggregator:
             return None, None
         return ({name: exact_stats(np.concatenate(parts) if parts else np.zeros(0, np.int64))
                  for name, parts in collected.items()}, conversations.metrics())
+
+
+def _detail_turn(trial: Trial) -> list[str]:
+    """The executors whose statistics this snapshot shows: every one while there are at most
+    EXECUTOR_DETAIL_PER_SNAPSHOT, else the next ones in turn."""
+    order = trial.detail_order
+    if len(order) <= EXECUTOR_DETAIL_PER_SNAPSHOT:
+        return list(order)
+    start = trial.detail_next % len(order)
+    trial.detail_next = start + EXECUTOR_DETAIL_PER_SNAPSHOT
+    return (order + order)[start:start + EXECUTOR_DETAIL_PER_SNAPSHOT]

@@ -586,6 +586,7 @@ class Session:
         executor_nodes = {agent.executor_index: agent.node
                           for agent in self.registry.agents(pb.EXECUTOR)}
         configs = []
+        sample_modes = self.recording.choose_sample_mode(executors)
         for agent in self.registry.agents(pb.EXECUTOR):
             if agent.agent_id not in executors:
                 continue
@@ -596,7 +597,7 @@ class Session:
                                  executor_index=agent.executor_index,
                                  executor_count=self.registry.executor_count, node=agent.node,
                                  targets=self._targets[agent.agent_id], workload=share,
-                                 request_extras=extras)
+                                 request_extras=extras, samples=sample_modes[agent.agent_id])
             configs.append(config)
             self.registry.send(agent.agent_id, pb.CONFIGURE, trial.id, config.encode())
             self.registry.send(agent.agent_id, pb.START, trial.id)

@@ -13,7 +13,9 @@ server_metrics.csv beside its samples and `server` in summary.json.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -32,11 +34,13 @@ from hpcbench.coordinator.session.results import (
     read_outcome,
     read_summary,
 )
+from hpcbench.coordinator.session.sample_mode import aggregation_mode
 from hpcbench.coordinator.session.session_file import SESSION_FILE
 from hpcbench.monitor.energy import EnergyMeter
 from hpcbench.monitor.server_view import ServerMetricsLog
 from hpcbench.proto import control_v1_pb2 as pb
 from hpcbench.proto.bus import Event, event_data
+from hpcbench.proto.trial import HISTOGRAMS, RAW
 
 BATCH_ARRIVAL_TIMEOUT_S = 15.0   # after the last report, for queued batches to arrive
 
@@ -95,6 +99,8 @@ class SessionRecording:
                                      self.session_dir.name)
         self._trial_writer = None
         self._trial_id = ""
+        self._aggregation: dict | None = None         # the running trial's sample mode
+        self._node_sample_executors: list[str] = []   # its executors keeping raw rows
         self._expected_batches: dict[str, int] = {}   # executor -> batches sent, all trials
         self._missing_before: dict[str, int] = {}     # executor -> never arrived, earlier trials
         self._integrity_at_begin: dict = {}
@@ -148,6 +154,21 @@ class SessionRecording:
         self.aggregator.open_trial(trial.id, trial.workload.get("slo") or {}, self._trial_writer)
         self._log_offsets = {path: path.stat().st_size for path in Path(log_dir).glob("*.log")}
 
+    def choose_sample_mode(self, executors) -> dict:
+        """Decide how the running trial's samples travel (`aggregation_mode`) for these
+        executors; returns each executor's TrialConfig.samples."""
+        executors = list(executors)
+        self._aggregation = aggregation_mode(self.recipe.data["aggregation"], len(executors))
+        self._node_sample_executors = executors if self._aggregation["mode"] == HISTOGRAMS \
+            else []
+        if self._node_sample_executors:
+            # absolute, symlinks kept: the path the run directory is bound at in an executor's
+            # container (launch/srun.py) is the one the coordinator uses, not its target
+            return {executor: {"mode": HISTOGRAMS, "raw_file": os.path.abspath(
+                        self._trial_writer.raw_file_for(executor))}
+                    for executor in executors}
+        return {executor: {"mode": RAW} for executor in executors}
+
     def trial_streams(self, trial_id: str, streams: int | None) -> None:
         """The closed-loop streams `trial_id` runs (None: open loop), for the Prometheus
         endpoint's reference names (the reference's `<service>_threads`)."""
@@ -176,7 +197,14 @@ class SessionRecording:
             self._expected_batches[agent_id] = (self._expected_batches.get(agent_id, 0)
                                                 + report.batches_sent)
         missing = self._wait_for_batches(BATCH_ARRIVAL_TIMEOUT_S)
+        if self._node_sample_executors:
+            # the raw rows each executor kept on its node join samples.msgpack, so exact
+            # statistics, exports and reports read them as in raw mode
+            self.aggregator.raw_files_lost(trial.id, self._trial_writer.gather_executor_samples(
+                self._node_sample_executors))
+        aggregation, self._aggregation, self._node_sample_executors = self._aggregation, None, []
         summary = self.aggregator.close_trial(trial.id)
+        summary.aggregation = aggregation
         # what each executor says it produced, beside what arrived: the audit of no silent
         # loss; and whether its token times are the kernel's receive stamps (docs/metrics.md,
         # "Timestamps")
@@ -272,9 +300,16 @@ class SessionRecording:
     def abort_trial(self, reason: str = "") -> None:
         """The running trial will not finish: close it in the aggregator (later batches are
         counted as after-close, not written), close its files and mark it stopped with
-        `reason`, without a verdict (a re-run of the session measures it again)."""
+        `reason`, without a verdict (a re-run of the session measures it again). In
+        histogram mode the executors' complete raw files join samples.msgpack.partial as for
+        a finished trial; incomplete ones stay in node_samples/."""
         if self._trial_writer is not None:
+            executors, self._node_sample_executors = self._node_sample_executors, []
+            self._aggregation = None
             try:
+                if executors:
+                    with contextlib.suppress(OSError):   # what is not gathered stays on disk
+                        self._trial_writer.gather_executor_samples(executors)
                 self.aggregator.close_trial(self._trial_id)
             finally:
                 self._trial_writer.abort(reason)

@@ -4,6 +4,9 @@ Layout: <results>/<scenario>/<session>/<trial>/
     recipe.yaml        the trial's resolved recipe
     samples.msgpack    every accepted sample batch, byte for byte as received, concatenated
                        (msgpack maps of proto/samples.py; `read_samples` iterates them): lossless
+    node_samples/      histogram mode only, while the trial runs: one raw file per executor,
+                       <executor>.msgpack(.partial), written by the executor on its node; the
+                       trial's end gathers them into samples.msgpack (docs/scale.md)
     histograms.hlog    HdrHistogram interval log (format 1.3), one line per interval and metric,
                        Tag=<metric>, values in ns (Interval_Max in ms); HistogramLogProcessor and
                        the Python `hdrhistogram` package read it
@@ -61,6 +64,8 @@ DONE = "trial.done"
 STOPPED = "trial.stopped"
 ATTEMPTS = "attempts"
 PARTIAL = ".partial"
+NODE_SAMPLES = "node_samples"
+_COPY_CHUNK = 8 * 1024 * 1024
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
 
 
@@ -238,6 +243,39 @@ class TrialWriter:
         for metric, histogram in histograms.items():
             if histogram.count:
                 self._log.write(metric, start_time_s, length_s, histogram)
+
+    def raw_file_for(self, executor: str) -> Path:
+        """Where `executor` keeps this trial's raw batches in histogram mode (it writes
+        <path>.partial and renames it when complete)."""
+        folder = self.trial_dir / NODE_SAMPLES
+        folder.mkdir(exist_ok=True)
+        return folder / f"{_checked_name('executor', executor)}.msgpack"
+
+    def gather_executor_samples(self, executors) -> dict[str, str]:
+        """Append each executor's complete raw file to samples.msgpack (then remove it), so
+        exact statistics, exports and reports read one file as in raw mode; returns the
+        executors whose file is not there complete, with what was found. Incomplete files
+        stay in node_samples/ for inspection."""
+        folder = self.trial_dir / NODE_SAMPLES
+        missing = {}
+        for executor in sorted(executors):
+            path = self.raw_file_for(executor)
+            if not path.is_file():
+                partial = path.with_name(path.name + PARTIAL)
+                missing[executor] = (f"{partial} was left incomplete" if partial.exists()
+                                     else f"{path} was never written")
+                continue
+            with open(path, "rb") as source:
+                while chunk := source.read(_COPY_CHUNK):
+                    self._samples.write(chunk)
+        self._samples.flush()
+        os.fsync(self._samples.fileno())
+        for executor in executors:
+            if executor not in missing:
+                self.raw_file_for(executor).unlink()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        return missing
 
     def read_batches(self) -> Iterator[SampleBatch]:
         """The batches appended so far (or, once finished, all of them)."""

@@ -410,3 +410,70 @@ def test_repetitions_run_one_after_another_in_one_allocation(cluster, repo, tmp_
     assert [(t["id"], t["state"]) for t in record["trials"]] == [(trial_id, "finished")
                                                                 for trial_id in expected]
     assert all((run_dir / trial_id / "summary.json").exists() for trial_id in expected)
+
+
+def test_histogram_mode_on_several_nodes_gives_the_results_of_raw_mode(cluster, repo, tmp_path):
+    """Four executors on two client nodes run the same fixed request count twice, once sending
+    raw batches and once histograms (docs/scale.md). Counts agree between the runs; in
+    histogram mode every executor's raw rows were kept on its node and gathered into
+    samples.msgpack, the merged live histograms are bucket for bucket those raw batches give,
+    and its percentiles match the exact ones within each value's bucket width."""
+    from hpcbench.common.measure.buckets import HistogramConfig
+    from hpcbench.common.measure.histogram import Histogram
+    from hpcbench.coordinator.ingest.aggregator import Aggregator
+    from hpcbench.coordinator.session.results import NODE_SAMPLES, read_samples, read_summary
+
+    summaries = {}
+    for mode in ("raw", "histograms"):
+        workdir = tmp_path / mode
+        workdir.mkdir()
+        recipe = workdir / "recipe.yaml"
+        write_recipe(recipe, workload={"duration": "60s", "max_requests": 240, "concurrency": 8},
+                     aggregation={"mode": mode})
+        data = yaml.safe_load(recipe.read_text())
+        data["orchestration"]["node_allocation"] = {
+            "servers": {"nodes": 1}, "clients": {"nodes": 2, "executors_per_node": 2}}
+        recipe.write_text(yaml.safe_dump(data))
+        job_id = sbatch(cluster, workdir, "-N3", str(repo / "run.sbatch"), str(recipe))
+        assert cluster.wait_finished(job_id, timeout=180) == "COMPLETED", \
+            job_output(workdir, job_id)
+        run_dir = workdir / "results" / "vsim" / job_id
+        (trial,) = json.loads((run_dir / "job.json").read_text())["trials"]
+        trial_dir = run_dir / trial["id"]
+        summaries[mode] = summary = read_summary(trial_dir)
+        assert summary["aggregation"]["mode"] == mode
+        batches = list(read_samples(trial_dir / "samples.msgpack"))
+        assert len({batch.node for batch in batches}) == 2          # executors on two nodes
+        assert len({batch.executor for batch in batches}) == 4
+        assert not (trial_dir / NODE_SAMPLES).exists()
+        integrity = summary["integrity"]
+        assert integrity["unstored_batches"] == integrity["missing_batches"] == 0
+        assert integrity["summary_batches"] == (len(batches) if mode == "histograms" else 0)
+        overall = summary["overall"]
+        assert overall["requests"] + overall["warmup_requests"] + overall["drain_requests"] \
+            == sum(batch.n for batch in batches)
+        # what raw mode makes of the stored rows is what was shown live, bucket for bucket
+        offline = Aggregator(run_id=summary["run"])
+        offline.open_trial(trial["id"], summary["slos_s"])
+        for batch in batches:
+            offline.ingest(batch)
+        replayed = offline.close_trial(trial["id"])
+        for metric, encoded in summary["histograms"].items():
+            assert (Histogram.decode(encoded).counts == replayed.histograms[metric].counts).all()
+        config = HistogramConfig()
+        for metric, exact in summary["exact"].items():
+            live = overall["latency"][metric]
+            assert live["count"] == exact["count"]
+            for key in ("p50", "p90", "p99", "max"):
+                if exact[key] is None:
+                    continue
+                index = config.index_of_value(round(exact[key] * 1e6))
+                width = config.highest_equivalent_value(index) \
+                    - int(config.lowest_equivalent(index)) + 1
+                assert abs(live[key] - exact[key]) * 1e6 <= width, (mode, metric, key)
+    raw, histograms = summaries["raw"]["overall"], summaries["histograms"]["overall"]
+    for key in ("requests", "ok", "error_total", "input_tokens", "output_tokens"):
+        assert histograms[key] == raw[key], key
+    assert raw["requests"] == 240
+    for metric in ("ttft", "itl", "tpot", "e2e"):
+        assert histograms["latency"][metric]["count"] == raw["latency"][metric]["count"]

@@ -1,7 +1,8 @@
 """Wire fuzzing (hypothesis) of the coordinator's two network endpoints, over real sockets.
 
 Sample endpoint (AggregatorServer, ZeroMQ PULL): garbage bytes, random msgpack, good batches
-with one field broken (wrong type, truncated column, huge n, negative seq), truncated payloads,
+and histogram-mode summaries with one field broken (wrong type, truncated column, huge n,
+negative seq, a metric's buckets), truncated payloads,
 bad telemetry and duplicate sequence numbers. Each must be rejected and counted (malformed /
 duplicate / telemetry_malformed) and the ingest thread must keep running: after every fuzzed
 message a good batch is pushed and must be ingested.
@@ -21,6 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcbench.common.auth import call_metadata
+from hpcbench.common.measure.buckets import HistogramConfig
+from hpcbench.common.measure.summaries import summarise
 from hpcbench.coordinator.control.server import Coordinator
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.ingest.receiver import AggregatorServer
@@ -148,6 +151,32 @@ def test_a_batch_with_one_field_wrong_is_rejected_or_consistent(endpoint, field,
         + delta.telemetry_malformed == 1
     if accepted:
         assert samples.from_message(message).run == RUN
+
+
+def summary_message(seq: int) -> dict:
+    """A valid histogram-mode summary of executor "victim" as a msgpack-ready dict."""
+    batch = make_batch(0, n=4, run=RUN, executor="victim")
+    batch.seq = seq
+    return msgpack.unpackb(samples.encode_summary(summarise(batch, HistogramConfig(), {})),
+                           raw=False)
+
+
+@FUZZ
+@given(field=st.sampled_from(samples.SUMMARY_FIELDS), value=wrong_types | any_msgpack,
+       metric_field=st.sampled_from((None, *samples.BUCKET_FIELDS)))
+def test_a_summary_with_one_field_wrong_is_rejected_or_consistent(endpoint, field, value,
+                                                                   metric_field):
+    message = summary_message(endpoint.victim_seq())
+    if metric_field is None:
+        message[field] = value
+    else:   # break one field of one metric's buckets instead
+        message["metrics"]["ttft"][metric_field] = value
+    delta = endpoint.send_then_good(msgpack.packb(message))
+    accepted = delta.batches - 1
+    assert accepted + delta.malformed + delta.wrong_run + delta.duplicates \
+        + delta.telemetry_malformed == 1
+    if accepted:
+        assert samples.summary_from_message(message).run == RUN
 
 
 @FUZZ

@@ -5,6 +5,7 @@ run the test can compare the results with the simulator's own count of served re
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcbench.coordinator.session.results import read_samples
+from hpcbench.coordinator.session.results import NODE_SAMPLES, read_samples
 from tests.support.sim_process import served_requests, sim_process
 
 
@@ -122,6 +123,43 @@ def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
         record["server_version"]
 
 
+def test_histogram_mode_keeps_every_served_request_and_its_statistics(tmp_path):
+    """aggregation.mode histograms (docs/scale.md): executors send summaries and keep their
+    rows in node files that the trial's end gathers; the results hold every request the
+    simulator served exactly once, and live statistics agree with the exact ones."""
+    results = tmp_path / "results"
+    with sim_process(tmp_path) as url:
+        path = recipe(tmp_path, url, aggregation={"mode": "histograms"})
+        done = hpcbench_run(str(path), "--results-dir", str(results), "--session", "s1",
+                            "--executors", "2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        served = served_requests(url)
+    rows = stored_batches = sent_batches = 0
+    for trial_dir in trial_dirs(results / "e2e-sim" / "s1").values():
+        summary = json.loads((trial_dir / "summary.json").read_text())
+        assert summary["aggregation"] == {"mode": "histograms", "reason": "set by the recipe"}
+        assert not (trial_dir / NODE_SAMPLES).exists()
+        batches = list(read_samples(trial_dir / "samples.msgpack"))
+        assert {batch.executor for batch in batches} == {"executor-0", "executor-1"}
+        rows += sum(batch.n for batch in batches)
+        stored_batches += len(batches)
+        overall, integrity = summary["overall"], summary["integrity"]
+        # the session's counters: every batch that arrived was a summary
+        assert integrity["summary_batches"] == integrity["batches"]
+        sent_batches = max(sent_batches, integrity["batches"])
+        assert integrity["unstored_batches"] == integrity["missing_batches"] == 0
+        assert sum(batch.n for batch in batches) == (overall["requests"]
+                                                     + overall["warmup_requests"]
+                                                     + overall["drain_requests"])
+        for metric in ("ttft", "itl", "e2e"):
+            hdr, exact = overall["latency"][metric], summary["exact"][metric]
+            assert hdr["count"] == exact["count"] > 0
+            for key in ("p50", "p90", "p99", "max"):
+                assert hdr[key] == pytest.approx(exact[key], rel=1e-3), (metric, key)
+    assert rows == served
+    assert stored_batches == sent_batches      # each summarised batch's rows gathered once
+
+
 def test_a_bad_recipe_exits_2_naming_the_field(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("scenario: x\nworkload: {service: simulator, model: m, duration: soon}\n")
@@ -153,13 +191,17 @@ def test_an_unreachable_service_fails_the_health_check_with_E001(tmp_path):
 
 
 def test_a_service_that_dies_at_start_fails_fast_with_its_log(tmp_path):
-    # a setting the simulator refuses when it starts (an unknown key is refused before that)
-    path = recipe(tmp_path, None, servers={"service_config": {"error_status": 404},
-                                           "health_check": {"timeout": "5m"}})
-    done = hpcbench_run(str(path), "--results-dir", str(tmp_path / "results"))
+    # a port someone else holds: valid in the recipe, fatal when the simulator starts
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        path = recipe(tmp_path, None, servers={
+            "service_config": {"port": holder.getsockname()[1]},
+            "health_check": {"timeout": "5m"}})
+        done = hpcbench_run(str(path), "--results-dir", str(tmp_path / "results"))
     assert done.returncode == 11, done.stdout + done.stderr
     assert "error E001: service exited with status" in done.stderr
-    assert "error_status=404" in done.stderr      # the tail of the service's own log
+    assert "Address already in use" in done.stderr      # the tail of the service's own log
     record = json.loads(next((tmp_path / "results" / "e2e-sim").glob("*/session.json"))
                         .read_text())
     states = [phase["state"] for phase in record["phases"]]

@@ -39,6 +39,7 @@ from hpcbench.coordinator.launch.plan import place_roles
 from hpcbench.coordinator.launch.sbatch_job import SlurmJob, job_images, print_modules
 from hpcbench.coordinator.session import lifecycle, verdicts
 from hpcbench.coordinator.session.recording import SessionRecording
+from hpcbench.coordinator.session.sample_mode import aggregation_mode
 from hpcbench.executor.config import LoadConfig, with_executor_share
 from hpcbench.recipes import expand_trials, recipe_from_dict, validate
 from hpcbench.recipes.schema import recipe_schema
@@ -200,6 +201,11 @@ def executor_loss(raw: dict, tmp: Path) -> object:
     return lifecycle.loss_tolerated(recipe_from_dict(raw).data, "executor")
 
 
+def sample_mode(raw: dict, tmp: Path) -> object:
+    """How a trial of 8 executors sends its samples (raw batches or histograms)."""
+    return aggregation_mode(recipe_from_dict(raw).data["aggregation"], 8)
+
+
 def run_directory(raw: dict, tmp: Path) -> object:
     """Where run.sbatch puts the session's results (relative to the submit directory)."""
     recipe = recipe_from_dict(raw)
@@ -313,6 +319,8 @@ PROBES: dict[str, Probe] = {
     "runtime": Probe(launch, "apptainer", VLLM, "apptainer exec --nv"),
     "endpoints": Probe(placement, ["http://10.9.8.7:8000"], shows="http://10.9.8.7:8000"),
     "on_executor_loss": Probe(executor_loss, "stop"),
+    "aggregation.mode": Probe(sample_mode, "histograms", shows="histograms"),
+    "aggregation.histograms_from": Probe(sample_mode, 4, shows="histograms"),
     "results_dir": Probe(run_directory, "elsewhere", SLURM, "elsewhere/keys/4242"),
     "orchestration.mode": Probe(launch, "local", SLURM),     # the runtime default follows it
     "orchestration.total_nodes": Probe(sbatch, 9, SLURM, "--nodes=9"),

@@ -15,6 +15,15 @@ CONFIG = TrialConfig(run_id="r1", trial_id="t0", executor_index=1, executor_coun
 def test_a_configuration_survives_the_wire():
     assert TrialConfig.decode(CONFIG.encode()) == CONFIG
     assert json.loads(CONFIG.encode())["v"] == SCHEMA_VERSION
+    histograms = TrialConfig(**{**CONFIG.__dict__, "samples": {
+        "mode": "histograms", "raw_file": "/results/t0/node_samples/executor-1.msgpack"}})
+    assert TrialConfig.decode(histograms.encode()) == histograms
+
+
+def test_a_configuration_without_samples_sends_raw_batches():
+    message = json.loads(CONFIG.encode())
+    del message["samples"]
+    assert TrialConfig.decode(json.dumps(message)).samples == {"mode": "raw"}
 
 
 @pytest.mark.parametrize("change, named", [
@@ -25,6 +34,9 @@ def test_a_configuration_survives_the_wire():
     ({"workload": [1]}, "'workload' must be dict"),
     ({"trial_id": True}, "'trial_id' must be str"),
     ({"surprise": 1}, "unknown fields ['surprise']"),
+    ({"samples": {"mode": "histograms"}}, "'samples'"),
+    ({"samples": {"mode": "histograms", "raw_file": "relative/x"}}, "an absolute path"),
+    ({"samples": {"mode": "fast"}}, "'samples'"),
 ])
 def test_a_bad_field_is_named(change, named):
     message = json.loads(CONFIG.encode())
