@@ -19,7 +19,10 @@ DURATION_FIELDS = (
     "workload.slo.ttft", "workload.slo.itl", "workload.slo.tpot", "workload.slo.e2e",
     "servers.health_check.timeout", "servers.health_check.interval",
     "monitoring.interval",
+    "search.slo.ttft.max", "search.slo.itl.max", "search.slo.tpot.max", "search.slo.e2e.max",
 )
+SEARCH_CONFIDENCE = 0.95   # of the interval around a measured percentile (search.confidence)
+SEARCH_MAX_REPEATS = 2     # more runs of a load whose verdict is close (search.max_repeats)
 
 
 def resolve(data: dict) -> dict:
@@ -84,6 +87,13 @@ def resolve(data: dict) -> dict:
     dataset.setdefault("seed", recipe["metadata"].get("seed", 42))
     workload.setdefault("slo", {})
     workload.setdefault("error_threshold", 0.01)
+    recipe.setdefault("search", None)
+    if recipe["search"] is not None:
+        search = recipe["search"]
+        search.setdefault("slo", {})
+        search.setdefault("max_error_rate", workload["error_threshold"])
+        search.setdefault("confidence", SEARCH_CONFIDENCE)
+        search.setdefault("max_repeats", SEARCH_MAX_REPEATS)
 
     servers = recipe.setdefault("servers", {})
     health = servers.setdefault("health_check", {})
