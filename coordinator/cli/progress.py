@@ -11,6 +11,7 @@ import time
 from rich import box
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from hpcbench.coordinator.session.recording import headline
@@ -116,6 +117,22 @@ def summary_table(session) -> Table:
             ("[green]ok[/]" if result["passed"] else "[red]FAILED[/]")
             + (f" (attempt {result['attempt']})" if (result.get("attempt") or 1) > 1 else "")
             + (" *" if result.get("earlier") else ""))
+    return table
+
+
+def search_table(search: dict) -> Table:
+    """A capacity search's probes (session.json's `search`): load, checks, verdict, why."""
+    from hpcbench.coordinator.report.capacity import PROBE_HEADERS, probe_rows, slo_text
+
+    table = Table(title=escape(f"capacity search: {slo_text(search)}"), title_justify="left",
+                  caption=escape("percentile [confidence interval]; close: the SLO limit lies "
+                                 "inside the interval, so the load ran again"),
+                  caption_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for heading in PROBE_HEADERS:
+        table.add_column(heading, justify="right" if heading in ("#", "load", "run") else "left")
+    for row in probe_rows(search):
+        table.add_row(*(escape(str(cell)) for cell in row))
     return table
 
 
