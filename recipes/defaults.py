@@ -87,8 +87,7 @@ def resolve(data: dict) -> dict:
     dataset.setdefault("seed", recipe["metadata"].get("seed", 42))
     workload.setdefault("slo", {})
     workload.setdefault("error_threshold", 0.01)
-    recipe.setdefault("search", None)
-    if recipe["search"] is not None:
+    if "search" in recipe:            # a capacity search (absent: a fixed sweep)
         search = recipe["search"]
         search.setdefault("slo", {})
         search.setdefault("max_error_rate", workload["error_threshold"])

@@ -48,7 +48,8 @@ def check_text(check: dict) -> str:
         return f"{head}: no samples"
     low, high = check["interval_ms"]
     relation = "≤" if check["meets"] else ">"
-    return (f"{head} {check['value_ms']:.3g} ms [{low:.3g}, {high:.3g}] {relation} "
+    high = "∞" if high is None else f"{high:.3g}"    # too few samples to bound it above
+    return (f"{head} {check['value_ms']:.3g} ms [{low:.3g}, {high}] {relation} "
             f"{check['limit_ms']:g} ms{' (close)' if check['close'] else ''}")
 
 

@@ -305,7 +305,7 @@ class Session:
         self.coordinator.session_ready(self)
 
         self._enter(pb.EXPANDING)
-        if self.recipe.data["search"] is not None:
+        if "search" in self.recipe.data:
             todo, earlier = self._resume_search()
         else:
             self.trials = expand_trials(self.recipe)
