@@ -69,7 +69,9 @@ def resolve(data: dict) -> dict:
         workload.setdefault(axis, None)
     workload.setdefault("batch", 1)
     load = workload.setdefault("load", {})
-    load.setdefault("pattern", "closed")
+    # a capacity search on the rate runs open loop: Poisson arrivals unless the recipe says
+    searches_rate = (recipe.get("search") or {}).get("axis") == "load.rate"
+    load.setdefault("pattern", "poisson" if searches_rate else "closed")
     load.setdefault("rate", None)
     load.setdefault("burstiness", 1.0)
     load.setdefault("burst_size", None)

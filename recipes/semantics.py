@@ -137,7 +137,8 @@ def _load_has_its_parameters(data: dict) -> list[Problem]:
         return []
     pattern = load.get("pattern", "closed")
     problems = []
-    if pattern in RATE_PATTERNS and load.get("rate") is None:
+    searched = lookup(data, "search.axis") == "load.rate"   # the search sets each rate
+    if pattern in RATE_PATTERNS and load.get("rate") is None and not searched:
         problems.append(Problem("workload.load.rate", load.get("rate", MISSING),
                                 f"a request rate in requests/s: load pattern '{pattern}' is open "
                                 f"loop and needs one"))
@@ -496,9 +497,9 @@ def _search_fits(data: dict) -> list[Problem]:
         if isinstance(high, (int, float)) and high > MAX_IN_FLIGHT:
             problems.append(Problem("search.high", high, f"at most {MAX_IN_FLIGHT:,} requests "
                                     "in flight (concurrency)"))
-    pattern = lookup(data, "workload.load.pattern", "closed")
+    pattern = lookup(data, "workload.load.pattern")   # absent: what the axis drives
     wanted = {"load.rate": RATE_PATTERNS, "concurrency": ("closed",)}.get(axis)
-    if wanted and pattern not in wanted:
+    if wanted and pattern is not None and pattern not in wanted:
         problems.append(Problem("workload.load.pattern", pattern,
                                 f"{' or '.join(wanted)}: search.axis {axis} drives "
                                 f"{'an open-loop rate' if axis == 'load.rate' else 'closed-loop concurrency'}"))

@@ -15,8 +15,8 @@ SEARCH = {
     "search": {"axis": "concurrency", "low": 1, "high": 32, "resolution": 1,
                "slo": {"itl": {"percentile": 50, "max": "65ms"}}},
 }
-RATE = {**SEARCH, "workload": {**SEARCH["workload"], "load": {"pattern": "poisson", "rate": 1}},
-        "search": {**SEARCH["search"], "axis": "load.rate", "low": 0.5, "resolution": 0.25}}
+RATE = {**SEARCH, "search": {**SEARCH["search"], "axis": "load.rate", "low": 0.5,
+                             "resolution": 0.25}}
 
 
 def edited(base: dict, path: str, value: object) -> dict:
@@ -43,7 +43,11 @@ def test_defaults_fill_the_ceiling_confidence_and_repeats_and_durations_become_s
     assert describe_trials(recipe_from_dict(RATE)) == ("capacity search on load.rate from 0.5 "
                                                        "to 32, a trial per probe")
     resolved = recipe_from_dict(RATE).data
+    assert resolved["workload"]["load"]["pattern"] == "poisson"   # what load.rate drives
+    assert recipe_from_dict(SEARCH).data["workload"]["load"]["pattern"] == "closed"
     assert validate(resolved) == []                   # runs store it; it loads again as is
+    # a rate pattern without a rate of its own: the search gives each probe its rate
+    assert problems(edited(RATE, "workload.load", {"pattern": "constant"})) == []
 
 
 @pytest.mark.parametrize("base,path,value,shown", [
