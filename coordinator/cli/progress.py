@@ -136,13 +136,6 @@ def search_table(search: dict) -> Table:
     return table
 
 
-def trial_problems(session) -> list[str]:
-    """Why each failed trial failed, one line per trial (printed under the table)."""
-    return [f"{result['trial_id']}{' (earlier run)' if result.get('earlier') else ''}: "
-            f"{'; '.join(result['problems'])}"
-            for result in session.all_results() if not result["passed"]]
-
-
 def final_line(session) -> str:
     status = session.status()
     text = (f"{status.state_name.lower()}: {status.trials_done} trial(s) run, "

@@ -47,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
         follow,
         search_table,
         summary_table,
-        trial_problems,
     )
     from hpcbench.coordinator.control.server import Coordinator
     from hpcbench.coordinator.launch.plan import local_notes
@@ -107,9 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if session.state == pb.STOPPED:
         print(f"stopped: {session.stop_reason}", file=sys.stderr)
         return 130
-    # a probe over the search's error ceiling is an answer, not a failure (the search itself
-    # stops with E004 on a probe that was not measured soundly)
-    failed = trial_problems(session) if search is None else []
+    failed = session.trial_problems()
     if failed:
         error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
                               "recipe's limits", failed)

@@ -240,6 +240,16 @@ class Session:
         measured again, so none is taken from before)."""
         return sorted(self.earlier_results + self.trial_results, key=lambda r: r["index"])
 
+    def trial_problems(self) -> list[str]:
+        """Why each trial whose final attempt failed failed, one line per trial (the CLI and
+        the Slurm job exit E004 on any). A capacity search has none: a probe over its error
+        ceiling is part of the answer, and one not measured soundly stops the search (E004)."""
+        if self.search is not None:
+            return []
+        return [f"{result['trial_id']}{' (earlier run)' if result.get('earlier') else ''}: "
+                f"{'; '.join(result['problems'])}"
+                for result in self.all_results() if not result["passed"]]
+
     def results(self) -> pb.ResultsReply:
         reply = pb.ResultsReply(session_id=self.session_id, run_dir=str(self.run_dir))
         for result in self.all_results():
