@@ -22,7 +22,7 @@ DURATION_FIELDS = (
     "search.slo.ttft.max", "search.slo.itl.max", "search.slo.tpot.max", "search.slo.e2e.max",
 )
 SEARCH_CONFIDENCE = 0.95   # of the interval around a measured percentile (search.confidence)
-SEARCH_MAX_REPEATS = 2     # more runs of a load whose verdict is close (search.max_repeats)
+SEARCH_MAX_REPEATS = 2     # more runs of a bracket end whose verdict is close (max_repeats)
 
 
 def resolve(data: dict) -> dict:

@@ -126,7 +126,7 @@ def search_table(search: dict) -> Table:
 
     table = Table(title=escape(f"capacity search: {slo_text(search)}"), title_justify="left",
                   caption=escape("percentile [confidence interval]; close: the SLO limit lies "
-                                 "inside the interval, so the load ran again"),
+                                 "inside the interval (a bracket end then runs again)"),
                   caption_justify="left",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     for heading in PROBE_HEADERS:

@@ -88,8 +88,8 @@ def section(session: dict | None) -> str:
              "each percentile (nearest rank over every run of that load pooled) is at or below "
              "its limit and the error rate at or below the ceiling. The interval is the "
              f"{search['confidence']:.0%} order-statistic confidence interval of the percentile; "
-             "a limit inside it makes the verdict close, and a close load runs again (up to "
-             f"{search['max_repeats']} more times). Bracketing doubles the load from "
+             "a limit inside it makes the verdict close, and a bracket end with a close verdict runs "
+             f"again (up to {search['max_repeats']} more times). Bracketing doubles the load from "
              "search.low until it misses; bisection then halves the bracket until it is no "
              "wider than the resolution (docs/capacity-search.md).</p>"]
     if search["notes"]:

@@ -11,9 +11,13 @@ The method (docs/capacity-search.md):
    Latency against load is a hockey stick (flat, then steep near saturation), so interpolating
    on the measured percentile (regula falsi, secant) converges slowly from the flat side and
    can stall; bisection needs at most log2(width / resolution) probes whatever the curve.
-3. Noise: a probe whose verdict is close (the SLO limit lies inside the confidence interval of
-   the measured percentile; probe_verdict.py) is run again at the same load, up to
-   `max_repeats` more times, its verdict then taken from all its runs pooled.
+3. Noise: when the search would stop, a bracket end (the capacity, the lowest missing load, or
+   the range end that bounds the answer) whose verdict is close (the SLO limit lies inside the
+   confidence interval of the measured percentile; probe_verdict.py) runs again at the same
+   load, up to `max_repeats` more times, its verdict then taken from all its runs pooled. If
+   that flips it, the bracket moves and the search goes on. Only the ends are repeated: a close
+   verdict elsewhere is superseded (a close "meets" below a load that meets clearly) or, if it
+   misled the bisection, ends up as a bracket end itself.
 
 The capacity is the highest meeting load below the lowest missing one; its uncertainty is the
 bracket (the true capacity lies between the two, within `resolution`), plus a note for each
@@ -90,22 +94,20 @@ def next_probe(space: SearchSpace, observations: list[Observation]) -> Probe | N
     """The next load to run, or None when the search is over."""
     if not observations:
         return Probe(space.low, 1, "start of the bracketing at the lowest load")
-    last = observations[-1]
-    if last.close and last.runs <= space.max_repeats:
-        return Probe(last.load, last.runs + 1, "the verdict was close: run it again")
-    meeting, missing = _bracket(decisions(observations))
-    if meeting is None:
-        return None                                   # below range
-    if missing is None:
-        if meeting >= space.high:
-            return None                               # above range
+    decided = decisions(observations)
+    meeting, missing = _bracket(decided)
+    if meeting is not None and missing is None and meeting < space.high:
         return Probe(_grow(space, meeting), 1, "bracketing: double the load")
-    if missing - meeting <= space.resolution:
-        return None                                   # found
-    middle = _middle(space, meeting, missing)
-    if middle is None:
-        return None                                   # no representable load in between
-    return Probe(middle, 1, "bisection of the bracket")
+    if meeting is not None and missing is not None and missing - meeting > space.resolution:
+        middle = _middle(space, meeting, missing)
+        if middle is not None:
+            return Probe(middle, 1, "bisection of the bracket")
+    # the search would stop here (found, below or above the range): first make sure of its ends
+    for end in (missing, meeting):
+        if end is not None and decided[end].close and decided[end].runs <= space.max_repeats:
+            return Probe(end, decided[end].runs + 1,
+                         "a bracket end's verdict was close: run it again, pooled")
+    return None
 
 
 def conclude(space: SearchSpace, observations: list[Observation]) -> Conclusion:

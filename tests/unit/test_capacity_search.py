@@ -100,11 +100,30 @@ def test_a_close_verdict_runs_again_up_to_max_repeats_and_then_stands():
 
 def test_a_pooled_verdict_that_flips_on_a_repeat_steers_the_search():
     grid = space()
-    # 4 first looks like a (close) miss; pooled with its repeat it meets: the bracket moves up
+    # 4 first looks like a (close) miss; once it is a bracket end it runs again, and pooled
+    # with its repeat it meets: the bracket moves up and the search goes on
     observations = search(grid, lambda load, run: ((load <= 5, False) if load != 4 else
                                                    (run > 1, run == 1)))
-    assert [(o.load, o.runs) for o in observations][:4] == [(1, 1), (2, 1), (4, 1), (4, 2)]
+    assert [(o.load, o.runs) for o in observations] == [
+        (1, 1), (2, 1), (4, 1), (3, 1), (4, 2), (8, 1), (6, 1), (5, 1)]
     assert conclude(grid, observations).capacity == 5
+
+
+def test_a_close_verdict_that_is_no_bracket_end_is_not_repeated():
+    grid = space()
+    # the low loads' percentiles have too few samples to be sure of (close), but higher loads
+    # meet clearly: nothing to repeat
+    observations = search(grid, lambda load, run: (load <= 5, load <= 2))
+    assert [o.load for o in observations] == [1, 2, 4, 8, 6, 5]
+    assert conclude(grid, observations).notes == ()
+
+
+def test_range_ends_that_are_close_run_again_before_the_search_gives_up():
+    grid = space(low=4.0, high=20.0, max_repeats=1)
+    below = search(grid, lambda load, run: (False, True))
+    assert [(o.load, o.runs) for o in below] == [(4, 1), (4, 2)]
+    above = search(grid, lambda load, run: (True, load == 20))
+    assert [(o.load, o.runs) for o in above] == [(4, 1), (8, 1), (16, 1), (20, 1), (20, 2)]
 
 
 def test_a_meeting_load_above_a_missing_one_is_reported_not_hidden():
