@@ -7,9 +7,11 @@ trial.done keeps, and gathers the search path and its answer for session.json an
 
 Resuming: `replay` walks the strategy over the probes an earlier run recorded, reading each
 verdict from its trial.done (never judging it again), until it reaches a probe with no valid
-verdict on disk; the session measures from there. A probe whose measurement failed its
-integrity checks (lost batches, a lost executor) has no valid verdict: the search stops there
-and a re-run measures it again.
+verdict on disk; the session measures from there, and still takes a recorded verdict for any
+later probe that has one (`take_recorded`: a recipe whose range changed can lead there).
+Verdicts judged by other SLOs than the recipe's now are refused (E006), never mixed. A probe
+whose measurement failed its integrity checks (lost batches, a lost executor) has no valid
+verdict: the search stops there and a re-run measures it again.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ class CapacitySearch:
         expected = verdicts.threshold_problems(document["overall"],
                                                self.settings["max_error_rate"])
         return {"axis": self.space.axis, "load": probe.load, "run": probe.run,
-                "reason": probe.reason, **judged,
+                "reason": probe.reason, **judged, "judged_by": self._judged_by(),
                 "measurement_problems": [problem for problem in verdict["problems"]
                                          if problem not in expected]}
 
@@ -89,19 +91,41 @@ class CapacitySearch:
         made them; returns their trials. Stops at the first probe without a valid verdict."""
         replayed = []
         while (trial := self.next_trial(len(replayed))) is not None:
-            outcome = read_outcome(Path(session_dir) / trial.id) or {}
-            probe = outcome.get("probe")
-            if outcome.get("verdict") not in (verdicts.PASSED, verdicts.FAILED) or \
-                    not probe or probe.get("measurement_problems"):
+            if not self.take_recorded(session_dir, trial):
                 break
-            summary = read_summary(Path(session_dir) / trial.id)
-            self._measured = (summary["overall"],
-                              {metric: Histogram.decode(text)
-                               for metric, text in (summary.get("histograms") or {}).items()})
-            self.record(trial, probe)
             replayed.append(trial)
         self._probe = None
         return replayed
+
+    def take_recorded(self, session_dir: Path, trial: Trial) -> bool:
+        """Add the verdict an earlier run recorded for `trial` (the probe just handed out) if
+        it has a valid one; False when it must be measured. E006 when that verdict was judged
+        by other SLOs than the recipe's now: mixing the two would answer neither."""
+        directory = Path(session_dir) / trial.id
+        outcome = read_outcome(directory) or {}
+        probe = outcome.get("probe")
+        if outcome.get("verdict") not in (verdicts.PASSED, verdicts.FAILED) or \
+                not probe or probe.get("measurement_problems"):
+            return False
+        judged_by, now = probe.get("judged_by"), self._judged_by()
+        if judged_by != now:
+            changed = sorted(key for key in now if (judged_by or {}).get(key) != now[key])
+            raise HpcbenchError("E006", f"probe {trial.id} of this session was judged by other "
+                                f"search settings ({', '.join(f'search.{key}' for key in changed)}"
+                                ") than the recipe's now",
+                                (f"recorded: {judged_by}", f"now: {now}",
+                                 "fix: run the changed recipe under a new --session, or restore "
+                                 "the settings to continue this search"))
+        summary = read_summary(directory)
+        self._measured = (summary["overall"],
+                          {metric: Histogram.decode(text)
+                           for metric, text in (summary.get("histograms") or {}).items()})
+        self.record(trial, probe)
+        return True
+
+    def _judged_by(self) -> dict:
+        """The settings a verdict depends on, stored with it (durations in seconds)."""
+        return {key: self.settings[key] for key in ("slo", "max_error_rate", "confidence")}
 
     def result(self) -> dict:
         """The search for session.json and the report: settings, path and answer so far."""

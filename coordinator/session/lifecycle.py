@@ -378,6 +378,12 @@ class Session:
         (or the session is stopped: the next run goes on from the recorded probes)."""
         while trial is not None and not self._stop.is_set():
             self.trials.append(trial)
+            if self.search.take_recorded(self.run_dir, trial):   # measured by an earlier run
+                self._skipped_ids.append(trial.id)
+                self.skipped = len(self._skipped_ids)
+                self.earlier_results.append(self.recording.earlier_result(trial))
+                trial = self.search.next_trial(len(self.trials))
+                continue
             measured = len(self.trial_results)
             self._run_trial(trial, executors, extras)
             if len(self.trial_results) == measured:   # cut short: no verdict
