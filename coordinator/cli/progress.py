@@ -129,10 +129,13 @@ def search_table(search: dict) -> Table:
                                  "inside the interval (a bracket end then runs again)"),
                   caption_justify="left",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    for heading in PROBE_HEADERS:
-        table.add_column(heading, justify="right" if heading in ("#", "load", "run") else "left")
+    shown = [index for index, heading in enumerate(PROBE_HEADERS) if heading != "trial"]
+    for index in shown:       # the trial id repeats the load: the summary table above has it
+        heading = PROBE_HEADERS[index]
+        table.add_column(escape(heading),
+                         justify="right" if heading in ("#", "load", "run") else "left")
     for row in probe_rows(search):
-        table.add_row(*(escape(str(cell)) for cell in row))
+        table.add_row(*(escape(str(row[index])) for index in shown))
     return table
 
 

@@ -687,8 +687,11 @@ class Session:
                                               workload["error_threshold"], self.supervisor.log_dir,
                                               judge=self.search.judge if self.search else None)
         self.trial_results.append(result)
+        probe = result["probe"]
         self._event(Event.TRIAL_END, trial=trial.id, passed=result["passed"],
-                    problems=result["problems"])
+                    problems=result["problems"],
+                    **({"probe": {key: probe[key] for key in ("load", "run", "meets", "close")}}
+                       if probe else {}))
         self.current = None
         self.feed.touch()
 
