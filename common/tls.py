@@ -26,7 +26,9 @@ from hpcbench.common.files import write_atomic, write_private
 CERT_FILE = "control.crt"
 KEY_FILE = "control.key"
 SERVER_NAME = "hpcbench-coordinator"
-VALID_DAYS = 30
+# A coordinator (a daemon included) may run longer than a month, and an expired certificate
+# would lock its own clients out; the pin, not the expiry, is what protects the session.
+VALID_DAYS = 3660
 
 
 def is_loopback(host: str) -> bool:

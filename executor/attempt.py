@@ -20,7 +20,8 @@ class Attempt:
     __slots__ = ("req_id", "intended_ns", "send_ns", "end_ns", "deadline_ns", "phase", "slot",
                  "protocol", "stream", "tokens_in", "tokens_out", "token_source", "status",
                  "error", "chunk_times", "buffer", "body_parts", "connection", "finished",
-                 "on_done", "discard", "template")
+                 "on_done", "discard", "template", "first_reasoning_ns", "first_answer_ns",
+                 "reasoning_chunks", "reasoning_tokens")
 
     def __init__(self, req_id: int, intended_ns: int, phase: int, slot: int, protocol,
                  stream: bool, tokens_in_estimate: int, on_done: Callable[["Attempt"], None]):
@@ -46,6 +47,12 @@ class Attempt:
         self.on_done = on_done
         self.discard = False
         self.template = None      # OpenAI streams: the content chunk's bytes (protocols.py)
+        # reasoning streams: set by `reasoning_chunk` / `answer_chunk`; the fast path of an
+        # answer's later chunks (`chunk`) leaves them alone, as the first answer chunk is parsed
+        self.first_reasoning_ns = 0
+        self.first_answer_ns = 0
+        self.reasoning_chunks = 0
+        self.reasoning_tokens = -1   # the server's count (usage); -1: it gave none
 
     @property
     def first_ns(self) -> int:
@@ -58,6 +65,24 @@ class Attempt:
     # --- called by protocols -------------------------------------------------------------------
     def chunk(self, now: int) -> None:
         self.chunk_times.append(now)
+
+    def reasoning_chunk(self, now: int) -> None:
+        """One chunk of reasoning content (`delta.reasoning_content`, Ollama's `thinking`)."""
+        if not self.first_reasoning_ns:
+            self.first_reasoning_ns = now
+        self.reasoning_chunks += 1
+        self.chunk_times.append(now)
+
+    def answer_chunk(self, now: int) -> None:
+        """A chunk of the answer proper that the protocol parsed (the first one always is)."""
+        if not self.first_answer_ns:
+            self.first_answer_ns = now
+        self.chunk_times.append(now)
+
+    def server_reasoning_tokens(self, count) -> None:
+        """The server's count of reasoning tokens among the output tokens, if it gives one."""
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+            self.reasoning_tokens = count
 
     def server_counts(self, tokens_in, tokens_out) -> None:
         if isinstance(tokens_out, int) and not isinstance(tokens_out, bool):
@@ -133,6 +158,9 @@ class Attempt:
         self.end_ns = end_ns
         if self.token_source != _SERVER:
             self.tokens_out = len(self.chunk_times)
+        if self.reasoning_tokens < 0 or self.token_source != _SERVER:
+            self.reasoning_tokens = self.reasoning_chunks
+        self.reasoning_tokens = min(self.reasoning_tokens, self.tokens_out)
         # drop references that form cycles (connection -> handler)
         self.body_parts = self.buffer = self.connection = None
         self.on_done(self)

@@ -35,6 +35,16 @@ class LengthSpec:
 
 
 @dataclass(frozen=True)
+class SharedPrefixSpec:
+    """Synthetic prompts that begin with one of `len(fractions)` shared prefixes ("system
+    prompts") of `tokens` tokens: fractions[i] of the prompts start with prefix i, the rest
+    with none; every prompt then has its own suffix (`input_tokens` long)."""
+
+    tokens: int
+    fractions: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     kind: str = "synthetic"
     path: str | None = None
@@ -42,6 +52,7 @@ class DatasetSpec:
     output_tokens: LengthSpec | None = LengthSpec(mean=128)   # None: the dataset's own lengths
     ignore_eos: bool = False
     seed: int = 0
+    shared_prefix: SharedPrefixSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -275,7 +286,44 @@ def _dataset_spec(dataset: dict) -> DatasetSpec:
         _length_spec(output, "workload.dataset.output_tokens"),
         ignore_eos=get.boolean("ignore_eos", False),
         seed=get.integer("seed", 0, minimum=0, maximum=limits.MAX_SEED),
+        shared_prefix=_shared_prefix_spec(dataset.get("shared_prefix"), kind),
     )
+
+
+MAX_SHARED_PREFIXES = 1000
+
+
+def _shared_prefix_spec(value, kind: str) -> SharedPrefixSpec | None:
+    """workload.dataset.shared_prefix: {count, tokens, fractions} (fractions default to an even
+    split of every prompt over the `count` prefixes)."""
+    where = "workload.dataset.shared_prefix"
+    if value is None:
+        return None
+    if kind != "synthetic":
+        raise config_error(f"{where} is set with kind={kind!r}: shared prefixes are generated "
+                           "for synthetic prompts only; set workload.dataset.kind: synthetic or "
+                           "remove shared_prefix")
+    get = _Reader(value, where)
+    unknown = sorted(set(value) - {"count", "tokens", "fractions"})
+    if unknown:
+        raise config_error(f"{where}.{unknown[0]}: unknown key; the keys are count, tokens and "
+                           "fractions")
+    tokens = get.integer("tokens", None, minimum=1, maximum=limits.MAX_TOKENS)
+    fractions = value.get("fractions")
+    count = get.integer("count", len(fractions) if isinstance(fractions, list) else None,
+                        minimum=1, maximum=MAX_SHARED_PREFIXES)
+    if fractions is None:
+        return SharedPrefixSpec(tokens, (1.0 / count,) * count)
+    if not isinstance(fractions, list) or len(fractions) != count or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f <= 1
+            for f in fractions):
+        raise config_error(f"{where}.fractions={_shown(fractions)}: expected a list of {count} "
+                           "fractions 0..1, one per prefix (e.g. [0.5, 0.25])")
+    if sum(fractions) > 1 + 1e-9:
+        raise config_error(f"{where}.fractions={_shown(fractions)} add up to "
+                           f"{sum(fractions):g}: a prompt has at most one prefix, so they must "
+                           "add up to at most 1 (the rest get no shared prefix)")
+    return SharedPrefixSpec(tokens, tuple(float(f) for f in fractions))
 
 
 def _length_spec(value, where: str) -> LengthSpec:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from hpcbench.common.errors import config_error
-from hpcbench.executor.config import DatasetSpec, LengthSpec
+from hpcbench.executor.config import DatasetSpec, LengthSpec, SharedPrefixSpec
 
 SYNTHETIC_POOL = 512   # distinct synthetic prompts (cycled); enough to defeat prefix caches
+PREFIX_STREAM = 0x5EED   # the random stream of shared prefixes, apart from the prompts' own
 # Short common words: with BPE tokenizers each is about one token plus its leading space.
 WORDS = ("time", "node", "data", "model", "token", "batch", "queue", "cache", "fast", "slow",
          "graph", "value", "light", "river", "stone", "paper", "green", "small", "large", "night",
@@ -74,11 +75,39 @@ def _synthetic(spec: DatasetSpec, rng: np.random.Generator) -> list[Prompt]:
     inputs = sample_lengths(spec.input_tokens, SYNTHETIC_POOL, rng)
     outputs = sample_lengths(spec.output_tokens or LengthSpec(), SYNTHETIC_POOL, rng)
     words = np.array(WORDS)
+    prefixes = _prefix_of_each_prompt(spec, rng) if spec.shared_prefix else None
     prompts = []
-    for length, output in zip(inputs, outputs):
+    for number, (length, output) in enumerate(zip(inputs, outputs)):
         text = " ".join(words[rng.integers(0, len(words), int(length))])
+        prefix = prefixes[number] if prefixes else ""
+        if prefix:
+            text = prefix + " " + text
+            length += spec.shared_prefix.tokens    # one token per word, as the suffix
         prompts.append(Prompt(text, int(length), int(output)))
     return prompts
+
+
+def shared_prefixes(spec: DatasetSpec) -> list[str]:
+    """The shared prefix texts: the same for every executor of the session (seeded by the
+    dataset seed and the prefix's number only), so all executors share the prefixes."""
+    shared: SharedPrefixSpec = spec.shared_prefix
+    words = np.array(WORDS)
+    return [" ".join(words[np.random.default_rng([spec.seed, PREFIX_STREAM, group]).integers(
+                0, len(words), shared.tokens)])
+            for group in range(len(shared.fractions))]
+
+
+def _prefix_of_each_prompt(spec: DatasetSpec, rng: np.random.Generator) -> list[str]:
+    """Per prompt of the pool, its shared prefix ("" for none): round(fraction * pool) prompts
+    per prefix, in a seeded random order."""
+    texts = shared_prefixes(spec)
+    assigned = [""] * SYNTHETIC_POOL
+    start = 0
+    for text, fraction in zip(texts, spec.shared_prefix.fractions):
+        count = min(round(fraction * SYNTHETIC_POOL), SYNTHETIC_POOL - start)
+        assigned[start:start + count] = [text] * count
+        start += count
+    return [assigned[index] for index in rng.permutation(SYNTHETIC_POOL)]
 
 
 def _read(path: str | None, kind: str) -> str:

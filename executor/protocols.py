@@ -11,9 +11,13 @@ Counting rules (docs/metrics.md, "Counting rules"):
   (chat) or a `text` field (completions) is a content chunk even when the text is empty, except
   an empty one that only closes the choice (`finish_reason` set, no text) or only announces the
   role (vLLM's first chat chunk, `{"role": "assistant", "content": ""}`); a chunk with `usage`
-  (typically the usage-only final chunk with empty `choices`) sets the server counts.
-- Ollama NDJSON: every object before the one with `"done": true` is a content chunk; the final
-  object gives `eval_count` / `prompt_eval_count` (and is a chunk only if it carries text).
+  (typically the usage-only final chunk with empty `choices`) sets the server counts
+  (`usage.completion_tokens_details.reasoning_tokens`, where given, the reasoning count).
+  A chat delta without `content` but with `reasoning` (vLLM >= 0.10) or `reasoning_content`
+  (older vLLM, DeepSeek) is a reasoning chunk: a token like any other, also counted apart.
+- Ollama NDJSON: every object before the one with `"done": true` is a content chunk (a
+  reasoning chunk when it carries only `thinking`); the final object gives `eval_count` /
+  `prompt_eval_count` (and is a chunk only if it carries text).
 - Non-streaming: the whole body is one chunk at the end; counts from usage / eval_count.
 Each data line is one event: OpenAI-compatible servers never split an event's data over lines.
 """
@@ -156,21 +160,24 @@ class OpenAIProtocol(LineProtocol):
             if self.chat:
                 delta = choice.get("delta") or {}
                 text = delta.get("content")
-                if text is None:
-                    text = delta.get("reasoning_content")
-                elif not text and "role" in delta:
-                    text = None                   # vLLM's role announcement: no token yet
+                if not text:
+                    thought = delta.get("reasoning") or delta.get("reasoning_content")
+                    if thought:
+                        attempt.reasoning_chunk(now)
+                        return None               # no template: answer chunks only
+                    if text is not None and "role" in delta:
+                        text = None               # vLLM's role announcement: no token yet
             else:
                 text = choice.get("text")
             if text or (text is not None and choice.get("finish_reason") is None):
-                attempt.chunk_times.append(now)
+                attempt.answer_chunk(now)
             else:
                 text = None
         else:
             text = None
         usage = event.get("usage")
         if usage:
-            attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            _usage_counts(attempt, usage)
         if "error" in event:
             attempt.error = ErrorClass.PROTOCOL
         return text if isinstance(text, str) else None
@@ -180,14 +187,25 @@ class OpenAIProtocol(LineProtocol):
         try:
             answer = _loads(body)
             choice = (answer.get("choices") or [{}])[0]
-            text = choice["message"].get("content") if self.chat else choice.get("text")
-            usage = answer.get("usage") or {}
-            attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            message = choice["message"] if self.chat else {}
+            text = message.get("content") if self.chat else choice.get("text")
+            thought = message.get("reasoning") or message.get("reasoning_content")
+            _usage_counts(attempt, answer.get("usage") or {})
         except _SHAPE_ERRORS:
             attempt.error = ErrorClass.PROTOCOL
             return
+        if thought:
+            attempt.first_reasoning_ns = now    # the whole answer arrives at once
         if text or attempt.tokens_out:
-            attempt.chunk(now)
+            attempt.answer_chunk(now)
+
+
+def _usage_counts(attempt, usage: dict) -> None:
+    """The server's token counts from an OpenAI `usage` object."""
+    attempt.server_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    details = usage.get("completion_tokens_details")
+    if details:
+        attempt.server_reasoning_tokens(details.get("reasoning_tokens"))
 
 
 class OllamaProtocol(LineProtocol):
@@ -232,10 +250,15 @@ class OllamaProtocol(LineProtocol):
             attempt.error = ErrorClass.PROTOCOL
             return
         if not done:
-            attempt.chunk(now)
+            if self._thinking(answer) and not self._text(answer):
+                attempt.reasoning_chunk(now)
+            else:
+                attempt.answer_chunk(now)
             return
         if self._text(answer):
-            attempt.chunk(now)
+            attempt.answer_chunk(now)
+        elif self._thinking(answer):
+            attempt.reasoning_chunk(now)
         attempt.server_counts(answer.get("prompt_eval_count"), answer.get("eval_count"))
 
     def _text(self, answer: dict):
@@ -244,11 +267,19 @@ class OllamaProtocol(LineProtocol):
             return message.get("content") if isinstance(message, dict) else None
         return answer.get("response")
 
+    def _thinking(self, answer: dict):
+        """The reasoning text of an object (`think: true` requests): `message.thinking` in
+        chat, `thinking` in generate."""
+        if self.chat:
+            message = answer.get("message")
+            return message.get("thinking") if isinstance(message, dict) else None
+        return answer.get("thinking")
+
     def finish(self, attempt, body: bytes, now: int) -> None:
         """Non-streaming body: the single final object."""
         self._object(attempt, body, now)
         if attempt.chunks == 0 and attempt.tokens_out:
-            attempt.chunk(now)
+            attempt.answer_chunk(now)
 
 
 class OpenAIChat(OpenAIProtocol):

@@ -1,6 +1,6 @@
 """SampleRecorder: finished requests -> columnar SampleBatch objects (proto/samples.py).
 
-Recording a request extends one int64 `array` with its 13 values and another with its chunk
+Recording a request extends one int64 `array` with its 16 values and another with its chunk
 times (one C call each on the hot path). Cutting a batch wraps those buffers as numpy arrays
 without copying and computes the flattened ITL gaps with vector operations, so the event loop
 never pauses to convert thousands of Python objects (which would delay the timestamps of
@@ -14,9 +14,10 @@ import numpy as np
 
 from hpcbench.proto.samples import MAX_GAPS, MAX_ROWS, SampleBatch
 
-# Row fields in the order `add` appends them (req_id .. slot, as in REQUEST_COLUMNS).
+# Row fields in the order `add` appends them (as in REQUEST_COLUMNS).
 _FIELDS = ("req_id", "intended_ns", "send_ns", "first_ns", "end_ns", "chunks", "tokens_in",
-           "tokens_out", "token_source", "status", "error", "phase", "slot")
+           "tokens_out", "token_source", "status", "error", "phase", "slot",
+           "first_reasoning_ns", "first_answer_ns", "reasoning_tokens")
 _CHUNKS = _FIELDS.index("chunks")
 
 
@@ -41,7 +42,9 @@ class SampleRecorder:
         self._rows.extend((attempt.req_id, attempt.intended_ns, attempt.send_ns,
                            times[0] if times else 0, attempt.end_ns, len(times),
                            attempt.tokens_in, attempt.tokens_out, attempt.token_source,
-                           attempt.status, attempt.error, attempt.phase, attempt.slot))
+                           attempt.status, attempt.error, attempt.phase, attempt.slot,
+                           attempt.first_reasoning_ns, attempt.first_answer_ns,
+                           attempt.reasoning_tokens))
         self._chunk_times.extend(times)
         self.recorded += 1
 

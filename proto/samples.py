@@ -87,7 +87,14 @@ REQUEST_COLUMNS: dict[str, str] = {
     "error": "<u1",         # ErrorClass
     "phase": "<u1",         # Phase
     "slot": "<i4",          # closed loop: concurrency slot; open loop: -1
+    # reasoning streams (docs/metrics.md, "Reasoning tokens"); all 0 for plain answers
+    "first_reasoning_ns": "<i8",  # first reasoning chunk (0: none)
+    "first_answer_ns": "<i8",     # first answer (non-reasoning) chunk (0: none)
+    "reasoning_tokens": "<i4",    # of tokens_out: reasoning tokens (server's count, else chunks)
 }
+# Columns added after schema version 1 was fixed: a batch without them (an older executor, a
+# samples file written before) reads them as zeros, i.e. "no reasoning content".
+OPTIONAL_COLUMNS = frozenset({"first_reasoning_ns", "first_answer_ns", "reasoning_tokens"})
 HEADER_FIELDS = ("v", "kind", "run", "trial", "executor", "node", "seq", "interval", "epoch_ns",
                  "n", "cols", "itl_ns")
 
@@ -173,12 +180,18 @@ def from_message(message: object) -> SampleBatch:
     columns = {}
     for name, dtype in REQUEST_COLUMNS.items():
         raw = raw_cols.get(name)
+        if raw is None and name in OPTIONAL_COLUMNS:
+            columns[name] = np.zeros(n, dtype=dtype)
+            continue
         if not isinstance(raw, bytes):
             raise SampleBatchError(f"column {name!r} missing or not bytes")
         width = np.dtype(dtype).itemsize
         if len(raw) != n * width:
             raise SampleBatchError(f"column {name!r} has {len(raw)} bytes, expected {n * width}")
         columns[name] = np.frombuffer(raw, dtype=dtype)
+    reasoning = columns["reasoning_tokens"]
+    if ((reasoning < 0) | (reasoning > np.maximum(columns["tokens_out"], 0))).any():
+        raise SampleBatchError("reasoning_tokens must be 0 .. tokens_out in every row")
     raw_itl = message["itl_ns"]
     if not isinstance(raw_itl, bytes) or len(raw_itl) % 8:
         raise SampleBatchError("itl_ns must be bytes of int64 values")

@@ -192,6 +192,34 @@ def _dataset_is_complete(data: dict) -> list[Problem]:
         if low is not None and high is not None and low > high:
             problems.append(Problem(f"workload.dataset.{side}.max", high,
                                     f"a value >= min ({low})"))
+    return problems + _shared_prefix_fits(dataset)
+
+
+def _shared_prefix_fits(dataset: dict) -> list[Problem]:
+    """shared_prefix: synthetic prompts only; one fraction per prefix, adding up to <= 1."""
+    shared = dataset.get("shared_prefix")
+    if not isinstance(shared, dict):
+        return []
+    kind = dataset.get("kind", "synthetic")
+    if kind != "synthetic":
+        return [Problem("workload.dataset.shared_prefix", shared,
+                        f"no shared_prefix with kind '{kind}': shared prefixes are generated "
+                        "for synthetic prompts (set kind: synthetic, or remove shared_prefix)")]
+    fractions, count = shared.get("fractions"), shared.get("count")
+    if not isinstance(fractions, list):
+        if count is None:
+            return [Problem("workload.dataset.shared_prefix.count", MISSING,
+                            "how many shared prefixes (or a fractions list, one per prefix)")]
+        return []
+    problems = []
+    if isinstance(count, int) and count != len(fractions):
+        problems.append(Problem("workload.dataset.shared_prefix.fractions", fractions,
+                                f"one fraction per prefix: {count} (count), or drop count"))
+    numbers = [f for f in fractions if isinstance(f, (int, float)) and not isinstance(f, bool)]
+    if len(numbers) == len(fractions) and sum(numbers) > 1 + 1e-9:
+        problems.append(Problem("workload.dataset.shared_prefix.fractions", fractions,
+                                f"fractions adding up to at most 1 (they add up to "
+                                f"{sum(numbers):g}; the rest of the prompts get no prefix)"))
     return problems
 
 
@@ -333,6 +361,22 @@ def _service_config_keys_known(data: dict) -> list[Problem]:
                     f"a key the {plugin.name} service takes{suggest(str(key), allowed)}: "
                     f"{', '.join(allowed)}")
             for key, value in config.items() if key not in plugin.config_keys] + refused
+
+
+def _service_takes_its_config(data: dict) -> list[Problem]:
+    """servers.service_config's values as the service plugin itself judges them
+    (`config_problems`); a plugin whose check crashes is named, never a traceback."""
+    config, plugin = lookup(data, "servers.service_config"), _plugin(data)
+    if not isinstance(config, dict) or plugin is None:
+        return []
+    try:
+        return [Problem(f"servers.service_config.{key}", value, expected)
+                for key, value, expected in plugin.config_problems(dict(config))]
+    except Exception as error:      # noqa: BLE001 - a third party's bug, reported as such
+        return [Problem("servers.service_config", config,
+                        f"the {plugin.name} plugin's config_problems failed "
+                        f"({type(error).__name__}: {error}); report it to the plugin's authors "
+                        "or remove the keys it trips on")]
 
 
 def _service_config_model_is_the_workloads(data: dict) -> list[Problem]:
@@ -498,7 +542,8 @@ def _search_fits(data: dict) -> list[Problem]:
             problems.append(Problem("search.high", high, f"at most {MAX_IN_FLIGHT:,} requests "
                                     "in flight (concurrency)"))
     pattern = lookup(data, "workload.load.pattern")   # absent: what the axis drives
-    wanted = {"load.rate": RATE_PATTERNS, "concurrency": ("closed",)}.get(axis)
+    wanted = {"load.rate": RATE_PATTERNS, "concurrency": ("closed",)}.get(
+        axis if isinstance(axis, str) else "")
     if wanted and pattern is not None and pattern not in wanted:
         problems.append(Problem("workload.load.pattern", pattern,
                                 f"{' or '.join(wanted)}: search.axis {axis} drives "
@@ -526,7 +571,8 @@ RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _load_has_its_parameters, _dataset_is_complete,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
-    _something_to_benchmark, _service_config_keys_known, _service_config_model_is_the_workloads,
+    _something_to_benchmark, _service_config_keys_known, _service_takes_its_config,
+    _service_config_model_is_the_workloads,
     _health_endpoint_is_http,
     _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _compat_names_are_exposed,
     _bind_address_is_an_ip, _sweep_fits, _search_fits,

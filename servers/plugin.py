@@ -82,6 +82,12 @@ class ServicePlugin(ABC):
     # an HTTP GET, so servers.health_check.endpoint is refused for it
     health_paths: tuple[str, ...] | None = None
 
+    def config_problems(self, config: dict) -> list[tuple[str, object, str]]:
+        """(key, value, what is expected) for each `servers.service_config` value this service
+        would refuse at start, so `hpcbench validate` says so first (key names are checked
+        through `config_keys` and `refused_keys`). None by default."""
+        return []
+
     @abstractmethod
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         """The argv and environment that start the server on one node."""

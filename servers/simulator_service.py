@@ -27,7 +27,7 @@ from hpcbench.servers.plugin import (
     ignore_eos_extras,
 )
 from hpcbench.servers.runtime import hpcbench_image, service_image, wrap
-from hpcbench.servers.simulator.config import SimulatorConfig
+from hpcbench.servers.simulator.config import SimulatorConfig, settings_problems
 
 OWN_KEYS = ("port", "env")            # the listening port and the environment, not flags
 # every flag of `hpcbench sim` but --host (the node's address), --port and --port-file (the
@@ -63,6 +63,9 @@ class SimulatorService(HttpService):
     version_path = "/version"
     config_keys = (*OWN_KEYS, *SIMULATOR_KEYS)
     defaults: dict = {}               # settings a variant (dummy) applies unless the recipe sets them
+
+    def config_problems(self, config: dict) -> list[tuple[str, object, str]]:
+        return settings_problems({**self.defaults, **config})
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         config = {**self.defaults, **ctx.service_config}

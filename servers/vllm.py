@@ -29,7 +29,8 @@ from hpcbench.servers.plugin import (
 )
 from hpcbench.servers.runtime import wrap
 
-OWN_KEYS = ("port", "model_path", "python", "env", "distributed", "ray_command", "ray_python")
+OWN_KEYS = ("port", "model_path", "python", "env", "distributed", "ray_command", "ray_python",
+            "enable_prefix_caching")
 
 
 class VllmService(HttpService):
@@ -102,4 +103,8 @@ def serve_argv(ctx: LaunchContext) -> list[str]:
     distributed = config.get("distributed") or {}
     parallel = {key: distributed[key] for key in ("tensor_parallel_size", "pipeline_parallel_size")
                 if distributed.get(key) is not None and key not in config}
+    # a boolean flag of vLLM's whose "false" must be said (vLLM's default is on)
+    if config.get("enable_prefix_caching") is not None:
+        argv.append("--enable-prefix-caching" if config["enable_prefix_caching"]
+                    else "--no-enable-prefix-caching")
     return argv + cli_flags(config, skip=OWN_KEYS) + cli_flags(parallel)

@@ -7,6 +7,10 @@ Only rows of Phase.MEASURED enter the metrics; warmup and drain rows are only co
 Which rows feed which metric:
     ttft          successful rows with a first token: first - intended (open loop, slot < 0)
                   or first - send (closed loop, slot >= 0: the request is made when a slot frees)
+                  (the first token of any kind: reasoning or answer, as AIPerf's TTFT)
+    ttfr          successful rows with a reasoning token: first reasoning token - the same start
+    ttfa          successful rows with an answer token: first answer token - the same start
+                  (AIPerf's TTFO; equals ttft for a stream without reasoning)
     itl           every inter-chunk gap of successful rows (one sample per gap)
     tpot          successful rows with >= 2 output tokens: (end - first) / (tokens_out - 1)
     e2e           successful and timed-out rows: end - intended (a timeout ends at the timeout,
@@ -31,7 +35,7 @@ import numpy as np
 from hpcbench.common.errors import config_error
 from hpcbench.proto.samples import ErrorClass, Phase, SampleBatch, TokenSource
 
-METRICS = ("ttft", "itl", "tpot", "e2e", "dispatch_lag", "queue_time")
+METRICS = ("ttft", "itl", "tpot", "e2e", "dispatch_lag", "queue_time", "ttfr", "ttfa")
 SLO_METRICS = ("ttft", "itl", "tpot", "e2e")
 DEFAULT_QUEUE_THRESHOLD_NS = 1_000_000
 # plain ints: comparing numpy columns with them skips IntEnum attribute lookups per batch
@@ -52,6 +56,7 @@ class BatchMetrics:
     token_sources: np.ndarray     # count per TokenSource value, ok rows
     input_tokens: int             # ok rows
     output_tokens: int            # ok rows
+    reasoning_tokens: int         # ok rows: the part of output_tokens that was reasoning
     warmup: int
     drain: int
     first_ns: int | None          # wall clock: earliest intended time of a measured row
@@ -86,9 +91,17 @@ def _tpot(columns: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     return (end - first) // np.maximum(tokens_out - 1, 1)
 
 
+def _first_of_kind(cols: dict[str, np.ndarray], column: str, ok: np.ndarray,
+                   start: np.ndarray) -> np.ndarray:
+    """Time to the first token of one kind (reasoning or answer) of the `ok` rows with one."""
+    first = cols[column]
+    rows = ok & (first > 0)
+    return (first - start)[rows]
+
+
 def request_latencies(columns: dict[str, np.ndarray], itl_ns: np.ndarray | None = None,
                       gaps_per_row: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per row (any phase): ttft, tpot and e2e in ns, MISSING where the row does not define
+    """Per row (any phase): ttft, tpot, e2e, ttfr and ttfa in ns, MISSING where the row does not define
     it (see the module docstring); with `itl_ns` also `max_itl`, the row's largest gap (ITL
     SLOs judge a request by it). The report's request table, goodput and SLO judgement use
     these rows; `derive` applies the same row rules to a batch directly."""
@@ -100,6 +113,10 @@ def request_latencies(columns: dict[str, np.ndarray], itl_ns: np.ndarray | None 
     e2e = np.full(len(rows.ok), MISSING, dtype=np.int64)
     e2e[rows.has_e2e] = (columns["end_ns"] - columns["intended_ns"])[rows.has_e2e]
     latencies = {"ttft": ttft, "tpot": tpot, "e2e": e2e}
+    for name, column in (("ttfr", "first_reasoning_ns"), ("ttfa", "first_answer_ns")):
+        has = rows.ok & (columns[column] > 0)
+        latencies[name] = np.full(len(rows.ok), MISSING, dtype=np.int64)
+        latencies[name][has] = (columns[column] - rows.start)[has]
     if itl_ns is not None:
         if gaps_per_row is None:
             gaps_per_row = np.maximum(columns["chunks"].astype(np.int64) - 1, 0)
@@ -147,6 +164,8 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
         "e2e": (end - intended)[e2e_rows],
         "dispatch_lag": lag[sent],
         "queue_time": lag[sent & (lag > queue_threshold_ns)],
+        "ttfr": _first_of_kind(cols, "first_reasoning_ns", ok, rows.start),
+        "ttfa": _first_of_kind(cols, "first_answer_ns", ok, rows.start),
     }
     good = ok
     if slos_ns:
@@ -162,6 +181,7 @@ def derive(batch: SampleBatch, slos_ns: dict[str, int] | None = None,
                                   minlength=_TOKEN_SOURCES)[:_TOKEN_SOURCES],
         input_tokens=int(cols["tokens_in"][ok].sum(dtype=np.int64)),
         output_tokens=int(cols["tokens_out"][ok].sum(dtype=np.int64)),
+        reasoning_tokens=int(cols["reasoning_tokens"][ok].sum(dtype=np.int64)),
         warmup=int((phase == _WARMUP).sum()), drain=int((phase == _DRAIN).sum()),
         first_ns=batch.epoch_ns + int(measured_intended.min()) if len(measured_intended) else None,
         last_ns=batch.epoch_ns + int(end[measured].max()) if len(measured_intended) else None,

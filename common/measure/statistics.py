@@ -47,6 +47,7 @@ class MetricSet:
             histogram.reset()
         self.requests = self.ok = self.good = 0
         self.input_tokens = self.output_tokens = self.warmup = self.drain = 0
+        self.reasoning_tokens = 0
         self.errors = np.zeros(len(ErrorClass), dtype=np.int64)
         self.token_sources = np.zeros(len(TokenSource), dtype=np.int64)
         self.first_ns: int | None = None
@@ -69,6 +70,7 @@ class MetricSet:
         self.good += other.good
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
+        self.reasoning_tokens += other.reasoning_tokens
         self.warmup += other.warmup
         self.drain += other.drain
         self.errors += other.errors
@@ -98,6 +100,9 @@ class MetricSet:
             "error_total": self.requests - self.ok,
             "warmup_requests": self.warmup, "drain_requests": self.drain,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            # of output_tokens: reasoning (docs/metrics.md "Reasoning tokens") and the answer
+            "reasoning_tokens": self.reasoning_tokens,
+            "answer_tokens": self.output_tokens - self.reasoning_tokens,
             "token_sources": {TokenSource(code).name.lower(): int(count)
                               for code, count in enumerate(self.token_sources) if count},
             "seconds": seconds,

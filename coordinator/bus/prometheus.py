@@ -54,6 +54,8 @@ CUMULATIVE_COUNTERS = (
      "Prompt tokens of successful requests."),
     ("output_tokens", "hpcbench_output_tokens_total",
      "Output tokens of successful requests."),
+    ("reasoning_tokens", "hpcbench_reasoning_tokens_total",
+     "Of the output tokens, those streamed as reasoning content."),
 )
 INTERVAL_RATES = (
     ("req_per_s", "hpcbench_requests_per_second",

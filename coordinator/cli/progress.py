@@ -61,6 +61,8 @@ def progress_line(session) -> str:
         parts.append(f"{_number(figures['req_per_s'])} req/s")
         parts.append(f"TTFT p50 {_number(figures['ttft_p50'])} p99 "
                      f"{_number(figures['ttft_p99'])} ms")
+        if figures["ttfr_p50"] is not None:
+            parts.append(_reasoning(figures))
         parts.append(f"{figures['requests']} requests, {figures['errors']} errors")
     return " | ".join(parts)
 
@@ -81,6 +83,8 @@ def _panel(session) -> Table:
         table.add_row("req/s", _number(figures["req_per_s"]))
         table.add_row("TTFT", f"p50 {_number(figures['ttft_p50'])} ms   "
                               f"p99 {_number(figures['ttft_p99'])} ms")
+        if figures["ttfr_p50"] is not None:
+            table.add_row("reasoning", _reasoning(figures))
         table.add_row("requests", f"{figures['requests']} measured, {figures['warmup']} warmup")
         errors = figures["errors"]
         table.add_row("errors", f"[red]{errors}[/]" if errors else "0")
@@ -144,6 +148,12 @@ def final_line(session) -> str:
     text = (f"{status.state_name.lower()}: {status.trials_done} trial(s) run, "
             f"{status.trials_skipped} skipped, {status.elapsed_s:.1f}s; results in {status.run_dir}")
     return text
+
+
+def _reasoning(figures: dict) -> str:
+    """First reasoning and first answer token, p50 (docs/metrics.md, "Reasoning tokens")."""
+    return (f"TTFR p50 {_number(figures['ttfr_p50'])} ms, TTFA p50 "
+            f"{_number(figures['ttfa_p50'])} ms")
 
 
 def _number(value) -> str:

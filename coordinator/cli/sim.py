@@ -29,6 +29,15 @@ FIELD_HELP = {
     "kv_cache_tokens": "KV-cache size in tokens (for vllm:kv_cache_usage_perc)",
     "default_max_tokens": "output length when a request sets no max_tokens/num_predict",
     "stop_probability": "per-token chance to stop early (requests without ignore_eos)",
+    "reasoning_fraction": "fraction (0..1) of each chat answer's tokens sent first as reasoning "
+                          "content",
+    "reasoning_field": "OpenAI delta field of reasoning tokens: reasoning (vLLM >= 0.10) or "
+                       "reasoning_content",
+    "prefix_caching": "model mode: reuse the KV cache of prompt prefixes seen before (prefill "
+                      "cost only for uncached tokens)",
+    "prefix_cache_tokens": "with --prefix-caching: tokens the prefix cache holds (LRU eviction)",
+    "prefix_block_tokens": "with --prefix-caching: tokens per cache block (only whole blocks "
+                           "are cached, as in vLLM)",
     "error_rate": "fraction of generation requests answered with --error-status",
     "error_status": "HTTP status of injected errors: 500, 429 or 503",
     "stall_ms": "stall each affected stream this long before token --stall-at-token",

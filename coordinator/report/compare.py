@@ -3,8 +3,10 @@ interval when both runs repeated the point.
 
 Trials are matched by their swept values (recipe trial.params); the repetitions of a point are
 its samples. Each repetition gives one value per metric (throughput, goodput, error rate, and
-p50/p99 of TTFT, ITL, TPOT, E2E from its exact statistics, and GPU energy and output tokens per
-joule where GPUs reported telemetry). The interval is Welch's t interval at
+p50/p99 of TTFT, ITL, TPOT, E2E from its exact statistics, TTFA (first answer token: TTFT
+unless the answers carried reasoning), the server's prefix-cache hit ratio where it reports one (so a run
+with prefix caching on and one with it off compare side by side), and GPU energy and output
+tokens per joule where GPUs reported telemetry). The interval is Welch's t interval at
 95 % for the difference of the two means (unequal variances), with the Welch-Satterthwaite
 degrees of freedom rounded down (conservative). It needs at least two repetitions on each side
 (recipe `repetitions: N`); with fewer, only the difference is shown. A change is called
@@ -37,8 +39,10 @@ COMPARED_METRICS: dict[str, tuple[str, bool]] = {
     "error_rate": ("%", False),
     "energy_j": ("J", False),
     "output_tokens_per_joule": ("tokens/J", True),
+    "prefix_cache_hit_ratio": ("%", True),
     **{f"{metric}_{key}": ("ms", False) for metric in ("ttft", "itl", "tpot", "e2e")
        for key in ("p50", "p99")},
+    "ttfa_p50": ("ms", False), "ttfa_p99": ("ms", False),
 }
 
 
@@ -146,11 +150,14 @@ def _values(trials: list, metric: str) -> list[float]:
         if metric == "error_rate":
             value = 100 * overall["error_total"] / overall["requests"] \
                 if overall.get("requests") else None
+        elif metric == "prefix_cache_hit_ratio":
+            ratio = ((trial.summary.get("server") or {}).get("derived") or {}).get(metric)
+            value = None if ratio is None else 100 * ratio
         elif metric in figures:
             value = figures[metric]
         else:
             latency, key = metric.rsplit("_", 1)
-            value = latency_stats(trial)[latency][key]
+            value = (latency_stats(trial).get(latency) or {}).get(key)
         if value is not None:
             values.append(float(value))
     return values

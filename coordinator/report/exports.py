@@ -37,7 +37,7 @@ SUMMARY_PERCENTILES = ("p50", "p90", "p99")
 REQUEST_FIELDS = ("trial", "executor", "node", "req_id", "phase", "error", "status",
                   "intended_unix_ns", "send_unix_ns", "first_unix_ns", "end_unix_ns", "chunks",
                   "tokens_in", "tokens_out", "token_source", "slot", "ttft_ms", "tpot_ms",
-                  "e2e_ms", "max_itl_ms")
+                  "e2e_ms", "max_itl_ms", "reasoning_tokens", "ttfr_ms", "ttfa_ms")
 
 
 def latency_stats(trial) -> dict[str, dict]:
@@ -80,11 +80,12 @@ def summary_rows(run: RunData) -> list[dict]:
                **{name: trial.params.get(name) for name in parameters},
                **{key: overall.get(key) for key in (
                    "requests", "ok", "error_total", "seconds", "req_per_s",
-                   "output_tokens_per_s", "total_tokens_per_s", "goodput_req_per_s")}}
+                   "output_tokens_per_s", "total_tokens_per_s", "goodput_req_per_s",
+                   "reasoning_tokens", "answer_tokens")}}
         stats = latency_stats(trial)
-        for metric in ("ttft", "itl", "tpot", "e2e"):
-            for key in SUMMARY_PERCENTILES:
-                row[f"{metric}_{key}_ms"] = stats[metric][key]
+        for metric in ("ttft", "itl", "tpot", "e2e", "ttfr", "ttfa"):
+            for key in SUMMARY_PERCENTILES:   # ttfr/ttfa: absent in runs recorded before them
+                row[f"{metric}_{key}_ms"] = (stats.get(metric) or {}).get(key)
         row.update(energy_figures(trial))
         rows.append(row)
     return rows
@@ -128,10 +129,10 @@ def request_rows(trial_id: str, table: RequestTable) -> Iterator[tuple]:
     wall = {name: table.wall_ns(name).tolist()
             for name in ("intended_ns", "send_ns", "first_ns", "end_ns")}
     latencies = {name: _ms_or_none(cols[name])
-                 for name in ("ttft_ns", "tpot_ns", "e2e_ns", "max_itl_ns")}
+                 for name in ("ttft_ns", "tpot_ns", "e2e_ns", "max_itl_ns", "ttfr_ns", "ttfa_ns")}
     plain = {name: cols[name].tolist() for name in (
         "executor", "node", "req_id", "phase", "error", "status", "chunks", "tokens_in",
-        "tokens_out", "token_source", "slot")}
+        "tokens_out", "token_source", "slot", "reasoning_tokens")}
     for i in range(len(table)):
         yield (trial_id, table.executors[plain["executor"][i]], table.nodes[plain["node"][i]],
                plain["req_id"][i], names["phase"].get(plain["phase"][i], plain["phase"][i]),
@@ -141,7 +142,8 @@ def request_rows(trial_id: str, table: RequestTable) -> Iterator[tuple]:
                plain["tokens_in"][i], plain["tokens_out"][i],
                names["token_source"].get(plain["token_source"][i], plain["token_source"][i]),
                plain["slot"][i], latencies["ttft_ns"][i], latencies["tpot_ns"][i],
-               latencies["e2e_ns"][i], latencies["max_itl_ns"][i])
+               latencies["e2e_ns"][i], latencies["max_itl_ns"][i], plain["reasoning_tokens"][i],
+               latencies["ttfr_ns"][i], latencies["ttfa_ns"][i])
 
 
 def _ms_or_none(values: np.ndarray) -> list[float | None]:

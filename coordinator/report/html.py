@@ -76,6 +76,7 @@ def _overview(run: RunData) -> str:
     lines.append("<p class=\"note\">GPU energy: all GPUs' energy over the trial's measured "
                  "window, from their telemetry (energy counter, else integrated power); "
                  f"\"{NOT_MEASURED}\" when no GPU reported telemetry.</p>")
+    lines += _reasoning(run)
     classes = sorted({name for trial in run.trials for name in trial.summary["overall"]["errors"]})
     if classes:
         lines.append("<p>Errors by class (measured requests; over time in each trial's "
@@ -84,6 +85,20 @@ def _overview(run: RunData) -> str:
                            [[trial.trial_id, *(trial.summary["overall"]["errors"].get(name, 0)
                                                for name in classes)] for trial in run.trials]))
     return "<h2 id=\"summary\">Summary</h2>\n" + "\n".join(lines)
+
+
+def _reasoning(run: RunData) -> list[str]:
+    """Reasoning tokens and the two first-token times, where any trial streamed reasoning."""
+    rows = [row for row in summary_rows(run) if row.get("reasoning_tokens")]
+    if not rows:
+        return []
+    return ["<p>Reasoning (docs/metrics.md, \"Reasoning tokens\"): TTFT is the first token of "
+            "any kind; TTFR the first reasoning token, TTFA the first answer token.</p>",
+            table(["trial", "reasoning tokens", "answer tokens", "TTFR p50 (ms)",
+                   "TTFR p99 (ms)", "TTFA p50 (ms)", "TTFA p99 (ms)"],
+                  [[row[key] for key in ("trial", "reasoning_tokens", "answer_tokens",
+                                         "ttfr_p50_ms", "ttfr_p99_ms", "ttfa_p50_ms",
+                                         "ttfa_p99_ms")] for row in rows])]
 
 
 def _energy_cells(row: dict) -> list:

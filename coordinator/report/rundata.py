@@ -19,9 +19,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from hpcbench.common.errors import config_error
+from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.coordinator.report.requests import RequestTable, load_requests
 from hpcbench.coordinator.session.results import (
     DONE,
@@ -33,6 +32,7 @@ from hpcbench.coordinator.session.results import (
 )
 from hpcbench.coordinator.session.server_view import SERVER_METRICS, read_rows
 from hpcbench.coordinator.session.session_file import read_record
+from hpcbench.recipes.loader import read_yaml
 
 TELEMETRY_DIR = "telemetry"
 
@@ -177,8 +177,8 @@ def load_run(run_dir: Path) -> RunData:
 def _load_trial(directory: Path) -> TrialData:
     try:
         summary = json.loads((directory / SUMMARY_JSON).read_text())
-        recipe = yaml.safe_load((directory / RECIPE).read_text()) or {}
-    except (OSError, ValueError, yaml.YAMLError) as error:
+        recipe = read_yaml(directory / RECIPE) or {}   # bounded: a results tree may be anyone's
+    except (OSError, ValueError, HpcbenchError) as error:
         raise config_error(f"trial {directory} is marked finished but cannot be read: {error}",
                            ("its results are damaged; rerun that trial under a new session "
                             "id",)) from None

@@ -332,17 +332,23 @@ class SessionRecording:
 
 
 def headline(snapshot: dict | None) -> dict:
-    """The few figures progress displays show: req/s, TTFT p50/p99 (ms), requests, errors.
+    """The few figures progress displays show: req/s, TTFT p50/p99 (ms), requests, errors,
+    and TTFR/TTFA p50 (ms; None unless the answers stream reasoning).
 
     Rates are the trial's measured window so far, not the last interval's: executors send a
     batch about once a second and snapshots come once a second, so an interval holds zero,
     one or two batches and its rate jumps (0, 16, 48, 32 ... for a steady 42 req/s)."""
     figures = {"req_per_s": None, "ttft_p50": None, "ttft_p99": None, "requests": 0,
-               "errors": 0, "warmup": 0, "output_tokens_per_s": None}
+               "errors": 0, "warmup": 0, "output_tokens_per_s": None, "ttfr_p50": None,
+               "ttfa_p50": None}
     if not snapshot:
         return figures
     cumulative = snapshot.get("cumulative") or {}
-    ttft = (cumulative.get("latency") or {}).get("ttft") or {}
+    latency = cumulative.get("latency") or {}
+    ttft = latency.get("ttft") or {}
+    if (latency.get("ttfr") or {}).get("count"):
+        figures.update(ttfr_p50=latency["ttfr"].get("p50"),
+                       ttfa_p50=(latency.get("ttfa") or {}).get("p50"))
     figures.update(req_per_s=cumulative.get("req_per_s"),
                    output_tokens_per_s=cumulative.get("output_tokens_per_s"),
                    ttft_p50=ttft.get("p50"), ttft_p99=ttft.get("p99"),

@@ -6,7 +6,9 @@ queued and batched independently as vLLM does). Each token is due one step after
 previous token was actually written (a late token delays the rest, as a slow GPU step would,
 instead of being followed by a catch-up burst):
 - "model" mode: at most `max_num_seqs` generations run; the rest wait in FIFO order. An admitted
-  generation's first token comes after `prefill_base_ms + prefill_ms_per_token * prompt_tokens`;
+  generation's first token comes after `prefill_base_ms + prefill_ms_per_token * prompt_tokens`
+  (with `prefix_caching`, only the prompt tokens the prefix cache did not hold count there:
+  prefix_cache.py);
   each next token after one decode step of `decode_base_ms + decode_ms_per_seq * running`, so a
   bigger running batch decodes slower (as on a GPU server with continuous batching).
 - "fixed" mode: first token exactly `ttft_ms` after arrival, then exactly `itl_ms` apart.
@@ -36,11 +38,13 @@ from typing import Callable, Protocol
 from hpcbench.common.alarm import make_alarm
 from hpcbench.servers.simulator.config import SimulatorConfig
 from hpcbench.servers.simulator.metrics import ServerStats
+from hpcbench.servers.simulator.prefix_cache import PrefixCache
 
 VOCABULARY = tuple(f" {word}" for word in (
     "the", "cluster", "node", "token", "stream", "batch", "model", "latency", "server", "queue",
     "of", "and", "a", "to", "in", "is", "measure", "benchmark", "request", "answer", "fast",
     "slow", "GPU", "memory", "kernel", "decode", "prefill", "cache", "rate", "time", "data", "."))
+# reasoning_fraction (config.py): the first tokens of an answer are its reasoning
 VOCABULARY_JSON = tuple(json.dumps(word).encode() for word in VOCABULARY)
 
 
@@ -79,17 +83,19 @@ class Generation:
 
     __slots__ = ("output", "index", "submission", "prompt_tokens", "n_tokens", "finish_reason",
                  "offset", "emitted", "arrival", "admitted", "first", "last", "next_at",
-                 "ticket", "stall", "disconnect_at", "no_token", "state", "text")
+                 "ticket", "stall", "disconnect_at", "no_token", "state", "text", "reasoning",
+                 "prompt")
 
     def __init__(self, output: Output, prompt_tokens: int, max_tokens: int,
                  ignore_eos: bool, prompt_key: str, config: SimulatorConfig,
-                 keep_text: bool = False, index: int = 0) -> None:
+                 keep_text: bool = False, index: int = 0, thinks: bool = False) -> None:
         # everything random about a request follows from (seed, prompt): order does not matter
         digest = zlib.crc32(prompt_key.encode(), config.seed & 0xFFFFFFFF)
         self.output = output
         self.index = index        # the choice index of this prompt in its request
         self.submission: Submission | None = None
         self.prompt_tokens = prompt_tokens
+        self.prompt = prompt_key   # what the prefix cache looks up
         self.n_tokens = max_tokens
         self.finish_reason = "length"
         if not ignore_eos and config.stop_probability > 0:
@@ -99,6 +105,8 @@ class Generation:
             early = 1 if p >= 1 else math.ceil(math.log(1 - draw) / math.log(1 - p))
             if early < max_tokens:
                 self.n_tokens, self.finish_reason = max(early, 1), "stop"
+        # how many of the first tokens are reasoning content (chat APIs only; see `thinks`)
+        self.reasoning = int(self.n_tokens * config.reasoning_fraction) if thinks else 0
         self.offset = digest % len(VOCABULARY)
         self.emitted = 0
         self.arrival = self.admitted = self.first = self.last = self.next_at = 0.0
@@ -130,6 +138,8 @@ class Engine:
         self.tickets = itertools.count(1)
         self.alarm = make_alarm(self.loop, self._wake)
         self.alarm_at = math.inf
+        self.prefix_cache = (PrefixCache(config.prefix_cache_tokens, config.prefix_block_tokens)
+                             if config.prefix_caching else None)
 
     # --- faults -------------------------------------------------------------------------
     def draw_fault(self) -> str | None:
@@ -218,7 +228,13 @@ class Engine:
         if c.mode == "fixed":
             self._schedule(generation, generation.arrival + c.ttft_ms / 1000)
         else:
-            prefill = c.prefill_base_ms + c.prefill_ms_per_token * generation.prompt_tokens
+            computed = generation.prompt_tokens
+            if self.prefix_cache is not None:
+                cached = self.prefix_cache.admit(generation.prompt.split())
+                stats.prefix_cache_queries += generation.prompt_tokens
+                stats.prefix_cache_hits += cached
+                computed -= cached
+            prefill = c.prefill_base_ms + c.prefill_ms_per_token * computed
             self._schedule(generation, now + prefill / 1000)
 
     def _schedule(self, generation: Generation, when: float) -> None:
@@ -336,6 +352,7 @@ class Engine:
         self.record({**submission.info, "outcome": outcome, "prompts": len(members),
                      "prompt_tokens": submission.prompt_tokens,
                      "completion_tokens": submission.emitted,
+                     "reasoning_tokens": sum(min(m.reasoning, m.emitted) for m in members),
                      "finish_reason": members[0].finish_reason if outcome == "served" else None,
                      "finish_reasons": [m.finish_reason if m.state == "served" else None
                                         for m in members],

@@ -57,6 +57,8 @@ class ServerStats:
         self.finished = Counter()           # finished_reason -> count (served ones)
         self.faults = Counter()             # injected fault kind -> count
         self.cancelled = 0                  # client went away before the end
+        self.prefix_cache_queries = 0       # prompt tokens looked up in the prefix cache
+        self.prefix_cache_hits = 0          # of those, tokens found (no prefill needed)
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
         self.tpot = Histogram(ITL_BUCKETS)
@@ -68,7 +70,7 @@ class ServerStats:
 
     # --- flat form, for summing the stats of several worker processes ---------------------
     SCALARS = ("running", "waiting", "kv_tokens", "prompt_tokens", "generation_tokens", "served",
-               "cancelled")
+               "cancelled", "prefix_cache_queries", "prefix_cache_hits")
     REASONS = ("length", "stop")
     FAULTS = ("error", "disconnect", "no_token")
     HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "queue", "prefill", "decode")
@@ -128,6 +130,12 @@ class ServerStats:
                [f"vllm:prompt_tokens_total{{{labels}}} {self.prompt_tokens}"])
         metric("vllm:generation_tokens_total", "counter", "Generation tokens processed.",
                [f"vllm:generation_tokens_total{{{labels}}} {self.generation_tokens}"])
+        metric("vllm:prefix_cache_queries_total", "counter",
+               "Prefix cache queries, in prompt tokens (0 without --prefix-caching).",
+               [f"vllm:prefix_cache_queries_total{{{labels}}} {self.prefix_cache_queries}"])
+        metric("vllm:prefix_cache_hits_total", "counter",
+               "Prefix cache hits, in prompt tokens found cached.",
+               [f"vllm:prefix_cache_hits_total{{{labels}}} {self.prefix_cache_hits}"])
         metric("vllm:request_success_total", "counter", "Successfully finished requests.",
                [f'vllm:request_success_total{{{labels},finished_reason="{reason}"}} {count}'
                 for reason, count in sorted(self.finished.items())]

@@ -5,6 +5,8 @@ simulator's version is hpcbench's) and `GET /`.
 Streams are one JSON object per line and per token (`done: false`), then a final object with
 `done: true`, `done_reason`, `prompt_eval_count`, `eval_count` and durations in nanoseconds.
 Streaming is the default, as in Ollama; `"stream": false` gives one object.
+With `reasoning_fraction` (config.py) the first tokens are `thinking` text (chat:
+`message.thinking`), unless the request sets `"think": false`, as Ollama's thinking models do.
 Durations: `load_duration` is the time spent waiting for a batch slot (the model is always
 loaded), `prompt_eval_duration` the prefill, `eval_duration` first to last token.
 """
@@ -65,8 +67,12 @@ class StreamedOutput:
         exchange.start_stream(200, "application/x-ndjson")
 
     def token(self, generation: Generation, text: str, text_json: bytes) -> None:
-        middle = (b'","message":{"role":"assistant","content":' if self.chat
-                  else b'","response":')
+        if generation.emitted < generation.reasoning:
+            middle = (b'","message":{"role":"assistant","content":"","thinking":' if self.chat
+                      else b'","response":"","thinking":')
+        else:
+            middle = (b'","message":{"role":"assistant","content":' if self.chat
+                      else b'","response":')
         self.exchange.write_chunk(self.head + now_iso().encode() + middle + text_json
                                   + self.tail)
 
@@ -90,7 +96,10 @@ class WholeOutput:
         generation.text.append(text)
 
     def finish(self, generation: Generation, last: bool = True) -> None:
-        body = _message(self.chat, self.model, "".join(generation.text))
+        body = _message(self.chat, self.model, "".join(generation.text[generation.reasoning:]))
+        if generation.reasoning:
+            thinking = "".join(generation.text[:generation.reasoning])
+            (body["message"] if self.chat else body)["thinking"] = thinking
         self.exchange.respond_json(200, body | _final_fields(generation, self.loop_time()))
 
     def abort(self) -> None:
@@ -172,7 +181,8 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
     loop_time = time.perf_counter
     output = (StreamedOutput if stream else WholeOutput)(exchange, chat, model, loop_time)
     generation = Generation(output, prompt_tokens, max_tokens, bool(options.get("ignore_eos")),
-                            key, app.config, keep_text=not stream)
+                            key, app.config, keep_text=not stream,
+                            thinks=body.get("think") is not False)
     submission = app.engine.submit(info, [generation], fault)
     exchange.on_close = lambda: app.engine.cancel(submission)
 

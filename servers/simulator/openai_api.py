@@ -4,6 +4,9 @@ Streams follow vLLM/OpenAI: one `data: {chunk}` event per token (the first chat 
 carries the role), a last chunk with `finish_reason`, with `stream_options.include_usage` a
 usage-only chunk (`choices: []`) after it and `"usage": null` on the others, then
 `data: [DONE]`. Each event is written as one HTTP chunk the moment the timing model emits it.
+With `reasoning_fraction` (config.py) a chat answer's first tokens are reasoning deltas
+(`{"reasoning": "..."}`, or `reasoning_content` per `reasoning_field`), as vLLM streams them
+with a reasoning parser; a whole answer carries them in `message.reasoning`.
 
 A completions `prompt` may be a list of prompts (strings or token-id lists), as in OpenAI and
 vLLM: one choice per prompt, `index` = the prompt's position. Streamed, each event carries one
@@ -39,10 +42,12 @@ def _usage(generation: Generation) -> dict:
 class StreamedOutput:
     """SSE output: every token is one event in one HTTP chunk."""
 
-    __slots__ = ("exchange", "chat", "include_usage", "envelope", "heads", "first_head", "tail")
+    __slots__ = ("exchange", "chat", "include_usage", "envelope", "heads", "first_head", "tail",
+                 "thought_head", "first_thought_head")
 
     def __init__(self, exchange: Exchange, chat: bool, include_usage: bool, ident: str,
-                 model: str, created: int, choices: int = 1) -> None:
+                 model: str, created: int, choices: int = 1,
+                 reasoning_field: str = "reasoning") -> None:
         self.exchange = exchange
         self.chat = chat
         self.include_usage = include_usage
@@ -54,17 +59,23 @@ class StreamedOutput:
         if chat:
             self.heads = (self.envelope + b'{"index":0,"delta":{"content":',)
             self.first_head = self.envelope + b'{"index":0,"delta":{"role":"assistant","content":'
+            field = reasoning_field.encode()
+            self.thought_head = self.envelope + b'{"index":0,"delta":{"%s":' % field
+            self.first_thought_head = (self.envelope + b'{"index":0,"delta":{"role":"assistant",'
+                                       b'"%s":' % field)
             choice_end = b'},"logprobs":null,"finish_reason":null}]'
         else:
             self.heads = tuple(self.envelope + b'{"index":%d,"text":' % index
                                for index in range(choices))
-            self.first_head = None
+            self.first_head = self.thought_head = self.first_thought_head = None
             choice_end = b',"logprobs":null,"finish_reason":null}]'
         self.tail = choice_end + (b',"usage":null}\n\n' if include_usage else b'}\n\n')
         exchange.start_stream(200, "text/event-stream; charset=utf-8")
 
     def token(self, generation: Generation, text: str, text_json: bytes) -> None:
-        if self.first_head is not None and generation.emitted == 0:
+        if generation.emitted < generation.reasoning:
+            head = self.first_thought_head if generation.emitted == 0 else self.thought_head
+        elif self.first_head is not None and generation.emitted == 0:
             head = self.first_head
         else:
             head = self.heads[generation.index]
@@ -94,12 +105,13 @@ class StreamedOutput:
 class WholeOutput:
     """Non-streaming output: the whole answer as one JSON body when generation ends."""
 
-    __slots__ = ("exchange", "chat", "ident", "model", "created")
+    __slots__ = ("exchange", "chat", "ident", "model", "created", "reasoning_field")
 
     def __init__(self, exchange: Exchange, chat: bool, ident: str, model: str,
-                 created: int) -> None:
+                 created: int, reasoning_field: str = "reasoning") -> None:
         self.exchange, self.chat, self.ident, self.model, self.created = (
             exchange, chat, ident, model, created)
+        self.reasoning_field = reasoning_field
 
     def token(self, generation: Generation, text: str, text_json: bytes) -> None:
         generation.text.append(text)
@@ -115,11 +127,13 @@ class WholeOutput:
             "usage": _usage(generation)})
 
     def _choice(self, generation: Generation) -> dict:
-        text = "".join(generation.text)
+        text = "".join(generation.text[generation.reasoning:])
         reason = generation.finish_reason if generation.emitted else "stop"
         if self.chat:
-            return {"index": 0, "message": {"role": "assistant", "content": text},
-                    "logprobs": None, "finish_reason": reason}
+            message = {"role": "assistant", "content": text}
+            if generation.reasoning:
+                message[self.reasoning_field] = "".join(generation.text[:generation.reasoning])
+            return {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
         return {"index": generation.index, "text": text, "logprobs": None,
                 "finish_reason": reason}
 
@@ -164,12 +178,12 @@ def generate(app: "SimulatorApp", request: Request, exchange: Exchange, chat: bo
     created = int(time.time())
     if stream:
         output = StreamedOutput(exchange, chat, bool(options.get("include_usage")), ident,
-                                model, created, len(prompts))
+                                model, created, len(prompts), app.config.reasoning_field)
     else:
-        output = WholeOutput(exchange, chat, ident, model, created)
+        output = WholeOutput(exchange, chat, ident, model, created, app.config.reasoning_field)
     ignore_eos = bool(body.get("ignore_eos"))
     generations = [Generation(output, prompt_tokens, max_tokens, ignore_eos, key, app.config,
-                              keep_text=not stream, index=index)
+                              keep_text=not stream, index=index, thinks=chat)
                    for index, (key, prompt_tokens) in enumerate(prompts)]
     submission = app.engine.submit(info, generations, fault)
     exchange.on_close = lambda: app.engine.cancel(submission)

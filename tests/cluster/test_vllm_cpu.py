@@ -3,7 +3,8 @@
 The server is launched by the `vllm` plugin in `process` runtime, checked and prepared by it,
 then benchmarked by hpcbench's executor; our client-side counts must equal what vLLM itself
 counts in its /metrics, and our TTFT must be consistent with vLLM's TTFT histogram. A whole
-`hpcbench run` keeps vLLM's own view of the trial (its scraped /metrics) beside the client's.
+`hpcbench run` keeps vLLM's own view of the trial (its scraped /metrics) beside the client's,
+and two runs with shared prompt prefixes, vLLM's prefix caching off and on, compare side by side.
 """
 from __future__ import annotations
 
@@ -129,9 +130,10 @@ def test_executor_counts_match_vllm_metrics(vllm_server, tmp_path, cli_env):
 
 
 def hpcbench_run(tmp_path: Path, cli_env: dict, scenario: str, duration: str, concurrency: int,
-                 **top) -> Path:
-    """`hpcbench run` of one trial of fixed-length chats against vLLM (`top`: where it is);
-    returns the session directory once the run succeeded."""
+                 dataset: dict | None = None, **top) -> Path:
+    """`hpcbench run` of one trial of fixed-length chats against vLLM (`top`: where it is;
+    `dataset`: more workload.dataset keys); returns the session directory once the run
+    succeeded."""
     recipe = {
         "scenario": scenario, "runtime": "process", "orchestration": {"mode": "local"},
         "workload": {"service": "vllm", "model": "tiny", "api": "openai-chat",
@@ -139,7 +141,7 @@ def hpcbench_run(tmp_path: Path, cli_env: dict, scenario: str, duration: str, co
                      "dataset": {"input_tokens": {"distribution": "fixed", "mean": 24},
                                  "output_tokens": {"distribution": "fixed",
                                                    "mean": OUTPUT_TOKENS},
-                                 "ignore_eos": True}},
+                                 "ignore_eos": True, **(dataset or {})}},
         "results_dir": str(tmp_path / "results"), **top,
     }
     path = tmp_path / "recipe.yaml"
@@ -221,3 +223,33 @@ def test_hpcbench_deploys_vllm_itself_in_process_runtime(tiny_model, tmp_path, c
     server_pid = int(re.search(r"\(APIServer pid=(\d+)\)", log.read_text()).group(1))
     assert not psutil.pid_exists(server_pid) or \
         psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_prefix_caching_off_and_on_shows_in_vllms_counters_and_in_compare(tiny_model, tmp_path,
+                                                                          cli_env):
+    """Shared 96-token prefixes (3 blocks of 32) against vLLM deployed with
+    --no-enable-prefix-caching, then --enable-prefix-caching: vLLM's own prefix-cache counters
+    say whether it reused them, and `hpcbench compare` lists TTFT and the hit ratio of both
+    runs. Timing is not asserted (a tiny model on CPU prefills fast either way)."""
+    runs = {}
+    for caching in (False, True):
+        config = {**service_config(tiny_model), "enable_prefix_caching": caching,
+                  "block_size": 32}
+        work = tmp_path / f"caching-{caching}"
+        work.mkdir()
+        runs[caching] = hpcbench_run(
+            work, cli_env, "vllm-prefix", "3s", 2,
+            dataset={"shared_prefix": {"tokens": 96, "fractions": [0.75]}},
+            servers={"health_check": {"timeout": 400, "interval": 1}, "service_config": config})
+    servers = {caching: json.loads((run / "default" / "summary.json").read_text())["server"]
+               for caching, run in runs.items()}
+    assert servers[False]["counters"]["prefix_cache_hits"] == 0
+    assert servers[True]["counters"]["prefix_cache_hits"] >= 96
+    assert servers[True]["derived"]["prefix_cache_hit_ratio"] > 0.3
+    compared = subprocess.run(
+        [str(Path(sys.executable).with_name("hpcbench")), "compare", str(runs[False]),
+         str(runs[True])], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    assert any("prefix_cache_hit_ratio" in line for line in lines), compared.stdout
+    assert any("ttft_p50" in line for line in lines), compared.stdout

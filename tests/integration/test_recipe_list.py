@@ -14,7 +14,7 @@ def test_list_examples(cli_env, repo):
     assert rows["local-sim.yaml"] == ["local-sim", "simulator", "3"]
     assert rows["vllm-ray-2nodes.yaml"] == ["vllm-ray-2nodes", "vllm", "1"]
     assert rows["capacity-search.yaml"] == ["capacity-search", "simulator", "search"]
-    assert len(rows) == 7
+    assert len(rows) == 8
 
 
 def test_list_defaults_to_the_examples_and_flags_invalid_recipes(cli_env, repo, tmp_path):

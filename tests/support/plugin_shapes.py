@@ -112,3 +112,29 @@ class BadRequests(HttpProtocol):
         if kind == "bytes-with-extras":
             return HttpRequest("/x", b"raw")
         raise RuntimeError("a bug in the plugin")
+
+
+class PickyService(HttpService):
+    """A service that judges the values of its service_config (`config_problems`)."""
+
+    name = "picky"
+
+    def launch(self, ctx):
+        from hpcbench.servers.plugin import LaunchSpec
+
+        return LaunchSpec(["picky-server"])
+
+    def config_problems(self, config):
+        dtype = config.get("dtype", "float16")
+        if dtype not in ("float16", "bfloat16"):
+            return [("dtype", dtype, "a type the picky server loads: float16 or bfloat16")]
+        return []
+
+
+class BuggyCheckService(PickyService):
+    """A plugin whose config_problems itself fails (a bug in someone else's plugin)."""
+
+    name = "buggy-check"
+
+    def config_problems(self, config):
+        return config["missing"]

@@ -83,3 +83,33 @@ def test_bad_dataset_files_name_the_problem(tmp_path, kind, content, message):
 def test_missing_dataset_file_names_the_path(tmp_path):
     with pytest.raises(HpcbenchError, match="absent.jsonl"):
         load_dataset(DatasetSpec(kind="jsonl", path=str(tmp_path / "absent.jsonl")))
+
+
+def test_shared_prefixes_start_the_asked_fractions_of_prompts_on_every_executor():
+    from hpcbench.executor.config import SharedPrefixSpec
+    from hpcbench.executor.datasets import SYNTHETIC_POOL, shared_prefixes
+    spec = DatasetSpec(input_tokens=LengthSpec(mean=20), seed=5,
+                       shared_prefix=SharedPrefixSpec(tokens=30, fractions=(0.5, 0.25)))
+    first, second = shared_prefixes(spec)
+    assert len(first.split()) == len(second.split()) == 30 and first != second
+    for executor in (0, 1):
+        prompts = load_dataset(spec, executor_index=executor)
+        starts = [p.text[:len(first)] for p in prompts]
+        assert starts.count(first) == SYNTHETIC_POOL // 2
+        assert starts.count(second) == SYNTHETIC_POOL // 4
+        assert {p.input_tokens for p in prompts} == {20, 50}
+        # every prompt is the prefix (if any) plus its own suffix: no two are alike
+        assert len({p.text for p in prompts}) == len(prompts)
+        assert {len(p.text.split()) for p in prompts} == {20, 50}
+
+
+def test_shared_prefix_keys_are_checked_with_the_field_and_the_fix():
+    from hpcbench.executor.config import _dataset_spec
+    with pytest.raises(HpcbenchError, match=r"shared_prefix.fractions.*add up to 1.5"):
+        _dataset_spec({"shared_prefix": {"tokens": 8, "fractions": [1, 0.5]}})
+    with pytest.raises(HpcbenchError, match=r"shared_prefix.count=0: expected an integer >= 1"):
+        _dataset_spec({"shared_prefix": {"tokens": 8, "count": 0}})
+    with pytest.raises(HpcbenchError, match=r"synthetic prompts only"):
+        _dataset_spec({"kind": "bundled", "shared_prefix": {"tokens": 8, "count": 1}})
+    even = _dataset_spec({"shared_prefix": {"tokens": 8, "count": 4}}).shared_prefix
+    assert even.fractions == (0.25,) * 4

@@ -145,12 +145,15 @@ def test_recorder_rows_and_gaps_keep_row_boundaries():
         recorder.add(SimpleNamespace(
             req_id=request_id, intended_ns=1, send_ns=2, end_ns=400, chunk_times=times,
             tokens_in=5, tokens_out=len(times), token_source=2, status=200, error=0,
-            phase=1, slot=-1))
+            phase=1, slot=-1, first_reasoning_ns=times[0] if times else 0,
+            first_answer_ns=times[-1] if times else 0, reasoning_tokens=max(len(times) - 1, 0)))
     assert len(recorder) == 6
     batch = samples.decode(samples.encode(recorder.cut(interval=3)))
     assert list(batch.columns["chunks"]) == [3, 0, 2, 1, 0, 2]
     assert list(batch.columns["first_ns"]) == [10, 0, 100, 200, 0, 300]
     assert list(batch.itl_ns) == [3, 6, 4, 1]
+    assert list(batch.columns["first_answer_ns"]) == [19, 0, 104, 200, 0, 301]
+    assert list(batch.columns["reasoning_tokens"]) == [2, 0, 1, 0, 0, 1]
     assert (batch.seq, batch.interval, batch.epoch_ns) == (0, 3, 7)
     assert recorder.cut(interval=4) is None and len(recorder) == 0
 
@@ -173,7 +176,7 @@ def test_a_flood_of_finished_requests_is_cut_into_batches_within_the_contracts_b
         recorder.add(SimpleNamespace(
             req_id=request_id, intended_ns=1, send_ns=2, end_ns=5000, chunk_times=times,
             tokens_in=5, tokens_out=len(times), token_source=2, status=200, error=0,
-            phase=1, slot=-1))
+            phase=1, slot=-1, first_reasoning_ns=0, first_answer_ns=0, reasoning_tokens=0))
     batches = []
     while (batch := recorder.cut(interval=0)) is not None:
         batches.append(samples.decode(samples.encode(batch)))

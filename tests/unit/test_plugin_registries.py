@@ -52,3 +52,24 @@ def test_validate_names_the_installed_protocols(installed):
     with pytest.raises(HpcbenchError) as error:
         recipe_from_dict(recipe)
     assert "workload.api" in error.value.render() and "echo" in error.value.render()
+
+
+def test_validate_asks_the_service_plugin_to_judge_its_config(installed):
+    from hpcbench.recipes import recipe_from_dict
+
+    installed(registry, {"picky": f"{SHAPES}:PickyService",
+                         "buggy-check": f"{SHAPES}:BuggyCheckService"})
+
+    def recipe(service, dtype):
+        return {"scenario": "s", "workload": {"service": service, "model": "m"},
+                "servers": {"service_config": {"dtype": dtype}}}
+
+    recipe_from_dict(recipe("picky", "bfloat16"))
+    with pytest.raises(HpcbenchError) as error:
+        recipe_from_dict(recipe("picky", "int3"))
+    text = error.value.render()
+    assert error.value.code == "E006" and "servers.service_config.dtype" in text
+    assert "int3" in text and "a type the picky server loads: float16 or bfloat16" in text
+    with pytest.raises(HpcbenchError) as error:     # the plugin's own bug: named, no traceback
+        recipe_from_dict(recipe("buggy-check", "float16"))
+    assert "buggy-check plugin's config_problems failed (KeyError" in error.value.render()

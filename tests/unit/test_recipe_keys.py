@@ -403,6 +403,9 @@ PROBES: dict[str, Probe] = {
                           ("min", 20), ("max", 400))},
     "workload.dataset.ignore_eos": Probe(executors, False),
     "workload.dataset.seed": Probe(executors, 777, shows="777"),
+    **{f"workload.dataset.shared_prefix.{key}": Probe(executors, value, with_(LOCAL, (
+        "workload.dataset.shared_prefix", {"tokens": 8, "count": 2})))
+       for key, value in (("count", 3), ("tokens", 64), ("fractions", [0.5, 0.1]))},
     "workload.slo.ttft": Probe(goodput, "40ms"),
     "workload.slo.itl": Probe(goodput, "3ms"),
     "workload.slo.tpot": Probe(goodput, "3ms"),
@@ -429,6 +432,8 @@ PROBES: dict[str, Probe] = {
     "servers.service_config.max_model_len": Probe(launch, 4321, VLLM, "--max-model-len 4321"),
     "servers.service_config.gpu_memory_utilization": Probe(launch, 0.55, VLLM, "0.55"),
     "servers.service_config.enforce_eager": Probe(launch, True, VLLM, "--enforce-eager"),
+    "servers.service_config.enable_prefix_caching": Probe(launch, False, VLLM,
+                                                          "--no-enable-prefix-caching"),
     "servers.service_config.trust_remote_code": Probe(launch, True, VLLM, "--trust-remote-code"),
     "servers.service_config.model_path": Probe(launch, "/weights/llama", VLLM, "/weights/llama"),
     "servers.service_config.env": Probe(launch, {"HF_HOME": "/hf"}, shows="HF_HOME=/hf"),

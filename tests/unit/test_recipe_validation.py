@@ -23,6 +23,7 @@ SLURM = {
 }
 EXPECTED_TRIALS = {"local-sim.yaml": 3, "sweep.yaml": 18, "ollama-single.yaml": 1,
                    "vllm-single.yaml": 1, "vllm-ray-2nodes.yaml": 1, "llamacpp-cpu.yaml": 1,
+                   "prefix-reasoning-sim.yaml": 1,
                    "capacity-search.yaml": 1}   # its probes are chosen as it runs
 
 
@@ -49,6 +50,9 @@ BAD_RECIPES = [
     ("negative warmup", edited(LOCAL, ("workload.warmup", "-5s")), "workload.warmup", "duration"),
     ("bool duration", edited(LOCAL, ("workload.duration", True)), "workload.duration", "duration"),
     ("bad slo", edited(LOCAL, ("workload.slo", {"ttft": "fast"})), "workload.slo.ttft", "500ms"),
+    ("fractional token mean", edited(LOCAL, ("workload.dataset", {
+        "kind": "synthetic", "input_tokens": {"distribution": "normal", "mean": 12.5}})),
+     "workload.dataset.input_tokens.mean", "positive integer"),
     ("typo in workload key", edited(LOCAL, ("workload.concurency", [1, 2])),
      "workload.concurency", 'did you mean "concurrency"'),
     ("typo in top-level key", edited(LOCAL, ("scenaro", "x")), "scenaro", 'did you mean "scenario"'),
@@ -175,6 +179,23 @@ BAD_RECIPES = [
      "workload.load.burstiness", "only gamma uses it"),
     ("image remote without a path", edited(SLURM, ("artifacts.executor", {"remote": "docker://x/y"})),
      "artifacts.executor.path", "pulled into"),
+    ("shared prefix of a file dataset", edited(LOCAL, ("workload.dataset", {
+        "kind": "bundled", "shared_prefix": {"tokens": 64, "count": 2}})),
+     "workload.dataset.shared_prefix", "set kind: synthetic"),
+    ("shared prefix fractions over 1", edited(LOCAL, ("workload.dataset.shared_prefix", {
+        "tokens": 64, "fractions": [0.7, 0.5]})),
+     "workload.dataset.shared_prefix.fractions", "add up to 1.2"),
+    ("shared prefix fraction per prefix", edited(LOCAL, ("workload.dataset.shared_prefix", {
+        "tokens": 64, "count": 3, "fractions": [0.5, 0.2]})),
+     "workload.dataset.shared_prefix.fractions", "one fraction per prefix: 3"),
+    ("simulator reasoning fraction", edited(LOCAL, ("servers", {"service_config": {
+        "reasoning_fraction": 1.5}})),
+     "servers.service_config.reasoning_fraction", "a fraction 0..1"),
+    ("simulator prefix cache size", edited(LOCAL, ("servers", {"service_config": {
+        "prefix_caching": True, "prefix_cache_tokens": 0}})),
+     "servers.service_config.prefix_cache_tokens", "an integer >= 1"),
+    ("shared prefix without a length", edited(LOCAL, ("workload.dataset.shared_prefix", {
+        "count": 2})), "workload.dataset.shared_prefix.tokens", "positive integer"),
 ]
 
 

@@ -2,6 +2,9 @@
 trial, the verdict is the one stored with it, earlier attempts are listed and in no figure."""
 import json
 
+import pytest
+
+from hpcbench.common.errors import HpcbenchError
 from hpcbench.coordinator.report import build_report
 from hpcbench.coordinator.report.compare import compare_runs
 from hpcbench.coordinator.report.compare_page import comparison_html
@@ -75,3 +78,15 @@ def test_compare_uses_final_attempts_and_lists_the_earlier_ones(tmp_path):
     assert len(c2_requests.a) == 1          # the final attempt only, not both
     page = comparison_html(comparison)
     assert "A: c2: figures of attempt 2 (passed); earlier: attempt 1 failed" in page
+
+
+def test_an_alias_bomb_in_a_trials_recipe_is_refused_not_expanded(tmp_path):
+    """A results tree may be anyone's: its recipe.yaml is read within a recipe's limits."""
+    writer = ResultsWriter(tmp_path, "scenario", "s")
+    trial_dir, _ = run_trial(writer, "c1", recipe=recipe("c1", 1))
+    bomb = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    bomb += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, 9)]
+    (trial_dir / "recipe.yaml").chmod(0o600)
+    (trial_dir / "recipe.yaml").write_text("\n".join(bomb) + "\n")
+    with pytest.raises(HpcbenchError, match="cannot be read.*beyond the limits"):
+        load_run(writer.session_dir)

@@ -56,3 +56,21 @@ def test_garbage_is_rejected_not_crashing():
         samples.decode(b"\xc1\xff garbage")
     with pytest.raises(samples.SampleBatchError):
         samples.decode(msgpack.packb([1, 2, 3]))
+
+
+def test_batch_without_the_reasoning_columns_reads_them_as_zero():
+    """An older executor's batch (or samples file) lacks the reasoning columns: still valid."""
+    message = msgpack.unpackb(samples.encode(make_batch()), raw=False)
+    for name in samples.OPTIONAL_COLUMNS:
+        del message["cols"][name]
+    back = samples.from_message(message)
+    for name in samples.OPTIONAL_COLUMNS:
+        np.testing.assert_array_equal(back.columns[name], [0, 0, 0])
+
+
+def test_reasoning_tokens_beyond_the_output_tokens_are_rejected():
+    batch = make_batch()
+    batch.columns["tokens_out"][:] = 2
+    batch.columns["reasoning_tokens"][:] = [0, 2, 3]
+    with pytest.raises(samples.SampleBatchError, match="reasoning_tokens"):
+        samples.decode(samples.encode(batch))
