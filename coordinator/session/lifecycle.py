@@ -12,6 +12,10 @@ its own thread, started by `Coordinator.start_session`; a `Launcher`
 (coordinator/launch/base.py) starts its processes on this machine or, under Slurm, as srun
 steps: the session never knows which.
 
+A recipe with a `search` block has no trial list up front: each next trial is the probe its
+capacity search picks from the verdicts so far (capacity.py), and a re-run replays the
+recorded verdicts before measuring on.
+
 Each executor sends its requests to the server endpoints the recipe's
 `distribution_strategy` maps it to (`plan.assign_targets`; under all-to-all every endpoint, its
 requests taking them in turn), so every server gets load.
