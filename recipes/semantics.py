@@ -19,6 +19,7 @@ from hpcbench.servers import registry as service_registry
 
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
 RATE_PATTERNS = ("constant", "poisson", "gamma")     # burst is paced by burst_size/burst_pause
+MIN_RATE = 0.001                 # requests/s: workload.load.rate's minimum (recipe.schema.json)
 # load keys and the patterns that read them (the executor's schedules; executor/config.py)
 PATTERN_KEYS = {"rate": RATE_PATTERNS, "burstiness": ("gamma",),
                 "burst_size": ("burst",), "burst_pause": ("burst",), "trace": ("trace",)}
@@ -541,6 +542,9 @@ def _search_fits(data: dict) -> list[Problem]:
         if isinstance(high, (int, float)) and high > MAX_IN_FLIGHT:
             problems.append(Problem("search.high", high, f"at most {MAX_IN_FLIGHT:,} requests "
                                     "in flight (concurrency)"))
+    if axis == "load.rate" and isinstance(low, (int, float)) and 0 < low < MIN_RATE:
+        problems.append(Problem("search.low", low, f"at least {MIN_RATE:g} requests/s (the "
+                                "lowest rate workload.load.rate takes)"))
     pattern = lookup(data, "workload.load.pattern")   # absent: what the axis drives
     wanted = {"load.rate": RATE_PATTERNS, "concurrency": ("closed",)}.get(
         axis if isinstance(axis, str) else "")

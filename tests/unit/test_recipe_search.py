@@ -61,6 +61,7 @@ def test_defaults_fill_the_ceiling_confidence_and_repeats_and_durations_become_s
     (SEARCH, "search.resolution", 0.5, "search.resolution: got 0.5; expected a whole number"),
     (SEARCH, "search.high", 200000, "search.high: got 200000; expected at most 100,000"),
     (SEARCH, "search.slo", {}, "search.slo: got {}; expected at least one of ttft, itl"),
+    (RATE, "search.low", 0.0001, "search.low: got 0.0001; expected at least 0.001 requests/s"),
     (SEARCH, "search.slo.p99", {"percentile": 99, "max": 1},
      "search.slo.p99: got {'percentile': 99, 'max': 1}; expected no key 'p99' here; allowed "
      "keys: e2e, itl, tpot, ttft"),
