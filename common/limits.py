@@ -32,6 +32,7 @@ MAX_BURSTINESS = 100.0              # 100 is already nearly a constant rate
 MAX_REQUESTS = 10**12               # max_requests
 MAX_TOKENS = 1_000_000              # prompt/output lengths, max_tokens, token distributions
 MAX_BATCH = 1024                    # prompts in one request
+MAX_TURNS = 1_000                   # turns of one conversation (its history is resent each turn)
 MAX_REPETITIONS = 1_000
 MAX_SWEEP_VALUES = 1_000            # values in one sweep list
 MAX_TRIALS = 10_000                 # sweep combinations x repetitions

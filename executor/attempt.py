@@ -22,6 +22,11 @@ class Attempt:
                  "error", "chunk_times", "buffer", "body_parts", "connection", "finished",
                  "on_done", "discard", "template", "first_reasoning_ns", "first_answer_ns",
                  "reasoning_chunks", "reasoning_tokens")
+    # a request that belongs to no conversation (TurnAttempt has its own, per instance): class
+    # attributes, so single requests pay nothing for them
+    conversation = -1
+    turn = -1
+    turns = 0
 
     def __init__(self, req_id: int, intended_ns: int, phase: int, slot: int, protocol,
                  stream: bool, tokens_in_estimate: int, on_done: Callable[["Attempt"], None]):
@@ -164,3 +169,30 @@ class Attempt:
         # drop references that form cycles (connection -> handler)
         self.body_parts = self.buffer = self.connection = None
         self.on_done(self)
+
+
+class TurnAttempt(Attempt):
+    """One turn of a conversation: an Attempt that also keeps every byte of its answer, so the
+    answer's text can be sent back in the next turn's history (`WireProtocol.answer_text`)."""
+
+    __slots__ = ("conversation", "turn", "turns", "talk", "answer", "answer_bytes")
+
+    def __init__(self, req_id: int, intended_ns: int, phase: int, slot: int, protocol,
+                 stream: bool, tokens_in_estimate: int, on_done: Callable[["Attempt"], None],
+                 talk):
+        super().__init__(req_id, intended_ns, phase, slot, protocol, stream,
+                         tokens_in_estimate, on_done)
+        # the conversation (executor/conversations.py Talk) and where in it this turn is
+        self.talk = talk
+        self.conversation, self.turn, self.turns = talk.number, talk.turn, talk.turns
+        self.answer: list[bytes] = []
+        self.answer_bytes = 0
+
+    def on_body(self, data: bytes, now: int) -> None:
+        if not self.discard:
+            self.answer.append(data)
+            self.answer_bytes += len(data)
+            if self.answer_bytes > MAX_WHOLE_BODY_BYTES:   # no answer is that big
+                self.give_up(ErrorClass.PROTOCOL, now)
+                return
+        super().on_body(data, now)

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--batch", type=int, default=1,
                       help="prompts per request (openai-completions prompt list)")
     data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--conversation", metavar="JSON",
+                      help="multi-turn conversations as a JSON object (workload.conversation), "
+                           "e.g. '{\"turns\": 3, \"think_time\": \"1s\"}'")
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE", help="write sample batches to this file")
     out.add_argument("--push", metavar="ENDPOINT", help="PUSH sample batches to a ZeroMQ PULL")
@@ -96,6 +99,7 @@ def workload_from_args(args: argparse.Namespace) -> dict:
                     "output_tokens": None if output is None else
                     {"distribution": "fixed", "mean": output},
                     "ignore_eos": args.ignore_eos, "seed": args.seed},
+        "conversation": _json_object(args.conversation, "--conversation"),
     }
 
 

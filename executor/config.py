@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from hpcbench.common import limits
+from hpcbench.common.conversation_rules import conversation_problems
 from hpcbench.common.durations import parse_duration
 from hpcbench.common.errors import config_error
 from hpcbench.executor.protocol_registry import get_protocol, known_protocols
@@ -21,6 +22,7 @@ from hpcbench.proto.samples import MAX_ROWS
 PATTERNS = ("closed", "constant", "poisson", "gamma", "burst", "trace")
 DATASET_KINDS = ("synthetic", "sharegpt", "jsonl", "bundled")
 DISTRIBUTIONS = ("fixed", "uniform", "normal")
+THINK_DISTRIBUTIONS = ("fixed", "uniform", "exponential")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,27 @@ class LoadSpec:
     phase_offset: float = 0.0    # constant pattern: spreads executors' arrivals evenly
 
 
+@dataclass(frozen=True)
+class ThinkTimeSpec:
+    """The pause between an answer and the user's next message: fixed `mean`, uniform
+    `min..max`, or exponential with `mean` (seconds)."""
+
+    distribution: str = "fixed"
+    mean: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConversationSpec:
+    """Multi-turn mode (`workload.conversation`): how many turns a synthetic conversation has,
+    a cap on any conversation's turns, and the think time before each turn after the first."""
+
+    turns: LengthSpec = LengthSpec(mean=2, max=limits.MAX_TURNS)
+    max_turns: int = limits.MAX_TURNS
+    think_time: ThinkTimeSpec = ThinkTimeSpec()
+
+
 DEFAULT_PORTS = {"http": 80, "redis": 6379}
 
 
@@ -102,6 +125,7 @@ class LoadConfig:
     request_extras: dict = field(default_factory=dict)   # service plugin's extra body fields
     api_config: dict = field(default_factory=dict)      # workload.api_config, as checked by
                                                          # the protocol's check_config
+    conversation: ConversationSpec | None = None         # multi-turn mode; None: single requests
 
     @property
     def endpoints(self) -> list[tuple[str, int, str]]:
@@ -143,6 +167,9 @@ class LoadConfig:
         if not duration and max_requests is None:
             raise config_error("workload.duration and workload.max_requests are both unset/0: "
                                "set a duration (e.g. \"60s\") or a request count")
+        dataset = _dataset_spec(get.mapping("dataset"))
+        conversation = _conversation_spec(workload, dataset, protocol)
+        batch = _batch(get, protocol)
         return cls(
             targets=tuple(url.rstrip("/") for url in targets), api=api,
             model=get.text("model", None),
@@ -155,17 +182,18 @@ class LoadConfig:
             concurrency=_concurrency(get, executor_index, executor_count) if pattern == "closed"
             else 0,
             load=_load_spec(load, pattern, executor_index, executor_count),
-            dataset=_dataset_spec(get.mapping("dataset")),
+            dataset=dataset,
             run_id=str(run_id), trial_id=str(trial_id),
             executor_id=executor_id or f"executor-{executor_index}", node=str(node),
             executor_index=executor_index, executor_count=executor_count,
             slo=dict(get.mapping("slo")),
-            batch=_batch(get, protocol),
+            batch=batch,
             max_tokens=get.integer("max_tokens", None, minimum=1, allow_none=True,
                                    maximum=limits.MAX_TOKENS),
             request_extras=dict(_Reader({"request_extras": request_extras}, "config")
                                 .mapping("request_extras")),
             api_config=protocol.check_config(dict(get.mapping("api_config"))),
+            conversation=conversation,
         )
 
 
@@ -197,8 +225,10 @@ def with_executor_share(workload: dict, executor_index: int,
     executor_concurrency` shows), instead of every executor running all of them.
 
     `executor_nodes` maps every executor index of the session to its node."""
-    if workload.get("concurrency") is not None or workload.get("clients_per_node") is None:
-        return workload
+    load = workload.get("load")
+    if workload.get("concurrency") is not None or workload.get("clients_per_node") is None \
+            or (isinstance(load, dict) and load.get("pattern", "closed") != "closed"):
+        return workload                   # open loop: no slots to split
     node = executor_nodes[executor_index]
     peers = sorted(index for index, peer_node in executor_nodes.items() if peer_node == node)
     clients = workload["clients_per_node"]
@@ -326,14 +356,50 @@ def _shared_prefix_spec(value, kind: str) -> SharedPrefixSpec | None:
     return SharedPrefixSpec(tokens, tuple(float(f) for f in fractions))
 
 
-def _length_spec(value, where: str) -> LengthSpec:
+def _conversation_spec(workload: dict, dataset: DatasetSpec, protocol
+                       ) -> ConversationSpec | None:
+    """`workload.conversation` (None when absent: every request stands alone). Its presence,
+    even as `{}`, switches the trial to conversations; `turns` shapes synthetic ones only
+    (file datasets bring their own turns), `max_turns` caps every kind."""
+    if workload.get("conversation") is None:
+        return None
+    where = "workload.conversation"
+    conversation = _Reader(workload, "workload").mapping("conversation")
+    for path, value, expected in conversation_problems(conversation, dataset.kind, protocol,
+                                                       workload.get("batch")):
+        raise config_error(f"{path}={_shown(value)}: expected {expected}")
+    get = _Reader(conversation, where)
+    return ConversationSpec(
+        turns=_length_spec(conversation.get("turns", 2), f"{where}.turns", limits.MAX_TURNS),
+        max_turns=get.integer("max_turns", limits.MAX_TURNS, minimum=1,
+                              maximum=limits.MAX_TURNS),
+        think_time=_think_time_spec(conversation.get("think_time"), f"{where}.think_time"))
+
+
+def _think_time_spec(value, where: str) -> ThinkTimeSpec:
+    """A duration (fixed), or {distribution: fixed|uniform|exponential, mean, min, max} with
+    durations as values (completeness checked by conversation_problems)."""
+    if value is None:
+        return ThinkTimeSpec()
+    if not isinstance(value, dict):
+        seconds = _Reader({"think_time": value}, where.rsplit(".", 1)[0]).duration(
+            "think_time", None)
+        return ThinkTimeSpec("fixed", seconds, seconds, seconds)
+    get = _Reader(value, where)
+    distribution = get.choice("distribution", THINK_DISTRIBUTIONS, "fixed")
+    low, high = get.duration("min", 0.0), get.duration("max", 0.0)
+    mean = get.duration("mean", (low + high) / 2)
+    return ThinkTimeSpec(distribution, mean, low, high)
+
+
+def _length_spec(value, where: str, most: int = limits.MAX_TOKENS) -> LengthSpec:
     if value is None:
         return LengthSpec()
     if isinstance(value, int) and not isinstance(value, bool):
         value = {"distribution": "fixed", "mean": value}
     get = _Reader(value, where)
     distribution = get.choice("distribution", DISTRIBUTIONS, "fixed")
-    tokens = limits.MAX_TOKENS
+    tokens = most
     low = get.integer("min", 1, minimum=1, maximum=tokens)
     high = get.integer("max", tokens, minimum=1, maximum=tokens)
     if high < low:

@@ -1,9 +1,11 @@
 """Prompt sources without downloads: synthetic, ShareGPT JSON, JSONL prompts, the bundled set.
 
 A dataset is a list of `Prompt`s built once before the trial (seeded, so two runs with the same
-seed send the same requests); the engine cycles through it. Token counts here are client-side
-estimates (about 4 characters per token); the server's own counts replace them when it reports
-usage (DESIGN.md section 4).
+seed send the same requests); the engine cycles through it. In multi-turn mode
+(`workload.conversation`) it is a list of conversations instead (`load_conversations`): each
+a tuple of user turns, whose answers come from the server under test, not from the file.
+Token counts here are client-side estimates (about 4 characters per token); the server's own
+counts replace them when it reports usage (DESIGN.md section 4).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcbench.common.errors import config_error
-from hpcbench.executor.config import DatasetSpec, LengthSpec, SharedPrefixSpec
+from hpcbench.executor.config import ConversationSpec, DatasetSpec, LengthSpec, SharedPrefixSpec
 
 SYNTHETIC_POOL = 512   # distinct synthetic prompts (cycled); enough to defeat prefix caches
 PREFIX_STREAM = 0x5EED   # the random stream of shared prefixes, apart from the prompts' own
@@ -61,6 +63,115 @@ def load_dataset(spec: DatasetSpec, executor_index: int = 0) -> list[Prompt]:
     return prompts
 
 
+Conversation = tuple[Prompt, ...]    # the user's turns, in order; output_tokens per answer
+# ShareGPT's speakers: the user's turns and the answers (whose lengths set the turns' outputs)
+USER_ROLES = frozenset({"human", "user"})
+ASSISTANT_ROLES = frozenset({"gpt", "chatgpt", "assistant", "bard", "bing", "model"})
+
+
+def load_conversations(spec: DatasetSpec, conversation: ConversationSpec,
+                       executor_index: int = 0) -> list[Conversation]:
+    """The conversations of one executor, in a seeded order, each cut to `max_turns`. The
+    recipe's output_tokens (when given) replace the dataset's own answer lengths, as for
+    single prompts."""
+    rng = np.random.default_rng([spec.seed, executor_index])
+    if spec.kind == "synthetic":
+        return _synthetic_conversations(spec, conversation, rng)
+    if spec.kind == "sharegpt":
+        scripts = _sharegpt_conversations(spec.path)
+    elif spec.kind == "jsonl":
+        scripts = _jsonl_conversations(_read(spec.path, "jsonl"), spec.path)
+    else:
+        raise config_error(f"workload.dataset.kind={spec.kind!r} holds no conversations; use "
+                           "synthetic, sharegpt or jsonl")
+    scripts = [script[:conversation.max_turns] for script in scripts]
+    conversations = []
+    for index in rng.permutation(len(scripts)):
+        script = scripts[index]
+        if spec.output_tokens is not None:
+            lengths = sample_lengths(spec.output_tokens, len(script), rng)
+            script = tuple(Prompt(turn.text, turn.input_tokens, int(length))
+                           for turn, length in zip(script, lengths))
+        conversations.append(script)
+    return conversations
+
+
+def _synthetic_conversations(spec: DatasetSpec, conversation: ConversationSpec,
+                             rng: np.random.Generator) -> list[Conversation]:
+    counts = np.minimum(sample_lengths(conversation.turns, SYNTHETIC_POOL, rng),
+                        conversation.max_turns)
+    turns = _synthetic(spec, rng, int(counts.sum()))
+    ends = np.cumsum(counts)
+    return [tuple(turns[end - count:end]) for count, end in zip(counts, ends)]
+
+
+def _jsonl_conversations(content: str, where: str) -> list[Conversation]:
+    """JSONL: one conversation per line, {"turns": [...]} where each turn is the user's text or
+    {"prompt": "...", "output_tokens": N} (output_tokens optional)."""
+    conversations = []
+    for number, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            turns = json.loads(line).get("turns")
+        except (ValueError, AttributeError):
+            turns = None
+        script = [_jsonl_turn(turn) for turn in turns] if isinstance(turns, list) else []
+        if not script or None in script:
+            raise config_error(f"{where} line {number}: expected {{\"turns\": [...]}} with at "
+                               "least one turn, each a non-empty string or {\"prompt\": "
+                               "\"...\", \"output_tokens\": N} (N an integer >= 1, optional)")
+        conversations.append(tuple(script))
+    if not conversations:
+        raise config_error(f"{where} has no conversations; add lines like "
+                           "{\"turns\": [\"Hello\", \"And then?\"]}")
+    return conversations
+
+
+def _jsonl_turn(turn: object) -> Prompt | None:
+    """One user turn of a JSONL conversation; None when it is malformed."""
+    text, output = (turn, None) if isinstance(turn, str) else (
+        (turn.get("prompt", turn.get("text")), turn.get("output_tokens"))
+        if isinstance(turn, dict) else (None, None))
+    if not isinstance(text, str) or not text.strip() or not (
+            output is None or (isinstance(output, int) and not isinstance(output, bool)
+                               and output >= 1)):
+        return None
+    return Prompt(text, estimate_tokens(text), output)
+
+
+def _sharegpt_conversations(path: str | None) -> list[Conversation]:
+    """ShareGPT: each human message is a turn, the reply after it sets its output length (a
+    last human message without a reply asks for the server's default). A system message is
+    skipped; the conversation ends where the speakers stop alternating."""
+    conversations = []
+    for turns in _sharegpt_entries(path):
+        script: list[Prompt] = []
+        expect_user = True
+        for turn in turns:
+            role = turn.get("from") if isinstance(turn, dict) else None
+            value = turn.get("value") if isinstance(turn, dict) else None
+            if role == "system" and not script:
+                continue
+            if not isinstance(value, str) or \
+                    (role not in USER_ROLES if expect_user else role not in ASSISTANT_ROLES):
+                break
+            if expect_user:
+                if not value.strip():
+                    break
+                script.append(Prompt(value, estimate_tokens(value), None))
+            else:
+                script[-1] = Prompt(script[-1].text, script[-1].input_tokens,
+                                    estimate_tokens(value))
+            expect_user = not expect_user
+        if script:
+            conversations.append(tuple(script))
+    if not conversations:
+        raise config_error(f"{path} holds no usable conversation (each needs a first human "
+                           "turn under \"conversations\")")
+    return conversations
+
+
 def sample_lengths(spec: LengthSpec, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` integer lengths from a fixed / uniform / normal (clipped) distribution."""
     if spec.distribution == "fixed":
@@ -71,9 +182,10 @@ def sample_lengths(spec: LengthSpec, count: int, rng: np.random.Generator) -> np
     return np.clip(values, spec.min, spec.max).astype(np.int64)
 
 
-def _synthetic(spec: DatasetSpec, rng: np.random.Generator) -> list[Prompt]:
-    inputs = sample_lengths(spec.input_tokens, SYNTHETIC_POOL, rng)
-    outputs = sample_lengths(spec.output_tokens or LengthSpec(), SYNTHETIC_POOL, rng)
+def _synthetic(spec: DatasetSpec, rng: np.random.Generator,
+               count: int = SYNTHETIC_POOL) -> list[Prompt]:
+    inputs = sample_lengths(spec.input_tokens, count, rng)
+    outputs = sample_lengths(spec.output_tokens or LengthSpec(), count, rng)
     words = np.array(WORDS)
     prefixes = _prefix_of_each_prompt(spec, rng) if spec.shared_prefix else None
     prompts = []
@@ -147,16 +259,9 @@ def _jsonl_texts(content: str, where: str) -> list[tuple[str, int | None]]:
 def _sharegpt_texts(path: str | None) -> list[tuple[str, int | None]]:
     """ShareGPT JSON: a list of {"conversations": [{"from": "human", "value": ...}, {"from":
     "gpt", "value": ...}, ...]}; the first human turn is the prompt, the reply sets the length."""
-    try:
-        entries = json.loads(_read(path, "sharegpt"))
-    except ValueError as error:
-        raise config_error(f"workload.dataset.path={path!r} is not valid JSON ({error})") from None
-    if not isinstance(entries, list):
-        raise config_error(f"{path}: a ShareGPT file is a JSON list of conversations")
     texts = []
-    for entry in entries:
-        turns = entry.get("conversations") if isinstance(entry, dict) else None
-        if not isinstance(turns, list) or len(turns) < 2:
+    for turns in _sharegpt_entries(path):
+        if len(turns) < 2:
             continue
         first, reply = turns[0], turns[1]
         if not all(isinstance(turn, dict) and isinstance(turn.get("value"), str)
@@ -167,3 +272,15 @@ def _sharegpt_texts(path: str | None) -> list[tuple[str, int | None]]:
         raise config_error(f"{path} holds no usable conversation (each needs a human turn and a "
                            "reply under \"conversations\")")
     return texts
+
+
+def _sharegpt_entries(path: str | None) -> list[list]:
+    """The `conversations` lists of a ShareGPT JSON file (entries without one are skipped)."""
+    try:
+        entries = json.loads(_read(path, "sharegpt"))
+    except ValueError as error:
+        raise config_error(f"workload.dataset.path={path!r} is not valid JSON ({error})") from None
+    if not isinstance(entries, list):
+        raise config_error(f"{path}: a ShareGPT file is a JSON list of conversations")
+    return [entry["conversations"] for entry in entries
+            if isinstance(entry, dict) and isinstance(entry.get("conversations"), list)]

@@ -13,6 +13,11 @@ sends its next request as soon as its previous one ended (intended = send decisi
 after a connection failure (refused, reset, unreachable): then the slot backs off, exponentially
 with jitter, before its next attempt (`SlotBackoff`), so a dead server is not hammered while the
 session notices that its process died. Each attempt is still recorded as one error.
+
+Conversations (`workload.conversation`): the schedule (open loop) or a free slot (closed loop)
+starts a conversation instead of sending a request; each later turn is sent from a loop timer
+at the previous answer's end plus a think time, with the history so far (see "conversations"
+below).
 """
 from __future__ import annotations
 
@@ -28,9 +33,10 @@ from dataclasses import dataclass, field
 from hpcbench.common.alarm import make_alarm
 from hpcbench.common.errors import HpcbenchError, config_error
 from hpcbench.common.stamped_socket import hold_kernel_stamps
-from hpcbench.executor.attempt import Attempt
+from hpcbench.executor.attempt import Attempt, TurnAttempt
 from hpcbench.executor.config import LoadConfig
-from hpcbench.executor.datasets import load_dataset
+from hpcbench.executor.conversations import Talk, think_rng, think_times_ns
+from hpcbench.executor.datasets import estimate_tokens, load_conversations, load_dataset
 from hpcbench.executor.http import (
     ConnectionPool,
     HttpConnection,
@@ -42,7 +48,7 @@ from hpcbench.executor.http import (
 from hpcbench.executor.protocol_registry import get_protocol
 from hpcbench.executor.recorder import SampleRecorder
 from hpcbench.executor.schedules import arrival_offsets, closed_loop_starts
-from hpcbench.executor.wire import FramedProtocol, HttpRequest, RequestInput
+from hpcbench.executor.wire import FramedProtocol, HttpRequest, RequestInput, transcript
 from hpcbench.proto.samples import MAX_GAPS, ErrorClass, Phase
 
 START_LEAD_NS = 20_000_000  # t0 is this far after setup, so the first requests are not late
@@ -55,6 +61,7 @@ CONNECT_FAILURES = frozenset({ErrorClass.CONNECTION_REFUSED, ErrorClass.CONNECTI
 now_ns = time.perf_counter_ns
 # the members read on every request, as globals: Enum attribute access costs ~70 ns in 3.11
 _WARMUP, _MEASURED, _DRAIN, _OK = Phase.WARMUP, Phase.MEASURED, Phase.DRAIN, ErrorClass.OK
+_PROTOCOL = ErrorClass.PROTOCOL
 
 
 @dataclass
@@ -136,10 +143,19 @@ class Trial:
         self.protocol = get_protocol(config.api).configured(config.api_config)
         framed = isinstance(self.protocol, FramedProtocol)   # not HTTP: encodes its own requests
         connection = self.protocol.connection_class if framed else HttpConnection
-        self.prompts = load_dataset(config.dataset, config.executor_index)
-        self._prebuild(framed)
+        self.framed = framed
+        self.line_index: dict[tuple[str, str], int] = {}    # (method, path) -> its number
+        if config.conversation is None:
+            self.prompts = load_dataset(config.dataset, config.executor_index)
+            self._begin = self._issue          # a schedule slot or a free slot sends a request
+        else:   # a conversation's first turn has no history: it is prebuilt like a prompt
+            self.scripts = load_conversations(config.dataset, config.conversation,
+                                              config.executor_index)
+            self.prompts = [script[0] for script in self.scripts]
+            self._begin = self._start_conversation       # ... or starts a conversation
+        self._prebuild()
         # one (pool, request line + Host header of each distinct method and path) per target;
-        # request k goes to target k mod n
+        # request k goes to target k mod n, every turn of conversation c to target c mod n
         self.routes = [(ConnectionPool(host, port, connection),
                         [request_start(method, host, port, base_path + path)
                          for method, path in self.lines])
@@ -163,50 +179,69 @@ class Trial:
         self.dispatching = True
         self.all_done = asyncio.Event()
         self.flush_now = asyncio.Event()
+        # conversations: how many are held, the think-time timers of those between turns, and
+        # a future the dispatcher awaits: done when starts have ended and no conversation is
+        # held, or failed with a dispatch error raised in a timer callback
+        self.next_conversation = 0
+        self.talking = 0
+        self.starts_over = False             # open loop: the schedule has started its last one
+        self.thinking: dict[Talk, asyncio.TimerHandle] = {}
+        self.talks_over: asyncio.Future | None = None
+        self.think_rng = think_rng(config.dataset.seed, config.executor_index)
 
-    def _prebuild(self, framed: bool) -> None:
+    def _prebuild(self) -> None:
         """One request per prompt (per `batch` consecutive prompts), built by the protocol
         before the trial. An HTTP request is kept without its request line and Host header
         (the target's, added when sent; `self.lines` lists the distinct (method, path) pairs,
         each request names its own by index) and split before the blank line, so each request
         gets its own X-Request-Id (see client_request_id): servers log it, the simulator's
         truth keeps it. A framed protocol's request is sent as it is."""
-        config, protocol = self.config, self.protocol
+        config = self.config
         count = len(self.prompts)
-        lines: dict[tuple[str, str], int] = {}
         self.requests, self.tokens_in = [], []
         for first in range(count):
             group = [self.prompts[(first * config.batch + k) % count]
                      for k in range(config.batch)]
             lengths = [p.output_tokens for p in group if p.output_tokens is not None]
-            max_tokens = max(lengths) if lengths else None
-            if config.max_tokens is not None:
-                max_tokens = min(max_tokens or config.max_tokens, config.max_tokens)
             tokens_in = sum(p.input_tokens for p in group)
             ask = RequestInput(model=config.model, prompt=group[0].text if config.batch == 1
-                               else [p.text for p in group], max_tokens=max_tokens,
+                               else [p.text for p in group],
+                               max_tokens=self._max_tokens(max(lengths) if lengths else None),
                                stream=config.stream, ignore_eos=config.dataset.ignore_eos,
-                               index=first,
-                               executor_index=config.executor_index, input_tokens=tokens_in)
-            try:
-                built = protocol.request(ask)
-            except HpcbenchError:
-                raise
-            except Exception as error:   # a third-party protocol's bug: say whose
-                raise config_error(f"api {protocol.name!r} failed to build a request: "
-                                   f"{type(error).__name__}: {error}",
-                                   ["fix: repair the protocol plugin, or check "
-                                    "workload.api_config"]) from error
-            if framed:
-                if not isinstance(built, bytes) or not built:
-                    raise config_error(f"api {protocol.name!r} built {type(built).__name__} "
-                                       "instead of the bytes of a request",
-                                       ["fix: a FramedProtocol's request() returns bytes"])
-                self.requests.append((built, None, 0))
-            else:
-                self.requests.append(self._http_request(built, lines))
+                               index=first, message=group[0].text if config.conversation
+                               else "", executor_index=config.executor_index,
+                               input_tokens=tokens_in)
+            self.requests.append(self._build(ask))
             self.tokens_in.append(tokens_in)
-        self.lines = list(lines)
+        self.lines = list(self.line_index)
+
+    def _max_tokens(self, wanted: int | None) -> int | None:
+        """The output length to ask for: the dataset's, capped by workload.max_tokens."""
+        if self.config.max_tokens is not None:
+            return min(wanted or self.config.max_tokens, self.config.max_tokens)
+        return wanted
+
+    def _build(self, ask: RequestInput) -> tuple[bytes, bytes | None, int]:
+        """(head, body, request line number) of one request the protocol builds; a framed
+        protocol's bytes come as (bytes, None, 0). E006 naming the protocol for a request that
+        is not well-formed."""
+        protocol = self.protocol
+        try:
+            built = protocol.request(ask)
+        except HpcbenchError:
+            raise
+        except Exception as error:   # a third-party protocol's bug: say whose
+            raise config_error(f"api {protocol.name!r} failed to build a request: "
+                               f"{type(error).__name__}: {error}",
+                               ["fix: repair the protocol plugin, or check "
+                                "workload.api_config"]) from error
+        if self.framed:
+            if not isinstance(built, bytes) or not built:
+                raise config_error(f"api {protocol.name!r} built {type(built).__name__} "
+                                   "instead of the bytes of a request",
+                                   ["fix: a FramedProtocol's request() returns bytes"])
+            return built, None, 0
+        return self._http_request(built, self.line_index)
 
     def _http_request(self, built, lines: dict) -> tuple[bytes, bytes, int]:
         """(headers, body, index of its request line) of one protocol's HttpRequest; E006
@@ -285,6 +320,7 @@ class Trial:
         # prompts, prebuilt requests) again and again: ~4% of the executor's CPU per trial.
         # Frozen objects are skipped; requests break their own cycles (Attempt._settle).
         gc.freeze()
+        self.talks_over = loop.create_future()
         dispatcher = loop.create_task(self._closed_loop() if config.load.pattern == "closed"
                                       else self._open_loop())
         flusher = loop.create_task(self._flush_periodically())
@@ -305,7 +341,7 @@ class Trial:
             self.dispatching = False
             if self.expiry is not None:
                 self.expiry.cancel()
-            for timer in self.backing_off.values():
+            for timer in (*self.backing_off.values(), *self.thinking.values()):
                 timer.cancel()
             for task in (dispatcher, flusher, stopper, drained):
                 task.cancel()
@@ -343,12 +379,19 @@ class Trial:
         index = request_id % len(self.requests)
         attempt = Attempt(request_id, intended, phase, slot, self.protocol, self.config.stream,
                           self.tokens_in[index], self._done)
-        attempt.deadline_ns = intended + self.timeout_ns
+        self._launch(attempt, self.requests[index], request_id)
+
+    def _launch(self, attempt: Attempt, request: tuple[bytes, bytes | None, int],
+                route: int) -> None:
+        """Put `attempt` in flight (under its deadline) and send its request to target
+        `route` mod the number of targets."""
+        attempt.deadline_ns = attempt.intended_ns + self.timeout_ns
         self.in_flight[attempt] = None
         if self.expiry is None:              # no other request in flight: it is the oldest
             self.expiry = self._expiry_at(attempt.deadline_ns)
-        head, body, line = self.requests[index]
-        pool, starts = self.routes[request_id % len(self.routes)]
+        head, body, line = request
+        request_id = attempt.req_id
+        pool, starts = self.routes[route % len(self.routes)]
         if body is None:
             pool.send(head, attempt)
         else:
@@ -368,6 +411,15 @@ class Trial:
             self.wake.set_result(None)
 
     async def _open_loop(self) -> None:
+        """Send (or, with conversations, start) one at each scheduled time; conversations
+        then go on by themselves (`_turn_done`): wait until none is held."""
+        await self._open_loop_starts()
+        if self.config.conversation is not None:
+            self.starts_over = True
+            self._conversation_ended(None)       # resolves talks_over if none is held
+            await self.talks_over
+
+    async def _open_loop_starts(self) -> None:
         config = self.config
         horizon = None if config.duration is None else config.warmup + config.duration
         for block in arrival_offsets(config.load, horizon, config.dataset.seed,
@@ -376,7 +428,7 @@ class Trial:
                 if self._count_reached():
                     return
                 await self._wait_until(intended)
-                self._issue(intended, -1)
+                self._begin(intended, -1)
 
     async def _closed_loop(self) -> None:
         """Start every slot at its (ramp-up) time; each then sends its next request from the
@@ -401,7 +453,7 @@ class Trial:
         if self.dispatching and not self._count_reached() and \
                 (self.measure_end is None or intended < self.measure_end):
             try:
-                self._issue(intended, slot)
+                self._begin(intended, slot)
                 return
             except Exception as error:    # a dispatcher bug: end the trial with it
                 if not self.slots_ended.done():
@@ -441,6 +493,112 @@ class Trial:
         else:
             self._next_in_slot(slot)
 
+    # --- conversations -----------------------------------------------------------------------
+    # A conversation's turn k is due at the end of turn k-1's answer plus a think time: that
+    # is its intended time, so a slow answer delays the next turn (the user waits for it) but
+    # a late dispatch does not hide. A turn due at or after the measured window's end, after
+    # the request count was reached or once the trial stops is not sent: the conversation is
+    # cut there. A failed turn ends its conversation (its history would be missing an answer).
+
+    def _may_send(self, intended: int) -> bool:
+        return self.dispatching and not self._count_reached() and \
+            (self.measure_end is None or intended < self.measure_end)
+
+    def _start_conversation(self, intended: int, slot: int) -> None:
+        """Begin the next conversation of the dataset with its first turn at `intended`."""
+        number = self.next_conversation
+        self.next_conversation += 1
+        index = number % len(self.scripts)
+        script = self.scripts[index]
+        talk = Talk(number, script, slot,
+                    think_times_ns(self.config.conversation.think_time, len(script) - 1,
+                                   self.think_rng))
+        self.talking += 1
+        self._send_turn(talk, intended, self.requests[index], self.tokens_in[index])
+
+    def _send_turn(self, talk: Talk, intended: int, request, tokens_in: int) -> None:
+        request_id = self.next_id
+        self.next_id += 1
+        phase = self._phase(intended)
+        if phase == _MEASURED:
+            self.measured_sent += 1
+        attempt = TurnAttempt(request_id, intended, phase, talk.slot, self.protocol,
+                              self.config.stream, tokens_in, self._turn_done, talk)
+        self._launch(attempt, request, talk.number)    # a conversation stays on one target
+
+    def _next_turn(self, talk: Talk, intended: int) -> None:
+        """Send the conversation's next turn: the history so far and the next user message."""
+        config = self.config
+        message = talk.script[talk.turn]
+        history = tuple(talk.history)
+        text = transcript(history, message.text)
+        ask = RequestInput(model=config.model, prompt=text,
+                           max_tokens=self._max_tokens(message.output_tokens),
+                           stream=config.stream, ignore_eos=config.dataset.ignore_eos,
+                           index=talk.number, executor_index=config.executor_index,
+                           input_tokens=estimate_tokens(text), history=history,
+                           message=message.text)
+        request = self._build(ask)
+        if request[2] >= len(self.lines):
+            raise config_error(f"api {self.protocol.name!r} sent a later conversation turn "
+                               "to another method or path than the first turns",
+                               ["fix: a protocol sends every request of a conversation to "
+                                "the method and path of its first turn"])
+        self._send_turn(talk, intended, request, ask.input_tokens)
+
+    def _turn_done(self, attempt: TurnAttempt) -> None:
+        """A turn ended: record it, then send the next turn after its think time, or end the
+        conversation (last turn, failure, or the next turn would be too late)."""
+        talk = attempt.talk
+        attempt.talk = None
+        text = None
+        if attempt.error == _OK:
+            text = self.protocol.answer_text(b"".join(attempt.answer), attempt.stream)
+            if text is None:
+                attempt.error = _PROTOCOL        # an answer whose text cannot be read
+        attempt.answer = None
+        self._record(attempt)
+        if text is not None and talk.answered(text):
+            due = attempt.end_ns + talk.think_ns[talk.turn - 1]
+            if self._may_send(due):
+                self._think(talk, due)
+            else:
+                self._conversation_ended(talk, _OK)
+        else:
+            self._conversation_ended(talk, attempt.error)
+        if not self.in_flight and not self.dispatching:
+            self.all_done.set()
+
+    def _think(self, talk: Talk, due: int) -> None:
+        self.thinking[talk] = self.loop.call_at(due / 1e9 + self.loop_offset,
+                                                self._turn_due, talk, due)
+
+    def _turn_due(self, talk: Talk, due: int) -> None:
+        if now_ns() < due:               # loop timers may fire a little early
+            self._think(talk, due)
+            return
+        del self.thinking[talk]
+        if not self._may_send(due):
+            self._conversation_ended(talk, _OK)
+            return
+        try:
+            self._next_turn(talk, due)
+        except Exception as error:       # a dispatcher bug: end the trial with it
+            if not self.talks_over.done():
+                self.talks_over.set_exception(error)
+            if self.slots_ended is not None and not self.slots_ended.done():
+                self.slots_ended.set_exception(error)
+
+    def _conversation_ended(self, talk: Talk | None, error: int = _OK) -> None:
+        """A conversation ended (None: the open-loop schedule did): a closed-loop slot goes
+        on with its next one; talks_over resolves when none is held and starts are over."""
+        if talk is not None:
+            self.talking -= 1
+            if talk.slot >= 0:
+                self._slot_free(talk.slot, error)
+        if self.talking == 0 and self.starts_over and not self.talks_over.done():
+            self.talks_over.set_result(None)
+
     def _expiry_at(self, deadline_ns: int) -> asyncio.TimerHandle:
         return self.loop.call_at(deadline_ns / 1e9 + self.loop_offset, self._expire)
 
@@ -464,21 +622,28 @@ class Trial:
 
     # --- completion --------------------------------------------------------------------------
     def _done(self, attempt: Attempt) -> None:
+        self._record(attempt)
+        slot = attempt.slot
+        if slot >= 0:
+            self._slot_free(slot, attempt.error)
+        if not self.in_flight and not self.dispatching:
+            self.all_done.set()
+
+    def _record(self, attempt: Attempt) -> None:
         del self.in_flight[attempt]
         self.recorder.add(attempt)
         self._count(attempt)
         if len(self.recorder) >= self.config.batch_max_rows \
                 or self.recorder.pending_gaps >= MAX_GAPS:   # the contract's size bound
             self.flush_now.set()
-        slot = attempt.slot
-        if slot >= 0:
-            if attempt.error in CONNECT_FAILURES:
-                self._back_off(slot)
-            else:
-                self.backoff.succeeded(slot)
-                self._next_in_slot(slot)
-        if not self.in_flight and not self.dispatching:
-            self.all_done.set()
+
+    def _slot_free(self, slot: int, error: int) -> None:
+        """A closed-loop slot's request (or conversation) ended with `error`: go on."""
+        if error in CONNECT_FAILURES:
+            self._back_off(slot)
+        else:
+            self.backoff.succeeded(slot)
+            self._next_in_slot(slot)
 
     def _count(self, attempt: Attempt) -> None:
         stats = self.stats

@@ -83,7 +83,7 @@ class OpenAIProtocol(LineProtocol):
         """A list of prompts (completions only) asks for one completion per prompt."""
         body = {"model": ask.model, "stream": ask.stream}
         if self.chat:
-            body["messages"] = [{"role": "user", "content": ask.prompt}]
+            body["messages"] = ask.messages()
         else:
             body["prompt"] = ask.prompt
         if ask.max_tokens is not None:
@@ -199,6 +199,31 @@ class OpenAIProtocol(LineProtocol):
         if text or attempt.tokens_out:
             attempt.answer_chunk(now)
 
+    def answer_text(self, answer: bytes, streamed: bool) -> str | None:
+        """The answer's content (chat) or text (completions): a stream's deltas joined, or a
+        whole body's first choice. Reasoning content is not part of it (it is not sent back
+        in the next turn's history)."""
+        try:
+            if not streamed:
+                choice = (_loads(answer).get("choices") or [{}])[0]
+                text = choice["message"].get("content") if self.chat else choice.get("text")
+                return text if isinstance(text, str) else ""
+            parts = []
+            for line in answer.split(b"\n"):
+                payload = line[5:].strip() if line[:5] == b"data:" else b""
+                if not payload or payload == b"[DONE]":
+                    continue
+                choices = _loads(payload).get("choices")
+                if choices:
+                    choice = choices[0]
+                    text = (choice.get("delta") or {}).get("content") if self.chat \
+                        else choice.get("text")
+                    if isinstance(text, str):
+                        parts.append(text)
+            return "".join(parts)
+        except _SHAPE_ERRORS:
+            return None
+
 
 def _usage_counts(attempt, usage: dict) -> None:
     """The server's token counts from an OpenAI `usage` object."""
@@ -221,7 +246,7 @@ class OllamaProtocol(LineProtocol):
     def request(self, ask: RequestInput) -> HttpRequest:
         body = {"model": ask.model, "stream": ask.stream}
         if self.chat:
-            body["messages"] = [{"role": "user", "content": ask.prompt}]
+            body["messages"] = ask.messages()
         else:
             body["prompt"] = ask.prompt
         options = {}
@@ -280,6 +305,20 @@ class OllamaProtocol(LineProtocol):
         self._object(attempt, body, now)
         if attempt.chunks == 0 and attempt.tokens_out:
             attempt.answer_chunk(now)
+
+    def answer_text(self, answer: bytes, streamed: bool) -> str | None:
+        """The message content (chat) or response (generate) of every object joined: a stream
+        has one per line, a whole answer is one object."""
+        try:
+            parts = []
+            for line in answer.split(b"\n"):
+                if line.strip():
+                    text = self._text(_loads(line))
+                    if isinstance(text, str):
+                        parts.append(text)
+            return "".join(parts)
+        except _SHAPE_ERRORS:
+            return None
 
 
 class OpenAIChat(OpenAIProtocol):

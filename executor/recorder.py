@@ -17,7 +17,8 @@ from hpcbench.proto.samples import MAX_GAPS, MAX_ROWS, SampleBatch
 # Row fields in the order `add` appends them (as in REQUEST_COLUMNS).
 _FIELDS = ("req_id", "intended_ns", "send_ns", "first_ns", "end_ns", "chunks", "tokens_in",
            "tokens_out", "token_source", "status", "error", "phase", "slot",
-           "first_reasoning_ns", "first_answer_ns", "reasoning_tokens")
+           "first_reasoning_ns", "first_answer_ns", "reasoning_tokens", "conversation",
+           "turn", "turns")
 _CHUNKS = _FIELDS.index("chunks")
 
 
@@ -44,7 +45,8 @@ class SampleRecorder:
                            attempt.tokens_in, attempt.tokens_out, attempt.token_source,
                            attempt.status, attempt.error, attempt.phase, attempt.slot,
                            attempt.first_reasoning_ns, attempt.first_answer_ns,
-                           attempt.reasoning_tokens))
+                           attempt.reasoning_tokens, attempt.conversation, attempt.turn,
+                           attempt.turns))
         self._chunk_times.extend(times)
         self.recorded += 1
 

@@ -12,6 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
+from hpcbench.common.measure.conversations import ConversationRows
 from hpcbench.common.measure.definitions import derive
 from hpcbench.common.measure.percentiles import exact_percentiles
 from hpcbench.proto.samples import ErrorClass, SampleBatch
@@ -21,7 +22,9 @@ SHOWN = {"ttft_ms": "ttft", "itl_ms": "itl", "e2e_ms": "e2e", "dispatch_lag_ms":
 
 def summarize(batches: Iterable[SampleBatch], window_s: float | None = None) -> dict:
     """Counts, rates over `window_s` (default: first intended send to last end of the measured
-    requests) and p50/p99/max in ms of TTFT, ITL, E2E and dispatch lag."""
+    requests) and p50/p99/max in ms of TTFT, ITL, E2E and dispatch lag; a multi-turn run adds
+    its conversation metrics (as in summary.json)."""
+    batches = list(batches)
     derived = [derive(batch) for batch in batches]
     requests = sum(part.requests for part in derived)
     if not requests:
@@ -46,4 +49,9 @@ def summarize(batches: Iterable[SampleBatch], window_s: float | None = None) -> 
             p50, p99 = exact_percentiles(values, (50.0, 99.0))
             summary[key] = {"p50": round(p50 / 1e6, 3), "p99": round(p99 / 1e6, 3),
                             "max": round(int(values.max()) / 1e6, 3)}
+    conversations = ConversationRows()
+    for batch in batches:
+        conversations.add(batch)
+    if (metrics := conversations.metrics()) is not None:
+        summary["conversations"] = metrics
     return summary

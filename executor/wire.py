@@ -13,6 +13,12 @@ Requests. Before a trial the engine asks the protocol for one request per prompt
 prompt text, the model, the output length to ask for and the request's position. An
 `HttpProtocol` answers an `HttpRequest` (method, path, body, headers); a `FramedProtocol`
 answers the bytes to send.
+Conversations (`workload.conversation`) are the exception: a turn's request is built when the
+turn is due, since it carries the answers received so far. Its `RequestInput` has `history`
+(earlier user messages and answers) and `message` (the new one); `messages()` gives them as
+chat messages and `prompt` holds the same conversation as one transcript (`transcript`), so a
+protocol that only reads `prompt` still sends the whole history. `answer_text` reads an
+answer's text back for the next turn.
 
 Answers. A protocol object serves every request of its trial and keeps nothing per request:
 what one request has read so far lives on its `Attempt` (executor/attempt.py), which the
@@ -58,6 +64,33 @@ class RequestInput:
     index: int = 0              # the request's position in the dataset, 0 ..
     executor_index: int = 0     # which executor of the session builds it
     input_tokens: int = 0       # the prompt's (or prompts') estimated length in tokens
+    # a conversation turn: the earlier (user message, answer as received) pairs; `prompt` is
+    # then the whole transcript (`transcript`), for protocols that take one text
+    history: tuple[tuple[str, str], ...] = ()
+    message: str = ""           # a conversation turn's new user message ("" otherwise)
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages of this request: the history's user/assistant pairs, then the new
+        user message (a single request: its prompt as the one user message)."""
+        if not self.history:
+            return [{"role": "user", "content": self.prompt}]
+        messages = []
+        for question, answer in self.history:
+            messages += [{"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": self.message})
+        return messages
+
+
+def transcript(history: tuple[tuple[str, str], ...], message: str) -> str:
+    """A conversation as one text, for completion-style APIs: every turn as "User: ..." and
+    "Assistant: ...", blank lines between, ending with "Assistant:" for the model to continue.
+    A first turn (no history) is the user's message alone, as a single request would be."""
+    if not history:
+        return message
+    parts = [f"User: {question}\n\nAssistant: {answer}" for question, answer in history]
+    parts.append(f"User: {message}\n\nAssistant:")
+    return "\n\n".join(parts)
 
 
 @dataclass(frozen=True)
@@ -115,6 +148,18 @@ class WireProtocol:
     def finish(self, attempt, body: bytes, now: int) -> None:
         """A whole answer at once (a non-streamed request, or a framed protocol's reply)."""
         raise NotImplementedError
+
+    def answer_text(self, answer: bytes, streamed: bool) -> str | None:
+        """The text of one complete answer (all its bytes, a stream's included), which a
+        conversation's next turn sends back as history; None when it cannot be read. Called
+        once per conversation turn, after the answer ended, never on the per-token path. A
+        protocol without it cannot run conversations (`workload.conversation`)."""
+        raise NotImplementedError
+
+    @property
+    def reads_answers(self) -> bool:
+        """Whether this protocol implements `answer_text` (conversations need it)."""
+        return type(self).answer_text is not WireProtocol.answer_text
 
 
 class HttpProtocol(WireProtocol):

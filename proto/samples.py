@@ -39,6 +39,8 @@ KIND = "samples"
 MAX_ROWS = 20_000
 MAX_GAPS = 4_000_000
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_TURNS = 1_000                   # = hpcbench.common.limits.MAX_TURNS (proto is below common)
+MAX_CONVERSATION_ID = 2**31 - 1
 
 
 class ErrorClass(enum.IntEnum):
@@ -91,10 +93,16 @@ REQUEST_COLUMNS: dict[str, str] = {
     "first_reasoning_ns": "<i8",  # first reasoning chunk (0: none)
     "first_answer_ns": "<i8",     # first answer (non-reasoning) chunk (0: none)
     "reasoning_tokens": "<i4",    # of tokens_out: reasoning tokens (server's count, else chunks)
+    # multi-turn (workload.conversation); a request outside any conversation: -1, -1, 0
+    "conversation": "<i4",  # per-executor conversation number, 0 .. MAX_CONVERSATION_ID
+    "turn": "<i2",          # 0-based turn index within it, < turns
+    "turns": "<i2",         # the turns it was to have, 1 .. MAX_TURNS
 }
-# Columns added after schema version 1 was fixed: a batch without them (an older executor, a
-# samples file written before) reads them as zeros, i.e. "no reasoning content".
-OPTIONAL_COLUMNS = frozenset({"first_reasoning_ns", "first_answer_ns", "reasoning_tokens"})
+# Columns added after schema version 1 was fixed, with the value a batch without them (an
+# older executor, a samples file written before) reads: no reasoning content, no conversation.
+OPTIONAL_COLUMNS: dict[str, int] = {"first_reasoning_ns": 0, "first_answer_ns": 0,
+                                    "reasoning_tokens": 0, "conversation": -1, "turn": -1,
+                                    "turns": 0}
 HEADER_FIELDS = ("v", "kind", "run", "trial", "executor", "node", "seq", "interval", "epoch_ns",
                  "n", "cols", "itl_ns")
 
@@ -181,7 +189,7 @@ def from_message(message: object) -> SampleBatch:
     for name, dtype in REQUEST_COLUMNS.items():
         raw = raw_cols.get(name)
         if raw is None and name in OPTIONAL_COLUMNS:
-            columns[name] = np.zeros(n, dtype=dtype)
+            columns[name] = np.full(n, OPTIONAL_COLUMNS[name], dtype=dtype)
             continue
         if not isinstance(raw, bytes):
             raise SampleBatchError(f"column {name!r} missing or not bytes")
@@ -195,6 +203,7 @@ def from_message(message: object) -> SampleBatch:
     raw_itl = message["itl_ns"]
     if not isinstance(raw_itl, bytes) or len(raw_itl) % 8:
         raise SampleBatchError("itl_ns must be bytes of int64 values")
+    _check_conversations(columns)
     itl = np.frombuffer(raw_itl, dtype="<i8")
     expected_gaps = int(np.maximum(columns["chunks"].astype(np.int64) - 1, 0).sum())
     if len(itl) != expected_gaps:
@@ -204,6 +213,20 @@ def from_message(message: object) -> SampleBatch:
                        epoch_ns=message["epoch_ns"], columns=columns, itl_ns=itl)
 
 
+def _check_conversations(columns: dict[str, np.ndarray]) -> None:
+    """Conversation columns within their bounds: a row is in no conversation (-1, -1, 0) or
+    is turn 0 <= turn < turns <= MAX_TURNS of conversation >= 0."""
+    conversation, turn, turns = columns["conversation"], columns["turn"], columns["turns"]
+    single = (conversation == -1) & (turn == -1) & (turns == 0)
+    in_one = (conversation >= 0) & (turn >= 0) & (turn < turns) & (turns <= MAX_TURNS)
+    if not (single | in_one).all():
+        raise SampleBatchError("conversation/turn/turns columns out of bounds: each row needs "
+                               "-1/-1/0 or 0 <= turn < turns <= "
+                               f"{MAX_TURNS} with conversation >= 0")
+
+
 def empty_columns(n: int = 0) -> dict[str, np.ndarray]:
-    """Zero-filled columns of the right dtypes, for building batches."""
-    return {name: np.zeros(n, dtype=dtype) for name, dtype in REQUEST_COLUMNS.items()}
+    """Columns of the right dtypes for building batches: zeros, except the optional columns,
+    which hold their "absent" value (no conversation: -1, -1, 0)."""
+    return {name: np.full(n, OPTIONAL_COLUMNS.get(name, 0), dtype=dtype)
+            for name, dtype in REQUEST_COLUMNS.items()}

@@ -51,6 +51,12 @@ def suggest(word: str, choices: list[str]) -> str:
 
 def _translate(error: ValidationError) -> list[Problem]:
     path = list(error.absolute_path)
+    inside = [sub for sub in error.context or ()
+              if len(sub.absolute_path) > len(error.absolute_path)]
+    if error.validator == "anyOf" and isinstance(error.instance, dict) and inside:
+        # a value of one of the forms (say, a mapping where a duration or a mapping is
+        # accepted) that is wrong inside: name the wrong part, as for a plain mapping
+        return [problem for sub in inside for problem in _translate(sub)]
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
         known = sorted(schema.get("properties", {}))

@@ -9,6 +9,7 @@ import ipaddress
 import math
 from typing import Callable
 
+from hpcbench.common.conversation_rules import conversation_problems
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.limits import MAX_AGENTS, MAX_IN_FLIGHT, MAX_TRIALS
 from hpcbench.executor import protocol_registry
@@ -177,22 +178,8 @@ def _dataset_is_complete(data: dict) -> list[Problem]:
     if dataset.get("kind") in ("sharegpt", "jsonl") and not dataset.get("path"):
         problems.append(Problem("workload.dataset.path", dataset.get("path", MISSING),
                                 f"the path of the {dataset['kind']} file to read prompts from"))
-    needs = {"fixed": ("mean",), "uniform": ("min", "max"), "normal": ("mean", "stddev")}
     for side in ("input_tokens", "output_tokens"):
-        tokens = dataset.get(side)
-        if not isinstance(tokens, dict):
-            continue
-        distribution = tokens.get("distribution", "fixed")
-        # an unhashable distribution (a list, a map) is the schema's problem to report
-        for key in needs.get(distribution, ()) if isinstance(distribution, str) else ():
-            if key not in tokens:
-                problems.append(Problem(f"workload.dataset.{side}.{key}", MISSING,
-                                        f"a value: distribution '{distribution}' needs "
-                                        f"{' and '.join(needs[distribution])}"))
-        low, high = _int(tokens.get("min")), _int(tokens.get("max"))
-        if low is not None and high is not None and low > high:
-            problems.append(Problem(f"workload.dataset.{side}.max", high,
-                                    f"a value >= min ({low})"))
+        problems += _distribution_problems(f"workload.dataset.{side}", dataset.get(side))
     return problems + _shared_prefix_fits(dataset)
 
 
@@ -222,6 +209,40 @@ def _shared_prefix_fits(dataset: dict) -> list[Problem]:
                                 f"fractions adding up to at most 1 (they add up to "
                                 f"{sum(numbers):g}; the rest of the prompts get no prefix)"))
     return problems
+
+
+def _distribution_problems(path: str, lengths: object) -> list[Problem]:
+    """A length distribution (tokens, turns) that lacks what its kind needs, or min > max."""
+    if not isinstance(lengths, dict):
+        return []
+    needs = {"fixed": ("mean",), "uniform": ("min", "max"), "normal": ("mean", "stddev")}
+    problems = []
+    distribution = lengths.get("distribution", "fixed")
+    # an unhashable distribution (a list, a map) is the schema's problem to report
+    for key in needs.get(distribution, ()) if isinstance(distribution, str) else ():
+        if key not in lengths:
+            problems.append(Problem(f"{path}.{key}", MISSING,
+                                    f"a value: distribution '{distribution}' needs "
+                                    f"{' and '.join(needs[distribution])}"))
+    low, high = _int(lengths.get("min")), _int(lengths.get("max"))
+    if low is not None and high is not None and low > high:
+        problems.append(Problem(f"{path}.max", high, f"a value >= min ({low})"))
+    return problems
+
+
+def _conversation_fits(data: dict) -> list[Problem]:
+    """workload.conversation against the dataset, the api and the batch (the executor's own
+    rules, executor/config.py), and its turn-count distribution's completeness."""
+    conversation = lookup(data, "workload.conversation")
+    if not isinstance(conversation, dict):
+        return []
+    batch = lookup(data, "workload.batch")
+    sizes = [size for size in (batch if isinstance(batch, list) else [batch]) if _int(size)]
+    problems = [Problem(*problem) for problem in conversation_problems(
+        conversation, lookup(data, "workload.dataset.kind", "synthetic"),
+        _protocol(_resolved_api(data)), max(sizes, default=None))]
+    return problems + _distribution_problems("workload.conversation.turns",
+                                             conversation.get("turns"))
 
 
 def _slurm_has_account(data: dict) -> list[Problem]:
@@ -572,7 +593,7 @@ def _search_fits(data: dict) -> list[Problem]:
 
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_is_known, _api_fits_service, _api_takes_its_config, _agents_fit,
-    _load_has_its_parameters, _dataset_is_complete,
+    _load_has_its_parameters, _dataset_is_complete, _conversation_fits,
     _slurm_has_account, _gpus_need_gpu_partition, _parallelism_fits_gpus,
     _distributed_is_vllm_on_servers, _ray_settings_need_ray, _node_counts_fit, _llamacpp_has_model_file,
     _something_to_benchmark, _service_config_keys_known, _service_takes_its_config,

@@ -24,6 +24,8 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("status", "hpcbench.coordinator.cli.status"),
     ("watch", "hpcbench.coordinator.cli.watch"),
     ("stop", "hpcbench.coordinator.cli.stop"),
+    ("fetch", "hpcbench.coordinator.cli.fetch"),
+    ("tunnel", "hpcbench.coordinator.cli.tunnel"),
     ("report", "hpcbench.coordinator.cli.report"),
     ("compare", "hpcbench.coordinator.cli.compare"),
     ("sim", "hpcbench.coordinator.cli.sim"),

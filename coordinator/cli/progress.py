@@ -22,11 +22,11 @@ PLAIN_EVERY_S = 2.0
 def follow(session, console: Console, live: bool) -> None:
     """Show progress until the session has finished."""
     if live and console.is_terminal:
-        with Live(_panel(session), console=console, refresh_per_second=4,
+        with Live(panel(session), console=console, refresh_per_second=4,
                   transient=False) as display:
             while not session.wait(0.25):
-                display.update(_panel(session))
-            display.update(_panel(session))
+                display.update(panel(session))
+            display.update(panel(session))
         return
     last_key, last_time, shown = None, 0.0, -1
     while not session.wait(0.25):
@@ -67,7 +67,9 @@ def progress_line(session) -> str:
     return " | ".join(parts)
 
 
-def _panel(session) -> Table:
+def panel(session) -> Table:
+    """The live panel; `session` needs `status()` (a Control.Status reply) and
+    `feed.latest_snapshot` (also cli/watch_panel.py, for a session followed from outside)."""
     status = session.status()
     figures = headline(session.feed.latest_snapshot)
     table = Table.grid(padding=(0, 2))

@@ -1,7 +1,9 @@
 """`hpcbench status`: Show the state of running sessions (and their Slurm jobs).
 
 Asks the session's coordinator over gRPC (Control.Status); a session whose coordinator has
-ended is shown from its session.json instead.
+ended is shown from its session.json instead. With `--remote HOST` the call goes through an SSH
+tunnel to the coordinator on the cluster, and an ended session is shown by the login node's
+`hpcbench status` (docs/remote.md).
 """
 from __future__ import annotations
 
@@ -12,20 +14,24 @@ HELP = "Show the state of running sessions (and their Slurm jobs)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from hpcbench.coordinator.cli.remote_options import add_remote_arguments
     from hpcbench.coordinator.control.client import add_target_arguments
 
     add_target_arguments(parser)
+    add_remote_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.add_argument("--all", action="store_true",
                         help="one line per session the coordinator knows (Control.List)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict
-
     from hpcbench.common.errors import HpcbenchError
+    from hpcbench.coordinator.cli.remote_options import job_as_session
     from hpcbench.coordinator.control.client import ControlClient, target_from_args
 
+    job_as_session(args)
+    if args.remote:
+        return _run_remote(args)
     target = target_from_args(args)
     try:
         with ControlClient(target, timeout_s=5.0) as client:
@@ -36,9 +42,48 @@ def run(args: argparse.Namespace) -> int:
         if error.code != "E008" or target.run_dir is None:
             raise
         return _show_ended(target.run_dir, args.json, error)
-    if args.json:
+    show(status, args.json)
+    if not args.json:
+        _show_slurm_job(target.run_dir)
+    return 0
+
+
+def _run_remote(args: argparse.Namespace) -> int:
+    """The same, through the SSH tunnel; an ended (or not yet started) session is shown by the
+    login node's own `hpcbench status`."""
+    from hpcbench.common.errors import HpcbenchError
+    from hpcbench.coordinator.cli.remote_options import connection, find, refuse_local_flags
+    from hpcbench.coordinator.control.client import ControlClient
+    from hpcbench.coordinator.remote.sessions import JobNotStarted
+
+    refuse_local_flags(args, "run_dir", "address", "token_file", "tls_cert")
+    with connection(args) as ssh:
+        try:
+            session = find(args, ssh)
+        except JobNotStarted as pending:
+            print(pending.message)
+            return 0
+        if not session.ended() and session.coordinator():
+            try:
+                with ControlClient(session.target(), timeout_s=10.0) as client:
+                    if args.all:
+                        return _show_all(client.list(), args.json)
+                    show(client.status(), args.json)
+                    return 0
+            except HpcbenchError as error:
+                if error.code != "E008":
+                    raise
+        print(session.final_state(args.remote_hpcbench, args.json))
+    return 0
+
+
+def show(status, as_json: bool) -> None:
+    """Print a Control.Status reply (also for `--remote`, through the tunnel)."""
+    from google.protobuf.json_format import MessageToDict
+
+    if as_json:
         print(json.dumps(MessageToDict(status, preserving_proto_field_name=True), indent=2))
-        return 0
+        return
     print(f"session   {status.session_id} ({status.scenario})")
     print(f"state     {status.state_name.lower()}")
     if status.trial.trial_id:
@@ -56,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
               f"heartbeat {agent.last_heartbeat_age_s:.1f}s ago")
     if status.error_message:
         print(status.error_message)
-    _show_slurm_job(target.run_dir)
-    return 0
 
 
 def _show_slurm_job(run_dir) -> None:

@@ -2,7 +2,9 @@
 
 Subscribes to the session's metrics bus (ZeroMQ; endpoint from coordinator.json or
 Control.Status): first the current state (last-value cache), then every snapshot and lifecycle
-event as it happens. Ends when the session ends, after --count messages, or on Ctrl-C.
+event as it happens. On a terminal it shows the live panel of `hpcbench run` (watch_panel.py);
+elsewhere, or with --plain, --json, --count, one line per message. Ends when the session ends,
+after --count messages, or on Ctrl-C.
 A session with security.curve serves its bus over CURVE only: watch then connects with the
 curve.keys of its run directory (or --curve-keys).
 """
@@ -15,29 +17,55 @@ HELP = "Follow a running session's live metrics"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from hpcbench.coordinator.cli.remote_options import add_remote_arguments
     from hpcbench.coordinator.control.client import add_target_arguments
 
     add_target_arguments(parser)
+    add_remote_arguments(parser)
+    parser.add_argument("--wait-start", type=float, default=600.0, metavar="S",
+                        help="with --remote --job: wait up to S seconds for a pending job's "
+                             "session to start (default 600)")
     parser.add_argument("--bus", metavar="ENDPOINT", help="metrics bus endpoint (tcp://HOST:PORT)")
     parser.add_argument("--curve-keys", metavar="PATH",
                         help="the session's curve.keys (default: the one in its run directory)")
     parser.add_argument("--topics", default="snapshot,event,summary",
                         help="comma-separated: snapshot, event, telemetry, summary")
     parser.add_argument("--json", action="store_true", help="one JSON message per line")
+    parser.add_argument("--plain", action="store_true",
+                        help="one line per message even on a terminal (no live panel)")
     parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
                         help="give up after S seconds without a message (default 30)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.coordinator.cli.remote_options import job_as_session
+
+    topics = _checked_topics(args)
+    job_as_session(args)
+    if args.remote:
+        return _run_remote(args, topics)
+    if args.bus:
+        return follow(args.bus, topics, _curve_keys(args.curve_keys, args.run_dir), args)
+    from hpcbench.coordinator.control.client import ControlClient
+
+    endpoint, target = _bus_endpoint(args)
+    if endpoint is None:
+        return 0
+    with ControlClient(target) as client:
+        return follow(endpoint, topics, _curve_keys(args.curve_keys, target.run_dir), args,
+                      client)
+
+
+def _checked_topics(args: argparse.Namespace) -> list[str]:
+    from hpcbench.common.errors import config_error
     from hpcbench.common.limits import MAX_DURATION_S, describe_duration_limit
-    from hpcbench.coordinator.bus.publisher import subscribe
     from hpcbench.proto import bus as contract
 
-    if not 0 < args.idle_timeout <= MAX_DURATION_S:      # also false for nan
-        raise config_error(f"--idle-timeout {args.idle_timeout}: expected seconds > 0, "
-                           f"{describe_duration_limit()}")
+    for flag, value in (("--idle-timeout", args.idle_timeout), ("--wait-start", args.wait_start)):
+        if not 0 < value <= MAX_DURATION_S:      # also false for nan
+            raise config_error(f"{flag} {value}: expected seconds > 0, "
+                               f"{describe_duration_limit()}")
     if args.count is not None and args.count < 1:
         raise config_error(f"--count {args.count}: expected 1 or more messages")
     topics = [topic.strip() for topic in args.topics.split(",") if topic.strip()]
@@ -45,12 +73,39 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise config_error(f"--topics: unknown topic(s) {unknown}",
                            [f"choose from {', '.join(contract.TOPICS)}"])
-    endpoint, run_dir = (args.bus, args.run_dir) if args.bus else _bus_endpoint(args)
-    if endpoint is None:
-        return 0
-    curve = _curve_keys(args.curve_keys, run_dir)
+    return topics
+
+
+def follow(endpoint: str, topics: list[str], curve, args: argparse.Namespace,
+           client=None) -> int:
+    """Show the bus messages until the session ends, --count, or --idle-timeout: the live
+    panel on a terminal when the coordinator (`client`) can be asked for the state, else one
+    line per message."""
+    from rich.console import Console
+
+    from hpcbench.common.errors import HpcbenchError
+    from hpcbench.coordinator.bus.publisher import subscribe
+    from hpcbench.coordinator.cli.watch_panel import show_live
+
+    messages = subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout, curve=curve)
+    console = Console()
+    if (client is not None and console.is_terminal and not (args.json or args.plain)
+            and args.count is None):
+        received = show_live(messages, client, console)
+    else:
+        received = _print_lines(messages, args)
+    if not received:
+        raise HpcbenchError("E008", f"no message from the metrics bus {endpoint} within "
+                            f"{args.idle_timeout:g}s", ("the session may have ended: "
+                                                        "`hpcbench status` tells",))
+    return 0
+
+
+def _print_lines(messages, args: argparse.Namespace) -> int:
+    from hpcbench.proto import bus as contract
+
     received = 0
-    for message in subscribe(endpoint, topics, idle_timeout_s=args.idle_timeout, curve=curve):
+    for message in messages:
         print(json.dumps(message, default=str) if args.json else describe(message), flush=True)
         received += 1
         data = message["data"]
@@ -59,11 +114,63 @@ def run(args: argparse.Namespace) -> int:
         if (message["topic"] == contract.EVENT and data.get("event") == "session_end"
                 and not message["replay"]):
             break
-    if not received:
-        raise HpcbenchError("E008", f"no message from the metrics bus {endpoint} within "
-                            f"{args.idle_timeout:g}s", ("the session may have ended: "
-                                                        "`hpcbench status` tells",))
+    return received
+
+
+def _run_remote(args: argparse.Namespace, topics: list[str]) -> int:
+    """The bus through the SSH tunnel, with the keys read over SSH."""
+    from hpcbench.common.errors import HpcbenchError, config_error
+    from hpcbench.coordinator.cli.remote_options import connection, refuse_local_flags
+    from hpcbench.coordinator.control.client import ControlClient
+
+    refuse_local_flags(args, "run_dir", "address", "token_file", "tls_cert", "bus", "curve_keys")
+    with connection(args) as ssh:
+        session = _wait_for_start(args, ssh)
+        if not session.ended():
+            target = session.target()
+            if not target.bus_endpoint:
+                raise config_error(f"the metrics bus of {session} is not on TCP, so no tunnel "
+                                   "reaches it", ["fix: `hpcbench watch` on the login node"])
+            try:
+                with ControlClient(target) as client:
+                    return follow(target.bus_endpoint, topics, session.curve_keys(), args,
+                                  client)
+            except HpcbenchError as error:
+                if error.code != "E008" or not session.ended():
+                    raise
+        print(f"session {session.session_id} ended before watch attached; its final state:",
+              flush=True)
+        print(session.final_state(args.remote_hpcbench, args.json))
     return 0
+
+
+def _wait_for_start(args: argparse.Namespace, ssh):
+    """The session, once its coordinator is up or it has ended: a pending job is waited for
+    up to --wait-start seconds."""
+    import sys
+    import threading
+    import time
+
+    from hpcbench.common.errors import HpcbenchError
+    from hpcbench.coordinator.cli.remote_options import find
+    from hpcbench.coordinator.remote.sessions import JobNotStarted
+
+    deadline, told = time.monotonic() + args.wait_start, False
+    while True:
+        try:
+            session = find(args, ssh)
+            if session.coordinator() or session.ended():
+                return session
+            why = f"session {session.session_id} is starting"
+        except JobNotStarted as pending:
+            why = pending.message
+        if time.monotonic() >= deadline:
+            raise HpcbenchError("E007", f"{why}; gave up after --wait-start {args.wait_start:g}s",
+                                ("fix: watch again later, or raise --wait-start",))
+        if not told:
+            print(f"waiting: {why}", file=sys.stderr, flush=True)
+            told = True
+        threading.Event().wait(2.0)
 
 
 def _curve_keys(curve_file: str | None, run_dir):
@@ -80,7 +187,7 @@ def _curve_keys(curve_file: str | None, run_dir):
 
 
 def _bus_endpoint(args) -> tuple[str | None, object]:
-    """The session's bus endpoint and run directory; endpoint None (after saying so) when the
+    """The session's bus endpoint and its Target; endpoint None (after saying so) when the
     session has ended."""
     from hpcbench.coordinator.control.client import ControlClient, target_from_args
     from hpcbench.coordinator.session.session_file import ENDED, read_record
@@ -90,11 +197,11 @@ def _bus_endpoint(args) -> tuple[str | None, object]:
     if record.get("state") in ENDED:     # RUNNING: a run of the session is measuring now
         print(f"session {record.get('session', '')} has ended ({record['state'].lower()}); "
               f"its results are in {target.run_dir}")
-        return None, target.run_dir
+        return None, target
     if target.bus_endpoint:
-        return target.bus_endpoint, target.run_dir
+        return target.bus_endpoint, target
     with ControlClient(target) as client:
-        return client.status().bus_endpoint, target.run_dir
+        return client.status().bus_endpoint, target
 
 
 def describe(message: dict) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 
 from hpcbench.common.measure import definitions
 from hpcbench.common.measure.buckets import HistogramConfig
+from hpcbench.common.measure.conversations import ConversationRows
 from hpcbench.common.measure.histogram import Histogram, Recording
 from hpcbench.common.measure.statistics import Scope, exact_stats, latency_buckets
 from hpcbench.coordinator.ingest.sequences import SequenceTracker
@@ -81,6 +82,8 @@ class TrialSummary:
     window_end_ns: int | None = None
     energy: dict | None = None           # joules, output_tokens_per_joule, ... (GPU runs)
     server: dict | None = None           # the server's own /metrics over the window, if scraped
+    # multi-turn trials: per turn index and per conversation (common/measure/conversations.py)
+    conversations: dict | None = None
 
     @property
     def requests(self) -> int:
@@ -105,6 +108,8 @@ class TrialSummary:
             document["energy"] = self.energy
         if self.server is not None:
             document["server"] = self.server
+        if self.conversations is not None:
+            document["conversations"] = self.conversations
         return document
 
     def csv_rows(self) -> list[dict]:
@@ -353,15 +358,16 @@ class Aggregator:
             integrity["missing_executors_since_ns"] = dict(trial.missing_executors)
         goodput = bool(trial.slos_ns)
         cumulative = trial.whole.cumulative
+        exact, conversations = self._exact(trial) if trial.sink is not None else (None, None)
         return TrialSummary(
             run=self.run_id, trial=trial_id,
             slos_s={name: value / 1e9 for name, value in trial.slos_ns.items()},
             overall=cumulative.stats(cumulative.window_s, goodput),
             executors={name: scope.cumulative.stats(scope.cumulative.window_s, goodput)
                        for name, scope in trial.executors.items()},
-            exact=self._exact(trial) if trial.sink is not None else None,
-            integrity=integrity, histograms=cumulative.histograms,
-            window_start_ns=cumulative.first_ns, window_end_ns=cumulative.last_ns)
+            exact=exact, integrity=integrity, histograms=cumulative.histograms,
+            window_start_ns=cumulative.first_ns, window_end_ns=cumulative.last_ns,
+            conversations=conversations)
 
     def _write_interval(self, trial: Trial, start_time_s: float, length_s: float) -> None:
         """The trial's global interval histograms into its interval log (if it has a sink)."""
@@ -373,18 +379,21 @@ class Aggregator:
             self.unwritten_intervals += 1
             self.problems.append(f"interval log of trial {trial.trial_id!r} not written: {error}")
 
-    def _exact(self, trial: Trial) -> dict[str, dict] | None:
-        """Exact statistics per metric from the raw batches the sink stored (None, with the
-        reason among the problems, when they cannot be read back)."""
+    def _exact(self, trial: Trial) -> tuple[dict[str, dict] | None, dict | None]:
+        """Exact statistics per metric from the raw batches the sink stored, and the
+        conversation metrics of a multi-turn trial (None without conversations); both None,
+        with the reason among the problems, when the batches cannot be read back."""
         collected: dict[str, list[np.ndarray]] = {name: [] for name in definitions.METRICS}
+        conversations = ConversationRows()
         try:
             for batch in trial.sink.read_batches():
                 derived = definitions.derive(batch, trial.slos_ns, self.queue_threshold_ns)
                 for name, values in derived.values.items():
                     collected[name].append(values)
+                conversations.add(batch)
         except (OSError, ValueError) as error:  # ValueError: msgpack's and the contract's
             self.problems.append(f"raw samples of trial {trial.trial_id!r} unreadable, no "
                                  f"exact statistics: {error}")
-            return None
-        return {name: exact_stats(np.concatenate(parts) if parts else np.zeros(0, np.int64))
-                for name, parts in collected.items()}
+            return None, None
+        return ({name: exact_stats(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+                 for name, parts in collected.items()}, conversations.metrics())

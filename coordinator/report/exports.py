@@ -4,9 +4,13 @@
                          exact ones from raw samples, GPU energy (null: not measured);
                          unfinished trials by name
     <run>/summary.csv    one row per trial: throughput, goodput, errors, p50/p90/p99 (ms) of
-                         TTFT, ITL, TPOT, E2E (exact figures where the trial has raw samples) and
+                         TTFT, ITL, TPOT, E2E (exact figures where the trial has raw samples),
                          GPU energy (J, output tokens per J; energy_source "not measured" and
-                         empty figures without GPU telemetry)
+                         empty figures without GPU telemetry) and, in multi-turn runs,
+                         conversations started/completed/failed/cut and their duration
+    <run>/conversations.csv  multi-turn runs: one row per trial and turn index (counts, mean
+                         tokens, TTFT and E2E p50/p90/p99 ms); summary.json then also has
+                         each trial's `conversations` block (per conversation and per turn)
     <run>/requests.csv   one row per request of every trial (all phases; filter on `phase`),
     <run>/requests.jsonl the same rows as JSON objects; `hpcbench report --export csv|jsonl`
 
@@ -26,6 +30,11 @@ import orjson
 
 from hpcbench.common.files import atomic_output, write_atomic
 from hpcbench.common.measure.definitions import MISSING
+from hpcbench.coordinator.report.conversations import (
+    conversation_columns,
+    conversation_trials,
+    write_conversation_table,
+)
 from hpcbench.coordinator.report.requests import RequestTable
 from hpcbench.coordinator.report.rundata import RunData
 from hpcbench.coordinator.session.results import _csv as csv_text
@@ -36,8 +45,9 @@ NOT_MEASURED = "not measured"
 SUMMARY_PERCENTILES = ("p50", "p90", "p99")
 REQUEST_FIELDS = ("trial", "executor", "node", "req_id", "phase", "error", "status",
                   "intended_unix_ns", "send_unix_ns", "first_unix_ns", "end_unix_ns", "chunks",
-                  "tokens_in", "tokens_out", "token_source", "slot", "ttft_ms", "tpot_ms",
-                  "e2e_ms", "max_itl_ms", "reasoning_tokens", "ttfr_ms", "ttfa_ms")
+                  "tokens_in", "tokens_out", "token_source", "slot", "conversation", "turn",
+                  "turns", "ttft_ms", "tpot_ms", "e2e_ms", "max_itl_ms", "reasoning_tokens",
+                  "ttfr_ms", "ttfa_ms")
 
 
 def latency_stats(trial) -> dict[str, dict]:
@@ -63,6 +73,7 @@ def run_summary(run: RunData) -> dict:
                     "params": trial.params, "slos_s": trial.slos_s,
                     "overall": trial.summary["overall"], "exact": trial.summary.get("exact"),
                     "energy": trial.summary.get("energy"),
+                    "conversations": trial.summary.get("conversations"),
                     "verdict": trial.outcome.get("verdict"),
                     "problems": trial.outcome.get("problems", []),
                     "attempt": trial.attempt, "earlier_attempts": trial.earlier}
@@ -73,6 +84,7 @@ def run_summary(run: RunData) -> dict:
 
 def summary_rows(run: RunData) -> list[dict]:
     parameters = sorted({name for trial in run.trials for name in trial.params})
+    talks = bool(conversation_trials(run))      # multi-turn: conversation columns for all
     rows = []
     for trial in run.trials:
         overall = trial.summary["overall"]
@@ -87,6 +99,8 @@ def summary_rows(run: RunData) -> list[dict]:
             for key in SUMMARY_PERCENTILES:   # ttfr/ttfa: absent in runs recorded before them
                 row[f"{metric}_{key}_ms"] = (stats.get(metric) or {}).get(key)
         row.update(energy_figures(trial))
+        if talks:
+            row.update(conversation_columns(trial))
         rows.append(row)
     return rows
 
@@ -95,6 +109,7 @@ def write_run_summary(run: RunData) -> tuple[Path, Path]:
     json_path, csv_path = run.run_dir / "summary.json", run.run_dir / "summary.csv"
     write_atomic(json_path, json.dumps(run_summary(run), indent=2) + "\n")
     write_atomic(csv_path, csv_text(summary_rows(run)))
+    write_conversation_table(run)
     return json_path, csv_path
 
 
@@ -132,7 +147,8 @@ def request_rows(trial_id: str, table: RequestTable) -> Iterator[tuple]:
                  for name in ("ttft_ns", "tpot_ns", "e2e_ns", "max_itl_ns", "ttfr_ns", "ttfa_ns")}
     plain = {name: cols[name].tolist() for name in (
         "executor", "node", "req_id", "phase", "error", "status", "chunks", "tokens_in",
-        "tokens_out", "token_source", "slot", "reasoning_tokens")}
+        "tokens_out", "token_source", "slot", "conversation", "turn", "turns",
+        "reasoning_tokens")}
     for i in range(len(table)):
         yield (trial_id, table.executors[plain["executor"][i]], table.nodes[plain["node"][i]],
                plain["req_id"][i], names["phase"].get(plain["phase"][i], plain["phase"][i]),
@@ -141,7 +157,8 @@ def request_rows(trial_id: str, table: RequestTable) -> Iterator[tuple]:
                wall["first_ns"][i] or None, wall["end_ns"][i] or None, plain["chunks"][i],
                plain["tokens_in"][i], plain["tokens_out"][i],
                names["token_source"].get(plain["token_source"][i], plain["token_source"][i]),
-               plain["slot"][i], latencies["ttft_ns"][i], latencies["tpot_ns"][i],
+               plain["slot"][i], plain["conversation"][i], plain["turn"][i], plain["turns"][i],
+               latencies["ttft_ns"][i], latencies["tpot_ns"][i],
                latencies["e2e_ns"][i], latencies["max_itl_ns"][i], plain["reasoning_tokens"][i],
                latencies["ttfr_ns"][i], latencies["ttfa_ns"][i])
 

@@ -233,6 +233,24 @@ def goodput_plot(rows: list[tuple[str, float | None, float | None]]) -> bytes:
     return _png(figure)
 
 
+def turn_ttft_plot(series: dict[str, list[tuple[int, float | None, float | None]]]) -> bytes:
+    """series: trial id -> (turn index, TTFT p50 ms, TTFT p99 ms) per turn."""
+    figure, axes = _figure(1, 1, 3.4)
+    axis = axes[0, 0]
+    for colour, (trial_id, points) in zip(_colours(len(series)), series.items()):
+        turns = [turn for turn, _, _ in points]
+        axis.plot(turns, [p50 if p50 is not None else np.nan for _, p50, _ in points],
+                  marker="o", color=colour, label=f"{trial_id} p50")
+        axis.plot(turns, [p99 if p99 is not None else np.nan for _, _, p99 in points],
+                  marker="o", linestyle="--", color=colour, label=f"{trial_id} p99")
+    axis.set_title("TTFT by turn index (the history grows each turn)")
+    axis.set_xlabel("turn")
+    axis.set_ylabel("TTFT (ms)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    return _png(figure)
+
+
 # telemetry panels: (title, y label, column filter)
 _TELEMETRY_PANELS = (
     ("CPU utilisation", "percent", lambda name: name == "cpu_percent"),

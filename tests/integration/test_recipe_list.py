@@ -13,8 +13,9 @@ def test_list_examples(cli_env, repo):
     assert rows["sweep.yaml"] == ["sweep", "simulator", "18"]
     assert rows["local-sim.yaml"] == ["local-sim", "simulator", "3"]
     assert rows["vllm-ray-2nodes.yaml"] == ["vllm-ray-2nodes", "vllm", "1"]
+    assert rows["multi-turn.yaml"] == ["multi-turn", "simulator", "2"]
     assert rows["capacity-search.yaml"] == ["capacity-search", "simulator", "search"]
-    assert len(rows) == 8
+    assert len(rows) == len(list((repo / "recipes" / "examples").glob("*.yaml")))
 
 
 def test_list_defaults_to_the_examples_and_flags_invalid_recipes(cli_env, repo, tmp_path):

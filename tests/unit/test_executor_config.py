@@ -73,6 +73,9 @@ def test_the_session_splits_clients_per_node_over_the_executors_of_each_node():
     assert with_executor_share(total, 0, nodes) is total
     with pytest.raises(HpcbenchError, match="clients_per_node=1 is smaller than the 3 executors"):
         with_executor_share(workload(clients_per_node=1), 3, nodes)   # n1: 1, 0, 0
+    # open loop has no slots to split: the default clients_per_node must not stop it
+    open_loop = workload(clients_per_node=1, load={"pattern": "poisson", "rate": 4})
+    assert with_executor_share(open_loop, 3, nodes) is open_loop
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -146,7 +146,8 @@ def test_recorder_rows_and_gaps_keep_row_boundaries():
             req_id=request_id, intended_ns=1, send_ns=2, end_ns=400, chunk_times=times,
             tokens_in=5, tokens_out=len(times), token_source=2, status=200, error=0,
             phase=1, slot=-1, first_reasoning_ns=times[0] if times else 0,
-            first_answer_ns=times[-1] if times else 0, reasoning_tokens=max(len(times) - 1, 0)))
+            first_answer_ns=times[-1] if times else 0, reasoning_tokens=max(len(times) - 1, 0),
+            conversation=-1, turn=-1, turns=0))
     assert len(recorder) == 6
     batch = samples.decode(samples.encode(recorder.cut(interval=3)))
     assert list(batch.columns["chunks"]) == [3, 0, 2, 1, 0, 2]
@@ -176,7 +177,8 @@ def test_a_flood_of_finished_requests_is_cut_into_batches_within_the_contracts_b
         recorder.add(SimpleNamespace(
             req_id=request_id, intended_ns=1, send_ns=2, end_ns=5000, chunk_times=times,
             tokens_in=5, tokens_out=len(times), token_source=2, status=200, error=0,
-            phase=1, slot=-1, first_reasoning_ns=0, first_answer_ns=0, reasoning_tokens=0))
+            phase=1, slot=-1, first_reasoning_ns=0, first_answer_ns=0, reasoning_tokens=0,
+            conversation=-1, turn=-1, turns=0))
     batches = []
     while (batch := recorder.cut(interval=0)) is not None:
         batches.append(samples.decode(samples.encode(batch)))

@@ -406,6 +406,12 @@ PROBES: dict[str, Probe] = {
     **{f"workload.dataset.shared_prefix.{key}": Probe(executors, value, with_(LOCAL, (
         "workload.dataset.shared_prefix", {"tokens": 8, "count": 2})))
        for key, value in (("count", 3), ("tokens", 64), ("fractions", [0.5, 0.1]))},
+    "workload.conversation.turns": Probe(executors, 7, with_(LOCAL, ("workload.conversation",
+                                                                     {"turns": 3}))),
+    "workload.conversation.max_turns": Probe(executors, 5, with_(LOCAL, (
+        "workload.conversation", {}))),
+    "workload.conversation.think_time": Probe(executors, "3s", with_(LOCAL, (
+        "workload.conversation", {}))),
     "workload.slo.ttft": Probe(goodput, "40ms"),
     "workload.slo.itl": Probe(goodput, "3ms"),
     "workload.slo.tpot": Probe(goodput, "3ms"),

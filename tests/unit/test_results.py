@@ -47,7 +47,7 @@ def test_trial_directory_holds_every_result_file(tmp_path):
     assert summary["overall"]["requests"] == 200
     assert summary["integrity"]["duplicate_batches"] == 1
     assert summary["exact"]["ttft"]["count"] == summary["overall"]["latency"]["ttft"]["count"]
-    assert set(summary["histograms"]) == {"ttft", "itl", "tpot", "e2e", "dispatch_lag",
+    assert set(summary["histograms"]) == {"ttft", "itl", "tpot", "e2e", "ttfr", "ttfa", "dispatch_lag",
                                           "queue_time"}
     assert HdrHistogram.decode(summary["histograms"]["ttft"]).get_total_count() == 200
 

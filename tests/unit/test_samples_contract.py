@@ -58,14 +58,17 @@ def test_garbage_is_rejected_not_crashing():
         samples.decode(msgpack.packb([1, 2, 3]))
 
 
-def test_batch_without_the_reasoning_columns_reads_them_as_zero():
-    """An older executor's batch (or samples file) lacks the reasoning columns: still valid."""
+def test_batch_without_the_later_columns_reads_them_as_absent():
+    """An older executor's batch (or samples file) lacks the reasoning and conversation
+    columns: still valid, read as no reasoning content and no conversation."""
     message = msgpack.unpackb(samples.encode(make_batch()), raw=False)
     for name in samples.OPTIONAL_COLUMNS:
         del message["cols"][name]
     back = samples.from_message(message)
-    for name in samples.OPTIONAL_COLUMNS:
-        np.testing.assert_array_equal(back.columns[name], [0, 0, 0])
+    for name, absent in samples.OPTIONAL_COLUMNS.items():
+        np.testing.assert_array_equal(back.columns[name], [absent] * 3)
+    assert [samples.OPTIONAL_COLUMNS[name] for name in ("conversation", "turn", "turns")] \
+        == [-1, -1, 0]
 
 
 def test_reasoning_tokens_beyond_the_output_tokens_are_rejected():
