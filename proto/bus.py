@@ -62,7 +62,7 @@ EVENT_FIELDS: dict[Event, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Event.TARGETS: (("executors",), ()),                  # executor id -> list of URLs
     Event.TRIAL_START: (("trial", "index", "params"), ()),
     Event.TRIAL_STOPPED: (("trial", "reason"), ()),
-    Event.TRIAL_END: (("trial", "passed", "problems"), ()),
+    Event.TRIAL_END: (("trial", "passed", "problems"), ("probe",)),   # probe: a search's
     Event.EXECUTOR_LOST: (("agent", "reason"), ("status", "heartbeat_age_s")),
     Event.MONITOR_LOST: (("agent", "reason"), ("status", "heartbeat_age_s")),
     Event.SESSION_END: (("error",), ()),                  # error: rendered, or null

@@ -19,7 +19,10 @@ DURATION_FIELDS = (
     "workload.slo.ttft", "workload.slo.itl", "workload.slo.tpot", "workload.slo.e2e",
     "servers.health_check.timeout", "servers.health_check.interval",
     "monitoring.interval",
+    "search.slo.ttft.max", "search.slo.itl.max", "search.slo.tpot.max", "search.slo.e2e.max",
 )
+SEARCH_CONFIDENCE = 0.95   # of the interval around a measured percentile (search.confidence)
+SEARCH_MAX_REPEATS = 2     # more runs of a bracket end whose verdict is close (max_repeats)
 
 
 def resolve(data: dict) -> dict:
@@ -69,7 +72,9 @@ def resolve(data: dict) -> dict:
         workload.setdefault(axis, None)
     workload.setdefault("batch", 1)
     load = workload.setdefault("load", {})
-    load.setdefault("pattern", "closed")
+    # a capacity search on the rate runs open loop: Poisson arrivals unless the recipe says
+    searches_rate = (recipe.get("search") or {}).get("axis") == "load.rate"
+    load.setdefault("pattern", "poisson" if searches_rate else "closed")
     load.setdefault("rate", None)
     load.setdefault("burstiness", 1.0)
     load.setdefault("burst_size", None)
@@ -87,6 +92,12 @@ def resolve(data: dict) -> dict:
     dataset.setdefault("seed", recipe["metadata"].get("seed", 42))
     workload.setdefault("slo", {})
     workload.setdefault("error_threshold", 0.01)
+    if "search" in recipe:            # a capacity search (absent: a fixed sweep)
+        search = recipe["search"]
+        search.setdefault("slo", {})
+        search.setdefault("max_error_rate", workload["error_threshold"])
+        search.setdefault("confidence", SEARCH_CONFIDENCE)
+        search.setdefault("max_repeats", SEARCH_MAX_REPEATS)
 
     servers = recipe.setdefault("servers", {})
     health = servers.setdefault("health_check", {})

@@ -11,7 +11,7 @@ from typing import Callable
 
 from hpcbench.common.conversation_rules import conversation_problems
 from hpcbench.common.errors import HpcbenchError
-from hpcbench.common.limits import MAX_AGENTS, MAX_TRIALS
+from hpcbench.common.limits import MAX_AGENTS, MAX_IN_FLIGHT, MAX_TRIALS
 from hpcbench.executor import protocol_registry
 from hpcbench.recipes.defaults import MONITOR_PROMETHEUS_PORT, PROMETHEUS_PORT
 from hpcbench.recipes.problems import MISSING, Problem, lookup
@@ -20,6 +20,7 @@ from hpcbench.servers import registry as service_registry
 
 OPEN_LOOP_PATTERNS = ("constant", "poisson", "gamma", "burst")
 RATE_PATTERNS = ("constant", "poisson", "gamma")     # burst is paced by burst_size/burst_pause
+MIN_RATE = 0.001                 # requests/s: workload.load.rate's minimum (recipe.schema.json)
 # load keys and the patterns that read them (the executor's schedules; executor/config.py)
 PATTERN_KEYS = {"rate": RATE_PATTERNS, "burstiness": ("gamma",),
                 "burst_size": ("burst",), "burst_pause": ("burst",), "trace": ("trace",)}
@@ -138,7 +139,8 @@ def _load_has_its_parameters(data: dict) -> list[Problem]:
         return []
     pattern = load.get("pattern", "closed")
     problems = []
-    if pattern in RATE_PATTERNS and load.get("rate") is None:
+    searched = lookup(data, "search.axis") == "load.rate"   # the search sets each rate
+    if pattern in RATE_PATTERNS and load.get("rate") is None and not searched:
         problems.append(Problem("workload.load.rate", load.get("rate", MISSING),
                                 f"a request rate in requests/s: load pattern '{pattern}' is open "
                                 f"loop and needs one"))
@@ -532,6 +534,63 @@ def _sweep_fits(data: dict) -> list[Problem]:
                                  "several recipes")]
 
 
+def _search_fits(data: dict) -> list[Problem]:
+    """A capacity search (search.*): a range it can bisect, loads its axis can take, a load
+    pattern that axis drives, something to meet, and no fixed sweep beside it."""
+    from hpcbench.recipes.sweep import SWEEP_AXES  # sweep imports the loader, which imports us
+
+    search = data.get("search")
+    if not isinstance(search, dict):
+        return []
+    problems = []
+    axis, low, high = search.get("axis"), search.get("low"), search.get("high")
+    resolution = search.get("resolution")
+    numbers = all(isinstance(value, (int, float)) and not isinstance(value, bool)
+                  for value in (low, high, resolution))
+    if numbers and high <= low:
+        problems.append(Problem("search.high", high, f"a load above search.low ({low:g}): "
+                                                     "the search probes loads between the two"))
+    elif numbers and resolution >= high - low:
+        problems.append(Problem("search.resolution", resolution,
+                                f"a step below high - low ({high - low:g}): with a coarser "
+                                "one there is nothing to search; lower it or widen the range"))
+    if axis == "concurrency":
+        for key in ("low", "high", "resolution"):
+            value = search.get(key)
+            if isinstance(value, float) and not value.is_integer():
+                problems.append(Problem(f"search.{key}", value, "a whole number: concurrency "
+                                        "counts requests in flight"))
+        if isinstance(high, (int, float)) and high > MAX_IN_FLIGHT:
+            problems.append(Problem("search.high", high, f"at most {MAX_IN_FLIGHT:,} requests "
+                                    "in flight (concurrency)"))
+    if axis == "load.rate" and isinstance(low, (int, float)) and 0 < low < MIN_RATE:
+        problems.append(Problem("search.low", low, f"at least {MIN_RATE:g} requests/s (the "
+                                "lowest rate workload.load.rate takes)"))
+    pattern = lookup(data, "workload.load.pattern")   # absent: what the axis drives
+    wanted = {"load.rate": RATE_PATTERNS, "concurrency": ("closed",)}.get(
+        axis if isinstance(axis, str) else "")
+    if wanted and pattern is not None and pattern not in wanted:
+        problems.append(Problem("workload.load.pattern", pattern,
+                                f"{' or '.join(wanted)}: search.axis {axis} drives "
+                                f"{'an open-loop rate' if axis == 'load.rate' else 'closed-loop concurrency'}"))
+    if not search.get("slo") and "max_error_rate" not in search:
+        problems.append(Problem("search.slo", search.get("slo", MISSING),
+                                "at least one of ttft, itl, tpot, e2e as {percentile, max} (or "
+                                "search.max_error_rate alone, to search on errors only)"))
+    workload = data.get("workload") if isinstance(data.get("workload"), dict) else {}
+    for swept in SWEEP_AXES:
+        if isinstance(lookup(workload, swept), list):
+            problems.append(Problem(f"workload.{swept}", lookup(workload, swept),
+                                    "a single value: a capacity search varies search.axis "
+                                    "itself; run a sweep or a search, not both in one recipe"))
+    repetitions = _int(data.get("repetitions"))
+    if repetitions is not None and repetitions > 1:
+        problems.append(Problem("repetitions", repetitions,
+                                "1 with a capacity search (a load whose verdict is close runs "
+                                "again by itself: search.max_repeats)"))
+    return problems
+
+
 RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_is_known, _api_is_known, _api_fits_service, _api_takes_its_config, _agents_fit,
     _load_has_its_parameters, _dataset_is_complete, _conversation_fits,
@@ -541,5 +600,5 @@ RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _service_config_model_is_the_workloads,
     _health_endpoint_is_http,
     _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _compat_names_are_exposed,
-    _bind_address_is_an_ip, _sweep_fits,
+    _bind_address_is_an_ip, _sweep_fits, _search_fits,
 )

@@ -52,6 +52,16 @@ def count_trials(recipe: Recipe) -> int:
     return total
 
 
+def describe_trials(recipe: Recipe) -> str:
+    """What a recipe runs, in words: "18 trial(s)", or its capacity search (whose probes, one
+    trial each, are chosen as it goes: coordinator/session/capacity.py)."""
+    search = recipe.data.get("search")
+    if search:
+        return (f"capacity search on {search['axis']} from {search['low']:g} to "
+                f"{search['high']:g}, a trial per probe")
+    return f"{count_trials(recipe)} trial(s)"
+
+
 def expand_trials(recipe: Recipe) -> list[Trial]:
     """Every trial of a resolved recipe, repetition-major (all combinations, then repeat)."""
     axes = sweep_axes(recipe.workload)

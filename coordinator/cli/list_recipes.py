@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                                               f"run hpcbench validate)"))
             continue
         rows.append((path.name, recipe.scenario, recipe.workload["service"],
-                     str(count_trials(recipe))))
+                     "search" if recipe.data.get("search") else str(count_trials(recipe))))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])

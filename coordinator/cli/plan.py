@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from hpcbench.common.limits import MAX_NODES
     from hpcbench.coordinator.launch.plan import executor_concurrency, place_roles
     from hpcbench.coordinator.session.sample_mode import aggregation_mode
-    from hpcbench.recipes import expand_trials, load_recipe
+    from hpcbench.recipes import describe_trials, expand_trials, load_recipe
 
     recipe = load_recipe(args.recipe)
     if args.node_names is not None:
@@ -36,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
                                ["pass --nodes N within that range"])
         nodes = [f"node{index}" for index in range(1, count + 1)]
     placement = place_roles(recipe, nodes)
-    trials = expand_trials(recipe)
+    search = recipe.data.get("search")
+    if search:   # its first probe: the next ones follow from each verdict
+        from hpcbench.coordinator.session.capacity import CapacitySearch
+
+        trials = [CapacitySearch(recipe).next_trial(0)]
+    else:
+        trials = expand_trials(recipe)
     slurm = _slurm_options(recipe.data)
     samples = aggregation_mode(recipe.data["aggregation"], len(placement.executors))
     if args.json:
@@ -44,14 +50,16 @@ def run(args: argparse.Namespace) -> int:
             "scenario": recipe.scenario,
             "trials": [{"id": trial.id, "index": trial.index, "repetition": trial.repetition,
                         "params": trial.params} for trial in trials],
+            "search": search,
             "placement": placement.to_dict(),
             "nodes": {node: placement.roles_of(node) for node in nodes},
             "aggregation": samples,
             **slurm,
         }, indent=2))
         return 0
-    print(f"scenario {recipe.scenario}: {len(trials)} trial(s), {len(nodes)} node(s)")
-    print("\ntrials:")
+    print(f"scenario {recipe.scenario}: {describe_trials(recipe)}, {len(nodes)} node(s)")
+    print("\ntrials:" if not search else "\nfirst probe (each next one follows from the "
+          "verdicts so far: docs/capacity-search.md):")
     for trial in trials:
         load = trial.workload["load"]
         if load["pattern"] == "closed":

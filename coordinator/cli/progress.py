@@ -11,6 +11,7 @@ import time
 from rich import box
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from hpcbench.coordinator.session.recording import headline
@@ -125,11 +126,23 @@ def summary_table(session) -> Table:
     return table
 
 
-def trial_problems(session) -> list[str]:
-    """Why each failed trial failed, one line per trial (printed under the table)."""
-    return [f"{result['trial_id']}{' (earlier run)' if result.get('earlier') else ''}: "
-            f"{'; '.join(result['problems'])}"
-            for result in session.all_results() if not result["passed"]]
+def search_table(search: dict) -> Table:
+    """A capacity search's probes (session.json's `search`): load, checks, verdict, why."""
+    from hpcbench.coordinator.report.capacity import PROBE_HEADERS, probe_rows, slo_text
+
+    table = Table(title=escape(f"capacity search: {slo_text(search)}"), title_justify="left",
+                  caption=escape("percentile [confidence interval]; close: the SLO limit lies "
+                                 "inside the interval (a bracket end then runs again)"),
+                  caption_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    shown = [index for index, heading in enumerate(PROBE_HEADERS) if heading != "trial"]
+    for index in shown:       # the trial id repeats the load: the summary table above has it
+        heading = PROBE_HEADERS[index]
+        table.add_column(escape(heading),
+                         justify="right" if heading in ("#", "load", "run") else "left")
+    for row in probe_rows(search):
+        table.add_row(*(escape(str(row[index])) for index in shown))
+    return table
 
 
 def final_line(session) -> str:

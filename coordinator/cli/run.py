@@ -42,9 +42,15 @@ def run(args: argparse.Namespace) -> int:
     from hpcbench.common.errors import HpcbenchError, config_error
     from hpcbench.common.ids import check_id
     from hpcbench.common.limits import MAX_PER_NODE
-    from hpcbench.coordinator.cli.progress import final_line, follow, summary_table, trial_problems
+    from hpcbench.coordinator.cli.progress import (
+        final_line,
+        follow,
+        search_table,
+        summary_table,
+    )
     from hpcbench.coordinator.control.server import Coordinator
     from hpcbench.coordinator.launch.plan import local_notes
+    from hpcbench.coordinator.report.capacity import answer
     from hpcbench.coordinator.session.lifecycle import new_session_id
     from hpcbench.proto import control_v1_pb2 as pb
     from hpcbench.recipes import load_recipe
@@ -86,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
         coordinator.stop()
     if session.all_results():
         console.print(summary_table(session))
+    search = session.search.result() if session.search is not None else None
+    if search is not None and search["probes"]:
+        console.print(search_table(search))
+    if search is not None:
+        console.print(answer(search), highlight=False)
     console.print(final_line(session), highlight=False)
     if (run_dir / "report.html").exists():
         console.print(f"report: {run_dir / 'report.html'}", highlight=False)
@@ -95,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if session.state == pb.STOPPED:
         print(f"stopped: {session.stop_reason}", file=sys.stderr)
         return 130
-    failed = trial_problems(session)
+    failed = session.trial_problems()
     if failed:
         error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
                               "recipe's limits", failed)

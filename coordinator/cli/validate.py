@@ -13,7 +13,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcbench.common.errors import HpcbenchError
-    from hpcbench.recipes import count_trials, load_recipe
+    from hpcbench.recipes import describe_trials, load_recipe
 
     failed = 0
     for path in args.recipes:
@@ -24,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
             print(error.render(), file=sys.stderr)
             continue
         print(f"ok: {path} (scenario {recipe.scenario}, service {recipe.workload['service']}, "
-              f"{count_trials(recipe)} trial(s))")
+              f"{describe_trials(recipe)})")
     return 2 if failed else 0

@@ -28,6 +28,7 @@ from hpcbench.common.files import check_private_dir, write_private
 from hpcbench.common.logs import configure_logging
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
 from hpcbench.coordinator.launch.srun import check_hpcbench_image, component_image, ensure_image
+from hpcbench.coordinator.report.capacity import answer
 from hpcbench.coordinator.session.results import trial_attempts
 from hpcbench.proto import control_v1_pb2 as pb
 
@@ -118,8 +119,10 @@ class SlurmJob:
         if session.error is not None:
             log.error(session.error.render())
             return self._finish("failed", session.error.exit_status, session.error.render())
-        failed = [f"{r['trial_id']}: {'; '.join(r['problems'])}"
-                  for r in session.all_results() if not r["passed"]]
+        if session.search is not None:
+            self.record["search"] = session.search.result()
+            log.info(answer(self.record["search"]))
+        failed = session.trial_problems()
         if failed:
             error = HpcbenchError("E004", f"{len(failed)} trial(s) did not complete within the "
                                           "recipe's limits", failed)

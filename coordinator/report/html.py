@@ -1,7 +1,8 @@
 """report.html: one self-contained page per run (plots embedded as base64 PNG, inline CSS, no
 script and no network reference), readable in a minute from top to bottom:
 
-summary -> configuration and environment -> latency (CDFs, percentile tables) -> conversations
+summary -> capacity search (its answer and path, for a session that searched) ->
+configuration and environment -> latency (CDFs, percentile tables) -> conversations
 (multi-turn runs: per conversation and per turn index) -> the server's
 own view (its latencies beside the client's, where the client's TTFT goes, its counters and
 state; report/server.py) -> sweep (throughput and latency against the swept parameter,
@@ -16,7 +17,7 @@ from __future__ import annotations
 import yaml
 
 from hpcbench.common.measure.statistics import PERCENTILE_KEYS, exact_stats
-from hpcbench.coordinator.report import conversations, plots, server
+from hpcbench.coordinator.report import capacity, conversations, plots, server
 from hpcbench.coordinator.report.exports import NOT_MEASURED, summary_rows
 from hpcbench.coordinator.report.goodput import slo_attainment
 from hpcbench.coordinator.report.markup import e, image, page, percent, table
@@ -28,9 +29,9 @@ from hpcbench.coordinator.report.timeline import timeline
 
 def render_report(run: RunData, environment: dict) -> str:
     """The whole report page as text."""
-    sections = [_overview(run), _configuration(run, environment), _latency(run),
-                conversations.section(run), server.section(run), _sweep(run), _goodput(run),
-                _over_time(run), _telemetry(run)]
+    sections = [_overview(run), capacity.section(run.session), _configuration(run, environment),
+                _latency(run), conversations.section(run), server.section(run), _sweep(run),
+                _goodput(run), _over_time(run), _telemetry(run)]
     return page(f"hpcbench report: {run.scenario} / {run.session_id}", sections)
 
 

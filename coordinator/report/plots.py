@@ -347,3 +347,32 @@ def server_over_time(trial_id: str, series: list, window: tuple[float, float],
         elif any(label for _, _, _, label in lines) or several:
             axis.legend(fontsize="small")
     return _png(figure)
+
+
+def search_plot(probes: list[dict], capacity: float | None, lowest_missing: float | None,
+                axis_name: str) -> bytes:
+    """A capacity search's path: each probe's load in the order run, green where the load met
+    the SLOs, red where it missed, hollow where the verdict was close; the bracket shaded."""
+    figure, axes = _figure(1, 1, 3.4)
+    axis = axes[0, 0]
+    for colour, meets in (("#2ca02c", True), ("#d62728", False)):
+        for close in (False, True):
+            points = [(number, probe["load"]) for number, probe in enumerate(probes, 1)
+                      if probe["meets"] == meets and probe["close"] == close]
+            if points:
+                numbers, loads = zip(*points)
+                axis.scatter(numbers, loads, s=60, zorder=3, edgecolors=colour,
+                             facecolors="none" if close else colour,
+                             label=f"{'meets' if meets else 'misses'}"
+                                   f"{' (close)' if close else ''}")
+    axis.plot(range(1, len(probes) + 1), [probe["load"] for probe in probes], color="#999",
+              linewidth=1, zorder=2)
+    if capacity is not None and lowest_missing is not None:
+        axis.axhspan(capacity, lowest_missing, color="#1f77b4", alpha=0.15,
+                     label="bracket holding the capacity")
+    axis.set_title("Capacity search: load probed, in order")
+    axis.set_xlabel("probe")
+    axis.set_ylabel(axis_name)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    return _png(figure)

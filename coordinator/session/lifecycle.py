@@ -12,6 +12,10 @@ its own thread, started by `Coordinator.start_session`; a `Launcher`
 (coordinator/launch/base.py) starts its processes on this machine or, under Slurm, as srun
 steps: the session never knows which.
 
+A recipe with a `search` block has no trial list up front: each next trial is the probe its
+capacity search picks from the verdicts so far (capacity.py), and a re-run replays the
+recorded verdicts before measuring on.
+
 Each executor sends its requests to the server endpoints the recipe's
 `distribution_strategy` maps it to (`plan.assign_targets`; under all-to-all every endpoint, its
 requests taking them in turn), so every server gets load.
@@ -188,6 +192,7 @@ class Session:
         self._lost: dict[str, str] = {}       # agent id -> why it was lost (announced once)
         self.recipe = None
         self.recording = None
+        self.search = None                    # a capacity search's state (capacity.py)
 
     # -- public -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -238,6 +243,16 @@ class Session:
         those measured now and those that passed in an earlier run (failed ones are always
         measured again, so none is taken from before)."""
         return sorted(self.earlier_results + self.trial_results, key=lambda r: r["index"])
+
+    def trial_problems(self) -> list[str]:
+        """Why each trial whose final attempt failed failed, one line per trial (the CLI and
+        the Slurm job exit E004 on any). A capacity search has none: a probe over its error
+        ceiling is part of the answer, and one not measured soundly stops the search (E004)."""
+        if self.search is not None:
+            return []
+        return [f"{result['trial_id']}{' (earlier run)' if result.get('earlier') else ''}: "
+                f"{'; '.join(result['problems'])}"
+                for result in self.all_results() if not result["passed"]]
 
     def results(self) -> pb.ResultsReply:
         reply = pb.ResultsReply(session_id=self.session_id, run_dir=str(self.run_dir))
@@ -304,16 +319,20 @@ class Session:
         self.coordinator.session_ready(self)
 
         self._enter(pb.EXPANDING)
-        self.trials = expand_trials(self.recipe)
-        # only a passed trial is skipped: failed and cut ones are measured again
-        passed = self.recording.passed_trials()
-        todo = [trial for trial in self.trials if trial.id not in passed]
-        self._skipped_ids = [trial.id for trial in self.trials if trial.id in passed]
+        if "search" in self.recipe.data:
+            todo, earlier = self._resume_search()
+        else:
+            self.trials = expand_trials(self.recipe)
+            # only a passed trial is skipped: failed and cut ones are measured again
+            passed = self.recording.passed_trials()
+            todo = [trial for trial in self.trials if trial.id not in passed]
+            earlier = [trial for trial in self.trials if trial.id in passed]
+        self._skipped_ids = [trial.id for trial in earlier]
         self.skipped = len(self._skipped_ids)
-        self.earlier_results = [self.recording.earlier_result(trial) for trial in self.trials
-                                if trial.id in passed]
-        self._event(Event.TRIALS, total=len(self.trials), skipped=sorted(passed))
-        if passed:   # the server that measured them; replaced below if this run deploys one
+        self.earlier_results = [self.recording.earlier_result(trial) for trial in earlier]
+        self._event(Event.TRIALS, total=len(self.trials) + (len(todo) if self.search else 0),
+                    skipped=sorted(self._skipped_ids))
+        if earlier:  # the server that measured them; replaced below if this run deploys one
             self.server_version = self.recording.earlier_session().get("server_version")
         if not todo:
             return    # nothing to measure: nothing is written (see _teardown)
@@ -339,10 +358,43 @@ class Session:
         self._event(Event.TARGETS, executors=self._targets)
         self._enter(pb.RUNNING)
         extras = service.request_extras(self.recipe.workload)
+        if self.search is not None:
+            self._run_search(todo[0], executors, extras)
+            return
         for trial in todo:
             if self._stop.is_set():
                 break
             self._run_trial(trial, executors, extras)
+
+    def _resume_search(self) -> tuple[list, list]:
+        """A capacity search (capacity.py): ([the next probe's trial] or [] when the search is
+        over, the probes an earlier run of the session recorded, taken as they are)."""
+        from hpcbench.coordinator.session.capacity import CapacitySearch
+
+        self.search = CapacitySearch(self.recipe)
+        earlier = self.search.replay(self.run_dir)
+        self.trials = list(earlier)
+        following = self.search.next_trial(len(self.trials))
+        return ([following] if following is not None else []), earlier
+
+    def _run_search(self, trial, executors: list[str], extras: dict) -> None:
+        """Probe after probe, each chosen from the verdicts so far, until the search stops
+        (or the session is stopped: the next run goes on from the recorded probes)."""
+        while trial is not None and not self._stop.is_set():
+            self.trials.append(trial)
+            if self.search.take_recorded(self.run_dir, trial):   # measured by an earlier run
+                self._skipped_ids.append(trial.id)
+                self.skipped = len(self._skipped_ids)
+                self.earlier_results.append(self.recording.earlier_result(trial))
+                trial = self.search.next_trial(len(self.trials))
+                continue
+            measured = len(self.trial_results)
+            self._run_trial(trial, executors, extras)
+            if len(self.trial_results) == measured:   # cut short: no verdict
+                return
+            self.search.record(trial, self.trial_results[-1]["probe"])
+            self._record_run()
+            trial = self.search.next_trial(len(self.trials))
 
     def _enter(self, state: int) -> None:
         self.state = state
@@ -637,10 +689,14 @@ class Session:
             return
         self.current["phase"] = "drain"
         result = self.recording.finish_trial(trial, reports, self._losses(trial, lost, absent),
-                                              workload["error_threshold"], self.supervisor.log_dir)
+                                              workload["error_threshold"], self.supervisor.log_dir,
+                                              judge=self.search.judge if self.search else None)
         self.trial_results.append(result)
+        probe = result["probe"]
         self._event(Event.TRIAL_END, trial=trial.id, passed=result["passed"],
-                    problems=result["problems"])
+                    problems=result["problems"],
+                    **({"probe": {key: probe[key] for key in ("load", "run", "meets", "close")}}
+                       if probe else {}))
         self.current = None
         self.feed.touch()
 
@@ -734,10 +790,13 @@ class Session:
                "trials_run": list(self._trials_begun), "trials_skipped": self._skipped_ids,
                "server_version": self.server_version,
                "elapsed_s": time.monotonic() - self.started, "phases": list(self.phases)}
-        return session_file.build(
+        record = session_file.build(
             session_id=self.session_id, scenario=self.scenario, session_dir=self.run_dir,
             trials=self.trials, runs=[*self._earlier_runs, run],
             server_version=self.server_version, ended=ended, running=running)
+        if self.search is not None:
+            record["search"] = self.search.result()
+        return record
 
 
 def _trial_progress(current: dict, total: int) -> pb.TrialProgress:

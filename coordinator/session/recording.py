@@ -188,11 +188,13 @@ class SessionRecording:
         self.aggregator.mark_executor_missing(trial_id, agent_id)
 
     def finish_trial(self, trial, reports: dict[str, pb.AgentReport], losses: dict[str, dict],
-                     error_threshold: float, log_dir: Path) -> dict:
+                     error_threshold: float, log_dir: Path, judge=None) -> dict:
         """Close the trial once every reported batch arrived; returns its result record.
 
         `losses`: executor -> what the session knows of one that sent no report (`reason`, and
-        from its last heartbeat `recorded`, `in_flight`); absent ones were lost before."""
+        from its last heartbeat `recorded`, `in_flight`); absent ones were lost before.
+        `judge(summary document, histograms, verdict)`: a capacity search's probe record
+        (capacity.py), stored with the verdict in trial.done."""
         for agent_id, report in reports.items():
             self._expected_batches[agent_id] = (self._expected_batches.get(agent_id, 0)
                                                 + report.batches_sent)
@@ -234,13 +236,16 @@ class SessionRecording:
                               for key in ("missing_batches", "unstored_batches",
                                           "unwritten_intervals")},
             lost_executors=summary.integrity["lost_executors"])
+        if judge is not None:
+            verdict["probe"] = judge(document, summary.histograms, verdict)
         directory = self._trial_writer.finish(summary, verdict)
         attempt = self._trial_writer.attempt
         self._trial_writer = None
         self.bus.summary(document)
         return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
                 "directory": directory, "passed": verdict["passed"],
-                "problems": verdict["problems"], "attempt": attempt, "summary": document}
+                "problems": verdict["problems"], "attempt": attempt, "summary": document,
+                "probe": verdict.get("probe")}
 
     def _trial_energy(self, summary) -> dict | None:
         """The trial's GPU energy over its measured window (None without GPU telemetry).
@@ -290,7 +295,8 @@ class SessionRecording:
         return {"trial_id": trial.id, "index": trial.index, "params": trial.params,
                 "directory": directory, "passed": outcome.get("verdict") == verdicts.PASSED,
                 "problems": outcome.get("problems", []), "attempt": outcome.get("attempt"),
-                "summary": read_summary(directory), "earlier": True}
+                "summary": read_summary(directory), "earlier": True,
+                "probe": outcome.get("probe")}
 
     def earlier_session(self) -> dict:
         """The session record an earlier run of this session wrote ({} if none or unreadable):

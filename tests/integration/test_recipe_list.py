@@ -14,6 +14,7 @@ def test_list_examples(cli_env, repo):
     assert rows["local-sim.yaml"] == ["local-sim", "simulator", "3"]
     assert rows["vllm-ray-2nodes.yaml"] == ["vllm-ray-2nodes", "vllm", "1"]
     assert rows["multi-turn.yaml"] == ["multi-turn", "simulator", "2"]
+    assert rows["capacity-search.yaml"] == ["capacity-search", "simulator", "search"]
     assert len(rows) == len(list((repo / "recipes" / "examples").glob("*.yaml")))
 
 

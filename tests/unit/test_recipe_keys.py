@@ -29,15 +29,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 from hpcbench.common.errors import HpcbenchError
+from hpcbench.common.measure.histogram import Histogram
 from hpcbench.coordinator.ingest.aggregator import Aggregator
 from hpcbench.coordinator.launch import slurm
 from hpcbench.coordinator.launch.local import LocalLauncher
 from hpcbench.coordinator.launch.plan import place_roles
 from hpcbench.coordinator.launch.sbatch_job import SlurmJob, job_images, print_modules
 from hpcbench.coordinator.session import lifecycle, verdicts
+from hpcbench.coordinator.session.capacity import CapacitySearch
 from hpcbench.coordinator.session.recording import SessionRecording
 from hpcbench.coordinator.session.sample_mode import aggregation_mode
 from hpcbench.executor.config import LoadConfig, with_executor_share
@@ -274,6 +277,24 @@ def verdict(raw: dict, tmp: Path) -> object:
     return verdicts.decide(overall, trial.workload["error_threshold"])
 
 
+def capacity_search(raw: dict, tmp: Path) -> object:
+    """The session's capacity search (coordinator/session/capacity.py) against a synthetic
+    server whose latencies grow with the load: the trials it probes and their verdicts."""
+    search = CapacitySearch(recipe_from_dict(raw))
+    index = 0
+    while (trial := search.next_trial(index)) is not None and index < 40:
+        load = trial.params[search.space.axis]
+        values_ms = np.linspace(10 * load - 30, 10 * load + 30, 50).clip(1)
+        histograms = {metric: Histogram() for metric in ("ttft", "itl", "tpot", "e2e")}
+        for histogram in histograms.values():
+            histogram.record_many((values_ms * 1e6).astype(np.int64))
+        overall = {"requests": 50, "error_total": 1}
+        probe = search.judge({"overall": overall}, histograms, {"problems": []})
+        search.record(trial, probe)
+        index += 1
+    return search.result()
+
+
 def monitor_host(raw: dict, tmp: Path) -> object:
     """Where a monitor's Prometheus endpoint listens (the launcher's choice)."""
     launcher = LocalLauncher(tmp, recipe_from_dict(raw), host="127.0.0.1")
@@ -308,6 +329,12 @@ PROMETHEUS = with_(LOCAL, ("monitoring.prometheus", {"enabled": True, "port": fr
                                                      "monitor_port": 0}))
 TWO_SERVERS = with_(SLURM, ("orchestration.node_allocation", {
     "servers": {"nodes": 2}, "clients": {"nodes": 1, "executors_per_node": 2}}))
+
+SEARCHING = with_(LOCAL, ("search", {"axis": "concurrency", "low": 1, "high": 32,
+                                     "resolution": 1, "max_error_rate": 0.05,
+                                     "slo": {"itl": {"percentile": 50, "max": "65ms"}}}))
+SEARCH_ALL = with_(SEARCHING, ("search.slo", {metric: {"percentile": 50, "max": "65ms"}
+                                              for metric in ("ttft", "itl", "tpot", "e2e")}))
 
 PROBES: dict[str, Probe] = {
     "scenario": Probe(sbatch, "other-name", shows="--job-name=hpcbench-other-name"),
@@ -398,6 +425,16 @@ PROBES: dict[str, Probe] = {
     "workload.slo.tpot": Probe(goodput, "3ms"),
     "workload.slo.e2e": Probe(goodput, "70ms"),
     "workload.error_threshold": Probe(verdict, 0.1),
+    "search.axis": Probe(capacity_search, "load.rate", SEARCHING, "load.rate"),
+    "search.low": Probe(capacity_search, 3, SEARCHING, "capacity_concurrency-3"),
+    "search.high": Probe(capacity_search, 4, SEARCHING, "above-range"),
+    "search.resolution": Probe(capacity_search, 3, SEARCHING),
+    **{f"search.slo.{metric}.{key}": Probe(capacity_search, value, SEARCH_ALL)
+       for metric in ("ttft", "itl", "tpot", "e2e")
+       for key, value in (("percentile", 90), ("max", "85ms"))},
+    "search.max_error_rate": Probe(capacity_search, 0.01, SEARCHING, "below-range"),
+    "search.confidence": Probe(capacity_search, 0.6, SEARCHING),
+    "search.max_repeats": Probe(capacity_search, 0, SEARCHING),
     "servers.health_check.enabled": Probe(health, False, FAILING),
     "servers.health_check.timeout": Probe(health, 0, FAILING, "after 0s"),
     "servers.health_check.interval": Probe(health, 0.03, FAILING, "0.03s apart"),

@@ -126,6 +126,7 @@ def test_a_slurm_job_reports_and_exits_by_the_final_attempts(tmp_path):
     """run.sbatch's body: job.json gives each trial's newest attempt (state, verdict, attempts)
     and the job exits E004 only when a final attempt failed."""
     from hpcbench.coordinator.launch.sbatch_job import SlurmJob
+    from hpcbench.coordinator.session.lifecycle import Session
     from hpcbench.proto import control_v1_pb2 as pb
 
     writer = ResultsWriter(tmp_path, "scenario", "42")
@@ -138,7 +139,8 @@ def test_a_slurm_job_reports_and_exits_by_the_final_attempts(tmp_path):
     results = [{"trial_id": "a", "passed": True, "problems": []},
                {"trial_id": "b", "passed": False, "problems": ["error rate 9%"]}]
     job.session = SimpleNamespace(trials=trials("a", "b", "c", "d"), state=pb.COMPLETED,
-                                  error=None, all_results=lambda: results)
+                                  error=None, all_results=lambda: results, search=None)
+    job.session.trial_problems = lambda: Session.trial_problems(job.session)   # the real rule
     assert [(t["id"], t["state"], t["verdict"], t["attempts"]) for t in job._trial_states()] == [
         ("a", "finished", "passed", 2), ("b", "finished", "failed", 1),
         ("c", "partial", "cut", 1), ("d", "not-run", "not-run", 0)]
