@@ -174,7 +174,10 @@ def test_resources_reach_the_job_and_each_roles_steps(cluster, repo, tmp_path):
         assert "--cpus-per-task=2 --mem=1G " in sruns["service-node2"], sruns
         assert "--cpus-per-task=1 --mem=512M " in sruns["executor-0"], sruns
         assert "--mem=256M " in sruns["monitor-node3"], sruns
-        assert step_environment(cluster, "node2", " sim ")["SLURM_CPUS_PER_TASK"] == "2"
+        # the step runs before the simulator in it has started: wait for its process
+        simulator = wait_until(lambda: step_environment(cluster, "node2", " sim ") or None,
+                               timeout=60, what="the simulator's process on node2")
+        assert simulator["SLURM_CPUS_PER_TASK"] == "2"
     finally:
         cluster.slurm(["scancel", job_id])
         cluster.wait_finished(job_id)
