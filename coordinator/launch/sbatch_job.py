@@ -27,9 +27,15 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.files import check_private_dir, write_private
 from hpcbench.common.logs import configure_logging
 from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
-from hpcbench.coordinator.launch.srun import check_hpcbench_image, component_image, ensure_image
+from hpcbench.coordinator.launch.srun import (
+    check_hpcbench_image,
+    component_image,
+    ensure_image,
+    remove_containers,
+)
 from hpcbench.coordinator.session.results import trial_attempts
 from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.servers.runtime import CONTAINER_RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +79,14 @@ class SlurmJob:
         from hpcbench.coordinator.control.server import Coordinator
         from hpcbench.recipes.loader import load_recipe
 
-        coordinator = None
+        coordinator = containers = None
         try:
             recipe = load_recipe(self.recipe_path)
             allocation = Allocation.from_environment()   # checks the job id: the session id
             placement = place_on_allocation(recipe, allocation)
             self._open_run_dir(recipe, allocation, placement)
-            if recipe.data["runtime"] == "apptainer":
+            if recipe.data["runtime"] in CONTAINER_RUNTIMES:
+                containers = recipe.data["runtime"]
                 self._ensure_images(recipe, placement)
             coordinator = Coordinator(self.run_dir, host=allocation.addresses[placement.coordinator],
                                       results_root=self.run_dir.parent.parent,
@@ -107,6 +114,8 @@ class SlurmJob:
         finally:
             if coordinator is not None:
                 coordinator.stop()
+            if containers == "podman":
+                remove_containers(allocation)
             self._save()
 
     def _finish_session(self) -> int:
@@ -170,14 +179,16 @@ class SlurmJob:
         own programs have hpcbench in them (E003 before any step starts, not a step that
         cannot find `hpcbench-executor`)."""
         images = job_images(recipe.data, placement)
+        runtime = recipe.data["runtime"]
         for image in images:
-            ensure_image(image["image"], image["remote"], pull_allowed=image["pull"])
+            ensure_image(image["image"], image["remote"], pull_allowed=image["pull"],
+                         runtime=runtime)
         for path in sorted({image["image"] for image in images if image["role"] != "service"}):
-            check_hpcbench_image(path)
+            check_hpcbench_image(path, runtime)
 
 
 def job_images(data: dict, placement) -> list[dict]:
-    """The images an Apptainer job runs, per role (`executor`, `monitor` when monitoring is
+    """The images a containerised job runs, per role (`executor`, `monitor` when monitoring is
     on, `service` when servers are deployed from `artifacts.service`; a service without one
     is the simulator, which runs in the executor's image): path, remote to pull from, and
     whether a missing one may be pulled (artifacts.pull)."""
