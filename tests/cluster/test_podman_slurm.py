@@ -1,0 +1,133 @@
+"""`sbatch run.sbatch recipe.yaml` with `runtime: podman`: hpcbench's images (`make images`,
+built here with podman from containers/*.def) run as real containers on the virtual Slurm
+cluster's nodes; the results are complete and nothing (container, conmon, process) is left on
+any node afterwards, after a normal end and after `scancel`. Needs root, podman and the images;
+skips with the reason otherwise (`make images` builds them)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support.slurm_cluster import build_cluster, unavailable_reason
+from support.waiting import wait_until
+
+from hpcbench.servers.runtime import SESSION_LABEL, hpcbench_image
+
+pytestmark = pytest.mark.slow
+COMPONENTS = ("executor", "monitor")
+
+
+def images_missing() -> str | None:
+    if not shutil.which("podman"):
+        return "podman is not installed (apt-get install podman runc debootstrap)"
+    for component in COMPONENTS:
+        image = hpcbench_image(component, {}, "podman")[0]
+        if subprocess.run(["podman", "image", "exists", image]).returncode != 0:
+            return f"podman has no {image} (run `make images`)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = unavailable_reason() or images_missing()
+    if reason:
+        pytest.skip(reason)
+    built = build_cluster(tmp_path_factory.mktemp("vcluster-podman"))
+    try:
+        yield built
+    finally:
+        built.stop()
+
+
+def submit(cluster, repo: Path, workdir: Path, servers: dict | None = None,
+           duration: str = "6s") -> str:
+    recipe = workdir / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "scenario": "vpod", "partition": "debug", "account": "bench", "runtime": "podman",
+        "orchestration": {"mode": "slurm", "total_nodes": 3,
+                          "node_allocation": {"servers": {"nodes": 1}, "clients": {"nodes": 1}},
+                          "job_config": {"time_limit": "00:05:00"}},
+        "workload": {"service": "simulator", "model": "sim-llama", "duration": duration,
+                     "warmup": 0, "concurrency": 2,
+                     "dataset": {"output_tokens": {"distribution": "fixed", "mean": 8}}},
+        **({"servers": servers} if servers else {})}))
+    env = cluster.env
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    submitted = cluster.slurm(["sbatch", "--parsable", "-N3", str(repo / "run.sbatch"),
+                               str(recipe)], cwd=workdir, env=env)
+    return submitted.stdout.strip().split(";")[0]
+
+
+def containers(job_id: str) -> list[dict]:
+    """podman's containers of the job (all nodes share this machine's podman storage)."""
+    shown = subprocess.run(["podman", "ps", "--all", "--format", "json", "--filter",
+                            f"label={SESSION_LABEL}={job_id}"], capture_output=True, text=True,
+                           check=True)
+    return json.loads(shown.stdout or "[]")
+
+
+def contained(cluster, node) -> list[str]:
+    """Command lines of the processes on `node` that run inside a podman container."""
+    found = []
+    for line in cluster.job_processes(node):
+        pid, _, command = line.partition(": ")
+        try:
+            if "libpod-" in Path(f"/proc/{pid}/cgroup").read_text():
+                found.append(command)
+        except OSError:
+            continue
+    return found
+
+
+def nothing_left(cluster, job_id: str) -> bool:
+    return not containers(job_id) and not any(cluster.job_processes(n) for n in cluster.nodes)
+
+
+def test_each_component_runs_in_its_container_on_its_node(cluster, repo, tmp_path):
+    job_id = submit(cluster, repo, tmp_path, duration="10s")
+    seen: dict[str, set[str]] = {}
+
+    def every_component_seen() -> bool:
+        for node in cluster.nodes:
+            for command in contained(cluster, node):
+                for program in ("hpcbench-executor", "hpcbench-monitor", "hpcbench sim"):
+                    if program in command:
+                        seen.setdefault(program, set()).add(node.name)
+        return len(seen) == 3 and len(seen["hpcbench-monitor"]) == 3
+
+    try:
+        wait_until(every_component_seen, timeout=120, interval=0.5,
+                   what="executor, simulator and monitors in containers on their nodes")
+    finally:
+        state = cluster.wait_finished(job_id, timeout=180)
+    output = (tmp_path / f"hpcbench-{job_id}.out").read_text()
+    assert state == "COMPLETED", output[-3000:]
+    assert seen == {"hpcbench-executor": {"node3"}, "hpcbench sim": {"node2"},
+                    "hpcbench-monitor": {"node1", "node2", "node3"}}
+    run_dir = tmp_path / "results" / "vpod" / job_id
+    assert (run_dir / "default" / "trial.done").exists(), list(run_dir.iterdir())
+    overall = json.loads((run_dir / "default" / "summary.json").read_text())["overall"]
+    assert overall["requests"] > 0 and overall["error_total"] == 0
+    assert overall["latency"]["ttft"]["count"] == overall["requests"]
+    wait_until(lambda: nothing_left(cluster, job_id), timeout=60,
+               what="no container and no process of the job on any node")
+
+
+def test_scancel_stops_and_removes_every_container(cluster, repo, tmp_path):
+    # The simulator stays unready for 5 minutes, so the job is mid-deploy when cancelled.
+    job_id = submit(cluster, repo, tmp_path, servers={"service_config": {"not_ready_s": 300},
+                                                      "health_check": {"timeout": "10m"}})
+    wait_until(lambda: any("hpcbench sim" in c for c in contained(cluster, cluster.node("node2"))),
+               timeout=120, what="the simulator's container on node2")
+    assert len(containers(job_id)) >= 4  # the simulator and a monitor per node
+    cluster.slurm(["scancel", job_id])
+    assert cluster.wait_finished(job_id) == "CANCELLED"
+    wait_until(lambda: nothing_left(cluster, job_id), timeout=60,
+               what="no container and no process of the job on any node after scancel")
+    record = json.loads((tmp_path / "results" / "vpod" / job_id / "job.json").read_text())
+    assert record["state"] == "cancelled"
