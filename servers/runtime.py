@@ -10,8 +10,9 @@ binds, and the signals sent to the runtime (Apptainer execs the command; podman 
 it; in the host's PID namespace it is not a PID 1 that ignores them). So the podman path that runs here tests
 everything but the final argv of the Apptainer path.
 
-Podman specifics (see docs/containers.md): each container is labelled with the session
-(`org.hpcbench.session`) so teardown removes what a killed step left (`cleanup_argv`), and gets
+Podman specifics (see docs/containers.md): each container is named, stopped by name when its
+step is signalled (STOP_ON_SIGNAL), labelled with the session (`org.hpcbench.session`) so
+teardown removes what a killed step left (`cleanup_argv`), and gets
 resource limits no higher than the caller's: a container cannot raise a hard limit without
 CAP_SYS_RESOURCE, and podman's defaults (nofile 1048576) would fail with "operation not
 permitted" on such nodes.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import resource
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +55,25 @@ def apptainer_argv(run: ContainerRun) -> list[str]:
     return [*argv, run.image, *run.argv]
 
 
+# `podman run` under a shell that stops the container by name when the step is signalled or
+# the client ends: the container is conmon's child, not the client's, so a signal the client
+# does not pass on, or a client killed first, would otherwise leave it running
+STOP_ON_SIGNAL = """name=$1; shift
+stop() { podman stop --ignore --time 10 "$name" >/dev/null 2>&1; }
+trap stop TERM INT HUP
+"$@" &
+client=$!
+wait "$client"; status=$?
+while kill -0 "$client" 2>/dev/null; do wait "$client"; status=$?; done
+stop
+exit $status"""
+
+
 def podman_argv(run: ContainerRun) -> list[str]:
-    argv = ["podman", "run", "--rm", "--network", "host", "--pid", "host", "--ipc", "host",
-            "--env-host", *limit_flags()]
+    name = f"hpcbench-{run.session or 'local'}-{uuid.uuid4().hex[:12]}"
+    argv = ["sh", "-c", STOP_ON_SIGNAL, "podman-step", name,
+            "podman", "run", "--rm", "--name", name, "--network", "host", "--pid", "host",
+            "--ipc", "host", "--env-host", *limit_flags()]
     if run.session:
         argv += ["--label", f"{SESSION_LABEL}={run.session}"]
     if run.gpus and any(Path(spec).exists() for spec in CDI_SPECS):

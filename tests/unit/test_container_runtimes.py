@@ -12,6 +12,7 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers.plugin import LaunchContext
 from hpcbench.servers.registry import get_service
 from hpcbench.servers.runtime import (
+    STOP_ON_SIGNAL,
     ContainerRun,
     apptainer_argv,
     cleanup_argv,
@@ -31,9 +32,12 @@ def test_one_description_two_command_lines():
     assert apptainer_argv(RUN) == ["apptainer", "exec", "--bind", "/data:/data:ro",
                                    "--bind", "/results", "img", "hpcbench-executor",
                                    "--coordinator", "10.0.0.1:5"]
-    podman = podman_argv(RUN)
-    assert podman[:9] == ["podman", "run", "--rm", "--network", "host", "--pid", "host",
-                          "--ipc", "host"]
+    wrapper = podman_argv(RUN)
+    assert wrapper[:3] == ["sh", "-c", STOP_ON_SIGNAL]
+    name, podman = wrapper[4], wrapper[5:]
+    assert podman[:12] == ["podman", "run", "--rm", "--name", name, "--network", "host",
+                           "--pid", "host", "--ipc", "host", "--env-host"]
+    assert name.startswith("hpcbench-42-") and name != podman_argv(RUN)[4]
     assert "--env-host" in podman and ["--label", "org.hpcbench.session=42"] == podman[
         podman.index("--label"):podman.index("--label") + 2]
     volumes = [podman[i + 1] for i, flag in enumerate(podman) if flag == "--volume"]
