@@ -6,32 +6,19 @@ skips with the reason otherwise (`make images` builds them)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support.podman_images import images_missing
 from support.slurm_cluster import build_cluster, unavailable_reason
 from support.waiting import WaitTimeout, wait_until
 
-from hpcbench.servers.runtime import SESSION_LABEL, cleanup_argv, hpcbench_image
+from hpcbench.servers.runtime import SESSION_LABEL, cleanup_argv
 
 pytestmark = pytest.mark.slow
-COMPONENTS = ("executor", "monitor")
-
-
-def images_missing() -> str | None:
-    if not shutil.which("podman"):
-        return "podman is not installed (apt-get install podman runc debootstrap)"
-    for component in COMPONENTS:
-        image = hpcbench_image(component, {}, "podman")[0]
-        if subprocess.run(["podman", "image", "exists", image]).returncode != 0:
-            return f"podman has no {image} (run `make images`)"
-    return None
-
-
 SUBMITTED: list[str] = []
 
 
@@ -53,16 +40,13 @@ def cluster(tmp_path_factory):
 
 def submit(cluster, repo: Path, workdir: Path, servers: dict | None = None,
            duration: str = "6s") -> str:
+    """recipes/examples/podman-sim.yaml, one trial of `duration`."""
+    data = yaml.safe_load((repo / "recipes" / "examples" / "podman-sim.yaml").read_text())
+    data["workload"].update(duration=duration, warmup=0, concurrency=2)
+    if servers:
+        data["servers"] = servers
     recipe = workdir / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "scenario": "vpod", "partition": "debug", "account": "bench", "runtime": "podman",
-        "orchestration": {"mode": "slurm", "total_nodes": 3,
-                          "node_allocation": {"servers": {"nodes": 1}, "clients": {"nodes": 1}},
-                          "job_config": {"time_limit": "00:05:00"}},
-        "workload": {"service": "simulator", "model": "sim-llama", "duration": duration,
-                     "warmup": 0, "concurrency": 2,
-                     "dataset": {"output_tokens": {"distribution": "fixed", "mean": 8}}},
-        **({"servers": servers} if servers else {})}))
+    recipe.write_text(yaml.safe_dump(data))
     env = cluster.env
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     submitted = cluster.slurm(["sbatch", "--parsable", "-N3", str(repo / "run.sbatch"),
@@ -124,7 +108,7 @@ def test_each_component_runs_in_its_container_on_its_node(cluster, repo, tmp_pat
     assert state == "COMPLETED", output[-3000:]
     assert seen == {"hpcbench-executor": {"node3"}, "hpcbench sim": {"node2"},
                     "hpcbench-monitor": {"node1", "node2", "node3"}}
-    run_dir = tmp_path / "results" / "vpod" / job_id
+    run_dir = tmp_path / "results" / "podman-sim" / job_id
     assert (run_dir / "default" / "trial.done").exists(), list(run_dir.iterdir())
     overall = json.loads((run_dir / "default" / "summary.json").read_text())["overall"]
     assert overall["requests"] > 0 and overall["error_total"] == 0
@@ -140,7 +124,7 @@ def test_each_component_runs_in_its_container_on_its_node(cluster, repo, tmp_pat
 def test_scancel_and_the_time_limit_stop_and_remove_every_container(cluster, repo, tmp_path,
                                                                     how, state):
     job_id = submit(cluster, repo, tmp_path, duration="5m")
-    run_dir = tmp_path / "results" / "vpod" / job_id
+    run_dir = tmp_path / "results" / "podman-sim" / job_id
     samples = run_dir / "default" / "samples.msgpack.partial"
     wait_until(lambda: any("hpcbench-executor" in c
                            for c in contained(cluster, cluster.node("node3"))) and

@@ -10,10 +10,10 @@ import signal
 import subprocess
 
 import pytest
+from support.podman_images import images_missing
 from support.waiting import wait_until
 
 from hpcbench.servers.runtime import SESSION_LABEL, ContainerRun, hpcbench_image, podman_argv
-from tests.cluster.test_podman_slurm import images_missing
 
 pytestmark = pytest.mark.slow
 SESSION = f"steptest{os.getpid()}"

@@ -22,7 +22,8 @@ SLURM = {
     "artifacts": {"service": {"path": "vllm.sif"}},
 }
 EXPECTED_TRIALS = {"local-sim.yaml": 3, "sweep.yaml": 18, "ollama-single.yaml": 1,
-                   "vllm-single.yaml": 1, "vllm-ray-2nodes.yaml": 1, "llamacpp-cpu.yaml": 1}
+                   "vllm-single.yaml": 1, "vllm-ray-2nodes.yaml": 1, "llamacpp-cpu.yaml": 1,
+                   "podman-sim.yaml": 2}
 
 
 def edited(base, *changes):
