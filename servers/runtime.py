@@ -44,6 +44,9 @@ class ContainerRun:
     binds: tuple[str, ...] = ()     # Apptainer's SRC[:DEST[:ro|rw]]
     gpus: bool = False              # NVIDIA GPUs and their libraries, where the node has them
     session: str | None = None      # the session (Slurm job) the container belongs to
+    env: tuple[str, ...] = ()       # NAME=VALUE set on top of the caller's environment
+    workdir: str | None = None      # the working directory inside, if not the image's
+    stop_grace_s: int = 10          # podman: SIGTERM to SIGKILL when the step is stopped
 
 
 def apptainer_argv(run: ContainerRun) -> list[str]:
@@ -52,15 +55,21 @@ def apptainer_argv(run: ContainerRun) -> list[str]:
         argv.append("--nv")
     for bind in run.binds:
         argv += ["--bind", bind]
+    for setting in run.env:
+        argv += ["--env", setting]
+    if run.workdir:
+        argv += ["--pwd", run.workdir]
     return [*argv, run.image, *run.argv]
 
 
 # `podman run` under a shell that stops the container by name when the step is signalled or
 # the client ends: the container is conmon's child, not the client's, so a signal the client
-# does not pass on, or a client killed first, would otherwise leave it running
-STOP_ON_SIGNAL = """name=$1; shift
-stop() { podman stop --ignore --time 10 "$name" >/dev/null 2>&1; }
+# does not pass on, or a client killed first, would otherwise leave it running. USR1 (Slurm's
+# warning before the time limit) is passed on.
+STOP_ON_SIGNAL = """name=$1; grace=$2; shift 2
+stop() { podman stop --ignore --time "$grace" "$name" >/dev/null 2>&1; }
 trap stop TERM INT HUP
+trap 'podman kill --signal USR1 "$name" >/dev/null 2>&1' USR1
 "$@" &
 client=$!
 wait "$client"; status=$?
@@ -71,7 +80,7 @@ exit $status"""
 
 def podman_argv(run: ContainerRun) -> list[str]:
     name = f"hpcbench-{run.session or 'local'}-{uuid.uuid4().hex[:12]}"
-    argv = ["sh", "-c", STOP_ON_SIGNAL, "podman-step", name,
+    argv = ["sh", "-c", STOP_ON_SIGNAL, "podman-step", name, str(run.stop_grace_s),
             "podman", "run", "--rm", "--name", name, "--network", "host", "--pid", "host",
             "--ipc", "host", "--env-host", *limit_flags()]
     if run.session:
@@ -80,6 +89,10 @@ def podman_argv(run: ContainerRun) -> list[str]:
         argv += ["--device", "nvidia.com/gpu=all"]
     for bind in run.binds:
         argv += ["--volume", podman_volume(bind)]
+    for setting in run.env:
+        argv += ["--env", setting]
+    if run.workdir:
+        argv += ["--workdir", run.workdir]
     # the command replaces the image's entrypoint, as `apptainer exec` bypasses %runscript
     return [*argv, "--entrypoint", run.argv[0], run.image, *run.argv[1:]]
 

@@ -34,7 +34,8 @@ def test_one_description_two_command_lines():
                                    "--coordinator", "10.0.0.1:5"]
     wrapper = podman_argv(RUN)
     assert wrapper[:3] == ["sh", "-c", STOP_ON_SIGNAL]
-    name, podman = wrapper[4], wrapper[5:]
+    name, grace, podman = wrapper[4], wrapper[5], wrapper[6:]
+    assert grace == "10"
     assert podman[:12] == ["podman", "run", "--rm", "--name", name, "--network", "host",
                            "--pid", "host", "--ipc", "host", "--env-host"]
     assert name.startswith("hpcbench-42-") and name != podman_argv(RUN)[4]
@@ -105,3 +106,29 @@ def test_a_service_in_podman_is_the_same_command_in_its_image():
     entry = podman.index("--entrypoint")
     assert [podman[entry + 1], *podman[entry + 3:]] == plain
     assert podman[entry + 2] == "localhost/vllm:cpu"
+
+
+def test_the_coordinators_container_gets_the_hosts_slurm_client_read_only():
+    import shutil
+
+    from hpcbench.coordinator.launch.slurm import slurm_client_binds
+
+    if not shutil.which("srun"):
+        pytest.skip("Slurm's client is not installed (Debian package slurm-wlm)")
+    binds = slurm_client_binds()
+    paths = [bind.split(":")[0] for bind in binds]
+    assert all(bind.endswith(":ro") and bind.split(":")[0] == bind.split(":")[1]
+               for bind in binds)
+    assert shutil.which("srun") in paths and shutil.which("scontrol") in paths
+    assert any("slurm" in Path(path).name for path in paths)   # the library and plugin folder
+    assert not [path for path in paths if Path(path).name.startswith(("libc.so", "ld-linux"))]
+
+
+def test_the_session_runs_on_the_host_unless_the_runtime_is_podman(repo):
+    import sys
+
+    from hpcbench.coordinator.launch.sbatch_job import session_argv
+
+    recipe = repo / "recipes" / "examples" / "ollama-single.yaml"   # runtime: apptainer
+    assert session_argv(recipe) == [sys.executable, "-m", "hpcbench.coordinator.launch.sbatch_job",
+                                    str(recipe)]
