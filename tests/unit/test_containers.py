@@ -42,7 +42,7 @@ def test_base_bootstraps_debian_and_installs_the_wheels_offline():
     assert "{{ VERSION }}" in found["labels"] and "{{ GIT_COMMIT }}" in found["labels"]
     script = (REPO / "containers" / "install-hpcbench.sh").read_text()
     # hpcbench and the plugin wheels in one resolution, dependencies only from the wheelhouse
-    assert re.search(r'pip install --no-cache-dir --no-index --find-links "\$wheels/deps" \\\n'
+    assert re.search(r'pip" install --no-cache-dir --no-index --find-links "\$wheels/deps" \\\n'
                      r'\s+"\$wheels"/top/\*\.whl', script)
 
 
