@@ -20,6 +20,9 @@ from hpcbench.servers.runtime import SESSION_LABEL, cleanup_argv
 
 pytestmark = pytest.mark.slow
 SUBMITTED: list[str] = []
+COORDINATOR = "hpcbench.coordinator.launch.sbatch_job"
+# (the coordinator's `python -m hpcbench.common.process_group ... srun` launchers are not)
+PROGRAMS = {COORDINATOR, "hpcbench-executor", "hpcbench-monitor", "hpcbench sim"}
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +67,27 @@ def containers(job_id: str) -> list[dict]:
 
 
 def contained(cluster, node) -> list[str]:
-    """Command lines of the processes on `node` that run inside a podman container (the
-    coordinator's `srun` steps run inside its container too: left out)."""
+    """The hpcbench programs running inside a podman container on `node`, by name
+    (`hpcbench-executor`, `hpcbench sim`, `hpcbench.coordinator.launch.sbatch_job`, ...):
+    processes of podman's cgroup whose command is the image's Python running one of them (the
+    coordinator's `srun` steps are left out)."""
     found = []
     for line in cluster.job_processes(node):
         pid, _, command = line.partition(": ")
-        if Path(command.split(" ", 1)[0]).name == "srun":
+        words = command.split()
+        if len(words) < 3 or not Path(words[0]).name.startswith("python"):
             continue
         try:
-            if "libpod-" in Path(f"/proc/{pid}/cgroup").read_text():
-                found.append(command)
+            if "libpod-" not in Path(f"/proc/{pid}/cgroup").read_text():
+                continue
         except OSError:
             continue
+        if words[1] == "-m":
+            found.append(words[2])
+        elif Path(words[1]).name == "hpcbench":
+            found.append(f"hpcbench {words[2]}")
+        else:
+            found.append(Path(words[1]).name)
     return found
 
 
@@ -96,12 +108,9 @@ def test_each_component_runs_in_its_container_on_its_node(cluster, repo, tmp_pat
 
     def every_component_seen() -> bool:
         for node in cluster.nodes:
-            for command in contained(cluster, node):
-                for program in ("hpcbench-executor", "hpcbench-monitor", "hpcbench sim",
-                                "launch.sbatch_job"):
-                    if program in command:
-                        seen.setdefault(program, set()).add(node.name)
-        return len(seen) == 4 and len(seen["hpcbench-monitor"]) == 3
+            for program in set(contained(cluster, node)) & PROGRAMS:
+                seen.setdefault(program, set()).add(node.name)
+        return set(seen) == PROGRAMS and len(seen["hpcbench-monitor"]) == 3
 
     try:
         wait_until(every_component_seen, timeout=120, interval=0.5,
@@ -110,7 +119,7 @@ def test_each_component_runs_in_its_container_on_its_node(cluster, repo, tmp_pat
         state = cluster.wait_finished(job_id, timeout=180)
     output = (tmp_path / f"hpcbench-{job_id}.out").read_text()
     assert state == "COMPLETED", output[-3000:]
-    assert seen == {"launch.sbatch_job": {"node1"}, "hpcbench-executor": {"node3"},
+    assert seen == {COORDINATOR: {"node1"}, "hpcbench-executor": {"node3"},
                     "hpcbench sim": {"node2"}, "hpcbench-monitor": {"node1", "node2", "node3"}}
     run_dir = tmp_path / "results" / "podman-sim" / job_id
     assert (run_dir / "default" / "trial.done").exists(), list(run_dir.iterdir())
@@ -130,8 +139,7 @@ def test_scancel_and_the_time_limit_stop_and_remove_every_container(cluster, rep
     job_id = submit(cluster, repo, tmp_path, duration="5m")
     run_dir = tmp_path / "results" / "podman-sim" / job_id
     samples = run_dir / "default" / "samples.msgpack.partial"
-    wait_until(lambda: any("hpcbench-executor" in c
-                           for c in contained(cluster, cluster.node("node3"))) and
+    wait_until(lambda: "hpcbench-executor" in contained(cluster, cluster.node("node3")) and
                samples.exists() and samples.stat().st_size > 0,
                timeout=120, what="the executor's container on node3 measuring")
     # the simulator, the executor and a monitor per node (the coordinator's has no session
