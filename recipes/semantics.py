@@ -441,14 +441,17 @@ def _something_to_benchmark(data: dict) -> list[Problem]:
                     "(otherwise there is nothing to benchmark)")]
 
 
-def _apptainer_has_image(data: dict) -> list[Problem]:
+def _container_has_image(data: dict) -> list[Problem]:
     default = "apptainer" if lookup(data, "orchestration.mode") == "slurm" else "process"
-    if data.get("runtime", default) != "apptainer" or data.get("endpoints"):
+    runtime = data.get("runtime", default)
+    if runtime not in ("apptainer", "podman") or data.get("endpoints"):
         return []
     if lookup(data, "workload.service") in SIMULATORS or lookup(data, "artifacts.service.path"):
         return []
+    image = "the service's .sif image" if runtime == "apptainer" else \
+        "the service's image (a name podman has, or an OCI archive .tar)"
     return [Problem("artifacts.service.path", MISSING,
-                    "the service's .sif image: runtime apptainer deploys the service from it "
+                    f"{image}: runtime {runtime} deploys the service from it "
                     "(or use runtime: process, or endpoints: [...] for a running service)")]
 
 
@@ -599,6 +602,6 @@ RULES: tuple[Callable[[dict], list[Problem]], ...] = (
     _something_to_benchmark, _service_config_keys_known, _service_takes_its_config,
     _service_config_model_is_the_workloads,
     _health_endpoint_is_http,
-    _apptainer_has_image, _remote_has_a_path, _prometheus_ports_differ, _compat_names_are_exposed,
+    _container_has_image, _remote_has_a_path, _prometheus_ports_differ, _compat_names_are_exposed,
     _bind_address_is_an_ip, _sweep_fits, _search_fits,
 )

@@ -5,8 +5,8 @@ party's through the `hpcbench.services` entry-point group). The coordinator, `ru
 `hpcbench plan --commands` all go through the same three steps:
 
 1. `launch(ctx) -> LaunchSpec` once per server node: the argv and environment to start there
-   (already wrapped for the runtime: `process` runs the binary, `apptainer` runs it in the
-   recipe's image). Every value is its own argv element; nothing is a shell string.
+   (already wrapped for the runtime: `process` runs the binary, `apptainer` and `podman` run
+   it in the recipe's image, servers/runtime.py). Every value is its own argv element; nothing is a shell string.
 2. `wait_healthy(base_url, timeout_s, interval_s)` polls until the server answers (E001).
 3. `prepare(base_url, model, timeout_s, service_config)` pulls/loads/checks the model (E003).
 
@@ -43,7 +43,7 @@ class LaunchContext:
     port: int
     rank: int = 0                  # 0 = head (the node clients talk to)
     server_addresses: list[str] = field(default_factory=list)  # all server nodes, head first
-    runtime: str = "process"       # "process" | "apptainer"
+    runtime: str = "process"       # "process" | "apptainer" | "podman"
     run_dir: Path = Path(".")
     artifacts: dict = field(default_factory=dict)   # recipe `artifacts` (container images)
     binds: list[str] = field(default_factory=list)  # recipe `binds` (apptainer --bind)

@@ -45,13 +45,13 @@ def hpcbench_command(runtime: str) -> list[str]:
     return ["hpcbench"]
 
 
-def simulator_image(artifacts: dict) -> str:
-    """Under Apptainer: `artifacts.service` when the recipe names an image, else an image of
-    hpcbench's (the executor's, which has the `hpcbench` command)."""
+def simulator_image(artifacts: dict, runtime: str) -> str:
+    """In a container runtime: `artifacts.service` when the recipe names an image, else an
+    image of hpcbench's (the executor's, which has the `hpcbench` command)."""
     service = artifacts.get("service") or {}
     if isinstance(service, dict) and service.get("path"):
-        return service_image(artifacts)
-    return hpcbench_image("executor", artifacts)[0]
+        return service_image(artifacts, runtime)
+    return hpcbench_image("executor", artifacts, runtime)[0]
 
 
 class SimulatorService(HttpService):
@@ -74,7 +74,7 @@ class SimulatorService(HttpService):
         argv = [*hpcbench_command(ctx.runtime), "sim", "--host", ctx.address,
                 "--port", str(ctx.port), *cli_flags(config, skip=OWN_KEYS)]
         return LaunchSpec(argv=wrap(argv, ctx.runtime, ctx.artifacts, ctx.binds, gpus=False,
-                                    image=simulator_image(ctx.artifacts)),
+                                    image=simulator_image(ctx.artifacts, ctx.runtime)),
                           env=extra_env(config), base_url=f"http://{ctx.address}:{ctx.port}")
 
     def request_extras(self, workload: dict) -> dict:

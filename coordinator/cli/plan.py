@@ -122,9 +122,9 @@ def _how_it_runs(data: dict) -> list[str]:
                                               if health["retries"] is not None else "")
         lines = [f"health: {what} on every server, every {health['interval']:g}s, "
                  f"for at most {limit}"]
-    if data["runtime"] == "apptainer":
+    if data["runtime"] in ("apptainer", "podman"):
         for role in ("executor", "monitor"):
-            image, _, source = hpcbench_image(role, data["artifacts"])
+            image, _, source = hpcbench_image(role, data["artifacts"], data["runtime"])
             lines.append(f"image of the {role}s: {image} ({source}; hpcbench must be installed "
                          "in it)")
         if (data["artifacts"].get("service") or {}).get("path") and not data["endpoints"]:

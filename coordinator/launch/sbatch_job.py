@@ -26,15 +26,26 @@ from pathlib import Path
 from hpcbench.common.errors import HpcbenchError
 from hpcbench.common.files import check_private_dir, write_private
 from hpcbench.common.logs import configure_logging
-from hpcbench.coordinator.launch.slurm import Allocation, place_on_allocation
-from hpcbench.coordinator.launch.srun import check_hpcbench_image, component_image, ensure_image
+from hpcbench.coordinator.launch.slurm import (
+    Allocation,
+    place_on_allocation,
+    slurm_client_binds,
+)
+from hpcbench.coordinator.launch.srun import (
+    check_hpcbench_image,
+    component_image,
+    ensure_image,
+    remove_containers,
+)
 from hpcbench.coordinator.report.capacity import answer
 from hpcbench.coordinator.session.results import trial_attempts
 from hpcbench.proto import control_v1_pb2 as pb
+from hpcbench.servers.runtime import CONTAINER_RUNTIMES
 
 log = logging.getLogger(__name__)
 
 SESSION_STOP_S = 20.0  # a stopped session drains, tears its steps down and writes its record
+IMAGES_CHECKED = "HPCBENCH_IMAGES_CHECKED"  # set in the coordinator's container
 
 
 class JobSignal(Exception):
@@ -74,14 +85,16 @@ class SlurmJob:
         from hpcbench.coordinator.control.server import Coordinator
         from hpcbench.recipes.loader import load_recipe
 
-        coordinator = None
+        coordinator = containers = None
         try:
             recipe = load_recipe(self.recipe_path)
             allocation = Allocation.from_environment()   # checks the job id: the session id
             placement = place_on_allocation(recipe, allocation)
             self._open_run_dir(recipe, allocation, placement)
-            if recipe.data["runtime"] == "apptainer":
-                self._ensure_images(recipe, placement)
+            if recipe.data["runtime"] in CONTAINER_RUNTIMES:
+                containers = recipe.data["runtime"]
+                if not os.environ.get(IMAGES_CHECKED):  # else checked before this container
+                    ensure_images(recipe.data, placement)
             coordinator = Coordinator(self.run_dir, host=allocation.addresses[placement.coordinator],
                                       results_root=self.run_dir.parent.parent,
                                       bind=recipe.data["security"]["bind_address"]).start()
@@ -108,6 +121,8 @@ class SlurmJob:
         finally:
             if coordinator is not None:
                 coordinator.stop()
+            if containers == "podman":
+                remove_containers(allocation)
             self._save()
 
     def _finish_session(self) -> int:
@@ -168,19 +183,21 @@ class SlurmJob:
                            nodes=list(allocation.nodes), addresses=dict(allocation.addresses),
                            placement=placement.to_dict(), started_at=time.time())
 
-    def _ensure_images(self, recipe, placement) -> None:
-        """Every image the job runs exists (pulled when allowed); those that run hpcbench's
-        own programs have hpcbench in them (E003 before any step starts, not a step that
-        cannot find `hpcbench-executor`)."""
-        images = job_images(recipe.data, placement)
-        for image in images:
-            ensure_image(image["image"], image["remote"], pull_allowed=image["pull"])
-        for path in sorted({image["image"] for image in images if image["role"] != "service"}):
-            check_hpcbench_image(path)
+def ensure_images(data: dict, placement) -> None:
+    """Every image the job runs exists (pulled when allowed); those that run hpcbench's
+    own programs have hpcbench in them (E003 before any step starts, not a step that
+    cannot find `hpcbench-executor`)."""
+    images = job_images(data, placement)
+    runtime = data["runtime"]
+    for image in images:
+        ensure_image(image["image"], image["remote"], pull_allowed=image["pull"],
+                     runtime=runtime)
+    for path in sorted({image["image"] for image in images if image["role"] != "service"}):
+        check_hpcbench_image(path, runtime)
 
 
 def job_images(data: dict, placement) -> list[dict]:
-    """The images an Apptainer job runs, per role (`executor`, `monitor` when monitoring is
+    """The images a containerised job runs, per role (`executor`, `monitor` when monitoring is
     on, `service` when servers are deployed from `artifacts.service`; a service without one
     is the simulator, which runs in the executor's image): path, remote to pull from, and
     whether a missing one may be pulled (artifacts.pull)."""
@@ -205,6 +222,37 @@ def print_modules(recipe_path: Path) -> int:
     return 0
 
 
+def session_argv(recipe_path: Path) -> list[str]:
+    """How run.sbatch starts the session: this Python, or under `runtime: podman` the
+    coordinator image's, with the host's Slurm client bound in (slurm.slurm_client_binds) and
+    the images checked here first (podman does not run inside the container). Where the recipe
+    or the images are wrong, this Python: the session then records the error in job.json."""
+    from hpcbench.recipes.loader import load_recipe
+    from hpcbench.servers.runtime import ContainerRun, hpcbench_image, podman_argv
+
+    here = [sys.executable, "-m", "hpcbench.coordinator.launch.sbatch_job", str(recipe_path)]
+    try:
+        data = load_recipe(recipe_path).data
+        if data["runtime"] != "podman":
+            return here
+        placement = place_on_allocation(load_recipe(recipe_path), Allocation.from_environment())
+        ensure_images(data, placement)
+        image = hpcbench_image("coordinator", data["artifacts"], "podman")[0]
+        ensure_image(image, None, runtime="podman")
+    except HpcbenchError:
+        return here
+    submit_dir = Path(os.environ.get("SLURM_SUBMIT_DIR", ".")).resolve()
+    results = submit_dir / data["results_dir"]
+    results.mkdir(parents=True, exist_ok=True)  # bound into the container, so made here
+    folders = {Path.cwd(), submit_dir, recipe_path.resolve().parent, results}
+    run = ContainerRun(
+        image=image, argv=("/opt/hpcbench/venv/bin/python", *here[1:]),
+        binds=(*slurm_client_binds(), *(str(folder) for folder in sorted(folders))),
+        env=(f"{IMAGES_CHECKED}=1",), workdir=str(Path.cwd()),
+        stop_grace_s=int(SESSION_STOP_S) + 20)
+    return podman_argv(run)
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging("run.sbatch")
     parser = argparse.ArgumentParser(prog="run.sbatch",
@@ -212,9 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--print-modules", action="store_true",
                         help="only print the recipe's modules for `module load`")
+    parser.add_argument("--print-session", action="store_true",
+                        help="only print (shell-quoted) the command that runs the session")
     args = parser.parse_args(argv)
     if args.print_modules:
         return print_modules(args.recipe)
+    if args.print_session:
+        print(shlex.join(session_argv(args.recipe)))
+        return 0
     for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(signum, _raise_job_signal)
     return SlurmJob(args.recipe).run()

@@ -11,8 +11,10 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Mapping
 
 from hpcbench.common.errors import HpcbenchError, config_error
@@ -232,3 +234,49 @@ def place_on_allocation(recipe, allocation: Allocation):
                       for slot in placement.executors)
     return replace(placement, coordinator=nodes[0], monitors=tuple(nodes), executors=executors,
                    endpoints=tuple(map(by_address, placement.endpoints)))
+
+
+GLIBC = ("linux-vdso", "ld-linux", "libc.so", "libm.so", "libresolv.so", "libpthread.so",
+         "libdl.so", "librt.so")
+
+
+def slurm_client_binds() -> list[str]:
+    """Read-only binds that let `srun` and `scontrol` run inside an image (the coordinator's,
+    under podman): the programs, the libraries they and Slurm's munge plugins load except
+    glibc's (Slurm's library folder whole, with its plugins), Slurm's configuration folder
+    (SLURM_CONF's, else /etc/slurm), munge's socket folder and the user database. The image's
+    glibc must be as new as the host's (Debian bookworm's, 2.36)."""
+    programs = [path for path in map(shutil.which, ("srun", "scontrol")) if path]
+    libraries: set[str] = set()
+    folders: set[str] = set()
+    for program in programs:
+        for library in _linked(program):
+            if "slurm" in Path(library).parent.name:
+                folders.add(str(Path(library).parent))
+    for folder in list(folders):
+        for plugin in ("auth_munge.so", "cred_munge.so"):
+            if (Path(folder) / plugin).exists():
+                libraries.update(_linked(str(Path(folder) / plugin)))
+    for program in programs:
+        libraries.update(_linked(program))
+    libraries = {lib for lib in libraries if not any(str(Path(lib).parent).startswith(f)
+                                                     for f in folders)}
+    config = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).parent
+    extra = [str(config), "/run/munge", "/etc/passwd", "/etc/group"]
+    paths = sorted(set(programs) | folders | libraries) + [p for p in extra if Path(p).exists()]
+    return [f"{path}:{path}:ro" for path in paths]
+
+
+def _linked(binary: str) -> list[str]:
+    """The shared libraries `ldd` resolves for `binary`, glibc's left out."""
+    try:
+        shown = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found = []
+    for line in shown.stdout.splitlines():
+        _, arrow, rest = line.partition("=>")
+        path = rest.split("(")[0].strip() if arrow else ""
+        if path.startswith("/") and not any(name in Path(path).name for name in GLIBC):
+            found.append(path)
+    return found

@@ -1,24 +1,22 @@
-"""`make images` without Apptainer, and the stand-in `apptainer` test double that the Slurm suite
+"""`make images` without Apptainer or podman, and the stand-in `apptainer` test double that the Slurm suite
 puts on PATH (Apptainer cannot be installed here). The definition files themselves are checked
 by tests/unit/test_containers.py."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
 
-def test_make_images_without_apptainer_says_how_to_get_it(repo, tmp_path):
-    if shutil.which("apptainer", path="/usr/bin:/bin"):
-        pytest.skip("apptainer is installed here")
-    made = subprocess.run(["make", "--no-print-directory", "images"], cwd=repo,
+def test_make_images_without_apptainer_or_podman_says_how_to_get_them(repo, tmp_path):
+    made = subprocess.run(["make", "--no-print-directory", "images",
+                           "APPTAINER=no-such-apptainer", "PODMAN=no-such-podman"], cwd=repo,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
                           capture_output=True, text=True, timeout=60)
     assert made.returncode == 2
-    assert "make images: apptainer is not installed" in made.stdout
-    assert "module load Apptainer" in made.stdout
+    assert "make images: neither apptainer nor podman is installed" in made.stdout
+    assert "module load Apptainer" in made.stdout and "apt-get install podman" in made.stdout
     assert "-m build" not in made.stdout  # it stopped before building the wheel
 
 

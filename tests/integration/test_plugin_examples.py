@@ -289,34 +289,30 @@ def definition_sections(path: Path) -> dict[str, str]:
 
 def test_the_image_definitions_install_plugin_wheels_that_the_executor_loads(wheel, repo,
                                                                              tmp_path):
-    """What `make images` does with containers/plugins/*.whl, without Apptainer (it cannot be
-    installed here): base.def's %post, its /opt folders replaced by local ones and `python`
-    being a fresh venv's, installs hpcbench with the plugin wheels; executor.def's %test then
-    loads the plugin's protocol. (--no-cache-dir is dropped: pip's cache stands in for the
-    image build's network.)"""
-    opt = tmp_path / "opt"
-    (opt / "hpcbench").mkdir(parents=True)
-    shutil.copy(wheel, opt / "hpcbench")
+    """What `make images` does with containers/plugins/*.whl, outside an image: the base's
+    install script (base.def's %post runs it) installs hpcbench with the plugin wheels from a
+    wheelhouse made as the Makefile makes it, into a venv and bin folder of the test's;
+    executor.def's %test then loads the plugin's protocol. Real images:
+    tests/cluster/test_podman_slurm.py."""
+    wheels = tmp_path / "wheels"
+    (wheels / "top").mkdir(parents=True)
+    shutil.copy(wheel, wheels / "top")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                    str(opt / "hpcbench-plugins"), str(repo / "servers/examples/kserve")],
+                    str(wheels / "top"), str(repo / "servers/examples/kserve")],
                    check=True, capture_output=True, timeout=300)
-    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "image")], check=True,
-                   timeout=120)
-    env = {**os.environ, "PATH": f"{tmp_path / 'image' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    post = definition_sections(repo / "containers" / "base.def")["post"]
-    post = post.replace("/opt/", f"{opt}/").replace("--no-cache-dir", "")
-    built = subprocess.run(["sh", "-ec", post], env=env, capture_output=True, text=True,
-                           timeout=600)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(wheels / "deps"),
+                    *map(str, (wheels / "top").glob("*.whl"))],
+                   check=True, capture_output=True, timeout=300)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    built = subprocess.run(["sh", str(repo / "containers" / "install-hpcbench.sh"), str(wheels),
+                            str(tmp_path / "venv"), str(bin_dir)],
+                           capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
-    assert not opt.joinpath("hpcbench-plugins").exists()          # cleaned up, as in the image
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     test = definition_sections(repo / "containers" / "executor.def")["test"]
     tested = subprocess.run(["sh", "-ec", test], env=env, capture_output=True, text=True,
                             timeout=120)
     assert tested.returncode == 0, tested.stderr[-3000:]
     assert tested.stdout.split() == ["openai-chat", "openai-completions", "ollama-chat",
                                      "ollama-generate", "resp", "kserve-v2"]
-    # with no plugin wheels, the one pip call names hpcbench's wheel alone
-    (opt / "hpcbench-plugins").mkdir()
-    dry = post.replace("python -m pip install", "echo pip install")
-    shown = subprocess.run(["sh", "-ec", dry], capture_output=True, text=True, timeout=60)
-    assert shown.stdout.split() == ["pip", "install", str(opt / "hpcbench" / "*.whl")]

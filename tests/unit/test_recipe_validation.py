@@ -24,7 +24,7 @@ SLURM = {
 EXPECTED_TRIALS = {"local-sim.yaml": 3, "sweep.yaml": 18, "ollama-single.yaml": 1,
                    "vllm-single.yaml": 1, "vllm-ray-2nodes.yaml": 1, "llamacpp-cpu.yaml": 1,
                    "prefix-reasoning-sim.yaml": 1, "multi-turn.yaml": 2,
-                   "local-histograms.yaml": 1,
+                   "local-histograms.yaml": 1, "podman-sim.yaml": 2,
                    "capacity-search.yaml": 1}   # its probes are chosen as it runs
 
 
