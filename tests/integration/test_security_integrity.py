@@ -164,8 +164,13 @@ def test_a_flood_of_foreign_batches_is_dropped_and_memory_stays_flat(tmp_path, r
     growth_mb = (coordinator.memory_info().rss - before) / 2**20
     assert run.wait(120) == 0, run.output
     trials = finished_trials(session_dir)
+    # every forged batch counted once: the run's counters are taken after the receiver drained
+    # its socket (a trial's summary only has those ingested before that trial closed, and on a
+    # loaded machine the flood can outlast the trial)
+    session = json.loads((session_dir / "session.json").read_text())
+    assert session["runs"][-1]["integrity"]["foreign_batches"] == flood, run.output
     last = json.loads((trials["concurrency-4"] / "summary.json").read_text())
-    assert last["integrity"]["foreign_batches"] == flood, run.output
+    assert 0 < last["integrity"]["foreign_batches"] <= flood, run.output
     record("forged_batches_sent", flood)
     record("forged_batches_accepted",
            forged_rows_stored(session_dir, {f"forger-{index}" for index in range(flood)}))
