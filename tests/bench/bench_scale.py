@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support on
 
 from hpcbench.coordinator.ingest.aggregator import Aggregator  # noqa: E402
 from hpcbench.coordinator.ingest.receiver import AggregatorServer  # noqa: E402
+from tests.support.waiting import wait_until  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 GENERATORS = 2                       # sender processes (the machine's cores are shared)
@@ -77,8 +78,9 @@ def _drive(mode: str, executors: int, seconds: int, paced: bool) -> dict:
     for generator in generators:
         generator.communicate(timeout=300)
     sent_at = time.perf_counter()
-    while aggregator.batches < expected and time.perf_counter() - sent_at < 60:
-        time.sleep(0.001)   # bench polling: the receiver thread advances the counter
+    # the receiver thread advances the counter; the time it takes is the backlog
+    wait_until(lambda: aggregator.batches >= expected, timeout=60, interval=0.001,
+               what=f"the aggregator to take all {expected} messages")
     done = time.perf_counter()
     cpu = time.process_time() - cpu
     server.stop()

@@ -14,6 +14,7 @@ messages sent.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,10 +48,11 @@ def main(endpoint: str, mode: str, first: int, count: int, seconds: int, paced: 
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.monotonic()
+    schedule = threading.Event()   # never set: its wait() is the fleet's once-a-second clock
     sent = 0
     for second in range(seconds):
         if paced:    # a fleet sends once a second: wait for this second's turn
-            time.sleep(max(started + second - time.monotonic(), 0))
+            schedule.wait(max(started + second - time.monotonic(), 0))
         message["seq"] = second
         for index in range(first, first + count):
             message["executor"] = f"exec-{index}"
