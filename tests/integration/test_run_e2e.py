@@ -49,6 +49,20 @@ def trial_dirs(session_dir: Path) -> dict[str, Path]:
     return {path.name: path for path in session_dir.iterdir() if (path / "trial.done").exists()}
 
 
+def assert_rows_and_percentiles(summary: dict, batches: list) -> None:
+    """The trial's stored rows are its requests of every phase, and its HDR percentiles are
+    within 0.1 % of the exact ones recomputed from those raw samples."""
+    overall = summary["overall"]
+    assert sum(batch.n for batch in batches) == (overall["requests"]
+                                                 + overall["warmup_requests"]
+                                                 + overall["drain_requests"])
+    for metric in ("ttft", "itl", "e2e"):
+        hdr, exact = overall["latency"][metric], summary["exact"][metric]
+        assert hdr["count"] == exact["count"] > 0
+        for key in ("p50", "p90", "p99", "max"):
+            assert hdr[key] == pytest.approx(exact[key], rel=1e-3), (metric, key)
+
+
 def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
     results = tmp_path / "results"
     with sim_process(tmp_path) as url:
@@ -70,15 +84,7 @@ def test_run_results_match_the_simulator_and_a_rerun_resumes(tmp_path):
         summary = json.loads((trial_dir / "summary.json").read_text())
         overall = summary["overall"]
         assert overall["requests"] > 0 and overall["error_total"] == 0
-        assert sum(batch.n for batch in batches) == (overall["requests"]
-                                                     + overall["warmup_requests"]
-                                                     + overall["drain_requests"])
-        # HDR percentiles within 0.1 % of the exact ones recomputed from the raw samples
-        for metric in ("ttft", "itl", "e2e"):
-            hdr, exact = overall["latency"][metric], summary["exact"][metric]
-            assert hdr["count"] == exact["count"] > 0
-            for key in ("p50", "p90", "p99", "max"):
-                assert hdr[key] == pytest.approx(exact[key], rel=1e-3), (metric, key)
+        assert_rows_and_percentiles(summary, batches)
         integrity = summary["integrity"]
         assert integrity["missing_batches"] == integrity["duplicate_batches"] == 0
         assert {report["kernel_stamps"] for report in integrity["executor_reports"].values()} \
@@ -143,19 +149,12 @@ def test_histogram_mode_keeps_every_served_request_and_its_statistics(tmp_path):
         assert {batch.executor for batch in batches} == {"executor-0", "executor-1"}
         rows += sum(batch.n for batch in batches)
         stored_batches += len(batches)
-        overall, integrity = summary["overall"], summary["integrity"]
+        integrity = summary["integrity"]
         # the session's counters: every batch that arrived was a summary
         assert integrity["summary_batches"] == integrity["batches"]
         sent_batches = max(sent_batches, integrity["batches"])
         assert integrity["unstored_batches"] == integrity["missing_batches"] == 0
-        assert sum(batch.n for batch in batches) == (overall["requests"]
-                                                     + overall["warmup_requests"]
-                                                     + overall["drain_requests"])
-        for metric in ("ttft", "itl", "e2e"):
-            hdr, exact = overall["latency"][metric], summary["exact"][metric]
-            assert hdr["count"] == exact["count"] > 0
-            for key in ("p50", "p90", "p99", "max"):
-                assert hdr[key] == pytest.approx(exact[key], rel=1e-3), (metric, key)
+        assert_rows_and_percentiles(summary, batches)
     assert rows == served
     assert stored_batches == sent_batches      # each summarised batch's rows gathered once
 
